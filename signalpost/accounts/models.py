@@ -1,0 +1,40 @@
+from django.conf import settings
+from django.db import models
+from django.db.models.functions import Lower
+
+
+class Profile(models.Model):
+    """One person, known by one email address (the tutorial's ``user.profile``).
+
+    ``subscriptions`` holds the newsletters this profile is actively subscribed
+    to; receivers of ``user_subscribed`` / ``user_unsubscribed`` keep it in step
+    with the ``Subscription`` rows, which hold the status and its history.
+    """
+
+    email = models.EmailField(max_length=254)
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="profile",
+    )
+    name = models.CharField(max_length=200, blank=True)
+    attributes = models.JSONField(default=dict, blank=True)
+    subscriptions = models.ManyToManyField(
+        "newsletters.Newsletter",
+        blank=True,
+        related_name="subscriber_profiles",
+        help_text="Newsletters with an active subscription (kept by signal receivers).",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(Lower("email"), name="accounts_profile_email_unique_ci"),
+        ]
+        ordering = ["email"]
+
+    def __str__(self):
+        return self.email

@@ -1,0 +1,15 @@
+"""Reads of profiles."""
+
+from django.core.exceptions import ValidationError
+
+from signalpost.accounts.models import Profile
+from signalpost.accounts.services import email_normalize
+
+
+def profile_by_email(*, email):
+    """Return the profile for ``email``, or ``None`` (also for an invalid address)."""
+    try:
+        email = email_normalize(email)
+    except ValidationError:
+        return None
+    return Profile.objects.filter(email=email).first()

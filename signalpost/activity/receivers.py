@@ -1,0 +1,46 @@
+"""Receivers that write one activity row per event, in the sender's transaction."""
+
+from django.contrib.auth.signals import user_logged_in
+from django.dispatch import receiver
+
+from signalpost.accounts.models import Profile
+from signalpost.activity.models import Activity
+from signalpost.activity.services import activity_record
+from signalpost.signals import subscription_requested, user_subscribed, user_unsubscribed
+
+
+@receiver(subscription_requested, dispatch_uid="activity.record_subscription_requested")
+def activity_record_subscription_requested(sender, *, profile, newsletter, source, **kwargs):
+    activity_record(
+        profile=profile,
+        event=Activity.Event.SUBSCRIPTION_REQUESTED,
+        newsletter=newsletter,
+        detail={"source": source},
+    )
+
+
+@receiver(user_subscribed, dispatch_uid="activity.record_subscribed")
+def activity_record_subscribed(sender, *, profile, newsletter, source, **kwargs):
+    activity_record(
+        profile=profile,
+        event=Activity.Event.SUBSCRIBED,
+        newsletter=newsletter,
+        detail={"source": source},
+    )
+
+
+@receiver(user_unsubscribed, dispatch_uid="activity.record_unsubscribed")
+def activity_record_unsubscribed(sender, *, profile, newsletter, reason, **kwargs):
+    activity_record(
+        profile=profile,
+        event=Activity.Event.UNSUBSCRIBED,
+        newsletter=newsletter,
+        detail={"reason": reason},
+    )
+
+
+@receiver(user_logged_in, dispatch_uid="activity.record_user_logged_in")
+def activity_record_user_logged_in(sender, *, user, **kwargs):
+    profile = Profile.objects.filter(user=user).first()
+    if profile is not None:
+        activity_record(profile=profile, event=Activity.Event.USER_LOGGED_IN)

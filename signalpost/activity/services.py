@@ -1,0 +1,14 @@
+"""Writes to the activity trail."""
+
+from signalpost.activity.models import Activity
+
+
+def activity_record(*, profile, event, newsletter=None, detail=None):
+    """Append one event to ``profile``'s trail and return it.
+
+    Runs in the caller's transaction (receivers call it), so the row exists
+    exactly when the event it records does.
+    """
+    return Activity.objects.create(
+        profile=profile, event=event, newsletter=newsletter, detail=detail or {}
+    )

@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class SignalpostConfig(AppConfig):
+    """The project package as an app: the signal catalogue, its command, templates and static."""
+
+    name = "signalpost"
+    verbose_name = "Signalpost"

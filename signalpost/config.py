@@ -1,0 +1,117 @@
+"""Reading the service's configuration from environment variables.
+
+Each reader turns one variable into the setting Django expects and raises
+``ImproperlyConfigured`` naming the variable when its value cannot be used,
+so a typo stops the process at start-up rather than at the first email.
+"""
+
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+SQLITE_OPTIONS = {
+    # IMMEDIATE takes the write lock when a transaction begins, so two writers
+    # queue on the busy timeout instead of failing with "database is locked"
+    # when one upgrades a read transaction to a write.
+    "transaction_mode": "IMMEDIATE",
+    "timeout": 20,
+    "init_command": ("PRAGMA journal_mode=WAL;PRAGMA synchronous=NORMAL;PRAGMA foreign_keys=ON;"),
+}
+
+TRUE_WORDS = {"1", "true", "yes", "on"}
+FALSE_WORDS = {"0", "false", "no", "off", ""}
+
+
+def env_flag(environ, name, *, default):
+    """Return the boolean value of environment variable ``name``."""
+    raw = environ.get(name)
+    if raw is None:
+        return default
+    word = raw.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ImproperlyConfigured(
+        f"{name} must be one of 1/0, true/false, yes/no, on/off; got {raw!r}"
+    )
+
+
+def env_list(environ, name, *, default):
+    """Return the comma-separated environment variable ``name`` as a list."""
+    raw = environ.get(name)
+    if raw is None:
+        return list(default)
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def database_from_url(url, *, base_dir):
+    """Return a ``DATABASES['default']`` dict for ``url`` (SQLite or PostgreSQL)."""
+    if not url:
+        (base_dir / "var").mkdir(exist_ok=True)
+        url = f"sqlite:///{base_dir / 'var' / 'signalpost.sqlite3'}"
+    try:
+        database = dj_database_url.parse(url, conn_max_age=0, conn_health_checks=True)
+    except ValueError as error:
+        raise ImproperlyConfigured(f"DATABASE_URL is not usable: {error}") from error
+    engine = database["ENGINE"]
+    if engine == "django.db.backends.sqlite3":
+        database["OPTIONS"] = {**SQLITE_OPTIONS, **database.get("OPTIONS", {})}
+    elif engine != "django.db.backends.postgresql":
+        raise ImproperlyConfigured(
+            f"DATABASE_URL must be sqlite:// or postgres://; got engine {engine}"
+        )
+    return database
+
+
+def email_from_url(url):
+    """Return Django email settings for ``url``.
+
+    ``console:`` prints messages, ``locmem:`` keeps them in memory (tests),
+    ``smtp://user:pass@host:port?tls=1`` (or ``ssl=1``, ``timeout=10``) sends them.
+    """
+    parts = urlsplit(url or "console:")
+    scheme = parts.scheme.lower()
+    if scheme == "console":
+        return {"EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend"}
+    if scheme == "locmem":
+        return {"EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend"}
+    if scheme not in {"smtp", "smtps"}:
+        raise ImproperlyConfigured(
+            f"EMAIL_URL must be console:, locmem: or smtp://...; got {url!r}"
+        )
+    query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+    try:
+        port = parts.port
+        timeout = float(query["timeout"]) if "timeout" in query else 30.0
+    except ValueError as error:
+        raise ImproperlyConfigured(f"EMAIL_URL is not usable: {error}") from error
+    use_ssl = scheme == "smtps" or query.get("ssl", "0").lower() in TRUE_WORDS
+    return {
+        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "EMAIL_HOST": parts.hostname or "localhost",
+        "EMAIL_PORT": port or (465 if use_ssl else 25),
+        "EMAIL_HOST_USER": unquote(parts.username or ""),
+        "EMAIL_HOST_PASSWORD": unquote(parts.password or ""),
+        "EMAIL_USE_TLS": query.get("tls", "0").lower() in TRUE_WORDS,
+        "EMAIL_USE_SSL": use_ssl,
+        "EMAIL_TIMEOUT": timeout,
+    }
+
+
+def cache_from_url(url):
+    """Return a ``CACHES['default']`` dict for ``url``.
+
+    ``locmem:`` (the default, one process only), ``redis://host:port/db`` for
+    anything that runs more than one process, ``dummy:`` to cache nothing.
+    """
+    parts = urlsplit(url or "locmem:")
+    scheme = parts.scheme.lower()
+    if scheme == "locmem":
+        return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    if scheme == "dummy":
+        return {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}
+    if scheme in {"redis", "rediss"}:
+        return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}
+    raise ImproperlyConfigured(f"CACHE_URL must be locmem:, dummy: or redis://...; got {url!r}")

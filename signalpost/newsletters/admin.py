@@ -1,0 +1,58 @@
+from django.contrib import admin, messages
+
+from signalpost.newsletters.models import Newsletter, Subscription, Topic
+from signalpost.newsletters.services import subscription_confirm, unsubscribe
+
+
+@admin.register(Topic)
+class TopicAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug"]
+    prepopulated_fields = {"slug": ["name"]}
+
+
+@admin.register(Newsletter)
+class NewsletterAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "opt_in", "is_public", "active_subscribers"]
+    list_filter = ["opt_in", "is_public", "topics"]
+    search_fields = ["name", "slug"]
+    prepopulated_fields = {"slug": ["name"]}
+    filter_horizontal = ["topics"]
+
+    @admin.display(description="Active subscribers")
+    def active_subscribers(self, newsletter):
+        return newsletter.subscriptions.filter(status=Subscription.Status.ACTIVE).count()
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(admin.ModelAdmin):
+    """Subscriptions change state only through the services, so the signals fire."""
+
+    list_display = ["profile", "newsletter", "status", "source", "created_at", "subscribed_at"]
+    list_filter = ["status", "source", "newsletter"]
+    search_fields = ["profile__email"]
+    list_select_related = ["profile", "newsletter"]
+    readonly_fields = [field.name for field in Subscription._meta.fields]
+    actions = ["confirm_selected", "unsubscribe_selected"]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.action(description="Confirm selected pending subscriptions")
+    def confirm_selected(self, request, queryset):
+        confirmed = 0
+        for subscription in queryset.filter(status=Subscription.Status.PENDING):
+            subscription_confirm(subscription=subscription)
+            confirmed += 1
+        self.message_user(request, f"Confirmed {confirmed} subscription(s).", messages.SUCCESS)
+
+    @admin.action(description="Unsubscribe selected")
+    def unsubscribe_selected(self, request, queryset):
+        ended = 0
+        for subscription in queryset.select_related("profile", "newsletter"):
+            if unsubscribe(
+                email=subscription.profile.email,
+                newsletter=subscription.newsletter,
+                reason=f"unsubscribed by staff ({request.user.get_username()})",
+            ):
+                ended += 1
+        self.message_user(request, f"Unsubscribed {ended} subscription(s).", messages.SUCCESS)

@@ -1,0 +1,77 @@
+"""Demo data: a few topics, newsletters and subscribers to look around with."""
+
+from django.db import transaction
+
+from signalpost.newsletters.models import Newsletter, Subscription, Topic
+from signalpost.newsletters.services import subscribe
+
+TOPICS = {"python": "Python", "web": "Web development", "data": "Data"}
+
+NEWSLETTERS = [
+    {
+        "slug": "python-weekly",
+        "name": "Python Weekly",
+        "description": "The best Python articles, talks and releases, every Thursday.",
+        "topics": ["python"],
+    },
+    {
+        "slug": "django-digest",
+        "name": "Django Digest",
+        "description": "What changed in Django and its ecosystem this fortnight.",
+        "topics": ["python", "web"],
+    },
+    {
+        "slug": "frontend-notes",
+        "name": "Frontend Notes",
+        "description": "CSS, accessibility and the platform, once a month.",
+        "topics": ["web"],
+    },
+    {
+        "slug": "data-letters",
+        "name": "Data Letters",
+        "description": "Databases, pipelines and the people who run them.",
+        "topics": ["data"],
+    },
+]
+
+SUBSCRIBERS = [
+    ("jane@example.com", "Jane", ["python-weekly", "django-digest"]),
+    ("sam@example.com", "Sam", ["frontend-notes"]),
+    ("ada@example.com", "Ada", ["data-letters", "python-weekly"]),
+]
+
+
+@transaction.atomic
+def demo_data_load():
+    """Create the demo topics, newsletters and subscribers; safe to run again.
+
+    Demo newsletters are single opt-in so subscribing through the site works
+    without a mailbox. Returns the number of newsletters.
+    """
+    topics = {
+        slug: Topic.objects.get_or_create(slug=slug, defaults={"name": name})[0]
+        for slug, name in TOPICS.items()
+    }
+    newsletters = {}
+    for spec in NEWSLETTERS:
+        newsletter, _ = Newsletter.objects.get_or_create(
+            slug=spec["slug"],
+            defaults={
+                "name": spec["name"],
+                "description": spec["description"],
+                "opt_in": Newsletter.OptIn.SINGLE,
+                "sender_name": spec["name"],
+                "sender_email": f"{spec['slug']}@newsletters.example.com",
+            },
+        )
+        newsletter.topics.add(*(topics[slug] for slug in spec["topics"]))
+        newsletters[spec["slug"]] = newsletter
+    for email, name, slugs in SUBSCRIBERS:
+        for slug in slugs:
+            subscribe(
+                email=email,
+                name=name,
+                newsletter=newsletters[slug],
+                source=Subscription.Source.ADMIN,
+            )
+    return len(newsletters)

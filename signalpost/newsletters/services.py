@@ -1,0 +1,150 @@
+"""Subscribing and unsubscribing: the only places a subscription changes state.
+
+Each function runs in one transaction and sends its catalogue signal inside
+it, so the receivers' writes (profile, activity, queued emails) commit or roll
+back together with the subscription.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from signalpost.accounts.selectors import profile_by_email
+from signalpost.accounts.services import profile_get_or_create
+from signalpost.newsletters.models import Newsletter, Subscription
+from signalpost.signals import subscription_requested, user_subscribed, user_unsubscribed
+
+Status = Subscription.Status
+Source = Subscription.Source
+
+USER_AGENT_MAX_LENGTH = 500
+REASON_MAX_LENGTH = 200
+
+# Statuses a person leaves by asking again (form, API, admin). An import never
+# brings these back: a list someone uploads must not override their choice.
+ENDED_STATUSES = {Status.UNSUBSCRIBED, Status.BOUNCED, Status.COMPLAINED}
+
+
+@dataclass(frozen=True)
+class ConsentEvidence:
+    """What proves a person asked to subscribe: when, from where, with what."""
+
+    at: datetime
+    ip: str | None = None
+    user_agent: str = ""
+
+
+@transaction.atomic
+def subscribe(*, email, newsletter, source, name="", consent=None):
+    """Subscribe ``email`` to ``newsletter`` and return the ``Subscription``.
+
+    Single opt-in newsletters (and staff adding someone by hand) activate at
+    once and send ``user_subscribed``; double opt-in ones leave the
+    subscription pending and send ``subscription_requested``. Subscribing an
+    active address changes nothing and sends nothing, so concurrent identical
+    requests produce one subscription and one signal.
+
+    Raises ``django.core.exceptions.ValidationError`` for an invalid address.
+    """
+    source = Source(source)
+    profile, _ = profile_get_or_create(email=email, name=name)
+    Subscription.objects.get_or_create(
+        profile=profile, newsletter=newsletter, defaults={"source": source}
+    )
+    # The row lock serialises concurrent requests for the same pair: each one
+    # sees the state the previous one committed.
+    subscription = Subscription.objects.select_for_update().get(
+        profile=profile, newsletter=newsletter
+    )
+    if subscription.status == Status.ACTIVE:
+        return subscription
+    if subscription.status in ENDED_STATUSES and source == Source.IMPORT:
+        return subscription
+
+    now = timezone.now()
+    subscription.source = source
+    if consent is not None:
+        subscription.consent_at = consent.at
+        subscription.consent_ip = consent.ip
+        subscription.consent_user_agent = consent.user_agent[:USER_AGENT_MAX_LENGTH]
+    signal_arguments = {
+        "profile": profile,
+        "newsletter": newsletter,
+        "subscription": subscription,
+        "user_email": profile.email,
+        "source": source.value,
+    }
+    if newsletter.opt_in == Newsletter.OptIn.SINGLE or source == Source.ADMIN:
+        subscription.status = Status.ACTIVE
+        subscription.subscribed_at = now
+        subscription.save()
+        user_subscribed.send(sender=Subscription, **signal_arguments)
+    else:
+        subscription.status = Status.PENDING
+        subscription.requested_at = now
+        subscription.save()
+        subscription_requested.send(sender=Subscription, **signal_arguments)
+    return subscription
+
+
+@transaction.atomic
+def subscription_confirm(*, subscription):
+    """Activate a pending ``subscription`` (double opt-in confirmed); return it.
+
+    Confirming twice is harmless: only the first activation sends
+    ``user_subscribed``. A subscription that ended meanwhile stays ended.
+    """
+    subscription = (
+        Subscription.objects.select_for_update()
+        .select_related("profile", "newsletter")
+        .get(pk=subscription.pk)
+    )
+    if subscription.status != Status.PENDING:
+        return subscription
+    subscription.status = Status.ACTIVE
+    subscription.subscribed_at = timezone.now()
+    subscription.save(update_fields=["status", "subscribed_at"])
+    user_subscribed.send(
+        sender=Subscription,
+        profile=subscription.profile,
+        newsletter=subscription.newsletter,
+        subscription=subscription,
+        user_email=subscription.profile.email,
+        source=subscription.source,
+    )
+    return subscription
+
+
+@transaction.atomic
+def unsubscribe(*, email, newsletter, reason):
+    """End ``email``'s pending or active subscription to ``newsletter``.
+
+    Returns the ended ``Subscription``, or ``None`` when there was nothing to
+    end (unknown address, never subscribed, already ended): callers answer the
+    same either way, so the response reveals nothing about who is subscribed.
+    """
+    profile = profile_by_email(email=email)
+    if profile is None:
+        return None
+    subscription = (
+        Subscription.objects.select_for_update()
+        .filter(profile=profile, newsletter=newsletter, status__in=[Status.PENDING, Status.ACTIVE])
+        .first()
+    )
+    if subscription is None:
+        return None
+    subscription.status = Status.UNSUBSCRIBED
+    subscription.unsubscribed_at = timezone.now()
+    subscription.unsubscribe_reason = reason[:REASON_MAX_LENGTH]
+    subscription.save(update_fields=["status", "unsubscribed_at", "unsubscribe_reason"])
+    user_unsubscribed.send(
+        sender=Subscription,
+        profile=profile,
+        newsletter=newsletter,
+        subscription=subscription,
+        user_email=profile.email,
+        reason=subscription.unsubscribe_reason,
+    )
+    return subscription

@@ -1,0 +1,87 @@
+"""The public catalogue of Signalpost's signals.
+
+Every signal Signalpost sends is declared here with its arguments. Hook your
+own code to them with ``@receiver(signal, dispatch_uid=...)``; ``manage.py
+signals`` lists them with every connected receiver.
+
+Each signal is sent by the service that performs the action, inside that
+service's transaction: a receiver that writes to the database commits or rolls
+back with the action. Receivers with effects outside the database (email,
+webhooks) must be durable (see README: Signals).
+"""
+
+from signalpost.dispatch import DeclaredSignal
+
+SUBSCRIPTION_ARGUMENTS = ("profile", "newsletter", "subscription", "user_email")
+
+subscription_requested = DeclaredSignal(
+    "subscription_requested",
+    arguments=(*SUBSCRIPTION_ARGUMENTS, "source"),
+    doc="A pending subscription was created or re-requested on a double opt-in newsletter: "
+    "the address must confirm before it receives anything. Sent by "
+    "newsletters.services.subscribe inside its transaction.",
+)
+
+user_subscribed = DeclaredSignal(
+    "user_subscribed",
+    arguments=(*SUBSCRIPTION_ARGUMENTS, "source"),
+    doc="A subscription became active (single opt-in subscribe, or a confirmed double "
+    "opt-in). Sent by newsletters.services.subscribe / subscription_confirm inside "
+    "their transaction, once per activation.",
+)
+
+user_unsubscribed = DeclaredSignal(
+    "user_unsubscribed",
+    arguments=(*SUBSCRIPTION_ARGUMENTS, "reason"),
+    doc="A pending or active subscription ended. Sent by newsletters.services.unsubscribe "
+    "inside its transaction; not sent when the address was not subscribed.",
+)
+
+issue_sending_started = DeclaredSignal(
+    "issue_sending_started",
+    arguments=("issue", "newsletter", "recipient_count"),
+    doc="An issue's deliveries were created and its send began.",
+)
+
+issue_sent = DeclaredSignal(
+    "issue_sent",
+    arguments=("issue", "newsletter", "sent_count", "failed_count"),
+    doc="Every delivery of an issue reached a final state.",
+)
+
+delivery_failed = DeclaredSignal(
+    "delivery_failed",
+    arguments=("delivery", "issue", "profile", "user_email", "reason"),
+    doc="A delivery failed permanently (rejected recipient, or retries exhausted).",
+)
+
+bounce_received = DeclaredSignal(
+    "bounce_received",
+    arguments=("profile", "subscription", "user_email", "bounce_type", "description"),
+    doc="The email provider reported a bounce for an address.",
+)
+
+complaint_received = DeclaredSignal(
+    "complaint_received",
+    arguments=("profile", "subscription", "user_email", "description"),
+    doc="The email provider reported a spam complaint for an address.",
+)
+
+profile_erased = DeclaredSignal(
+    "profile_erased",
+    arguments=("profile_id", "user_email"),
+    doc="A profile's personal data was erased; user_email is the address it had, for "
+    "receivers that must forget it elsewhere.",
+)
+
+CATALOGUE = (
+    subscription_requested,
+    user_subscribed,
+    user_unsubscribed,
+    issue_sending_started,
+    issue_sent,
+    delivery_failed,
+    bounce_received,
+    complaint_received,
+    profile_erased,
+)
