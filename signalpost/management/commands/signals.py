@@ -31,7 +31,7 @@ class Command(BaseCommand):
             self.write_receivers(receivers)
         self.stdout.write("")
         self.stdout.write(self.style.MIGRATE_HEADING("Django signals with receivers"))
-        for name, signal, receivers in django:
+        for name, _signal, receivers in django:
             self.stdout.write("")
             self.stdout.write(self.style.SUCCESS(name))
             self.write_receivers(receivers)
