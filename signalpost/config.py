@@ -65,8 +65,8 @@ def database_from_url(url, *, base_dir):
     return database
 
 
-def email_from_url(url):
-    """Return Django email settings for ``url``.
+def mailer_from_url(url):
+    """Return a ``MAILERS['default']`` dict (Django 6.1's email setting) for ``url``.
 
     ``console:`` prints messages, ``locmem:`` keeps them in memory (tests),
     ``smtp://user:pass@host:port?tls=1`` (or ``ssl=1``, ``timeout=10``) sends them.
@@ -74,13 +74,11 @@ def email_from_url(url):
     parts = urlsplit(url or "console:")
     scheme = parts.scheme.lower()
     if scheme == "console":
-        return {"EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend"}
+        return {"BACKEND": "django.core.mail.backends.console.EmailBackend"}
     if scheme == "locmem":
-        return {"EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend"}
+        return {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}
     if scheme not in {"smtp", "smtps"}:
-        raise ImproperlyConfigured(
-            f"EMAIL_URL must be console:, locmem: or smtp://...; got {url!r}"
-        )
+        raise ImproperlyConfigured(f"EMAIL_URL must be console:, locmem: or smtp://; got {url!r}")
     query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
     try:
         port = parts.port
@@ -88,15 +86,20 @@ def email_from_url(url):
     except ValueError as error:
         raise ImproperlyConfigured(f"EMAIL_URL is not usable: {error}") from error
     use_ssl = scheme == "smtps" or query.get("ssl", "0").lower() in TRUE_WORDS
+    use_tls = query.get("tls", "0").lower() in TRUE_WORDS
+    if use_ssl and use_tls:
+        raise ImproperlyConfigured("EMAIL_URL may ask for tls=1 or ssl=1, not both")
     return {
-        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
-        "EMAIL_HOST": parts.hostname or "localhost",
-        "EMAIL_PORT": port or (465 if use_ssl else 25),
-        "EMAIL_HOST_USER": unquote(parts.username or ""),
-        "EMAIL_HOST_PASSWORD": unquote(parts.password or ""),
-        "EMAIL_USE_TLS": query.get("tls", "0").lower() in TRUE_WORDS,
-        "EMAIL_USE_SSL": use_ssl,
-        "EMAIL_TIMEOUT": timeout,
+        "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "OPTIONS": {
+            "host": parts.hostname or "localhost",
+            "port": port,
+            "username": unquote(parts.username) if parts.username else None,
+            "password": unquote(parts.password) if parts.password else None,
+            "use_tls": use_tls,
+            "use_ssl": use_ssl,
+            "timeout": timeout,
+        },
     }
 
 

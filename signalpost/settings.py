@@ -8,9 +8,9 @@ from django.core.exceptions import ImproperlyConfigured
 from signalpost.config import (
     cache_from_url,
     database_from_url,
-    email_from_url,
     env_flag,
     env_list,
+    mailer_from_url,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -88,7 +88,7 @@ TASKS = {
     }
 }
 
-globals().update(email_from_url(ENV.get("EMAIL_URL")))
+MAILERS = {"default": mailer_from_url(ENV.get("EMAIL_URL"))}
 DEFAULT_FROM_EMAIL = ENV.get("DEFAULT_FROM_EMAIL", "Signalpost <newsletters@localhost>")
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -1,0 +1,110 @@
+"""Settings come from the environment, with safe defaults and clear refusals."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from signalpost.config import cache_from_url, database_from_url, env_flag, mailer_from_url
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_sqlite_is_the_default_with_wal_and_immediate_transactions(tmp_path):
+    database = database_from_url("", base_dir=tmp_path)
+    assert database["ENGINE"] == "django.db.backends.sqlite3"
+    assert database["OPTIONS"]["transaction_mode"] == "IMMEDIATE"
+    assert database["OPTIONS"]["timeout"] > 0
+    assert "journal_mode=WAL" in database["OPTIONS"]["init_command"]
+
+
+def test_postgresql_from_database_url(tmp_path):
+    database = database_from_url(
+        "postgres://app:secret@db.internal:5433/letters", base_dir=tmp_path
+    )
+    assert database["ENGINE"] == "django.db.backends.postgresql"
+    assert (database["HOST"], database["PORT"], database["NAME"]) == (
+        "db.internal",
+        5433,
+        "letters",
+    )
+
+
+def test_an_unsupported_database_is_refused(tmp_path):
+    with pytest.raises(ImproperlyConfigured, match="DATABASE_URL"):
+        database_from_url("mysql://root@localhost/x", base_dir=tmp_path)
+
+
+def test_smtp_email_url():
+    mailer = mailer_from_url("smtp://user%40x:p%3Ass@mail.example.com:587?tls=1&timeout=5")
+    assert mailer["BACKEND"].endswith("smtp.EmailBackend")
+    assert mailer["OPTIONS"] == {
+        "host": "mail.example.com",
+        "port": 587,
+        "username": "user@x",
+        "password": "p:ss",
+        "use_tls": True,
+        "use_ssl": False,
+        "timeout": 5.0,
+    }
+
+
+def test_console_email_is_the_default():
+    assert mailer_from_url(None)["BACKEND"].endswith("console.EmailBackend")
+
+
+@pytest.mark.parametrize(
+    "url", ["ftp://x", "smtp://h?tls=1&ssl=1", "smtp://h:notaport", "smtp://h?timeout=soon"]
+)
+def test_a_bad_email_url_is_refused(url):
+    with pytest.raises(ImproperlyConfigured, match="EMAIL_URL"):
+        mailer_from_url(url)
+
+
+def test_cache_urls():
+    assert cache_from_url("")["BACKEND"].endswith("LocMemCache")
+    redis = cache_from_url("redis://127.0.0.1:6379/1")
+    assert redis == {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": "redis://127.0.0.1:6379/1",
+    }
+    with pytest.raises(ImproperlyConfigured, match="CACHE_URL"):
+        cache_from_url("memcached://x")
+
+
+def test_flags():
+    assert env_flag({"DEBUG": "off"}, "DEBUG", default=True) is False
+    assert env_flag({}, "DEBUG", default=True) is True
+    with pytest.raises(ImproperlyConfigured, match="DEBUG"):
+        env_flag({"DEBUG": "maybe"}, "DEBUG", default=False)
+
+
+def run_check(**environ):
+    env = {key: value for key, value in os.environ.items() if key != "SECRET_KEY"}
+    env.update(environ)
+    return subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_production_refuses_to_start_without_a_real_secret_key():
+    missing = run_check(SIGNALPOST_MODE="production", ALLOWED_HOSTS="news.example.com")
+    assert missing.returncode != 0
+    assert "SECRET_KEY must be set" in missing.stderr
+
+
+def test_production_starts_with_a_real_secret_key():
+    started = run_check(
+        SIGNALPOST_MODE="production",
+        ALLOWED_HOSTS="news.example.com",
+        SECRET_KEY="k" * 64,
+    )
+    assert started.returncode == 0, started.stderr
