@@ -52,7 +52,9 @@ def database_from_url(url, *, base_dir):
         (base_dir / "var").mkdir(exist_ok=True)
         url = f"sqlite:///{base_dir / 'var' / 'signalpost.sqlite3'}"
     try:
-        database = dj_database_url.parse(url, conn_max_age=0, conn_health_checks=True)
+        # Persistent connections: workers and web processes reconnecting per task or
+        # request spend more time connecting than working.
+        database = dj_database_url.parse(url, conn_max_age=600, conn_health_checks=True)
     except ValueError as error:
         raise ImproperlyConfigured(f"DATABASE_URL is not usable: {error}") from error
     engine = database["ENGINE"]

@@ -9,6 +9,7 @@ from django.db.models import Model
 from django.db.models import signals as model_signals
 from django.tasks import signals as task_signals
 
+from signalpost.dispatch import DeclaredSignal
 from signalpost.signals import CATALOGUE
 
 # Django's own signals worth showing beside the catalogue, by the name people
@@ -33,12 +34,37 @@ DJANGO_SIGNALS = {
 }
 
 
+DJANGO_SIGNAL_NAMES = {id(signal): name for name, signal in DJANGO_SIGNALS.items()}
+
+
+def signal_name(signal):
+    """Return the name a durable task records for ``signal``; raise ``TypeError`` if none."""
+    if isinstance(signal, DeclaredSignal):
+        return signal.name
+    try:
+        return DJANGO_SIGNAL_NAMES[id(signal)]
+    except KeyError:
+        raise TypeError(
+            f"{signal!r} has no name: durable receivers need a DeclaredSignal or one of "
+            f"Django's signals ({', '.join(DJANGO_SIGNALS)})"
+        ) from None
+
+
+def signal_by_name(name):
+    """Return the signal ``signal_name`` named ``name``; raise ``LookupError`` if unknown."""
+    signal = DeclaredSignal.by_name.get(name) or DJANGO_SIGNALS.get(name)
+    if signal is None:
+        raise LookupError(f"no signal named {name!r}")
+    return signal
+
+
 @dataclass(frozen=True)
 class ReceiverInfo:
     path: str
     sender: str
     mode: str
     dispatch_uid: str | None
+    retry_policy: str | None = None
 
 
 def dereference(reference):
@@ -74,21 +100,26 @@ def receivers_of(signal):
         uid = lookup_key[0]
         # Without a dispatch_uid the key holds id(receiver), not a name.
         dispatch_uid = uid if isinstance(uid, str) else None
-        durable_policy = getattr(function, "durable_policy", None)
+        policy = getattr(function, "durable_policy", None)
         infos.append(
             ReceiverInfo(
                 path=describe_receiver(function),
                 sender=describe_sender(dereference(sender_ref)),
-                mode="durable" if durable_policy else "sync",
+                mode="durable" if policy else "sync",
                 dispatch_uid=dispatch_uid,
+                retry_policy=policy.describe() if policy else None,
             )
         )
     return infos
 
 
 def catalogue_report():
-    """Return ``[(signal, [ReceiverInfo, ...]), ...]`` for every catalogue signal."""
-    return [(signal, receivers_of(signal)) for signal in CATALOGUE]
+    """Return ``[(signal, [ReceiverInfo, ...]), ...]`` for every declared signal.
+
+    The catalogue comes first, then signals other apps declared with ``DeclaredSignal``.
+    """
+    others = [signal for signal in DeclaredSignal.by_name.values() if signal not in CATALOGUE]
+    return [(signal, receivers_of(signal)) for signal in (*CATALOGUE, *others)]
 
 
 def django_report():

@@ -41,6 +41,8 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    # Before django_tasks_db: its db_worker command is replaced by ours (with heartbeats).
+    "signalpost.durable",
     "django_tasks_db",
     "signalpost",
     "signalpost.accounts",
@@ -77,6 +79,9 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": database_from_url(ENV.get("DATABASE_URL"), base_dir=BASE_DIR)}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # A file, not memory, so the worker processes that tests start share the test database.
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / "test-signalpost.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CACHES = {"default": cache_from_url(ENV.get("CACHE_URL"))}
@@ -87,6 +92,9 @@ TASKS = {
         "QUEUES": ["default"],
     }
 }
+# A running task whose worker has sent no heartbeat for this long is run again
+# by another worker. Workers beat every quarter of it.
+SIGNALPOST_WORKER_LEASE_SECONDS = float(ENV.get("WORKER_LEASE_SECONDS", "30"))
 
 MAILERS = {"default": mailer_from_url(ENV.get("EMAIL_URL"))}
 DEFAULT_FROM_EMAIL = ENV.get("DEFAULT_FROM_EMAIL", "Signalpost <newsletters@localhost>")

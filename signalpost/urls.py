@@ -1,7 +1,10 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from signalpost.durable.views import queue_status_page
+
 urlpatterns = [
+    path("admin/queue/", queue_status_page, name="queue_status"),
     path("admin/", admin.site.urls),
     path("", include("signalpost.newsletters.urls")),
 ]

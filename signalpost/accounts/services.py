@@ -30,7 +30,8 @@ def email_normalize(raw_email):
     return email
 
 
-@transaction.atomic
+# No savepoint when nested: get_or_create keeps its own around the insert.
+@transaction.atomic(savepoint=False)
 def profile_get_or_create(*, email, name=""):
     """Return ``(profile, created)`` for ``email``; safe against concurrent callers.
 

@@ -50,13 +50,10 @@ def subscribe(*, email, newsletter, source, name="", consent=None):
     """
     source = Source(source)
     profile, _ = profile_get_or_create(email=email, name=name)
-    Subscription.objects.get_or_create(
-        profile=profile, newsletter=newsletter, defaults={"source": source}
-    )
     # The row lock serialises concurrent requests for the same pair: each one
     # sees the state the previous one committed.
-    subscription = Subscription.objects.select_for_update().get(
-        profile=profile, newsletter=newsletter
+    subscription, _ = Subscription.objects.select_for_update().get_or_create(
+        profile=profile, newsletter=newsletter, defaults={"source": source}
     )
     if subscription.status == Status.ACTIVE:
         return subscription

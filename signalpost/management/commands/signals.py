@@ -21,7 +21,11 @@ class Command(BaseCommand):
         if options["json"]:
             self.stdout.write(json.dumps(self.as_data(catalogue, django), indent=2))
             return
-        self.stdout.write(self.style.MIGRATE_HEADING("Signalpost catalogue (signalpost.signals)"))
+        self.stdout.write(
+            self.style.MIGRATE_HEADING(
+                "Declared signals (the catalogue, signalpost.signals, first)"
+            )
+        )
         for signal, receivers in catalogue:
             arguments = ", ".join(signal.arguments)
             optional = "".join(f", [{name}]" for name in signal.optional_arguments)
@@ -45,6 +49,8 @@ class Command(BaseCommand):
                 f"  -> {info.mode:<7} {info.path}  sender={info.sender}  "
                 f"dispatch_uid={info.dispatch_uid or '(none)'}"
             )
+            if info.retry_policy:
+                self.stdout.write(f"             retry: {info.retry_policy}")
 
     @staticmethod
     def as_data(catalogue, django):

@@ -1,0 +1,63 @@
+from django.contrib import admin, messages
+from django.utils.html import format_html
+
+from signalpost.durable.models import DeadLetter, WorkerProcess
+from signalpost.durable.services import dead_letter_replay
+
+
+@admin.register(DeadLetter)
+class DeadLetterAdmin(admin.ModelAdmin):
+    """Calls that failed on every attempt: read the last error, fix the cause, replay."""
+
+    list_display = ["failed_at", "receiver", "signal_name", "attempts", "error_class", "status"]
+    list_filter = ["status", "receiver", "signal_name"]
+    search_fields = ["receiver", "idempotency_key", "error_class"]
+    readonly_fields = [
+        "receiver",
+        "signal_name",
+        "status",
+        "attempts",
+        "error_class",
+        "last_error_traceback",
+        "failed_at",
+        "replay_count",
+        "replayed_at",
+        "resolved_at",
+        "idempotency_key",
+        "queue_name",
+        "sender",
+        "payload",
+    ]
+    exclude = ["last_error"]
+    actions = ["replay_selected"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Last error")
+    def last_error_traceback(self, dead_letter):
+        return format_html("<pre style='white-space: pre-wrap'>{}</pre>", dead_letter.last_error)
+
+    @admin.action(description="Replay selected dead letters")
+    def replay_selected(self, request, queryset):
+        replayed = sum(dead_letter_replay(dead_letter=dead_letter) for dead_letter in queryset)
+        skipped = queryset.count() - replayed
+        self.message_user(
+            request,
+            f"Queued {replayed} replay(s); skipped {skipped} not in state dead.",
+            messages.SUCCESS,
+        )
+
+
+@admin.register(WorkerProcess)
+class WorkerProcessAdmin(admin.ModelAdmin):
+    list_display = ["worker_id", "hostname", "pid", "queues", "started_at", "heartbeat_at"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,59 @@
+"""A worker's heartbeat: proof of life, and the recovery of dead workers' tasks."""
+
+import logging
+import threading
+
+from django.db import DatabaseError, connections
+
+from signalpost.durable.services import (
+    orphaned_tasks_requeue,
+    worker_deregister,
+    worker_heartbeat,
+    worker_register,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class WorkerHeartbeat(threading.Thread):
+    """Beats every quarter lease beside the worker's task loop, on its own connection.
+
+    Each beat also requeues the tasks of workers that stopped beating, so any
+    live worker recovers the work of a dead one. Running in a thread keeps the
+    heartbeat going while a long task holds the main loop.
+    """
+
+    def __init__(self, *, worker_id, queues, lease_seconds):
+        super().__init__(name=f"heartbeat-{worker_id}", daemon=True)
+        self.worker_id = worker_id
+        self.queues = queues
+        self.lease_seconds = lease_seconds
+        self.interval = lease_seconds / 4
+        self.stopping = threading.Event()
+
+    def start(self):
+        worker_register(worker_id=self.worker_id, queues=self.queues)
+        super().start()
+
+    def run(self):
+        try:
+            while True:
+                self.beat()
+                if self.stopping.wait(self.interval):
+                    return
+        finally:
+            connections.close_all()
+
+    def beat(self):
+        try:
+            worker_heartbeat(worker_id=self.worker_id, queues=self.queues)
+            orphaned_tasks_requeue(lease_seconds=self.lease_seconds)
+        except DatabaseError:
+            # A locked or restarting database: the next beat tries again.
+            logger.warning("Heartbeat of worker %s failed", self.worker_id, exc_info=True)
+            connections.close_all()
+
+    def stop(self):
+        self.stopping.set()
+        self.join(timeout=self.interval + 30)
+        worker_deregister(worker_id=self.worker_id)

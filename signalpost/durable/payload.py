@@ -1,0 +1,85 @@
+"""Turning a signal's arguments into JSON for a task, and back in the worker.
+
+Model instances travel as their label and primary key and are read again in
+the worker, so a receiver sees the row as committed, not a stale copy. Values
+that cannot travel raise ``TypeError`` at send time, inside the sender's
+transaction, rather than failing later in the worker.
+"""
+
+import datetime
+import decimal
+import uuid
+
+from django.apps import apps
+from django.db.models import Model
+
+from signalpost.durable.exceptions import PermanentFailure
+
+TAG = "$"
+
+
+def payload_dump(value, *, where="argument"):
+    """Return ``value`` as JSON-compatible data; raise ``TypeError`` if it cannot travel."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Model):
+        if value.pk is None:
+            raise TypeError(f"{where}: an unsaved {type(value).__name__} cannot be sent durably")
+        return {"$model": value._meta.label, "pk": payload_dump(value.pk, where=where)}
+    if isinstance(value, type) and issubclass(value, Model):
+        return {"$model_class": value._meta.label}
+    if isinstance(value, datetime.datetime):
+        return {"$datetime": value.isoformat()}
+    if isinstance(value, datetime.date):
+        return {"$date": value.isoformat()}
+    if isinstance(value, decimal.Decimal):
+        return {"$decimal": str(value)}
+    if isinstance(value, uuid.UUID):
+        return {"$uuid": str(value)}
+    if isinstance(value, (set, frozenset)):
+        return {"$set": [payload_dump(item, where=where) for item in value]}
+    if isinstance(value, (list, tuple)):
+        return [payload_dump(item, where=where) for item in value]
+    if isinstance(value, dict):
+        if not all(isinstance(key, str) for key in value):
+            raise TypeError(f"{where}: dictionary keys must be strings to be sent durably")
+        dumped = {key: payload_dump(item, where=where) for key, item in value.items()}
+        if any(key.startswith(TAG) for key in value):
+            return {"$dict": dumped}
+        return dumped
+    raise TypeError(f"{where}: a {type(value).__name__} cannot be sent durably")
+
+
+def payload_load(data):
+    """Return the value ``payload_dump`` made ``data`` from, reading model rows again.
+
+    Raises ``PermanentFailure`` when a row no longer exists: retrying cannot
+    bring it back.
+    """
+    if isinstance(data, list):
+        return [payload_load(item) for item in data]
+    if not isinstance(data, dict):
+        return data
+    if "$model" in data:
+        model = apps.get_model(data["$model"])
+        try:
+            return model._default_manager.get(pk=payload_load(data["pk"]))
+        except model.DoesNotExist as error:
+            raise PermanentFailure(
+                f"{data['$model']} with pk {data['pk']!r} no longer exists"
+            ) from error
+    if "$model_class" in data:
+        return apps.get_model(data["$model_class"])
+    if "$datetime" in data:
+        return datetime.datetime.fromisoformat(data["$datetime"])
+    if "$date" in data:
+        return datetime.date.fromisoformat(data["$date"])
+    if "$decimal" in data:
+        return decimal.Decimal(data["$decimal"])
+    if "$uuid" in data:
+        return uuid.UUID(data["$uuid"])
+    if "$set" in data:
+        return {payload_load(item) for item in data["$set"]}
+    if "$dict" in data:
+        return {key: payload_load(item) for key, item in data["$dict"].items()}
+    return {key: payload_load(item) for key, item in data.items()}

@@ -1,0 +1,59 @@
+"""Reads of the task queue, dead letters and workers."""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Count, Min, Q
+from django.tasks import TaskResultStatus
+from django.utils import timezone
+from django_tasks_db.models import DBTaskResult, get_date_max
+
+from signalpost.durable.models import DeadLetter, WorkerProcess
+
+
+def queue_status(*, lease_seconds=None):
+    """Return a dict describing the queue now: counts by state, oldest waiting task, workers.
+
+    ``waiting`` tasks can run now; ``scheduled`` ones (retries in backoff) later.
+    """
+    now = timezone.now()
+    lease = timedelta(seconds=lease_seconds or settings.SIGNALPOST_WORKER_LEASE_SECONDS)
+    runnable = Q(run_after__lte=now) | Q(run_after=get_date_max())
+    ready = Q(status=TaskResultStatus.READY)
+    tasks = DBTaskResult.objects.aggregate(
+        waiting=Count("id", filter=ready & runnable),
+        scheduled=Count("id", filter=ready & ~runnable),
+        running=Count("id", filter=Q(status=TaskResultStatus.RUNNING)),
+        succeeded=Count("id", filter=Q(status=TaskResultStatus.SUCCESSFUL)),
+        failed=Count("id", filter=Q(status=TaskResultStatus.FAILED)),
+        oldest_waiting_enqueued_at=Min("enqueued_at", filter=ready & runnable),
+    )
+    oldest = tasks.pop("oldest_waiting_enqueued_at")
+    dead_letters = dict.fromkeys(DeadLetter.Status.values, 0)
+    dead_letters.update(
+        DeadLetter.objects.values_list("status").annotate(count=Count("id")).order_by()
+    )
+    workers = [
+        {
+            "worker_id": worker.worker_id,
+            "hostname": worker.hostname,
+            "pid": worker.pid,
+            "queues": worker.queues,
+            "started_at": worker.started_at,
+            "heartbeat_at": worker.heartbeat_at,
+            "alive": worker.heartbeat_at >= now - lease,
+        }
+        for worker in WorkerProcess.objects.all()
+    ]
+    return {
+        "now": now,
+        "tasks": tasks,
+        "oldest_waiting": {
+            "enqueued_at": oldest,
+            "age_seconds": (now - oldest).total_seconds() if oldest else None,
+        },
+        "dead_letters": dead_letters,
+        "workers": workers,
+        "workers_alive": sum(worker["alive"] for worker in workers),
+        "lease_seconds": lease.total_seconds(),
+    }

@@ -1,0 +1,204 @@
+"""Recording, failing, replaying and recovering durable receiver calls."""
+
+import logging
+import os
+import socket
+import traceback
+import uuid
+from datetime import timedelta
+
+from django.db import transaction
+from django.tasks import TaskResultStatus
+from django.utils import timezone
+from django_tasks_db.models import DBTaskResult
+
+from signalpost.durable.exceptions import PermanentFailure
+from signalpost.durable.models import DeadLetter, WorkerProcess
+from signalpost.durable.payload import payload_dump
+from signalpost.introspection import signal_name
+
+logger = logging.getLogger(__name__)
+
+ERROR_MAX_LENGTH = 20_000
+
+
+def durable_call_enqueue(*, durable_receiver, sender, signal, arguments):
+    """Record one task that will call ``durable_receiver`` with ``arguments``; return it.
+
+    Runs in the caller's transaction: the task exists exactly when the
+    action that sent the signal committed.
+    """
+    from signalpost.durable.tasks import run_durable_receiver
+
+    path = durable_receiver.path
+    return run_durable_receiver.using(queue_name=durable_receiver.policy.queue_name).enqueue(
+        receiver=path,
+        signal=signal_name(signal),
+        sender=payload_dump(sender, where=f"{path}: sender"),
+        payload={
+            name: payload_dump(value, where=f"{path}: argument {name!r}")
+            for name, value in arguments.items()
+        },
+        idempotency_key=uuid.uuid4().hex,
+        attempt=1,
+        dead_letter_id=None,
+    )
+
+
+@transaction.atomic
+def durable_call_failed(*, task_result_id, call, policy, error):
+    """Handle a failed attempt: schedule the next one, or dead-letter the call.
+
+    ``call`` holds the task's keyword arguments. This attempt's task row is
+    marked failed in the same transaction, so a worker lost after this point
+    cannot run it again beside the retry. Returns the ``DeadLetter`` or ``None``.
+    """
+    from signalpost.durable.tasks import run_durable_receiver
+
+    now = timezone.now()
+    error_text = "".join(traceback.format_exception(error))[-ERROR_MAX_LENGTH:]
+    error_class = f"{type(error).__module__}.{type(error).__qualname__}"
+    DBTaskResult.objects.filter(id=task_result_id).update(
+        status=TaskResultStatus.FAILED,
+        finished_at=now,
+        exception_class_path=error_class,
+        traceback=error_text,
+    )
+    attempt = call["attempt"]
+    permanent = isinstance(error, PermanentFailure) or policy is None
+    if not permanent and attempt < policy.max_attempts:
+        delay = policy.delay_before(attempt + 1)
+        run_durable_receiver.using(
+            queue_name=policy.queue_name, run_after=now + timedelta(seconds=delay)
+        ).enqueue(**{**call, "attempt": attempt + 1})
+        logger.warning(
+            "Durable receiver %s failed (attempt %s of %s), retrying in %.1fs: %s",
+            call["receiver"],
+            attempt,
+            policy.max_attempts,
+            delay,
+            error_class,
+        )
+        return None
+    fields = {
+        "receiver": call["receiver"],
+        "signal_name": call["signal"],
+        "sender": call["sender"],
+        "payload": call["payload"],
+        "idempotency_key": call["idempotency_key"],
+        "queue_name": policy.queue_name if policy else "default",
+        "attempts": attempt,
+        "error_class": error_class,
+        "last_error": error_text,
+        "status": DeadLetter.Status.DEAD,
+        "failed_at": now,
+    }
+    dead_letter_id = call.get("dead_letter_id")
+    if dead_letter_id and DeadLetter.objects.filter(id=dead_letter_id).update(**fields):
+        dead_letter = DeadLetter.objects.get(id=dead_letter_id)
+    else:
+        dead_letter = DeadLetter.objects.create(**fields)
+    logger.error(
+        "Durable receiver %s dead-lettered after %s attempt(s): %s (dead letter %s)",
+        call["receiver"],
+        attempt,
+        error_class,
+        dead_letter.pk,
+    )
+    return dead_letter
+
+
+def dead_letter_resolved(*, dead_letter_id):
+    """Mark a replayed dead letter resolved: its replay succeeded."""
+    DeadLetter.objects.filter(id=dead_letter_id).update(
+        status=DeadLetter.Status.RESOLVED, resolved_at=timezone.now()
+    )
+
+
+@transaction.atomic
+def dead_letter_replay(*, dead_letter):
+    """Run a dead-lettered call again from its first attempt; return whether it was queued.
+
+    Only dead letters in state ``dead`` replay, so replaying twice queues once.
+    The idempotency key stays the same: to the receiver it is the same call.
+    """
+    from signalpost.durable.tasks import run_durable_receiver
+
+    dead_letter = DeadLetter.objects.select_for_update().get(pk=dead_letter.pk)
+    if dead_letter.status != DeadLetter.Status.DEAD:
+        return False
+    run_durable_receiver.using(queue_name=dead_letter.queue_name).enqueue(
+        receiver=dead_letter.receiver,
+        signal=dead_letter.signal_name,
+        sender=dead_letter.sender,
+        payload=dead_letter.payload,
+        idempotency_key=dead_letter.idempotency_key,
+        attempt=1,
+        dead_letter_id=dead_letter.pk,
+    )
+    dead_letter.status = DeadLetter.Status.REPLAYING
+    dead_letter.replayed_at = timezone.now()
+    dead_letter.replay_count += 1
+    dead_letter.save(update_fields=["status", "replayed_at", "replay_count"])
+    return True
+
+
+def worker_register(*, worker_id, queues):
+    """Record a starting worker and its first heartbeat; return the ``WorkerProcess``."""
+    now = timezone.now()
+    worker, _ = WorkerProcess.objects.update_or_create(
+        worker_id=worker_id,
+        defaults={
+            "hostname": socket.gethostname()[:255],
+            "pid": os.getpid(),
+            "queues": ",".join(queues)[:255],
+            "started_at": now,
+            "heartbeat_at": now,
+        },
+    )
+    return worker
+
+
+def worker_heartbeat(*, worker_id, queues):
+    """Say the worker is alive; re-register it if it was taken for dead meanwhile."""
+    if not WorkerProcess.objects.filter(worker_id=worker_id).update(heartbeat_at=timezone.now()):
+        worker_register(worker_id=worker_id, queues=queues)
+
+
+def worker_deregister(*, worker_id):
+    WorkerProcess.objects.filter(worker_id=worker_id).delete()
+
+
+@transaction.atomic
+def orphaned_tasks_requeue(*, lease_seconds):
+    """Put back in the queue the running tasks whose worker died; return how many.
+
+    A task is orphaned when it started more than the lease ago and the worker
+    that claimed it last has not sent a heartbeat within the lease. A live
+    worker's long task is never taken from it.
+    """
+    now = timezone.now()
+    lease = timedelta(seconds=lease_seconds)
+    live_workers = set(
+        WorkerProcess.objects.filter(heartbeat_at__gte=now - lease).values_list(
+            "worker_id", flat=True
+        )
+    )
+    candidates = (
+        DBTaskResult.objects.filter(status=TaskResultStatus.RUNNING, started_at__lt=now - lease)
+        .select_for_update(skip_locked=True)
+        .only("id", "worker_ids")
+    )
+    orphaned = [
+        task.id
+        for task in candidates
+        if not task.worker_ids or task.worker_ids[-1] not in live_workers
+    ]
+    if orphaned:
+        DBTaskResult.objects.filter(id__in=orphaned).update(
+            status=TaskResultStatus.READY, run_after=now, started_at=None
+        )
+        logger.warning("Requeued %s task(s) whose worker was lost", len(orphaned))
+    # Forget workers silent for many leases; their tasks were requeued above.
+    WorkerProcess.objects.filter(heartbeat_at__lt=now - 10 * lease).delete()
+    return len(orphaned)

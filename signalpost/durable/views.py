@@ -1,0 +1,21 @@
+from django.contrib.admin.views.decorators import staff_member_required
+from django.core.serializers.json import DjangoJSONEncoder
+from django.http import JsonResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+
+from signalpost.durable.selectors import queue_status
+
+
+@require_GET
+@staff_member_required
+def queue_status_page(request):
+    """The queue's health for staff: HTML, or JSON with ``?format=json`` for monitoring."""
+    status = queue_status()
+    if request.GET.get("format") == "json":
+        return JsonResponse(status, encoder=DjangoJSONEncoder)
+    return render(
+        request,
+        "durable/queue_status.html",
+        {"status": status, "title": "Task queue", "site_header": "Signalpost administration"},
+    )

@@ -1,0 +1,91 @@
+"""Running workers from tests: in this process, or as real ``db_worker`` processes."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from io import StringIO
+from pathlib import Path
+
+from django.core.management import call_command
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_worker_until_idle():
+    """Run a worker in this process until no task is ready, then restore signal handlers."""
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        call_command(
+            "db_worker",
+            "--batch",
+            "--no-reload",
+            "--no-startup-delay",
+            "--interval=0",
+            verbosity=0,
+            stdout=StringIO(),
+        )
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+
+def database_url_of_test_database():
+    """Return a DATABASE_URL naming the database the tests run on."""
+    settings = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{settings['NAME']}"
+    credentials = settings["USER"] + (f":{settings['PASSWORD']}" if settings["PASSWORD"] else "")
+    host = settings["HOST"] or "127.0.0.1"
+    port = settings["PORT"] or 5432
+    return f"postgres://{credentials}@{host}:{port}/{settings['NAME']}"
+
+
+def start_worker(worker_id, test_dir, *extra):
+    """Start a real ``manage.py db_worker`` process on the test database; return it."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url_of_test_database(),
+        "SIGNALPOST_TEST_DIR": str(test_dir),
+        "PYTHONUNBUFFERED": "1",
+    }
+    output = open(Path(test_dir) / f"{worker_id}.out", "w")  # noqa: SIM115  (closed with the process)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "manage.py",
+            "db_worker",
+            "--no-reload",
+            "--no-startup-delay",
+            "--interval=0.1",
+            f"--worker-id={worker_id}",
+            *extra,
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=output,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def wait_for(condition, *, timeout, interval=0.1, what="condition"):
+    """Poll ``condition`` until it returns something truthy; return that, or fail."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def stop(process, sig=signal.SIGTERM, timeout=30):
+    if process.poll() is None:
+        process.send_signal(sig)
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()

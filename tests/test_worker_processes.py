@@ -1,0 +1,113 @@
+"""Real ``db_worker`` processes: crash recovery, graceful shutdown, sharing the queue."""
+
+import signal
+import time
+from collections import Counter
+
+import pytest
+from django.db import connection, transaction
+from django.tasks import TaskResultStatus
+from django_tasks_db.models import DBTaskResult
+
+from signalpost.durable.models import WorkerProcess
+from tests.durable_helpers import start_worker, stop, wait_for
+from tests.durable_receivers import probe, read_log
+from tests.factories import make_profile
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+LEASE = "--lease=2"
+
+
+def events(test_dir, event):
+    return [line for line in read_log(test_dir) if line["event"] == event]
+
+
+def test_a_task_of_a_killed_worker_is_finished_by_another_after_the_lease(tmp_path):
+    probe.send(sender=None, profile=make_profile(), label="slow-once")
+    first = start_worker("doomed", tmp_path, LEASE)
+    try:
+        wait_for(lambda: events(tmp_path, "sleeping"), timeout=60, what="the task to start")
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+        task = DBTaskResult.objects.get()
+        assert task.status == TaskResultStatus.RUNNING, "the dead worker left it running"
+
+        second = start_worker("rescuer", tmp_path, LEASE)
+        try:
+            wait_for(
+                lambda: DBTaskResult.objects.get().status == TaskResultStatus.SUCCESSFUL,
+                timeout=60,
+                what="the rescuer to finish the task",
+            )
+        finally:
+            assert stop(second) == 0
+    finally:
+        stop(first, signal.SIGKILL)
+
+    task = DBTaskResult.objects.get()
+    assert task.worker_ids == ["doomed", "rescuer"]
+    done = events(tmp_path, "done")
+    assert len(done) == 1
+    ran = events(tmp_path, "ran")
+    assert len(ran) == 2 and ran[0]["key"] == ran[1]["key"], "the rerun has the same key"
+    assert not WorkerProcess.objects.filter(worker_id="rescuer").exists(), "deregistered"
+
+
+def test_a_live_workers_long_task_is_not_taken_from_it(tmp_path):
+    probe.send(sender=None, profile=make_profile(), label="sleep:5")
+    busy = start_worker("busy", tmp_path, LEASE)
+    watcher = None
+    try:
+        wait_for(lambda: events(tmp_path, "ran"), timeout=60, what="the task to start")
+        watcher = start_worker("watcher", tmp_path, LEASE)
+        wait_for(lambda: events(tmp_path, "done"), timeout=60, what="the task to finish")
+    finally:
+        stop(busy)
+        if watcher:
+            stop(watcher)
+    assert len(events(tmp_path, "ran")) == 1
+    assert DBTaskResult.objects.get().worker_ids == ["busy"]
+
+
+def test_sigterm_lets_the_current_task_finish_then_exits(tmp_path):
+    probe.send(sender=None, profile=make_profile(), label="sleep:2")
+    worker = start_worker("graceful", tmp_path, LEASE)
+    try:
+        wait_for(lambda: events(tmp_path, "ran"), timeout=60, what="the task to start")
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0
+    finally:
+        stop(worker, signal.SIGKILL)
+    assert len(events(tmp_path, "done")) == 1
+    assert DBTaskResult.objects.get().status == TaskResultStatus.SUCCESSFUL
+    assert WorkerProcess.objects.count() == 0
+
+
+TASKS = 1000
+
+
+def test_two_workers_draining_a_thousand_tasks_run_each_exactly_once(tmp_path):
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (SKIP LOCKED): run with DATABASE_URL=postgres://...")
+    profile = make_profile()
+    with transaction.atomic():
+        for number in range(TASKS):
+            probe.send(sender=None, profile=profile, label=f"sleep:0.002#{number}")
+    workers = [start_worker(f"drain-{n}", tmp_path, "--batch") for n in (1, 2)]
+    started = time.monotonic()
+    try:
+        for worker in workers:
+            assert worker.wait(timeout=300) == 0
+    finally:
+        for worker in workers:
+            stop(worker, signal.SIGKILL)
+
+    ran = events(tmp_path, "ran")
+    runs_per_key = Counter(line["key"] for line in ran)
+    assert len(runs_per_key) == TASKS
+    assert set(runs_per_key.values()) == {1}, "no task ran twice"
+    assert DBTaskResult.objects.filter(status=TaskResultStatus.SUCCESSFUL).count() == TASKS
+    by_worker = Counter(line["pid"] for line in ran)
+    assert len(by_worker) == 2, f"both workers took tasks: {by_worker}"
+    print(f"{TASKS} tasks in {time.monotonic() - started:.1f}s, split {sorted(by_worker.values())}")
