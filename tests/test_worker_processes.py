@@ -111,3 +111,12 @@ def test_two_workers_draining_a_thousand_tasks_run_each_exactly_once(tmp_path):
     by_worker = Counter(line["pid"] for line in ran)
     assert len(by_worker) == 2, f"both workers took tasks: {by_worker}"
     print(f"{TASKS} tasks in {time.monotonic() - started:.1f}s, split {sorted(by_worker.values())}")
+
+
+def test_db_worker_refuses_a_nonsense_lease():
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    for lease in ("0", "-1", "soon", "inf"):
+        with pytest.raises(CommandError, match="lease"):
+            call_command("db_worker", f"--lease={lease}", "--batch", "--no-reload")

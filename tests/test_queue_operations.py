@@ -1,0 +1,118 @@
+"""What staff see and do about the queue: status page, dead letters in the admin,
+recovery of a lost worker's task."""
+
+from datetime import timedelta
+
+import pytest
+from django.tasks import TaskResultStatus
+from django.utils import timezone
+from django_tasks_db.models import DBTaskResult
+
+from signalpost.durable.models import DeadLetter, WorkerProcess
+from signalpost.durable.services import orphaned_tasks_requeue, worker_register
+from tests.durable_helpers import run_worker_until_idle
+from tests.durable_receivers import probe
+from tests.factories import make_profile, make_user
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def test_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("SIGNALPOST_TEST_DIR", str(tmp_path))
+    return tmp_path
+
+
+@pytest.fixture
+def staff_client(client):
+    staff = make_user(username="staff", is_staff=True, is_superuser=True)
+    client.force_login(staff)
+    return client
+
+
+def claimed_task(*, by, minutes_ago):
+    """Send a probe and mark its task as claimed by worker ``by`` some minutes ago."""
+    probe.send(sender=None, profile=make_profile(), label="ok")
+    task = DBTaskResult.objects.latest("enqueued_at")
+    task.status = TaskResultStatus.RUNNING
+    task.started_at = timezone.now() - timedelta(minutes=minutes_ago)
+    task.worker_ids = [by]
+    task.save()
+    return task
+
+
+def test_a_task_whose_worker_stopped_beating_is_requeued():
+    WorkerProcess.objects.create(
+        worker_id="lost",
+        hostname="h",
+        pid=1,
+        queues="default",
+        started_at=timezone.now() - timedelta(hours=1),
+        heartbeat_at=timezone.now() - timedelta(minutes=5),
+    )
+    task = claimed_task(by="lost", minutes_ago=5)
+
+    assert orphaned_tasks_requeue(lease_seconds=30) == 1
+    task.refresh_from_db()
+    assert task.status == TaskResultStatus.READY
+
+
+def test_a_task_of_a_live_worker_or_within_the_lease_is_left_alone():
+    worker_register(worker_id="alive", queues=["default"])
+    long_running = claimed_task(by="alive", minutes_ago=60)
+    just_started = claimed_task(by="vanished", minutes_ago=0)
+
+    assert orphaned_tasks_requeue(lease_seconds=30) == 0
+    for task in (long_running, just_started):
+        task.refresh_from_db()
+        assert task.status == TaskResultStatus.RUNNING
+
+
+def test_queue_status_page_is_for_staff_only(client):
+    response = client.get("/admin/queue/")
+    assert response.status_code == 302
+    assert "/admin/login/" in response["Location"]
+    assert client.get("/admin/queue/?format=json").status_code == 302
+
+
+def test_queue_status_counts_tasks_by_state_and_the_oldest_waiting(staff_client, test_dir):
+    probe.send(sender=None, profile=make_profile(), label="ok")
+    run_worker_until_idle()
+    probe.send(sender=None, profile=make_profile(), label="ok")
+    probe.send(sender=None, profile=make_profile(), label="ok")
+    worker_register(worker_id="w1", queues=["default"])
+
+    data = staff_client.get("/admin/queue/?format=json").json()
+
+    assert data["tasks"]["waiting"] == 2
+    assert data["tasks"]["succeeded"] == 1
+    assert data["tasks"]["running"] == 0
+    assert data["oldest_waiting"]["age_seconds"] >= 0
+    assert [worker["worker_id"] for worker in data["workers"]] == ["w1"]
+    assert data["workers_alive"] == 1
+
+    page = staff_client.get("/admin/queue/").content.decode()
+    assert '<td id="count-waiting">2</td>' in page
+    assert '<td id="count-succeeded">1</td>' in page
+
+
+def test_staff_see_dead_letters_with_their_last_error_and_replay_them(staff_client, test_dir):
+    probe.send(sender=None, profile=make_profile(), label="always-fail")
+    run_worker_until_idle()
+    dead_letter = DeadLetter.objects.get()
+
+    listing = staff_client.get("/admin/durable/deadletter/").content.decode()
+    assert "tests.durable_receivers.record_probe" in listing
+    detail = staff_client.get(f"/admin/durable/deadletter/{dead_letter.pk}/change/")
+    assert "the mail server said no" in detail.content.decode()
+
+    (test_dir / "fixed").touch()
+    response = staff_client.post(
+        "/admin/durable/deadletter/",
+        {"action": "replay_selected", "_selected_action": [dead_letter.pk]},
+        follow=True,
+    )
+    assert "Queued 1 replay(s)" in response.content.decode()
+    run_worker_until_idle()
+    dead_letter.refresh_from_db()
+    assert dead_letter.status == DeadLetter.Status.RESOLVED
