@@ -96,6 +96,19 @@ TASKS = {
 # by another worker. Workers beat every quarter of it.
 SIGNALPOST_WORKER_LEASE_SECONDS = float(ENV.get("WORKER_LEASE_SECONDS", "30"))
 
+# Subscribing: one confirmation email per address per window; links' lifetimes.
+SIGNALPOST_CONFIRMATION_WINDOW_SECONDS = int(ENV.get("CONFIRMATION_WINDOW_SECONDS", "3600"))
+SIGNALPOST_CONFIRMATION_MAX_AGE_SECONDS = int(ENV.get("CONFIRMATION_MAX_AGE_SECONDS", "604800"))
+SIGNALPOST_PREFERENCES_MAX_AGE_SECONDS = int(ENV.get("PREFERENCES_MAX_AGE_SECONDS", "7776000"))
+# Rate limits, "COUNT/PERIOD" with PERIOD s, m, h or d; "0" turns one off.
+SIGNALPOST_RATE_LIMITS = {
+    "subscribe_ip": ENV.get("SUBSCRIBE_RATE_PER_IP", "30/h"),
+    "subscribe_address": ENV.get("SUBSCRIBE_RATE_PER_ADDRESS", "5/h"),
+    "preferences_address": ENV.get("PREFERENCES_LINK_RATE_PER_ADDRESS", "3/h"),
+}
+# How many reverse proxies in front of the site append to X-Forwarded-For (0: trust none).
+SIGNALPOST_TRUSTED_PROXY_COUNT = int(ENV.get("TRUSTED_PROXY_COUNT", "0"))
+
 MAILERS = {"default": mailer_from_url(ENV.get("EMAIL_URL"))}
 DEFAULT_FROM_EMAIL = ENV.get("DEFAULT_FROM_EMAIL", "Signalpost <newsletters@localhost>")
 

@@ -37,6 +37,13 @@ user_unsubscribed = DeclaredSignal(
     "inside its transaction; not sent when the address was not subscribed.",
 )
 
+preferences_link_requested = DeclaredSignal(
+    "preferences_link_requested",
+    arguments=("profile", "user_email"),
+    doc="Someone asked the site to email the preference-center link for an address that has "
+    "a profile. Sent by newsletters.services.preferences_link_request.",
+)
+
 issue_sending_started = DeclaredSignal(
     "issue_sending_started",
     arguments=("issue", "newsletter", "recipient_count"),
@@ -78,6 +85,7 @@ CATALOGUE = (
     subscription_requested,
     user_subscribed,
     user_unsubscribed,
+    preferences_link_requested,
     issue_sending_started,
     issue_sent,
     delivery_failed,

@@ -1,7 +1,16 @@
 import pytest
-from django.db import connection
+from django.core.cache import cache
 
 from tests.factories import make_newsletter
+from tests.mail import smtp_server_start
+
+
+@pytest.fixture(autouse=True)
+def clear_cache():
+    """Rate-limit counters live in the cache: each test starts from none."""
+    cache.clear()
+    yield
+    cache.clear()
 
 
 @pytest.fixture
@@ -12,8 +21,33 @@ def newsletter(db):
 
 @pytest.fixture
 def double_opt_in_newsletter(db):
-    return make_newsletter(slug="careful", name="The Careful", opt_in="double")
+    return make_newsletter(
+        slug="careful",
+        name="The Careful",
+        opt_in="double",
+        sender_name="Careful Editors",
+        sender_email="editors@careful.example.com",
+        reply_to="letters@careful.example.com",
+    )
 
 
-def on_postgresql():
-    return connection.vendor == "postgresql"
+@pytest.fixture
+def smtp_inbox(settings):
+    """Send email to a real SMTP server on loopback; yield what it receives."""
+    controller, inbox, port = smtp_server_start()
+    settings.MAILERS = {
+        "default": {
+            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "OPTIONS": {"host": "127.0.0.1", "port": port, "timeout": 10},
+        }
+    }
+    settings.SITE_URL = "https://news.example.com"
+    yield inbox
+    controller.stop()
+
+
+@pytest.fixture
+def test_dir(tmp_path, monkeypatch):
+    """Where tests.durable_receivers writes its log."""
+    monkeypatch.setenv("SIGNALPOST_TEST_DIR", str(tmp_path))
+    return tmp_path

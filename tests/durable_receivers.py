@@ -18,13 +18,13 @@ from signalpost.durable.decorators import durable
 probe = DeclaredSignal("test_probe", arguments=("profile", "label"), doc="Tests only.")
 
 
-def test_dir():
+def log_dir():
     return Path(os.environ["SIGNALPOST_TEST_DIR"])
 
 
 def log(event, **fields):
     line = json.dumps({"event": event, "pid": os.getpid(), **fields})
-    with open(test_dir() / "log.jsonl", "a") as file:
+    with open(log_dir() / "log.jsonl", "a") as file:
         file.write(line + "\n")
 
 
@@ -43,10 +43,10 @@ def record_probe(sender, *, profile, label, idempotency_key, attempt, signal, **
     behaviour, _, argument = label.partition(":")
     if behaviour == "fail-twice" and attempt < 3:
         raise RuntimeError(f"temporary failure on attempt {attempt}")
-    if behaviour == "always-fail" and not (test_dir() / "fixed").exists():
+    if behaviour == "always-fail" and not (log_dir() / "fixed").exists():
         raise RuntimeError("the mail server said no")
     if behaviour == "slow-once":
-        marker = test_dir() / f"slow-{idempotency_key}"
+        marker = log_dir() / f"slow-{idempotency_key}"
         if not marker.exists():
             marker.touch()
             log("sleeping", **fields)

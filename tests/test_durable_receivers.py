@@ -17,12 +17,6 @@ from tests.factories import make_profile
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture
-def test_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("SIGNALPOST_TEST_DIR", str(tmp_path))
-    return tmp_path
-
-
 def runs(test_dir, event="ran"):
     return [line for line in read_log(test_dir) if line["event"] == event]
 

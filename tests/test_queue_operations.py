@@ -18,12 +18,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def test_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("SIGNALPOST_TEST_DIR", str(tmp_path))
-    return tmp_path
-
-
-@pytest.fixture
 def staff_client(client):
     staff = make_user(username="staff", is_staff=True, is_superuser=True)
     client.force_login(staff)

@@ -43,6 +43,16 @@ def profile_get_or_create(*, email, name=""):
 
 
 @transaction.atomic
+def profile_update(*, profile, name):
+    """Set ``profile``'s name (as the person typed it, at most 200 characters)."""
+    name = " ".join(name.split())[:200]
+    if profile.name != name:
+        profile.name = name
+        profile.save(update_fields=["name", "updated_at"])
+    return profile
+
+
+@transaction.atomic
 def profile_link_user(*, user):
     """Create or link the profile for ``user``'s email address; return it or ``None``.
 

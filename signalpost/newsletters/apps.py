@@ -7,3 +7,6 @@ class NewslettersConfig(AppConfig):
     name = "signalpost.newsletters"
     label = "newsletters"
     verbose_name = "Newsletters"
+
+    def ready(self):
+        from signalpost.newsletters import receivers  # noqa: F401  (connects them)

@@ -30,7 +30,22 @@ class NewsletterChoiceField(forms.ModelChoiceField):
         return obj.name
 
 
-class SubscribeForm(forms.Form):
+class HoneypotForm(forms.Form):
+    """A form with a field people never see and bots fill in."""
+
+    honeypot_field = "website"
+    website = forms.CharField(
+        label="Leave this field empty",
+        required=False,
+        max_length=200,
+        widget=forms.TextInput(attrs={"autocomplete": "off", "tabindex": "-1"}),
+    )
+
+    def is_bot(self):
+        return bool(self.cleaned_data.get(self.honeypot_field))
+
+
+class SubscribeForm(HoneypotForm):
     user_email = forms.EmailField(
         label="Email address",
         max_length=EMAIL_MAX_LENGTH,
@@ -44,6 +59,7 @@ class SubscribeForm(forms.Form):
         widget=forms.TextInput(attrs={"autocomplete": "name"}),
     )
     newsletter = NewsletterChoiceField(Newsletter.objects.filter(is_public=True))
+    field_order = ["user_email", "name", "newsletter", "website"]
 
 
 class UnsubscribeForm(forms.Form):
@@ -55,3 +71,37 @@ class UnsubscribeForm(forms.Form):
     )
     # Private newsletters too: everyone may leave a list, listed or not.
     newsletter = NewsletterChoiceField(Newsletter.objects.all())
+
+
+class PreferencesLinkForm(HoneypotForm):
+    user_email = forms.EmailField(
+        label="Email address",
+        max_length=EMAIL_MAX_LENGTH,
+        error_messages=EMAIL_ERRORS,
+        widget=forms.EmailInput(attrs={"autocomplete": "email"}),
+    )
+    field_order = ["user_email", "website"]
+
+
+class PreferencesForm(forms.Form):
+    name = forms.CharField(
+        label="Your name",
+        max_length=200,
+        required=False,
+        widget=forms.TextInput(attrs={"autocomplete": "name"}),
+    )
+    newsletters = forms.ModelMultipleChoiceField(
+        label="Newsletters you receive",
+        queryset=Newsletter.objects.none(),
+        to_field_name="slug",
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        error_messages={
+            "invalid_choice": "newsletters: there is no newsletter %(value)s.",
+            "invalid_pk_value": "newsletters: %(pk)s is not a newsletter.",
+        },
+    )
+
+    def __init__(self, *args, choices, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["newsletters"].queryset = choices

@@ -1,8 +1,10 @@
 """Reads of newsletters and subscriptions."""
 
-from django.db.models import Prefetch
+from django.db.models import Prefetch, Q
 
 from signalpost.newsletters.models import Newsletter, Subscription, Topic
+
+LIVE_STATUSES = [Subscription.Status.PENDING, Subscription.Status.ACTIVE]
 
 
 def newsletters_public():
@@ -36,3 +38,31 @@ def subscriptions_active(*, newsletter):
     return Subscription.objects.filter(
         newsletter=newsletter, status=Subscription.Status.ACTIVE
     ).select_related("profile")
+
+
+def subscription_of(*, profile_id, newsletter):
+    """Return the subscription of profile ``profile_id`` to ``newsletter``, or ``None``."""
+    return (
+        Subscription.objects.filter(profile_id=profile_id, newsletter=newsletter)
+        .select_related("profile", "newsletter")
+        .first()
+    )
+
+
+def newsletters_for_preferences(*, profile):
+    """Return the newsletters a profile may choose from: the public ones and any of theirs."""
+    return (
+        Newsletter.objects.filter(
+            Q(is_public=True)
+            | Q(subscriptions__profile=profile, subscriptions__status__in=LIVE_STATUSES)
+        )
+        .distinct()
+        .order_by("name")
+    )
+
+
+def newsletters_subscribed(*, profile):
+    """Return the newsletters ``profile`` has a pending or active subscription to."""
+    return Newsletter.objects.filter(
+        subscriptions__profile=profile, subscriptions__status__in=LIVE_STATUSES
+    )

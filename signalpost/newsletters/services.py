@@ -6,15 +6,21 @@ back together with the subscription.
 """
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from signalpost.accounts.selectors import profile_by_email
-from signalpost.accounts.services import profile_get_or_create
+from signalpost.accounts.services import profile_get_or_create, profile_update
 from signalpost.newsletters.models import Newsletter, Subscription
-from signalpost.signals import subscription_requested, user_subscribed, user_unsubscribed
+from signalpost.signals import (
+    preferences_link_requested,
+    subscription_requested,
+    user_subscribed,
+    user_unsubscribed,
+)
 
 Status = Subscription.Status
 Source = Subscription.Source
@@ -37,14 +43,17 @@ class ConsentEvidence:
 
 
 @transaction.atomic
-def subscribe(*, email, newsletter, source, name="", consent=None):
+def subscribe(*, email, newsletter, source, name="", consent=None, address_verified=False):
     """Subscribe ``email`` to ``newsletter`` and return the ``Subscription``.
 
-    Single opt-in newsletters (and staff adding someone by hand) activate at
-    once and send ``user_subscribed``; double opt-in ones leave the
-    subscription pending and send ``subscription_requested``. Subscribing an
-    active address changes nothing and sends nothing, so concurrent identical
-    requests produce one subscription and one signal.
+    Single opt-in newsletters, staff adding someone by hand and a person who
+    proved they own the address (``address_verified``, as through a signed
+    preference-center link) activate at once and send ``user_subscribed``.
+    Otherwise the subscription is pending and ``subscription_requested`` is
+    sent, at most once per confirmation window however often the address is
+    submitted. Subscribing an active address changes nothing and sends
+    nothing, so concurrent identical requests produce one subscription and
+    one signal.
 
     Raises ``django.core.exceptions.ValidationError`` for an invalid address.
     """
@@ -59,8 +68,13 @@ def subscribe(*, email, newsletter, source, name="", consent=None):
         return subscription
     if subscription.status in ENDED_STATUSES and source == Source.IMPORT:
         return subscription
-
+    activate = (
+        newsletter.opt_in == Newsletter.OptIn.SINGLE or source == Source.ADMIN or address_verified
+    )
     now = timezone.now()
+    if not activate and confirmation_requested_recently(subscription, now=now):
+        return subscription
+
     subscription.source = source
     if consent is not None:
         subscription.consent_at = consent.at
@@ -73,7 +87,7 @@ def subscribe(*, email, newsletter, source, name="", consent=None):
         "user_email": profile.email,
         "source": source.value,
     }
-    if newsletter.opt_in == Newsletter.OptIn.SINGLE or source == Source.ADMIN:
+    if activate:
         subscription.status = Status.ACTIVE
         subscription.subscribed_at = now
         subscription.save()
@@ -84,6 +98,16 @@ def subscribe(*, email, newsletter, source, name="", consent=None):
         subscription.save()
         subscription_requested.send(sender=Subscription, **signal_arguments)
     return subscription
+
+
+def confirmation_requested_recently(subscription, *, now):
+    """Return whether ``subscription`` asked for confirmation within the window."""
+    window = timedelta(seconds=settings.SIGNALPOST_CONFIRMATION_WINDOW_SECONDS)
+    return (
+        subscription.status == Status.PENDING
+        and subscription.requested_at is not None
+        and subscription.requested_at > now - window
+    )
 
 
 @transaction.atomic
@@ -125,6 +149,12 @@ def unsubscribe(*, email, newsletter, reason):
     profile = profile_by_email(email=email)
     if profile is None:
         return None
+    return subscription_end(profile=profile, newsletter=newsletter, reason=reason)
+
+
+@transaction.atomic
+def subscription_end(*, profile, newsletter, reason):
+    """End ``profile``'s pending or active subscription to ``newsletter``; see ``unsubscribe``."""
     subscription = (
         Subscription.objects.select_for_update()
         .filter(profile=profile, newsletter=newsletter, status__in=[Status.PENDING, Status.ACTIVE])
@@ -145,3 +175,50 @@ def unsubscribe(*, email, newsletter, reason):
         reason=subscription.unsubscribe_reason,
     )
     return subscription
+
+
+@transaction.atomic
+def preferences_update(*, profile, name, wanted_newsletters, consent):
+    """Apply a preference-center form: ``profile``'s name and exactly these subscriptions.
+
+    Newsletters in ``wanted_newsletters`` are joined at once (the signed link
+    proved the address); every other pending or active subscription ends.
+    Returns ``(joined, left)``, lists of newsletters.
+    """
+    profile_update(profile=profile, name=name)
+    current_status = dict(
+        Subscription.objects.filter(
+            profile=profile, status__in=[Status.PENDING, Status.ACTIVE]
+        ).values_list("newsletter", "status")
+    )
+    wanted_ids = {newsletter.pk for newsletter in wanted_newsletters}
+    joined = []
+    for newsletter in wanted_newsletters:
+        if current_status.get(newsletter.pk) != Status.ACTIVE:
+            subscribe(
+                email=profile.email,
+                newsletter=newsletter,
+                source=Source.FORM,
+                consent=consent,
+                address_verified=True,
+            )
+            joined.append(newsletter)
+    left = [
+        newsletter
+        for newsletter in Newsletter.objects.filter(pk__in=set(current_status) - wanted_ids)
+        if subscription_end(profile=profile, newsletter=newsletter, reason="preference center")
+    ]
+    return joined, left
+
+
+@transaction.atomic
+def preferences_link_request(*, email):
+    """Email the preference-center link to ``email`` if it has a profile; return whether.
+
+    Callers answer the same either way.
+    """
+    profile = profile_by_email(email=email)
+    if profile is None:
+        return False
+    preferences_link_requested.send(sender=Newsletter, profile=profile, user_email=profile.email)
+    return True

@@ -6,4 +6,13 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("subscribe/", views.subscribe_page, name="subscribe"),
     path("unsubscribe/", views.unsubscribe_page, name="unsubscribe"),
+    path("preferences/", views.preferences_request_page, name="preferences_request"),
+    path("preferences/<str:token>/", views.preferences_page, name="preferences"),
+    path("n/<slug:slug>/", views.newsletter_page, name="newsletter"),
+    path("n/<slug:slug>/confirm/<str:token>/", views.confirm_page, name="confirm"),
+    path(
+        "n/<slug:slug>/unsubscribe/<str:token>/",
+        views.one_click_unsubscribe,
+        name="one_click_unsubscribe",
+    ),
 ]

@@ -2,25 +2,67 @@
 
 import ipaddress
 
-from django.shortcuts import render
+from django.conf import settings
+from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
+from signalpost.accounts.models import Profile
 from signalpost.accounts.services import EMAIL_MAX_LENGTH
-from signalpost.newsletters.forms import SubscribeForm, UnsubscribeForm
+from signalpost.newsletters import tokens
+from signalpost.newsletters.forms import (
+    PreferencesForm,
+    PreferencesLinkForm,
+    SubscribeForm,
+    UnsubscribeForm,
+)
+from signalpost.newsletters.links import preferences_path
 from signalpost.newsletters.models import Newsletter, Subscription
-from signalpost.newsletters.selectors import topics_with_public_newsletters
-from signalpost.newsletters.services import ConsentEvidence, subscribe, unsubscribe
+from signalpost.newsletters.selectors import (
+    newsletters_for_preferences,
+    newsletters_subscribed,
+    subscription_of,
+    topics_with_public_newsletters,
+)
+from signalpost.newsletters.services import (
+    ConsentEvidence,
+    preferences_link_request,
+    preferences_update,
+    subscribe,
+    subscription_confirm,
+    subscription_end,
+    unsubscribe,
+)
+from signalpost.ratelimit import rate_limit_allows
 
 PREFILL_MAX_LENGTH = EMAIL_MAX_LENGTH
 
 
 def client_ip(request):
-    """Return the client's IP address, or ``None`` when it is not one."""
+    """Return the client's IP address, or ``None`` when it is not one.
+
+    Behind ``SIGNALPOST_TRUSTED_PROXY_COUNT`` proxies, the address the
+    outermost trusted proxy saw; otherwise the connection's own address.
+    """
+    candidate = request.META.get("REMOTE_ADDR", "")
+    proxies = settings.SIGNALPOST_TRUSTED_PROXY_COUNT
+    if proxies:
+        hops = [hop.strip() for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
+        if len(hops) >= proxies:
+            candidate = hops[-proxies]
     try:
-        return str(ipaddress.ip_address(request.META.get("REMOTE_ADDR", "")))
+        return str(ipaddress.ip_address(candidate))
     except ValueError:
         return None
+
+
+def consent_from(request):
+    return ConsentEvidence(
+        at=timezone.now(),
+        ip=client_ip(request),
+        user_agent=request.META.get("HTTP_USER_AGENT", ""),
+    )
 
 
 def prefill(request):
@@ -31,10 +73,52 @@ def prefill(request):
     }
 
 
+def too_many_requests(request):
+    response = render(request, "newsletters/too_many_requests.html", status=429)
+    response["Retry-After"] = "3600"
+    return response
+
+
+def link_problem(request, *, problem, newsletter=None, purpose):
+    """A friendly page for a link that cannot be used, with a way forward."""
+    status = 410 if problem == "expired" else 400
+    context = {"problem": problem, "newsletter": newsletter, "purpose": purpose}
+    if purpose == "preferences":
+        context["form"] = PreferencesLinkForm()
+    return render(request, "newsletters/link_problem.html", context, status=status)
+
+
+def read_link(request, *, token, purpose, max_age, newsletter=None):
+    """Return ``(profile_id, None)`` for a usable link or ``(None, problem response)``."""
+    page = {
+        tokens.CONFIRM: "confirm",
+        tokens.UNSUBSCRIBE: "unsubscribe",
+        tokens.PREFERENCES: "preferences",
+    }[purpose]
+    try:
+        profile_id, newsletter_id = tokens.token_read(token=token, purpose=purpose, max_age=max_age)
+    except tokens.TokenExpired:
+        return None, link_problem(request, problem="expired", newsletter=newsletter, purpose=page)
+    except tokens.TokenInvalid:
+        return None, link_problem(request, problem="invalid", newsletter=newsletter, purpose=page)
+    if newsletter is not None and newsletter_id != newsletter.pk:
+        return None, link_problem(request, problem="mismatch", newsletter=newsletter, purpose=page)
+    return profile_id, None
+
+
 @require_GET
 def home(request):
     topics, untopical = topics_with_public_newsletters()
     return render(request, "newsletters/home.html", {"topics": topics, "untopical": untopical})
+
+
+@require_GET
+def newsletter_page(request, slug):
+    newsletter = get_object_or_404(Newsletter.objects.prefetch_related("topics"), slug=slug)
+    if not newsletter.is_public:
+        return render(request, "newsletters/not_found.html", status=404)
+    form = SubscribeForm(initial={"newsletter": newsletter.slug})
+    return render(request, "newsletters/newsletter.html", {"newsletter": newsletter, "form": form})
 
 
 @require_http_methods(["GET", "POST"])
@@ -42,27 +126,29 @@ def subscribe_page(request):
     if request.method == "GET":
         form = SubscribeForm(initial=prefill(request))
         return render(request, "newsletters/subscribe.html", {"form": form})
+    if not rate_limit_allows(scope="subscribe_ip", key=client_ip(request)):
+        return too_many_requests(request)
     form = SubscribeForm(request.POST)
     if not form.is_valid():
         return render(request, "newsletters/subscribe.html", {"form": form}, status=400)
+    email = form.cleaned_data["user_email"]
     newsletter = form.cleaned_data["newsletter"]
-    subscribe(
-        email=form.cleaned_data["user_email"],
-        newsletter=newsletter,
-        name=form.cleaned_data["name"],
-        source=Subscription.Source.FORM,
-        consent=ConsentEvidence(
-            at=timezone.now(),
-            ip=client_ip(request),
-            user_agent=request.META.get("HTTP_USER_AGENT", ""),
-        ),
-    )
+    # A bot (honeypot) or an address submitted too often gets the same answer
+    # as anyone else and causes nothing.
+    if not form.is_bot() and rate_limit_allows(scope="subscribe_address", key=email.lower()):
+        subscribe(
+            email=email,
+            newsletter=newsletter,
+            name=form.cleaned_data["name"],
+            source=Subscription.Source.FORM,
+            consent=consent_from(request),
+        )
     # The answer depends only on what was submitted, never on who was subscribed.
     return render(
         request,
         "newsletters/subscribe_done.html",
         {
-            "user_email": form.cleaned_data["user_email"],
+            "user_email": email,
             "newsletter": newsletter,
             "needs_confirmation": newsletter.opt_in == Newsletter.OptIn.DOUBLE,
         },
@@ -82,11 +168,109 @@ def unsubscribe_page(request):
         newsletter=form.cleaned_data["newsletter"],
         reason="unsubscribe form",
     )
-    return render(
+    context = {
+        "user_email": form.cleaned_data["user_email"],
+        "newsletter": form.cleaned_data["newsletter"],
+    }
+    return render(request, "newsletters/unsubscribe_done.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+def confirm_page(request, slug, token):
+    """GET shows a button (link scanners change nothing); POST confirms."""
+    newsletter = get_object_or_404(Newsletter, slug=slug)
+    profile_id, problem = read_link(
         request,
-        "newsletters/unsubscribe_done.html",
-        {
-            "user_email": form.cleaned_data["user_email"],
-            "newsletter": form.cleaned_data["newsletter"],
-        },
+        token=token,
+        purpose=tokens.CONFIRM,
+        max_age=settings.SIGNALPOST_CONFIRMATION_MAX_AGE_SECONDS,
+        newsletter=newsletter,
     )
+    if problem:
+        return problem
+    subscription = subscription_of(profile_id=profile_id, newsletter=newsletter)
+    if subscription is None:
+        return link_problem(request, problem="invalid", newsletter=newsletter, purpose="confirm")
+    if request.method == "POST":
+        subscription = subscription_confirm(subscription=subscription)
+    context = {
+        "subscription": subscription,
+        "newsletter": newsletter,
+        "confirmed_now": request.method == "POST",
+        "preferences_url": preferences_path(profile=subscription.profile),
+    }
+    return render(request, "newsletters/confirm.html", context)
+
+
+@csrf_exempt  # RFC 8058: mail providers POST without cookies; the signed token authenticates.
+@require_http_methods(["GET", "POST"])
+def one_click_unsubscribe(request, slug, token):
+    newsletter = get_object_or_404(Newsletter, slug=slug)
+    profile_id, problem = read_link(
+        request, token=token, purpose=tokens.UNSUBSCRIBE, max_age=None, newsletter=newsletter
+    )
+    if problem:
+        return problem
+    profile = Profile.objects.filter(pk=profile_id).first()
+    if request.method == "POST" and profile is not None:
+        subscription_end(profile=profile, newsletter=newsletter, reason="one-click unsubscribe")
+    context = {
+        "newsletter": newsletter,
+        "profile": profile,
+        "done": request.method == "POST",
+        "preferences_url": preferences_path(profile=profile) if profile else None,
+    }
+    return render(request, "newsletters/one_click_unsubscribe.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+def preferences_request_page(request):
+    if request.method == "GET":
+        form = PreferencesLinkForm(initial=prefill(request))
+        return render(request, "newsletters/preferences_request.html", {"form": form})
+    if not rate_limit_allows(scope="subscribe_ip", key=client_ip(request)):
+        return too_many_requests(request)
+    form = PreferencesLinkForm(request.POST)
+    if not form.is_valid():
+        return render(request, "newsletters/preferences_request.html", {"form": form}, status=400)
+    email = form.cleaned_data["user_email"]
+    if not form.is_bot() and rate_limit_allows(scope="preferences_address", key=email.lower()):
+        preferences_link_request(email=email)
+    return render(request, "newsletters/preferences_request_done.html", {"user_email": email})
+
+
+@require_http_methods(["GET", "POST"])
+def preferences_page(request, token):
+    profile_id, problem = read_link(
+        request,
+        token=token,
+        purpose=tokens.PREFERENCES,
+        max_age=settings.SIGNALPOST_PREFERENCES_MAX_AGE_SECONDS,
+    )
+    if problem:
+        return problem
+    profile = Profile.objects.filter(pk=profile_id).first()
+    if profile is None:
+        return link_problem(request, problem="invalid", purpose="preferences")
+    choices = newsletters_for_preferences(profile=profile)
+    saved = None
+    status = 200
+    if request.method == "POST":
+        form = PreferencesForm(request.POST, choices=choices)
+        leave_all = "leave_all" in request.POST
+        if leave_all or form.is_valid():
+            name = form.cleaned_data.get("name", profile.name) if not leave_all else profile.name
+            wanted = [] if leave_all else list(form.cleaned_data["newsletters"])
+            joined, left = preferences_update(
+                profile=profile, name=name, wanted_newsletters=wanted, consent=consent_from(request)
+            )
+            saved = {"joined": joined, "left": left, "left_everything": leave_all}
+        else:
+            status = 400
+    if request.method == "GET" or saved:
+        form = PreferencesForm(
+            initial={"name": profile.name, "newsletters": newsletters_subscribed(profile=profile)},
+            choices=choices,
+        )
+    context = {"form": form, "profile": profile, "saved": saved}
+    return render(request, "newsletters/preferences.html", context, status=status)

@@ -1,0 +1,65 @@
+"""A real SMTP server on loopback (aiosmtpd) that keeps what it receives."""
+
+import email
+import email.policy
+import socket
+import time
+
+from aiosmtpd.controller import Controller
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Inbox:
+    """aiosmtpd handler: accepts every message, refusing recipients in ``refuse``."""
+
+    def __init__(self):
+        self.envelopes = []
+        self.refuse = set()
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address.lower() in self.refuse:
+            return "550 5.1.1 No such mailbox"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        self.envelopes.append(envelope)
+        return "250 Message accepted"
+
+    @property
+    def messages(self):
+        return [
+            email.message_from_bytes(envelope.original_content, policy=email.policy.default)
+            for envelope in self.envelopes
+        ]
+
+    def to(self, address):
+        return [message for message in self.messages if message["To"] == address]
+
+    def wait_for(self, count, timeout=10):
+        deadline = time.monotonic() + timeout
+        while len(self.envelopes) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.messages
+
+
+def smtp_server_start():
+    """Start an SMTP server on a free loopback port; return ``(controller, inbox, port)``."""
+    inbox = Inbox()
+    port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    return controller, inbox, port
+
+
+def text_part(message):
+    return message.get_body(preferencelist=("plain",)).get_content()
+
+
+def html_part(message):
+    return message.get_body(preferencelist=("html",)).get_content()
