@@ -35,6 +35,8 @@ ALLOWED_HOSTS = env_list(
 SITE_URL = ENV.get("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 
 INSTALLED_APPS = [
+    # First, so its templates (admin/base_site.html) override the admin's own.
+    "signalpost",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -44,7 +46,6 @@ INSTALLED_APPS = [
     # Before django_tasks_db: its db_worker command is replaced by ours (with heartbeats).
     "signalpost.durable",
     "django_tasks_db",
-    "signalpost",
     "signalpost.accounts",
     "signalpost.newsletters",
     "signalpost.activity",

@@ -110,3 +110,9 @@ def test_staff_see_dead_letters_with_their_last_error_and_replay_them(staff_clie
     run_worker_until_idle()
     dead_letter.refresh_from_db()
     assert dead_letter.status == DeadLetter.Status.RESOLVED
+
+
+def test_every_admin_page_links_to_the_task_queue(staff_client):
+    page = staff_client.get("/admin/").content.decode()
+    assert 'href="/admin/queue/"' in page
+    assert "Signalpost administration" in page

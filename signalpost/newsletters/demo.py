@@ -25,6 +25,7 @@ NEWSLETTERS = [
         "name": "Frontend Notes",
         "description": "CSS, accessibility and the platform, once a month.",
         "topics": ["web"],
+        "opt_in": Newsletter.OptIn.DOUBLE,
     },
     {
         "slug": "data-letters",
@@ -46,7 +47,8 @@ def demo_data_load():
     """Create the demo topics, newsletters and subscribers; safe to run again.
 
     Demo newsletters are single opt-in so subscribing through the site works
-    without a mailbox. Returns the number of newsletters.
+    without a mailbox, but for one double opt-in list whose confirmation email
+    the console shows. Returns the number of newsletters.
     """
     topics = {
         slug: Topic.objects.get_or_create(slug=slug, defaults={"name": name})[0]
@@ -59,7 +61,7 @@ def demo_data_load():
             defaults={
                 "name": spec["name"],
                 "description": spec["description"],
-                "opt_in": Newsletter.OptIn.SINGLE,
+                "opt_in": spec.get("opt_in", Newsletter.OptIn.SINGLE),
                 "sender_name": spec["name"],
                 "sender_email": f"{spec['slug']}@newsletters.example.com",
             },
