@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "signalpost.accounts",
     "signalpost.newsletters",
     "signalpost.activity",
+    "signalpost.publishing",
 ]
 
 MIDDLEWARE = [
@@ -107,6 +108,11 @@ SIGNALPOST_RATE_LIMITS = {
     "subscribe_address": ENV.get("SUBSCRIBE_RATE_PER_ADDRESS", "5/h"),
     "preferences_address": ENV.get("PREFERENCES_LINK_RATE_PER_ADDRESS", "3/h"),
 }
+# Sending issues: messages per batch task (one SMTP connection each), the rate
+# across every worker sharing the cache (0: no limit), attempts per recipient.
+SIGNALPOST_SEND_BATCH_SIZE = int(ENV.get("SEND_BATCH_SIZE", "500"))
+SIGNALPOST_SEND_RATE_PER_SECOND = int(ENV.get("SEND_RATE_PER_SECOND", "0"))
+SIGNALPOST_SEND_MAX_ATTEMPTS = int(ENV.get("SEND_MAX_ATTEMPTS", "5"))
 # How many reverse proxies in front of the site append to X-Forwarded-For (0: trust none).
 SIGNALPOST_TRUSTED_PROXY_COUNT = int(ENV.get("TRUSTED_PROXY_COUNT", "0"))
 

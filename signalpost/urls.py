@@ -7,4 +7,5 @@ urlpatterns = [
     path("admin/queue/", queue_status_page, name="queue_status"),
     path("admin/", admin.site.urls),
     path("", include("signalpost.newsletters.urls")),
+    path("", include("signalpost.publishing.urls")),
 ]

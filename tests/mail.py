@@ -20,10 +20,14 @@ class Inbox:
     def __init__(self):
         self.envelopes = []
         self.refuse = set()
+        self.temporarily_refuse = {}
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address.lower() in self.refuse:
             return "550 5.1.1 No such mailbox"
+        if self.temporarily_refuse.get(address.lower(), 0) > 0:
+            self.temporarily_refuse[address.lower()] -= 1
+            return "451 4.3.0 Try again later"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 

@@ -59,5 +59,6 @@ def test_json_output_is_machine_readable():
     assert {receiver["dispatch_uid"] for receiver in unsubscribed["receivers"]} == {
         "accounts.profile_remove_subscription",
         "activity.record_unsubscribed",
+        "publishing.deliveries_skip",
     }
     assert any(entry["name"] == "post_save" for entry in data["django"])

@@ -16,7 +16,13 @@ class DurableReceiver:
 
 
 def durable(
-    function=None, *, max_attempts=5, backoff_base=10.0, backoff_max=3600.0, queue_name="default"
+    function=None,
+    *,
+    max_attempts=5,
+    backoff_base=10.0,
+    backoff_max=3600.0,
+    queue_name="default",
+    only_if=None,
 ):
     """Declare a receiver durable. Put it under ``@receiver``::
 
@@ -31,6 +37,10 @@ def durable(
     function with the same arguments plus ``idempotency_key`` (the same on every
     retry and rerun of this call) and ``attempt`` (1, 2, ...). Delivery is at least
     once: use the key to make a rerun harmless.
+
+    ``only_if``, given the signal's arguments, decides at send time whether to
+    record the call at all: a welcome email receiver skips imports without
+    queueing a task per imported row.
     """
     policy = RetryPolicy(
         max_attempts=max_attempts,
@@ -52,6 +62,8 @@ def durable(
         def record_call(sender, signal, **arguments):
             from signalpost.durable.services import durable_call_enqueue
 
+            if only_if is not None and not only_if(**arguments):
+                return
             durable_call_enqueue(
                 durable_receiver=durable_receiver, sender=sender, signal=signal, arguments=arguments
             )

@@ -19,10 +19,14 @@ def email_confirmation_request(sender, *, subscription, idempotency_key, **kwarg
         emails.email_confirmation_send(subscription=subscription, idempotency_key=idempotency_key)
 
 
+def asked_themselves(*, source, **kwargs):
+    return source in WELCOMED_SOURCES
+
+
 @receiver(user_subscribed, dispatch_uid="newsletters.email_welcome")
-@durable(max_attempts=8, backoff_base=30)
-def email_welcome(sender, *, subscription, source, idempotency_key, **kwargs):
-    if source in WELCOMED_SOURCES and subscription.status == Subscription.Status.ACTIVE:
+@durable(max_attempts=8, backoff_base=30, only_if=asked_themselves)
+def email_welcome(sender, *, subscription, idempotency_key, **kwargs):
+    if subscription.status == Subscription.Status.ACTIVE:
         emails.email_welcome_send(subscription=subscription, idempotency_key=idempotency_key)
 
 

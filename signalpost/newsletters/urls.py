@@ -8,7 +8,6 @@ urlpatterns = [
     path("unsubscribe/", views.unsubscribe_page, name="unsubscribe"),
     path("preferences/", views.preferences_request_page, name="preferences_request"),
     path("preferences/<str:token>/", views.preferences_page, name="preferences"),
-    path("n/<slug:slug>/", views.newsletter_page, name="newsletter"),
     path("n/<slug:slug>/confirm/<str:token>/", views.confirm_page, name="confirm"),
     path(
         "n/<slug:slug>/unsubscribe/<str:token>/",

@@ -112,15 +112,6 @@ def home(request):
     return render(request, "newsletters/home.html", {"topics": topics, "untopical": untopical})
 
 
-@require_GET
-def newsletter_page(request, slug):
-    newsletter = get_object_or_404(Newsletter.objects.prefetch_related("topics"), slug=slug)
-    if not newsletter.is_public:
-        return render(request, "newsletters/not_found.html", status=404)
-    form = SubscribeForm(initial={"newsletter": newsletter.slug})
-    return render(request, "newsletters/newsletter.html", {"newsletter": newsletter, "form": form})
-
-
 @require_http_methods(["GET", "POST"])
 def subscribe_page(request):
     if request.method == "GET":

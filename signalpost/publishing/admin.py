@@ -1,0 +1,175 @@
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.http import JsonResponse
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import mark_safe
+
+from signalpost.publishing.models import Delivery, Issue
+from signalpost.publishing.selectors import issue_progress
+from signalpost.publishing.services import (
+    issue_create,
+    issue_schedule,
+    issue_send,
+    issue_send_test,
+    issue_unschedule,
+    issue_update,
+)
+
+
+class IssueForm(forms.ModelForm):
+    class Meta:
+        model = Issue
+        fields = ["newsletter", "subject", "body_markdown", "scheduled_at"]
+        widgets = {"body_markdown": forms.Textarea(attrs={"rows": 24, "class": "vLargeTextField"})}
+
+
+@admin.register(Issue)
+class IssueAdmin(admin.ModelAdmin):
+    """Write in Markdown, preview, email yourself a test, send now or schedule."""
+
+    form = IssueForm
+    list_display = ["subject", "newsletter", "status", "scheduled_at", "sent_at", "progress_bar"]
+    list_filter = ["status", "newsletter"]
+    search_fields = ["subject"]
+    readonly_fields = ["status", "slug", "preview", "progress_bar", "recipient_count"]
+    actions = ["send_test_to_me", "send_now", "schedule", "unschedule"]
+    change_form_template = "admin/publishing/issue/change_form.html"
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None and obj.status not in {Issue.Status.DRAFT, Issue.Status.SCHEDULED}:
+            return [*self.readonly_fields, "newsletter", "subject", "body_markdown", "scheduled_at"]
+        if obj is not None:
+            return [*self.readonly_fields, "newsletter"]
+        return self.readonly_fields
+
+    def save_model(self, request, obj, form, change):
+        """Saving goes through the services, which render and validate the Markdown."""
+        data = form.cleaned_data
+        try:
+            if change:
+                issue = issue_update(
+                    issue=obj, subject=data["subject"], body_markdown=data["body_markdown"]
+                )
+            else:
+                issue = issue_create(
+                    newsletter=data["newsletter"],
+                    subject=data["subject"],
+                    body_markdown=data["body_markdown"],
+                    created_by=request.user,
+                )
+            obj.pk = issue.pk
+            obj.refresh_from_db()
+        except ValidationError as error:
+            self.message_user(request, "; ".join(error.messages), messages.ERROR)
+
+    @admin.display(description="Preview")
+    def preview(self, issue):
+        if not issue.pk:
+            return "Save the draft to see its preview."
+        return format_html(
+            '<div class="issue-preview" style="border:1px solid #ccc;padding:1em;max-width:48em">'
+            "{}</div>",
+            mark_safe(issue.body_html),  # sanitised with nh3 when saved
+        )
+
+    @admin.display(description="Progress")
+    def progress_bar(self, issue):
+        if issue.status not in {Issue.Status.SENDING, Issue.Status.SENT}:
+            return "—"
+        progress = issue_progress(issue=issue)
+        return format_html(
+            '<progress max="100" value="{}" style="width:10em"></progress> '
+            "{}% · {} sent · {} failed",
+            progress["percent"],
+            progress["percent"],
+            progress["sent"],
+            progress["failed"],
+        )
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:issue_id>/progress/",
+                self.admin_site.admin_view(self.progress_view),
+                name="publishing_issue_progress",
+            ),
+            *super().get_urls(),
+        ]
+
+    def progress_view(self, request, issue_id):
+        """JSON the change page polls to move its progress bar without a reload."""
+        issue = get_object_or_404(Issue, pk=issue_id)
+        if not self.has_view_permission(request, issue):
+            return JsonResponse({"error": "forbidden"}, status=403)
+        return JsonResponse(issue_progress(issue=issue))
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = extra_context or {}
+        issue = self.get_object(request, object_id)
+        if issue is not None and issue.status in {Issue.Status.SENDING, Issue.Status.SENT}:
+            extra_context["progress"] = issue_progress(issue=issue)
+            extra_context["progress_url"] = reverse(
+                "admin:publishing_issue_progress", args=[issue.pk]
+            )
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    @admin.action(description="Send a test email of the selected issues to me")
+    def send_test_to_me(self, request, queryset):
+        if not request.user.email:
+            self.message_user(request, "Your user has no email address.", messages.ERROR)
+            return
+        for issue in queryset.select_related("newsletter"):
+            try:
+                issue_send_test(issue=issue, to_email=request.user.email)
+            except Exception as error:
+                self.message_user(request, f"{issue}: test not sent: {error}", messages.ERROR)
+            else:
+                self.message_user(request, f"{issue}: test sent to {request.user.email}.")
+
+    @admin.action(description="Send the selected issues now")
+    def send_now(self, request, queryset):
+        for issue in queryset:
+            recipients = issue_send(issue=issue)
+            if recipients is None:
+                self.message_user(request, f"{issue} is already {issue.status}.", messages.WARNING)
+            else:
+                self.message_user(request, f"{issue}: sending to {recipients} subscribers.")
+
+    @admin.action(description="Schedule the selected issues at their scheduled time")
+    def schedule(self, request, queryset):
+        for issue in queryset:
+            if issue.scheduled_at is None or issue.scheduled_at <= timezone.now():
+                self.message_user(
+                    request, f"{issue}: set a scheduled time in the future first.", messages.ERROR
+                )
+                continue
+            try:
+                issue_schedule(issue=issue, at=issue.scheduled_at)
+            except ValidationError as error:
+                self.message_user(request, f"{issue}: {error.messages[0]}", messages.ERROR)
+            else:
+                self.message_user(request, f"{issue}: scheduled for {issue.scheduled_at:%c}.")
+
+    @admin.action(description="Turn the selected scheduled issues back into drafts")
+    def unschedule(self, request, queryset):
+        count = sum(issue_unschedule(issue=issue) for issue in queryset)
+        self.message_user(request, f"Unscheduled {count} issue(s).")
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(admin.ModelAdmin):
+    list_display = ["email", "issue", "status", "attempts", "sent_at"]
+    list_filter = ["status", "issue__newsletter"]
+    search_fields = ["email", "message_id"]
+    list_select_related = ["issue", "issue__newsletter"]
+    raw_id_fields = ["issue", "profile"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,76 @@
+from django.conf import settings
+from django.db import models
+
+
+class Issue(models.Model):
+    """One post of a newsletter: written in Markdown, sent to its subscribers, archived."""
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        SCHEDULED = "scheduled", "Scheduled"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+
+    newsletter = models.ForeignKey(
+        "newsletters.Newsletter", on_delete=models.PROTECT, related_name="issues"
+    )
+    subject = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=100)
+    body_markdown = models.TextField("body (Markdown)")
+    body_html = models.TextField(editable=False, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
+    scheduled_at = models.DateTimeField(null=True, blank=True)
+    sending_started_at = models.DateTimeField(null=True, blank=True, editable=False)
+    sent_at = models.DateTimeField(null=True, blank=True, editable=False)
+    recipient_count = models.PositiveIntegerField(default=0, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, editable=False
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["newsletter", "slug"], name="publishing_issue_slug_unique"
+            ),
+        ]
+        indexes = [models.Index(fields=["newsletter", "status", "-sent_at"])]
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.newsletter}: {self.subject}"
+
+
+class Delivery(models.Model):
+    """One issue to one recipient. ``sending`` means claimed by a batch task in flight."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+        BOUNCED = "bounced", "Bounced"
+        SKIPPED = "skipped", "Skipped (left before it was sent)"
+
+    issue = models.ForeignKey(Issue, on_delete=models.CASCADE, related_name="deliveries")
+    profile = models.ForeignKey(
+        "accounts.Profile", null=True, on_delete=models.SET_NULL, related_name="deliveries"
+    )
+    email = models.EmailField(max_length=254)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    claimed_by = models.CharField(max_length=64, blank=True, db_index=True)
+    message_id = models.CharField(max_length=200, blank=True)
+    last_error = models.TextField(blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["issue", "profile"], name="publishing_delivery_unique"),
+        ]
+        indexes = [models.Index(fields=["issue", "status"])]
+        verbose_name_plural = "deliveries"
+
+    def __str__(self):
+        return f"{self.issue} → {self.email} ({self.status})"

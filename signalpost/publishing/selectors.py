@@ -1,0 +1,110 @@
+"""Reads of issues, their progress and the subscriber growth the dashboard draws."""
+
+from datetime import timedelta
+
+from django.db.models import Count, Q
+from django.db.models.functions import Coalesce, TruncDate
+from django.utils import timezone
+
+from signalpost.newsletters.models import Newsletter, Subscription
+from signalpost.publishing.models import Delivery, Issue
+
+
+def issues_sent(*, newsletter):
+    """Return ``newsletter``'s sent issues, newest first."""
+    return Issue.objects.filter(newsletter=newsletter, status=Issue.Status.SENT).order_by(
+        "-sent_at"
+    )
+
+
+def issue_progress(*, issue):
+    """Return a send's progress: counts by state, rate and expected finish."""
+    counts = dict.fromkeys(Delivery.Status.values, 0)
+    counts.update(
+        Delivery.objects.filter(issue=issue)
+        .values_list("status")
+        .annotate(count=Count("id"))
+        .order_by()
+    )
+    total = sum(counts.values())
+    done = counts["sent"] + counts["failed"] + counts["bounced"] + counts["skipped"]
+    remaining = counts["queued"] + counts["sending"]
+    now = timezone.now()
+    end = issue.sent_at or now
+    elapsed = (end - issue.sending_started_at).total_seconds() if issue.sending_started_at else 0
+    rate = counts["sent"] / elapsed if elapsed > 0 else 0.0
+    eta = now + timedelta(seconds=remaining / rate) if rate and remaining else None
+    return {
+        "issue": issue.pk,
+        "status": issue.status,
+        "total": total,
+        "sent": counts["sent"],
+        "failed": counts["failed"] + counts["bounced"],
+        "skipped": counts["skipped"],
+        "remaining": remaining,
+        "percent": round(100 * done / total, 1) if total else (100.0 if issue.sent_at else 0.0),
+        "rate_per_second": round(rate, 1),
+        "elapsed_seconds": round(elapsed, 1),
+        "expected_finish": eta,
+    }
+
+
+def sends_latest(*, limit=10):
+    """Return the latest issues sending or sent, newest first, with their progress."""
+    issues = (
+        Issue.objects.filter(status__in=[Issue.Status.SENDING, Issue.Status.SENT])
+        .select_related("newsletter")
+        .order_by("-sending_started_at")[:limit]
+    )
+    return [(issue, issue_progress(issue=issue)) for issue in issues]
+
+
+def subscriber_growth(*, days=30):
+    """Return ``(dates, {newsletter: [active subscribers at the end of each date]})``.
+
+    Three aggregate queries whatever the list sizes: subscribers before the
+    window, then starts and ends per newsletter per day inside it.
+    """
+    today = timezone.localdate()
+    first = today - timedelta(days=days - 1)
+    start = timezone.make_aware(timezone.datetime.combine(first, timezone.datetime.min.time()))
+    ended_at = Coalesce("unsubscribed_at", "bounced_at", "complained_at")
+    subscriptions = Subscription.objects.filter(subscribed_at__isnull=False).annotate(
+        ended_at=ended_at
+    )
+    baseline = dict(
+        subscriptions.filter(subscribed_at__lt=start)
+        .filter(Q(ended_at__isnull=True) | Q(ended_at__gte=start))
+        .values_list("newsletter")
+        .annotate(count=Count("id"))
+        .order_by()
+    )
+    starts = (
+        subscriptions.filter(subscribed_at__gte=start)
+        .annotate(day=TruncDate("subscribed_at"))
+        .values_list("newsletter", "day")
+        .annotate(count=Count("id"))
+        .order_by()
+    )
+    ends = (
+        subscriptions.filter(ended_at__gte=start)
+        .annotate(day=TruncDate("ended_at"))
+        .values_list("newsletter", "day")
+        .annotate(count=Count("id"))
+        .order_by()
+    )
+    dates = [first + timedelta(days=offset) for offset in range(days)]
+    change = {}
+    for newsletter_id, day, count in starts:
+        change[(newsletter_id, day)] = change.get((newsletter_id, day), 0) + count
+    for newsletter_id, day, count in ends:
+        change[(newsletter_id, day)] = change.get((newsletter_id, day), 0) - count
+    series = {}
+    for newsletter in Newsletter.objects.order_by("name"):
+        running = baseline.get(newsletter.pk, 0)
+        points = []
+        for day in dates:
+            running += change.get((newsletter.pk, day), 0)
+            points.append(running)
+        series[newsletter] = points
+    return dates, series

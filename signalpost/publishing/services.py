@@ -1,0 +1,295 @@
+"""Writing, scheduling and sending issues. Each function is one transaction."""
+
+import logging
+import math
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+from django.db.models import Count, F
+from django.utils import timezone
+from django.utils.text import slugify
+
+from signalpost.newsletters.models import Subscription
+from signalpost.publishing.models import Delivery, Issue
+from signalpost.publishing.rendering import markdown_to_html
+from signalpost.signals import delivery_failed, issue_sending_started, issue_sent
+
+logger = logging.getLogger(__name__)
+
+# Issue slugs share /n/<newsletter>/ with these pages.
+RESERVED_SLUGS = {"feed", "confirm", "unsubscribe"}
+SUBJECT_MAX_LENGTH = 200
+BODY_MAX_LENGTH = 500_000
+EDITABLE = {Issue.Status.DRAFT, Issue.Status.SCHEDULED}
+
+
+def issue_validate(*, subject, body_markdown):
+    errors = {}
+    if not subject or not subject.strip():
+        errors["subject"] = "An issue needs a subject."
+    elif len(subject) > SUBJECT_MAX_LENGTH:
+        errors["subject"] = f"A subject has at most {SUBJECT_MAX_LENGTH} characters."
+    elif any(character in subject for character in "\r\n"):
+        errors["subject"] = "A subject is one line."
+    if len(body_markdown) > BODY_MAX_LENGTH:
+        errors["body_markdown"] = f"The body has at most {BODY_MAX_LENGTH} characters."
+    if errors:
+        raise ValidationError(errors)
+
+
+def issue_slug_for(*, newsletter, subject, exclude_pk=None):
+    """Return a slug from ``subject``, unique within ``newsletter`` and not reserved."""
+    base = slugify(subject)[:90] or "issue"
+    taken = set(
+        Issue.objects.filter(newsletter=newsletter, slug__startswith=base)
+        .exclude(pk=exclude_pk)
+        .values_list("slug", flat=True)
+    )
+    slug, number = base, 1
+    while slug in taken or slug in RESERVED_SLUGS:
+        number += 1
+        slug = f"{base}-{number}"
+    return slug
+
+
+@transaction.atomic
+def issue_create(*, newsletter, subject, body_markdown, created_by=None):
+    """Create a draft issue with its HTML rendered; return it."""
+    issue_validate(subject=subject, body_markdown=body_markdown)
+    return Issue.objects.create(
+        newsletter=newsletter,
+        subject=subject.strip(),
+        slug=issue_slug_for(newsletter=newsletter, subject=subject),
+        body_markdown=body_markdown,
+        body_html=markdown_to_html(body_markdown),
+        created_by=created_by,
+    )
+
+
+@transaction.atomic
+def issue_update(*, issue, subject, body_markdown):
+    """Change a draft or scheduled issue's text; a sending or sent issue cannot change."""
+    issue = Issue.objects.select_for_update().get(pk=issue.pk)
+    if issue.status not in EDITABLE:
+        raise ValidationError(f"A {issue.status} issue cannot be changed.")
+    issue_validate(subject=subject, body_markdown=body_markdown)
+    issue.subject = subject.strip()
+    issue.body_markdown = body_markdown
+    issue.body_html = markdown_to_html(body_markdown)
+    issue.save(update_fields=["subject", "body_markdown", "body_html", "updated_at"])
+    return issue
+
+
+@transaction.atomic
+def issue_schedule(*, issue, at):
+    """Send ``issue`` at ``at`` (or now, if ``at`` has passed); return it."""
+    from signalpost.publishing.tasks import issue_send_when_due
+
+    issue = Issue.objects.select_for_update().get(pk=issue.pk)
+    if issue.status not in EDITABLE:
+        raise ValidationError(f"A {issue.status} issue cannot be scheduled.")
+    issue.status = Issue.Status.SCHEDULED
+    issue.scheduled_at = at
+    issue.save(update_fields=["status", "scheduled_at", "updated_at"])
+    # A task per scheduling; one that finds the schedule changed does nothing.
+    issue_send_when_due.using(run_after=at).enqueue(issue_id=issue.pk, scheduled_at=at.isoformat())
+    return issue
+
+
+@transaction.atomic
+def issue_unschedule(*, issue):
+    """Turn a scheduled issue back into a draft."""
+    updated = Issue.objects.filter(pk=issue.pk, status=Issue.Status.SCHEDULED).update(
+        status=Issue.Status.DRAFT, scheduled_at=None
+    )
+    return bool(updated)
+
+
+@transaction.atomic
+def issue_send(*, issue):
+    """Start sending ``issue`` to every active subscriber now; return the recipient count.
+
+    The deliveries are created by one INSERT ... SELECT, whatever the list's
+    size, from the subscriptions active at this moment; batch tasks that any
+    number of workers share send them. Sending an issue that is already
+    sending or sent does nothing and returns ``None``.
+    """
+    from signalpost.publishing.tasks import issue_send_batch
+
+    issue = Issue.objects.select_for_update().select_related("newsletter").get(pk=issue.pk)
+    if issue.status not in EDITABLE:
+        return None
+    recipients = deliveries_create(issue=issue)
+    issue.status = Issue.Status.SENDING
+    issue.sending_started_at = timezone.now()
+    issue.recipient_count = recipients
+    issue.save(update_fields=["status", "sending_started_at", "recipient_count", "updated_at"])
+    issue_sending_started.send(
+        sender=Issue, issue=issue, newsletter=issue.newsletter, recipient_count=recipients
+    )
+    batches = math.ceil(recipients / settings.SIGNALPOST_SEND_BATCH_SIZE)
+    for _ in range(batches):
+        issue_send_batch.enqueue(issue_id=issue.pk)
+    if not batches:
+        issue_finish_if_done(issue_id=issue.pk)
+    return recipients
+
+
+def deliveries_create(*, issue):
+    """Insert a queued delivery for each active subscriber, in one statement; return the count."""
+    delivery = Delivery._meta
+    subscription = Subscription._meta
+    profile_table = subscription.get_field("profile").related_model._meta.db_table
+    quote = connection.ops.quote_name
+    sql = (
+        f"INSERT INTO {quote(delivery.db_table)} "
+        "(issue_id, profile_id, email, status, attempts, claimed_by, message_id, last_error) "
+        f"SELECT %s, p.id, p.email, %s, 0, '', '', '' "
+        f"FROM {quote(subscription.db_table)} s "
+        f"JOIN {quote(profile_table)} p ON p.id = s.profile_id "
+        "WHERE s.newsletter_id = %s AND s.status = %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql,
+            [issue.pk, Delivery.Status.QUEUED, issue.newsletter_id, Subscription.Status.ACTIVE],
+        )
+        return cursor.rowcount
+
+
+@transaction.atomic
+def deliveries_claim(*, issue_id, claimer, limit):
+    """Claim up to ``limit`` queued deliveries of an issue for ``claimer``; return their ids.
+
+    A claimer that ran before (a task rerun after its worker died) gets back
+    the deliveries it had claimed and not finished first. Other claimers skip
+    rows being claimed (SKIP LOCKED), so workers never wait for each other.
+    """
+    own = list(
+        Delivery.objects.filter(
+            issue_id=issue_id, status=Delivery.Status.SENDING, claimed_by=claimer
+        ).values_list("id", flat=True)
+    )
+    if own:
+        return own
+    ids = list(
+        Delivery.objects.filter(issue_id=issue_id, status=Delivery.Status.QUEUED)
+        .order_by("id")
+        .select_for_update(skip_locked=True)
+        .values_list("id", flat=True)[:limit]
+    )
+    Delivery.objects.filter(id__in=ids).update(
+        status=Delivery.Status.SENDING, claimed_by=claimer, attempts=F("attempts") + 1
+    )
+    return ids
+
+
+def delivery_sent(*, delivery, message_id):
+    """Record one message as sent: its own statement, so a crash loses at most the next."""
+    Delivery.objects.filter(pk=delivery.pk, status=Delivery.Status.SENDING).update(
+        status=Delivery.Status.SENT, message_id=message_id[:200], sent_at=timezone.now()
+    )
+
+
+@transaction.atomic
+def delivery_retry_later(*, delivery, error):
+    """Put a delivery back in the queue after a temporary failure, or fail it at the limit."""
+    if delivery.attempts >= settings.SIGNALPOST_SEND_MAX_ATTEMPTS:
+        reason = f"gave up after {delivery.attempts} attempts: {error}"
+        return delivery_fail(delivery=delivery, reason=reason)
+    Delivery.objects.filter(pk=delivery.pk, status=Delivery.Status.SENDING).update(
+        status=Delivery.Status.QUEUED, claimed_by="", last_error=str(error)[:2000]
+    )
+    return None
+
+
+@transaction.atomic
+def delivery_fail(*, delivery, reason):
+    """Mark a delivery failed for good and send ``delivery_failed``."""
+    updated = Delivery.objects.filter(
+        pk=delivery.pk, status__in=[Delivery.Status.SENDING, Delivery.Status.QUEUED]
+    ).update(status=Delivery.Status.FAILED, last_error=reason[:2000])
+    if updated:
+        delivery.status = Delivery.Status.FAILED
+        delivery_failed.send(
+            sender=Delivery,
+            delivery=delivery,
+            issue=delivery.issue,
+            profile=delivery.profile,
+            user_email=delivery.email,
+            reason=reason[:2000],
+        )
+    return delivery
+
+
+@transaction.atomic
+def deliveries_skip_for(*, profile, newsletter):
+    """Stop the unsent deliveries of ``newsletter``'s issues to ``profile``; return how many.
+
+    Deliveries claimed by a batch in flight are stopped too: the batch re-reads
+    which of its deliveries are still to send about every second.
+    """
+    return Delivery.objects.filter(
+        profile=profile,
+        issue__newsletter=newsletter,
+        status__in=[Delivery.Status.QUEUED, Delivery.Status.SENDING],
+    ).update(status=Delivery.Status.SKIPPED)
+
+
+@transaction.atomic
+def issue_finish_if_done(*, issue_id):
+    """Mark the issue sent once no delivery is queued or in flight; return whether it was."""
+    issue = Issue.objects.select_for_update().select_related("newsletter").get(pk=issue_id)
+    if issue.status != Issue.Status.SENDING:
+        return False
+    counts = dict(
+        Delivery.objects.filter(issue=issue)
+        .values_list("status")
+        .annotate(count=Count("id"))
+        .order_by()
+    )
+    if counts.get(Delivery.Status.QUEUED) or counts.get(Delivery.Status.SENDING):
+        return False
+    issue.status = Issue.Status.SENT
+    issue.sent_at = timezone.now()
+    issue.save(update_fields=["status", "sent_at", "updated_at"])
+    issue_sent.send(
+        sender=Issue,
+        issue=issue,
+        newsletter=issue.newsletter,
+        sent_count=counts.get(Delivery.Status.SENT, 0),
+        failed_count=counts.get(Delivery.Status.FAILED, 0),
+    )
+    return True
+
+
+def retry_delay_seconds(attempts):
+    return min(3600, 30 * 2 ** max(0, attempts - 1))
+
+
+def retry_at(attempts):
+    return timezone.now() + timedelta(seconds=retry_delay_seconds(attempts))
+
+
+def issue_send_test(*, issue, to_email):
+    """Email ``issue`` to ``to_email`` (its author, usually) as a subscriber would see it.
+
+    Sent at once, not queued: the author is waiting for it. Nothing is recorded.
+    """
+    from django.core.mail import mailers
+
+    from signalpost.accounts.models import Profile
+    from signalpost.publishing.rendering import IssueMessages
+
+    profile = Profile.objects.filter(email=to_email.lower()).first() or Profile(
+        pk=0, email=to_email, name=""
+    )
+    delivery = Delivery(pk=0, issue=issue, email=to_email)
+    message = IssueMessages(issue).message_for(delivery, profile=profile)
+    message.subject = f"[Test] {message.subject}"
+    message.extra_headers["Message-ID"] = f"<issue-{issue.pk}.test-{uuid.uuid4().hex}@test>"
+    mailers.default.send_messages([message])
+    return message

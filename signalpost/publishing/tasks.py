@@ -1,0 +1,170 @@
+"""The tasks that send issues: any number of workers share a send's batches."""
+
+import contextlib
+import logging
+import smtplib
+import time
+
+from django.conf import settings
+from django.core.mail import mailers
+from django.db import connection
+from django.tasks import task
+
+from signalpost.publishing.models import Delivery, Issue
+from signalpost.publishing.rendering import IssueMessages
+from signalpost.publishing.sendrate import SendRate
+from signalpost.publishing.services import (
+    deliveries_claim,
+    delivery_fail,
+    delivery_retry_later,
+    delivery_sent,
+    issue_finish_if_done,
+    issue_send,
+    retry_at,
+)
+
+logger = logging.getLogger(__name__)
+
+# How often a batch re-reads which of its deliveries are still to send, so an
+# unsubscribe during a send stops that recipient's message within about this.
+PENDING_RECHECK_SECONDS = 1.0
+
+
+@contextlib.contextmanager
+def asynchronous_commit():
+    """On PostgreSQL, don't wait for the disk on each commit of this connection.
+
+    A killed worker loses nothing this way (PostgreSQL has the commit); only a
+    crash of PostgreSQL itself could forget the last fraction of a second of
+    "sent" marks, and those messages would be sent again.
+    """
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SET synchronous_commit TO OFF")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET synchronous_commit")
+
+
+def is_permanent(error):
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _ in error.recipients.values()]
+        return bool(codes) and all(code >= 500 for code in codes)
+    if isinstance(error, smtplib.SMTPResponseException):
+        return error.smtp_code >= 500
+    return False
+
+
+@task(takes_context=True)
+def issue_send_batch(context, *, issue_id):
+    """Claim one batch of an issue's deliveries and send it over one SMTP connection."""
+    claimer = str(context.task_result.id)
+    issue = Issue.objects.select_related("newsletter").get(pk=issue_id)
+    if issue.status != Issue.Status.SENDING:
+        return {"sent": 0}
+    ids = deliveries_claim(
+        issue_id=issue_id, claimer=claimer, limit=settings.SIGNALPOST_SEND_BATCH_SIZE
+    )
+    if not ids:
+        issue_finish_if_done(issue_id=issue_id)
+        return {"sent": 0}
+    deliveries = list(
+        Delivery.objects.filter(id__in=ids, status=Delivery.Status.SENDING)
+        .select_related("profile")
+        .order_by("id")
+    )
+    for delivery in deliveries:
+        delivery.issue = issue
+    with asynchronous_commit():
+        outcome = deliveries_send(issue=issue, deliveries=deliveries)
+    if outcome["retry"]:
+        issue_send_batch.using(run_after=retry_at(outcome["max_attempts"])).enqueue(
+            issue_id=issue_id
+        )
+    issue_finish_if_done(issue_id=issue_id)
+    return {key: outcome[key] for key in ("sent", "failed", "retry")}
+
+
+def deliveries_send(*, issue, deliveries):
+    """Send each delivery; record each outcome as it happens; return the counts."""
+    messages = IssueMessages(issue)
+    rate = SendRate(settings.SIGNALPOST_SEND_RATE_PER_SECOND)
+    outcome = {"sent": 0, "failed": 0, "retry": 0, "max_attempts": 0}
+    mailer = mailers.default
+    pending_ids = {delivery.pk for delivery in deliveries}
+    rechecked_at = time.monotonic()
+
+    def retry_later(delivery, error):
+        if delivery_retry_later(delivery=delivery, error=error) is None:
+            outcome["retry"] += 1
+            outcome["max_attempts"] = max(outcome["max_attempts"], delivery.attempts)
+        else:
+            outcome["failed"] += 1
+
+    try:
+        mailer.open()
+    except (smtplib.SMTPException, OSError) as error:
+        logger.warning("Cannot reach the mail server for issue %s: %s", issue.pk, error)
+        for delivery in deliveries:
+            retry_later(delivery, error)
+        return outcome
+    try:
+        for index, delivery in enumerate(deliveries):
+            if time.monotonic() - rechecked_at > PENDING_RECHECK_SECONDS:
+                pending_ids = set(
+                    Delivery.objects.filter(
+                        id__in=[d.pk for d in deliveries[index:]], status=Delivery.Status.SENDING
+                    ).values_list("id", flat=True)
+                )
+                rechecked_at = time.monotonic()
+            if delivery.pk not in pending_ids:
+                continue
+            if delivery.profile is None:
+                delivery_fail(delivery=delivery, reason="the profile was erased")
+                outcome["failed"] += 1
+                continue
+            message = messages.message_for(delivery, profile=delivery.profile)
+            rate.acquire()
+            try:
+                mailer.send_messages([message])
+            except (smtplib.SMTPException, OSError) as error:
+                if is_permanent(error):
+                    delivery_fail(delivery=delivery, reason=str(error))
+                    outcome["failed"] += 1
+                    continue
+                retry_later(delivery, error)
+                if isinstance(error, (smtplib.SMTPServerDisconnected, OSError)):
+                    # The connection is gone: reopen it, or give the rest back to the queue.
+                    try:
+                        mailer.close()
+                        mailer.open()
+                    except (smtplib.SMTPException, OSError) as reopen_error:
+                        for rest in deliveries[index + 1 :]:
+                            if rest.pk in pending_ids:
+                                retry_later(rest, reopen_error)
+                        return outcome
+                continue
+            delivery_sent(delivery=delivery, message_id=message.extra_headers["Message-ID"])
+            outcome["sent"] += 1
+    finally:
+        with contextlib.suppress(Exception):
+            mailer.close()
+    return outcome
+
+
+@task
+def issue_send_when_due(*, issue_id, scheduled_at):
+    """Send a scheduled issue, unless it was rescheduled or unscheduled since."""
+    issue = Issue.objects.filter(pk=issue_id).first()
+    if (
+        issue is None
+        or issue.status != Issue.Status.SCHEDULED
+        or issue.scheduled_at is None
+        or issue.scheduled_at.isoformat() != scheduled_at
+    ):
+        return None
+    return issue_send(issue=issue)
