@@ -6,7 +6,12 @@ from django.dispatch import receiver
 from signalpost.accounts.models import Profile
 from signalpost.activity.models import Activity
 from signalpost.activity.services import activity_record
-from signalpost.signals import subscription_requested, user_subscribed, user_unsubscribed
+from signalpost.signals import (
+    delivery_failed,
+    subscription_requested,
+    user_subscribed,
+    user_unsubscribed,
+)
 
 
 @receiver(subscription_requested, dispatch_uid="activity.record_subscription_requested")
@@ -44,3 +49,14 @@ def activity_record_user_logged_in(sender, *, user, **kwargs):
     profile = Profile.objects.filter(user=user).first()
     if profile is not None:
         activity_record(profile=profile, event=Activity.Event.USER_LOGGED_IN)
+
+
+@receiver(delivery_failed, dispatch_uid="activity.record_delivery_failed")
+def activity_record_delivery_failed(sender, *, profile, issue, reason, **kwargs):
+    if profile is not None:
+        activity_record(
+            profile=profile,
+            event=Activity.Event.DELIVERY_FAILED,
+            newsletter=issue.newsletter,
+            detail={"issue": issue.pk, "reason": reason[:500]},
+        )

@@ -35,6 +35,15 @@ NEWSLETTERS = [
     },
 ]
 
+DEMO_ISSUE = """This week:
+
+- **Django 6.1** brings the Tasks framework to every project.
+- Signals, done right: declared arguments, durable receivers.
+
+Send this draft from the admin (Publishing → Issues → *Send the selected issues now*) and
+watch the worker print each personalised email.
+"""
+
 SUBSCRIBERS = [
     ("jane@example.com", "Jane", ["python-weekly", "django-digest"]),
     ("sam@example.com", "Sam", ["frontend-notes"]),
@@ -68,6 +77,15 @@ def demo_data_load():
         )
         newsletter.topics.add(*(topics[slug] for slug in spec["topics"]))
         newsletters[spec["slug"]] = newsletter
+    from signalpost.publishing.models import Issue
+    from signalpost.publishing.services import issue_create
+
+    if not Issue.objects.filter(newsletter=newsletters["python-weekly"]).exists():
+        issue_create(
+            newsletter=newsletters["python-weekly"],
+            subject="Welcome to Python Weekly",
+            body_markdown=DEMO_ISSUE,
+        )
     for email, name, slugs in SUBSCRIBERS:
         for slug in slugs:
             subscribe(

@@ -100,7 +100,7 @@ def test_subscriber_confirms_manages_and_unsubscribes_from_emails(
     page.get_by_role("button", name="Yes, subscribe me").click()
 
     expect(page.get_by_role("heading", name="You're subscribed", level=1)).to_be_visible()
-    expect(page.get_by_role("status")).to_contain_text(f"{EMAIL} receives The Careful")
+    expect(page.get_by_role("status")).to_contain_text(f"{EMAIL} will now receive The Careful")
     screenshot(page, "4-confirmed")
     assert status_of(careful) == Subscription.Status.ACTIVE
 
