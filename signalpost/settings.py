@@ -50,6 +50,9 @@ INSTALLED_APPS = [
     "signalpost.newsletters",
     "signalpost.activity",
     "signalpost.publishing",
+    "signalpost.webhooks",
+    "signalpost.api",
+    "anymail",
 ]
 
 MIDDLEWARE = [
@@ -113,6 +116,15 @@ SIGNALPOST_RATE_LIMITS = {
 SIGNALPOST_SEND_BATCH_SIZE = int(ENV.get("SEND_BATCH_SIZE", "500"))
 SIGNALPOST_SEND_RATE_PER_SECOND = int(ENV.get("SEND_RATE_PER_SECOND", "0"))
 SIGNALPOST_SEND_MAX_ATTEMPTS = int(ENV.get("SEND_MAX_ATTEMPTS", "5"))
+# Bounces and complaints arrive through django-anymail's tracking webhooks
+# (/anymail/<esp>/tracking/), protected by basic auth "user:password".
+ANYMAIL = {"WEBHOOK_SECRET": ENV.get("ANYMAIL_WEBHOOK_SECRET", "" if PRODUCTION else "anymail:dev")}
+SIGNALPOST_SOFT_BOUNCE_LIMIT = int(ENV.get("SOFT_BOUNCE_LIMIT", "3"))
+# Webhook targets on loopback, private or link-local addresses are refused unless allowed.
+SIGNALPOST_WEBHOOKS_ALLOW_PRIVATE_TARGETS = env_flag(
+    ENV, "WEBHOOKS_ALLOW_PRIVATE_TARGETS", default=False
+)
+SIGNALPOST_WEBHOOK_MAX_ATTEMPTS = int(ENV.get("WEBHOOK_MAX_ATTEMPTS", "8"))
 # How many reverse proxies in front of the site append to X-Forwarded-For (0: trust none).
 SIGNALPOST_TRUSTED_PROXY_COUNT = int(ENV.get("TRUSTED_PROXY_COUNT", "0"))
 
@@ -134,8 +146,9 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "var" / "static"
 
-# Forms here carry a handful of short fields; anything bigger is hostile.
-DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
+# Forms carry a handful of short fields (each with its own limit); the API takes
+# issue bodies (500,000 characters) and CSV imports (5 MB). Anything bigger is refused.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 6 * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 100
 
 SESSION_COOKIE_HTTPONLY = True

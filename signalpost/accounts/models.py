@@ -21,6 +21,9 @@ class Profile(models.Model):
     )
     name = models.CharField(max_length=200, blank=True)
     attributes = models.JSONField(default=dict, blank=True)
+    soft_bounce_count = models.PositiveIntegerField(
+        default=0, help_text="Soft bounces since the last hard one or since subscribing."
+    )
     subscriptions = models.ManyToManyField(
         "newsletters.Newsletter",
         blank=True,

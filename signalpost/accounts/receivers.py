@@ -10,7 +10,12 @@ from django.db.models.signals import post_save, pre_save
 from django.dispatch import receiver
 
 from signalpost.accounts.services import profile_link_user
-from signalpost.signals import user_subscribed, user_unsubscribed
+from signalpost.signals import (
+    bounce_received,
+    complaint_received,
+    user_subscribed,
+    user_unsubscribed,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +30,13 @@ def profile_add_subscription(sender, *, profile, newsletter, **kwargs):
 def profile_remove_subscription(sender, *, profile, newsletter, **kwargs):
     """The tutorial's ``user.profile.subscriptions.remove(...)``."""
     profile.subscriptions.remove(newsletter)
+
+
+@receiver(bounce_received, dispatch_uid="accounts.profile_remove_bounced")
+@receiver(complaint_received, dispatch_uid="accounts.profile_remove_complained")
+def profile_remove_undeliverable(sender, *, profile, subscription, **kwargs):
+    """A bounced or complaining address is no longer subscribed."""
+    profile.subscriptions.remove(subscription.newsletter)
 
 
 @receiver(post_save, sender=settings.AUTH_USER_MODEL, dispatch_uid="accounts.profile_link_user")

@@ -1,6 +1,7 @@
 """Writes to profiles. Each function is one transaction."""
 
 import logging
+import re
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
@@ -11,6 +12,13 @@ from signalpost.accounts.models import Profile
 logger = logging.getLogger(__name__)
 
 EMAIL_MAX_LENGTH = 254
+NAME_MAX_LENGTH = 200
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def name_clean(raw_name):
+    """Return a person's name on one line, without control characters, at most 200 long."""
+    return " ".join(CONTROL_CHARACTERS.sub(" ", raw_name or "").split())[:NAME_MAX_LENGTH]
 
 
 def email_normalize(raw_email):
@@ -38,17 +46,49 @@ def profile_get_or_create(*, email, name=""):
     ``name`` is set only on a new profile: a form cannot rename someone else.
     """
     email = email_normalize(email)
-    profile, created = Profile.objects.get_or_create(email=email, defaults={"name": name[:200]})
+    profile, created = Profile.objects.get_or_create(
+        email=email, defaults={"name": name_clean(name)}
+    )
     return profile, created
 
 
 @transaction.atomic
 def profile_update(*, profile, name):
     """Set ``profile``'s name (as the person typed it, at most 200 characters)."""
-    name = " ".join(name.split())[:200]
+    name = name_clean(name)
     if profile.name != name:
         profile.name = name
         profile.save(update_fields=["name", "updated_at"])
+    return profile
+
+
+ATTRIBUTES_MAX_KEYS = 50
+ATTRIBUTE_KEY_MAX_LENGTH = 100
+ATTRIBUTE_VALUE_MAX_LENGTH = 1000
+
+
+@transaction.atomic
+def profile_attributes_set(*, profile, attributes):
+    """Replace ``profile``'s free-form attributes (flat: string keys, scalar values)."""
+    if len(attributes) > ATTRIBUTES_MAX_KEYS:
+        raise ValidationError({"attributes": f"At most {ATTRIBUTES_MAX_KEYS} attributes."})
+    for key, value in attributes.items():
+        if not isinstance(key, str) or not 0 < len(key) <= ATTRIBUTE_KEY_MAX_LENGTH:
+            raise ValidationError(
+                {"attributes": f"Keys are 1 to {ATTRIBUTE_KEY_MAX_LENGTH} characters."}
+            )
+        if not (value is None or isinstance(value, (str, int, float, bool))):
+            raise ValidationError(
+                {"attributes": f"{key}: values are text, numbers, true/false or null."}
+            )
+        if "\x00" in key or (isinstance(value, str) and "\x00" in value):
+            raise ValidationError({"attributes": f"{key!r}: NUL characters are not allowed."})
+        if isinstance(value, str) and len(value) > ATTRIBUTE_VALUE_MAX_LENGTH:
+            raise ValidationError(
+                {"attributes": f"{key}: at most {ATTRIBUTE_VALUE_MAX_LENGTH} characters."}
+            )
+    profile.attributes = dict(attributes)
+    profile.save(update_fields=["attributes", "updated_at"])
     return profile
 
 

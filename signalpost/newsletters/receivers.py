@@ -1,11 +1,13 @@
 """Durable receivers that email subscribers. Each checks, when it runs, that the email
 still makes sense: a subscription confirmed or ended meanwhile gets nothing."""
 
+from anymail.signals import EventType, tracking
 from django.dispatch import receiver
 
 from signalpost.durable.decorators import durable
 from signalpost.newsletters import emails
 from signalpost.newsletters.models import Subscription
+from signalpost.newsletters.services import bounce_record, complaint_record
 from signalpost.signals import preferences_link_requested, subscription_requested, user_subscribed
 
 # Welcome only people who asked themselves; imports and staff additions stay silent.
@@ -34,3 +36,30 @@ def email_welcome(sender, *, subscription, idempotency_key, **kwargs):
 @durable(max_attempts=5, backoff_base=30)
 def email_preferences_link(sender, *, profile, idempotency_key, **kwargs):
     emails.email_preferences_link_send(profile=profile, idempotency_key=idempotency_key)
+
+
+def bounce_is_permanent(event):
+    """Hard unless the provider says it is temporary (a deferral, a soft bounce, a 4xx)."""
+    if event.event_type == EventType.DEFERRED:
+        return False
+    esp_event = event.esp_event if isinstance(event.esp_event, dict) else {}
+    esp_type = str(esp_event.get("Type", "")).lower()
+    if "soft" in esp_type or "transient" in esp_type:
+        return False
+    return not (event.mta_response or "").lstrip().startswith("4")
+
+
+@receiver(tracking, dispatch_uid="newsletters.delivery_problem_record")
+def delivery_problem_record(sender, *, event, esp_name, **kwargs):
+    """Turn a provider's bounce and complaint webhooks (through django-anymail) into ours."""
+    if not event.recipient:
+        return
+    description = event.description or event.mta_response or f"reported by {esp_name}"
+    if event.event_type == EventType.COMPLAINED:
+        complaint_record(email=event.recipient, description=description)
+    elif event.event_type in {EventType.BOUNCED, EventType.DEFERRED} or (
+        event.event_type == EventType.REJECTED and event.reject_reason in {"bounced", "invalid"}
+    ):
+        bounce_record(
+            email=event.recipient, permanent=bounce_is_permanent(event), description=description
+        )

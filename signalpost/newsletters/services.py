@@ -16,6 +16,8 @@ from signalpost.accounts.selectors import profile_by_email
 from signalpost.accounts.services import profile_get_or_create, profile_update
 from signalpost.newsletters.models import Newsletter, Subscription
 from signalpost.signals import (
+    bounce_received,
+    complaint_received,
     preferences_link_requested,
     subscription_requested,
     user_subscribed,
@@ -222,3 +224,69 @@ def preferences_link_request(*, email):
         return False
     preferences_link_requested.send(sender=Newsletter, profile=profile, user_email=profile.email)
     return True
+
+
+@transaction.atomic
+def bounce_record(*, email, permanent, description=""):
+    """Record a bounce for ``email``; return the subscriptions it ended.
+
+    A permanent (hard) bounce ends every pending or active subscription of the
+    address at once; soft bounces do after ``SIGNALPOST_SOFT_BOUNCE_LIMIT`` of
+    them. Each ended subscription sends ``bounce_received``.
+    """
+    profile = profile_by_email(email=email)
+    if profile is None:
+        return []
+    profile = type(profile).objects.select_for_update().get(pk=profile.pk)
+    if not permanent:
+        profile.soft_bounce_count += 1
+        profile.save(update_fields=["soft_bounce_count", "updated_at"])
+        if profile.soft_bounce_count < settings.SIGNALPOST_SOFT_BOUNCE_LIMIT:
+            return []
+    ended = subscriptions_end_for_delivery_problem(
+        profile=profile, status=Status.BOUNCED, timestamp_field="bounced_at"
+    )
+    for subscription in ended:
+        bounce_received.send(
+            sender=Subscription,
+            profile=profile,
+            subscription=subscription,
+            user_email=profile.email,
+            bounce_type="hard" if permanent else "soft",
+            description=description[:500],
+        )
+    return ended
+
+
+@transaction.atomic
+def complaint_record(*, email, description=""):
+    """Record a spam complaint for ``email``: every live subscription ends; return them."""
+    profile = profile_by_email(email=email)
+    if profile is None:
+        return []
+    ended = subscriptions_end_for_delivery_problem(
+        profile=profile, status=Status.COMPLAINED, timestamp_field="complained_at"
+    )
+    for subscription in ended:
+        complaint_received.send(
+            sender=Subscription,
+            profile=profile,
+            subscription=subscription,
+            user_email=profile.email,
+            description=description[:500],
+        )
+    return ended
+
+
+def subscriptions_end_for_delivery_problem(*, profile, status, timestamp_field):
+    now = timezone.now()
+    subscriptions = list(
+        Subscription.objects.select_for_update()
+        .select_related("newsletter")
+        .filter(profile=profile, status__in=[Status.PENDING, Status.ACTIVE])
+    )
+    for subscription in subscriptions:
+        subscription.status = status
+        setattr(subscription, timestamp_field, now)
+        subscription.save(update_fields=["status", timestamp_field])
+    return subscriptions

@@ -3,10 +3,17 @@
 from django.dispatch import receiver
 
 from signalpost.publishing.services import deliveries_skip_for
-from signalpost.signals import user_unsubscribed
+from signalpost.signals import bounce_received, complaint_received, user_unsubscribed
 
 
 @receiver(user_unsubscribed, dispatch_uid="publishing.deliveries_skip")
 def deliveries_skip(sender, *, profile, newsletter, **kwargs):
     """An unsubscribe during a send stops the deliveries not yet sent to that person."""
     deliveries_skip_for(profile=profile, newsletter=newsletter)
+
+
+@receiver(bounce_received, dispatch_uid="publishing.deliveries_skip_bounced")
+@receiver(complaint_received, dispatch_uid="publishing.deliveries_skip_complained")
+def deliveries_skip_undeliverable(sender, *, profile, subscription, **kwargs):
+    """No more mail to an address that bounced or complained, mid-send included."""
+    deliveries_skip_for(profile=profile, newsletter=subscription.newsletter)

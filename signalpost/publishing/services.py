@@ -34,8 +34,12 @@ def issue_validate(*, subject, body_markdown):
         errors["subject"] = f"A subject has at most {SUBJECT_MAX_LENGTH} characters."
     elif any(character in subject for character in "\r\n"):
         errors["subject"] = "A subject is one line."
+    elif "\x00" in subject:
+        errors["subject"] = "A subject cannot contain NUL characters."
     if len(body_markdown) > BODY_MAX_LENGTH:
         errors["body_markdown"] = f"The body has at most {BODY_MAX_LENGTH} characters."
+    elif "\x00" in body_markdown:
+        errors["body_markdown"] = "The body cannot contain NUL characters."
     if errors:
         raise ValidationError(errors)
 

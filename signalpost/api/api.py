@@ -1,0 +1,356 @@
+"""The REST API, /api/v1/. Endpoints translate JSON and call the same services as the pages."""
+
+import re
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import Count, Q
+from django.http import Http404
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from ninja import NinjaAPI, Path, Router, Status
+from ninja.errors import AuthenticationError, HttpError
+from ninja.errors import ValidationError as NinjaValidationError
+from ninja.pagination import PageNumberPagination, paginate
+from ninja.security import HttpBearer
+
+from signalpost.accounts.privacy import profile_erase, profile_export
+from signalpost.accounts.selectors import profile_by_email
+from signalpost.accounts.services import email_normalize, profile_attributes_set, profile_update
+from signalpost.api import schemas
+from signalpost.api.tokens import api_token_authenticate
+from signalpost.newsletters.models import Newsletter, Subscription
+from signalpost.newsletters.services import ConsentEvidence, subscribe, unsubscribe
+from signalpost.newsletters.views import client_ip
+from signalpost.publishing.models import Issue
+from signalpost.publishing.selectors import issue_progress
+from signalpost.publishing.services import issue_create, issue_send
+from signalpost.ratelimit import rate_limit_allows
+from signalpost.webhooks.models import WebhookEndpoint
+from signalpost.webhooks.services import endpoint_create, endpoint_delete, endpoint_secret_rotate
+
+ERRORS = {400: schemas.ErrorOut, 401: schemas.ErrorOut}
+NOT_FOUND = {404: schemas.ErrorOut}
+LIMITED = {429: schemas.ErrorOut}
+
+
+class TokenAuth(HttpBearer):
+    def authenticate(self, request, token):
+        api_token = api_token_authenticate(token)
+        if api_token is not None:
+            request.api_token = api_token
+        return api_token
+
+
+api = NinjaAPI(
+    title="Signalpost API",
+    version="1",
+    description="Newsletters, subscriptions, profiles, issues and webhooks. "
+    "Authenticate with `Authorization: Bearer sp_...` (tokens: admin or "
+    "`manage.py create_api_token`). Errors are JSON naming the field.",
+    auth=TokenAuth(),
+    urls_namespace="api",
+)
+
+
+def error(status, message, field=None):
+    return Status(status, {"errors": [{"field": field, "message": message}]})
+
+
+@api.exception_handler(NinjaValidationError)
+def invalid_input(request, exc):
+    errors = []
+    for item in exc.errors:
+        location = [str(part) for part in item.get("loc", []) if part not in {"body", "payload"}]
+        errors.append({"field": ".".join(location) or None, "message": item.get("msg", "")})
+    return api.create_response(request, {"errors": errors}, status=400)
+
+
+@api.exception_handler(DjangoValidationError)
+def refused_by_service(request, exc):
+    if hasattr(exc, "message_dict"):
+        errors = [
+            {"field": field, "message": message}
+            for field, messages in exc.message_dict.items()
+            for message in messages
+        ]
+    else:
+        errors = [{"field": None, "message": message} for message in exc.messages]
+    return api.create_response(request, {"errors": errors}, status=400)
+
+
+@api.exception_handler(AuthenticationError)
+def unauthenticated(request, exc):
+    message = "Send a valid API token: Authorization: Bearer sp_..."
+    return api.create_response(
+        request, {"errors": [{"field": None, "message": message}]}, status=401
+    )
+
+
+@api.exception_handler(Http404)
+def not_found(request, exc):
+    return api.create_response(
+        request, {"errors": [{"field": None, "message": "Not found."}]}, status=404
+    )
+
+
+@api.exception_handler(RequestDataTooBig)
+def too_big(request, exc):
+    message = f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes."
+    return api.create_response(
+        request, {"errors": [{"field": None, "message": message}]}, status=400
+    )
+
+
+@api.exception_handler(HttpError)
+def http_error(request, exc):
+    message = str(exc.message)
+    return api.create_response(
+        request, {"errors": [{"field": None, "message": message}]}, status=exc.status_code
+    )
+
+
+SLUG = re.compile(r"[-a-zA-Z0-9_]{1,60}")
+ID = Path(..., ge=1, le=2**63 - 1)
+
+
+def newsletter_or_404(slug, *, queryset=None):
+    """Return the newsletter named ``slug``; a 404 naming the field when there is none."""
+    queryset = queryset if queryset is not None else Newsletter.objects.all()
+    newsletter = queryset.filter(slug=slug).first() if SLUG.fullmatch(slug) else None
+    if newsletter is None:
+        raise HttpError(404, "There is no such newsletter.")
+    return newsletter
+
+
+def newsletter_out(newsletter):
+    return {
+        "slug": newsletter.slug,
+        "name": newsletter.name,
+        "description": newsletter.description,
+        "topics": [topic.name for topic in newsletter.topics.all()],
+        "opt_in": newsletter.opt_in,
+        "is_public": newsletter.is_public,
+        "active_subscribers": newsletter.active_subscribers,
+    }
+
+
+def newsletters_with_counts():
+    return Newsletter.objects.prefetch_related("topics").annotate(
+        active_subscribers=Count("subscriptions", filter=Q(subscriptions__status="active"))
+    )
+
+
+newsletters = Router(tags=["newsletters"])
+
+
+@newsletters.get("", response={200: list[schemas.NewsletterOut], **ERRORS})
+@paginate(PageNumberPagination, page_size=50)
+def newsletter_list(request):
+    return [newsletter_out(newsletter) for newsletter in newsletters_with_counts().order_by("slug")]
+
+
+@newsletters.get("/{slug}", response={200: schemas.NewsletterOut, **ERRORS, **NOT_FOUND})
+def newsletter_read(request, slug: str):
+    return newsletter_out(newsletter_or_404(slug, queryset=newsletters_with_counts()))
+
+
+subscriptions = Router(tags=["subscriptions"])
+ACCEPTED = "Subscriptions are processed; the answer is the same for every address."
+
+
+@subscriptions.post("", response={202: schemas.AcceptedOut, **ERRORS, **NOT_FOUND, **LIMITED})
+def subscription_create(request, payload: schemas.SubscriptionIn):
+    """Subscribe an address, as the form does (double opt-in sends a confirmation)."""
+    newsletter = newsletter_or_404(payload.newsletter)
+    if not rate_limit_allows(scope="subscribe_ip", key=client_ip(request)):
+        return error(429, "Too many requests from this address; try again later.")
+    email = email_or_400(payload.email)
+    if rate_limit_allows(scope="subscribe_address", key=email):
+        subscribe(
+            email=email,
+            newsletter=newsletter,
+            name=payload.name,
+            source=Subscription.Source.API,
+            consent=ConsentEvidence(
+                at=timezone.now(),
+                ip=client_ip(request),
+                user_agent=request.META.get("HTTP_USER_AGENT", ""),
+            ),
+        )
+    return Status(202, {"status": "accepted", "detail": ACCEPTED})
+
+
+@subscriptions.delete(
+    "/{newsletter}/{email}", response={202: schemas.AcceptedOut, **ERRORS, **NOT_FOUND}
+)
+def subscription_delete(request, newsletter: str, email: str):
+    """Unsubscribe an address; the answer is the same whether or not it was subscribed."""
+    found = newsletter_or_404(newsletter)
+    email_or_400(email)
+    unsubscribe(email=email, newsletter=found, reason="api")
+    return Status(202, {"status": "accepted", "detail": ACCEPTED})
+
+
+def email_or_400(email):
+    try:
+        return email_normalize(email)
+    except DjangoValidationError as exc:
+        raise DjangoValidationError({"email": exc.messages}) from exc
+
+
+profiles = Router(tags=["profiles"])
+
+
+def profile_or_404(email):
+    profile = profile_by_email(email=email)
+    if profile is None:
+        raise HttpError(404, "There is no profile with that email address.")
+    return profile
+
+
+def profile_out(profile):
+    return {
+        "email": profile.email,
+        "name": profile.name,
+        "attributes": profile.attributes,
+        "created_at": profile.created_at,
+        "subscriptions": [
+            {
+                "newsletter": subscription.newsletter.slug,
+                "status": subscription.status,
+                "source": subscription.source,
+                "subscribed_at": subscription.subscribed_at,
+                "unsubscribed_at": subscription.unsubscribed_at,
+            }
+            for subscription in profile.subscription_records.select_related("newsletter")
+        ],
+    }
+
+
+@profiles.get("/{email}", response={200: schemas.ProfileOut, **ERRORS, **NOT_FOUND})
+def profile_read(request, email: str):
+    return profile_out(profile_or_404(email))
+
+
+@profiles.patch("/{email}", response={200: schemas.ProfileOut, **ERRORS, **NOT_FOUND})
+def profile_patch(request, email: str, payload: schemas.ProfileIn):
+    profile = profile_or_404(email)
+    if payload.name is not None:
+        profile = profile_update(profile=profile, name=payload.name)
+    if payload.attributes is not None:
+        profile = profile_attributes_set(profile=profile, attributes=payload.attributes)
+    return profile_out(profile)
+
+
+@profiles.get("/{email}/export", response={200: dict, **ERRORS, **NOT_FOUND})
+def profile_data_export(request, email: str):
+    """Everything held about the address (as the preference center's download)."""
+    return profile_export(profile=profile_or_404(email))
+
+
+@profiles.delete("/{email}", response={200: schemas.ErasedOut, **ERRORS, **NOT_FOUND})
+def profile_data_erase(request, email: str):
+    """Erase the profile: subscriptions and activity go, deliveries are anonymised."""
+    profile_erase(profile=profile_or_404(email))
+    return {"status": "erased"}
+
+
+issues = Router(tags=["issues"])
+
+
+def issue_out(issue):
+    return {
+        "id": issue.pk,
+        "newsletter": issue.newsletter.slug,
+        "subject": issue.subject,
+        "slug": issue.slug,
+        "status": issue.status,
+        "scheduled_at": issue.scheduled_at,
+        "sent_at": issue.sent_at,
+        "recipient_count": issue.recipient_count,
+    }
+
+
+@newsletters.post(
+    "/{slug}/issues", response={201: schemas.IssueOut, **ERRORS, **NOT_FOUND}, tags=["issues"]
+)
+def issue_draft_create(request, slug: str, payload: schemas.IssueIn):
+    """Create a draft issue of a newsletter."""
+    newsletter = newsletter_or_404(slug)
+    issue = issue_create(
+        newsletter=newsletter, subject=payload.subject, body_markdown=payload.body_markdown
+    )
+    return Status(201, issue_out(issue))
+
+
+@issues.get("/{issue_id}", response={200: schemas.IssueProgressOut, **ERRORS, **NOT_FOUND})
+def issue_read(request, issue_id: int = ID):
+    """An issue and its send's progress."""
+    issue = get_object_or_404(Issue.objects.select_related("newsletter"), pk=issue_id)
+    progress = issue_progress(issue=issue)
+    return {**issue_out(issue), "progress": progress}
+
+
+@issues.post("/{issue_id}/send", response={202: schemas.IssueOut, **ERRORS, **NOT_FOUND})
+def issue_send_now(request, issue_id: int = ID):
+    """Start sending the issue to every active subscriber; sending twice sends once."""
+    issue = get_object_or_404(Issue.objects.select_related("newsletter"), pk=issue_id)
+    issue_send(issue=issue)
+    issue.refresh_from_db()
+    return Status(202, issue_out(issue))
+
+
+webhooks = Router(tags=["webhooks"])
+
+
+def webhook_out(endpoint, *, with_secret=False):
+    data = {
+        "id": endpoint.pk,
+        "url": endpoint.url,
+        "events": endpoint.events,
+        "description": endpoint.description,
+        "is_active": endpoint.is_active,
+        "created_at": endpoint.created_at,
+    }
+    if with_secret:
+        data["secret"] = endpoint.secret
+    return data
+
+
+@webhooks.post("", response={201: schemas.WebhookSecretOut, **ERRORS})
+def webhook_create(request, payload: schemas.WebhookIn):
+    """Register an endpoint; its signing secret is in this answer (and in rotate-secret's)."""
+    endpoint = endpoint_create(
+        url=payload.url, events=payload.events, description=payload.description
+    )
+    return Status(201, webhook_out(endpoint, with_secret=True))
+
+
+@webhooks.get("", response={200: list[schemas.WebhookOut], **ERRORS})
+@paginate(PageNumberPagination, page_size=50)
+def webhook_list(request):
+    return [webhook_out(endpoint) for endpoint in WebhookEndpoint.objects.order_by("pk")]
+
+
+@webhooks.delete("/{webhook_id}", response={204: None, **ERRORS, **NOT_FOUND})
+def webhook_delete(request, webhook_id: int = ID):
+    endpoint_delete(endpoint=get_object_or_404(WebhookEndpoint, pk=webhook_id))
+    return Status(204, None)
+
+
+@webhooks.post(
+    "/{webhook_id}/rotate-secret", response={200: schemas.WebhookSecretOut, **ERRORS, **NOT_FOUND}
+)
+def webhook_rotate_secret(request, webhook_id: int = ID):
+    endpoint = get_object_or_404(WebhookEndpoint, pk=webhook_id)
+    endpoint_secret_rotate(endpoint=endpoint)
+    return webhook_out(endpoint, with_secret=True)
+
+
+api.add_router("/newsletters", newsletters)
+api.add_router("/subscriptions", subscriptions)
+api.add_router("/profiles", profiles)
+api.add_router("/issues", issues)
+api.add_router("/webhooks", webhooks)

@@ -1,0 +1,120 @@
+from datetime import datetime
+from typing import Literal
+
+from ninja import Field, Schema
+
+
+class FieldError(Schema):
+    field: str | None = Field(description="The input field at fault, if one is.")
+    message: str
+
+
+class ErrorOut(Schema):
+    errors: list[FieldError]
+
+
+class AcceptedOut(Schema):
+    status: Literal["accepted"]
+    detail: str
+
+
+class NewsletterOut(Schema):
+    slug: str
+    name: str
+    description: str
+    topics: list[str]
+    opt_in: Literal["double", "single"]
+    is_public: bool
+    active_subscribers: int
+
+
+class SubscriptionIn(Schema):
+    email: str = Field(max_length=254)
+    newsletter: str = Field(max_length=60)
+    name: str = Field("", max_length=200)
+
+
+class ProfileSubscriptionOut(Schema):
+    newsletter: str
+    status: str
+    source: str
+    subscribed_at: datetime | None
+    unsubscribed_at: datetime | None
+
+
+class ProfileOut(Schema):
+    email: str
+    name: str
+    attributes: dict
+    created_at: datetime
+    subscriptions: list[ProfileSubscriptionOut]
+
+
+class ProfileIn(Schema):
+    name: str | None = Field(None, max_length=200)
+    attributes: dict[str, str | int | float | bool | None] | None = Field(
+        None, description="Replaces the attributes: at most 50 keys of at most 100 characters."
+    )
+
+
+class ErasedOut(Schema):
+    status: Literal["erased"]
+
+
+class IssueIn(Schema):
+    subject: str = Field(max_length=200)
+    body_markdown: str = Field(max_length=500_000)
+
+
+class IssueOut(Schema):
+    id: int
+    newsletter: str
+    subject: str
+    slug: str
+    status: str
+    scheduled_at: datetime | None
+    sent_at: datetime | None
+    recipient_count: int
+
+
+class ProgressOut(Schema):
+    status: str
+    total: int
+    sent: int
+    failed: int
+    skipped: int
+    remaining: int
+    percent: float
+    rate_per_second: float
+    expected_finish: datetime | None
+
+
+class IssueProgressOut(IssueOut):
+    progress: ProgressOut
+
+
+class WebhookIn(Schema):
+    url: str = Field(max_length=2000)
+    events: list[str] = Field(default_factory=list, max_length=20)
+    description: str = Field("", max_length=200)
+
+
+class WebhookOut(Schema):
+    id: int
+    url: str
+    events: list[str]
+    description: str
+    is_active: bool
+    created_at: datetime
+
+
+class WebhookSecretOut(WebhookOut):
+    secret: str
+
+
+class ImportReportOut(Schema):
+    rows: int
+    imported: int
+    duplicates: int
+    rejected: int
+    rejections: list[dict]

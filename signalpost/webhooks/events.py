@@ -1,0 +1,54 @@
+"""The events integrators receive, and the JSON each carries."""
+
+from signalpost import signals
+
+
+def subscription_data(*, profile, newsletter, subscription, user_email, **kwargs):
+    return {
+        "email": user_email,
+        "name": profile.name,
+        "newsletter": newsletter.slug,
+        "status": subscription.status,
+        "source": subscription.source,
+    }
+
+
+def bounce_data(*, profile, subscription, user_email, **kwargs):
+    return {
+        "email": user_email,
+        "newsletter": subscription.newsletter.slug if subscription else None,
+        "status": subscription.status if subscription else None,
+    }
+
+
+def issue_data(*, issue, newsletter, **kwargs):
+    data = {"issue": issue.pk, "subject": issue.subject, "newsletter": newsletter.slug}
+    data.update({key: value for key, value in kwargs.items() if key.endswith("_count")})
+    return data
+
+
+def delivery_data(*, delivery, issue, user_email, reason, **kwargs):
+    return {
+        "issue": issue.pk,
+        "newsletter": issue.newsletter.slug,
+        "email": user_email,
+        "reason": reason,
+    }
+
+
+def erased_data(*, profile_id, user_email, **kwargs):
+    return {"email": user_email}
+
+
+# event name: (signal, payload builder)
+EVENTS = {
+    "subscriber.requested": (signals.subscription_requested, subscription_data),
+    "subscriber.subscribed": (signals.user_subscribed, subscription_data),
+    "subscriber.unsubscribed": (signals.user_unsubscribed, subscription_data),
+    "subscriber.bounced": (signals.bounce_received, bounce_data),
+    "subscriber.complained": (signals.complaint_received, bounce_data),
+    "subscriber.erased": (signals.profile_erased, erased_data),
+    "issue.sending": (signals.issue_sending_started, issue_data),
+    "issue.sent": (signals.issue_sent, issue_data),
+    "delivery.failed": (signals.delivery_failed, delivery_data),
+}

@@ -1,0 +1,168 @@
+"""Webhook endpoints, and the delivery of each event to each of them."""
+
+import hashlib
+import hmac
+import json
+import random
+import time
+import urllib.error
+import urllib.request
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.serializers.json import DjangoJSONEncoder
+from django.core.validators import URLValidator
+from django.db import transaction
+from django.utils import timezone
+
+from signalpost.webhooks.events import EVENTS
+from signalpost.webhooks.models import WebhookAttempt, WebhookEndpoint, WebhookMessage, secret_new
+from signalpost.webhooks.targets import TargetRefused, target_check
+
+MAX_ATTEMPTS = 8
+TIMEOUT_SECONDS = 10
+EXCERPT_LENGTH = 500
+USER_AGENT = "Signalpost-Webhooks/1"
+
+
+def endpoint_validate(*, url, events):
+    errors = {}
+    try:
+        URLValidator(schemes=["http", "https"])(url)
+        target_check(url)
+    except ValidationError:
+        errors["url"] = "Enter a valid http or https URL."
+    except TargetRefused as error:
+        errors["url"] = f"This URL cannot receive webhooks: {error}."
+    unknown = sorted(set(events) - set(EVENTS))
+    if unknown:
+        errors["events"] = f"Unknown events: {', '.join(unknown)}. Known: {', '.join(EVENTS)}."
+    if errors:
+        raise ValidationError(errors)
+
+
+@transaction.atomic
+def endpoint_create(*, url, events=(), description=""):
+    """Create an active endpoint after checking its URL is allowed; return it."""
+    events = list(dict.fromkeys(events))
+    endpoint_validate(url=url, events=events)
+    description = " ".join(description.replace("\x00", " ").split())[:200]
+    return WebhookEndpoint.objects.create(url=url, events=events, description=description)
+
+
+@transaction.atomic
+def endpoint_secret_rotate(*, endpoint):
+    """Give ``endpoint`` a new secret (the old one stops signing at once); return it."""
+    endpoint.secret = secret_new()
+    endpoint.save(update_fields=["secret"])
+    return endpoint.secret
+
+
+@transaction.atomic
+def endpoint_delete(*, endpoint):
+    endpoint.delete()
+
+
+@transaction.atomic
+def messages_create(*, event, event_id, payload):
+    """Queue ``event`` for every active endpoint that wants it; return the messages.
+
+    Idempotent by ``event_id``: a rerun of the same event queues nothing twice.
+    """
+    from signalpost.webhooks.tasks import webhook_message_deliver
+
+    body = json.loads(
+        json.dumps(
+            {"id": event_id, "type": event, "created_at": timezone.now(), "data": payload},
+            cls=DjangoJSONEncoder,
+        )
+    )
+    created = []
+    for endpoint in WebhookEndpoint.objects.filter(is_active=True):
+        if not endpoint.wants(event):
+            continue
+        message, is_new = WebhookMessage.objects.get_or_create(
+            endpoint=endpoint, event_id=event_id, defaults={"event": event, "payload": body}
+        )
+        if is_new:
+            webhook_message_deliver.enqueue(message_id=str(message.pk))
+            created.append(message)
+    return created
+
+
+def signature_header(*, secret, timestamp, body):
+    """``t=<unix time>,v1=<hex HMAC-SHA256 of "<t>.<body>">``, as receivers verify it."""
+    signed = f"{timestamp}.".encode() + body
+    digest = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+class NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect could lead past the target check: treat it as the answer."""
+
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+opener = urllib.request.build_opener(NoRedirects)
+
+
+def message_post(*, message):
+    """POST ``message`` once and log the attempt; return whether the endpoint took it."""
+    endpoint = message.endpoint
+    body = json.dumps(message.payload, separators=(",", ":")).encode()
+    timestamp = int(time.time())
+    number = message.attempts + 1
+    attempt = WebhookAttempt(message=message, number=number)
+    started = time.monotonic()
+    try:
+        target_check(endpoint.url)
+        request = urllib.request.Request(
+            endpoint.url,
+            data=body,
+            method="POST",
+            headers={
+                "Content-Type": "application/json",
+                "User-Agent": USER_AGENT,
+                "Signalpost-Event": message.event,
+                "Signalpost-Delivery": str(message.pk),
+                "Signalpost-Signature": signature_header(
+                    secret=endpoint.secret, timestamp=timestamp, body=body
+                ),
+            },
+        )
+        with opener.open(request, timeout=TIMEOUT_SECONDS) as response:
+            attempt.status_code = response.status
+            attempt.response_excerpt = response.read(EXCERPT_LENGTH).decode("utf-8", "replace")
+    except urllib.error.HTTPError as error:
+        attempt.status_code = error.code
+        attempt.response_excerpt = error.read(EXCERPT_LENGTH).decode("utf-8", "replace")
+    except (TargetRefused, OSError, ValueError) as error:
+        attempt.error = str(error)[:EXCERPT_LENGTH]
+    attempt.latency_ms = int((time.monotonic() - started) * 1000)
+    attempt.save()
+    message.attempts = number
+    delivered = attempt.status_code is not None and 200 <= attempt.status_code < 300
+    return delivered
+
+
+def retry_delay(attempts):
+    ceiling = min(3600, 10 * 2 ** (attempts - 1))
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+@transaction.atomic
+def message_outcome_record(*, message, delivered):
+    """Record the attempt's outcome; schedule the next one while attempts remain."""
+    from signalpost.webhooks.tasks import webhook_message_deliver
+
+    if delivered:
+        message.status = WebhookMessage.Status.DELIVERED
+        message.delivered_at = timezone.now()
+    elif message.attempts >= settings.SIGNALPOST_WEBHOOK_MAX_ATTEMPTS:
+        message.status = WebhookMessage.Status.FAILED
+    else:
+        run_after = timezone.now() + timedelta(seconds=retry_delay(message.attempts))
+        webhook_message_deliver.using(run_after=run_after).enqueue(message_id=str(message.pk))
+    message.save(update_fields=["status", "delivered_at", "attempts"])

@@ -1,0 +1,238 @@
+"""The REST API: the same rules as the pages, JSON errors naming the field, tokens."""
+
+import json
+
+import pytest
+from django.core.management import call_command
+
+from signalpost.accounts.models import Profile
+from signalpost.api.models import ApiToken
+from signalpost.api.tokens import api_token_create
+from signalpost.newsletters.models import Subscription
+from signalpost.newsletters.services import subscribe
+from signalpost.webhooks.models import WebhookEndpoint
+from tests.factories import make_newsletter
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def token(db):
+    return api_token_create(name="tests")[1]
+
+
+@pytest.fixture
+def api(client, token):
+    """Call the API with the token; JSON in, response out."""
+
+    def call(method, path, body=None, **extra):
+        data = json.dumps(body) if body is not None else None
+        return getattr(client, method)(
+            f"/api/v1{path}",
+            data=data,
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {token}",
+            **extra,
+        )
+
+    return call
+
+
+@pytest.fixture
+def weekly(db):
+    return make_newsletter(slug="weekly", name="The Weekly", opt_in="double")
+
+
+def test_every_endpoint_needs_a_valid_token(client, weekly):
+    for headers in ({}, {"HTTP_AUTHORIZATION": "Bearer nope"}, {"HTTP_AUTHORIZATION": "sp_x"}):
+        response = client.get("/api/v1/newsletters", **headers)
+        assert response.status_code == 401
+        assert response.json()["errors"][0]["message"].startswith("Send a valid API token")
+
+
+def test_tokens_are_stored_hashed_and_can_be_revoked(client, token, weekly):
+    stored = ApiToken.objects.get()
+    assert token.split("_", 2)[2] not in stored.secret_hash
+    assert (
+        client.get("/api/v1/newsletters", HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 200
+    )
+    from signalpost.api.tokens import api_token_revoke
+
+    api_token_revoke(token=stored)
+    assert (
+        client.get("/api/v1/newsletters", HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 401
+    )
+
+
+def test_create_api_token_command_prints_a_working_token(client, weekly):
+    from io import StringIO
+
+    out = StringIO()
+    call_command("create_api_token", "CRM sync", stdout=out)
+    raw = out.getvalue().strip()
+    assert raw.startswith("sp_")
+    assert client.get("/api/v1/newsletters", HTTP_AUTHORIZATION=f"Bearer {raw}").status_code == 200
+
+
+def test_newsletters_are_listed_with_pagination_and_read_by_slug(api, weekly):
+    subscribe(email="a@example.com", newsletter=weekly, source="admin")
+    listing = api("get", "/newsletters").json()
+    assert listing["count"] == 1
+    assert listing["items"][0]["slug"] == "weekly"
+    assert listing["items"][0]["active_subscribers"] == 1
+    assert api("get", "/newsletters/weekly").json()["opt_in"] == "double"
+    assert api("get", "/newsletters/nope").status_code == 404
+
+
+def test_subscribing_through_the_api_follows_the_forms_rules(api, weekly):
+    known = api("post", "/subscriptions", {"email": "jane@example.com", "newsletter": "weekly"})
+    again = api("post", "/subscriptions", {"email": "jane@example.com", "newsletter": "weekly"})
+    unknown = api("post", "/subscriptions", {"email": "sam@example.com", "newsletter": "weekly"})
+    assert known.status_code == again.status_code == unknown.status_code == 202
+    assert known.json() == again.json() == unknown.json()
+    subscription = Subscription.objects.get(profile__email="jane@example.com")
+    assert (subscription.status, subscription.source) == ("pending", "api")
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"newsletter": "weekly"}, "email"),
+        ({"email": "not-an-address", "newsletter": "weekly"}, "email"),
+        ({"email": "a" * 300 + "@example.com", "newsletter": "weekly"}, "email"),
+        ({"email": "jane@example.com\r\nBcc: x@y.z", "newsletter": "weekly"}, "email"),
+        ({"email": "jane@example.com"}, "newsletter"),
+        ({"email": "jane@example.com", "newsletter": "weekly", "name": "x" * 201}, "name"),
+    ],
+)
+def test_bad_subscription_input_is_a_400_naming_the_field(api, weekly, body, field):
+    response = api("post", "/subscriptions", body)
+    assert response.status_code == 400
+    assert field in [error["field"] for error in response.json()["errors"]]
+    assert Profile.objects.count() == 0
+
+
+def test_malformed_json_is_a_400(client, token, weekly):
+    response = client.post(
+        "/api/v1/subscriptions",
+        data="{not json",
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+    )
+    assert response.status_code == 400
+
+
+def test_unsubscribing_answers_the_same_whether_or_not_subscribed(api, weekly):
+    subscribe(email="jane@example.com", newsletter=weekly, source="admin")
+    subscribed = api("delete", "/subscriptions/weekly/jane@example.com")
+    stranger = api("delete", "/subscriptions/weekly/sam@example.com")
+    assert subscribed.status_code == stranger.status_code == 202
+    assert subscribed.json() == stranger.json()
+    assert Subscription.objects.get().status == "unsubscribed"
+
+
+def test_profiles_read_update_export_and_erase(api, weekly):
+    subscribe(email="jane@example.com", newsletter=weekly, source="admin")
+    assert api("get", "/profiles/jane@example.com").json()["subscriptions"][0]["status"] == "active"
+
+    updated = api(
+        "patch", "/profiles/jane@example.com", {"name": "Jane", "attributes": {"plan": "pro"}}
+    )
+    assert updated.json()["attributes"] == {"plan": "pro"}
+    bad = api("patch", "/profiles/jane@example.com", {"attributes": {"k" * 101: 1}})
+    assert bad.status_code == 400 and bad.json()["errors"][0]["field"] == "attributes"
+    nested = api("patch", "/profiles/jane@example.com", {"attributes": {"a": {"b": 1}}})
+    assert nested.status_code == 400
+
+    export = api("get", "/profiles/jane@example.com/export").json()
+    assert export["profile"]["name"] == "Jane"
+    assert export["subscriptions"][0]["newsletter"] == "weekly"
+    assert export["activity"][0]["event"] == "subscribed"
+
+    assert api("delete", "/profiles/jane@example.com").json() == {"status": "erased"}
+    assert not Profile.objects.exists()
+    assert api("get", "/profiles/jane@example.com").status_code == 404
+
+
+def test_issues_drafted_sent_and_followed_through_the_api(api, weekly):
+    subscribe(email="jane@example.com", newsletter=weekly, source="admin")
+    created = api(
+        "post", "/newsletters/weekly/issues", {"subject": "Hello", "body_markdown": "*Hi*"}
+    )
+    assert created.status_code == 201
+    issue_id = created.json()["id"]
+    assert api("post", f"/issues/{issue_id}/send").json()["status"] == "sending"
+    progress = api("get", f"/issues/{issue_id}").json()["progress"]
+    assert (progress["total"], progress["remaining"]) == (1, 1)
+    bad = api("post", "/newsletters/weekly/issues", {"subject": "", "body_markdown": "x"})
+    assert bad.status_code == 400 and bad.json()["errors"][0]["field"] == "subject"
+
+
+def test_webhook_endpoints_created_listed_rotated_deleted(api, settings):
+    settings.SIGNALPOST_WEBHOOKS_ALLOW_PRIVATE_TARGETS = True
+    created = api("post", "/webhooks", {"url": "http://127.0.0.1:9/hook", "events": ["issue.sent"]})
+    assert created.status_code == 201
+    endpoint = created.json()
+    assert endpoint["secret"].startswith("whsec_")
+    assert "secret" not in api("get", "/webhooks").json()["items"][0]
+    rotated = api("post", f"/webhooks/{endpoint['id']}/rotate-secret").json()
+    assert rotated["secret"] != endpoint["secret"]
+    assert api("delete", f"/webhooks/{endpoint['id']}").status_code == 204
+    assert not WebhookEndpoint.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1/hook",
+        "http://localhost:8000/hook",
+        "http://10.0.0.5/hook",
+        "http://169.254.169.254/latest/meta-data",
+        "http://[::1]/hook",
+        "file:///etc/passwd",
+        "http://user:pass@example.com/hook",
+    ],
+)
+def test_webhook_targets_inside_the_network_are_refused(api, url):
+    response = api("post", "/webhooks", {"url": url})
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["field"] == "url"
+    assert not WebhookEndpoint.objects.exists()
+
+
+def test_unknown_webhook_events_are_refused(api, settings):
+    settings.SIGNALPOST_WEBHOOKS_ALLOW_PRIVATE_TARGETS = True
+    response = api("post", "/webhooks", {"url": "http://127.0.0.1/x", "events": ["nope"]})
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["field"] == "events"
+
+
+def test_openapi_document_and_docs_are_served(client):
+    schema = client.get("/api/v1/openapi.json").json()
+    assert schema["info"]["title"] == "Signalpost API"
+    assert "/api/v1/subscriptions" in schema["paths"]
+    assert client.get("/api/v1/docs").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        (
+            "post",
+            "/subscriptions",
+            {"email": "a@example.com", "newsletter": "weekly", "name": "A\x00"},
+        ),
+        ("post", "/subscriptions", {"email": "a@example.com", "newsletter": "week\x00ly"}),
+        ("post", "/newsletters/weekly/issues", {"subject": "S\x00", "body_markdown": "x"}),
+        ("post", "/newsletters/weekly/issues", {"subject": "S", "body_markdown": "x\x00y"}),
+        ("post", "/webhooks", {"url": "https://example.com/\x00", "description": "d"}),
+        ("patch", "/profiles/a@example.com", {"name": "N\x00", "attributes": {"k": "v\x00"}}),
+        ("get", "/profiles/a%00@example.com", None),
+        ("get", "/newsletters/week%00ly", None),
+    ],
+)
+def test_nul_characters_get_a_clear_answer_not_a_500(api, weekly, method, path, body):
+    subscribe(email="a@example.com", newsletter=weekly, source="admin")
+    response = api(method, path, body)
+    assert response.status_code in (202, 400, 404), response.content
+    assert "errors" in response.json() or response.status_code == 202
