@@ -60,5 +60,6 @@ def test_json_output_is_machine_readable():
         "accounts.profile_remove_subscription",
         "activity.record_unsubscribed",
         "publishing.deliveries_skip",
+        "webhooks.subscriber.unsubscribed",
     }
     assert any(entry["name"] == "post_save" for entry in data["django"])
