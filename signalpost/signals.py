@@ -37,6 +37,14 @@ user_unsubscribed = DeclaredSignal(
     "inside its transaction; not sent when the address was not subscribed.",
 )
 
+subscribers_imported = DeclaredSignal(
+    "subscribers_imported",
+    arguments=("newsletter", "subscription_ids", "source"),
+    doc="A batch of subscriptions was created by an import (thousands at a time). Sent once "
+    "per batch by newsletters.imports.subscribers_import inside the batch's transaction; "
+    "receivers should work set-based.",
+)
+
 preferences_link_requested = DeclaredSignal(
     "preferences_link_requested",
     arguments=("profile", "user_email"),
@@ -85,6 +93,7 @@ CATALOGUE = (
     subscription_requested,
     user_subscribed,
     user_unsubscribed,
+    subscribers_imported,
     preferences_link_requested,
     issue_sending_started,
     issue_sent,

@@ -103,3 +103,56 @@ def test_a_missing_email_when_asking_for_a_link_is_a_400_naming_it(client):
     response = client.post("/preferences/", {})
     assert response.status_code == 400
     assert "user_email is missing" in response.content.decode()
+
+
+def test_a_subscriber_downloads_everything_held_about_them(client, letters):
+    subscription = subscribe(email="jane@example.com", newsletter=letters["weekly"], source="form")
+    path = links.preferences_path(profile=subscription.profile)
+    assert "Download everything we hold about you" in client.get(path).content.decode()
+
+    response = client.get(path + "data.json")
+    assert response["Content-Disposition"].startswith("attachment")
+    data = response.json()
+    assert data["profile"]["email"] == "jane@example.com"
+    assert data["subscriptions"][0]["newsletter"] == "weekly"
+    assert (
+        data["subscriptions"][0]["consent"]["at"] is None
+        or "T" in data["subscriptions"][0]["consent"]["at"]
+    )
+    assert client.get("/preferences/forged/data.json").status_code == 400
+
+
+def test_erase_profile_command_forgets_the_person_and_keeps_anonymous_deliveries(
+    smtp_inbox, letters
+):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from signalpost.activity.models import Activity
+    from signalpost.publishing.models import Delivery
+    from signalpost.publishing.services import issue_create, issue_send
+    from signalpost.signals import profile_erased
+
+    subscribe(email="jane@example.com", name="Jane", newsletter=letters["weekly"], source="form")
+    issue_send(issue=issue_create(newsletter=letters["weekly"], subject="Hi", body_markdown="x"))
+    run_worker_until_idle()
+    calls = []
+    profile_erased.connect(
+        lambda sender, **kw: calls.append(kw), weak=False, dispatch_uid="t.erase"
+    )
+    try:
+        call_command("erase_profile", "jane@example.com", "--yes", stdout=StringIO())
+    finally:
+        profile_erased.disconnect(dispatch_uid="t.erase")
+
+    assert not Profile.objects.exists()
+    assert not Subscription.objects.exists()
+    assert not Activity.objects.exists()
+    delivery = Delivery.objects.get()
+    assert (delivery.profile_id, delivery.email, delivery.status) == (None, "", "sent")
+    assert calls[0]["user_email"] == "jane@example.com"
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="No profile"):
+        call_command("erase_profile", "jane@example.com", "--yes")

@@ -13,6 +13,7 @@ from signalpost.accounts.services import profile_link_user
 from signalpost.signals import (
     bounce_received,
     complaint_received,
+    subscribers_imported,
     user_subscribed,
     user_unsubscribed,
 )
@@ -30,6 +31,23 @@ def profile_add_subscription(sender, *, profile, newsletter, **kwargs):
 def profile_remove_subscription(sender, *, profile, newsletter, **kwargs):
     """The tutorial's ``user.profile.subscriptions.remove(...)``."""
     profile.subscriptions.remove(newsletter)
+
+
+@receiver(subscribers_imported, dispatch_uid="accounts.profiles_add_imported")
+def profiles_add_imported(sender, *, newsletter, subscription_ids, **kwargs):
+    """profile.subscriptions for a whole imported batch, in one statement."""
+    from signalpost.accounts.models import Profile
+    from signalpost.newsletters.models import Subscription
+
+    through = Profile.subscriptions.through
+    profile_ids = Subscription.objects.filter(
+        id__in=subscription_ids, status=Subscription.Status.ACTIVE
+    ).values_list("profile_id", flat=True)
+    through.objects.bulk_create(
+        [through(profile_id=profile_id, newsletter_id=newsletter.pk) for profile_id in profile_ids],
+        ignore_conflicts=True,
+        batch_size=1000,
+    )
 
 
 @receiver(bounce_received, dispatch_uid="accounts.profile_remove_bounced")

@@ -10,6 +10,7 @@ class Activity(models.Model):
         UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
         USER_LOGGED_IN = "user_logged_in", "Logged in"
         DELIVERY_FAILED = "delivery_failed", "An issue could not be delivered"
+        IMPORTED = "imported", "Imported"
 
     profile = models.ForeignKey(
         "accounts.Profile", on_delete=models.CASCADE, related_name="activities"

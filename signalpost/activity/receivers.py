@@ -8,6 +8,7 @@ from signalpost.activity.models import Activity
 from signalpost.activity.services import activity_record
 from signalpost.signals import (
     delivery_failed,
+    subscribers_imported,
     subscription_requested,
     user_subscribed,
     user_unsubscribed,
@@ -60,3 +61,23 @@ def activity_record_delivery_failed(sender, *, profile, issue, reason, **kwargs)
             newsletter=issue.newsletter,
             detail={"issue": issue.pk, "reason": reason[:500]},
         )
+
+
+@receiver(subscribers_imported, dispatch_uid="activity.record_imported")
+def activity_record_imported(sender, *, newsletter, subscription_ids, source, **kwargs):
+    """One activity row per imported subscription, written in bulk."""
+    from signalpost.newsletters.models import Subscription
+
+    rows = Subscription.objects.filter(id__in=subscription_ids).values_list("profile_id", "status")
+    Activity.objects.bulk_create(
+        [
+            Activity(
+                profile_id=profile_id,
+                event=Activity.Event.IMPORTED,
+                newsletter=newsletter,
+                detail={"source": source, "status": status},
+            )
+            for profile_id, status in rows
+        ],
+        batch_size=1000,
+    )

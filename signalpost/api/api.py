@@ -1,5 +1,6 @@
 """The REST API, /api/v1/. Endpoints translate JSON and call the same services as the pages."""
 
+import io
 import re
 
 from django.conf import settings
@@ -20,6 +21,7 @@ from signalpost.accounts.selectors import profile_by_email
 from signalpost.accounts.services import email_normalize, profile_attributes_set, profile_update
 from signalpost.api import schemas
 from signalpost.api.tokens import api_token_authenticate
+from signalpost.newsletters.imports import ImportFileError, subscribers_import
 from signalpost.newsletters.models import Newsletter, Subscription
 from signalpost.newsletters.services import ConsentEvidence, subscribe, unsubscribe
 from signalpost.newsletters.views import client_ip
@@ -255,6 +257,42 @@ def profile_data_erase(request, email: str):
     """Erase the profile: subscriptions and activity go, deliveries are anonymised."""
     profile_erase(profile=profile_or_404(email))
     return {"status": "erased"}
+
+
+IMPORT_MAX_BYTES = 5 * 1024 * 1024
+
+
+@newsletters.post(
+    "/{slug}/imports",
+    response={200: schemas.ImportReportOut, **ERRORS, **NOT_FOUND},
+    tags=["imports"],
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+            "description": "CSV with an email column (optional: name, consent_at, consent_ip), "
+            "at most 5 MB; use manage.py import_subscribers for bigger files.",
+        }
+    },
+)
+def subscribers_import_csv(request, slug: str, confirm: bool = False):
+    """Import subscribers from a small CSV; existing subscriptions are left as they are."""
+    newsletter = newsletter_or_404(slug)
+    if len(request.body) > IMPORT_MAX_BYTES:
+        raise HttpError(400, f"At most {IMPORT_MAX_BYTES} bytes; use import_subscribers.")
+    try:
+        report = subscribers_import(
+            binary=io.BytesIO(request.body), newsletter=newsletter, confirm=confirm
+        )
+    except ImportFileError as exc:
+        raise DjangoValidationError({"file": [str(exc)]}) from exc
+    return {
+        "rows": report.rows,
+        "imported": report.imported,
+        "duplicates": report.duplicates,
+        "rejected": report.rejected,
+        "rejections": report.rejections,
+    }
 
 
 issues = Router(tags=["issues"])

@@ -8,6 +8,7 @@ urlpatterns = [
     path("unsubscribe/", views.unsubscribe_page, name="unsubscribe"),
     path("preferences/", views.preferences_request_page, name="preferences_request"),
     path("preferences/<str:token>/", views.preferences_page, name="preferences"),
+    path("preferences/<str:token>/data.json", views.preferences_data_page, name="preferences_data"),
     path("n/<slug:slug>/confirm/<str:token>/", views.confirm_page, name="confirm"),
     path(
         "n/<slug:slug>/unsubscribe/<str:token>/",

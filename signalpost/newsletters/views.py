@@ -3,12 +3,14 @@
 import ipaddress
 
 from django.conf import settings
+from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
 from signalpost.accounts.models import Profile
+from signalpost.accounts.privacy import profile_export
 from signalpost.accounts.services import EMAIL_MAX_LENGTH
 from signalpost.newsletters import tokens
 from signalpost.newsletters.forms import (
@@ -263,5 +265,25 @@ def preferences_page(request, token):
             initial={"name": profile.name, "newsletters": newsletters_subscribed(profile=profile)},
             choices=choices,
         )
-    context = {"form": form, "profile": profile, "saved": saved}
+    context = {"form": form, "profile": profile, "saved": saved, "token": token}
     return render(request, "newsletters/preferences.html", context, status=status)
+
+
+@require_GET
+def preferences_data_page(request, token):
+    """Everything held about the link's owner, as a JSON download."""
+    profile_id, problem = read_link(
+        request,
+        token=token,
+        purpose=tokens.PREFERENCES,
+        max_age=settings.SIGNALPOST_PREFERENCES_MAX_AGE_SECONDS,
+    )
+    if problem:
+        return problem
+    profile = Profile.objects.filter(pk=profile_id).first()
+    if profile is None:
+        return link_problem(request, problem="invalid", purpose="preferences")
+    response = JsonResponse(profile_export(profile=profile), json_dumps_params={"indent": 2})
+    response["Content-Disposition"] = 'attachment; filename="signalpost-my-data.json"'
+    response["Cache-Control"] = "no-store"
+    return response

@@ -1,0 +1,26 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from signalpost.accounts.privacy import profile_erase
+from signalpost.accounts.selectors import profile_by_email
+
+
+class Command(BaseCommand):
+    help = (
+        "Erase a person's profile: subscriptions, activity and name go, deliveries stay "
+        "anonymised, profile_erased is sent (and the subscriber.erased webhook)."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("email")
+        parser.add_argument("--yes", action="store_true", help="Do not ask for confirmation.")
+
+    def handle(self, *, email, yes, **options):
+        profile = profile_by_email(email=email)
+        if profile is None:
+            raise CommandError(f"No profile for {email!r}.")
+        if not yes:
+            answer = input(f"Erase everything about {profile.email}? Type 'erase': ")
+            if answer.strip() != "erase":
+                raise CommandError("Nothing erased.")
+        erased = profile_erase(profile=profile)
+        self.stdout.write(self.style.SUCCESS(f"Erased {erased}."))

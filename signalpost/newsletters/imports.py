@@ -1,0 +1,332 @@
+"""Importing subscribers from CSV: streamed in batches, validated row by row, set-based.
+
+Memory stays flat whatever the file's size: rows are read, checked and written
+one batch at a time, and rejected rows go to a callback (the command writes
+them to a report file as they come). Nobody is emailed unless ``confirm`` asks
+for double opt-in confirmations.
+"""
+
+import csv
+import io
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+from django.utils import timezone
+
+from signalpost.accounts.models import Profile
+from signalpost.accounts.services import email_normalize, name_clean
+from signalpost.newsletters.models import Subscription
+from signalpost.signals import subscribers_imported
+
+BATCH_SIZE = 5000
+FIELD_MAX_LENGTH = 10_000
+EMAIL_COLUMNS = ("email", "e-mail", "email_address", "user_email", "emailaddress")
+Status = Subscription.Status
+
+
+class ImportFileError(ValueError):
+    """The file as a whole cannot be imported (no email column, not CSV)."""
+
+
+@dataclass
+class ImportReport:
+    rows: int = 0
+    imported: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    rejections: list = field(default_factory=list)
+    rejections_kept: int = 100
+
+
+def decoded_lines(binary):
+    """Yield ``(line number, text)``; a line that is not UTF-8 yields ``None`` as text."""
+    for number, raw in enumerate(binary, start=1):
+        try:
+            text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError:
+            text = None
+        yield number, text
+
+
+def csv_rows(binary):
+    """Yield ``(line number, row dict or None, problem)`` from a CSV byte stream."""
+    numbered = decoded_lines(binary)
+    bad_lines = {}
+
+    def text_lines():
+        for number, text in numbered:
+            if text is None:
+                bad_lines[number] = True
+                text = "\n"
+            current[0] = number
+            yield text
+
+    current = [0]
+    csv.field_size_limit(FIELD_MAX_LENGTH)
+    reader = csv.reader(text_lines())
+    try:
+        header = next(reader)
+    except StopIteration:
+        return
+    except csv.Error as error:
+        raise ImportFileError(f"the header is not CSV: {error}") from error
+    columns = [column.strip().lower() for column in header]
+    email_column = next((c for c in EMAIL_COLUMNS if c in columns), None)
+    if email_column is None:
+        raise ImportFileError(
+            f"no email column (looked for {', '.join(EMAIL_COLUMNS)}); found: {', '.join(columns)}"
+        )
+    while True:
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            yield current[0], None, f"not readable as CSV: {error}"
+            continue
+        number = current[0]
+        if bad_lines.pop(number, False):
+            yield number, None, "not UTF-8: save the file as UTF-8 and import this row again"
+            continue
+        if not any(value.strip() for value in values):
+            continue
+        row = dict(zip(columns, values, strict=False))
+        row["email"] = row.get(email_column, "")
+        yield number, row, None
+
+
+def row_check(row):
+    """Return ``(email, name, consent_at, consent_ip)`` for a row, or raise ``ValidationError``."""
+    email = email_normalize(row.get("email", ""))
+    name = name_clean(row.get("name", ""))
+    consent_at = None
+    if row.get("consent_at", "").strip():
+        try:
+            consent_at = datetime.fromisoformat(row["consent_at"].strip())
+        except ValueError as error:
+            raise ValidationError(
+                f"consent_at is not an ISO 8601 time: {row['consent_at']!r}"
+            ) from error
+        if timezone.is_naive(consent_at):
+            consent_at = timezone.make_aware(consent_at)
+    consent_ip = row.get("consent_ip", "").strip() or None
+    if consent_ip:
+        import ipaddress
+
+        try:
+            consent_ip = str(ipaddress.ip_address(consent_ip))
+        except ValueError as error:
+            raise ValidationError(f"consent_ip is not an IP address: {consent_ip!r}") from error
+    return email, name, consent_at, consent_ip
+
+
+def subscribers_import(
+    *, binary, newsletter, confirm=False, on_reject=None, on_progress=None, batch_size=BATCH_SIZE
+):
+    """Import the CSV in ``binary`` (a byte stream) into ``newsletter``; return an ``ImportReport``.
+
+    Each batch is one transaction. Existing subscriptions are left as they are
+    (counted as duplicates): an import never brings back someone who left.
+    """
+    report = ImportReport()
+    batch = []
+    seen_in_batch = set()
+
+    def reject(number, email, reason):
+        report.rejected += 1
+        if len(report.rejections) < report.rejections_kept:
+            report.rejections.append({"line": number, "email": email, "reason": reason})
+        if on_reject:
+            on_reject(number, email, reason)
+
+    def flush():
+        if batch:
+            imported = batch_write(rows=batch, newsletter=newsletter, confirm=confirm)
+            report.imported += imported
+            report.duplicates += len(batch) - imported
+            batch.clear()
+            seen_in_batch.clear()
+        if on_progress:
+            on_progress(report)
+
+    for number, row, problem in csv_rows(binary):
+        report.rows += 1
+        if problem:
+            reject(number, "", problem)
+            continue
+        try:
+            checked = row_check(row)
+        except ValidationError as error:
+            reject(number, row.get("email", "")[:254], "; ".join(error.messages))
+            continue
+        if checked[0] in seen_in_batch:
+            report.duplicates += 1
+            continue
+        seen_in_batch.add(checked[0])
+        batch.append(checked)
+        if len(batch) >= batch_size:
+            flush()
+    flush()
+    return report
+
+
+@transaction.atomic
+def batch_write(*, rows, newsletter, confirm):
+    """Write one batch of checked rows; return how many subscriptions it created."""
+    now = timezone.now()
+    status = Status.PENDING if confirm else Status.ACTIVE
+    if connection.vendor == "postgresql":
+        created_ids = batch_write_postgresql(
+            rows=rows, newsletter=newsletter, now=now, status=status
+        )
+    else:
+        created_ids = batch_write_portable(rows=rows, newsletter=newsletter, now=now, status=status)
+    if created_ids:
+        subscribers_imported.send(
+            sender=Subscription,
+            newsletter=newsletter,
+            subscription_ids=created_ids,
+            source=Subscription.Source.IMPORT.value,
+        )
+        if confirm:
+            confirmations_request(subscription_ids=created_ids)
+    return len(created_ids)
+
+
+def batch_write_portable(*, rows, newsletter, now, status):
+    Profile.objects.bulk_create(
+        [Profile(email=email, name=name) for email, name, _, _ in rows],
+        ignore_conflicts=True,
+        batch_size=500,
+    )
+    profile_ids = dict(
+        Profile.objects.filter(email__in=[row[0] for row in rows]).values_list("email", "id")
+    )
+    existing = set(
+        Subscription.objects.filter(
+            newsletter=newsletter, profile_id__in=profile_ids.values()
+        ).values_list("profile_id", flat=True)
+    )
+    fresh = [
+        Subscription(
+            profile_id=profile_ids[email],
+            newsletter=newsletter,
+            status=status,
+            source=Subscription.Source.IMPORT,
+            subscribed_at=now if status == Status.ACTIVE else None,
+            requested_at=now if status == Status.PENDING else None,
+            consent_at=consent_at or now,
+            consent_ip=consent_ip,
+        )
+        for email, _, consent_at, consent_ip in rows
+        if profile_ids[email] not in existing
+    ]
+    Subscription.objects.bulk_create(fresh, ignore_conflicts=True, batch_size=500)
+    return list(
+        Subscription.objects.filter(
+            newsletter=newsletter, profile_id__in=[s.profile_id for s in fresh]
+        ).values_list("id", flat=True)
+    )
+
+
+def batch_write_postgresql(*, rows, newsletter, now, status):
+    """The fast path: COPY the batch into a temporary table, then two INSERT ... SELECTs."""
+    profile_table = Profile._meta.db_table
+    subscription_table = Subscription._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE TEMPORARY TABLE IF NOT EXISTS signalpost_import "
+            "(email text, name text, consent_at timestamptz, consent_ip inet) ON COMMIT DELETE ROWS"
+        )
+        with cursor.cursor.copy(
+            "COPY signalpost_import (email, name, consent_at, consent_ip) FROM STDIN"
+        ) as copy:
+            for row in rows:
+                copy.write_row(row)
+        cursor.execute(
+            f"INSERT INTO {profile_table} "
+            "(email, name, attributes, soft_bounce_count, created_at, updated_at) "
+            "SELECT email, name, '{}', 0, %s, %s FROM signalpost_import "
+            "ON CONFLICT DO NOTHING",
+            [now, now],
+        )
+        cursor.execute(
+            f"INSERT INTO {subscription_table} (profile_id, newsletter_id, status, source, "
+            "created_at, subscribed_at, requested_at, unsubscribe_reason, consent_at, "
+            "consent_ip, consent_user_agent) "
+            "SELECT p.id, %s, %s, %s, %s, %s, %s, '', COALESCE(i.consent_at, %s), i.consent_ip, '' "
+            f"FROM signalpost_import i JOIN {profile_table} p ON lower(p.email) = i.email "
+            "ON CONFLICT DO NOTHING RETURNING id",
+            [
+                newsletter.pk,
+                status,
+                Subscription.Source.IMPORT.value,
+                now,
+                now if status == Status.ACTIVE else None,
+                now if status == Status.PENDING else None,
+                now,
+            ],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def confirmations_request(*, subscription_ids):
+    """Ask each imported pending subscription to confirm (one email each, durable)."""
+    from signalpost.signals import subscription_requested
+
+    for subscription in Subscription.objects.filter(id__in=subscription_ids).select_related(
+        "profile", "newsletter"
+    ):
+        subscription_requested.send(
+            sender=Subscription,
+            profile=subscription.profile,
+            newsletter=subscription.newsletter,
+            subscription=subscription,
+            user_email=subscription.profile.email,
+            source=Subscription.Source.IMPORT.value,
+        )
+
+
+def subscribers_export(*, newsletter, statuses=None):
+    """Yield CSV lines (text) of ``newsletter``'s subscribers, streamed from the database."""
+    columns = [
+        "email",
+        "name",
+        "status",
+        "source",
+        "created_at",
+        "subscribed_at",
+        "unsubscribed_at",
+        "consent_at",
+        "consent_ip",
+    ]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+
+    def line(values):
+        writer.writerow(values)
+        text = buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        return text
+
+    yield line(columns)
+    subscriptions = Subscription.objects.filter(newsletter=newsletter).order_by("id")
+    if statuses:
+        subscriptions = subscriptions.filter(status__in=statuses)
+    for values in subscriptions.values_list(
+        "profile__email",
+        "profile__name",
+        "status",
+        "source",
+        "created_at",
+        "subscribed_at",
+        "unsubscribed_at",
+        "consent_at",
+        "consent_ip",
+    ).iterator(chunk_size=2000):
+        yield line(
+            [value.isoformat() if isinstance(value, datetime) else value or "" for value in values]
+        )

@@ -1,0 +1,266 @@
+"""Outgoing webhooks (signed, retried, logged, never inside our network) and incoming
+bounces and complaints through django-anymail."""
+
+import base64
+import hashlib
+import hmac
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+from django.utils import timezone
+from django_tasks_db.models import DBTaskResult
+
+from signalpost.newsletters.models import Subscription
+from signalpost.newsletters.services import subscribe
+from signalpost.publishing.models import Delivery
+from signalpost.publishing.services import issue_create, issue_send
+from signalpost.signals import bounce_received, complaint_received
+from signalpost.webhooks.models import WebhookAttempt, WebhookMessage
+from signalpost.webhooks.services import endpoint_create
+from tests.durable_helpers import run_worker_until_idle
+from tests.factories import make_newsletter
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+class Receiver:
+    """An HTTP server on loopback that records webhook POSTs and fails the first few."""
+
+    def __init__(self, failures=0):
+        self.requests = []
+        self.failures = failures
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.requests.append((dict(self.headers), body))
+                status = 500 if receiver.failures > 0 else 200
+                receiver.failures -= 1
+                self.send_response(status)
+                self.end_headers()
+                self.wfile.write(b"boom" if status == 500 else b"ok")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+
+
+@pytest.fixture
+def hook_receiver(settings):
+    settings.SIGNALPOST_WEBHOOKS_ALLOW_PRIVATE_TARGETS = True
+    receivers = []
+
+    def start(failures=0):
+        receiver = Receiver(failures)
+        receivers.append(receiver)
+        return receiver
+
+    yield start
+    for receiver in receivers:
+        receiver.stop()
+
+
+def verify(secret, headers, body):
+    """What an integrator does: recompute the signature over timestamp and body."""
+    fields = dict(part.split("=", 1) for part in headers["Signalpost-Signature"].split(","))
+    expected = hmac.new(
+        secret.encode(), f"{fields['t']}.".encode() + body, hashlib.sha256
+    ).hexdigest()
+    return hmac.compare_digest(expected, fields["v1"])
+
+
+def run_retries_now():
+    DBTaskResult.objects.filter(status="READY").update(run_after=timezone.now())
+    run_worker_until_idle()
+
+
+def test_a_subscribe_posts_a_signed_event_to_the_endpoint(hook_receiver):
+    receiver = hook_receiver()
+    endpoint = endpoint_create(url=receiver.url, events=["subscriber.subscribed"])
+    letter = make_newsletter(slug="weekly")
+    subscribe(email="jane@example.com", name="Jane", newsletter=letter, source="form")
+    run_worker_until_idle()
+
+    [(headers, body)] = receiver.requests
+    assert verify(endpoint.secret, headers, body)
+    assert not verify("whsec_wrong", headers, body)
+    event = json.loads(body)
+    assert event["type"] == "subscriber.subscribed"
+    assert event["data"] == {
+        "email": "jane@example.com",
+        "name": "Jane",
+        "newsletter": "weekly",
+        "status": "active",
+        "source": "form",
+    }
+    assert headers["Signalpost-Event"] == "subscriber.subscribed"
+    message = WebhookMessage.objects.get()
+    assert message.status == "delivered"
+    attempt = WebhookAttempt.objects.get()
+    assert (attempt.status_code, attempt.response_excerpt) == (200, "ok")
+    assert attempt.latency_ms is not None
+
+
+def test_a_failing_endpoint_is_retried_and_every_attempt_logged(hook_receiver):
+    receiver = hook_receiver(failures=2)
+    endpoint_create(url=receiver.url)
+    subscribe(email="jane@example.com", newsletter=make_newsletter(), source="form")
+    run_worker_until_idle()
+    assert WebhookMessage.objects.get().status == "pending"
+
+    run_retries_now()
+    run_retries_now()
+
+    assert len(receiver.requests) == 3
+    assert [attempt.status_code for attempt in WebhookAttempt.objects.order_by("number")] == [
+        500,
+        500,
+        200,
+    ]
+    assert WebhookAttempt.objects.first().response_excerpt == "boom"
+    assert WebhookMessage.objects.get().status == "delivered"
+    ids = {headers["Signalpost-Delivery"] for headers, _ in receiver.requests}
+    assert len(ids) == 1, "a retry is the same delivery"
+
+
+def test_an_endpoint_gets_only_the_events_it_asked_for(hook_receiver):
+    receiver = hook_receiver()
+    endpoint_create(url=receiver.url, events=["subscriber.unsubscribed"])
+    letter = make_newsletter(slug="weekly")
+    subscribe(email="jane@example.com", newsletter=letter, source="form")
+    from signalpost.newsletters.services import unsubscribe
+
+    unsubscribe(email="jane@example.com", newsletter=letter, reason="bye")
+    run_worker_until_idle()
+    assert [json.loads(body)["type"] for _, body in receiver.requests] == [
+        "subscriber.unsubscribed"
+    ]
+
+
+def test_without_endpoints_no_webhook_work_is_queued(db):
+    subscribe(email="jane@example.com", newsletter=make_newsletter(), source="admin")
+    paths = DBTaskResult.objects.values_list("task_path", "args_kwargs")
+    assert not any("webhooks" in json.dumps(kwargs) for _, kwargs in paths)
+
+
+def test_a_target_that_became_private_is_refused_at_delivery(hook_receiver, settings):
+    receiver = hook_receiver()
+    endpoint_create(url=receiver.url)
+    settings.SIGNALPOST_WEBHOOKS_ALLOW_PRIVATE_TARGETS = False
+    subscribe(email="jane@example.com", newsletter=make_newsletter(), source="form")
+    run_worker_until_idle()
+
+    assert receiver.requests == []
+    attempt = WebhookAttempt.objects.get()
+    assert "not public" in attempt.error
+    assert attempt.status_code is None
+
+
+def postmark(client, payload):
+    credentials = base64.b64encode(b"anymail:dev").decode()
+    return client.post(
+        "/anymail/postmark/tracking/",
+        data=json.dumps(payload),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Basic {credentials}",
+    )
+
+
+def bounce(email, kind="HardBounce"):
+    return {
+        "RecordType": "Bounce",
+        "ID": 4323372036854775807,
+        "Type": kind,
+        "TypeCode": 1 if kind == "HardBounce" else 4096,
+        "MessageID": "883953f4-6105-42a2-a16a-77a8eac79483",
+        "Description": "The server was unable to deliver your message (ex: unknown user).",
+        "Details": "smtp;550 5.1.1 The email account that you tried to reach does not exist."
+        if kind == "HardBounce"
+        else "smtp;452 4.2.2 Mailbox full",
+        "Email": email,
+        "From": "editors@example.com",
+        "BouncedAt": "2026-11-23T10:00:00Z",
+        "Inactive": True,
+        "CanActivate": True,
+        "Subject": "Issue",
+    }
+
+
+class Recorder:
+    def __init__(self, signal):
+        self.signal, self.calls = signal, []
+
+    def __call__(self, sender, **kwargs):
+        self.calls.append(kwargs)
+
+    def __enter__(self):
+        self.signal.connect(self, weak=False, dispatch_uid=f"test.{id(self)}")
+        return self
+
+    def __exit__(self, *exc):
+        self.signal.disconnect(dispatch_uid=f"test.{id(self)}")
+
+
+def test_a_hard_bounce_from_the_provider_ends_every_subscription(client, db):
+    weekly, daily = make_newsletter(slug="weekly"), make_newsletter(slug="daily")
+    for letter in (weekly, daily):
+        subscribe(email="gone@example.com", newsletter=letter, source="admin")
+    issue = issue_create(newsletter=weekly, subject="Hi", body_markdown="x")
+    issue_send(issue=issue)
+
+    with Recorder(bounce_received) as bounced:
+        assert postmark(client, bounce("gone@example.com")).status_code == 200
+
+    assert set(Subscription.objects.values_list("status", flat=True)) == {"bounced"}
+    assert Subscription.objects.filter(bounced_at__isnull=False).count() == 2
+    assert [call["bounce_type"] for call in bounced.calls] == ["hard", "hard"]
+    assert Delivery.objects.get().status == "skipped", "no more mail to it, mid-send included"
+    profile = Subscription.objects.first().profile
+    assert list(profile.subscriptions.all()) == []
+
+
+def test_soft_bounces_end_subscriptions_only_after_the_limit(client, settings, db):
+    settings.SIGNALPOST_SOFT_BOUNCE_LIMIT = 3
+    subscribe(email="full@example.com", newsletter=make_newsletter(), source="admin")
+    for expected in ["active", "active", "bounced"]:
+        assert postmark(client, bounce("full@example.com", kind="SoftBounce")).status_code == 200
+        assert Subscription.objects.get().status == expected
+
+
+def test_a_complaint_ends_every_subscription(client, db):
+    subscribe(email="angry@example.com", newsletter=make_newsletter(), source="admin")
+    complaint = {
+        **bounce("angry@example.com"),
+        "RecordType": "SpamComplaint",
+        "Type": "SpamComplaint",
+    }
+    with Recorder(complaint_received) as complained:
+        assert postmark(client, complaint).status_code == 200
+    assert Subscription.objects.get().status == "complained"
+    assert complained.calls[0]["user_email"] == "angry@example.com"
+
+
+def test_tracking_webhooks_need_the_shared_secret(client, db):
+    subscribe(email="gone@example.com", newsletter=make_newsletter(), source="admin")
+    response = client.post(
+        "/anymail/postmark/tracking/",
+        data=json.dumps(bounce("gone@example.com")),
+        content_type="application/json",
+    )
+    assert response.status_code in (400, 401, 403)
+    assert Subscription.objects.get().status == "active"
+
+
+def test_a_bounce_for_an_unknown_address_changes_nothing(client, db):
+    assert postmark(client, bounce("stranger@example.com")).status_code == 200
+    assert not Subscription.objects.exists()
