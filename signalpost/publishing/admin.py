@@ -35,7 +35,7 @@ class IssueAdmin(admin.ModelAdmin):
     list_display = ["subject", "newsletter", "status", "scheduled_at", "sent_at", "progress_bar"]
     list_filter = ["status", "newsletter"]
     search_fields = ["subject"]
-    readonly_fields = ["status", "slug", "preview", "progress_bar", "recipient_count"]
+    readonly_fields = ["status", "slug", "preview", "recipient_count"]
     actions = ["send_test_to_me", "send_now", "schedule", "unschedule"]
     change_form_template = "admin/publishing/issue/change_form.html"
 
