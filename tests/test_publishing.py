@@ -20,6 +20,7 @@ from signalpost.signals import delivery_failed, issue_sent
 from tests.durable_helpers import run_worker_until_idle
 from tests.factories import make_newsletter, make_user
 from tests.mail import html_part, text_part
+from tests.recorders import SignalRecorder
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -61,24 +62,9 @@ def draft(
     return issue_create(newsletter=letter, subject=subject, body_markdown=body)
 
 
-class Recorder:
-    def __init__(self, signal):
-        self.signal, self.calls = signal, []
-
-    def __call__(self, sender, **kwargs):
-        self.calls.append(kwargs)
-
-    def __enter__(self):
-        self.signal.connect(self, weak=False, dispatch_uid=f"test.{id(self)}")
-        return self
-
-    def __exit__(self, *exc):
-        self.signal.disconnect(dispatch_uid=f"test.{id(self)}")
-
-
 def test_every_active_subscriber_gets_exactly_one_personal_message(smtp_inbox, letter, audience):
     issue = draft(letter)
-    with Recorder(issue_sent) as sent:
+    with SignalRecorder(issue_sent) as sent:
         assert issue_send(issue=issue) == 3
         run_worker_until_idle()
 
@@ -121,7 +107,7 @@ def test_sending_twice_sends_once(smtp_inbox, letter, audience):
 def test_refused_recipients_fail_and_the_rest_are_sent(smtp_inbox, letter, audience):
     smtp_inbox.refuse.add("bob@example.com")
     issue = draft(letter)
-    with Recorder(delivery_failed) as failed:
+    with SignalRecorder(delivery_failed) as failed:
         issue_send(issue=issue)
         run_worker_until_idle()
 

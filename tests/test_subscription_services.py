@@ -15,28 +15,11 @@ from signalpost.newsletters.services import (
     unsubscribe,
 )
 from signalpost.signals import subscription_requested, user_subscribed, user_unsubscribed
+from tests.recorders import SignalRecorder
 
 pytestmark = pytest.mark.django_db
 
 FORM = Subscription.Source.FORM
-
-
-class SignalRecorder:
-    """Collects what a signal sent, for asserting it fired (or did not)."""
-
-    def __init__(self, signal):
-        self.signal = signal
-        self.calls = []
-
-    def __call__(self, sender, **kwargs):
-        self.calls.append(kwargs)
-
-    def __enter__(self):
-        self.signal.connect(self, weak=False, dispatch_uid="test.recorder")
-        return self
-
-    def __exit__(self, *exc_info):
-        self.signal.disconnect(dispatch_uid="test.recorder")
 
 
 def events(profile):

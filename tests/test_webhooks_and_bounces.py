@@ -21,6 +21,7 @@ from signalpost.webhooks.models import WebhookAttempt, WebhookMessage
 from signalpost.webhooks.services import endpoint_create
 from tests.durable_helpers import run_worker_until_idle
 from tests.factories import make_newsletter
+from tests.recorders import SignalRecorder
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -196,21 +197,6 @@ def bounce(email, kind="HardBounce"):
     }
 
 
-class Recorder:
-    def __init__(self, signal):
-        self.signal, self.calls = signal, []
-
-    def __call__(self, sender, **kwargs):
-        self.calls.append(kwargs)
-
-    def __enter__(self):
-        self.signal.connect(self, weak=False, dispatch_uid=f"test.{id(self)}")
-        return self
-
-    def __exit__(self, *exc):
-        self.signal.disconnect(dispatch_uid=f"test.{id(self)}")
-
-
 def test_a_hard_bounce_from_the_provider_ends_every_subscription(client, db):
     weekly, daily = make_newsletter(slug="weekly"), make_newsletter(slug="daily")
     for letter in (weekly, daily):
@@ -218,7 +204,7 @@ def test_a_hard_bounce_from_the_provider_ends_every_subscription(client, db):
     issue = issue_create(newsletter=weekly, subject="Hi", body_markdown="x")
     issue_send(issue=issue)
 
-    with Recorder(bounce_received) as bounced:
+    with SignalRecorder(bounce_received) as bounced:
         assert postmark(client, bounce("gone@example.com")).status_code == 200
 
     assert set(Subscription.objects.values_list("status", flat=True)) == {"bounced"}
@@ -244,7 +230,7 @@ def test_a_complaint_ends_every_subscription(client, db):
         "RecordType": "SpamComplaint",
         "Type": "SpamComplaint",
     }
-    with Recorder(complaint_received) as complained:
+    with SignalRecorder(complaint_received) as complained:
         assert postmark(client, complaint).status_code == 200
     assert Subscription.objects.get().status == "complained"
     assert complained.calls[0]["user_email"] == "angry@example.com"

@@ -232,8 +232,8 @@ def preferences_request_page(request):
     return render(request, "newsletters/preferences_request_done.html", {"user_email": email})
 
 
-@require_http_methods(["GET", "POST"])
-def preferences_page(request, token):
+def preferences_link_owner(request, token):
+    """Return ``(profile, None)`` for a usable preference-center link, else ``(None, page)``."""
     profile_id, problem = read_link(
         request,
         token=token,
@@ -241,10 +241,18 @@ def preferences_page(request, token):
         max_age=settings.SIGNALPOST_PREFERENCES_MAX_AGE_SECONDS,
     )
     if problem:
-        return problem
+        return None, problem
     profile = Profile.objects.filter(pk=profile_id).first()
     if profile is None:
-        return link_problem(request, problem="invalid", purpose="preferences")
+        return None, link_problem(request, problem="invalid", purpose="preferences")
+    return profile, None
+
+
+@require_http_methods(["GET", "POST"])
+def preferences_page(request, token):
+    profile, problem = preferences_link_owner(request, token)
+    if problem:
+        return problem
     choices = newsletters_for_preferences(profile=profile)
     saved = None
     status = 200
@@ -272,17 +280,9 @@ def preferences_page(request, token):
 @require_GET
 def preferences_data_page(request, token):
     """Everything held about the link's owner, as a JSON download."""
-    profile_id, problem = read_link(
-        request,
-        token=token,
-        purpose=tokens.PREFERENCES,
-        max_age=settings.SIGNALPOST_PREFERENCES_MAX_AGE_SECONDS,
-    )
+    profile, problem = preferences_link_owner(request, token)
     if problem:
         return problem
-    profile = Profile.objects.filter(pk=profile_id).first()
-    if profile is None:
-        return link_problem(request, problem="invalid", purpose="preferences")
     response = JsonResponse(profile_export(profile=profile), json_dumps_params={"indent": 2})
     response["Content-Disposition"] = 'attachment; filename="signalpost-my-data.json"'
     response["Cache-Control"] = "no-store"
