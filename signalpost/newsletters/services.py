@@ -60,12 +60,17 @@ def subscribe(*, email, newsletter, source, name="", consent=None, address_verif
     Raises ``django.core.exceptions.ValidationError`` for an invalid address.
     """
     source = Source(source)
-    profile, _ = profile_get_or_create(email=email, name=name)
-    # The row lock serialises concurrent requests for the same pair: each one
-    # sees the state the previous one committed.
-    subscription, _ = Subscription.objects.select_for_update().get_or_create(
-        profile=profile, newsletter=newsletter, defaults={"source": source}
-    )
+    profile, profile_created = profile_get_or_create(email=email, name=name)
+    if profile_created:
+        # Nobody else can see a profile this transaction just created, so its
+        # subscription is inserted once, in its final state, further down.
+        subscription = Subscription(profile=profile, newsletter=newsletter, source=source)
+    else:
+        # The row lock serialises concurrent requests for the same pair: each
+        # one sees the state the previous one committed.
+        subscription, _ = Subscription.objects.select_for_update().get_or_create(
+            profile=profile, newsletter=newsletter, defaults={"source": source}
+        )
     if subscription.status == Status.ACTIVE:
         return subscription
     if subscription.status in ENDED_STATUSES and source == Source.IMPORT:

@@ -1,0 +1,1128 @@
+"""Subscribe under load: Signalpost's ``POST /subscribe/`` (double opt-in) against
+django-newsletter's subscribe form, each behind gunicorn with 2 worker processes, on the
+same PostgreSQL server and the same SMTP sink, with 32 concurrent clients.
+
+Run from the repository root::
+
+    .venv/bin/python bench/subscribe.py            # 2 rounds of 15 s per column (~3 min)
+    .venv/bin/python bench/subscribe.py --quick    # 1 round of 5 s per column (~1 min)
+
+What runs (everything on 127.0.0.1, on free ports):
+
+- one SMTP sink (``subscribe_support/smtp_sink.py``, aiosmtpd): accepts and discards
+  every message, counting them per recipient domain;
+- Signalpost: ``gunicorn signalpost.wsgi -w 2`` from the project's ``.venv`` with
+  ``SIGNALPOST_MODE=production``, ``DEBUG=0``, a fresh PostgreSQL database
+  (``signalpost_bench_sub_<pid>``, migrated, one public double opt-in newsletter),
+  Redis for the rate limits, ``EMAIL_URL`` at the sink, and the per-IP subscribe limit
+  off (``SUBSCRIBE_RATE_PER_IP=0``: every client is 127.0.0.1); the per-address limit
+  stays on and every POST uses a new address;
+- django-newsletter (from PyPI, in its own virtual environment under
+  ``~/.cache/signalpost-bench/``, created on first use, with the newest Django it
+  supports): ``gunicorn dn_site.wsgi -w 2`` serving ``subscribe_support/dn_site``, a
+  minimal project with Signalpost's middleware, persistent connections and its own
+  fresh database (``signalpost_bench_sub_dn_<pid>``); its subscribe view sends the
+  activation email to the sink inside the request, which is how it works;
+- the load generator, in this process: asyncio and raw HTTP/1.1 over
+  ``asyncio.open_connection`` (keep-alive when the server offers it; gunicorn's sync
+  workers close every connection, so each request opens one, as a browser's would).
+  Each of the 32 clients GETs the form once (CSRF cookie and token), then POSTs it with
+  a new address each time until the phase ends. Requests that complete in the measured
+  window, after a warm-up, count; latency is from connect to the last byte of the answer.
+  A POST succeeds when Signalpost answers 200 (the "check your inbox" page) or
+  django-newsletter answers 302 to its "email sent" page (the redirect is not
+  followed); anything else is an error, counted apart and left out of the rate and the
+  latencies.
+
+Three columns (``--variants`` picks some): ``signalpost``, the web server alone (no task
+worker runs, so the confirmation emails wait in the queue); ``signalpost+worker``, the
+same server while one ``manage.py db_worker`` sends the queued confirmation emails to
+the sink on the same 2 cores (started before the phase, stopped after it; its own
+throughput is not measured); ``newsletter``, django-newsletter. The columns take turns
+(in order, then in reverse order in the next round), and every figure comes from this
+one invocation. Afterwards the script checks the rows each server wrote against the
+POSTs that succeeded, counts the SQL statements of one subscribe POST in process
+(``subscribe_support/probe.py``), drops both databases and stops everything it started.
+While a window runs it reads ``/proc`` to split the machine's CPU time between the
+gunicorn processes, their PostgreSQL backends, PostgreSQL's shared processes, Redis, the
+SMTP sink, the task worker, the load generator and everything else (other people's
+processes on a shared machine).
+"""
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import re
+import resource
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from importlib.metadata import version
+from pathlib import Path
+from urllib.parse import urlencode, urlsplit
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+SUPPORT_DIR = BENCH_DIR / "subscribe_support"
+PROJECT_PYTHON = Path(sys.executable)
+PROJECT_BIN = PROJECT_PYTHON.parent
+
+PG_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/3")
+CACHE_ROOT = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "signalpost-bench"
+DN_VENV = CACHE_ROOT / "django-newsletter-venv"
+# django-newsletter 1.2.1 declares Django 4.2 and 5.2; 5.2.19 is the newest 5.2.
+# Server software and driver: the versions in Signalpost's own .venv.
+DN_REQUIREMENTS = [
+    "django-newsletter==1.2.1",
+    "Django==5.2.19",
+    "sorl-thumbnail==13.4.0",  # django-newsletter needs a thumbnailer installed
+    f"gunicorn=={version('gunicorn')}",
+    f"psycopg[binary]=={version('psycopg')}",
+]
+
+CLIENTS = 32
+WORKERS = 2
+SLUG = "bench-weekly"
+REQUEST_TIMEOUT = 10.0  # seconds; a request taking longer counts as an error
+MAX_POSTS_PER_PHASE = 60_000  # a hard cap on top of the time bound
+P99_GOAL_MS = 100.0
+RATIO_GOAL = 2.0
+TOKEN_PATTERN = re.compile(rb'name="csrfmiddlewaretoken" value="([^"]+)"')
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="1 round of 5 s per column")
+    parser.add_argument("--duration", type=float, help="measured seconds per phase")
+    parser.add_argument("--warmup", type=float, help="unmeasured seconds before each phase")
+    parser.add_argument("--rounds", type=int, help="rounds (each runs every column once)")
+    parser.add_argument("--clients", type=int, default=CLIENTS)
+    parser.add_argument(
+        "--variants",
+        default=",".join(VARIANTS),
+        help="comma-separated columns to run, of: " + ", ".join(VARIANTS) + " (default: all)",
+    )
+    parser.add_argument(
+        "--smtp-delay-ms",
+        type=int,
+        default=0,
+        help="make the SMTP sink wait this long before accepting each message "
+        "(as a remote mail server would); default 0",
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="also write cProfile statistics of in-process subscribe POSTs to DIR",
+    )
+    parser.add_argument(
+        "--show-sql", action="store_true", help="print the SQL statements of one POST"
+    )
+    parser.add_argument("--keep-logs", action="store_true", help="keep the servers' logs")
+    args = parser.parse_args()
+    args.duration = args.duration or (5.0 if args.quick else 15.0)
+    args.warmup = args.warmup if args.warmup is not None else (2.0 if args.quick else 3.0)
+    args.rounds = args.rounds or (1 if args.quick else 2)
+    args.variants = [key.strip() for key in args.variants.split(",") if key.strip()]
+    unknown = set(args.variants) - set(VARIANTS)
+    if unknown or not args.variants:
+        parser.error(f"--variants: unknown {', '.join(sorted(unknown))}")
+    if not 0 <= args.smtp_delay_ms <= 2000:
+        parser.error("--smtp-delay-ms: 0 to 2000")
+    if not 1 <= args.clients <= 256 or not 1 <= args.duration <= 120 or args.rounds > 5:
+        parser.error("keep it bounded: 1-256 clients, 1-120 s per phase, at most 5 rounds")
+    return args
+
+
+# Processes, ports, databases ----------------------------------------------------------------
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Service:
+    """A process of ours, in its own session, with its output in a log file."""
+
+    def __init__(self, name, argv, *, env, cwd, logdir):
+        self.name = name
+        self.log_path = Path(logdir) / f"{name}.log"
+        self.log = open(self.log_path, "wb")  # noqa: SIM115  (closed in stop())
+        self.process = subprocess.Popen(
+            argv,
+            env=env,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.pid = self.process.pid
+
+    def alive(self):
+        return self.process.poll() is None
+
+    def stop(self, timeout=20.0):
+        if self.alive():
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.pid, signal.SIGKILL)  # our own session only
+                self.process.wait(5)
+        self.log.close()
+
+    def tail(self, lines=25):
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def run(argv, *, env, cwd, what, timeout=300):
+    result = subprocess.run(
+        argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if result.returncode != 0:
+        raise SystemExit(
+            f"{what} failed ({result.returncode}):\n"
+            f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        )
+    return result.stdout
+
+
+def pg_connect(dbname="postgres"):
+    import psycopg
+    from psycopg.conninfo import make_conninfo
+
+    return psycopg.connect(make_conninfo(PG_URL, dbname=dbname), autocommit=True)
+
+
+def pg_url_for(dbname):
+    parts = urlsplit(PG_URL)
+    return parts._replace(path=f"/{dbname}").geturl()
+
+
+def ensure_dn_venv():
+    """Create django-newsletter's virtual environment, or reuse it when it matches."""
+    marker = DN_VENV / "bench-requirements.txt"
+    wanted = "\n".join(DN_REQUIREMENTS) + "\n"
+    python = DN_VENV / "bin" / "python"
+    if python.exists() and marker.exists() and marker.read_text() == wanted:
+        return python
+    print(f"creating {DN_VENV} with {' '.join(DN_REQUIREMENTS)} (once)", flush=True)
+    base = getattr(sys, "_base_executable", sys.executable)
+    DN_VENV.parent.mkdir(parents=True, exist_ok=True)
+    run([base, "-m", "venv", "--clear", str(DN_VENV)], env=os.environ, cwd=CACHE_ROOT, what="venv")
+    run(
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            "-q",
+            *DN_REQUIREMENTS,
+        ],
+        env=os.environ,
+        cwd=CACHE_ROOT,
+        what="pip install",
+        timeout=600,
+    )
+    marker.write_text(wanted)
+    return python
+
+
+def wait_ready(port, path, *, service, timeout=90.0):
+    """Wait until GET ``path`` answers 200 (gunicorn boots Django in each worker)."""
+    import http.client
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not service.alive():
+            raise SystemExit(f"{service.name} exited while starting:\n{service.tail()}")
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            connection.request("GET", path, headers={"Host": "127.0.0.1"})
+            status = connection.getresponse().status
+            connection.close()
+            if status == 200:
+                return
+            raise SystemExit(f"{service.name}: GET {path} answered {status}:\n{service.tail()}")
+        except OSError:
+            time.sleep(0.3)
+    raise SystemExit(f"{service.name} not ready after {timeout:.0f} s:\n{service.tail()}")
+
+
+def gunicorn_argv(bin_dir, app, port):
+    # No control socket: both servers would share its default path in ~/.gunicorn.
+    return [
+        str(bin_dir / "gunicorn"),
+        app,
+        "-w",
+        str(WORKERS),
+        "-b",
+        f"127.0.0.1:{port}",
+        "--no-control-socket",
+    ]
+
+
+class Target:
+    """One server under test: how to start it and how to talk to it."""
+
+    def __init__(self, key, label, *, domain, form_path, post_path, db_name):
+        self.key = key
+        self.label = label
+        self.domain = domain
+        self.form_path = form_path
+        self.post_path = post_path
+        self.db_name = db_name
+        self.server = None
+        self.port = None
+        self.env = None
+        self.python = None
+        self.cwd = None
+
+    def form_data(self, token, email):
+        raise NotImplementedError
+
+    def succeeded(self, status, headers):
+        raise NotImplementedError
+
+
+class SignalpostTarget(Target):
+    def __init__(self, db_name):
+        super().__init__(
+            "signalpost",
+            "Signalpost",
+            domain="sp.bench.test",
+            form_path=f"/subscribe/?newsletter={SLUG}",
+            post_path="/subscribe/",
+            db_name=db_name,
+        )
+
+    def setup(self, *, smtp_port, logdir, services):
+        self.python, self.cwd = PROJECT_PYTHON, REPO_ROOT
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "PYTHON"))}
+        env.update(
+            DATABASE_URL=pg_url_for(self.db_name),
+            SECRET_KEY=secrets.token_urlsafe(48),  # 64 characters
+            SIGNALPOST_MODE="production",
+            DEBUG="0",
+            ALLOWED_HOSTS="127.0.0.1",
+            EMAIL_URL=f"smtp://127.0.0.1:{smtp_port}",
+            CACHE_URL=REDIS_URL,
+            SUBSCRIBE_RATE_PER_IP="0",  # all 32 clients are 127.0.0.1
+            SITE_URL="http://127.0.0.1",
+            LOG_LEVEL="WARNING",
+        )
+        self.env = env
+        manage = [str(PROJECT_PYTHON), "manage.py"]
+        run([*manage, "migrate", "--no-input", "-v", "0"], env=env, cwd=REPO_ROOT, what="migrate")
+        run(
+            [
+                *manage,
+                "shell",
+                "-c",
+                "from signalpost.newsletters.models import Newsletter as N; "
+                f"N.objects.create(slug='{SLUG}', name='Bench Weekly', "
+                "opt_in=N.OptIn.DOUBLE, is_public=True)",
+            ],
+            env=env,
+            cwd=REPO_ROOT,
+            what="create newsletter",
+        )
+        self.port = free_port()
+        self.server = Service(
+            "signalpost-gunicorn",
+            gunicorn_argv(PROJECT_BIN, "signalpost.wsgi", self.port),
+            env=env,
+            cwd=REPO_ROOT,
+            logdir=logdir,
+        )
+        services.append(self.server)
+        wait_ready(self.port, self.form_path, service=self.server)
+
+    def form_data(self, token, email):
+        return {
+            "csrfmiddlewaretoken": token,
+            "user_email": email,
+            "name": "Bench Reader",
+            "newsletter": SLUG,
+            "website": "",
+        }
+
+    def succeeded(self, status, headers):
+        return status == 200
+
+
+class NewsletterTarget(Target):
+    def __init__(self, db_name):
+        super().__init__(
+            "newsletter",
+            "django-newsletter",
+            domain="dn.bench.test",
+            form_path=f"/newsletter/{SLUG}/subscribe/",
+            post_path=f"/newsletter/{SLUG}/subscribe/",
+            db_name=db_name,
+        )
+
+    def setup(self, *, smtp_port, logdir, services):
+        self.python, self.cwd = ensure_dn_venv(), SUPPORT_DIR
+        pg = urlsplit(PG_URL)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "PYTHON"))}
+        env.update(
+            DJANGO_SETTINGS_MODULE="dn_site.settings",
+            PYTHONPATH=str(SUPPORT_DIR),
+            SECRET_KEY=secrets.token_urlsafe(48),
+            BENCH_DN_DATABASE=self.db_name,
+            BENCH_PG_HOST=pg.hostname or "127.0.0.1",
+            BENCH_PG_PORT=str(pg.port or 5432),
+            BENCH_PG_USER=pg.username or "postgres",
+            BENCH_PG_PASSWORD=pg.password or "",
+            BENCH_SMTP_PORT=str(smtp_port),
+        )
+        self.env = env
+        django = [str(self.python), "-W", "ignore", "-m", "django"]
+        run([*django, "migrate", "--no-input", "-v", "0"], env=env, cwd=SUPPORT_DIR, what="migrate")
+        run(
+            [
+                *django,
+                "shell",
+                "-c",
+                "from django.contrib.sites.models import Site; "
+                "from newsletter.models import Newsletter; "
+                "Site.objects.filter(pk=1).update(domain='127.0.0.1', name='bench'); "
+                f"Newsletter.objects.create(title='Bench Weekly', slug='{SLUG}', "
+                "email='newsletter@localhost', sender='Bench Weekly').site.add(1)",
+            ],
+            env=env,
+            cwd=SUPPORT_DIR,
+            what="create newsletter",
+        )
+        self.port = free_port()
+        self.server = Service(
+            "newsletter-gunicorn",
+            gunicorn_argv(self.python.parent, "dn_site.wsgi", self.port),
+            env=env,
+            cwd=SUPPORT_DIR,
+            logdir=logdir,
+        )
+        services.append(self.server)
+        wait_ready(self.port, self.form_path, service=self.server)
+
+    def form_data(self, token, email):
+        return {"csrfmiddlewaretoken": token, "name_field": "Bench Reader", "email_field": email}
+
+    def succeeded(self, status, headers):
+        return status == 302 and headers.get("location", "").endswith("/subscribe/email-sent/")
+
+
+# CPU accounting from /proc ------------------------------------------------------------------
+
+
+def proc_cpu_seconds(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+
+
+def children_of(pid):
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    ppid = int(handle.read().rpartition(")")[2].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid == pid:
+                found.append(int(entry))
+    return found
+
+
+POSTGRES_SHARED = (
+    "checkpointer",
+    "background writer",
+    "walwriter",
+    "autovacuum",
+    "logical replication",
+    "archiver",
+    "stats",
+)
+
+
+def shared_services():
+    """PIDs of the PostgreSQL server's own processes and of Redis, which both servers use."""
+    postgres, redis = [], []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                command = handle.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if command.startswith("postgres:") and any(word in command for word in POSTGRES_SHARED):
+            postgres.append(int(entry))
+        elif command.startswith("redis-server"):
+            redis.append(int(entry))
+    return postgres, redis
+
+
+def machine_busy_seconds():
+    with open("/proc/stat") as handle:
+        fields = [int(value) for value in handle.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / CLOCK_TICKS
+
+
+def own_cpu_seconds():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class CpuMeter:
+    """CPU seconds of each group of processes between ``start()`` and ``stop()``."""
+
+    def __init__(self, *, target, pg, sink, worker, emails_sent):
+        self.emails_sent = emails_sent  # () -> messages the sink got for this target
+        self.target = target
+        self.pg = pg
+        self.sink = sink
+        self.worker = worker
+
+    def groups(self):
+        server = self.target.server.pid
+        backends = [
+            row[0]
+            for row in self.pg.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s", (self.target.db_name,)
+            )
+        ]
+        postgres_shared, redis = shared_services()
+        groups = {
+            "gunicorn": [server, *children_of(server)],
+            "postgres backends": backends,
+            "postgres, shared processes": postgres_shared,
+            "redis": redis,
+            "smtp sink": [self.sink.pid],
+        }
+        if self.worker is not None:
+            groups["db_worker"] = [self.worker.pid]
+        return groups
+
+    def read(self, groups):
+        return {name: {pid: proc_cpu_seconds(pid) for pid in pids} for name, pids in groups.items()}
+
+    def start(self):
+        self.started = time.perf_counter()
+        self.before = self.read(self.groups())
+        self.machine_before = machine_busy_seconds()
+        self.own_before = own_cpu_seconds()
+        self.emails_before = self.emails_sent()
+
+    def stop(self):
+        own = own_cpu_seconds() - self.own_before
+        emails = self.emails_sent() - self.emails_before
+        machine = machine_busy_seconds() - self.machine_before
+        after = self.read(self.groups())
+        wall = time.perf_counter() - self.started
+        used = {}
+        for name, pids in after.items():
+            total = 0.0
+            for pid, seconds in pids.items():
+                if seconds is not None:
+                    total += seconds - (self.before.get(name, {}).get(pid) or 0.0)
+            used[name] = total
+        used["load generator"] = own
+        used["everything else"] = max(0.0, machine - sum(used.values()))
+        return {
+            "cores": {name: seconds / wall for name, seconds in used.items()},
+            "machine": machine / wall,
+            "emails per s": emails / wall,
+        }
+
+
+# The load generator -------------------------------------------------------------------------
+
+
+class HttpClient:
+    """HTTP/1.1 over one connection at a time, reconnecting when the server closes it."""
+
+    def __init__(self, port):
+        self.port = port
+        self.reader = self.writer = None
+        self.cookies = {}
+
+    def close(self):
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+    async def request(self, method, path, body=b""):
+        reused = self.writer is not None
+        try:
+            return await self._exchange(method, path, body)
+        except (ConnectionError, asyncio.IncompleteReadError, EmptyAnswer):
+            self.close()
+            if not reused:
+                raise
+        # A kept-alive connection the server had closed: once more on a new one.
+        return await self._exchange(method, path, body)
+
+    async def _exchange(self, method, path, body):
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        head = [
+            f"{method} {path} HTTP/1.1",
+            f"Host: 127.0.0.1:{self.port}",
+            "User-Agent: signalpost-bench/1",
+            "Accept: text/html",
+        ]
+        if self.cookies:
+            head.append("Cookie: " + "; ".join(f"{k}={v}" for k, v in self.cookies.items()))
+        if method == "POST":
+            head.append("Content-Type: application/x-www-form-urlencoded")
+            head.append(f"Content-Length: {len(body)}")
+        self.writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
+        await self.writer.drain()
+        status_line = await self.reader.readline()
+        if not status_line:
+            raise EmptyAnswer
+        status = int(status_line.split()[1])
+        headers = {}
+        while True:
+            line = await self.reader.readline()
+            if line in (b"\r\n", b"\n", b""):
+                break
+            name, _, value = line.decode("latin-1").partition(":")
+            name, value = name.strip().lower(), value.strip()
+            if name == "set-cookie":
+                cookie_name, _, cookie_value = value.split(";", 1)[0].partition("=")
+                self.cookies[cookie_name.strip()] = cookie_value.strip()
+            headers[name] = value
+        if "content-length" in headers:
+            content = await self.reader.readexactly(int(headers["content-length"]))
+        elif headers.get("transfer-encoding", "").lower() == "chunked":
+            content = await self._chunked()
+        else:
+            content = await self.reader.read()
+            headers["connection"] = "close"
+        if headers.get("connection", "").lower() == "close":
+            self.close()
+        return status, headers, content
+
+    async def _chunked(self):
+        parts = []
+        while True:
+            size = int((await self.reader.readline()).split(b";")[0], 16)
+            if size == 0:
+                await self.reader.readline()
+                return b"".join(parts)
+            parts.append(await self.reader.readexactly(size))
+            await self.reader.readline()
+
+
+class EmptyAnswer(ConnectionError):
+    pass
+
+
+class PhaseResult:
+    def __init__(self):
+        self.latencies = []  # seconds, successful POSTs completed in the window
+        self.errors = Counter()  # in the window
+        self.ok_total = 0  # every successful POST, warm-up included (to check rows)
+        self.posts_total = 0
+        self.setup_errors = Counter()
+
+
+async def client_loop(number, target, result, *, tag, window_start, window_end):
+    http = HttpClient(target.port)
+    try:
+        status, _, page = await asyncio.wait_for(
+            http.request("GET", target.form_path), REQUEST_TIMEOUT
+        )
+        token = TOKEN_PATTERN.search(page)
+        if status != 200 or token is None or "csrftoken" not in http.cookies:
+            result.setup_errors[f"form GET answered {status}"] += 1
+            return
+    except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError) as error:
+        result.setup_errors[f"form GET: {type(error).__name__}"] += 1
+        return
+    token = token.group(1).decode()
+    sequence = 0
+    try:
+        while time.perf_counter() < window_end and result.posts_total < MAX_POSTS_PER_PHASE:
+            sequence += 1
+            result.posts_total += 1
+            email = f"{tag}-{number}-{sequence}@{target.domain}"
+            body = urlencode(target.form_data(token, email)).encode()
+            started = time.perf_counter()
+            error = None
+            try:
+                status, headers, _ = await asyncio.wait_for(
+                    http.request("POST", target.post_path, body), REQUEST_TIMEOUT
+                )
+                if not target.succeeded(status, headers):
+                    error = f"HTTP {status}"
+            except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError) as exc:
+                http.close()
+                error = type(exc).__name__
+            finished = time.perf_counter()
+            if error is None:
+                result.ok_total += 1
+            if window_start <= finished <= window_end:
+                if error is None:
+                    result.latencies.append(finished - started)
+                else:
+                    result.errors[error] += 1
+            if error is not None:
+                await asyncio.sleep(0.05)  # no hot loop against a failing server
+    finally:
+        http.close()
+
+
+async def run_phase(target, *, clients, warmup, duration, tag, meter):
+    result = PhaseResult()
+    now = time.perf_counter()
+    window_start = now + warmup
+    window_end = window_start + duration
+
+    async def measure():
+        await asyncio.sleep(max(0.0, window_start - time.perf_counter()))
+        meter.start()
+        await asyncio.sleep(max(0.0, window_end - time.perf_counter()))
+        result.cpu = meter.stop()
+
+    tasks = [
+        client_loop(
+            number, target, result, tag=tag, window_start=window_start, window_end=window_end
+        )
+        for number in range(clients)
+    ]
+    await asyncio.wait_for(
+        asyncio.gather(measure(), *tasks), warmup + duration + REQUEST_TIMEOUT + 10
+    )
+    result.window = duration
+    return result
+
+
+# Orchestration ------------------------------------------------------------------------------
+
+
+def sink_counts(control_port):
+    with socket.create_connection(("127.0.0.1", control_port), timeout=5) as sock:
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    return json.loads(data)
+
+
+def percentile(sorted_values, fraction):
+    if not sorted_values:
+        return float("nan")
+    return sorted_values[max(0, math.ceil(fraction * len(sorted_values)) - 1)]
+
+
+def summarize(phases):
+    latencies = sorted(value for phase in phases for value in phase.latencies)
+    window = sum(phase.window for phase in phases)
+    errors = Counter()
+    for phase in phases:
+        errors.update(phase.errors)
+        errors.update({f"setup: {k}": v for k, v in phase.setup_errors.items()})
+    cores = Counter()
+    for phase in phases:
+        cores.update(phase.cpu["cores"])
+    return {
+        "rps": len(latencies) / window,
+        "ok": len(latencies),
+        "p50": percentile(latencies, 0.50) * 1000,
+        "p90": percentile(latencies, 0.90) * 1000,
+        "p99": percentile(latencies, 0.99) * 1000,
+        "max": latencies[-1] * 1000 if latencies else float("nan"),
+        "mean": statistics.fmean(latencies) * 1000 if latencies else float("nan"),
+        "errors": errors,
+        "cores": {name: value / len(phases) for name, value in cores.items()},
+        "machine": statistics.fmean(phase.cpu["machine"] for phase in phases),
+        "emails per s": statistics.fmean(phase.cpu["emails per s"] for phase in phases),
+        "per_round_rps": [len(phase.latencies) / phase.window for phase in phases],
+    }
+
+
+def probe(target, *, profile_dir):
+    argv = [
+        str(target.python),
+        "-W",
+        "ignore",
+        str(SUPPORT_DIR / "probe.py"),
+        "--target",
+        target.key,
+        "--slug",
+        SLUG,
+        "--domain",
+        f"probe.{target.domain}",
+        "--count",
+        "30",
+    ]
+    env = dict(target.env)
+    if target.key == "signalpost":
+        env["PYTHONPATH"] = str(REPO_ROOT)
+    if profile_dir:
+        argv += ["--profile-out", str(Path(profile_dir) / f"profile-{target.key}.txt")]
+    return json.loads(
+        run(argv, env=env, cwd=target.cwd, what=f"probe {target.key}").splitlines()[-1]
+    )
+
+
+VARIANTS = {
+    # key: (label, target, db_worker running during the phase)
+    "signalpost": ("Signalpost", "signalpost", False),
+    "signalpost+worker": ("Signalpost + db_worker", "signalpost", True),
+    "newsletter": ("django-newsletter", "newsletter", False),
+}
+
+
+def wait_worker_ready(worker, db_name, timeout=60.0):
+    """Wait until ``worker`` has registered its heartbeat row (Django booted, polling)."""
+    deadline = time.monotonic() + timeout
+    with pg_connect(db_name) as connection:
+        while time.monotonic() < deadline:
+            if not worker.alive():
+                raise SystemExit(f"{worker.name} exited:\n{worker.tail()}")
+            row = connection.execute(
+                "SELECT 1 FROM durable_workerprocess WHERE pid = %s", (worker.pid,)
+            ).fetchone()
+            if row:
+                return
+            time.sleep(0.2)
+    raise SystemExit(f"{worker.name} not polling after {timeout:.0f} s:\n{worker.tail()}")
+
+
+def main():
+    args = parse_args()
+    tag = f"b{os.getpid()}x{int(time.time()) % 100000}"
+    logdir = tempfile.mkdtemp(prefix="signalpost-bench-sub-")
+    pid = os.getpid()
+    needed = {VARIANTS[key][1] for key in args.variants}
+    targets = {}
+    if "signalpost" in needed:
+        targets["signalpost"] = SignalpostTarget(f"signalpost_bench_sub_{pid}")
+    if "newsletter" in needed:
+        targets["newsletter"] = NewsletterTarget(f"signalpost_bench_sub_dn_{pid}")
+        ensure_dn_venv()
+    if args.profile:
+        Path(args.profile).mkdir(parents=True, exist_ok=True)
+
+    services = []
+    created = []
+    failed = True
+    pg = pg_connect()
+    try:
+        for target in targets.values():
+            pg.execute(f'CREATE DATABASE "{target.db_name}"')
+            created.append(target.db_name)
+        smtp_port, control_port = free_port(), free_port()
+        sink = Service(
+            "smtp-sink",
+            [
+                str(PROJECT_PYTHON),
+                str(SUPPORT_DIR / "smtp_sink.py"),
+                "--port",
+                str(smtp_port),
+                "--control-port",
+                str(control_port),
+                "--delay-ms",
+                str(args.smtp_delay_ms),
+            ],
+            env=os.environ,
+            cwd=REPO_ROOT,
+            logdir=logdir,
+        )
+        services.append(sink)
+        print("setting up: databases, migrations, servers ...", flush=True)
+        for target in targets.values():
+            target.setup(smtp_port=smtp_port, logdir=logdir, services=services)
+        sink_counts(control_port)  # the sink answers
+
+        print(
+            f"{args.clients} clients, {args.rounds} round(s), {args.warmup:g} s warm-up + "
+            f"{args.duration:g} s measured per variant per round",
+            flush=True,
+        )
+        phases = {key: [] for key in args.variants}
+        emails = {key: 0 for key in args.variants}
+        worker_number = 0
+        for round_number in range(args.rounds):
+            order = args.variants if round_number % 2 == 0 else args.variants[::-1]
+            for key in order:
+                label, target_key, with_worker = VARIANTS[key]
+                target = targets[target_key]
+                worker = None
+                if with_worker:
+                    worker_number += 1
+                    worker = Service(
+                        f"signalpost-db_worker-{worker_number}",
+                        [str(PROJECT_PYTHON), "manage.py", "db_worker", "--no-reload"],
+                        env=target.env,
+                        cwd=REPO_ROOT,
+                        logdir=logdir,
+                    )
+                    services.append(worker)
+                    wait_worker_ready(worker, target.db_name)
+                before = sink_counts(control_port)["by_domain"].get(target.domain, 0)
+                meter = CpuMeter(
+                    target=target,
+                    pg=pg,
+                    sink=sink,
+                    worker=worker,
+                    emails_sent=lambda domain=target.domain: sink_counts(control_port)[
+                        "by_domain"
+                    ].get(domain, 0),
+                )
+                result = asyncio.run(
+                    run_phase(
+                        target,
+                        clients=args.clients,
+                        warmup=args.warmup,
+                        duration=args.duration,
+                        tag=f"{tag}r{round_number}{key[-1]}",
+                        meter=meter,
+                    )
+                )
+                if worker is not None:
+                    worker.stop()
+                after = sink_counts(control_port)["by_domain"].get(target.domain, 0)
+                emails[key] += after - before
+                phases[key].append(result)
+                p99 = percentile(sorted(result.latencies), 0.99) * 1000
+                print(
+                    f"  round {round_number + 1}  {label:<22} "
+                    f"{len(result.latencies) / result.window:7.1f} req/s  p99 {p99:7.1f} ms  "
+                    f"errors {sum(result.errors.values()) + sum(result.setup_errors.values())}",
+                    flush=True,
+                )
+                if not target.server.alive():
+                    raise SystemExit(f"{label} died:\n{target.server.tail()}")
+
+        summaries = {key: summarize(results) for key, results in phases.items()}
+        checks = check_rows(targets, phases, emails)
+        probes = {key: probe(target, profile_dir=args.profile) for key, target in targets.items()}
+        report(args, summaries, checks, probes, emails)
+        failed = False
+    finally:
+        for service in reversed(services):
+            service.stop()
+        if failed:
+            for service in services:
+                print(f"--- {service.name} log (last lines) ---\n{service.tail()}", file=sys.stderr)
+        for name in created:
+            pg.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        pg.close()
+        if args.keep_logs:
+            print(f"logs kept in {logdir}")
+        else:
+            shutil.rmtree(logdir, ignore_errors=True)
+
+
+def check_rows(targets, phases, emails):
+    """Compare the rows each server wrote with the POSTs that succeeded."""
+    lines = []
+    for target_key, target in targets.items():
+        keys = [key for key in phases if VARIANTS[key][1] == target_key]
+        ok = sum(phase.ok_total for key in keys for phase in phases[key])
+        sent = sum(emails[key] for key in keys)
+        with pg_connect(target.db_name) as connection:
+
+            def count(sql, connection=connection):
+                return connection.execute(sql).fetchone()[0]
+
+            if target_key == "signalpost":
+                subscriptions = count(
+                    "SELECT count(*) FROM newsletters_subscription WHERE status = 'pending'"
+                )
+                activities = count("SELECT count(*) FROM activity_activity")
+                tasks = dict(
+                    connection.execute(
+                        "SELECT status, count(*) FROM django_tasks_database_dbtaskresult "
+                        "GROUP BY status"
+                    ).fetchall()
+                )
+                line = (
+                    f"Signalpost: {ok} successful POSTs (warm-ups included), {subscriptions} "
+                    f"pending subscriptions, {activities} activity rows, "
+                    f"{sum(tasks.values())} task rows "
+                    f"({', '.join(f'{k.lower()} {v}' for k, v in sorted(tasks.items()))}); "
+                    f"{sent} confirmation emails reached the sink"
+                )
+                good = subscriptions == ok
+            else:
+                subscriptions = count("SELECT count(*) FROM newsletter_subscription")
+                line = (
+                    f"django-newsletter: {ok} successful POSTs (warm-ups included), "
+                    f"{subscriptions} subscriptions, {sent} activation emails reached the sink"
+                )
+                good = subscriptions == ok == sent
+        lines.append(("ok: " if good else "MISMATCH: ") + line)
+    return lines
+
+
+def fmt(value, pattern="{:.1f}"):
+    return "n/a" if value is None or value != value else pattern.format(value)
+
+
+def report(args, summaries, checks, probes, emails):
+    keys = list(summaries)
+    print()
+    print(
+        f"Subscribe under load: {args.clients} clients, gunicorn -w {WORKERS} (sync workers), "
+        f"PostgreSQL, {args.rounds} x {args.duration:g} s measured per column"
+        + (f", SMTP sink answering after {args.smtp_delay_ms} ms" if args.smtp_delay_ms else "")
+    )
+    print()
+    print("| | " + " | ".join(VARIANTS[key][0] for key in keys) + " |")
+    print("|---|" + "---:|" * len(keys))
+
+    def row(label, cell):
+        print(f"| {label} | " + " | ".join(cell(key) for key in keys) + " |")
+
+    def probe_of(key):
+        return probes[VARIANTS[key][1]]
+
+    row("requests/s", lambda k: f"**{summaries[k]['rps']:.1f}**")
+    row(
+        "requests/s per round",
+        lambda k: " / ".join(f"{v:.1f}" for v in summaries[k]["per_round_rps"]),
+    )
+    row("latency p50, ms", lambda k: fmt(summaries[k]["p50"]))
+    row("latency p90, ms", lambda k: fmt(summaries[k]["p90"]))
+    row("latency p99, ms", lambda k: f"**{fmt(summaries[k]['p99'])}**")
+    row("latency max, ms", lambda k: fmt(summaries[k]["max"]))
+    row("successful POSTs measured", lambda k: str(summaries[k]["ok"]))
+
+    def errors(key):
+        counted = summaries[key]["errors"]
+        if not counted:
+            return "0"
+        detail = ", ".join(f"{name} x{count}" for name, count in counted.most_common())
+        return f"{sum(counted.values())} ({detail})"
+
+    row("errors", errors)
+
+    def emails_cell(key):
+        if VARIANTS[key][1] == "newsletter":
+            return f"{emails[key]} (in the request)"
+        if VARIANTS[key][2]:
+            return f"{emails[key]} (by db_worker)"
+        return f"{emails[key]} (no worker)"
+
+    row("emails to the sink during the phases", emails_cell)
+    row("emails to the sink per second, in the window", lambda k: fmt(summaries[k]["emails per s"]))
+    row("SQL statements per POST", lambda k: fmt(probe_of(k)["statements"], "{:g}"))
+    row(
+        "one POST in process, no HTTP: wall / CPU, ms",
+        lambda k: f"{probe_of(k)['ms']:.1f} / {probe_of(k)['cpu_ms']:.1f}",
+    )
+    for name in ["gunicorn", "postgres backends", "db_worker"]:
+        row(
+            f"{name} CPU per successful POST, ms",
+            lambda k, name=name: fmt(
+                summaries[k]["cores"][name] / summaries[k]["rps"] * 1000
+                if summaries[k]["rps"] and name in summaries[k]["cores"]
+                else None
+            ),
+        )
+    server_parts = ("gunicorn", "postgres backends", "db_worker")
+
+    def server_cpu_ms(key):
+        summary = summaries[key]
+        if not summary["rps"]:
+            return None
+        return sum(summary["cores"].get(name, 0) for name in server_parts) / summary["rps"] * 1000
+
+    row("server CPU per successful POST (the three above), ms", lambda k: fmt(server_cpu_ms(k)))
+    row(
+        "requests/s that CPU allows on 2 idle cores",
+        lambda k: fmt(2000 / server_cpu_ms(k) if server_cpu_ms(k) else None, "{:.0f}"),
+    )
+    row(
+        "db_worker CPU per email sent, ms",
+        lambda k: fmt(
+            summaries[k]["cores"]["db_worker"] / summaries[k]["emails per s"] * 1000
+            if "db_worker" in summaries[k]["cores"] and summaries[k]["emails per s"]
+            else None
+        ),
+    )
+    row("CPU busy, whole machine, cores (of 2)", lambda k: f"{summaries[k]['machine']:.2f}")
+    for name in [
+        "gunicorn",
+        "postgres backends",
+        "postgres, shared processes",
+        "redis",
+        "smtp sink",
+        "db_worker",
+        "load generator",
+        "everything else",
+    ]:
+        row(
+            f"&nbsp;&nbsp;{name}, cores",
+            lambda k, name=name: fmt(summaries[k]["cores"].get(name), "{:.2f}"),
+        )
+    print()
+    dn = summaries.get("newsletter")
+    for key in ("signalpost", "signalpost+worker"):
+        if key in summaries and dn:
+            sp = summaries[key]
+            ratio = sp["rps"] / dn["rps"] if dn["rps"] else float("nan")
+            pairs = [
+                a / b for a, b in zip(sp["per_round_rps"], dn["per_round_rps"], strict=True) if b
+            ]
+            print(
+                f"requests/s ratio {VARIANTS[key][0]} / django-newsletter: {ratio:.2f}x "
+                f"(per round: {', '.join(f'{p:.2f}x' for p in pairs)}); goal >= {RATIO_GOAL:g}x: "
+                + ("met" if ratio >= RATIO_GOAL else "missed")
+            )
+    if "signalpost" in summaries and dn and server_cpu_ms("signalpost"):
+        print(
+            "ratio of the requests/s their server CPU per POST allows on 2 idle cores, "
+            "Signalpost / django-newsletter (less sensitive to other people's load): "
+            f"{server_cpu_ms('newsletter') / server_cpu_ms('signalpost'):.2f}x"
+        )
+    for key in ("signalpost", "signalpost+worker"):
+        if key in summaries:
+            p99 = summaries[key]["p99"]
+            print(
+                f"{VARIANTS[key][0]} p99 {p99:.1f} ms; goal < {P99_GOAL_MS:g} ms: "
+                + ("met" if p99 < P99_GOAL_MS else "missed")
+            )
+    print()
+    for line in checks:
+        print(line)
+    if args.show_sql:
+        for key, result in probes.items():
+            print(f"\nSQL statements of one subscribe POST, {key}:")
+            for number, statement in enumerate(result["sql"], 1):
+                print(f"  {number:2}. {statement}")
+    if args.profile:
+        print(f"cProfile statistics written to {args.profile}/profile-*.txt and .prof")
+
+
+if __name__ == "__main__":
+    main()
