@@ -3,8 +3,9 @@
 import logging
 import threading
 
-from django.db import DatabaseError, connections
+from django.db import DatabaseError, connection, connections
 
+from signalpost.durable.selectors import workers_alive_besides
 from signalpost.durable.services import (
     orphaned_tasks_requeue,
     worker_deregister,
@@ -32,7 +33,14 @@ class WorkerHeartbeat(threading.Thread):
         self.stopping = threading.Event()
 
     def start(self):
-        worker_register(worker_id=self.worker_id, queues=self.queues)
+        worker = worker_register(worker_id=self.worker_id, queues=self.queues)
+        if connection.vendor == "sqlite" and workers_alive_besides(worker):
+            # Measured (bench/durable.py): SQLite's single write lock makes two
+            # workers slower than one.
+            logger.warning(
+                "Another worker is running on this SQLite database; on SQLite one worker "
+                "is faster than two. Use PostgreSQL to run several."
+            )
         super().start()
 
     def run(self):

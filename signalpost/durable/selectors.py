@@ -57,3 +57,13 @@ def queue_status(*, lease_seconds=None):
         "workers_alive": sum(worker["alive"] for worker in workers),
         "lease_seconds": lease.total_seconds(),
     }
+
+
+def workers_alive_besides(worker, *, lease_seconds=None):
+    """Return whether a worker other than ``worker`` has a fresh heartbeat."""
+    lease = timedelta(seconds=lease_seconds or settings.SIGNALPOST_WORKER_LEASE_SECONDS)
+    return (
+        WorkerProcess.objects.exclude(pk=worker.pk)
+        .filter(heartbeat_at__gte=timezone.now() - lease)
+        .exists()
+    )
