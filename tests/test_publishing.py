@@ -77,6 +77,10 @@ def test_every_active_subscriber_gets_exactly_one_personal_message(smtp_inbox, l
         assert message["List-Id"] == '"The Weekly" <weekly.news.example.com>'
         assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         unsubscribe_url = message["List-Unsubscribe"].strip("<>")
+        raw = next(
+            e.original_content for e in smtp_inbox.envelopes if e.rcpt_tos == [message["To"]]
+        )
+        assert f"List-Unsubscribe: <{unsubscribe_url}>".encode() in raw
         token = urlsplit(unsubscribe_url).path.rstrip("/").rsplit("/", 1)[1]
         profile_id, newsletter_id = tokens.token_read(token=token, purpose=tokens.UNSUBSCRIBE)
         assert newsletter_id == letter.pk

@@ -78,6 +78,10 @@ def test_double_opt_in_from_form_to_one_click_unsubscribe(
     assert welcome["List-Id"] == confirmation["List-Id"]
     unsubscribe_url = list_unsubscribe_url(welcome)
     assert unsubscribe_url.startswith(f"{SITE}/n/careful/unsubscribe/")
+    raw = smtp_inbox.envelopes[1].original_content
+    assert f"List-Unsubscribe: <{unsubscribe_url}>".encode() in raw, (
+        "a plain URL, not encoded-words"
+    )
     assert unsubscribe_url in text_part(welcome), "a visible unsubscribe link"
     assert unsubscribe_url in html_part(welcome)
 

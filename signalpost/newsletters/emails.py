@@ -7,6 +7,7 @@ Templates live in ``templates/emails/``; a newsletter overrides any of them
 with ``templates/emails/<slug>/<name>``.
 """
 
+import email.policy
 import re
 import smtplib
 from email.utils import formataddr
@@ -27,6 +28,18 @@ from signalpost.newsletters.links import (
 
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]+")
 css_inliner = css_inline.CSSInliner(keep_style_tags=False)
+
+
+class ListEmail(EmailMultiAlternatives):
+    """An email whose headers are not folded below RFC 5322's 998-character line limit.
+
+    At the 78-character default, Python folds an unbreakable ``List-Unsubscribe``
+    URL into RFC 2047 encoded-words, which mail providers do not read as a URL:
+    one-click unsubscribe would silently stop working.
+    """
+
+    def message(self, *, policy=email.policy.default):
+        return super().message(policy=policy.clone(max_line_length=998))
 
 
 def header_safe(text):
@@ -96,7 +109,7 @@ def message_build(*, kind, profile, newsletter, context, idempotency_key):
     html = css_inliner.inline(
         template_render(name=f"{kind}.html", newsletter=newsletter, context=context)
     )
-    message = EmailMultiAlternatives(
+    message = ListEmail(
         subject=subject,
         body=text,
         from_email=from_email,

@@ -10,7 +10,6 @@ import html
 import markdown
 import nh3
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives
 from django.utils.safestring import mark_safe
 
 from signalpost.newsletters import emails
@@ -88,7 +87,7 @@ class IssueMessages:
             .replace(PLACEHOLDER_UNSUBSCRIBE, html.escape(unsubscribe))
             .replace(PLACEHOLDER_PREFERENCES, html.escape(preferences))
         )
-        message = EmailMultiAlternatives(
+        message = emails.ListEmail(
             subject=self.subject,
             body=text,
             from_email=self.from_email,

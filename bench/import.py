@@ -1,0 +1,714 @@
+"""Importing subscribers: ``manage.py import_subscribers`` on PostgreSQL and on SQLite.
+
+Run from the repository root::
+
+    .venv/bin/python bench/import.py            # 100,000 and 1,000,000 rows per database
+    .venv/bin/python bench/import.py --quick    # 10,000 and 100,000 rows per database
+
+What it does:
+
+- generates one CSV file per size (``email,name``; deterministic, seeded): unique
+  addresses in mixed case, about 1% invalid rows (no ``@``, nothing after it, a space,
+  ``..`` or a leading ``-`` in the domain, 300 characters, an empty address) and about
+  1% duplicates of earlier addresses (half of them within 50 rows, so in the same batch,
+  half anywhere earlier, so usually in an earlier batch; a third upper-cased, a third
+  padded with spaces); names in mixed case, some with extra spaces or a comma (quoted);
+- for each database, migrates one throwaway database once (PostgreSQL:
+  ``signalpost_bench_import_<pid>_template`` on ``BENCH_PG_URL``, default
+  ``postgres://postgres@127.0.0.1:5432/postgres``; SQLite: a file in a temp dir) and
+  adds a single opt-in newsletter ``bench``;
+- for each file, starts from a fresh copy of it (``CREATE DATABASE
+  signalpost_bench_import_<pid> TEMPLATE ...``, or a copy of the SQLite file) and runs the
+  real command as a subprocess, ``manage.py import_subscribers FILE --newsletter bench``,
+  with ``DEBUG=0`` (as in production: no query log) and the real receivers of
+  ``subscribers_imported`` connected;
+- measures the command's wall time (Python and Django start-up included: the
+  ``header only`` row shows what start-up alone costs), its peak RSS and CPU time (the
+  rusage of exactly that process, taken by ``import_support/rusage.py``, which starts it),
+  on PostgreSQL the CPU time of the server backend serving it (sampled from ``/proc``),
+  and the rate over the first and the last tenth of the file (from the command's
+  progress lines, one per batch of 5,000 rows), which shows whether it slows down as the
+  tables grow;
+- checks the database afterwards: profiles, active imported subscriptions,
+  ``Profile.subscriptions`` rows and ``imported`` activity rows must each equal the unique
+  valid addresses, and the command's counts of duplicates and rejected rows (and its
+  rejected-rows report) must match the file;
+- stops an import that runs longer than ``--time-limit`` seconds (default 200, so that the
+  whole benchmark stays near 10 minutes; ``0``: no limit) and reports the rate it had
+  reached, marked *stopped*; the check is then that the four counts agree with each other
+  and with the last batch the command reported (each batch is one transaction);
+- drops every database, deletes the temp dir.
+
+``--profile`` adds one more import of the smaller file per database under cProfile
+(``python -m cProfile -o ... manage.py import_subscribers ...``) and prints where its time
+goes. ``--repo PATH`` runs ``manage.py`` from another checkout (a worktree with a proposed
+change) with this same script.
+
+Goals (from the issue): at least 50,000 rows a second on PostgreSQL, and memory flat in
+the file's size (the peak RSS of the larger file within 10 MiB of the smaller one's).
+"""
+
+import argparse
+import csv
+import datetime
+import json
+import os
+import random
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+PYTHON = Path(sys.executable)
+PG_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+SLUG = "bench"
+RATE_GOAL = 50_000  # rows a second, PostgreSQL
+FLAT_GOAL_MIB = 10.0  # peak RSS growth allowed from the smaller file to the larger one
+INVALID_SHARE = 0.01
+DUPLICATE_SHARE = 0.01
+SIZES = (100_000, 1_000_000)
+TIME_LIMIT = 200.0  # seconds per import; the full benchmark stays near 10 minutes
+BATCH_SIZE = 5000  # signalpost.newsletters.imports.BATCH_SIZE
+QUICK_SIZES = (10_000, 100_000)
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+SUMMARY = re.compile(
+    r"^(\d+) rows: (\d+) imported, (\d+) duplicates, (\d+) rejected.* in ([\d.]+)s\.$"
+)
+PROGRESS = re.compile(r"% (\d+) rows: (\d+) imported, (\d+) duplicates, (\d+) rejected")
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+FIRST = ["Anna", "Ben", "Chloé", "Dmitri", "Eve", "Farid", "Grace", "Hugo", "Ines", "Jon"]
+LAST = ["Smith", "Okafor", "Müller", "Nguyen", "Rossi", "García", "Kowalski", "Tanaka", "Lee"]
+ASCII_LETTERS = str.maketrans("éüí", "eui")
+DOMAINS = [
+    "example.com",
+    "Example.org",
+    "mail.example.net",
+    "post.example.co.uk",
+    "example.io",
+    "news.example.de",
+    "EXAMPLE.fr",
+    "list.example.edu",
+]
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--quick", action="store_true", help=f"{QUICK_SIZES[0]:,} and {QUICK_SIZES[1]:,} rows"
+    )
+    parser.add_argument("--sizes", help="comma-separated row counts (overrides --quick)")
+    parser.add_argument(
+        "--databases", default="postgresql,sqlite", help="comma-separated: postgresql, sqlite"
+    )
+    parser.add_argument("--seed", type=int, default=20261123)
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        default=TIME_LIMIT,
+        help=f"stop an import after this many seconds (default {TIME_LIMIT:.0f}; 0: no limit)",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="one more import of the smaller file per database, under cProfile",
+    )
+    parser.add_argument(
+        "--repo",
+        type=Path,
+        default=REPO_ROOT,
+        help="run manage.py from this checkout (e.g. a worktree with a proposed change)",
+    )
+    args = parser.parse_args()
+    if args.sizes:
+        args.sizes = [int(size.replace("_", "")) for size in args.sizes.split(",")]
+    else:
+        args.sizes = list(QUICK_SIZES if args.quick else SIZES)
+    args.repo = args.repo.resolve()
+    args.databases = [name.strip() for name in args.databases.split(",") if name.strip()]
+    unknown = set(args.databases) - {"postgresql", "sqlite"}
+    if unknown:
+        parser.error(f"unknown database(s): {', '.join(sorted(unknown))}")
+    return args
+
+
+# --- the file -----------------------------------------------------------------------------
+
+
+def ascii_name(name):
+    return name.translate(ASCII_LETTERS)
+
+
+def invalid_email(rng, number):
+    kind = number % 7
+    if kind == 0:
+        return f"user{number}.example.com"
+    if kind == 1:
+        return f"user{number}@"
+    if kind == 2:
+        return f"user {number}@example.com"
+    if kind == 3:
+        return f"user{number}@example..com"
+    if kind == 4:
+        return f"user{number}@-example.com"
+    if kind == 5:
+        return "x" * 290 + f"{number}@example.com"
+    return ""
+
+
+def csv_generate(path, rows, *, seed):
+    """Write ``rows`` data rows to ``path``; return what an import of it must report."""
+    rng = random.Random(seed)
+    valid = []
+    invalid = duplicates = 0
+    with path.open("w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file, lineterminator="\n")
+        writer.writerow(["email", "name"])
+        chunk = []
+        for number in range(rows):
+            first, last = rng.choice(FIRST), rng.choice(LAST)
+            name = f"{first} {last}"
+            draw = rng.random()
+            if draw < INVALID_SHARE:
+                invalid += 1
+                email = invalid_email(rng, number)
+            elif draw < INVALID_SHARE + DUPLICATE_SHARE and valid:
+                duplicates += 1
+                if rng.random() < 0.5:
+                    email = valid[-rng.randint(1, min(50, len(valid)))]
+                else:
+                    email = valid[rng.randrange(len(valid))]
+                variant = rng.randrange(3)
+                if variant == 0:
+                    email = email.upper()
+                elif variant == 1:
+                    email = f"  {email} "
+            else:
+                email = f"{ascii_name(first)}.{ascii_name(last)}{number}@{rng.choice(DOMAINS)}"
+                valid.append(email)
+            if number % 10 == 3:
+                name = f"  {first}   {last} "
+            elif number % 10 == 7:
+                name = f"{last}, {first}"
+            chunk.append((email, name))
+            if len(chunk) >= 10_000:
+                writer.writerows(chunk)
+                chunk.clear()
+        writer.writerows(chunk)
+    return {
+        "rows": rows,
+        "imported": len(valid),
+        "duplicates": duplicates,
+        "rejected": invalid,
+        "bytes": path.stat().st_size,
+    }
+
+
+# --- the databases ------------------------------------------------------------------------
+
+
+def run(argv, *, env, cwd, what, timeout=600):
+    result = subprocess.run(
+        argv,
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise SystemExit(
+            f"{what} failed ({result.returncode}):\n"
+            f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        )
+    return result.stdout
+
+
+def command_env(database_url):
+    env = dict(os.environ)
+    env.update(DATABASE_URL=database_url, DEBUG="0", PYTHONUNBUFFERED="1")
+    env.pop("SIGNALPOST_MODE", None)
+    return env
+
+
+def database_prepare(database_url, repo):
+    """Migrate the database at ``database_url`` and add the newsletter the import targets."""
+    env = command_env(database_url)
+    run([PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"], env=env, cwd=repo, what="migrate")
+    run(
+        [
+            PYTHON,
+            "manage.py",
+            "shell",
+            "-c",
+            "from signalpost.newsletters.models import Newsletter; "
+            f"Newsletter.objects.create(slug={SLUG!r}, name='Bench', opt_in='single')",
+        ],
+        env=env,
+        cwd=repo,
+        what="creating the newsletter",
+    )
+
+
+def pg_connect(dbname):
+    import psycopg
+    from psycopg.conninfo import make_conninfo
+
+    return psycopg.connect(make_conninfo(PG_URL, dbname=dbname), autocommit=True)
+
+
+def pg_url_for(dbname):
+    return urlsplit(PG_URL)._replace(path=f"/{dbname}").geturl()
+
+
+class PostgreSQL:
+    label = "PostgreSQL"
+
+    def __init__(self):
+        self.name = f"signalpost_bench_import_{os.getpid()}"
+        self.template = f"{self.name}_template"
+        self.admin = pg_connect(urlsplit(PG_URL).path.lstrip("/") or "postgres")
+        self.version = self.admin.execute("SHOW server_version").fetchone()[0].split()[0]
+
+    def setup(self, repo):
+        self.admin.execute(f'CREATE DATABASE "{self.template}"')
+        database_prepare(pg_url_for(self.template), repo)
+
+    def fresh(self):
+        """Return the URL of a fresh copy of the migrated template."""
+        self.admin.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+        self.admin.execute(f'CREATE DATABASE "{self.name}" TEMPLATE "{self.template}"')
+        return pg_url_for(self.name)
+
+    def backend_pid(self):
+        row = self.admin.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid() "
+            "ORDER BY backend_start LIMIT 1",
+            [self.name],
+        ).fetchone()
+        return row[0] if row else None
+
+    def count(self, sql):
+        with pg_connect(self.name) as connection:
+            return connection.execute(sql).fetchone()[0]
+
+    def cleanup(self):
+        for name in (self.name, self.template):
+            try:
+                self.admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            except Exception as error:
+                print(f"could not drop {name}: {error}", file=sys.stderr)
+        self.admin.close()
+
+
+class SQLite:
+    label = "SQLite"
+
+    def __init__(self, workdir):
+        self.template = workdir / "template.sqlite3"
+        self.path = workdir / "run.sqlite3"
+        self.version = sqlite3.sqlite_version
+
+    def setup(self, repo):
+        database_prepare(f"sqlite:///{self.template}", repo)
+        # Fold the WAL into the file so that copying the file copies everything.
+        with sqlite3.connect(self.template) as connection:
+            connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        connection.close()
+
+    def fresh(self):
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+        shutil.copyfile(self.template, self.path)
+        return f"sqlite:///{self.path}"
+
+    def backend_pid(self):
+        return None
+
+    def count(self, sql):
+        connection = sqlite3.connect(self.path)
+        try:
+            return connection.execute(sql).fetchone()[0]
+        finally:
+            connection.close()
+
+    def cleanup(self):
+        pass
+
+
+CHECKS = {
+    "profiles": "SELECT count(*) FROM accounts_profile",
+    "subscriptions": (
+        "SELECT count(*) FROM newsletters_subscription s "
+        "JOIN newsletters_newsletter n ON n.id = s.newsletter_id "
+        f"WHERE n.slug = '{SLUG}' AND s.status = 'active' AND s.source = 'import'"
+    ),
+    "profile.subscriptions": "SELECT count(*) FROM accounts_profile_subscriptions",
+    "activity": "SELECT count(*) FROM activity_activity WHERE event = 'imported'",
+}
+
+
+# --- one measured run ---------------------------------------------------------------------
+
+
+def proc_cpu_seconds(pid):
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def import_run(database, csv_path, workdir, repo, *, time_limit, profile_path=None):
+    """Run the command on a fresh database; return its measurements."""
+    url = database.fresh()
+    report_path = workdir / "rejected.csv"
+    report_path.unlink(missing_ok=True)
+    usage_path = workdir / "rusage.json"
+    usage_path.unlink(missing_ok=True)
+    load = os.getloadavg()[0]
+    backend = {"pid": None, "cpu": None}
+    profiler = ["-m", "cProfile", "-o", profile_path] if profile_path else []
+    process = subprocess.Popen(
+        [
+            PYTHON,
+            BENCH_DIR / "import_support" / "rusage.py",
+            usage_path,
+            PYTHON,
+            *profiler,
+            "manage.py",
+            "import_subscribers",
+            csv_path,
+            "--newsletter",
+            SLUG,
+            "--report",
+            report_path,
+        ],
+        cwd=repo,
+        env=command_env(url),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    started = time.perf_counter()
+    done = threading.Event()
+    stopped = threading.Event()
+
+    def watch():
+        while not done.wait(0.2):
+            if time_limit and time.perf_counter() - started > time_limit and not stopped.is_set():
+                stopped.set()
+                process.terminate()  # rusage.py passes it on to the command
+            if backend["pid"] is None:
+                backend["pid"] = database.backend_pid()
+            if backend["pid"] is not None:
+                # The backend exits with the command: keep the last reading.
+                cpu = proc_cpu_seconds(backend["pid"])
+                if cpu is not None:
+                    backend["cpu"] = cpu
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    # (seconds since start, rows, imported) for each progress line, as it arrives.
+    lines, progress = [], []
+    for line in process.stdout:
+        lines.append(line)
+        match = PROGRESS.search(line)
+        if match:
+            progress.append(
+                (time.perf_counter() - started, int(match.group(1)), int(match.group(2)))
+            )
+    process.wait()
+    done.set()
+    watcher.join()
+    usage = json.loads(usage_path.read_text()) if usage_path.exists() else None
+    output = ANSI.sub("", "".join(lines))
+    if usage is None or (process.returncode != 0 and not stopped.is_set()):
+        raise SystemExit(f"import_subscribers failed ({process.returncode}):\n{output[-3000:]}")
+    reported = None
+    for line in output.splitlines():
+        match = SUMMARY.match(line.strip())
+        if match:
+            keys = ("rows", "imported", "duplicates", "rejected")
+            reported = dict(zip(keys, map(int, match.groups()[:4]), strict=True))
+    if reported is None and "The file has no rows." in output:
+        reported = {"rows": 0, "imported": 0, "duplicates": 0, "rejected": 0}
+    if reported is None and not stopped.is_set():
+        raise SystemExit(f"no summary line in the command's output:\n{output[-3000:]}")
+    counts = {name: database.count(sql) for name, sql in CHECKS.items()}
+    report_rows = 0
+    if report_path.exists():
+        with report_path.open(newline="") as file:
+            report_rows = sum(1 for _ in csv.reader(file)) - 1
+    return {
+        "wall": usage["wall"],
+        "stopped": stopped.is_set(),
+        "rss_mib": usage["maxrss_kib"] / 1024,
+        "cpu": usage["user"] + usage["system"],
+        "backend_cpu": backend["cpu"],
+        "progress": progress,
+        "reported": reported,
+        "counts": counts,
+        "report_rows": report_rows,
+        "load": load,
+    }
+
+
+def problems_of(result, expected):
+    problems = []
+    counts = result["counts"]
+    if result["stopped"]:
+        # Each batch is one transaction: whatever was committed is complete in all four
+        # tables, and is the last batch the command reported (or, stopped between the
+        # commit and the progress line, one more).
+        last = result["progress"][-1][2] if result["progress"] else 0
+        if len(set(counts.values())) != 1:
+            problems.append(f"the tables disagree: {counts}")
+        if not last <= counts["profiles"] <= last + BATCH_SIZE:
+            problems.append(f"{counts['profiles']} profiles, the command reported {last}")
+        return problems
+    reported = result["reported"]
+    for key in ("rows", "imported", "duplicates", "rejected"):
+        if reported[key] != expected[key]:
+            problems.append(f"command says {key}={reported[key]}, file has {expected[key]}")
+    for name, value in counts.items():
+        if value != expected["imported"]:
+            problems.append(f"{value} {name} rows, expected {expected['imported']}")
+    if result["report_rows"] != expected["rejected"]:
+        problems.append(
+            f"{result['report_rows']} rows in the report, expected {expected['rejected']}"
+        )
+    return problems
+
+
+def rows_and_seconds(result, rows):
+    """Rows imported and the seconds they took: the whole file, or up to the last batch
+    reported before the time limit stopped the command."""
+    if result["stopped"]:
+        if not result["progress"]:
+            return 0, result["wall"]
+        seconds, done, _ = result["progress"][-1]
+        return done, seconds
+    return rows, result["wall"]
+
+
+# --- profile ------------------------------------------------------------------------------
+
+# (label, file name ending, function name): what the breakdown under cProfile shows.
+PROFILED = [
+    ("subscribers_import, the whole import", "newsletters/imports.py", "subscribers_import"),
+    ("  csv_rows: decode and parse", "newsletters/imports.py", "csv_rows"),
+    ("  row_check: validate a row", "newsletters/imports.py", "row_check"),
+    ("    email_normalize (validate_email)", "accounts/services.py", "email_normalize"),
+    ("    name_clean", "accounts/services.py", "name_clean"),
+    ("  batch_write: one batch's transaction", "newsletters/imports.py", "batch_write"),
+    ("    batch_write_postgresql", "newsletters/imports.py", "batch_write_postgresql"),
+    ("    batch_write_portable", "newsletters/imports.py", "batch_write_portable"),
+    ("    batch_write_sql", "newsletters/imports.py", "batch_write_sql"),
+    ("    receiver profiles_add_imported", "accounts/receivers.py", "profiles_add_imported"),
+    ("    receiver activity_record_imported", "activity/receivers.py", "activity_record_imported"),
+    ("    Model.__init__ (ORM objects)", "django/db/models/base.py", "__init__"),
+    ("    commit", "django/db/backends/base/base.py", "commit"),
+    ("  waiting for PostgreSQL (psycopg wait)", "psycopg/connection.py", "wait"),
+]
+
+
+def profile_summary(label, path, rows):
+    import pstats
+
+    stats = pstats.Stats(str(path)).stats
+    lines = [f"{label}, {rows:,} rows under cProfile (cumulative seconds, µs a row):"]
+    for title, filename, function in PROFILED:
+        total = sum(
+            entry[3]
+            for (file, _, name), entry in stats.items()
+            if name == function and file.endswith(filename)
+        )
+        if total:
+            lines.append(f"  {title:44} {total:7.2f} s {total / rows * 1e6:8.1f} µs")
+    return "\n".join(lines)
+
+
+# --- the table ----------------------------------------------------------------------------
+
+
+def fmt_rate(rows, seconds):
+    return f"{rows / seconds:,.0f}" if seconds else "-"
+
+
+def rates_early_late(progress, rows):
+    """Rows a second over the first and the last tenth of the file, from the progress lines
+    (one per batch): does the import slow down as the tables grow?"""
+    if len(progress) < 5:
+        return "-"
+
+    def rate(first, last):
+        (t0, r0, _), (t1, r1, _) = first, last
+        return (r1 - r0) / (t1 - t0) if t1 > t0 else 0.0
+
+    early = next(i for i, (_, done, _) in enumerate(progress) if done >= rows / 10)
+    late = next((i for i, (_, done, _) in enumerate(progress) if done >= rows * 9 / 10), None)
+    early_rate = rate(progress[0], progress[max(early, 1)])
+    if late is None:  # stopped before the last tenth: its own last tenth
+        late = len(progress) - max(2, len(progress) // 10)
+    late_rate = rate(progress[min(late, len(progress) - 2)], progress[-1])
+    return f"{early_rate:,.0f} → {late_rate:,.0f}"
+
+
+def table_print(results):
+    header = (
+        "| Database | Rows in file (MB) | Imported / duplicates / rejected | Wall s | "
+        "Rows/s (wall) | Rows/s, first → last tenth | Peak RSS MiB | CPU s, command / server "
+        "| Check |"
+    )
+    print(header)
+    print("|" + "---|" * header.count(" | ") + "---|")
+    for (label, rows), result in results.items():
+        expected = result["expected"]
+        reported = result["reported"]
+        done, seconds = rows_and_seconds(result, rows)
+        if rows == 0:
+            size, outcome, rate = "header only", "-", "-"
+        elif result["stopped"]:
+            size = f"{rows:,} ({expected['bytes'] / 1e6:.1f})"
+            imported = result["progress"][-1][2] if result["progress"] else 0
+            outcome = f"stopped at {done:,} rows, {imported:,} imported"
+            rate = f"**{fmt_rate(done, seconds)}** (first {done:,})"
+        else:
+            size = f"{rows:,} ({expected['bytes'] / 1e6:.1f})"
+            outcome = (
+                f"{reported['imported']:,} / {reported['duplicates']:,} / {reported['rejected']:,}"
+            )
+            rate = f"**{fmt_rate(rows, seconds)}**"
+        server = f"{result['backend_cpu']:.1f}" if result["backend_cpu"] is not None else "-"
+        print(
+            f"| {label} | {size} | {outcome} | {result['wall']:.1f} | {rate} | "
+            f"{rates_early_late(result['progress'], done)} | "
+            f"{result['rss_mib']:.1f} | {result['cpu']:.1f} / {server} | "
+            f"{'ok' if not result['problems'] else 'FAILED'} |"
+        )
+    print()
+    print(
+        "Wall: `manage.py import_subscribers` from exec to exit (Python and Django start-up "
+        "included: see the header-only rows). First → last tenth: rows a second over the first "
+        "and the last 10% of the rows imported, from the command's progress lines. Server CPU: "
+        "the PostgreSQL backend serving the command."
+    )
+
+
+def goals_print(results, sizes):
+    print()
+    big = max(sizes)
+    small = min(sizes)
+    for (label, rows), result in results.items():
+        if label.startswith("PostgreSQL") and rows == big:
+            done, seconds = rows_and_seconds(result, rows)
+            rate = done / seconds
+            verdict = "met" if rate >= RATE_GOAL else "missed"
+            what = f"first {done:,} of {rows:,} rows, stopped" if result["stopped"] else "wall"
+            print(
+                f"Goal >= {RATE_GOAL:,} rows/s on PostgreSQL at {rows:,} rows: "
+                f"{rate:,.0f} rows/s ({what}): {verdict}."
+            )
+    if big == small:
+        return
+    for label in dict.fromkeys(label for label, _ in results):
+        if (label, big) not in results or (label, small) not in results:
+            continue
+        large, little = results[(label, big)], results[(label, small)]
+        growth = large["rss_mib"] - little["rss_mib"]
+        verdict = "met" if growth <= FLAT_GOAL_MIB else "missed"
+        upto = f" (stopped at {large['progress'][-1][1]:,})" if large["stopped"] else ""
+        print(
+            f"Goal flat memory on {label}: peak RSS {little['rss_mib']:.1f} MiB at {small:,} "
+            f"rows, {large['rss_mib']:.1f} MiB at {big:,} rows{upto}: {growth:+.1f} MiB, "
+            f"{verdict} (limit +{FLAT_GOAL_MIB:.0f} MiB)."
+        )
+
+
+def main():
+    args = parse_args()
+    started = time.monotonic()
+    workdir = Path(tempfile.mkdtemp(prefix="signalpost-bench-import-"))
+    databases = []
+    results = {}
+    profiles = []
+    failed = False
+    try:
+        files = {}
+        for rows in [0, *sorted(set(args.sizes))]:
+            path = workdir / f"subscribers-{rows}.csv"
+            t0 = time.monotonic()
+            files[rows] = (path, csv_generate(path, rows, seed=args.seed))
+            if rows:
+                print(
+                    f"generated {path.name}: {files[rows][1]['bytes'] / 1e6:.1f} MB "
+                    f"in {time.monotonic() - t0:.1f} s",
+                    flush=True,
+                )
+        for name in args.databases:
+            database = PostgreSQL() if name == "postgresql" else SQLite(workdir)
+            databases.append(database)
+            database.label = f"{database.label} {database.version}"
+            t0 = time.monotonic()
+            database.setup(args.repo)
+            print(f"{database.label}: migrated in {time.monotonic() - t0:.1f} s", flush=True)
+            for rows, (path, expected) in files.items():
+                result = import_run(database, path, workdir, args.repo, time_limit=args.time_limit)
+                result["expected"] = expected
+                result["problems"] = problems_of(result, expected)
+                results[(database.label, rows)] = result
+                problems = "; ".join(result["problems"])
+                print(
+                    f"{database.label}, {rows:,} rows: {result['wall']:.1f} s wall"
+                    + (" (stopped: time limit)" if result["stopped"] else "")
+                    + f", peak RSS {result['rss_mib']:.1f} MiB, load before {result['load']:.2f}"
+                    + (f"; PROBLEMS: {problems}" if problems else ""),
+                    flush=True,
+                )
+                failed = failed or bool(problems)
+            if args.profile:
+                rows = min(args.sizes)
+                profile_path = workdir / f"{name}.prof"
+                import_run(
+                    database,
+                    files[rows][0],
+                    workdir,
+                    args.repo,
+                    time_limit=0,
+                    profile_path=profile_path,
+                )
+                profiles.append(profile_summary(database.label, profile_path, rows))
+    finally:
+        for database in databases:
+            database.cleanup()
+        shutil.rmtree(workdir, ignore_errors=True)
+    print()
+    print(
+        f"{datetime.date.today().isoformat()}, Python {sys.version.split()[0]}, "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, "
+        f"total {time.monotonic() - started:.0f} s"
+        + (f", code from {args.repo}" if args.repo != REPO_ROOT else "")
+    )
+    print()
+    table_print(results)
+    goals_print(results, args.sizes)
+    for summary in profiles:
+        print()
+        print(summary)
+    if failed:
+        print("\nSome checks FAILED: see above.")
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
