@@ -246,6 +246,11 @@ def deliveries_skip_for(*, profile, newsletter):
 @transaction.atomic
 def issue_finish_if_done(*, issue_id):
     """Mark the issue sent once no delivery is queued or in flight; return whether it was."""
+    unfinished = [Delivery.Status.QUEUED, Delivery.Status.SENDING]
+    # Every batch asks; all but the last learn "not yet" from an index probe
+    # instead of locking the issue and counting every delivery.
+    if Delivery.objects.filter(issue_id=issue_id, status__in=unfinished).exists():
+        return False
     issue = Issue.objects.select_for_update().select_related("newsletter").get(pk=issue_id)
     if issue.status != Issue.Status.SENDING:
         return False
