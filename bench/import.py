@@ -510,15 +510,15 @@ PROFILED = [
     ("  row_check: validate a row", "newsletters/imports.py", "row_check"),
     ("    email_normalize (validate_email)", "accounts/services.py", "email_normalize"),
     ("    name_clean", "accounts/services.py", "name_clean"),
-    ("  batch_write: one batch's transaction", "newsletters/imports.py", "batch_write"),
+    ("  batch_write: one batch's writes", "newsletters/imports.py", "batch_write"),
     ("    batch_write_postgresql", "newsletters/imports.py", "batch_write_postgresql"),
     ("    batch_write_portable", "newsletters/imports.py", "batch_write_portable"),
     ("    batch_write_sql", "newsletters/imports.py", "batch_write_sql"),
     ("    receiver profiles_add_imported", "accounts/receivers.py", "profiles_add_imported"),
     ("    receiver activity_record_imported", "activity/receivers.py", "activity_record_imported"),
     ("    Model.__init__ (ORM objects)", "django/db/models/base.py", "__init__"),
-    ("    commit", "django/db/backends/base/base.py", "commit"),
-    ("  waiting for PostgreSQL (psycopg wait)", "psycopg/connection.py", "wait"),
+    ("  commit, one per batch", "django/db/backends/base/base.py", "commit"),
+    ("  (writes + commits: waiting for PostgreSQL)", "psycopg/connection.py", "wait"),
 ]
 
 
@@ -533,7 +533,7 @@ def profile_summary(label, path, rows):
             for (file, _, name), entry in stats.items()
             if name == function and file.endswith(filename)
         )
-        if total:
+        if total >= 0.005:
             lines.append(f"  {title:44} {total:7.2f} s {total / rows * 1e6:8.1f} µs")
     return "\n".join(lines)
 
