@@ -1,11 +1,18 @@
 """Markdown to sanitised HTML, and the personalised email of an issue.
 
 The email's HTML is rendered and its CSS inlined once per batch with
-placeholders; each recipient's message is then a few string replacements,
-which is what lets one worker send hundreds of personalised messages a second.
+placeholders; each recipient's message is then a few string replacements.
+For SMTP the message's bytes are assembled directly from headers folded once
+per batch: Python's ``email`` package spends ~6 ms of CPU per message parsing
+and re-folding headers and quoted-printable-encoding in pure Python, which
+alone would cap a worker at ~150 messages a second (bench/README.md, Fan-out).
 """
 
+import binascii
+import email.policy
 import html
+import uuid
+from email.utils import formatdate, parseaddr
 
 import markdown
 import nh3
@@ -13,7 +20,7 @@ from django.conf import settings
 from django.utils.safestring import mark_safe
 
 from signalpost.newsletters import emails
-from signalpost.newsletters.links import absolute, preferences_path, unsubscribe_path
+from signalpost.newsletters.links import PersonalLinks, absolute
 
 MARKDOWN_EXTENSIONS = ["extra", "sane_lists"]
 ALLOWED_TAGS = nh3.ALLOWED_TAGS | {"figure", "figcaption"}
@@ -22,6 +29,13 @@ PLACEHOLDER_NAME = "SIGNALPOST-PLACEHOLDER-NAME"
 PLACEHOLDER_EMAIL = "SIGNALPOST-PLACEHOLDER-EMAIL"
 PLACEHOLDER_UNSUBSCRIBE = "SIGNALPOST-PLACEHOLDER-UNSUBSCRIBE"
 PLACEHOLDER_PREFERENCES = "SIGNALPOST-PLACEHOLDER-PREFERENCES"
+
+# ListEmail's policy: folding only past RFC 5322's line limit keeps List-Unsubscribe a URL.
+HEADER_POLICY = email.policy.SMTP.clone(max_line_length=998)
+# Characters that make an address or header value need the email package's quoting.
+HEADER_SPECIALS = frozenset(',;:"<>()[]\\\r\n')
+ONE_CLICK = "List-Unsubscribe=One-Click"
+QUOTED_PRINTABLE = b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
 
 
 def markdown_to_html(text):
@@ -34,6 +48,37 @@ def issue_web_path(issue):
     from django.urls import reverse
 
     return reverse("issue", args=[issue.newsletter.slug, issue.slug])
+
+
+def header_fold(name, value):
+    """Return a header as the email package writes it: parsed, encoded, folded."""
+    return HEADER_POLICY.fold_binary(*HEADER_POLICY.header_store_parse(name, value))
+
+
+def header_line(name, value):
+    """Return one header line, writing simple ASCII values without the email package."""
+    plain = value.isascii() and "\r" not in value and "\n" not in value
+    if plain and len(name) + len(value) < 990:
+        return f"{name}: {value}\r\n".encode("ascii")
+    return header_fold(name, value)
+
+
+def address_is_plain(address):
+    """True for a bare ASCII ``local@domain`` that needs no quoting, encoding or IDNA."""
+    return (
+        address.isascii()
+        and address.count("@") == 1
+        and len(address) < 320
+        and not any(character in HEADER_SPECIALS or character.isspace() for character in address)
+    )
+
+
+def quoted_printable(text):
+    """Encode a body part as quoted-printable with CRLF line ends (binascii: C, not Python)."""
+    data = text.replace("\r\n", "\n").encode("utf-8")
+    if not data.endswith(b"\n"):
+        data += b"\n"
+    return binascii.b2a_qp(data, quotetabs=False, istext=True).replace(b"\n", b"\r\n")
 
 
 class IssueMessages:
@@ -64,15 +109,27 @@ class IssueMessages:
         self.reply_to = [self.newsletter.reply_to] if self.newsletter.reply_to else None
         self.list_id = emails.list_id(self.newsletter)
         self.domain = emails.site_domain()
+        self.links = PersonalLinks(newsletter=self.newsletter)
+        # Non-ASCII addresses need Django's IDNA handling: those messages take its path.
+        self.addresses_ascii = parseaddr(self.from_email)[1].isascii() and all(
+            address.isascii() for address in self.reply_to or []
+        )
+        shared = [("MIME-Version", "1.0"), ("Subject", self.subject), ("From", self.from_email)]
+        if self.reply_to:
+            shared.append(("Reply-To", ", ".join(self.reply_to)))
+        shared += [("List-Id", self.list_id), ("List-Unsubscribe-Post", ONE_CLICK)]
+        self.shared_header_bytes = b"".join(header_fold(name, value) for name, value in shared)
+        # Quoted-printable writes every "=" as "=3D", so no body can contain this boundary.
+        self.boundary = f"==============={uuid.uuid4().hex}==".encode("ascii")
 
     def message_id(self, delivery):
         """The same for every attempt, so a resend after a crash can be recognised."""
         return f"<issue-{self.issue.pk}.delivery-{delivery.pk}@{self.domain}>"
 
-    def message_for(self, delivery, *, profile):
-        """Return the ``EmailMultiAlternatives`` of this issue for one delivery."""
-        unsubscribe = absolute(unsubscribe_path(profile=profile, newsletter=self.newsletter))
-        preferences = absolute(preferences_path(profile=profile))
+    def personalise(self, delivery, *, profile):
+        """Return one recipient's ``PersonalMessage`` of this issue."""
+        unsubscribe = self.links.unsubscribe_url(profile=profile)
+        preferences = self.links.preferences_url(profile=profile)
         # Templates write "Hello{{ name }},": a name brings its own space.
         name = f" {profile.name}" if profile.name else ""
         text = (
@@ -87,18 +144,74 @@ class IssueMessages:
             .replace(PLACEHOLDER_UNSUBSCRIBE, html.escape(unsubscribe))
             .replace(PLACEHOLDER_PREFERENCES, html.escape(preferences))
         )
-        message = emails.ListEmail(
-            subject=self.subject,
-            body=text,
-            from_email=self.from_email,
-            to=[delivery.email],
-            reply_to=self.reply_to,
-            headers={
-                "Message-ID": self.message_id(delivery),
-                "List-Id": self.list_id,
-                "List-Unsubscribe": f"<{unsubscribe}>",
-                "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-            },
+        return PersonalMessage(
+            self,
+            to=delivery.email,
+            message_id=self.message_id(delivery),
+            unsubscribe_url=unsubscribe,
+            text=text,
+            html=body_html,
         )
-        message.attach_alternative(body_html, "text/html")
+
+    def message_for(self, delivery, *, profile):
+        """Return the ``EmailMultiAlternatives`` of this issue for one delivery."""
+        return self.personalise(delivery, profile=profile).email()
+
+
+class PersonalMessage:
+    """One recipient's email: a Django message for any backend, or bytes for SMTP."""
+
+    def __init__(self, messages, *, to, message_id, unsubscribe_url, text, html):
+        self.messages = messages
+        self.to = to
+        self.message_id = message_id
+        self.unsubscribe_url = unsubscribe_url
+        self.text = text
+        self.html = html
+
+    def headers(self):
+        return {
+            "Message-ID": self.message_id,
+            "List-Id": self.messages.list_id,
+            "List-Unsubscribe": f"<{self.unsubscribe_url}>",
+            "List-Unsubscribe-Post": ONE_CLICK,
+        }
+
+    def email(self):
+        """Return it as ``EmailMultiAlternatives``, for backends other than SMTP (and tests)."""
+        messages = self.messages
+        message = emails.ListEmail(
+            subject=messages.subject,
+            body=self.text,
+            from_email=messages.from_email,
+            to=[self.to],
+            reply_to=messages.reply_to,
+            headers=self.headers(),
+        )
+        message.attach_alternative(self.html, "text/html")
         return message
+
+    def as_bytes(self):
+        """Return the message as ``email()`` would send it over SMTP, built ~8x faster."""
+        if not (self.messages.addresses_ascii and address_is_plain(self.to)):
+            return self.email().message(policy=email.policy.SMTP).as_bytes()
+        boundary = self.messages.boundary
+        to_line = f"To: {self.to}\r\n".encode("ascii")
+        date = formatdate(localtime=settings.EMAIL_USE_LOCALTIME)
+        return b"".join(
+            [
+                self.messages.shared_header_bytes,
+                to_line,
+                header_line("Date", date),
+                header_line("Message-ID", self.message_id),
+                header_line("List-Unsubscribe", f"<{self.unsubscribe_url}>"),
+                b'Content-Type: multipart/alternative; boundary="' + boundary + b'"\r\n\r\n',
+                b"--" + boundary + b'\r\nContent-Type: text/plain; charset="utf-8"\r\n',
+                QUOTED_PRINTABLE,
+                quoted_printable(self.text),
+                b"\r\n--" + boundary + b'\r\nContent-Type: text/html; charset="utf-8"\r\n',
+                QUOTED_PRINTABLE,
+                quoted_printable(self.html),
+                b"\r\n--" + boundary + b"--\r\n",
+            ]
+        )

@@ -7,11 +7,12 @@ import time
 
 from django.conf import settings
 from django.core.mail import mailers
+from django.core.mail.backends.smtp import EmailBackend as SmtpBackend
 from django.db import connection
 from django.tasks import task
 
 from signalpost.publishing.models import Delivery, Issue
-from signalpost.publishing.rendering import IssueMessages
+from signalpost.publishing.rendering import IssueMessages, address_is_plain
 from signalpost.publishing.sendrate import SendRate
 from signalpost.publishing.services import (
     deliveries_claim,
@@ -89,12 +90,36 @@ def issue_send_batch(context, *, issue_id):
     return {key: outcome[key] for key in ("sent", "failed", "retry")}
 
 
+class Outlet:
+    """Hands a batch's messages to the default mailer over the connection it opened.
+
+    With Django's SMTP backend the message goes to smtplib as bytes, the sender's
+    envelope address worked out once per batch rather than by the backend's
+    address parser for every message; any other backend (an ESP through anymail,
+    the console) gets an ordinary ``EmailMultiAlternatives``.
+    """
+
+    def __init__(self, mailer, messages):
+        self.mailer = mailer
+        self.envelope_from = None
+        if isinstance(mailer, SmtpBackend):
+            self.envelope_from = mailer.prep_address(messages.from_email)
+
+    def send(self, message):
+        if self.envelope_from is None:
+            self.mailer.send_messages([message.email()])
+            return
+        to = message.to if address_is_plain(message.to) else self.mailer.prep_address(message.to)
+        self.mailer.connection.sendmail(self.envelope_from, [to], message.as_bytes())
+
+
 def deliveries_send(*, issue, deliveries):
     """Send each delivery; record each outcome as it happens; return the counts."""
     messages = IssueMessages(issue)
     rate = SendRate(settings.SIGNALPOST_SEND_RATE_PER_SECOND)
     outcome = {"sent": 0, "failed": 0, "retry": 0, "max_attempts": 0}
     mailer = mailers.default
+    outlet = Outlet(mailer, messages)
     pending_ids = {delivery.pk for delivery in deliveries}
     rechecked_at = time.monotonic()
 
@@ -127,10 +152,10 @@ def deliveries_send(*, issue, deliveries):
                 delivery_fail(delivery=delivery, reason="the profile was erased")
                 outcome["failed"] += 1
                 continue
-            message = messages.message_for(delivery, profile=delivery.profile)
+            message = messages.personalise(delivery, profile=delivery.profile)
             rate.acquire()
             try:
-                mailer.send_messages([message])
+                outlet.send(message)
             except (smtplib.SMTPException, OSError) as error:
                 if is_permanent(error):
                     delivery_fail(delivery=delivery, reason=str(error))
@@ -148,7 +173,7 @@ def deliveries_send(*, issue, deliveries):
                                 retry_later(rest, reopen_error)
                         return outcome
                 continue
-            delivery_sent(delivery=delivery, message_id=message.extra_headers["Message-ID"])
+            delivery_sent(delivery=delivery, message_id=message.message_id)
             outcome["sent"] += 1
     finally:
         with contextlib.suppress(Exception):
