@@ -8,15 +8,17 @@ for double opt-in confirmations.
 
 import csv
 import io
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.core.exceptions import ValidationError
+from django.core.validators import EmailValidator
 from django.db import connection, transaction
 from django.utils import timezone
 
 from signalpost.accounts.models import Profile
-from signalpost.accounts.services import email_normalize, name_clean
+from signalpost.accounts.services import EMAIL_MAX_LENGTH, email_normalize, name_clean
 from signalpost.newsletters.models import Subscription
 from signalpost.signals import subscribers_imported
 
@@ -97,9 +99,30 @@ def csv_rows(binary):
         yield number, row, None
 
 
+# The addresses nearly every file is made of: a dot-atom local part and Django's own domain
+# pattern, lower case only (the address is lower-cased first) and without IGNORECASE, so it
+# accepts a subset of what validate_email accepts. validate_email costs ~7 µs a row (three
+# lazy regular expressions); this one match ~1 µs. Whatever it does not match goes through
+# email_normalize, so results and error messages are validate_email's.
+EMAIL_COMMON = re.compile(
+    r"[-!#$%&'*+/=?^_`{}|~0-9a-z]+(?:\.[-!#$%&'*+/=?^_`{}|~0-9a-z]+)*@"
+    + EmailValidator.hostname_re
+    + EmailValidator.domain_re
+    + EmailValidator.tld_no_fqdn_re
+)
+
+
+def email_check(raw_email):
+    """``email_normalize(raw_email)``, with a quick path for common addresses."""
+    email = (raw_email or "").strip().lower()
+    if len(email) <= EMAIL_MAX_LENGTH and EMAIL_COMMON.fullmatch(email):
+        return email
+    return email_normalize(raw_email)
+
+
 def row_check(row):
     """Return ``(email, name, consent_at, consent_ip)`` for a row, or raise ``ValidationError``."""
-    email = email_normalize(row.get("email", ""))
+    email = email_check(row.get("email", ""))
     name = name_clean(row.get("name", ""))
     consent_at = None
     if row.get("consent_at", "").strip():
@@ -177,10 +200,8 @@ def batch_write(*, rows, newsletter, confirm):
     """Write one batch of checked rows; return how many subscriptions it created."""
     now = timezone.now()
     status = Status.PENDING if confirm else Status.ACTIVE
-    if connection.vendor == "postgresql":
-        created_ids = batch_write_postgresql(
-            rows=rows, newsletter=newsletter, now=now, status=status
-        )
+    if connection.vendor in ("postgresql", "sqlite"):
+        created_ids = batch_write_sql(rows=rows, newsletter=newsletter, now=now, status=status)
     else:
         created_ids = batch_write_portable(rows=rows, newsletter=newsletter, now=now, status=status)
     if created_ids:
@@ -231,45 +252,100 @@ def batch_write_portable(*, rows, newsletter, now, status):
     )
 
 
-def batch_write_postgresql(*, rows, newsletter, now, status):
-    """The fast path: COPY the batch into a temporary table, then two INSERT ... SELECTs."""
-    profile_table = Profile._meta.db_table
-    subscription_table = Subscription._meta.db_table
+# Each batch is loaded here, then written by two INSERT ... SELECTs. On SQLite the columns are
+# untyped on purpose: a text column would give the comparison with lower(p.email) text affinity,
+# which keeps SQLite off the expression index on lower(email) (144 s instead of 1.9 s for
+# 20,000 rows).
+IMPORT_TABLE = "signalpost_import"
+IMPORT_TABLE_CREATE = {
+    "postgresql": f"CREATE TEMPORARY TABLE IF NOT EXISTS {IMPORT_TABLE} "
+    "(email text, name text, consent_at timestamptz, consent_ip inet) ON COMMIT DELETE ROWS",
+    "sqlite": f"CREATE TEMP TABLE IF NOT EXISTS {IMPORT_TABLE} "
+    "(email, name, consent_at, consent_ip)",
+}
+# Keeps the planner from pulling the derived table up into the INSERT's SELECT, where the
+# profile lookup would run twice a row, once for the filter and once for the value (EXPLAIN
+# shows two SubPlans without it). SQLite has no OFFSET without LIMIT.
+SUBQUERY_FENCE = {"postgresql": "OFFSET 0", "sqlite": "LIMIT -1 OFFSET 0"}
+
+
+def batch_write_sql(*, rows, newsletter, now, status):
+    """Load the batch into a temporary table, then two INSERT ... SELECTs; return the new
+    subscriptions' ids (PostgreSQL and SQLite).
+
+    The SQL text is the same for every batch: SQLite's statement cache keeps each distinct
+    statement compiled, and statements sized to the batch made its memory grow with the file.
+    """
+    vendor = connection.vendor
+    quote = connection.ops.quote_name
+    adapt = connection.ops.adapt_datetimefield_value
+    now_value = adapt(now)
+    profile, subscription = Profile._meta, Subscription._meta
+
+    def columns(meta, *names):
+        return ", ".join(quote(meta.get_field(name).column) for name in names)
+
+    profile_id, profile_email = columns(profile, "id"), columns(profile, "email")
+    # WHERE true: without a WHERE, SQLite would read ON CONFLICT as a join's ON.
+    profile_insert = (
+        f"INSERT INTO {quote(profile.db_table)} "
+        f"({columns(profile, 'email', 'name', 'attributes', 'soft_bounce_count')}, "
+        f"{columns(profile, 'created_at', 'updated_at')}) "
+        f"SELECT email, name, '{{}}', 0, %s, %s FROM {IMPORT_TABLE} WHERE true "
+        "ON CONFLICT DO NOTHING"
+    )
+    # One index probe on lower(email) per row, whatever the size of the profile table: a join
+    # from the temporary table, which has no statistics, made PostgreSQL hash the whole profile
+    # table every batch. A row whose profile has vanished since (erased by someone else)
+    # finds none and is skipped, as the join skipped it.
+    subscription_insert = (
+        f"INSERT INTO {quote(subscription.db_table)} ("
+        f"{columns(subscription, 'profile', 'newsletter', 'status', 'source', 'created_at')}, "
+        f"{columns(subscription, 'subscribed_at', 'requested_at', 'unsubscribe_reason')}, "
+        f"{columns(subscription, 'consent_at', 'consent_ip', 'consent_user_agent')}) "
+        "SELECT b.profile_id, %s, %s, %s, %s, %s, %s, '', COALESCE(b.consent_at, %s), "
+        "b.consent_ip, '' FROM ("
+        f"SELECT (SELECT p.{profile_id} FROM {quote(profile.db_table)} p "
+        f"WHERE lower(p.{profile_email}) = i.email) AS profile_id, i.consent_at, i.consent_ip "
+        f"FROM {IMPORT_TABLE} i {SUBQUERY_FENCE[vendor]}) b "
+        "WHERE b.profile_id IS NOT NULL "
+        f"ON CONFLICT DO NOTHING RETURNING {columns(subscription, 'id')}"
+    )
     with connection.cursor() as cursor:
+        cursor.execute(IMPORT_TABLE_CREATE[vendor])
+        if vendor == "postgresql":
+            with cursor.cursor.copy(
+                f"COPY {IMPORT_TABLE} (email, name, consent_at, consent_ip) FROM STDIN"
+            ) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            cursor.executemany(
+                f"INSERT INTO {IMPORT_TABLE} (email, name, consent_at, consent_ip) "
+                "VALUES (%s, %s, %s, %s)",
+                [
+                    (email, name, adapt(consent_at), consent_ip)
+                    for email, name, consent_at, consent_ip in rows
+                ],
+            )
+        cursor.execute(profile_insert, [now_value, now_value])
         cursor.execute(
-            "CREATE TEMPORARY TABLE IF NOT EXISTS signalpost_import "
-            "(email text, name text, consent_at timestamptz, consent_ip inet) ON COMMIT DELETE ROWS"
-        )
-        with cursor.cursor.copy(
-            "COPY signalpost_import (email, name, consent_at, consent_ip) FROM STDIN"
-        ) as copy:
-            for row in rows:
-                copy.write_row(row)
-        cursor.execute(
-            f"INSERT INTO {profile_table} "
-            "(email, name, attributes, soft_bounce_count, created_at, updated_at) "
-            "SELECT email, name, '{}', 0, %s, %s FROM signalpost_import "
-            "ON CONFLICT DO NOTHING",
-            [now, now],
-        )
-        cursor.execute(
-            f"INSERT INTO {subscription_table} (profile_id, newsletter_id, status, source, "
-            "created_at, subscribed_at, requested_at, unsubscribe_reason, consent_at, "
-            "consent_ip, consent_user_agent) "
-            "SELECT p.id, %s, %s, %s, %s, %s, %s, '', COALESCE(i.consent_at, %s), i.consent_ip, '' "
-            f"FROM signalpost_import i JOIN {profile_table} p ON lower(p.email) = i.email "
-            "ON CONFLICT DO NOTHING RETURNING id",
+            subscription_insert,
             [
                 newsletter.pk,
                 status,
                 Subscription.Source.IMPORT.value,
-                now,
-                now if status == Status.ACTIVE else None,
-                now if status == Status.PENDING else None,
-                now,
+                now_value,
+                now_value if status == Status.ACTIVE else None,
+                now_value if status == Status.PENDING else None,
+                now_value,
             ],
         )
-        return [row[0] for row in cursor.fetchall()]
+        created_ids = [row[0] for row in cursor.fetchall()]
+        if vendor == "sqlite":
+            # PostgreSQL empties the table at commit (ON COMMIT DELETE ROWS); SQLite cannot.
+            cursor.execute(f"DELETE FROM {IMPORT_TABLE}")
+    return created_ids
 
 
 def confirmations_request(*, subscription_ids):

@@ -1,5 +1,8 @@
 """Reads of newsletters and subscriptions."""
 
+import json
+
+from django.db import connection
 from django.db.models import Prefetch, Q
 
 from signalpost.newsletters.models import Newsletter, Subscription, Topic
@@ -66,3 +69,30 @@ def newsletters_subscribed(*, profile):
     return Newsletter.objects.filter(
         subscriptions__profile=profile, subscriptions__status__in=LIVE_STATUSES
     )
+
+
+def subscriptions_batch_cte(*, subscription_ids):
+    """Return ``(sql, params)`` for ``WITH batch AS MATERIALIZED (SELECT profile_id, status
+    ...)`` over the subscriptions ``subscription_ids``, or ``None`` on a database without it.
+
+    Receivers of ``subscribers_imported`` put it in front of one ``INSERT ... SELECT ... FROM
+    batch``. MATERIALIZED keeps the lookup on the primary key whatever the statistics say: with
+    an import's stale statistics PostgreSQL once preferred the (newsletter, status) index and
+    tested every subscription of the newsletter against the list (1.1 s a batch instead of
+    90 ms). The ids go as one parameter, an array or JSON text, so the SQL text is the same
+    for every batch (SQLite keeps each distinct statement compiled in its cache).
+    """
+    meta = Subscription._meta
+    quote = connection.ops.quote_name
+    select = (
+        f"SELECT {quote(meta.get_field('profile').column)} AS profile_id, "
+        f"{quote(meta.get_field('status').column)} AS status FROM {quote(meta.db_table)} "
+        f"WHERE {quote(meta.pk.column)}"
+    )
+    if connection.vendor == "postgresql":
+        ids = f" = ANY(%s::{meta.pk.rel_db_type(connection)}[])"
+        return f"WITH batch AS MATERIALIZED ({select}{ids}) ", [list(subscription_ids)]
+    if connection.vendor == "sqlite":
+        ids = " IN (SELECT value FROM json_each(%s))"
+        return f"WITH batch AS MATERIALIZED ({select}{ids}) ", [json.dumps(subscription_ids)]
+    return None
