@@ -7,18 +7,17 @@ import time
 
 from django.conf import settings
 from django.core.mail import mailers
-from django.core.mail.backends.smtp import EmailBackend as SmtpBackend
 from django.db import connection
 from django.tasks import task
 
 from signalpost.publishing.models import Delivery, Issue
-from signalpost.publishing.rendering import IssueMessages, address_is_plain
+from signalpost.publishing.rendering import IssueMessages
+from signalpost.publishing.sending import Outlet, SentMarks
 from signalpost.publishing.sendrate import SendRate
 from signalpost.publishing.services import (
     deliveries_claim,
     delivery_fail,
     delivery_retry_later,
-    delivery_sent,
     issue_finish_if_done,
     issue_send,
     retry_at,
@@ -90,29 +89,6 @@ def issue_send_batch(context, *, issue_id):
     return {key: outcome[key] for key in ("sent", "failed", "retry")}
 
 
-class Outlet:
-    """Hands a batch's messages to the default mailer over the connection it opened.
-
-    With Django's SMTP backend the message goes to smtplib as bytes, the sender's
-    envelope address worked out once per batch rather than by the backend's
-    address parser for every message; any other backend (an ESP through anymail,
-    the console) gets an ordinary ``EmailMultiAlternatives``.
-    """
-
-    def __init__(self, mailer, messages):
-        self.mailer = mailer
-        self.envelope_from = None
-        if isinstance(mailer, SmtpBackend):
-            self.envelope_from = mailer.prep_address(messages.from_email)
-
-    def send(self, message):
-        if self.envelope_from is None:
-            self.mailer.send_messages([message.email()])
-            return
-        to = message.to if address_is_plain(message.to) else self.mailer.prep_address(message.to)
-        self.mailer.connection.sendmail(self.envelope_from, [to], message.as_bytes())
-
-
 def deliveries_send(*, issue, deliveries):
     """Send each delivery; record each outcome as it happens; return the counts."""
     messages = IssueMessages(issue)
@@ -137,9 +113,11 @@ def deliveries_send(*, issue, deliveries):
         for delivery in deliveries:
             retry_later(delivery, error)
         return outcome
+    marks = SentMarks()
     try:
         for index, delivery in enumerate(deliveries):
             if time.monotonic() - rechecked_at > PENDING_RECHECK_SECONDS:
+                marks.settle()
                 pending_ids = set(
                     Delivery.objects.filter(
                         id__in=[d.pk for d in deliveries[index:]], status=Delivery.Status.SENDING
@@ -149,14 +127,16 @@ def deliveries_send(*, issue, deliveries):
             if delivery.pk not in pending_ids:
                 continue
             if delivery.profile is None:
+                marks.settle()
                 delivery_fail(delivery=delivery, reason="the profile was erased")
                 outcome["failed"] += 1
                 continue
             message = messages.personalise(delivery, profile=delivery.profile)
             rate.acquire()
             try:
-                outlet.send(message)
+                outlet.send(message, before_data=marks.settle)
             except (smtplib.SMTPException, OSError) as error:
+                marks.settle()
                 if is_permanent(error):
                     delivery_fail(delivery=delivery, reason=str(error))
                     outcome["failed"] += 1
@@ -173,9 +153,12 @@ def deliveries_send(*, issue, deliveries):
                                 retry_later(rest, reopen_error)
                         return outcome
                 continue
-            delivery_sent(delivery=delivery, message_id=message.message_id)
+            marks.mark(delivery, message_id=message.message_id)
             outcome["sent"] += 1
+        marks.settle()
     finally:
+        with contextlib.suppress(Exception):
+            marks.settle()  # only left waiting when something else is being raised
         with contextlib.suppress(Exception):
             mailer.close()
     return outcome

@@ -1,0 +1,134 @@
+"""Handing a batch's messages to the mail server, and recording each one as sent.
+
+A batch sends one message after another over one connection. Two things keep
+the sender's own path short: messages go to smtplib as bytes, and the "sent"
+mark of one message travels to PostgreSQL while the next message's envelope
+is being accepted (bench/README.md, Fan-out).
+"""
+
+import smtplib
+
+from django.core.mail.backends.smtp import EmailBackend as SmtpBackend
+from django.db import DatabaseError, connection
+from django.utils import timezone
+from psycopg import pq
+
+from signalpost.publishing.models import Delivery
+from signalpost.publishing.rendering import address_is_plain
+from signalpost.publishing.services import delivery_sent, delivery_sent_sql
+
+
+def smtp_send(smtp, *, sender, recipient, data, before_data):
+    """``smtplib.SMTP.sendmail`` for one recipient, calling ``before_data()`` before DATA.
+
+    Raises what ``sendmail`` raises, so callers tell temporary from permanent
+    refusals the same way.
+    """
+
+    def give_up(code):
+        if code == 421:
+            smtp.close()
+        else:
+            smtp._rset()
+
+    smtp.ehlo_or_helo_if_needed()
+    options = [f"size={len(data)}"] if smtp.does_esmtp and smtp.has_extn("size") else []
+    code, response = smtp.mail(sender, options)
+    if code != 250:
+        give_up(code)
+        raise smtplib.SMTPSenderRefused(code, response, sender)
+    code, response = smtp.rcpt(recipient)
+    if code not in (250, 251):
+        give_up(code)
+        raise smtplib.SMTPRecipientsRefused({recipient: (code, response)})
+    try:
+        before_data()
+    except BaseException:
+        give_up(0)
+        raise
+    code, response = smtp.data(data)
+    if code != 250:
+        give_up(code)
+        raise smtplib.SMTPDataError(code, response)
+
+
+class Outlet:
+    """Hands a batch's messages to the default mailer over the connection it opened.
+
+    With Django's SMTP backend the message goes to smtplib as bytes, the sender's
+    envelope address worked out once per batch rather than by the backend's
+    address parser for every message; any other backend (an ESP through anymail,
+    the console) gets an ordinary ``EmailMultiAlternatives``.
+    """
+
+    def __init__(self, mailer, messages):
+        self.mailer = mailer
+        self.envelope_from = None
+        if isinstance(mailer, SmtpBackend):
+            self.envelope_from = mailer.prep_address(messages.from_email)
+
+    def send(self, message, *, before_data):
+        """Send ``message``; ``before_data()`` runs once the server has accepted its envelope."""
+        if self.envelope_from is None:
+            before_data()
+            self.mailer.send_messages([message.email()])
+            return
+        to = message.to if address_is_plain(message.to) else self.mailer.prep_address(message.to)
+        smtp_send(
+            self.mailer.connection,
+            sender=self.envelope_from,
+            recipient=to,
+            data=message.as_bytes(),
+            before_data=before_data,
+        )
+
+
+class SentMarks:
+    """Marks each message sent while the next one's envelope is on its way, never later.
+
+    On PostgreSQL the UPDATE that marks message N goes out without waiting for
+    its answer; ``settle()`` waits for it, and runs before message N+1's DATA and
+    before any other query. So at any moment at most one delivered message is
+    unrecorded, as with a statement waited for after each message, but the
+    database's round trip is off the sender's path. Elsewhere ``mark()`` simply
+    runs ``delivery_sent``.
+    """
+
+    def __init__(self):
+        self.pgconn = None
+        self.waiting = False
+        if connection.vendor == "postgresql":
+            connection.ensure_connection()
+            self.pgconn = connection.connection.pgconn
+            sql = delivery_sent_sql()
+            for number in range(1, sql.count("%s") + 1):
+                sql = sql.replace("%s", f"${number}", 1)
+            self.sql = sql.encode()
+
+    def mark(self, delivery, *, message_id):
+        self.settle()
+        if self.pgconn is None:
+            delivery_sent(delivery=delivery, message_id=message_id)
+            return
+        params = [
+            Delivery.Status.SENT.value,
+            message_id[:200],
+            timezone.now().isoformat(),
+            str(delivery.pk),
+            Delivery.Status.SENDING.value,
+        ]
+        # libpq's asynchronous call: it returns once the query is written.
+        self.pgconn.send_query_params(self.sql, [param.encode() for param in params])
+        self.waiting = True
+
+    def settle(self):
+        """Wait until the last mark is in the database; raise ``DatabaseError`` if it failed."""
+        if not self.waiting:
+            return
+        self.waiting = False
+        error = None
+        while (result := self.pgconn.get_result()) is not None:
+            if result.status != pq.ExecStatus.COMMAND_OK:
+                error = (result.error_message or b"").decode(errors="replace")
+        if error is not None:
+            raise DatabaseError(f"could not mark a delivery sent: {error}")

@@ -1,0 +1,80 @@
+"""A worker records each message as sent before it starts sending the next one.
+
+On PostgreSQL the "sent" mark travels while the next message's envelope is
+accepted (``SentMarks``); what a killed worker may resend must still be only
+the message in flight. The SMTP server here looks into the database, over its
+own connection, each time a message's data arrives.
+"""
+
+import psycopg
+import pytest
+from aiosmtpd.controller import Controller
+from django.db import connection
+
+from signalpost.newsletters.services import subscribe
+from signalpost.publishing.models import Delivery
+from signalpost.publishing.services import issue_create, issue_send
+from tests.durable_helpers import run_worker_until_idle
+from tests.factories import make_newsletter
+from tests.mail import Inbox, free_port
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif("connection.vendor != 'postgresql'", reason="needs PostgreSQL"),
+]
+
+
+class MarkCheckingInbox(Inbox):
+    """Notes, at each message's end of data, how many deliveries are marked sent."""
+
+    def __init__(self, dsn):
+        super().__init__()
+        self.database = psycopg.connect(dsn, autocommit=True)
+        self.sent_before = []
+
+    async def handle_DATA(self, server, session, envelope):
+        count = self.database.execute(
+            "SELECT count(*) FROM publishing_delivery WHERE status = 'sent'"
+        ).fetchone()[0]
+        self.sent_before.append((len(self.envelopes), count))
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_every_earlier_message_is_marked_sent_before_the_next_one_goes(settings):
+    params = connection.get_connection_params()
+    inbox = MarkCheckingInbox(
+        psycopg.conninfo.make_conninfo(
+            dbname=params["dbname"],
+            host=params.get("host") or "",
+            port=params.get("port") or "",
+            user=params.get("user") or "",
+            password=params.get("password") or "",
+        )
+    )
+    port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    settings.MAILERS = {
+        "default": {
+            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "OPTIONS": {"host": "127.0.0.1", "port": port, "timeout": 10},
+        }
+    }
+    try:
+        letter = make_newsletter(slug="marks", sender_email="editors@example.com")
+        for number in range(30):
+            subscribe(email=f"reader{number}@example.com", newsletter=letter, source="admin")
+        issue = issue_create(newsletter=letter, subject="Marks", body_markdown="Hello.")
+        assert issue_send(issue=issue) == 30
+        run_worker_until_idle()
+    finally:
+        controller.stop()
+        inbox.database.close()
+
+    assert len(inbox.envelopes) == 30
+    # At the k-th message's data, exactly the k messages before it were recorded.
+    assert inbox.sent_before == [(k, k) for k in range(30)]
+    sent = Delivery.objects.filter(issue=issue, status=Delivery.Status.SENT)
+    assert sent.count() == 30
+    assert not sent.filter(sent_at__isnull=True).exists()
+    assert not sent.filter(message_id="").exists()
