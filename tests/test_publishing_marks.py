@@ -40,7 +40,26 @@ class MarkCheckingInbox(Inbox):
         return await super().handle_DATA(server, session, envelope)
 
 
-def test_every_earlier_message_is_marked_sent_before_the_next_one_goes(settings):
+@pytest.fixture
+def slow_sent_marks(db):
+    """Each "sent" mark takes 50 ms in PostgreSQL: long enough for a race to show."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE FUNCTION signalpost_test_slow_mark() RETURNS trigger AS $$ "
+            "BEGIN IF NEW.status = 'sent' THEN PERFORM pg_sleep(0.05); END IF; RETURN NEW; END "
+            "$$ LANGUAGE plpgsql"
+        )
+        cursor.execute(
+            "CREATE TRIGGER signalpost_test_slow_mark BEFORE UPDATE ON publishing_delivery "
+            "FOR EACH ROW EXECUTE FUNCTION signalpost_test_slow_mark()"
+        )
+    yield
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TRIGGER signalpost_test_slow_mark ON publishing_delivery")
+        cursor.execute("DROP FUNCTION signalpost_test_slow_mark()")
+
+
+def test_every_earlier_message_is_marked_sent_before_the_next_one_goes(settings, slow_sent_marks):
     params = connection.get_connection_params()
     inbox = MarkCheckingInbox(
         psycopg.conninfo.make_conninfo(
