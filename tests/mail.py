@@ -21,6 +21,14 @@ class Inbox:
         self.envelopes = []
         self.refuse = set()
         self.temporarily_refuse = {}
+        # Offer RFC 2920 PIPELINING in the EHLO reply, as Postfix, Exim and ESP relays do.
+        self.pipelining = False
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        if self.pipelining:
+            return [*responses[:-1], "250-PIPELINING", responses[-1]]
+        return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address.lower() in self.refuse:

@@ -156,7 +156,11 @@ def test_only_bare_ascii_addresses_skip_the_address_parser(address, plain):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_an_idn_recipient_is_sent_through_smtp_with_an_ascii_envelope(smtp_inbox, issue):
+@pytest.mark.parametrize("pipelining", [False, True], ids=["one-by-one", "pipelined"])
+def test_an_idn_recipient_is_sent_through_smtp_with_an_ascii_envelope(
+    smtp_inbox, issue, pipelining
+):
+    smtp_inbox.pipelining = pipelining
     from signalpost.newsletters.services import subscribe
 
     subscribe(email="editor@bücher.example", newsletter=issue.newsletter, source="admin")
@@ -175,6 +179,9 @@ def test_an_idn_recipient_is_sent_through_smtp_with_an_ascii_envelope(smtp_inbox
     assert {envelope.mail_from for envelope in smtp_inbox.envelopes} == {
         "editors@cronica.example.com"
     }
+    for message in messages:
+        # Dot-stuffed on the way, unstuffed by the server: the line arrives as written.
+        assert "\n. a line starting with a dot\n" in text_part(message).replace("\r\n", "\n")
 
 
 def test_other_mail_backends_get_an_ordinary_django_message(settings, issue):

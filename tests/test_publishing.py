@@ -62,7 +62,11 @@ def draft(
     return issue_create(newsletter=letter, subject=subject, body_markdown=body)
 
 
-def test_every_active_subscriber_gets_exactly_one_personal_message(smtp_inbox, letter, audience):
+@pytest.mark.parametrize("pipelining", [False, True], ids=["one-by-one", "pipelined"])
+def test_every_active_subscriber_gets_exactly_one_personal_message(
+    smtp_inbox, letter, audience, pipelining
+):
+    smtp_inbox.pipelining = pipelining
     issue = draft(letter)
     with SignalRecorder(issue_sent) as sent:
         assert issue_send(issue=issue) == 3
@@ -108,7 +112,9 @@ def test_sending_twice_sends_once(smtp_inbox, letter, audience):
     assert len(smtp_inbox.wait_for(3)) == 3
 
 
-def test_refused_recipients_fail_and_the_rest_are_sent(smtp_inbox, letter, audience):
+@pytest.mark.parametrize("pipelining", [False, True], ids=["one-by-one", "pipelined"])
+def test_refused_recipients_fail_and_the_rest_are_sent(smtp_inbox, letter, audience, pipelining):
+    smtp_inbox.pipelining = pipelining
     smtp_inbox.refuse.add("bob@example.com")
     issue = draft(letter)
     with SignalRecorder(delivery_failed) as failed:
@@ -128,7 +134,9 @@ def test_refused_recipients_fail_and_the_rest_are_sent(smtp_inbox, letter, audie
     assert issue.status == "sent"
 
 
-def test_a_temporary_refusal_is_retried_later(smtp_inbox, letter, audience):
+@pytest.mark.parametrize("pipelining", [False, True], ids=["one-by-one", "pipelined"])
+def test_a_temporary_refusal_is_retried_later(smtp_inbox, letter, audience, pipelining):
+    smtp_inbox.pipelining = pipelining
     smtp_inbox.temporarily_refuse["bob@example.com"] = 1
     issue = draft(letter)
     issue_send(issue=issue)
