@@ -217,3 +217,24 @@ def test_batch_links_are_the_links_each_message_would_get_alone(issue):
         unsubscribe_path(profile=profile, newsletter=issue.newsletter)
     )
     assert links.preferences_url(profile=profile) == absolute(preferences_path(profile=profile))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_address_smtp_cannot_carry_fails_alone(smtp_inbox, issue):
+    from signalpost.newsletters.models import Subscription
+    from signalpost.newsletters.services import subscribe
+
+    subscribe(email="ann@example.com", name="Ann", newsletter=issue.newsletter, source="admin")
+    # Stored before validation was this strict: a non-ASCII local part needs SMTPUTF8.
+    odd = Profile.objects.create(email="zoë@example.com")
+    Subscription.objects.create(
+        profile=odd, newsletter=issue.newsletter, status="active", source="import"
+    )
+    assert issue_send(issue=issue) == 2
+    run_worker_until_idle()
+
+    assert [message["To"] for message in smtp_inbox.wait_for(1)] == ["ann@example.com"]
+    failed = Delivery.objects.get(issue=issue, email="zoë@example.com")
+    assert failed.status == Delivery.Status.FAILED
+    assert "553" in failed.last_error
+    assert Delivery.objects.get(issue=issue, email="ann@example.com").status == "sent"

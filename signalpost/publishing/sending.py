@@ -1,7 +1,8 @@
 """Handing a batch's messages to the mail server, and recording each one as sent.
 
-A batch sends one message after another over one connection. Two things keep
-the sender's own path short: messages go to smtplib as bytes, and the "sent"
+A batch sends one message after another over one connection. Three things keep
+the sender's own path short: messages go to smtplib as bytes; MAIL, RCPT and
+DATA share one round trip when the server offers PIPELINING; and the "sent"
 mark of one message travels to PostgreSQL while the next message's envelope
 is being accepted (bench/README.md, Fan-out).
 """
@@ -111,7 +112,14 @@ class Outlet:
             before_data()
             self.mailer.send_messages([message.email()])
             return
-        to = message.to if address_is_plain(message.to) else self.mailer.prep_address(message.to)
+        to = message.to
+        if not address_is_plain(to):
+            try:
+                to = self.mailer.prep_address(to)
+            except ValueError as error:
+                # Not sendable without SMTPUTF8: fail this delivery, not the batch.
+                reply = f"5.1.3 {error}".encode(errors="replace")
+                raise smtplib.SMTPRecipientsRefused({to: (553, reply)}) from error
         smtp_send(
             self.mailer.connection,
             sender=self.envelope_from,
