@@ -113,52 +113,50 @@ def deliveries_send(*, issue, deliveries):
         for delivery in deliveries:
             retry_later(delivery, error)
         return outcome
-    marks = SentMarks()
     try:
-        for index, delivery in enumerate(deliveries):
-            if time.monotonic() - rechecked_at > PENDING_RECHECK_SECONDS:
-                marks.settle()
-                pending_ids = set(
-                    Delivery.objects.filter(
-                        id__in=[d.pk for d in deliveries[index:]], status=Delivery.Status.SENDING
-                    ).values_list("id", flat=True)
-                )
-                rechecked_at = time.monotonic()
-            if delivery.pk not in pending_ids:
-                continue
-            if delivery.profile is None:
-                marks.settle()
-                delivery_fail(delivery=delivery, reason="the profile was erased")
-                outcome["failed"] += 1
-                continue
-            message = messages.personalise(delivery, profile=delivery.profile)
-            rate.acquire()
-            try:
-                outlet.send(message, before_data=marks.settle)
-            except (smtplib.SMTPException, OSError) as error:
-                marks.settle()
-                if is_permanent(error):
-                    delivery_fail(delivery=delivery, reason=str(error))
+        with SentMarks() as marks:
+            for index, delivery in enumerate(deliveries):
+                if time.monotonic() - rechecked_at > PENDING_RECHECK_SECONDS:
+                    marks.settle()
+                    pending_ids = set(
+                        Delivery.objects.filter(
+                            id__in=[d.pk for d in deliveries[index:]],
+                            status=Delivery.Status.SENDING,
+                        ).values_list("id", flat=True)
+                    )
+                    rechecked_at = time.monotonic()
+                if delivery.pk not in pending_ids:
+                    continue
+                if delivery.profile is None:
+                    marks.settle()
+                    delivery_fail(delivery=delivery, reason="the profile was erased")
                     outcome["failed"] += 1
                     continue
-                retry_later(delivery, error)
-                if isinstance(error, (smtplib.SMTPServerDisconnected, OSError)):
-                    # The connection is gone: reopen it, or give the rest back to the queue.
-                    try:
-                        mailer.close()
-                        mailer.open()
-                    except (smtplib.SMTPException, OSError) as reopen_error:
-                        for rest in deliveries[index + 1 :]:
-                            if rest.pk in pending_ids:
-                                retry_later(rest, reopen_error)
-                        return outcome
-                continue
-            marks.mark(delivery, message_id=message.message_id)
-            outcome["sent"] += 1
-        marks.settle()
+                message = messages.personalise(delivery, profile=delivery.profile)
+                rate.acquire()
+                try:
+                    outlet.send(message, before_data=marks.settle)
+                except (smtplib.SMTPException, OSError) as error:
+                    marks.settle()
+                    if is_permanent(error):
+                        delivery_fail(delivery=delivery, reason=str(error))
+                        outcome["failed"] += 1
+                        continue
+                    retry_later(delivery, error)
+                    if isinstance(error, (smtplib.SMTPServerDisconnected, OSError)):
+                        # The connection is gone: reopen it, or give the rest back to the queue.
+                        try:
+                            mailer.close()
+                            mailer.open()
+                        except (smtplib.SMTPException, OSError) as reopen_error:
+                            for rest in deliveries[index + 1 :]:
+                                if rest.pk in pending_ids:
+                                    retry_later(rest, reopen_error)
+                            return outcome
+                    continue
+                marks.mark(delivery, message_id=message.message_id)
+                outcome["sent"] += 1
     finally:
-        with contextlib.suppress(Exception):
-            marks.settle()  # only left waiting when something else is being raised
         with contextlib.suppress(Exception):
             mailer.close()
     return outcome
