@@ -45,7 +45,7 @@ the rest of the machine's busy time (other people's work on a shared machine).
 and prints their hottest functions. ``--patch FILE`` adds, after each Signalpost column,
 the same send (a second issue, same text, same subscribers) by workers that execute FILE
 after ``django.setup()`` (``fanout_support/worker.py``): a way to measure a proposed change
-side by side without editing Signalpost. ``fanout_support/proposal_patch.py`` is one.
+side by side without editing Signalpost.
 """
 
 import argparse
