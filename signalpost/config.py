@@ -118,5 +118,6 @@ def cache_from_url(url):
     if scheme == "dummy":
         return {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}
     if scheme in {"redis", "rediss"}:
-        return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}
+        # Django's backend, reusing its Redis clients (see signalpost.redis_cache).
+        return {"BACKEND": "signalpost.redis_cache.RedisCache", "LOCATION": url}
     raise ImproperlyConfigured(f"CACHE_URL must be locmem:, dummy: or redis://...; got {url!r}")

@@ -251,7 +251,7 @@ def test_too_many_submissions_from_one_ip_are_refused(client, double_opt_in_news
 def test_rate_limits_use_the_configured_cache_redis(client, double_opt_in_newsletter, settings):
     settings.CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "signalpost.redis_cache.RedisCache",
             "LOCATION": "redis://127.0.0.1:6379/15",
         }
     }

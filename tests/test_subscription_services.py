@@ -3,6 +3,7 @@
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models.signals import post_save, pre_save
 from django.utils import timezone
 
 from signalpost.accounts.models import Profile
@@ -15,6 +16,7 @@ from signalpost.newsletters.services import (
     unsubscribe,
 )
 from signalpost.signals import subscription_requested, user_subscribed, user_unsubscribed
+from tests.factories import make_profile
 from tests.recorders import SignalRecorder
 
 pytestmark = pytest.mark.django_db
@@ -72,6 +74,59 @@ def test_subscribing_an_active_address_again_changes_nothing(newsletter):
     assert recorder.calls == []
     assert Subscription.objects.count() == 1
     assert events(Profile.objects.get()) == ["subscribed"]
+
+
+def test_a_new_address_gets_a_profile_with_the_name_given(newsletter):
+    subscription = subscribe(
+        email=" Jane@Example.com ", name="Jane\nDoe", newsletter=newsletter, source=FORM
+    )
+
+    profile = Profile.objects.get()
+    assert subscription.profile == profile
+    assert (profile.email, profile.name) == ("jane@example.com", "Jane Doe")
+    assert profile.created_at is not None
+    assert profile.attributes == {}
+
+
+def test_subscribing_a_known_address_does_not_rename_it(newsletter, double_opt_in_newsletter):
+    subscribe(email="jane@example.com", name="Jane", newsletter=newsletter, source=FORM)
+    subscription = subscribe(
+        email="jane@example.com",
+        name="Someone Else",
+        newsletter=double_opt_in_newsletter,
+        source=FORM,
+    )
+
+    assert Profile.objects.get().name == "Jane"
+    assert subscription.profile == Profile.objects.get()
+
+
+def test_an_address_stored_in_another_case_is_the_same_person(newsletter):
+    # Rows written before addresses were normalised, or by hand, keep their case.
+    existing = make_profile(email="Jane@Example.COM", name="Jane")
+    with SignalRecorder(user_subscribed) as recorder:
+        subscription = subscribe(
+            email="jane@example.com", name="Other", newsletter=newsletter, source=FORM
+        )
+
+    assert Profile.objects.count() == 1
+    assert subscription.profile == existing
+    assert recorder.calls[0]["user_email"] == "Jane@Example.COM"
+    assert Profile.objects.get().name == "Jane"
+
+
+def test_profile_save_signals_still_fire_for_code_that_listens(newsletter):
+    make_profile(email="Known@Example.com")
+    with SignalRecorder(pre_save) as before, SignalRecorder(post_save) as after:
+        subscribe(email="jane@example.com", name="Jane", newsletter=newsletter, source=FORM)
+        subscribe(email="known@example.com", newsletter=newsletter, source=FORM)
+
+    [saving] = [call for call in before.calls if isinstance(call["instance"], Profile)]
+    [saved] = [call for call in after.calls if isinstance(call["instance"], Profile)]
+    assert saving["instance"].email == "jane@example.com"
+    assert saved["created"] is True
+    assert saved["instance"].pk == Profile.objects.get(email="jane@example.com").pk
+    assert Profile.objects.count() == 2
 
 
 def test_consent_evidence_is_recorded(newsletter):

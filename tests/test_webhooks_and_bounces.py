@@ -9,6 +9,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
+from django.db import connection, connections, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
@@ -17,8 +19,9 @@ from signalpost.newsletters.services import subscribe
 from signalpost.publishing.models import Delivery
 from signalpost.publishing.services import issue_create, issue_send
 from signalpost.signals import bounce_received, complaint_received
-from signalpost.webhooks.models import WebhookAttempt, WebhookMessage
-from signalpost.webhooks.services import endpoint_create
+from signalpost.webhooks.models import WebhookAttempt, WebhookEndpoint, WebhookMessage
+from signalpost.webhooks.selectors import endpoints_active_exist
+from signalpost.webhooks.services import endpoint_create, endpoint_delete
 from tests.durable_helpers import run_worker_until_idle
 from tests.factories import make_newsletter
 from tests.recorders import SignalRecorder
@@ -152,6 +155,132 @@ def test_without_endpoints_no_webhook_work_is_queued(db):
     subscribe(email="jane@example.com", newsletter=make_newsletter(), source="admin")
     paths = DBTaskResult.objects.values_list("task_path", "args_kwargs")
     assert not any("webhooks" in json.dumps(kwargs) for _, kwargs in paths)
+
+
+def webhook_work_queued():
+    """How many durable webhook calls are waiting (one per signal sent while endpoints exist)."""
+    kwargs = DBTaskResult.objects.values_list("args_kwargs", flat=True)
+    return sum("signalpost.webhooks.receivers" in json.dumps(call) for call in kwargs)
+
+
+@pytest.fixture
+def shared_cache(settings, tmp_path):
+    """A cache that every process shares, as Redis is in production (here, files)."""
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(tmp_path / "cache"),
+        }
+    }
+
+
+def test_with_a_shared_cache_subscribing_does_not_ask_the_database_for_endpoints(shared_cache):
+    letter = make_newsletter()
+    subscribe(email="first@example.com", newsletter=letter, source="form")
+    with CaptureQueriesContext(connection) as queries:
+        subscribe(email="second@example.com", newsletter=letter, source="form")
+
+    assert not [query for query in queries if "webhooks_webhookendpoint" in query["sql"]]
+    assert webhook_work_queued() == 0
+
+
+def test_an_endpoint_created_after_the_answer_was_cached_gets_the_next_event(
+    hook_receiver, shared_cache
+):
+    receiver = hook_receiver()
+    letter = make_newsletter()
+    subscribe(email="before@example.com", newsletter=letter, source="form")
+    endpoint_create(url=receiver.url)
+    subscribe(email="after@example.com", newsletter=letter, source="form")
+    run_worker_until_idle()
+
+    assert [json.loads(body)["data"]["email"] for _, body in receiver.requests] == [
+        "after@example.com"
+    ]
+
+
+def test_an_endpoint_committed_while_another_process_asked_gets_the_next_event(
+    hook_receiver, shared_cache
+):
+    receiver = hook_receiver()
+    answers = []
+
+    def ask_from_another_connection():
+        try:
+            answers.append(endpoints_active_exist())
+        finally:
+            connections.close_all()
+
+    with transaction.atomic():
+        endpoint_create(url=receiver.url)
+        # Elsewhere, before this commits: the database has no endpoint yet, and
+        # that answer goes into the shared cache.
+        asking = threading.Thread(target=ask_from_another_connection)
+        asking.start()
+        asking.join()
+    subscribe(email="jane@example.com", newsletter=make_newsletter(), source="form")
+    run_worker_until_idle()
+
+    assert answers == [False]
+    assert len(receiver.requests) == 1
+
+
+def test_an_endpoint_created_in_the_subscribes_own_transaction_gets_its_event(
+    hook_receiver, shared_cache
+):
+    receiver = hook_receiver()
+    letter = make_newsletter()
+    subscribe(email="before@example.com", newsletter=letter, source="form")
+    with transaction.atomic():
+        endpoint_create(url=receiver.url)
+        subscribe(email="jane@example.com", newsletter=letter, source="form")
+    run_worker_until_idle()
+
+    assert len(receiver.requests) == 1
+
+
+def test_once_the_last_endpoint_is_deleted_no_webhook_work_is_queued(hook_receiver, shared_cache):
+    endpoint = endpoint_create(url=hook_receiver().url)
+    letter = make_newsletter()
+    subscribe(email="first@example.com", newsletter=letter, source="form")
+    assert webhook_work_queued() == 1
+
+    endpoint_delete(endpoint=endpoint)
+    subscribe(email="second@example.com", newsletter=letter, source="form")
+    assert webhook_work_queued() == 1
+
+
+def test_with_a_per_process_cache_an_endpoint_from_another_process_is_seen_at_once(
+    hook_receiver,
+):
+    # The default cache (locmem) is this process's own: another process's change
+    # cannot reach it, so the answer is never kept there.
+    receiver = hook_receiver()
+    letter = make_newsletter()
+    subscribe(email="before@example.com", newsletter=letter, source="form")
+    # As another process would: this process hears no signal of it.
+    WebhookEndpoint.objects.bulk_create([WebhookEndpoint(url=receiver.url)])
+    subscribe(email="after@example.com", newsletter=letter, source="form")
+    run_worker_until_idle()
+
+    assert len(receiver.requests) == 1
+
+
+def test_an_unreachable_cache_loses_no_event(hook_receiver, settings):
+    receiver = hook_receiver()
+    endpoint_create(url=receiver.url)
+    # Nothing listens on port 1: every cache call fails.
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+        }
+    }
+    subscribe(email="jane@example.com", newsletter=make_newsletter(), source="form")
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    run_worker_until_idle()
+
+    assert len(receiver.requests) == 1
 
 
 def test_a_target_that_became_private_is_refused_at_delivery(hook_receiver, settings):

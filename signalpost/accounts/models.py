@@ -3,6 +3,16 @@ from django.db import models
 from django.db.models.functions import Lower
 
 
+class ProfileQuerySet(models.QuerySet):
+    def for_email(self, email):
+        """The profile whose address is ``email``, ignoring case.
+
+        Compares ``LOWER(email)``, the expression of the unique constraint, so
+        the lookup is an index probe; ``email = ...`` would scan every profile.
+        """
+        return self.alias(email_lower=Lower("email")).filter(email_lower=email.lower())
+
+
 class Profile(models.Model):
     """One person, known by one email address (the tutorial's ``user.profile``).
 
@@ -32,6 +42,8 @@ class Profile(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ProfileQuerySet.as_manager()
 
     class Meta:
         constraints = [

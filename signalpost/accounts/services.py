@@ -5,7 +5,8 @@ import re
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, router, transaction
+from django.db.models.signals import post_save, pre_save
 
 from signalpost.accounts.models import Profile
 
@@ -38,18 +39,60 @@ def email_normalize(raw_email):
     return email
 
 
-# No savepoint when nested: get_or_create keeps its own around the insert.
+# No savepoint when nested: the insert skips an existing address instead of
+# failing on it (and get_or_create, when it is used, keeps its own).
 @transaction.atomic(savepoint=False)
 def profile_get_or_create(*, email, name=""):
     """Return ``(profile, created)`` for ``email``; safe against concurrent callers.
 
     ``name`` is set only on a new profile: a form cannot rename someone else.
+    An address whose profile is stored in another case is the same address.
     """
     email = email_normalize(email)
-    profile, created = Profile.objects.get_or_create(
-        email=email, defaults={"name": name_clean(name)}
+    name = name_clean(name)
+    if pre_save.has_listeners(Profile) or post_save.has_listeners(Profile):
+        # Someone hooked the model's save signals: create through save(), as
+        # they expect. Nothing in Signalpost does, so this is not the usual path.
+        return Profile.objects.for_email(email).get_or_create(
+            defaults={"email": email, "name": name}
+        )
+    profile = Profile(email=email, name=name)
+    if profile_insert_unless_known(profile=profile):
+        return profile, True
+    return Profile.objects.for_email(email).get(), False
+
+
+def profile_insert_unless_known(*, profile):
+    """INSERT the unsaved ``profile`` unless its address has one; return whether it did.
+
+    One statement where ``get_or_create`` takes four (SELECT, SAVEPOINT, INSERT,
+    RELEASE): ``ON CONFLICT DO NOTHING`` on the unique constraint's expression
+    (PostgreSQL, SQLite 3.35+) skips a known address, or one a concurrent
+    transaction has just inserted, without an error to recover from. Like
+    ``bulk_create`` it sends no ``pre_save``/``post_save``.
+    """
+    connection = connections[router.db_for_write(Profile, instance=profile)]
+    meta = Profile._meta
+    fields = [field for field in meta.local_concrete_fields if not field.primary_key]
+    # pre_save fills created_at/updated_at on the instance, as save() would.
+    values = [field.get_db_prep_save(field.pre_save(profile, True), connection) for field in fields]
+    quote = connection.ops.quote_name
+    sql = (
+        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
+        f"VALUES ({', '.join(['%s'] * len(fields))}) "
+        # The expression of accounts_profile_email_unique_ci.
+        f"ON CONFLICT (LOWER({quote(meta.get_field('email').column)})) DO NOTHING "
+        f"RETURNING {quote(meta.pk.column)}"
     )
-    return profile, created
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    profile.pk = row[0]
+    profile._state.adding = False
+    profile._state.db = connection.alias
+    return True
 
 
 @transaction.atomic

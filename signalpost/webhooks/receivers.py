@@ -5,16 +5,31 @@ the worker the receiver builds the event's JSON and queues one message per
 endpoint, each retried on its own. Nothing is queued while no endpoint exists.
 """
 
+from django.db import transaction
+from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from signalpost.durable.decorators import durable
 from signalpost.webhooks.events import EVENTS
 from signalpost.webhooks.models import WebhookEndpoint
+from signalpost.webhooks.selectors import endpoints_active_exist, endpoints_changed
 from signalpost.webhooks.services import messages_create
 
 
 def endpoints_exist(**kwargs):
-    return WebhookEndpoint.objects.filter(is_active=True).exists()
+    return endpoints_active_exist()
+
+
+@receiver(post_save, sender=WebhookEndpoint, dispatch_uid="webhooks.endpoints_changed_saved")
+@receiver(post_delete, sender=WebhookEndpoint, dispatch_uid="webhooks.endpoints_changed_deleted")
+def endpoints_cache_invalidate(sender, *, using, **kwargs):
+    """Make every process ask the database again whether endpoints exist.
+
+    At once, so this transaction sees its own change, and again after commit:
+    a process that asked in between read the database without the change.
+    """
+    endpoints_changed()
+    transaction.on_commit(endpoints_changed, using=using, robust=True)
 
 
 def webhook_receiver(event, build):
