@@ -51,3 +51,15 @@ def test_logging_in_is_recorded_in_the_activity_trail(client):
     user = make_user(username="jane", email="jane@example.com", password="a-long-password-1")
     assert client.login(username="jane", password="a-long-password-1")
     assert Activity.objects.filter(profile__user=user, event="user_logged_in").count() == 1
+
+
+def test_an_address_stored_in_capitals_is_found_whatever_the_case_asked(db):
+    from signalpost.accounts.selectors import profile_by_email
+
+    # Stored before addresses were lower-cased on the way in (an old import, the admin).
+    stored = Profile.objects.create(email="Jane@Example.COM")
+    assert Profile.objects.values_list("email", flat=True).get(pk=stored.pk) == "Jane@Example.COM"
+
+    assert profile_by_email(email="jane@example.com") == stored
+    assert profile_by_email(email="JANE@example.com") == stored
+    assert profile_by_email(email="nobody@example.com") is None

@@ -12,4 +12,4 @@ def profile_by_email(*, email):
         email = email_normalize(email)
     except ValidationError:
         return None
-    return Profile.objects.filter(email=email).first()
+    return Profile.objects.for_email(email).first()

@@ -151,7 +151,7 @@ def profile_link_user(*, user):
         return current
     if current is not None:
         # The user changed address: move their profile unless that address has one.
-        if Profile.objects.filter(email=email).exists():
+        if Profile.objects.for_email(email).exists():
             logger.info(
                 "Not moving profile %s to %s: that address has a profile", current.pk, email
             )
@@ -159,11 +159,13 @@ def profile_link_user(*, user):
         current.email = email
         current.save(update_fields=["email", "updated_at"])
         return current
-    try:
-        with transaction.atomic():
-            profile, _ = Profile.objects.get_or_create(email=email)
-    except IntegrityError:
-        profile = Profile.objects.get(email=email)
+    profile = Profile.objects.for_email(email).first()
+    if profile is None:
+        try:
+            with transaction.atomic():
+                profile = Profile.objects.create(email=email)
+        except IntegrityError:
+            profile = Profile.objects.for_email(email).get()
     if profile.user_id is None:
         profile.user = user
         profile.save(update_fields=["user", "updated_at"])

@@ -326,9 +326,7 @@ def issue_send_test(*, issue, to_email):
     from signalpost.accounts.models import Profile
     from signalpost.publishing.rendering import IssueMessages
 
-    profile = Profile.objects.filter(email=to_email.lower()).first() or Profile(
-        pk=0, email=to_email, name=""
-    )
+    profile = Profile.objects.for_email(to_email).first() or Profile(pk=0, email=to_email, name="")
     delivery = Delivery(pk=0, issue=issue, email=to_email)
     message = IssueMessages(issue).message_for(delivery, profile=profile)
     message.subject = f"[Test] {message.subject}"
