@@ -159,6 +159,49 @@ def test_a_temporary_refusal_is_retried_later(smtp_inbox, letter, audience, pipe
     assert issue.status == "sent"
 
 
+def test_a_batch_that_fails_outside_smtp_is_given_back_and_finished_later(
+    smtp_inbox, letter, audience, monkeypatch
+):
+    from django.db import DatabaseError
+
+    from signalpost.publishing.sending import SentMarks
+
+    real_mark = SentMarks.mark
+    calls = []
+
+    def mark_then_lose_the_database(self, delivery, *, message_id):
+        calls.append(delivery.email)
+        if len(calls) == 2:
+            raise DatabaseError("server closed the connection unexpectedly")
+        return real_mark(self, delivery, message_id=message_id)
+
+    monkeypatch.setattr(SentMarks, "mark", mark_then_lose_the_database)
+    issue = draft(letter)
+    issue_send(issue=issue)
+    run_worker_until_idle()
+
+    # The second message went out but was never marked: it is the message in flight.
+    in_flight = calls[1]
+    assert len(smtp_inbox.wait_for(2)) == 2
+    statuses = dict(Delivery.objects.values_list("email", "status"))
+    assert statuses[calls[0]] == "sent"
+    assert sorted(statuses.values()) == ["queued", "queued", "sent"]
+    assert DBTaskResult.objects.filter(status="FAILED").count() == 1
+    retry = DBTaskResult.objects.get(status="READY")
+    assert retry.run_after > timezone.now()
+
+    monkeypatch.setattr(SentMarks, "mark", real_mark)
+    retry.run_after = timezone.now()
+    retry.save()
+    run_worker_until_idle()
+
+    assert set(Delivery.objects.values_list("status", flat=True)) == {"sent"}
+    received = [message["To"] for message in smtp_inbox.wait_for(4)]
+    assert sorted(received) == sorted([*audience, in_flight])
+    issue.refresh_from_db()
+    assert issue.status == "sent"
+
+
 def test_an_unsubscribe_during_a_send_stops_that_delivery(smtp_inbox, letter, audience):
     issue = draft(letter)
     issue_send(issue=issue)

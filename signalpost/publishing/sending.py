@@ -165,10 +165,13 @@ class SentMarks:
             return
         if error_type is None:
             self.settle()
-        else:
-            with contextlib.suppress(Exception):
-                self.settle()  # the error being raised matters more than this one
-        self.check(self.pgconn.exec_(b"DEALLOCATE " + self.statement))
+            self.check(self.pgconn.exec_(b"DEALLOCATE " + self.statement))
+            return
+        # The error being raised matters more than these; a broken connection
+        # takes its prepared statement with it anyway.
+        with contextlib.suppress(Exception):
+            self.settle()
+            self.check(self.pgconn.exec_(b"DEALLOCATE " + self.statement))
 
     def mark(self, delivery, *, message_id):
         self.settle()

@@ -193,6 +193,13 @@ def deliveries_claim(*, issue_id, claimer, limit):
     return ids
 
 
+def deliveries_release(*, issue_id, claimer):
+    """Put ``claimer``'s unfinished deliveries of an issue back in the queue."""
+    return Delivery.objects.filter(
+        issue_id=issue_id, status=Delivery.Status.SENDING, claimed_by=claimer
+    ).update(status=Delivery.Status.QUEUED, claimed_by="")
+
+
 def delivery_sent(*, delivery, message_id):
     """Record one message as sent: its own statement, so a crash loses at most the next.
 

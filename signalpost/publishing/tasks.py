@@ -16,6 +16,7 @@ from signalpost.publishing.sending import Outlet, SentMarks
 from signalpost.publishing.sendrate import SendRate
 from signalpost.publishing.services import (
     deliveries_claim,
+    deliveries_release,
     delivery_fail,
     delivery_retry_later,
     issue_finish_if_done,
@@ -79,14 +80,34 @@ def issue_send_batch(context, *, issue_id):
     )
     for delivery in deliveries:
         delivery.issue = issue
-    with asynchronous_commit():
-        outcome = deliveries_send(issue=issue, deliveries=deliveries)
+    try:
+        with asynchronous_commit():
+            outcome = deliveries_send(issue=issue, deliveries=deliveries)
+    except Exception:
+        batch_give_back(issue_id=issue_id, claimer=claimer)
+        raise
     if outcome["retry"]:
         issue_send_batch.using(run_after=retry_at(outcome["max_attempts"])).enqueue(
             issue_id=issue_id
         )
     issue_finish_if_done(issue_id=issue_id)
     return {key: outcome[key] for key in ("sent", "failed", "retry")}
+
+
+def batch_give_back(*, issue_id, claimer):
+    """After a failure outside SMTP (the database went away, a bug), requeue the batch.
+
+    Without this its claimed deliveries would wait for a claimer that has given
+    up, and the send would never finish. What was not marked sent goes back to
+    the queue, the one message in flight included, and a new batch task follows.
+    """
+    logger.exception("A batch of issue %s failed; its unsent deliveries go back", issue_id)
+    try:
+        connection.close_if_unusable_or_obsolete()
+        deliveries_release(issue_id=issue_id, claimer=claimer)
+        issue_send_batch.using(run_after=retry_at(1)).enqueue(issue_id=issue_id)
+    except Exception:
+        logger.exception("Could not give back the batch of issue %s", issue_id)
 
 
 def deliveries_send(*, issue, deliveries):
