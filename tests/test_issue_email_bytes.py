@@ -20,9 +20,10 @@ from signalpost.newsletters.links import (
     unsubscribe_path,
 )
 from signalpost.publishing.models import Delivery
-from signalpost.publishing.rendering import IssueMessages, address_is_plain
+from signalpost.publishing.rendering import IssueMessages
 from signalpost.publishing.services import deliveries_claim, issue_create, issue_send
 from signalpost.publishing.tasks import deliveries_send
+from signalpost.smtp_wire import address_is_plain
 from tests.durable_helpers import run_worker_until_idle
 from tests.factories import make_newsletter
 from tests.mail import html_part, text_part

@@ -17,80 +17,8 @@ from django.utils import timezone
 from psycopg import pq
 
 from signalpost.publishing.models import Delivery
-from signalpost.publishing.rendering import address_is_plain
 from signalpost.publishing.services import delivery_sent, delivery_sent_sql
-
-
-def smtp_send(smtp, *, sender, recipient, data, before_data):
-    """``smtplib.SMTP.sendmail`` for one recipient, calling ``before_data()`` before the data.
-
-    A server that offers PIPELINING (RFC 2920; every common MTA does) gets MAIL,
-    RCPT and DATA in one write: one round trip instead of three. Raises what
-    ``sendmail`` raises, so callers tell temporary from permanent refusals the
-    same way.
-    """
-
-    def give_up(code):
-        if code == 421:
-            smtp.close()
-        else:
-            smtp._rset()
-
-    smtp.ehlo_or_helo_if_needed()
-    options = f" SIZE={len(data)}" if smtp.does_esmtp and smtp.has_extn("size") else ""
-    if smtp.does_esmtp and smtp.has_extn("pipelining"):
-        smtp.send(f"MAIL FROM:<{sender}>{options}\r\nRCPT TO:<{recipient}>\r\nDATA\r\n")
-        replies = [smtp.getreply() for _ in range(3)]
-        (mail_code, mail_response), (rcpt_code, rcpt_response), (data_code, _) = replies
-        if data_code == 354 and (mail_code != 250 or rcpt_code not in (250, 251)):
-            # RFC 2920 says DATA fails without a recipient; a server that accepts it
-            # anyway gets an empty message for nobody.
-            smtp.send(b".\r\n")
-            smtp.getreply()
-        if mail_code != 250:
-            give_up(mail_code)
-            raise smtplib.SMTPSenderRefused(mail_code, mail_response, sender)
-        if rcpt_code not in (250, 251):
-            give_up(rcpt_code)
-            raise smtplib.SMTPRecipientsRefused({recipient: (rcpt_code, rcpt_response)})
-        if data_code != 354:
-            give_up(data_code)
-            raise smtplib.SMTPDataError(*replies[2])
-    else:
-        code, response = smtp.mail(sender, [options.strip()] if options else [])
-        if code != 250:
-            give_up(code)
-            raise smtplib.SMTPSenderRefused(code, response, sender)
-        code, response = smtp.rcpt(recipient)
-        if code not in (250, 251):
-            give_up(code)
-            raise smtplib.SMTPRecipientsRefused({recipient: (code, response)})
-        code, response = smtp.docmd("DATA")
-        if code != 354:
-            give_up(code)
-            raise smtplib.SMTPDataError(code, response)
-    try:
-        before_data()
-    except BaseException:
-        # Nothing is delivered until the final dot: a lone dot would deliver an
-        # empty message, so drop the connection instead.
-        smtp.close()
-        raise
-    smtp.send(dot_stuffed(data))
-    code, response = smtp.getreply()
-    if code != 250:
-        give_up(code)
-        raise smtplib.SMTPDataError(code, response)
-
-
-def dot_stuffed(data):
-    """The message as DATA carries it (RFC 5321 4.5.2), ending with the lone dot."""
-    data = data.replace(b"\r\n.", b"\r\n..")
-    if data.startswith(b"."):
-        data = b"." + data
-    if not data.endswith(b"\r\n"):
-        data += b"\r\n"
-    return data + b".\r\n"
+from signalpost.smtp_wire import address_is_plain, smtp_send
 
 
 class Outlet:
