@@ -91,13 +91,14 @@ def message_bytes(message):
     ``None`` for anything of another shape (attachments, several recipients,
     non-ASCII addresses): Django's own ``message()`` serves those.
     """
+    alternatives = getattr(message, "alternatives", [])
     if (
         len(message.to) != 1
         or message.cc
         or message.bcc
         or message.attachments
-        or len(message.alternatives) != 1
-        or message.alternatives[0].mimetype != "text/html"
+        or len(alternatives) != 1
+        or alternatives[0].mimetype != "text/html"
         or message.content_subtype != "plain"
         or not address_is_plain(message.to[0])
         or not addresses_are_ascii(message.from_email, *message.reply_to)
@@ -120,7 +121,7 @@ def message_bytes(message):
     for name, value in extra.items():
         lines.append(header_line(name, str(value)))
     return alternative_bytes(
-        header_block=b"".join(lines), text=message.body, html=message.alternatives[0].content
+        header_block=b"".join(lines), text=message.body, html=alternatives[0].content
     )
 
 

@@ -239,3 +239,50 @@ def test_an_address_smtp_cannot_carry_fails_alone(smtp_inbox, issue):
     assert failed.status == Delivery.Status.FAILED
     assert "553" in failed.last_error
     assert Delivery.objects.get(issue=issue, email="ann@example.com").status == "sent"
+
+
+@pytest.mark.parametrize("kind", ["confirmation", "welcome"])
+def test_subscription_emails_as_bytes_say_what_djangos_message_says(issue, kind):
+    from signalpost.newsletters import emails
+    from signalpost.smtp_wire import message_bytes
+
+    profile = Profile.objects.create(email="ann@example.com", name="Ann «the reader»")
+    message = emails.message_build(
+        kind=kind,
+        profile=profile,
+        newsletter=issue.newsletter,
+        context={"confirmation_url": "https://news.example.com/c/x/", "expires_days": 7},
+        idempotency_key="key-1",
+    )
+    fast = parsed(message_bytes(message))
+    slow = parsed(message.message(policy=email.policy.SMTP).as_bytes())
+
+    assert not fast.defects
+    for header in COMPARED_HEADERS:
+        assert fast[header] == slow[header], header
+    assert fast["Date"]
+    assert text_part(fast) == text_part(slow)
+    assert html_part(fast) == html_part(slow)
+
+
+def test_messages_of_another_shape_are_left_to_django(issue):
+    from django.core.mail import EmailMessage, EmailMultiAlternatives
+
+    from signalpost.smtp_wire import message_bytes
+
+    two = EmailMultiAlternatives("S", "body", "a@example.com", ["b@example.com", "c@example.com"])
+    two.attach_alternative("<p>x</p>", "text/html")
+    idn = EmailMultiAlternatives("S", "body", "a@example.com", ["editor@bücher.example"])
+    idn.attach_alternative("<p>x</p>", "text/html")
+    attached = EmailMultiAlternatives("S", "body", "a@example.com", ["b@example.com"])
+    attached.attach_alternative("<p>x</p>", "text/html")
+    attached.attach("notes.txt", "hello", "text/plain")
+
+    assert message_bytes(EmailMessage("S", "body", "a@example.com", ["b@example.com"])) is None
+    assert message_bytes(two) is None
+    assert message_bytes(idn) is None
+    assert message_bytes(attached) is None
+    plain = EmailMultiAlternatives("S", "body", "a@example.com", ["b@example.com"])
+    plain.attach_alternative("<p>x</p>", "text/html")
+    # Without a Message-ID of its own it gets one, as Django's message would.
+    assert parsed(message_bytes(plain))["Message-ID"]
