@@ -56,7 +56,8 @@ def addresses_are_ascii(*addresses):
 
 def quoted_printable(text):
     """Encode a body part as quoted-printable with CRLF line ends (binascii: C, not Python)."""
-    data = text.replace("\r\n", "\n").encode("utf-8")
+    # Every line end as CRLF, a lone CR too: RFC 5321 allows no bare CR (SMTP smuggling).
+    data = text.replace("\r\n", "\n").replace("\r", "\n").encode("utf-8")
     if not data.endswith(b"\n"):
         data += b"\n"
     return binascii.b2a_qp(data, quotetabs=False, istext=True).replace(b"\n", b"\r\n")

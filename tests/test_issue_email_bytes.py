@@ -50,6 +50,7 @@ BODY = (
     "From the start of a line, a word mail software used to mangle.\n"
     "Trailing spaces here   \n"
     "and a tab\tinside, an equals sign a=b, and 100% = 1.\n"
+    "an old Mac line end\rand a doubled one\r\r\nthen\r.\rnothing smuggled\n"
     """
 | table | cell |
 |-------|------|
@@ -119,6 +120,7 @@ def test_the_fast_bytes_are_valid_smtp_data(issue):
     fast_bytes, _ = both_ways(issue, address="ann@example.com", name="Ann")
 
     assert fast_bytes.isascii()
+    assert b"\r" not in fast_bytes.replace(b"\r\n", b""), "a bare CR would reach the server"
     lines = fast_bytes.split(b"\r\n")
     assert all(len(line) <= 998 for line in lines)
     assert b"\n" not in fast_bytes.replace(b"\r\n", b"")

@@ -202,6 +202,41 @@ def test_a_batch_that_fails_outside_smtp_is_given_back_and_finished_later(
     assert issue.status == "sent"
 
 
+def test_a_failure_that_repeats_fails_the_delivery_instead_of_resending_it(
+    smtp_inbox, letter, audience, monkeypatch, settings
+):
+    from django.db import DatabaseError
+
+    from signalpost.publishing.sending import SentMarks
+
+    settings.SIGNALPOST_SEND_MAX_ATTEMPTS = 2
+    real_mark = SentMarks.mark
+
+    def never_marks_ann(self, delivery, *, message_id):
+        if delivery.email == "ann@example.com":
+            raise DatabaseError("this row cannot be written")
+        return real_mark(self, delivery, message_id=message_id)
+
+    monkeypatch.setattr(SentMarks, "mark", never_marks_ann)
+    issue = draft(letter)
+    issue_send(issue=issue)
+    for _ in range(4):
+        run_worker_until_idle()
+        DBTaskResult.objects.filter(status="READY").update(run_after=timezone.now())
+    run_worker_until_idle()
+
+    ann = Delivery.objects.get(email="ann@example.com")
+    assert ann.status == "failed"
+    assert "gave up after 2 attempts" in ann.last_error
+    assert len(smtp_inbox.to("ann@example.com")) == 2
+    for other in ("bob@example.com", "cy@example.com"):
+        assert Delivery.objects.get(email=other).status == "sent"
+        assert len(smtp_inbox.to(other)) == 1
+    assert not DBTaskResult.objects.filter(status="READY").exists()
+    issue.refresh_from_db()
+    assert issue.status == "sent"
+
+
 def test_an_unsubscribe_during_a_send_stops_that_delivery(smtp_inbox, letter, audience):
     issue = draft(letter)
     issue_send(issue=issue)

@@ -97,3 +97,46 @@ def test_every_earlier_message_is_marked_sent_before_the_next_one_goes(settings,
     assert sent.count() == 30
     assert not sent.filter(sent_at__isnull=True).exists()
     assert not sent.filter(message_id="").exists()
+
+
+@pytest.fixture
+def sink(settings):
+    """A plain SMTP server on loopback, the default mailer sending to it."""
+    from tests.mail import smtp_server_start
+
+    controller, inbox, port = smtp_server_start()
+    settings.MAILERS = {
+        "default": {
+            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "OPTIONS": {"host": "127.0.0.1", "port": port, "timeout": 10},
+        }
+    }
+    yield inbox
+    controller.stop()
+
+
+def test_marks_fall_back_when_the_prepared_statement_is_lost(sink, monkeypatch):
+    from signalpost.publishing.sending import SentMarks
+
+    real_enter = SentMarks.__enter__
+
+    def enter_then_lose_it(self):
+        real_enter(self)
+        # What a connection pooler in transaction mode can do between statements.
+        connection.connection.pgconn.exec_(b"DEALLOCATE ALL")
+        return self
+
+    monkeypatch.setattr(SentMarks, "__enter__", enter_then_lose_it)
+    letter = make_newsletter(slug="lost", sender_email="editors@example.com")
+    for number in range(5):
+        subscribe(email=f"reader{number}@example.com", newsletter=letter, source="admin")
+    issue = issue_create(newsletter=letter, subject="Lost", body_markdown="Hello.")
+    assert issue_send(issue=issue) == 5
+    run_worker_until_idle()
+
+    assert sorted(m["To"] for m in sink.wait_for(5)) == [
+        f"reader{number}@example.com" for number in range(5)
+    ]
+    assert set(Delivery.objects.filter(issue=issue).values_list("status", flat=True)) == {"sent"}
+    issue.refresh_from_db()
+    assert issue.status == "sent"

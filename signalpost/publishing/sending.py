@@ -8,6 +8,7 @@ is being accepted (bench/README.md, Fan-out).
 """
 
 import contextlib
+import logging
 import smtplib
 import uuid
 
@@ -19,6 +20,8 @@ from psycopg import pq
 from signalpost.publishing.models import Delivery
 from signalpost.publishing.services import delivery_sent, delivery_sent_sql
 from signalpost.smtp_wire import address_is_plain, smtp_send
+
+logger = logging.getLogger(__name__)
 
 
 class Outlet:
@@ -74,32 +77,36 @@ class SentMarks:
 
     def __init__(self):
         self.pgconn = None
-        self.waiting = False
+        self.statement = None
+        self.waiting = None
 
     def __enter__(self):
         if connection.vendor != "postgresql":
             return self
         connection.ensure_connection()
-        self.pgconn = connection.connection.pgconn
+        pgconn = connection.connection.pgconn
         sql = delivery_sent_sql()
         for number in range(1, sql.count("%s") + 1):
             sql = sql.replace("%s", f"${number}", 1)
-        self.statement = f"signalpost_sent_{uuid.uuid4().hex}".encode()
-        self.check(self.pgconn.prepare(self.statement, sql.encode()))
+        statement = f"signalpost_sent_{uuid.uuid4().hex}".encode()
+        if pgconn.prepare(statement, sql.encode()).status == pq.ExecStatus.COMMAND_OK:
+            self.pgconn, self.statement = pgconn, statement
+        else:
+            logger.warning("Cannot prepare the sent mark; marking each message in turn")
         return self
 
     def __exit__(self, error_type, error, traceback):
-        if self.pgconn is None:
-            return
-        if error_type is None:
-            self.settle()
-            self.check(self.pgconn.exec_(b"DEALLOCATE " + self.statement))
-            return
-        # The error being raised matters more than these; a broken connection
-        # takes its prepared statement with it anyway.
-        with contextlib.suppress(Exception):
-            self.settle()
-            self.check(self.pgconn.exec_(b"DEALLOCATE " + self.statement))
+        try:
+            if error_type is None:
+                self.settle()
+            else:
+                with contextlib.suppress(Exception):
+                    self.settle()  # the error being raised matters more than this one
+        finally:
+            if self.statement is not None:
+                # A broken connection takes its prepared statement with it anyway.
+                with contextlib.suppress(Exception):
+                    self.pgconn.exec_(b"DEALLOCATE " + self.statement)
 
     def mark(self, delivery, *, message_id):
         self.settle()
@@ -115,21 +122,29 @@ class SentMarks:
         ]
         # libpq's asynchronous call: it returns once the query is written.
         self.pgconn.send_query_prepared(self.statement, [param.encode() for param in params])
-        self.waiting = True
+        self.waiting = (delivery, message_id)
 
     def settle(self):
-        """Wait until the last mark is in the database; raise ``DatabaseError`` if it failed."""
-        if not self.waiting:
-            return
-        self.waiting = False
-        results = []
-        while (result := self.pgconn.get_result()) is not None:
-            results.append(result)
-        for result in results:
-            self.check(result)
+        """Wait until the last mark is in the database; raise ``DatabaseError`` if it failed.
 
-    @staticmethod
-    def check(result):
-        if result.status != pq.ExecStatus.COMMAND_OK:
-            message = (result.error_message or b"").decode(errors="replace")
-            raise DatabaseError(f"could not mark a delivery sent: {message}")
+        A mark the prepared statement could not make (a connection pooler that
+        lost it, say) is made once more the ordinary way, and the rest of the
+        batch goes that way too: the message was delivered, and a mark that
+        keeps failing would otherwise send it again on every retry.
+        """
+        if self.waiting is None:
+            return
+        delivery, message_id = self.waiting
+        self.waiting = None
+        errors = []
+        while (result := self.pgconn.get_result()) is not None:
+            if result.status != pq.ExecStatus.COMMAND_OK:
+                errors.append((result.error_message or b"").decode(errors="replace"))
+        if not errors:
+            return
+        logger.warning("The prepared sent mark failed (%s); marking the ordinary way", errors[0])
+        self.pgconn = None
+        try:
+            delivery_sent(delivery=delivery, message_id=message_id)
+        except Exception as error:
+            raise DatabaseError(f"could not mark a delivery sent: {errors[0]}") from error

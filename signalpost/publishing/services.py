@@ -10,7 +10,7 @@ import psycopg
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Count, F
+from django.db.models import Count, F, Max
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -193,11 +193,36 @@ def deliveries_claim(*, issue_id, claimer, limit):
     return ids
 
 
-def deliveries_release(*, issue_id, claimer):
-    """Put ``claimer``'s unfinished deliveries of an issue back in the queue."""
-    return Delivery.objects.filter(
+def deliveries_release(*, issue_id, claimer, reason, suspect_id=None):
+    """Put ``claimer``'s unfinished deliveries back in the queue after its batch failed.
+
+    ``suspect_id`` is the delivery being sent when it failed: that attempt
+    counts, and at SEND_MAX_ATTEMPTS the delivery fails instead of going back,
+    so a failure that repeats cannot send one message again and again. The
+    others were never tried, so their claim does not count. Without a suspect
+    (the batch failed before sending anything) every claim counts. Returns
+    whether anything of the issue is queued now, and the highest attempt count
+    among what this batch gave back, for the retry's backoff.
+    """
+    unfinished = Delivery.objects.filter(
         issue_id=issue_id, status=Delivery.Status.SENDING, claimed_by=claimer
-    ).update(status=Delivery.Status.QUEUED, claimed_by="")
+    )
+    if suspect_id is not None:
+        unfinished.exclude(pk=suspect_id).update(
+            status=Delivery.Status.QUEUED,
+            claimed_by="",
+            attempts=F("attempts") - 1,
+            last_error=reason[:2000],
+        )
+    limit = settings.SIGNALPOST_SEND_MAX_ATTEMPTS
+    for delivery in unfinished.filter(attempts__gte=limit).select_related("issue", "profile"):
+        delivery_fail(
+            delivery=delivery, reason=f"gave up after {delivery.attempts} attempts: {reason}"
+        )
+    most = unfinished.aggregate(most=Max("attempts"))["most"] or 0
+    unfinished.update(status=Delivery.Status.QUEUED, claimed_by="", last_error=reason[:2000])
+    queued = Delivery.objects.filter(issue_id=issue_id, status=Delivery.Status.QUEUED).exists()
+    return queued, max(most, 1)
 
 
 def delivery_sent(*, delivery, message_id):

@@ -3,6 +3,7 @@
 import contextlib
 import logging
 import smtplib
+import sys
 import time
 
 from django.conf import settings
@@ -80,11 +81,13 @@ def issue_send_batch(context, *, issue_id):
     )
     for delivery in deliveries:
         delivery.issue = issue
+    progress = {}
     try:
         with asynchronous_commit():
-            outcome = deliveries_send(issue=issue, deliveries=deliveries)
-    except Exception:
-        batch_give_back(issue_id=issue_id, claimer=claimer)
+            outcome = deliveries_send(issue=issue, deliveries=deliveries, progress=progress)
+    except BaseException:
+        # BaseException too: a second SIGTERM stops the worker with SystemExit.
+        batch_give_back(issue_id=issue_id, claimer=claimer, suspect_id=progress.get("delivery_id"))
         raise
     if outcome["retry"]:
         issue_send_batch.using(run_after=retry_at(outcome["max_attempts"])).enqueue(
@@ -94,24 +97,40 @@ def issue_send_batch(context, *, issue_id):
     return {key: outcome[key] for key in ("sent", "failed", "retry")}
 
 
-def batch_give_back(*, issue_id, claimer):
+def error_text():
+    error = sys.exc_info()[1]
+    return f"the batch failed: {type(error).__name__}: {error}"
+
+
+def batch_give_back(*, issue_id, claimer, suspect_id):
     """After a failure outside SMTP (the database went away, a bug), requeue the batch.
 
     Without this its claimed deliveries would wait for a claimer that has given
     up, and the send would never finish. What was not marked sent goes back to
-    the queue, the one message in flight included, and a new batch task follows.
+    the queue, the one message in flight included, and a new batch task follows
+    with backoff (``deliveries_release`` says which attempts count).
     """
     logger.exception("A batch of issue %s failed; its unsent deliveries go back", issue_id)
     try:
         connection.close_if_unusable_or_obsolete()
-        deliveries_release(issue_id=issue_id, claimer=claimer)
-        issue_send_batch.using(run_after=retry_at(1)).enqueue(issue_id=issue_id)
+        queued, attempts = deliveries_release(
+            issue_id=issue_id, claimer=claimer, reason=error_text(), suspect_id=suspect_id
+        )
+        if queued:
+            issue_send_batch.using(run_after=retry_at(attempts)).enqueue(issue_id=issue_id)
+        else:
+            issue_finish_if_done(issue_id=issue_id)
     except Exception:
         logger.exception("Could not give back the batch of issue %s", issue_id)
 
 
-def deliveries_send(*, issue, deliveries):
-    """Send each delivery; record each outcome as it happens; return the counts."""
+def deliveries_send(*, issue, deliveries, progress=None):
+    """Send each delivery; record each outcome as it happens; return the counts.
+
+    ``progress["delivery_id"]`` names the delivery being handled, for the
+    caller to know which one a failure interrupted.
+    """
+    progress = {} if progress is None else progress
     messages = IssueMessages(issue)
     rate = SendRate(settings.SIGNALPOST_SEND_RATE_PER_SECOND)
     outcome = {"sent": 0, "failed": 0, "retry": 0, "max_attempts": 0}
@@ -137,6 +156,7 @@ def deliveries_send(*, issue, deliveries):
     try:
         with SentMarks() as marks:
             for index, delivery in enumerate(deliveries):
+                progress["delivery_id"] = delivery.pk
                 if time.monotonic() - rechecked_at > PENDING_RECHECK_SECONDS:
                     marks.settle()
                     pending_ids = set(
@@ -165,7 +185,8 @@ def deliveries_send(*, issue, deliveries):
                         continue
                     retry_later(delivery, error)
                     if isinstance(error, (smtplib.SMTPServerDisconnected, OSError)):
-                        # The connection is gone: reopen it, or give the rest back to the queue.
+                        # A temporary refusal (SMTPException is an OSError) or a dropped
+                        # connection: start afresh, or give the rest back to the queue.
                         try:
                             mailer.close()
                             mailer.open()
