@@ -2,7 +2,7 @@ import pytest
 from django.core.cache import cache
 
 from tests.factories import make_newsletter
-from tests.mail import smtp_server_start
+from tests.mail import smtp_mailers, smtp_server_start
 
 
 @pytest.fixture(autouse=True)
@@ -35,12 +35,7 @@ def double_opt_in_newsletter(db):
 def smtp_inbox(settings):
     """Send email to a real SMTP server on loopback; yield what it receives."""
     controller, inbox, port = smtp_server_start()
-    settings.MAILERS = {
-        "default": {
-            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
-            "OPTIONS": {"host": "127.0.0.1", "port": port, "timeout": 10},
-        }
-    }
+    settings.MAILERS = smtp_mailers(port)
     settings.SITE_URL = "https://news.example.com"
     yield inbox
     controller.stop()

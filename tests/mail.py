@@ -60,13 +60,23 @@ class Inbox:
         return self.messages
 
 
-def smtp_server_start():
+def smtp_server_start(inbox=None):
     """Start an SMTP server on a free loopback port; return ``(controller, inbox, port)``."""
-    inbox = Inbox()
+    inbox = Inbox() if inbox is None else inbox
     port = free_port()
     controller = Controller(inbox, hostname="127.0.0.1", port=port)
     controller.start()
     return controller, inbox, port
+
+
+def smtp_mailers(port):
+    """``MAILERS`` sending through Django's SMTP backend to the server on ``port``."""
+    return {
+        "default": {
+            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "OPTIONS": {"host": "127.0.0.1", "port": port, "timeout": 10},
+        }
+    }
 
 
 def text_part(message):

@@ -8,7 +8,6 @@ own connection, each time a message's data arrives.
 
 import psycopg
 import pytest
-from aiosmtpd.controller import Controller
 from django.db import connection
 
 from signalpost.newsletters.services import subscribe
@@ -16,12 +15,22 @@ from signalpost.publishing.models import Delivery
 from signalpost.publishing.services import issue_create, issue_send
 from tests.durable_helpers import run_worker_until_idle
 from tests.factories import make_newsletter
-from tests.mail import Inbox, free_port
+from tests.mail import Inbox, smtp_mailers, smtp_server_start
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif("connection.vendor != 'postgresql'", reason="needs PostgreSQL"),
 ]
+
+
+def readers_issue(*, slug, readers):
+    """An issue of a new newsletter, sent (queued) to ``readers`` active subscribers."""
+    letter = make_newsletter(slug=slug, sender_email="editors@example.com")
+    for number in range(readers):
+        subscribe(email=f"reader{number}@example.com", newsletter=letter, source="admin")
+    issue = issue_create(newsletter=letter, subject=slug.title(), body_markdown="Hello.")
+    assert issue_send(issue=issue) == readers
+    return issue
 
 
 class MarkCheckingInbox(Inbox):
@@ -70,21 +79,10 @@ def test_every_earlier_message_is_marked_sent_before_the_next_one_goes(settings,
             password=params.get("password") or "",
         )
     )
-    port = free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    settings.MAILERS = {
-        "default": {
-            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
-            "OPTIONS": {"host": "127.0.0.1", "port": port, "timeout": 10},
-        }
-    }
+    controller, inbox, port = smtp_server_start(inbox)
+    settings.MAILERS = smtp_mailers(port)
     try:
-        letter = make_newsletter(slug="marks", sender_email="editors@example.com")
-        for number in range(30):
-            subscribe(email=f"reader{number}@example.com", newsletter=letter, source="admin")
-        issue = issue_create(newsletter=letter, subject="Marks", body_markdown="Hello.")
-        assert issue_send(issue=issue) == 30
+        issue = readers_issue(slug="marks", readers=30)
         run_worker_until_idle()
     finally:
         controller.stop()
@@ -99,23 +97,7 @@ def test_every_earlier_message_is_marked_sent_before_the_next_one_goes(settings,
     assert not sent.filter(message_id="").exists()
 
 
-@pytest.fixture
-def sink(settings):
-    """A plain SMTP server on loopback, the default mailer sending to it."""
-    from tests.mail import smtp_server_start
-
-    controller, inbox, port = smtp_server_start()
-    settings.MAILERS = {
-        "default": {
-            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
-            "OPTIONS": {"host": "127.0.0.1", "port": port, "timeout": 10},
-        }
-    }
-    yield inbox
-    controller.stop()
-
-
-def test_marks_fall_back_when_the_prepared_statement_is_lost(sink, monkeypatch):
+def test_marks_fall_back_when_the_prepared_statement_is_lost(smtp_inbox, monkeypatch):
     from signalpost.publishing.sending import SentMarks
 
     real_enter = SentMarks.__enter__
@@ -127,14 +109,10 @@ def test_marks_fall_back_when_the_prepared_statement_is_lost(sink, monkeypatch):
         return self
 
     monkeypatch.setattr(SentMarks, "__enter__", enter_then_lose_it)
-    letter = make_newsletter(slug="lost", sender_email="editors@example.com")
-    for number in range(5):
-        subscribe(email=f"reader{number}@example.com", newsletter=letter, source="admin")
-    issue = issue_create(newsletter=letter, subject="Lost", body_markdown="Hello.")
-    assert issue_send(issue=issue) == 5
+    issue = readers_issue(slug="lost", readers=5)
     run_worker_until_idle()
 
-    assert sorted(m["To"] for m in sink.wait_for(5)) == [
+    assert sorted(m["To"] for m in smtp_inbox.wait_for(5)) == [
         f"reader{number}@example.com" for number in range(5)
     ]
     assert set(Delivery.objects.filter(issue=issue).values_list("status", flat=True)) == {"sent"}
