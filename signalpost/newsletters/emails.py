@@ -28,6 +28,7 @@ from signalpost.newsletters.links import (
     unsubscribe_path,
 )
 
+ONE_CLICK = "List-Unsubscribe=One-Click"
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]+")
 css_inliner = css_inline.CSSInliner(keep_style_tags=False)
 
@@ -67,6 +68,15 @@ def list_id(newsletter):
     return f'"{name}" <{newsletter.slug}.{site_domain()}>'
 
 
+def list_headers(*, newsletter, unsubscribe_url):
+    """The list headers of every newsletter email: RFC 2919 ``List-Id``, RFC 8058 one-click."""
+    return {
+        "List-Id": list_id(newsletter),
+        "List-Unsubscribe": f"<{unsubscribe_url}>",
+        "List-Unsubscribe-Post": ONE_CLICK,
+    }
+
+
 def template_render(*, name, newsletter, context):
     """Render ``emails/<name>``, preferring the newsletter's own ``emails/<slug>/<name>``."""
     candidates = [f"emails/{name}"]
@@ -96,11 +106,7 @@ def message_build(*, kind, profile, newsletter, context, idempotency_key):
             unsubscribe_path(profile=profile, newsletter=newsletter)
         )
         headers.update(
-            {
-                "List-Id": list_id(newsletter),
-                "List-Unsubscribe": f"<{context['unsubscribe_url']}>",
-                "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-            }
+            list_headers(newsletter=newsletter, unsubscribe_url=context["unsubscribe_url"])
         )
         from_email = newsletter_from(newsletter)
         reply_to = [newsletter.reply_to] if newsletter.reply_to else None

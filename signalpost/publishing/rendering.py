@@ -35,8 +35,6 @@ PLACEHOLDER_EMAIL = "SIGNALPOST-PLACEHOLDER-EMAIL"
 PLACEHOLDER_UNSUBSCRIBE = "SIGNALPOST-PLACEHOLDER-UNSUBSCRIBE"
 PLACEHOLDER_PREFERENCES = "SIGNALPOST-PLACEHOLDER-PREFERENCES"
 
-ONE_CLICK = "List-Unsubscribe=One-Click"
-
 
 def markdown_to_html(text):
     """Return ``text`` (Markdown) as HTML with scripts, handlers and unknown tags removed."""
@@ -84,7 +82,7 @@ class IssueMessages:
         shared = [("MIME-Version", "1.0"), ("Subject", self.subject), ("From", self.from_email)]
         if self.reply_to:
             shared.append(("Reply-To", ", ".join(self.reply_to)))
-        shared += [("List-Id", self.list_id), ("List-Unsubscribe-Post", ONE_CLICK)]
+        shared += [("List-Id", self.list_id), ("List-Unsubscribe-Post", emails.ONE_CLICK)]
         self.shared_header_bytes = b"".join(header_fold(name, value) for name, value in shared)
 
     def message_id(self, delivery):
@@ -137,9 +135,9 @@ class PersonalMessage:
     def headers(self):
         return {
             "Message-ID": self.message_id,
-            "List-Id": self.messages.list_id,
-            "List-Unsubscribe": f"<{self.unsubscribe_url}>",
-            "List-Unsubscribe-Post": ONE_CLICK,
+            **emails.list_headers(
+                newsletter=self.messages.newsletter, unsubscribe_url=self.unsubscribe_url
+            ),
         }
 
     def email(self):
