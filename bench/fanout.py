@@ -53,7 +53,6 @@ import json
 import math
 import os
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -62,17 +61,27 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from harness import (
+    PG_URL,
+    Service,
+    free_port,
+    machine_busy_seconds,
+    own_cpu_seconds,
+    pg_connect,
+    pg_url_for,
+    proc_cpu_seconds,
+    run,
+)
+
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 SUPPORT_DIR = BENCH_DIR / "fanout_support"
 PROJECT_PYTHON = Path(sys.executable)
 
-PG_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/5")
 CACHE_ROOT = Path.home() / ".cache" / "signalpost-bench"
 DN_VENV_CANDIDATES = [CACHE_ROOT / "django-newsletter-venv", CACHE_ROOT / "fanout-dn-venv"]
 DN_REQUIREMENTS = ["django-newsletter==1.2.1", "Django>=5.2,<5.3", "psycopg[binary]"]
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 OTHER_BENCHMARKS = "bench/(subscribe|durable|signals).py"
 
 SUBJECT = "Fanout Weekly #42: queues, caches and the cost of a round trip"
@@ -101,63 +110,6 @@ def issue_body():
 # -- processes -----------------------------------------------------------------------------
 
 
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Service:
-    """A process of ours, in its own session, with its output in a log file."""
-
-    def __init__(self, name, argv, *, env, logdir, cwd=REPO_ROOT):
-        self.name = name
-        self.log_path = Path(logdir) / f"{name}.log"
-        self.log = open(self.log_path, "wb")  # noqa: SIM115  (closed in stop())
-        self.process = subprocess.Popen(
-            argv,
-            env=env,
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.pid = self.process.pid
-
-    def alive(self):
-        return self.process.poll() is None
-
-    def stop(self, timeout=30.0):
-        if self.alive():
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.pid, signal.SIGKILL)  # our own session only
-                self.process.wait(5)
-        self.log.close()
-
-    def tail(self, lines=25):
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-
-def run(argv, *, env, what, cwd=REPO_ROOT, timeout=600):
-    result = subprocess.run(
-        argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
-    )
-    if result.returncode != 0:
-        raise SystemExit(
-            f"{what} failed ({result.returncode}):\n"
-            f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-        )
-    return result.stdout
-
-
 def last_json_line(text):
     return json.loads(text.strip().splitlines()[-1])
 
@@ -173,27 +125,6 @@ def proc_status_kb(pid, field):
     return None
 
 
-def proc_cpu_seconds(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            fields = handle.read().rpartition(")")[2].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
-
-
-def machine_busy_seconds():
-    with open("/proc/stat") as handle:
-        fields = [int(value) for value in handle.readline().split()[1:]]
-    idle = fields[3] + fields[4]  # idle + iowait
-    return (sum(fields[:8]) - idle) / CLOCK_TICKS
-
-
-def own_cpu_seconds():
-    times = os.times()
-    return times.user + times.system
-
-
 def other_benchmarks():
     result = subprocess.run(
         ["pgrep", "-af", OTHER_BENCHMARKS], capture_output=True, text=True, check=False
@@ -202,17 +133,6 @@ def other_benchmarks():
 
 
 # -- PostgreSQL ----------------------------------------------------------------------------
-
-
-def pg_connect(dbname="postgres"):
-    import psycopg
-    from psycopg.conninfo import make_conninfo
-
-    return psycopg.connect(make_conninfo(PG_URL, dbname=dbname), autocommit=True)
-
-
-def pg_url_for(dbname):
-    return urlsplit(PG_URL)._replace(path=f"/{dbname}").geturl()
 
 
 def create_database(name):

@@ -65,10 +65,17 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from harness import (
+    PG_URL,
+    pg_connect,
+    pg_url_for,
+    proc_cpu_seconds,
+    run,
+)
+
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 PYTHON = Path(sys.executable)
-PG_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 SLUG = "bench"
 RATE_GOAL = 50_000  # rows a second, PostgreSQL
 FLAT_GOAL_MIB = 10.0  # peak RSS growth allowed from the smaller file to the larger one
@@ -78,7 +85,6 @@ SIZES = (100_000, 1_000_000)
 TIME_LIMIT = 200.0  # seconds per import; the full benchmark stays near 10 minutes
 BATCH_SIZE = 5000  # signalpost.newsletters.imports.BATCH_SIZE
 QUICK_SIZES = (10_000, 100_000)
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 SUMMARY = re.compile(
     r"^(\d+) rows: (\d+) imported, (\d+) duplicates, (\d+) rejected.* in ([\d.]+)s\.$"
 )
@@ -215,24 +221,6 @@ def csv_generate(path, rows, *, seed):
 # --- the databases ------------------------------------------------------------------------
 
 
-def run(argv, *, env, cwd, what, timeout=600):
-    result = subprocess.run(
-        argv,
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise SystemExit(
-            f"{what} failed ({result.returncode}):\n"
-            f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-        )
-    return result.stdout
-
-
 def command_env(database_url):
     env = dict(os.environ)
     env.update(DATABASE_URL=database_url, DEBUG="0", PYTHONUNBUFFERED="1")
@@ -257,17 +245,6 @@ def database_prepare(database_url, repo):
         cwd=repo,
         what="creating the newsletter",
     )
-
-
-def pg_connect(dbname):
-    import psycopg
-    from psycopg.conninfo import make_conninfo
-
-    return psycopg.connect(make_conninfo(PG_URL, dbname=dbname), autocommit=True)
-
-
-def pg_url_for(dbname):
-    return urlsplit(PG_URL)._replace(path=f"/{dbname}").geturl()
 
 
 class PostgreSQL:
@@ -358,14 +335,6 @@ CHECKS = {
 
 
 # --- one measured run ---------------------------------------------------------------------
-
-
-def proc_cpu_seconds(pid):
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def import_run(database, csv_path, workdir, repo, *, time_limit, profile_path=None):

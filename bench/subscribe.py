@@ -55,13 +55,10 @@ import json
 import math
 import os
 import re
-import resource
 import secrets
 import shutil
-import signal
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -70,13 +67,24 @@ from importlib.metadata import version
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
+from harness import (
+    PG_URL,
+    Service,
+    free_port,
+    machine_busy_seconds,
+    own_cpu_seconds,
+    pg_connect,
+    pg_url_for,
+    proc_cpu_seconds,
+    run,
+)
+
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 SUPPORT_DIR = BENCH_DIR / "subscribe_support"
 PROJECT_PYTHON = Path(sys.executable)
 PROJECT_BIN = PROJECT_PYTHON.parent
 
-PG_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/3")
 CACHE_ROOT = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "signalpost-bench"
 DN_VENV = CACHE_ROOT / "django-newsletter-venv"
@@ -98,7 +106,6 @@ MAX_POSTS_PER_PHASE = 60_000  # a hard cap on top of the time bound
 P99_GOAL_MS = 100.0
 RATIO_GOAL = 2.0
 TOKEN_PATTERN = re.compile(rb'name="csrfmiddlewaretoken" value="([^"]+)"')
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def parse_args():
@@ -145,75 +152,6 @@ def parse_args():
 
 
 # Processes, ports, databases ----------------------------------------------------------------
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Service:
-    """A process of ours, in its own session, with its output in a log file."""
-
-    def __init__(self, name, argv, *, env, cwd, logdir):
-        self.name = name
-        self.log_path = Path(logdir) / f"{name}.log"
-        self.log = open(self.log_path, "wb")  # noqa: SIM115  (closed in stop())
-        self.process = subprocess.Popen(
-            argv,
-            env=env,
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.pid = self.process.pid
-
-    def alive(self):
-        return self.process.poll() is None
-
-    def stop(self, timeout=20.0):
-        if self.alive():
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.pid, signal.SIGKILL)  # our own session only
-                self.process.wait(5)
-        self.log.close()
-
-    def tail(self, lines=25):
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-
-def run(argv, *, env, cwd, what, timeout=300):
-    result = subprocess.run(
-        argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
-    )
-    if result.returncode != 0:
-        raise SystemExit(
-            f"{what} failed ({result.returncode}):\n"
-            f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-        )
-    return result.stdout
-
-
-def pg_connect(dbname="postgres"):
-    import psycopg
-    from psycopg.conninfo import make_conninfo
-
-    return psycopg.connect(make_conninfo(PG_URL, dbname=dbname), autocommit=True)
-
-
-def pg_url_for(dbname):
-    parts = urlsplit(PG_URL)
-    return parts._replace(path=f"/{dbname}").geturl()
 
 
 def ensure_dn_venv():
@@ -434,15 +372,6 @@ class NewsletterTarget(Target):
 # CPU accounting from /proc ------------------------------------------------------------------
 
 
-def proc_cpu_seconds(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            fields = handle.read().rpartition(")")[2].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
-
-
 def children_of(pid):
     found = []
     for entry in os.listdir("/proc"):
@@ -484,18 +413,6 @@ def shared_services():
         elif command.startswith("redis-server"):
             redis.append(int(entry))
     return postgres, redis
-
-
-def machine_busy_seconds():
-    with open("/proc/stat") as handle:
-        fields = [int(value) for value in handle.readline().split()[1:]]
-    idle = fields[3] + fields[4]  # idle + iowait
-    return (sum(fields[:8]) - idle) / CLOCK_TICKS
-
-
-def own_cpu_seconds():
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 class CpuMeter:

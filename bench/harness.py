@@ -1,0 +1,107 @@
+"""What the benchmarks share: PostgreSQL, the processes they start, and /proc readings.
+
+Imported by ``bench/fanout.py``, ``bench/subscribe.py`` and ``bench/import.py``, which
+run as scripts from this folder.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+from pathlib import Path
+from urllib.parse import urlsplit
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PG_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def pg_connect(dbname="postgres"):
+    import psycopg
+    from psycopg.conninfo import make_conninfo
+
+    return psycopg.connect(make_conninfo(PG_URL, dbname=dbname), autocommit=True)
+
+
+def pg_url_for(dbname):
+    return urlsplit(PG_URL)._replace(path=f"/{dbname}").geturl()
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Service:
+    """A process of ours, in its own session, with its output in a log file."""
+
+    def __init__(self, name, argv, *, env, logdir, cwd=REPO_ROOT):
+        self.name = name
+        self.log_path = Path(logdir) / f"{name}.log"
+        self.log = open(self.log_path, "wb")  # noqa: SIM115  (closed in stop())
+        self.process = subprocess.Popen(
+            argv,
+            env=env,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.pid = self.process.pid
+
+    def alive(self):
+        return self.process.poll() is None
+
+    def stop(self, timeout=30.0):
+        if self.alive():
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.pid, signal.SIGKILL)  # our own session only
+                self.process.wait(5)
+        self.log.close()
+
+    def tail(self, lines=25):
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def run(argv, *, env, what, cwd=REPO_ROOT, timeout=600):
+    """Run a command to its end; stop the benchmark with its output if it fails."""
+    result = subprocess.run(
+        argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if result.returncode != 0:
+        raise SystemExit(
+            f"{what} failed ({result.returncode}):\n"
+            f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        )
+    return result.stdout
+
+
+def proc_cpu_seconds(pid):
+    """User + system CPU seconds of process ``pid`` so far, or ``None`` once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def own_cpu_seconds():
+    times = os.times()
+    return times.user + times.system
+
+
+def machine_busy_seconds():
+    """CPU seconds the whole machine has spent busy (not idle, not waiting for I/O)."""
+    with open("/proc/stat") as handle:
+        fields = [int(value) for value in handle.readline().split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / CLOCK_TICKS
