@@ -60,7 +60,9 @@ def database_from_url(url, *, base_dir):
     engine = database["ENGINE"]
     if engine == "django.db.backends.sqlite3":
         database["OPTIONS"] = {**SQLITE_OPTIONS, **database.get("OPTIONS", {})}
-    elif engine != "django.db.backends.postgresql":
+    elif engine == "django.db.backends.postgresql":
+        database["ENGINE"] = "signalpost.postgresql"
+    else:
         raise ImproperlyConfigured(
             f"DATABASE_URL must be sqlite:// or postgres://; got engine {engine}"
         )

@@ -1,8 +1,15 @@
 """WSGI entry point: ``gunicorn signalpost.wsgi``."""
 
+import gc
 import os
 
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "signalpost.settings")
 application = get_wsgi_application()
+
+# Everything loaded so far (Django, the apps, their modules) lives as long as
+# the process. Left to the cyclic collector, those ~100,000 objects are walked
+# by every full collection: a pause of tens of milliseconds that lands on
+# whichever requests are waiting. Frozen, they are never walked again.
+gc.freeze()

@@ -25,7 +25,7 @@ def test_postgresql_from_database_url(tmp_path):
     database = database_from_url(
         "postgres://app:secret@db.internal:5433/letters", base_dir=tmp_path
     )
-    assert database["ENGINE"] == "django.db.backends.postgresql"
+    assert database["ENGINE"] == "signalpost.postgresql"
     assert (database["HOST"], database["PORT"], database["NAME"]) == (
         "db.internal",
         5433,

@@ -9,6 +9,7 @@ from django.db import IntegrityError, connections, router, transaction
 from django.db.models.signals import post_save, pre_save
 
 from signalpost.accounts.models import Profile
+from signalpost.rows import row_insert
 
 logger = logging.getLogger(__name__)
 
@@ -68,31 +69,15 @@ def profile_insert_unless_known(*, profile):
     One statement where ``get_or_create`` takes four (SELECT, SAVEPOINT, INSERT,
     RELEASE): ``ON CONFLICT DO NOTHING`` on the unique constraint's expression
     (PostgreSQL, SQLite 3.35+) skips a known address, or one a concurrent
-    transaction has just inserted, without an error to recover from. Like
-    ``bulk_create`` it sends no ``pre_save``/``post_save``.
+    transaction has just inserted, without an error to recover from. For use
+    only when nothing listens to the profile's save signals (see above): a known
+    address would get a ``pre_save`` for a row that is never written.
     """
-    connection = connections[router.db_for_write(Profile, instance=profile)]
-    meta = Profile._meta
-    fields = [field for field in meta.local_concrete_fields if not field.primary_key]
-    # pre_save fills created_at/updated_at on the instance, as save() would.
-    values = [field.get_db_prep_save(field.pre_save(profile, True), connection) for field in fields]
-    quote = connection.ops.quote_name
-    sql = (
-        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
-        f"VALUES ({', '.join(['%s'] * len(fields))}) "
-        # The expression of accounts_profile_email_unique_ci.
-        f"ON CONFLICT (LOWER({quote(meta.get_field('email').column)})) DO NOTHING "
-        f"RETURNING {quote(meta.pk.column)}"
+    email_column = connections[router.db_for_write(Profile)].ops.quote_name(
+        Profile._meta.get_field("email").column
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, values)
-        row = cursor.fetchone()
-    if row is None:
-        return False
-    profile.pk = row[0]
-    profile._state.adding = False
-    profile._state.db = connection.alias
-    return True
+    # The expression of accounts_profile_email_unique_ci.
+    return row_insert(profile, on_conflict=f"ON CONFLICT (LOWER({email_column})) DO NOTHING")
 
 
 @transaction.atomic

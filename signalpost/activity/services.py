@@ -1,6 +1,7 @@
 """Writes to the activity trail."""
 
 from signalpost.activity.models import Activity
+from signalpost.rows import row_insert
 
 
 def activity_record(*, profile, event, newsletter=None, detail=None):
@@ -9,6 +10,6 @@ def activity_record(*, profile, event, newsletter=None, detail=None):
     Runs in the caller's transaction (receivers call it), so the row exists
     exactly when the event it records does.
     """
-    return Activity.objects.create(
-        profile=profile, event=event, newsletter=newsletter, detail=detail or {}
-    )
+    activity = Activity(profile=profile, event=event, newsletter=newsletter, detail=detail or {})
+    row_insert(activity)
+    return activity

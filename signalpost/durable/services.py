@@ -9,13 +9,16 @@ from datetime import timedelta
 
 from django.db import transaction
 from django.tasks import TaskResultStatus
+from django.tasks.signals import task_enqueued
 from django.utils import timezone
+from django_tasks_db.backend import DatabaseBackend
 from django_tasks_db.models import DBTaskResult
 
 from signalpost.durable.exceptions import PermanentFailure
 from signalpost.durable.models import DeadLetter, WorkerProcess
 from signalpost.durable.payload import payload_dump
 from signalpost.introspection import signal_name
+from signalpost.rows import row_insert
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +26,7 @@ ERROR_MAX_LENGTH = 20_000
 
 
 def durable_call_enqueue(*, durable_receiver, sender, signal, arguments):
-    """Record one task that will call ``durable_receiver`` with ``arguments``; return it.
+    """Record one task that will call ``durable_receiver`` with ``arguments``; return its id.
 
     Runs in the caller's transaction: the task exists exactly when the
     action that sent the signal committed.
@@ -31,18 +34,45 @@ def durable_call_enqueue(*, durable_receiver, sender, signal, arguments):
     from signalpost.durable.tasks import run_durable_receiver
 
     path = durable_receiver.path
-    return run_durable_receiver.using(queue_name=durable_receiver.policy.queue_name).enqueue(
-        receiver=path,
-        signal=signal_name(signal),
-        sender=payload_dump(sender, where=f"{path}: sender"),
-        payload={
+    task = run_durable_receiver.using(queue_name=durable_receiver.policy.queue_name)
+    call = {
+        "receiver": path,
+        "signal": signal_name(signal),
+        "sender": payload_dump(sender, where=f"{path}: sender"),
+        "payload": {
             name: payload_dump(value, where=f"{path}: argument {name!r}")
             for name, value in arguments.items()
         },
-        idempotency_key=uuid.uuid4().hex,
-        attempt=1,
-        dead_letter_id=None,
+        "idempotency_key": uuid.uuid4().hex,
+        "attempt": 1,
+        "dead_letter_id": None,
+    }
+    backend = task.get_backend()
+    if type(backend) is DatabaseBackend and not backend.options.get("id_function"):
+        return task_row_insert(task=task, backend=backend, call=call)
+    return task.enqueue(**call).id
+
+
+def task_row_insert(*, task, backend, call):
+    """Write the row django-tasks-db's ``enqueue`` writes, by one plain INSERT.
+
+    Every subscribe, confirmation and unsubscribe records a task, and the
+    backend's ``enqueue`` spends ~0.3 ms of CPU around its INSERT (normalising
+    the arguments, ``Model.save()``, building the ``TaskResult``). The same row
+    and the same ``task_enqueued`` signal, for about a third of that.
+    """
+    backend.validate_task(task)
+    row = DBTaskResult(
+        args_kwargs={"args": [], "kwargs": call},
+        priority=task.priority,
+        task_path=task.module_path,
+        queue_name=task.queue_name,
+        run_after=task.run_after,
+        backend_name=backend.alias,
     )
+    row_insert(row)
+    task_enqueued.send(type(backend), task_result=row.task_result)
+    return row.id
 
 
 @transaction.atomic

@@ -15,6 +15,7 @@ from django.utils import timezone
 from signalpost.accounts.selectors import profile_by_email
 from signalpost.accounts.services import profile_get_or_create, profile_update
 from signalpost.newsletters.models import Newsletter, Subscription
+from signalpost.rows import row_insert
 from signalpost.signals import (
     bounce_received,
     complaint_received,
@@ -97,12 +98,16 @@ def subscribe(*, email, newsletter, source, name="", consent=None, address_verif
     if activate:
         subscription.status = Status.ACTIVE
         subscription.subscribed_at = now
-        subscription.save()
-        user_subscribed.send(sender=Subscription, **signal_arguments)
     else:
         subscription.status = Status.PENDING
         subscription.requested_at = now
+    if subscription._state.adding:
+        row_insert(subscription)
+    else:
         subscription.save()
+    if activate:
+        user_subscribed.send(sender=Subscription, **signal_arguments)
+    else:
         subscription_requested.send(sender=Subscription, **signal_arguments)
     return subscription
 

@@ -1,0 +1,75 @@
+"""Single-row INSERTs for the rows every subscribe writes, without ``save()``'s machinery.
+
+A subscribe POST writes a profile, a subscription, an activity row and a task
+row. Through ``Model.save()`` each costs ~0.2 ms of CPU on top of its round
+trip, most of it compiling the same INSERT again; ``row_insert`` builds the
+statement once per model and only converts the values each time. The row
+written is the one ``save()`` would write: the same fields, the same
+``pre_save`` values (``auto_now_add``, defaults), the same conversions, the
+same model signals.
+"""
+
+from django.db import connections, router
+from django.db.models.signals import post_save, pre_save
+
+_statements = {}
+
+
+def row_insert(instance, *, on_conflict=""):
+    """INSERT the unsaved ``instance`` as ``save()`` would; return whether a row was written.
+
+    ``pre_save`` and ``post_save`` are sent as ``save()`` sends them, so their
+    receivers (django-tasks-db sets a task's ``run_after`` in one) see no
+    difference. Database-generated columns (the auto primary key) are read back
+    into the instance. With ``on_conflict`` (such as ``"ON CONFLICT (...) DO
+    NOTHING"``) an insert the clause skips writes nothing, sends no
+    ``post_save`` and returns ``False``. Models with parents (multi-table
+    inheritance) are not supported.
+    """
+    model = type(instance)
+    meta = model._meta
+    if meta.parents:
+        raise TypeError(f"row_insert does not support {meta.label}: it inherits a table")
+    using = router.db_for_write(model, instance=instance)
+    connection = connections[using]
+    pre_save.send(sender=model, instance=instance, raw=False, using=using, update_fields=None)
+    key = (model, using, on_conflict)
+    statement = _statements.get(key)
+    if statement is None:
+        statement = _statements[key] = insert_statement(model, connection, on_conflict)
+    sql, fields, returning, reads_back = statement
+    values = [
+        field.get_db_prep_save(field.pre_save(instance, True), connection) for field in fields
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        row = cursor.fetchone() if reads_back else ()
+    if row is None:
+        return False
+    for field, value in zip(returning, row, strict=False):
+        setattr(instance, field.attname, value)
+    instance._state.adding = False
+    instance._state.db = using
+    post_save.send(
+        sender=model, instance=instance, created=True, update_fields=None, raw=False, using=using
+    )
+    return True
+
+
+def insert_statement(model, connection, on_conflict):
+    meta = model._meta
+    quote = connection.ops.quote_name
+    fields = [field for field in meta.local_concrete_fields if not field.db_returning]
+    returning = [field for field in meta.local_concrete_fields if field.db_returning]
+    sql = (
+        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
+        f"VALUES ({', '.join(['%s'] * len(fields))})"
+    )
+    if on_conflict:
+        sql += f" {on_conflict}"
+    if returning:
+        sql += f" RETURNING {', '.join(quote(f.column) for f in returning)}"
+    elif on_conflict:
+        # Something must come back to tell a written row from a skipped one.
+        sql += " RETURNING 1"
+    return sql, fields, returning, bool(returning or on_conflict)
