@@ -108,6 +108,23 @@ def test_private_newsletters_cannot_be_joined_through_the_form(client):
     assert Subscription.objects.count() == 0
 
 
+def test_the_unsubscribe_form_leaves_a_private_newsletter_too(client):
+    staff_only = make_newsletter(slug="staff-only", is_public=False, opt_in="single")
+    subscribe(email="jane@example.com", newsletter=staff_only, source="admin")
+    response = client.post(
+        "/unsubscribe/", {"user_email": "jane@example.com", "newsletter": "staff-only"}
+    )
+    assert response.status_code == 200
+    assert Subscription.objects.get().status == Subscription.Status.UNSUBSCRIBED
+
+
+@pytest.mark.parametrize("slug", ["week\x00ly", "x" * 10_000, "weekly' OR '1'='1", "WEEKLY"])
+def test_a_hostile_or_unknown_newsletter_slug_is_a_400(client, newsletter, slug):
+    response = post_subscribe(client, user_email="jane@example.com", newsletter=slug)
+    assert response.status_code == 400
+    assert Subscription.objects.count() == 0
+
+
 def test_an_oversized_request_body_is_refused(client, newsletter):
     response = post_subscribe(
         client, user_email="jane@example.com", newsletter="weekly", name="x" * 100_000

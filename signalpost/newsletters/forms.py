@@ -2,6 +2,7 @@ from django import forms
 
 from signalpost.accounts.services import EMAIL_MAX_LENGTH
 from signalpost.newsletters.models import Newsletter
+from signalpost.newsletters.selectors import newsletter_by_slug
 
 EMAIL_ERRORS = {
     "required": "user_email is missing: enter your email address.",
@@ -15,11 +16,13 @@ NEWSLETTER_ERRORS = {
 
 
 class NewsletterChoiceField(forms.ModelChoiceField):
-    """A newsletter chosen by slug, as in ``?newsletter=weekly``."""
+    """A newsletter chosen by slug, as in ``?newsletter=weekly``: any, or only public ones."""
 
-    def __init__(self, queryset, **kwargs):
+    def __init__(self, *, public_only, **kwargs):
+        self.public_only = public_only
+        newsletters = Newsletter.objects.all()
         super().__init__(
-            queryset=queryset,
+            queryset=newsletters.filter(is_public=True) if public_only else newsletters,
             to_field_name="slug",
             empty_label=None,
             error_messages=NEWSLETTER_ERRORS,
@@ -28,6 +31,21 @@ class NewsletterChoiceField(forms.ModelChoiceField):
 
     def label_from_instance(self, obj):
         return obj.name
+
+    def to_python(self, value):
+        if value in self.empty_values:
+            return None
+        self.validate_no_null_characters(value)
+        if isinstance(value, Newsletter):
+            value = value.slug
+        newsletter = newsletter_by_slug(str(value), public_only=self.public_only)
+        if newsletter is None:
+            raise forms.ValidationError(
+                self.error_messages["invalid_choice"],
+                code="invalid_choice",
+                params={"value": value},
+            )
+        return newsletter
 
 
 class HoneypotForm(forms.Form):
@@ -58,7 +76,7 @@ class SubscribeForm(HoneypotForm):
         required=False,
         widget=forms.TextInput(attrs={"autocomplete": "name"}),
     )
-    newsletter = NewsletterChoiceField(Newsletter.objects.filter(is_public=True))
+    newsletter = NewsletterChoiceField(public_only=True)
     field_order = ["user_email", "name", "newsletter", "website"]
 
 
@@ -70,7 +88,7 @@ class UnsubscribeForm(forms.Form):
         widget=forms.EmailInput(attrs={"autocomplete": "email"}),
     )
     # Private newsletters too: everyone may leave a list, listed or not.
-    newsletter = NewsletterChoiceField(Newsletter.objects.all())
+    newsletter = NewsletterChoiceField(public_only=False)
 
 
 class PreferencesLinkForm(HoneypotForm):
