@@ -116,7 +116,7 @@ def variant_run(dbname, batches, *, all_tables, drop_redundant):
         cursor = connection.cursor()
         if drop_redundant:
             for index in REDUNDANT:
-                cursor.execute(f"DROP INDEX {index}")
+                cursor.execute(f"DROP INDEX IF EXISTS {index}")
         newsletter = cursor.execute(
             "SELECT id FROM newsletters_newsletter WHERE slug = 'bench'"
         ).fetchone()[0]

@@ -12,8 +12,9 @@ class Activity(models.Model):
         DELIVERY_FAILED = "delivery_failed", "An issue could not be delivered"
         IMPORTED = "imported", "Imported"
 
+    # No index of its own: the (profile, -created_at) index below starts with it.
     profile = models.ForeignKey(
-        "accounts.Profile", on_delete=models.CASCADE, related_name="activities"
+        "accounts.Profile", on_delete=models.CASCADE, related_name="activities", db_index=False
     )
     event = models.CharField(max_length=40, choices=Event.choices)
     newsletter = models.ForeignKey(
