@@ -70,3 +70,16 @@ def test_a_connection_the_server_closed_is_replaced():
         cursor.execute("SELECT pg_backend_pid()")
         new_pid = cursor.fetchone()[0]
     assert new_pid != old_pid
+
+
+def test_a_connection_in_a_failed_transaction_is_not_usable():
+    connection.ensure_connection()
+    raw = connection.connection
+    raw.autocommit = False
+    try:
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            raw.execute("SELECT 1 / 0")
+        assert not connection.is_usable()
+    finally:
+        raw.rollback()
+        raw.autocommit = True

@@ -13,6 +13,7 @@ only when something has arrived.
 import select
 
 from django.db.backends.postgresql import base
+from psycopg.pq import TransactionStatus
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
@@ -20,6 +21,9 @@ class DatabaseWrapper(base.DatabaseWrapper):
         connection = self.connection
         if connection is None or connection.closed or connection.broken:
             return False
+        if connection.info.transaction_status != TransactionStatus.IDLE:
+            # Inside a transaction, perhaps a failed one: only a query can tell.
+            return super().is_usable()
         poller = select.poll()  # not select(): it fails on descriptors past 1023
         try:
             poller.register(connection.fileno(), select.POLLIN)
