@@ -9,7 +9,7 @@ written is the one ``save()`` would write: the same fields, the same
 same model signals.
 """
 
-from django.db import connections, router
+from django.db import connections, router, transaction
 from django.db.models.signals import post_save, pre_save
 
 _statements = {}
@@ -32,6 +32,8 @@ def row_insert(instance, *, on_conflict=""):
         raise TypeError(f"row_insert does not support {meta.label}: it inherits a table")
     using = router.db_for_write(model, instance=instance)
     connection = connections[using]
+    # As save() does: an unsaved related object is an error, not a NULL.
+    instance._prepare_related_fields_for_save(operation_name="save")
     pre_save.send(sender=model, instance=instance, raw=False, using=using, update_fields=None)
     key = (model, using, on_conflict)
     statement = _statements.get(key)
@@ -41,7 +43,7 @@ def row_insert(instance, *, on_conflict=""):
     values = [
         field.get_db_prep_save(field.pre_save(instance, True), connection) for field in fields
     ]
-    with connection.cursor() as cursor:
+    with transaction.mark_for_rollback_on_error(using), connection.cursor() as cursor:
         cursor.execute(sql, values)
         row = cursor.fetchone() if reads_back else ()
     if row is None:
@@ -58,6 +60,9 @@ def row_insert(instance, *, on_conflict=""):
 
 def insert_statement(model, connection, on_conflict):
     meta = model._meta
+    if any(field.has_db_default() for field in meta.local_concrete_fields):
+        # save() sends a value set on such a field; this statement would drop it.
+        raise TypeError(f"row_insert does not support {meta.label}: it has database defaults")
     quote = connection.ops.quote_name
     fields = [field for field in meta.local_concrete_fields if not field.db_returning]
     returning = [field for field in meta.local_concrete_fields if field.db_returning]
