@@ -253,6 +253,7 @@ def test_a_worker_runs_the_task_the_fast_path_wrote(
     assert confirmation["To"] == "ann@example.com"
 
 
+@pytest.mark.django_db
 def test_an_unsaved_related_object_is_refused_as_save_refuses_it():
     unsaved = Newsletter(slug="not-saved", name="Not saved")
     activity = Activity(profile=make_profile(email="ann@example.com"), event="subscribed")
