@@ -8,13 +8,15 @@ for double opt-in confirmations.
 
 import csv
 import io
+import queue
 import re
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
-from django.db import connection, transaction
+from django.db import OperationalError, connection, connections, transaction
 from django.utils import timezone
 
 from signalpost.accounts.models import Profile
@@ -23,6 +25,11 @@ from signalpost.newsletters.models import Subscription
 from signalpost.signals import subscribers_imported
 
 BATCH_SIZE = 5000
+WRITERS_MAX = 8
+# A batch that PostgreSQL chose as a deadlock's victim is written again (its transaction was
+# rolled back whole); batches are sorted so that two writers should never deadlock.
+DEADLOCK_ATTEMPTS = 3
+DEADLOCK_SQLSTATE = "40P01"
 FIELD_MAX_LENGTH = 10_000
 EMAIL_COLUMNS = ("email", "e-mail", "email_address", "user_email", "emailaddress")
 Status = Subscription.Status
@@ -146,13 +153,24 @@ def row_check(row):
 
 
 def subscribers_import(
-    *, binary, newsletter, confirm=False, on_reject=None, on_progress=None, batch_size=BATCH_SIZE
+    *,
+    binary,
+    newsletter,
+    confirm=False,
+    on_reject=None,
+    on_progress=None,
+    batch_size=BATCH_SIZE,
+    writers=1,
 ):
     """Import the CSV in ``binary`` (a byte stream) into ``newsletter``; return an ``ImportReport``.
 
     Each batch is one transaction. Existing subscriptions are left as they are
     (counted as duplicates): an import never brings back someone who left.
+    With ``writers`` above 1 on PostgreSQL, that many threads, each with its own
+    connection, write batches while this one reads and checks the next ones.
     """
+    if not 1 <= writers <= WRITERS_MAX:
+        raise ValueError(f"writers must be 1 to {WRITERS_MAX}, not {writers}")
     report = ImportReport()
     batch = []
     seen_in_batch = set()
@@ -164,35 +182,161 @@ def subscribers_import(
         if on_reject:
             on_reject(number, email, reason)
 
-    def flush():
-        if batch:
-            imported = batch_write(rows=batch, newsletter=newsletter, confirm=confirm)
+    def count(written):
+        for rows, imported in written:
             report.imported += imported
-            report.duplicates += len(batch) - imported
-            batch.clear()
-            seen_in_batch.clear()
-        if on_progress:
-            on_progress(report)
+            report.duplicates += rows - imported
+            if on_progress:
+                on_progress(report)
 
-    for number, row, problem in csv_rows(binary):
-        report.rows += 1
-        if problem:
-            reject(number, "", problem)
-            continue
-        try:
-            checked = row_check(row)
-        except ValidationError as error:
-            reject(number, row.get("email", "")[:254], "; ".join(error.messages))
-            continue
-        if checked[0] in seen_in_batch:
-            report.duplicates += 1
-            continue
-        seen_in_batch.add(checked[0])
-        batch.append(checked)
-        if len(batch) >= batch_size:
-            flush()
-    flush()
+    def write(rows):
+        return batch_write(rows=rows, newsletter=newsletter, confirm=confirm)
+
+    # SQLite lets one connection write at a time: more writers would only wait for its lock.
+    if writers > 1 and connection.vendor == "postgresql":
+        writer = BatchWriterThreads(write=batch_write_retrying(write), count=writers)
+    else:
+        writer = BatchWriterInline(write=write)
+    try:
+        for number, row, problem in csv_rows(binary):
+            report.rows += 1
+            if problem:
+                reject(number, "", problem)
+                continue
+            try:
+                checked = row_check(row)
+            except ValidationError as error:
+                reject(number, row.get("email", "")[:254], "; ".join(error.messages))
+                continue
+            if checked[0] in seen_in_batch:
+                report.duplicates += 1
+                continue
+            seen_in_batch.add(checked[0])
+            batch.append(checked)
+            if len(batch) >= batch_size:
+                count(writer.submit(batch))
+                batch = []
+                seen_in_batch.clear()
+        if batch:
+            count(writer.submit(batch))
+        count(writer.finish())
+    finally:
+        writer.close()
+    if on_progress:
+        on_progress(report)
     return report
+
+
+class BatchWriterInline:
+    """Writes each batch as it is submitted, in the caller's thread and connection."""
+
+    def __init__(self, *, write):
+        self.write = write
+
+    def submit(self, rows):
+        """Write ``rows``; return ``[(rows, imported)]`` for the batches written by now."""
+        return [(len(rows), self.write(rows))]
+
+    def finish(self):
+        return []
+
+    def close(self):
+        pass
+
+
+class BatchWriterThreads:
+    """Writes batches on ``count`` threads, each with its own database connection.
+
+    ``submit`` blocks while ``count`` batches wait, so at most twice ``count``
+    batches are in memory. Results are handed back in the order the batches were
+    submitted. The first batch that fails stops the others from starting, and
+    its exception is raised by ``submit`` or ``finish``.
+    """
+
+    def __init__(self, *, write, count):
+        self.write = write
+        self.jobs = queue.Queue(maxsize=count)
+        self.outcomes = {}
+        self.outcome_ready = threading.Condition()
+        self.submitted = 0
+        self.returned = 0
+        self.stopping = threading.Event()
+        self.threads = [
+            threading.Thread(target=self.work, name=f"import-writer-{number}", daemon=True)
+            for number in range(count)
+        ]
+        for thread in self.threads:
+            thread.start()
+
+    def work(self):
+        try:
+            while (job := self.jobs.get()) is not None:
+                sequence, rows = job
+                imported, error = 0, None
+                if not self.stopping.is_set():
+                    try:
+                        imported = self.write(rows)
+                    except Exception as exception:  # handed to the submitting thread
+                        self.stopping.set()
+                        error = exception
+                with self.outcome_ready:
+                    self.outcomes[sequence] = (len(rows), imported, error)
+                    self.outcome_ready.notify_all()
+        finally:
+            connections.close_all()
+
+    def submit(self, rows):
+        self.jobs.put((self.submitted, rows))
+        self.submitted += 1
+        return self.collect(wait=False)
+
+    def finish(self):
+        return self.collect(wait=True)
+
+    def collect(self, *, wait):
+        written = []
+        with self.outcome_ready:
+            while self.returned < self.submitted:
+                if self.returned not in self.outcomes:
+                    if not wait:
+                        break
+                    self.outcome_ready.wait()
+                    continue
+                rows, imported, error = self.outcomes.pop(self.returned)
+                self.returned += 1
+                if error is not None:
+                    raise error
+                written.append((rows, imported))
+        return written
+
+    def close(self):
+        """Stop the threads (after the batches they are writing) and close their connections."""
+        if not any(thread.is_alive() for thread in self.threads):
+            return
+        if self.returned < self.submitted:
+            # Closed before the end (an error, an interrupt): batches not begun are skipped.
+            self.stopping.set()
+        for _ in self.threads:
+            self.jobs.put(None)
+        for thread in self.threads:
+            thread.join()
+
+
+def batch_write_retrying(write):
+    """``write``, attempted again when PostgreSQL rolled its batch back to break a deadlock."""
+
+    def write_retrying(rows):
+        attempt = 1
+        while True:
+            try:
+                return write(rows)
+            except OperationalError as error:
+                sqlstate = getattr(error.__cause__, "sqlstate", None)
+                if sqlstate != DEADLOCK_SQLSTATE or attempt == DEADLOCK_ATTEMPTS:
+                    raise
+                attempt += 1
+
+    return write_retrying
 
 
 @transaction.atomic
@@ -292,8 +436,11 @@ def batch_write_sql(*, rows, newsletter, now, status):
         f"({columns(profile, 'email', 'name', 'attributes', 'soft_bounce_count')}, "
         f"{columns(profile, 'created_at', 'updated_at')}) "
         f"SELECT email, name, '{{}}', 0, %s, %s FROM {IMPORT_TABLE} WHERE true "
-        "ON CONFLICT DO NOTHING"
+        "ORDER BY email ON CONFLICT DO NOTHING"
     )
+    # Both INSERTs take the batch in address order. Two writers whose batches share new
+    # addresses then wait for each other's unique-index entries in the same order, and one
+    # waits for the other instead of deadlocking.
     # One index probe on lower(email) per row, whatever the size of the profile table: a join
     # from the temporary table, which has no statistics, made PostgreSQL hash the whole profile
     # table every batch. A row whose profile has vanished since (erased by someone else)
@@ -306,9 +453,9 @@ def batch_write_sql(*, rows, newsletter, now, status):
         "SELECT b.profile_id, %s, %s, %s, %s, %s, %s, '', COALESCE(b.consent_at, %s), "
         "b.consent_ip, '' FROM ("
         f"SELECT (SELECT p.{profile_id} FROM {quote(profile.db_table)} p "
-        f"WHERE lower(p.{profile_email}) = i.email) AS profile_id, i.consent_at, i.consent_ip "
-        f"FROM {IMPORT_TABLE} i {SUBQUERY_FENCE[vendor]}) b "
-        "WHERE b.profile_id IS NOT NULL "
+        f"WHERE lower(p.{profile_email}) = i.email) AS profile_id, i.email, i.consent_at, "
+        f"i.consent_ip FROM {IMPORT_TABLE} i {SUBQUERY_FENCE[vendor]}) b "
+        "WHERE b.profile_id IS NOT NULL ORDER BY b.email "
         f"ON CONFLICT DO NOTHING RETURNING {columns(subscription, 'id')}"
     )
     with connection.cursor() as cursor:

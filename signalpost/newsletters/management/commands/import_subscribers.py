@@ -5,7 +5,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from signalpost.newsletters.imports import ImportFileError, subscribers_import
+from signalpost.newsletters.imports import WRITERS_MAX, ImportFileError, subscribers_import
 from signalpost.newsletters.models import Newsletter
 
 
@@ -27,8 +27,17 @@ class Command(BaseCommand):
         parser.add_argument(
             "--report", help="Where to write rejected rows (default: FILE.rejected.csv)."
         )
+        parser.add_argument(
+            "--writers",
+            type=int,
+            default=2,
+            help=f"Connections writing batches in parallel on PostgreSQL, 1 to {WRITERS_MAX} "
+            "(default: 2; SQLite always writes with one).",
+        )
 
-    def handle(self, *, file, newsletter, confirm, report, **options):
+    def handle(self, *, file, newsletter, confirm, report, writers, **options):
+        if not 1 <= writers <= WRITERS_MAX:
+            raise CommandError(f"--writers must be 1 to {WRITERS_MAX}, not {writers}.")
         path = Path(file)
         if not path.is_file():
             raise CommandError(f"No such file: {file}")
@@ -68,6 +77,7 @@ class Command(BaseCommand):
                     confirm=confirm,
                     on_reject=on_reject,
                     on_progress=on_progress,
+                    writers=writers,
                 )
             except ImportFileError as error:
                 raise CommandError(f"Cannot import {file}: {error}") from error
