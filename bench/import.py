@@ -115,6 +115,11 @@ def parse_args():
     parser.add_argument(
         "--databases", default="postgresql,sqlite", help="comma-separated: postgresql, sqlite"
     )
+    parser.add_argument(
+        "--writers",
+        default="1,2",
+        help="comma-separated writer counts to run on PostgreSQL, side by side (default 1,2)",
+    )
     parser.add_argument("--seed", type=int, default=20261123)
     parser.add_argument(
         "--time-limit",
@@ -138,6 +143,9 @@ def parse_args():
         args.sizes = [int(size.replace("_", "")) for size in args.sizes.split(",")]
     else:
         args.sizes = list(QUICK_SIZES if args.quick else SIZES)
+    args.writers = [int(count) for count in args.writers.split(",") if count.strip()]
+    if not args.writers or not all(1 <= count <= 8 for count in args.writers):
+        parser.error("--writers: counts from 1 to 8")
     args.repo = args.repo.resolve()
     args.databases = [name.strip() for name in args.databases.split(",") if name.strip()]
     unknown = set(args.databases) - {"postgresql", "sqlite"}
@@ -266,13 +274,12 @@ class PostgreSQL:
         self.admin.execute(f'CREATE DATABASE "{self.name}" TEMPLATE "{self.template}"')
         return pg_url_for(self.name)
 
-    def backend_pid(self):
-        row = self.admin.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid() "
-            "ORDER BY backend_start LIMIT 1",
+    def backend_pids(self):
+        rows = self.admin.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
             [self.name],
-        ).fetchone()
-        return row[0] if row else None
+        ).fetchall()
+        return [row[0] for row in rows]
 
     def count(self, sql):
         with pg_connect(self.name) as connection:
@@ -308,8 +315,8 @@ class SQLite:
         shutil.copyfile(self.template, self.path)
         return f"sqlite:///{self.path}"
 
-    def backend_pid(self):
-        return None
+    def backend_pids(self):
+        return []
 
     def count(self, sql):
         connection = sqlite3.connect(self.path)
@@ -337,7 +344,7 @@ CHECKS = {
 # --- one measured run ---------------------------------------------------------------------
 
 
-def import_run(database, csv_path, workdir, repo, *, time_limit, profile_path=None):
+def import_run(database, csv_path, workdir, repo, *, time_limit, writers, profile_path=None):
     """Run the command on a fresh database; return its measurements."""
     url = database.fresh()
     report_path = workdir / "rejected.csv"
@@ -345,7 +352,8 @@ def import_run(database, csv_path, workdir, repo, *, time_limit, profile_path=No
     usage_path = workdir / "rusage.json"
     usage_path.unlink(missing_ok=True)
     load = os.getloadavg()[0]
-    backend = {"pid": None, "cpu": None}
+    # The CPU seconds of each PostgreSQL backend serving the command (one per writer).
+    backend_cpu = {}
     profiler = ["-m", "cProfile", "-o", profile_path] if profile_path else []
     process = subprocess.Popen(
         [
@@ -361,6 +369,8 @@ def import_run(database, csv_path, workdir, repo, *, time_limit, profile_path=No
             SLUG,
             "--report",
             report_path,
+            "--writers",
+            str(writers),
         ],
         cwd=repo,
         env=command_env(url),
@@ -377,13 +387,11 @@ def import_run(database, csv_path, workdir, repo, *, time_limit, profile_path=No
             if time_limit and time.perf_counter() - started > time_limit and not stopped.is_set():
                 stopped.set()
                 process.terminate()  # rusage.py passes it on to the command
-            if backend["pid"] is None:
-                backend["pid"] = database.backend_pid()
-            if backend["pid"] is not None:
-                # The backend exits with the command: keep the last reading.
-                cpu = proc_cpu_seconds(backend["pid"])
+            for pid in database.backend_pids():
+                # A backend exits with the command (or its writer): keep its last reading.
+                cpu = proc_cpu_seconds(pid)
                 if cpu is not None:
-                    backend["cpu"] = cpu
+                    backend_cpu[pid] = cpu
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
@@ -423,7 +431,7 @@ def import_run(database, csv_path, workdir, repo, *, time_limit, profile_path=No
         "stopped": stopped.is_set(),
         "rss_mib": usage["maxrss_kib"] / 1024,
         "cpu": usage["user"] + usage["system"],
-        "backend_cpu": backend["cpu"],
+        "backend_cpu": sum(backend_cpu.values()) if backend_cpu else None,
         "progress": progress,
         "reported": reported,
         "counts": counts,
@@ -570,7 +578,7 @@ def table_print(results):
         "Wall: `manage.py import_subscribers` from exec to exit (Python and Django start-up "
         "included: see the header-only rows). First → last tenth: rows a second over the first "
         "and the last 10% of the rows imported, from the command's progress lines. Server CPU: "
-        "the PostgreSQL backend serving the command."
+        "the PostgreSQL backends serving the command (one per writer), summed."
     )
 
 
@@ -585,7 +593,7 @@ def goals_print(results, sizes):
             verdict = "met" if rate >= RATE_GOAL else "missed"
             what = f"first {done:,} of {rows:,} rows, stopped" if result["stopped"] else "wall"
             print(
-                f"Goal >= {RATE_GOAL:,} rows/s on PostgreSQL at {rows:,} rows: "
+                f"Goal >= {RATE_GOAL:,} rows/s on PostgreSQL at {rows:,} rows ({label}): "
                 f"{rate:,.0f} rows/s ({what}): {verdict}."
             )
     if big == small:
@@ -631,20 +639,33 @@ def main():
             t0 = time.monotonic()
             database.setup(args.repo)
             print(f"{database.label}: migrated in {time.monotonic() - t0:.1f} s", flush=True)
-            for rows, (path, expected) in files.items():
-                result = import_run(database, path, workdir, args.repo, time_limit=args.time_limit)
-                result["expected"] = expected
-                result["problems"] = problems_of(result, expected)
-                results[(database.label, rows)] = result
-                problems = "; ".join(result["problems"])
-                print(
-                    f"{database.label}, {rows:,} rows: {result['wall']:.1f} s wall"
-                    + (" (stopped: time limit)" if result["stopped"] else "")
-                    + f", peak RSS {result['rss_mib']:.1f} MiB, load before {result['load']:.2f}"
-                    + (f"; PROBLEMS: {problems}" if problems else ""),
-                    flush=True,
-                )
-                failed = failed or bool(problems)
+            # SQLite writes with one connection whatever --writers says.
+            for writers in args.writers if name == "postgresql" else [1]:
+                label = database.label
+                if name == "postgresql":
+                    label += f", {writers} writer{'s' if writers > 1 else ''}"
+                for rows, (path, expected) in files.items():
+                    result = import_run(
+                        database,
+                        path,
+                        workdir,
+                        args.repo,
+                        time_limit=args.time_limit,
+                        writers=writers,
+                    )
+                    result["expected"] = expected
+                    result["problems"] = problems_of(result, expected)
+                    results[(label, rows)] = result
+                    problems = "; ".join(result["problems"])
+                    print(
+                        f"{label}, {rows:,} rows: {result['wall']:.1f} s wall"
+                        + (" (stopped: time limit)" if result["stopped"] else "")
+                        + f", peak RSS {result['rss_mib']:.1f} MiB, "
+                        + f"load before {result['load']:.2f}"
+                        + (f"; PROBLEMS: {problems}" if problems else ""),
+                        flush=True,
+                    )
+                    failed = failed or bool(problems)
             if args.profile:
                 rows = min(args.sizes)
                 profile_path = workdir / f"{name}.prof"
@@ -654,6 +675,7 @@ def main():
                     workdir,
                     args.repo,
                     time_limit=0,
+                    writers=1,
                     profile_path=profile_path,
                 )
                 profiles.append(profile_summary(database.label, profile_path, rows))
