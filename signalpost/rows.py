@@ -1,4 +1,4 @@
-"""Single-row INSERTs for the rows every subscribe writes, without ``save()``'s machinery.
+"""Single-row INSERTs and reads for every subscribe, without the ORM's per-query machinery.
 
 A subscribe POST writes a profile, a subscription, an activity row and a task
 row. Through ``Model.save()`` each costs ~0.2 ms of CPU on top of its round
@@ -6,13 +6,15 @@ trip, most of it compiling the same INSERT again; ``row_insert`` builds the
 statement once per model and only converts the values each time. The row
 written is the one ``save()`` would write: the same fields, the same
 ``pre_save`` values (``auto_now_add``, defaults), the same conversions, the
-same model signals.
+same model signals. ``row_fetch`` reads one instance by a written-out
+condition for half the CPU of ``raw()`` or ``filter().first()``.
 """
 
 from django.db import connections, router, transaction
 from django.db.models.signals import post_save, pre_save
 
 _statements = {}
+_selects = {}
 
 
 def row_insert(instance, *, on_conflict=""):
@@ -78,3 +80,47 @@ def insert_statement(model, connection, on_conflict):
         # Something must come back to tell a written row from a skipped one.
         sql += " RETURNING 1"
     return sql, fields, returning, bool(returning or on_conflict)
+
+
+def row_fetch(model, *, where, params, using="default"):
+    """Return the instance of ``model`` whose row matches ``where``, or ``None``.
+
+    ``where`` is SQL over the table's columns (``"slug" = %s``), with ``params``;
+    the first matching row is returned. Every concrete field is read and
+    converted as the ORM converts it (SQLite's booleans and times, a field's
+    ``from_db_value``), and the instance is built by ``Model.from_db``, so it
+    is what ``filter(...).first()`` would return.
+    """
+    connection = connections[using]
+    key = (model, using, where)
+    select = _selects.get(key)
+    if select is None:
+        select = _selects[key] = select_statement(model, connection, where)
+    sql, names, converters = select
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    values = list(row)
+    for index, column, functions in converters:
+        for function in functions:
+            values[index] = function(values[index], column, connection)
+    return model.from_db(using, names, values)
+
+
+def select_statement(model, connection, where):
+    meta = model._meta
+    quote = connection.ops.quote_name
+    fields = meta.concrete_fields
+    sql = (
+        f"SELECT {', '.join(quote(field.column) for field in fields)} "
+        f"FROM {quote(meta.db_table)} WHERE {where} LIMIT 1"
+    )
+    converters = []
+    for index, field in enumerate(fields):
+        column = field.get_col(meta.db_table)
+        functions = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+        if functions:
+            converters.append((index, column, functions))
+    return sql, [field.attname for field in fields], converters

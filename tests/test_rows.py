@@ -20,7 +20,7 @@ from signalpost.durable.tasks import run_durable_receiver
 from signalpost.newsletters.models import Newsletter, Subscription
 from signalpost.newsletters.receivers import email_confirmation_request
 from signalpost.newsletters.services import subscribe
-from signalpost.rows import row_insert
+from signalpost.rows import row_fetch, row_insert
 from tests.durable_helpers import run_worker_until_idle
 from tests.factories import make_newsletter, make_profile
 
@@ -261,3 +261,38 @@ def test_an_unsaved_related_object_is_refused_as_save_refuses_it():
     with pytest.raises(ValueError, match="unsaved related object"):
         row_insert(activity)
     assert Activity.objects.count() == 0
+
+
+def field_values(instance):
+    fields = type(instance)._meta.fields
+    return {field.attname: getattr(instance, field.attname) for field in fields}
+
+
+@pytest.mark.django_db
+def test_row_fetch_builds_the_instance_the_orm_builds():
+    newsletter = make_newsletter(slug="fetched", name="Fetched", opt_in="single")
+    activity = Activity.objects.create(
+        profile=make_profile(email="read@example.com"),
+        event="subscribed",
+        newsletter=newsletter,
+        detail={"source": "form", "nested": [1, "two", None]},
+    )
+    # Booleans, times and JSON come back converted on every database, as the ORM converts them.
+    for model, pk in [(Newsletter, newsletter.pk), (Activity, activity.pk)]:
+        fetched = row_fetch(model, where='"id" = %s', params=[pk])
+        expected = model.objects.get(pk=pk)
+        assert type(fetched) is model
+        assert field_values(fetched) == field_values(expected)
+        assert not fetched._state.adding and fetched._state.db == "default"
+    fetched_activity = row_fetch(Activity, where='"id" = %s', params=[activity.pk])
+    assert fetched_activity.detail["nested"] == [1, "two", None]
+    assert isinstance(fetched_activity.created_at, datetime)
+    assert row_fetch(Newsletter, where='"slug" = %s', params=["fetched"]).is_public is True
+
+
+@pytest.mark.django_db
+def test_row_fetch_finds_nothing_for_a_missing_or_hostile_value():
+    make_newsletter(slug="there")
+    for slug in ["missing", "there' OR '1'='1", "there'; DROP TABLE newsletters_newsletter; --"]:
+        assert row_fetch(Newsletter, where='"slug" = %s', params=[slug]) is None
+    assert row_fetch(Newsletter, where='"slug" = %s', params=["there"]).slug == "there"

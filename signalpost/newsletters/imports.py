@@ -276,7 +276,7 @@ class BatchWriterThreads:
                 if not self.stopping.is_set():
                     try:
                         imported = self.write(rows)
-                    except Exception as exception:  # handed to the submitting thread
+                    except BaseException as exception:  # handed to the submitting thread
                         self.stopping.set()
                         error = exception
                 with self.outcome_ready:
