@@ -8,7 +8,7 @@ import psycopg.errors
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import OperationalError, connection
+from django.db import OperationalError, connection, transaction
 
 from signalpost.accounts.models import Profile
 from signalpost.activity.models import Activity
@@ -141,6 +141,20 @@ def test_sqlite_and_one_writer_write_in_the_calling_thread(weekly, monkeypatch):
         report = subscribers_import(binary=BytesIO(content), newsletter=weekly, writers=4)
         assert report.duplicates == 2
     assert writers_started == []
+
+
+def test_inside_a_transaction_every_row_is_written_in_it(weekly, monkeypatch):
+    writers_started = []
+    monkeypatch.setattr(
+        imports.BatchWriterThreads, "__init__", lambda *a, **k: writers_started.append(1)
+    )
+    content = b"email\na@example.com\nb@example.com\n"
+    with pytest.raises(RuntimeError, match="changed my mind"), transaction.atomic():
+        report = subscribers_import(binary=BytesIO(content), newsletter=weekly, writers=4)
+        assert report.imported == 2
+        raise RuntimeError("changed my mind")
+    assert writers_started == []
+    assert Subscription.objects.count() == 0
 
 
 @pytest.mark.parametrize("writers", ["0", "9", "-1", "two"])

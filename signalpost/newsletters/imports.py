@@ -193,7 +193,9 @@ def subscribers_import(
         return batch_write(rows=rows, newsletter=newsletter, confirm=confirm)
 
     # SQLite lets one connection write at a time: more writers would only wait for its lock.
-    if writers > 1 and connection.vendor == "postgresql":
+    # Inside the caller's transaction every row must be written in it: other connections
+    # would commit on their own, and wait for that transaction's rows while it waits for them.
+    if writers > 1 and connection.vendor == "postgresql" and not connection.in_atomic_block:
         writer = BatchWriterThreads(write=batch_write_retrying(write), count=writers)
     else:
         writer = BatchWriterInline(write=write)
@@ -277,10 +279,13 @@ class BatchWriterThreads:
                     try:
                         imported = self.write(rows)
                     except BaseException as exception:  # handed to the submitting thread
-                        self.stopping.set()
                         error = exception
                 with self.outcome_ready:
                     self.outcomes[sequence] = (len(rows), imported, error)
+                    if error is not None:
+                        # Set only now: a batch skipped from here on has a later sequence
+                        # than the error, which is raised before its outcome is counted.
+                        self.stopping.set()
                     self.outcome_ready.notify_all()
         finally:
             connections.close_all()
