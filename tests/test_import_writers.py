@@ -241,3 +241,31 @@ def test_submitting_waits_while_the_writers_are_busy_so_memory_stays_bounded():
     assert written == [(size, size) for size in range(1, 6)]
     writer.close()
     assert not any(thread.is_alive() for thread in writer.threads)
+
+
+@pytest.mark.parametrize("writers", ["1", "2"])
+def test_an_interrupted_import_says_how_to_finish_and_leaves_whole_batches(
+    tmp_path, weekly, monkeypatch, writers
+):
+    real_row_check = imports.row_check
+    checked = []
+
+    def row_check_interrupted(row):
+        checked.append(1)
+        if len(checked) == 5200:
+            raise KeyboardInterrupt
+        return real_row_check(row)
+
+    monkeypatch.setattr(imports, "row_check", row_check_interrupted)
+    path = tmp_path / "people.csv"
+    path.write_text("email\n" + "".join(f"p{n}@example.com\n" for n in range(6000)))
+    with pytest.raises(CommandError, match=r"Interrupted.*import the same file again"):
+        call_command("import_subscribers", str(path), "--newsletter=weekly", f"--writers={writers}")
+    assert not [t for t in threading.enumerate() if t.name.startswith("import-writer")]
+    assert Subscription.objects.count() in (0, 5000)
+    assert Profile.objects.count() == Subscription.objects.count()
+
+    monkeypatch.setattr(imports, "row_check", real_row_check)
+    out = StringIO()
+    call_command("import_subscribers", str(path), "--newsletter=weekly", stdout=out)
+    assert Subscription.objects.count() == 6000

@@ -81,6 +81,13 @@ class Command(BaseCommand):
                 )
             except ImportFileError as error:
                 raise CommandError(f"Cannot import {file}: {error}") from error
+            except KeyboardInterrupt:
+                if interactive:
+                    self.stdout.write("")
+                raise CommandError(
+                    "Interrupted. Each batch of rows was written whole or not at all: import "
+                    "the same file again to finish (rows already imported count as duplicates)."
+                ) from None
         if interactive:
             self.stdout.write("")
         if result.rows == 0:
