@@ -269,3 +269,27 @@ def test_an_interrupted_import_says_how_to_finish_and_leaves_whole_batches(
     out = StringIO()
     call_command("import_subscribers", str(path), "--newsletter=weekly", stdout=out)
     assert Subscription.objects.count() == 6000
+
+
+def test_one_writer_writes_a_deadlocked_batch_again_but_not_inside_a_transaction(
+    weekly, monkeypatch
+):
+    real_batch_write = imports.batch_write
+    calls = []
+
+    def batch_write_deadlocking_once(**kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise deadlock()
+        return real_batch_write(**kwargs)
+
+    monkeypatch.setattr(imports, "batch_write", batch_write_deadlocking_once)
+    content = b"email\na@example.com\nb@example.com\n"
+    report = subscribers_import(binary=BytesIO(content), newsletter=weekly, writers=1)
+    assert (report.imported, len(calls)) == (2, 2)
+
+    # In the caller's transaction a deadlock has aborted it: only the caller can start again.
+    calls.clear()
+    with pytest.raises(OperationalError, match="deadlock"), transaction.atomic():
+        subscribers_import(binary=BytesIO(content), newsletter=weekly, writers=1)
+    assert len(calls) == 1

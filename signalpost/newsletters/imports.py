@@ -195,8 +195,13 @@ def subscribers_import(
     # SQLite lets one connection write at a time: more writers would only wait for its lock.
     # Inside the caller's transaction every row must be written in it: other connections
     # would commit on their own, and wait for that transaction's rows while it waits for them.
-    if writers > 1 and connection.vendor == "postgresql" and not connection.in_atomic_block:
-        writer = BatchWriterThreads(write=batch_write_retrying(write), count=writers)
+    own_transactions = not connection.in_atomic_block
+    if own_transactions:
+        # A batch is its own transaction, so one rolled back to break a deadlock (with another
+        # writer, or with someone subscribing meanwhile) can simply be written again.
+        write = batch_write_retrying(write)
+    if writers > 1 and connection.vendor == "postgresql" and own_transactions:
+        writer = BatchWriterThreads(write=write, count=writers)
     else:
         writer = BatchWriterInline(write=write)
     try:
