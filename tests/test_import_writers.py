@@ -293,3 +293,36 @@ def test_one_writer_writes_a_deadlocked_batch_again_but_not_inside_a_transaction
     with pytest.raises(OperationalError, match="deadlock"), transaction.atomic():
         subscribers_import(binary=BytesIO(content), newsletter=weekly, writers=1)
     assert len(calls) == 1
+
+
+@needs_postgresql
+def test_people_subscribing_through_the_site_during_an_import_meet_no_error(weekly):
+    emails = [f"reader{number}@example.org" for number in range(2400)]
+    content = ("email\n" + "".join(f"{email}\n" for email in emails)).encode()
+    # Addresses near the end of the file, in another order and case, as the form would submit
+    # them meanwhile: some reach the site before the import reaches them.
+    site_emails = random.Random(5).sample(emails[-600:], 300)
+    site_errors = []
+
+    def subscribe_through_the_site():
+        try:
+            for email in site_emails:
+                subscribe(email=email.upper(), newsletter=weekly, source="form")
+        except Exception as error:  # reported by the assertion below
+            site_errors.append(error)
+        finally:
+            connection.close()
+
+    site = threading.Thread(target=subscribe_through_the_site)
+    site.start()
+    report = subscribers_import(
+        binary=BytesIO(content), newsletter=weekly, batch_size=150, writers=3
+    )
+    site.join(60)
+
+    assert site_errors == []
+    assert report.imported + report.duplicates == len(emails)
+    assert Profile.objects.count() == len(emails)
+    assert Subscription.objects.filter(newsletter=weekly).count() == len(emails)
+    # Whoever came first decided the subscription; the import never duplicated or overwrote it.
+    assert report.duplicates == Subscription.objects.filter(source="form").count()
