@@ -5,8 +5,11 @@ from django.urls import get_script_prefix, get_urlconf, reverse
 
 # The site's links depend only on the URL configuration and the prefix the site is
 # served under, so each process works them out once per pair instead of reversing
-# seven URLs on every page (a fifth of rendering a page).
+# seven URLs on every page (a fifth of rendering a page). A site has one or two
+# prefixes; the cap keeps a server that takes SCRIPT_NAME from a header from being
+# made to remember one per request.
 _links_by_prefix = {}
+LINKS_KEPT_MAX = 16
 
 
 def site_links(request):
@@ -14,11 +17,13 @@ def site_links(request):
     key = (get_script_prefix(), get_urlconf())
     links = _links_by_prefix.get(key)
     if links is None:
-        links = _links_by_prefix[key] = {
+        links = {
             "home": reverse("home"),
             "subscribe": reverse("subscribe"),
             "unsubscribe": reverse("unsubscribe"),
             "preferences_request": reverse("preferences_request"),
             "stylesheet": static("signalpost/site.css"),
         }
+        if len(_links_by_prefix) < LINKS_KEPT_MAX:
+            _links_by_prefix[key] = links
     return {"site_links": links}

@@ -44,3 +44,12 @@ def test_a_site_served_under_a_prefix_links_under_it_and_others_do_not_inherit_i
     assert b'action="/news/subscribe/"' in prefixed
     assert nav_hrefs(plain) == [b"/", b"/subscribe/", b"/preferences/"]
     assert b'action="/subscribe/"' in plain
+
+
+def test_a_prefix_per_request_is_served_right_and_not_all_remembered(client):
+    from signalpost import context_processors
+
+    for number in range(40):
+        content = served_under(f"/p{number}/", client, "/unsubscribe/")
+        assert nav_hrefs(content)[1] == f"/p{number}/subscribe/".encode()
+    assert len(context_processors._links_by_prefix) <= context_processors.LINKS_KEPT_MAX
