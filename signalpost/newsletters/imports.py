@@ -192,7 +192,6 @@ def subscribers_import(
     def write(rows):
         return batch_write(rows=rows, newsletter=newsletter, confirm=confirm)
 
-    # SQLite lets one connection write at a time: more writers would only wait for its lock.
     # Inside the caller's transaction every row must be written in it: other connections
     # would commit on their own, and wait for that transaction's rows while it waits for them.
     own_transactions = not connection.in_atomic_block
@@ -200,6 +199,7 @@ def subscribers_import(
         # A batch is its own transaction, so one rolled back to break a deadlock (with another
         # writer, or with someone subscribing meanwhile) can simply be written again.
         write = batch_write_retrying(write)
+    # SQLite lets one connection write at a time: more writers would only wait for its lock.
     if writers > 1 and connection.vendor == "postgresql" and own_transactions:
         writer = BatchWriterThreads(write=write, count=writers)
     else:

@@ -30,14 +30,14 @@ class Command(BaseCommand):
         parser.add_argument(
             "--writers",
             type=int,
+            choices=range(1, WRITERS_MAX + 1),
+            metavar="N",
             default=2,
             help=f"Connections writing batches in parallel on PostgreSQL, 1 to {WRITERS_MAX} "
             "(default: 2; SQLite always writes with one).",
         )
 
     def handle(self, *, file, newsletter, confirm, report, writers, **options):
-        if not 1 <= writers <= WRITERS_MAX:
-            raise CommandError(f"--writers must be 1 to {WRITERS_MAX}, not {writers}.")
         path = Path(file)
         if not path.is_file():
             raise CommandError(f"No such file: {file}")
