@@ -5,6 +5,7 @@ Each reader turns one variable into the setting Django expects and raises
 so a typo stops the process at start-up rather than at the first email.
 """
 
+import re
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import dj_database_url
@@ -44,6 +45,31 @@ def env_list(environ, name, *, default):
     if raw is None:
         return list(default)
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+RATE_PATTERN = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*([smhd])\s*$")
+
+
+def rate_parse(rate):
+    """Return ``(count, seconds)`` for a rate such as ``"30/h"`` or ``"5/10m"``, or ``None``."""
+    if rate.strip() in {"", "0"}:
+        return None
+    match = RATE_PATTERN.match(rate)
+    if not match:
+        raise ImproperlyConfigured(f"rate limit {rate!r} is not COUNT/PERIOD (e.g. 30/h, 5/10m)")
+    count, multiple, unit = match.groups()
+    return int(count), int(multiple or 1) * PERIODS[unit]
+
+
+def env_rate(environ, name, *, default):
+    """Return the rate limit in environment variable ``name`` (see ``rate_parse``), checked."""
+    rate = environ.get(name, default)
+    try:
+        rate_parse(rate)
+    except ImproperlyConfigured as error:
+        raise ImproperlyConfigured(f"{name}: {error}") from error
+    return rate
 
 
 def database_from_url(url, *, base_dir):

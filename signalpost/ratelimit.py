@@ -1,29 +1,32 @@
 """Fixed-window rate limits in Django's cache (Redis when more than one process serves)."""
 
 import hashlib
+import ipaddress
 import logging
-import re
 import time
 
 from django.conf import settings
 from django.core.cache import cache
-from django.core.exceptions import ImproperlyConfigured
+
+from signalpost.config import rate_parse
 
 logger = logging.getLogger(__name__)
 
-PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-RATE_PATTERN = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*([smhd])\s*$")
 
+def client_bucket(ip):
+    """Return the rate-limit key for a client at ``ip`` (a string or ``None``), or ``None``.
 
-def rate_parse(rate):
-    """Return ``(count, seconds)`` for a rate such as ``"30/h"`` or ``"5/10m"``, or ``None``."""
-    if rate.strip() in {"", "0"}:
+    An IPv6 client is counted by its /64: one host is usually given a whole /64,
+    and counting its addresses one by one would give it 2**64 allowances.
+    """
+    if ip is None:
         return None
-    match = RATE_PATTERN.match(rate)
-    if not match:
-        raise ImproperlyConfigured(f"rate limit {rate!r} is not COUNT/PERIOD (e.g. 30/h, 5/10m)")
-    count, multiple, unit = match.groups()
-    return int(count), int(multiple or 1) * PERIODS[unit]
+    address = ipaddress.ip_address(ip)
+    if address.version == 4:
+        return str(address)
+    if address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(ipaddress.ip_network(f"{address}/64", strict=False))
 
 
 def rate_limit_allows(*, scope, key):
@@ -35,6 +38,11 @@ def rate_limit_allows(*, scope, key):
     """
     limit = rate_parse(settings.SIGNALPOST_RATE_LIMITS[scope])
     if limit is None:
+        return True
+    if key is None:
+        # Nobody to count (a client with no IP address, as over a Unix socket without a
+        # proxy's header): one shared count would turn the limit on everyone at once.
+        logger.warning("Rate limit %s has no key for this request; allowing it", scope)
         return True
     count, seconds = limit
     window = int(time.time() // seconds)

@@ -10,6 +10,7 @@ from signalpost.config import (
     database_from_url,
     env_flag,
     env_list,
+    env_rate,
     mailer_from_url,
 )
 
@@ -108,9 +109,10 @@ SIGNALPOST_CONFIRMATION_MAX_AGE_SECONDS = int(ENV.get("CONFIRMATION_MAX_AGE_SECO
 SIGNALPOST_PREFERENCES_MAX_AGE_SECONDS = int(ENV.get("PREFERENCES_MAX_AGE_SECONDS", "7776000"))
 # Rate limits, "COUNT/PERIOD" with PERIOD s, m, h or d; "0" turns one off.
 SIGNALPOST_RATE_LIMITS = {
-    "subscribe_ip": ENV.get("SUBSCRIBE_RATE_PER_IP", "30/h"),
-    "subscribe_address": ENV.get("SUBSCRIBE_RATE_PER_ADDRESS", "5/h"),
-    "preferences_address": ENV.get("PREFERENCES_LINK_RATE_PER_ADDRESS", "3/h"),
+    "subscribe_ip": env_rate(ENV, "SUBSCRIBE_RATE_PER_IP", default="30/h"),
+    "subscribe_address": env_rate(ENV, "SUBSCRIBE_RATE_PER_ADDRESS", default="5/h"),
+    "preferences_address": env_rate(ENV, "PREFERENCES_LINK_RATE_PER_ADDRESS", default="3/h"),
+    "unsubscribe_ip": env_rate(ENV, "UNSUBSCRIBE_RATE_PER_IP", default="30/h"),
 }
 # Sending issues: messages per batch task (one SMTP connection each), the rate
 # across every worker sharing the cache (0: no limit), attempts per recipient.

@@ -16,6 +16,9 @@ logger = logging.getLogger(__name__)
 EMAIL_MAX_LENGTH = 254
 NAME_MAX_LENGTH = 200
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+QUOTED_LOCAL_PART = re.compile(r'"(.*)"', re.DOTALL)
+QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
+DOT_ATOM = re.compile(r"[-!#$%&'*+/=?^_`{}|~0-9a-z]+(?:\.[-!#$%&'*+/=?^_`{}|~0-9a-z]+)*")
 
 
 def name_clean(raw_name):
@@ -23,19 +26,42 @@ def name_clean(raw_name):
     return " ".join(CONTROL_CHARACTERS.sub(" ", raw_name or "").split())[:NAME_MAX_LENGTH]
 
 
-def email_normalize(raw_email):
-    """Return ``raw_email`` trimmed and lower-cased, or raise ``ValidationError``.
-
-    Addresses are compared case-insensitively everywhere (as mail providers do),
-    so they are stored in one case and the unique constraint is on that value.
-    """
-    email = (raw_email or "").strip().lower()
-    if not email:
-        raise ValidationError("Enter an email address.", code="required")
+def email_length_check(email):
     if len(email) > EMAIL_MAX_LENGTH:
         raise ValidationError(
             f"An email address has at most {EMAIL_MAX_LENGTH} characters.", code="max_length"
         )
+
+
+def email_normalize(raw_email):
+    """Return ``raw_email`` in its one canonical form, or raise ``ValidationError``.
+
+    Addresses are compared case-insensitively everywhere (as mail providers do),
+    so they are stored in one case and the unique constraint is on that value.
+    Spellings that reach the same mailbox are one address: the domain is stored
+    as IDNA's ASCII form, the one the SMTP envelope carries (full-width letters,
+    soft hyphens and zero-width characters in it vanish there), and a quoted
+    local part that needs no quotes loses them. Otherwise each spelling would get
+    its own profile, rate limit and confirmation window.
+    """
+    email = (raw_email or "").strip().lower()
+    if not email:
+        raise ValidationError("Enter an email address.", code="required")
+    email_length_check(email)
+    local_part, at, domain = email.rpartition("@")
+    # validate_email's case-insensitive [A-Z] also admits U+017F (long s), which lower() keeps.
+    if not at or not local_part.isascii():
+        raise ValidationError("Enter a valid email address.", code="invalid")
+    if not domain.isascii():
+        try:
+            domain = domain.encode("idna").decode("ascii")
+        except UnicodeError as error:
+            raise ValidationError("Enter a valid email address.", code="invalid") from error
+    quoted = QUOTED_LOCAL_PART.fullmatch(local_part)
+    if quoted and DOT_ATOM.fullmatch(unquoted := QUOTED_PAIR.sub(r"\1", quoted[1])):
+        local_part = unquoted
+    email = f"{local_part}@{domain}"
+    email_length_check(email)
     validate_email(email)
     return email
 

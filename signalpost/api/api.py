@@ -24,7 +24,7 @@ from signalpost.api.tokens import api_token_authenticate
 from signalpost.newsletters.imports import ImportFileError, subscribers_import
 from signalpost.newsletters.models import Newsletter, Subscription
 from signalpost.newsletters.services import ConsentEvidence, subscribe, unsubscribe
-from signalpost.newsletters.views import client_ip
+from signalpost.newsletters.views import client_ip, client_rate_allows
 from signalpost.publishing.models import Issue
 from signalpost.publishing.selectors import issue_progress
 from signalpost.publishing.services import issue_create, issue_send
@@ -166,7 +166,7 @@ ACCEPTED = "Subscriptions are processed; the answer is the same for every addres
 def subscription_create(request, payload: schemas.SubscriptionIn):
     """Subscribe an address, as the form does (double opt-in sends a confirmation)."""
     newsletter = newsletter_or_404(payload.newsletter)
-    if not rate_limit_allows(scope="subscribe_ip", key=client_ip(request)):
+    if not client_rate_allows(request, scope="subscribe_ip"):
         return error(429, "Too many requests from this address; try again later.")
     email = email_or_400(payload.email)
     if rate_limit_allows(scope="subscribe_address", key=email):

@@ -1,6 +1,6 @@
 from django import forms
 
-from signalpost.accounts.services import EMAIL_MAX_LENGTH
+from signalpost.accounts.services import EMAIL_MAX_LENGTH, email_normalize
 from signalpost.newsletters.models import Newsletter
 from signalpost.newsletters.selectors import newsletter_by_slug
 
@@ -13,6 +13,26 @@ NEWSLETTER_ERRORS = {
     "required": "newsletter is missing: choose a newsletter.",
     "invalid_choice": "There is no such newsletter.",
 }
+
+
+class AddressField(forms.CharField):
+    """An email address, cleaned to the one form its profile is stored under."""
+
+    widget = forms.EmailInput(attrs={"autocomplete": "email"})
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("label", "Email address")
+        super().__init__(max_length=EMAIL_MAX_LENGTH, error_messages=EMAIL_ERRORS, **kwargs)
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        if value in self.empty_values:
+            return value
+        try:
+            return email_normalize(value)
+        except forms.ValidationError as error:
+            message = self.error_messages.get(error.code, error.messages[0])
+            raise forms.ValidationError(message, code=error.code) from error
 
 
 class NewsletterChoiceField(forms.ModelChoiceField):
@@ -64,12 +84,7 @@ class HoneypotForm(forms.Form):
 
 
 class SubscribeForm(HoneypotForm):
-    user_email = forms.EmailField(
-        label="Email address",
-        max_length=EMAIL_MAX_LENGTH,
-        error_messages=EMAIL_ERRORS,
-        widget=forms.EmailInput(attrs={"autocomplete": "email"}),
-    )
+    user_email = AddressField()
     name = forms.CharField(
         label="Name (optional)",
         max_length=200,
@@ -81,23 +96,13 @@ class SubscribeForm(HoneypotForm):
 
 
 class UnsubscribeForm(forms.Form):
-    user_email = forms.EmailField(
-        label="Email address",
-        max_length=EMAIL_MAX_LENGTH,
-        error_messages=EMAIL_ERRORS,
-        widget=forms.EmailInput(attrs={"autocomplete": "email"}),
-    )
+    user_email = AddressField()
     # Private newsletters too: everyone may leave a list, listed or not.
     newsletter = NewsletterChoiceField(public_only=False)
 
 
 class PreferencesLinkForm(HoneypotForm):
-    user_email = forms.EmailField(
-        label="Email address",
-        max_length=EMAIL_MAX_LENGTH,
-        error_messages=EMAIL_ERRORS,
-        widget=forms.EmailInput(attrs={"autocomplete": "email"}),
-    )
+    user_email = AddressField()
     field_order = ["user_email", "website"]
 
 

@@ -122,7 +122,8 @@ EMAIL_COMMON = re.compile(
 def email_check(raw_email):
     """``email_normalize(raw_email)``, with a quick path for common addresses."""
     email = (raw_email or "").strip().lower()
-    if len(email) <= EMAIL_MAX_LENGTH and EMAIL_COMMON.fullmatch(email):
+    # An international domain is stored in its IDNA form: email_normalize makes it.
+    if len(email) <= EMAIL_MAX_LENGTH and email.isascii() and EMAIL_COMMON.fullmatch(email):
         return email
     return email_normalize(raw_email)
 

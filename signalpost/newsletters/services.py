@@ -113,13 +113,14 @@ def subscribe(*, email, newsletter, source, name="", consent=None, address_verif
 
 
 def confirmation_requested_recently(subscription, *, now):
-    """Return whether ``subscription`` asked for confirmation within the window."""
+    """Return whether ``subscription`` asked for confirmation within the window.
+
+    Whatever its status now: otherwise subscribing, unsubscribing through the form
+    and subscribing again would send a confirmation email each round. Someone who
+    left by mistake can come back at once through the preference center.
+    """
     window = timedelta(seconds=settings.SIGNALPOST_CONFIRMATION_WINDOW_SECONDS)
-    return (
-        subscription.status == Status.PENDING
-        and subscription.requested_at is not None
-        and subscription.requested_at > now - window
-    )
+    return subscription.requested_at is not None and subscription.requested_at > now - window
 
 
 @transaction.atomic

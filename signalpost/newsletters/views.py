@@ -36,7 +36,7 @@ from signalpost.newsletters.services import (
     subscription_end,
     unsubscribe,
 )
-from signalpost.ratelimit import rate_limit_allows
+from signalpost.ratelimit import client_bucket, rate_limit_allows
 
 PREFILL_MAX_LENGTH = EMAIL_MAX_LENGTH
 
@@ -47,16 +47,25 @@ def client_ip(request):
     Behind ``SIGNALPOST_TRUSTED_PROXY_COUNT`` proxies, the address the
     outermost trusted proxy saw; otherwise the connection's own address.
     """
-    candidate = request.META.get("REMOTE_ADDR", "")
+    candidates = [request.META.get("REMOTE_ADDR", "")]
     proxies = settings.SIGNALPOST_TRUSTED_PROXY_COUNT
     if proxies:
         hops = [hop.strip() for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
         if len(hops) >= proxies:
-            candidate = hops[-proxies]
-    try:
-        return str(ipaddress.ip_address(candidate))
-    except ValueError:
-        return None
+            # A trusted proxy always names the client: a request without the header
+            # came straight to us, and its connection's address is the client's.
+            candidates.insert(0, hops[-proxies])
+    for candidate in candidates:
+        try:
+            return str(ipaddress.ip_address(candidate))
+        except ValueError:
+            continue
+    return None
+
+
+def client_rate_allows(request, *, scope):
+    """Count one hit of the client's IP under the limit ``scope``; return whether it is allowed."""
+    return rate_limit_allows(scope=scope, key=client_bucket(client_ip(request)))
 
 
 def consent_from(request):
@@ -119,7 +128,7 @@ def subscribe_page(request):
     if request.method == "GET":
         form = SubscribeForm(initial=prefill(request))
         return render(request, "newsletters/subscribe.html", {"form": form})
-    if not rate_limit_allows(scope="subscribe_ip", key=client_ip(request)):
+    if not client_rate_allows(request, scope="subscribe_ip"):
         return too_many_requests(request)
     form = SubscribeForm(request.POST)
     if not form.is_valid():
@@ -128,7 +137,7 @@ def subscribe_page(request):
     newsletter = form.cleaned_data["newsletter"]
     # A bot (honeypot) or an address submitted too often gets the same answer
     # as anyone else and causes nothing.
-    if not form.is_bot() and rate_limit_allows(scope="subscribe_address", key=email.lower()):
+    if not form.is_bot() and rate_limit_allows(scope="subscribe_address", key=email):
         subscribe(
             email=email,
             newsletter=newsletter,
@@ -153,6 +162,10 @@ def unsubscribe_page(request):
     if request.method == "GET":
         form = UnsubscribeForm(initial=prefill(request))
         return render(request, "newsletters/unsubscribe.html", {"form": form})
+    # The form ends anyone's subscription given the address (the tutorial's form): the
+    # limit keeps one client from unsubscribing a list of addresses.
+    if not client_rate_allows(request, scope="unsubscribe_ip"):
+        return too_many_requests(request)
     form = UnsubscribeForm(request.POST)
     if not form.is_valid():
         return render(request, "newsletters/unsubscribe.html", {"form": form}, status=400)
@@ -221,13 +234,13 @@ def preferences_request_page(request):
     if request.method == "GET":
         form = PreferencesLinkForm(initial=prefill(request))
         return render(request, "newsletters/preferences_request.html", {"form": form})
-    if not rate_limit_allows(scope="subscribe_ip", key=client_ip(request)):
+    if not client_rate_allows(request, scope="subscribe_ip"):
         return too_many_requests(request)
     form = PreferencesLinkForm(request.POST)
     if not form.is_valid():
         return render(request, "newsletters/preferences_request.html", {"form": form}, status=400)
     email = form.cleaned_data["user_email"]
-    if not form.is_bot() and rate_limit_allows(scope="preferences_address", key=email.lower()):
+    if not form.is_bot() and rate_limit_allows(scope="preferences_address", key=email):
         preferences_link_request(email=email)
     return render(request, "newsletters/preferences_request_done.html", {"user_email": email})
 
