@@ -120,8 +120,12 @@ SIGNALPOST_SEND_BATCH_SIZE = int(ENV.get("SEND_BATCH_SIZE", "500"))
 SIGNALPOST_SEND_RATE_PER_SECOND = int(ENV.get("SEND_RATE_PER_SECOND", "0"))
 SIGNALPOST_SEND_MAX_ATTEMPTS = int(ENV.get("SEND_MAX_ATTEMPTS", "5"))
 # Bounces and complaints arrive through django-anymail's tracking webhooks
-# (/anymail/<esp>/tracking/), protected by basic auth "user:password".
-ANYMAIL = {"WEBHOOK_SECRET": ENV.get("ANYMAIL_WEBHOOK_SECRET", "" if PRODUCTION else "anymail:dev")}
+# (/anymail/<esp>/tracking/), protected by basic auth "user:password". Without a
+# secret anymail would take anyone's word for a bounce, so then the URLs are not served.
+ANYMAIL_WEBHOOK_SECRET = ENV.get("ANYMAIL_WEBHOOK_SECRET", "" if PRODUCTION else "anymail:dev")
+if ANYMAIL_WEBHOOK_SECRET and ":" not in ANYMAIL_WEBHOOK_SECRET:
+    raise ImproperlyConfigured("ANYMAIL_WEBHOOK_SECRET must be user:password")
+ANYMAIL = {"WEBHOOK_SECRET": ANYMAIL_WEBHOOK_SECRET}
 SIGNALPOST_SOFT_BOUNCE_LIMIT = int(ENV.get("SOFT_BOUNCE_LIMIT", "3"))
 # Webhook targets on loopback, private or link-local addresses are refused unless allowed.
 SIGNALPOST_WEBHOOKS_ALLOW_PRIVATE_TARGETS = env_flag(

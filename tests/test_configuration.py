@@ -127,3 +127,41 @@ def test_production_starts_with_a_real_secret_key():
         SECRET_KEY="k" * 64,
     )
     assert started.returncode == 0, started.stderr
+
+
+def anymail_tracking_url_served(**environ):
+    env = {key: value for key, value in os.environ.items() if key != "ANYMAIL_WEBHOOK_SECRET"}
+    env.update(environ)
+    shown = subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "shell",
+            "-c",
+            "from django.urls import Resolver404, resolve\n"
+            "try:\n    resolve('/anymail/postmark/tracking/'); print('served')\n"
+            "except Resolver404:\n    print('absent')",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.returncode == 0, shown.stderr
+    return shown.stdout.split()[-1] == "served"
+
+
+PRODUCTION = {"SIGNALPOST_MODE": "production", "SECRET_KEY": "k" * 64, "ALLOWED_HOSTS": "x.example"}
+
+
+def test_bounce_webhooks_are_not_served_in_production_without_their_secret():
+    # anymail without a secret accepts anyone's bounce report and ends real subscriptions.
+    assert not anymail_tracking_url_served(**PRODUCTION)
+    assert anymail_tracking_url_served(**PRODUCTION, ANYMAIL_WEBHOOK_SECRET="esp:long-secret")
+
+
+def test_a_bounce_webhook_secret_without_a_password_is_refused():
+    refused = run_check(**PRODUCTION, ANYMAIL_WEBHOOK_SECRET="nocolon")
+    assert refused.returncode != 0
+    assert "ANYMAIL_WEBHOOK_SECRET must be user:password" in refused.stderr
