@@ -72,7 +72,8 @@ WSGI_APPLICATION = "signalpost.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # Per-newsletter email templates of a deployment: templates/emails/<slug>/<name>.
+        "DIRS": [BASE_DIR / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
