@@ -1,6 +1,7 @@
 """The REST API: the same rules as the pages, JSON errors naming the field, tokens."""
 
 import json
+import socket
 
 import pytest
 from django.core.management import call_command
@@ -189,6 +190,14 @@ def test_webhook_endpoints_created_listed_rotated_deleted(api, settings):
         "http://10.0.0.5/hook",
         "http://169.254.169.254/latest/meta-data",
         "http://[::1]/hook",
+        "http://192.0.0.8/hook",
+        "http://[64:ff9b::a9fe:a9fe]/latest/meta-data",
+        "http://[64:ff9b:1::a00:5]/hook",
+        "http://[2002:a9fe:a9fe::1]/hook",
+        "http://[::ffff:127.0.0.1]/hook",
+        "http://[::7f00:1]/hook",
+        "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/hook",
+        "http://[fec0::1]/hook",
         "file:///etc/passwd",
         "http://user:pass@example.com/hook",
     ],
@@ -198,6 +207,32 @@ def test_webhook_targets_inside_the_network_are_refused(api, url):
     assert response.status_code == 400
     assert response.json()["errors"][0]["field"] == "url"
     assert not WebhookEndpoint.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://93.184.216.34/hook",
+        "http://[2606:2800:220:1:248:1893:25c8:1946]/hook",
+        "http://[64:ff9b::5db8:d822]/hook",
+        "http://[2002:5db8:d822::1]/hook",
+    ],
+)
+def test_webhook_targets_on_public_addresses_are_accepted(api, url):
+    assert api("post", "/webhooks", {"url": url}).status_code == 201
+
+
+def test_a_refused_webhook_target_does_not_tell_which_internal_address_it_has(api, monkeypatch):
+    def getaddrinfo(host, port, *args, **kwargs):
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.20.30.40", port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    response = api("post", "/webhooks", {"url": "https://wiki.corp.example.com/hook"})
+
+    assert response.status_code == 400
+    message = response.json()["errors"][0]["message"]
+    assert "wiki.corp.example.com" in message and "not public" in message
+    assert "10.20.30.40" not in message
 
 
 def test_unknown_webhook_events_are_refused(api, settings):

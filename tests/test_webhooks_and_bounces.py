@@ -5,7 +5,13 @@ import base64
 import hashlib
 import hmac
 import json
+import shutil
+import socket
+import ssl
+import subprocess
 import threading
+import urllib.error
+import urllib.request
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
@@ -19,6 +25,8 @@ from signalpost.newsletters.services import subscribe
 from signalpost.publishing.models import Delivery
 from signalpost.publishing.services import issue_create, issue_send
 from signalpost.signals import bounce_received, complaint_received
+from signalpost.webhooks import services
+from signalpost.webhooks.connections import opener_for
 from signalpost.webhooks.models import WebhookAttempt, WebhookEndpoint, WebhookMessage
 from signalpost.webhooks.selectors import endpoints_active_exist
 from signalpost.webhooks.services import endpoint_create, endpoint_delete
@@ -32,7 +40,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 class Receiver:
     """An HTTP server on loopback that records webhook POSTs and fails the first few."""
 
-    def __init__(self, failures=0):
+    def __init__(self, failures=0, tls=None):
         self.requests = []
         self.failures = failures
         receiver = self
@@ -51,6 +59,8 @@ class Receiver:
                 pass
 
         self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self.url = f"http://127.0.0.1:{self.server.server_port}/hooks"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -64,8 +74,8 @@ def hook_receiver(settings):
     settings.SIGNALPOST_WEBHOOKS_ALLOW_PRIVATE_TARGETS = True
     receivers = []
 
-    def start(failures=0):
-        receiver = Receiver(failures)
+    def start(failures=0, tls=None):
+        receiver = Receiver(failures, tls)
         receivers.append(receiver)
         return receiver
 
@@ -294,6 +304,123 @@ def test_a_target_that_became_private_is_refused_at_delivery(hook_receiver, sett
     attempt = WebhookAttempt.objects.get()
     assert "not public" in attempt.error
     assert attempt.status_code is None
+
+
+class Resolver:
+    """A DNS that answers ``first`` for the next lookup of ``host``, then ``later`` for
+    every one after: a zero-TTL name rebinding from a public address to ours."""
+
+    def __init__(self, monkeypatch, host, first, later):
+        self.host, self.answers, self.later = host, [first], later
+        real = socket.getaddrinfo
+
+        def getaddrinfo(host, port, *args, **kwargs):
+            if host != self.host:
+                return real(host, port, *args, **kwargs)
+            address = self.answers.pop(0) if self.answers else self.later
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+        monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+    def rebind(self, first, later):
+        self.answers, self.later = [first], later
+
+
+def test_a_host_rebinding_to_loopback_after_the_check_gets_nothing(
+    hook_receiver, settings, monkeypatch
+):
+    receiver = hook_receiver()
+    port = receiver.server.server_port
+    settings.SIGNALPOST_WEBHOOKS_ALLOW_PRIVATE_TARGETS = False
+    # Should the connection go to the public address, it must not wait long here.
+    monkeypatch.setattr(services, "TIMEOUT_SECONDS", 1)
+    dns = Resolver(monkeypatch, "rebind.example.com", "93.184.216.34", "93.184.216.34")
+    endpoint_create(url=f"http://rebind.example.com:{port}/hooks")
+    dns.rebind("93.184.216.34", "127.0.0.1")
+    subscribe(email="jane@example.com", newsletter=make_newsletter(), source="form")
+    run_worker_until_idle()
+
+    assert receiver.requests == []
+    attempt = WebhookAttempt.objects.get()
+    assert attempt.status_code is None and attempt.error
+    assert WebhookMessage.objects.get().status != "delivered"
+
+
+def test_a_host_resolving_to_a_private_address_is_refused_without_naming_it(
+    hook_receiver, settings, monkeypatch
+):
+    receiver = hook_receiver()
+    port = receiver.server.server_port
+    settings.SIGNALPOST_WEBHOOKS_ALLOW_PRIVATE_TARGETS = False
+    dns = Resolver(monkeypatch, "inside.example.com", "93.184.216.34", "93.184.216.34")
+    endpoint_create(url=f"http://inside.example.com:{port}/hooks")
+    dns.rebind("10.20.30.40", "127.0.0.1")
+    subscribe(email="jane@example.com", newsletter=make_newsletter(), source="form")
+    run_worker_until_idle()
+
+    assert receiver.requests == []
+    attempt = WebhookAttempt.objects.get()
+    assert attempt.error == "inside.example.com resolves to an address that is not public"
+
+
+def test_a_pinned_connection_goes_to_the_vetted_address_and_names_the_host(
+    hook_receiver, monkeypatch
+):
+    receiver = hook_receiver()
+    port = receiver.server.server_port
+
+    def no_dns(*args, **kwargs):
+        raise AssertionError("the host was resolved again")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    opener = opener_for(addresses=[(socket.AF_INET, ("127.0.0.1", port))])
+    request = urllib.request.Request(f"http://hooks.example.com:{port}/hooks", data=b"{}")
+    with opener.open(request, timeout=5) as response:
+        assert response.status == 200
+
+    [(headers, _)] = receiver.requests
+    assert headers["Host"] == f"hooks.example.com:{port}"
+
+
+@pytest.fixture
+def hooks_example_tls(tmp_path, monkeypatch):
+    """A TLS server context with a self-signed certificate for hooks.example.com, which
+    clients in this test trust."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-nodes", "-days", "1"),
+            *("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"),
+            *("-keyout", key, "-out", cert, "-subj", "/CN=hooks.example.com"),
+            *("-addext", "subjectAltName=DNS:hooks.example.com"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+def test_a_pinned_https_connection_checks_the_certificate_against_the_host(
+    hook_receiver, hooks_example_tls
+):
+    receiver = hook_receiver(tls=hooks_example_tls)
+    port = receiver.server.server_port
+    opener = opener_for(addresses=[(socket.AF_INET, ("127.0.0.1", port))])
+
+    trusted = urllib.request.Request(f"https://hooks.example.com:{port}/hooks", data=b"{}")
+    with opener.open(trusted, timeout=5) as response:
+        assert response.status == 200
+    impostor = urllib.request.Request(f"https://other.example.com:{port}/hooks", data=b"{}")
+    with pytest.raises(urllib.error.URLError) as refused:
+        opener.open(impostor, timeout=5)
+
+    assert isinstance(refused.value.reason, ssl.SSLCertVerificationError)
+    assert len(receiver.requests) == 1
 
 
 def postmark(client, payload):

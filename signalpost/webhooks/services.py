@@ -16,6 +16,7 @@ from django.core.validators import URLValidator
 from django.db import transaction
 from django.utils import timezone
 
+from signalpost.webhooks.connections import opener_for
 from signalpost.webhooks.events import EVENTS
 from signalpost.webhooks.models import WebhookAttempt, WebhookEndpoint, WebhookMessage, secret_new
 from signalpost.webhooks.targets import TargetRefused, target_check
@@ -98,16 +99,6 @@ def signature_header(*, secret, timestamp, body):
     return f"t={timestamp},v1={digest}"
 
 
-class NoRedirects(urllib.request.HTTPRedirectHandler):
-    """A redirect could lead past the target check: treat it as the answer."""
-
-    def redirect_request(self, *args, **kwargs):
-        return None
-
-
-opener = urllib.request.build_opener(NoRedirects)
-
-
 def message_post(*, message):
     """POST ``message`` once and log the attempt; return whether the endpoint took it."""
     endpoint = message.endpoint
@@ -117,7 +108,7 @@ def message_post(*, message):
     attempt = WebhookAttempt(message=message, number=number)
     started = time.monotonic()
     try:
-        target_check(endpoint.url)
+        addresses = target_check(endpoint.url)
         request = urllib.request.Request(
             endpoint.url,
             data=body,
@@ -132,6 +123,7 @@ def message_post(*, message):
                 ),
             },
         )
+        opener = opener_for(addresses=addresses)
         with opener.open(request, timeout=TIMEOUT_SECONDS) as response:
             attempt.status_code = response.status
             attempt.response_excerpt = response.read(EXCERPT_LENGTH).decode("utf-8", "replace")
