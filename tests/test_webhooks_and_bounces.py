@@ -25,7 +25,7 @@ from signalpost.newsletters.services import subscribe
 from signalpost.publishing.models import Delivery
 from signalpost.publishing.services import issue_create, issue_send
 from signalpost.signals import bounce_received, complaint_received
-from signalpost.webhooks import services
+from signalpost.webhooks import connections as webhook_connections
 from signalpost.webhooks.connections import opener_for
 from signalpost.webhooks.models import WebhookAttempt, WebhookEndpoint, WebhookMessage
 from signalpost.webhooks.selectors import endpoints_active_exist
@@ -332,15 +332,22 @@ def test_a_host_rebinding_to_loopback_after_the_check_gets_nothing(
     receiver = hook_receiver()
     port = receiver.server.server_port
     settings.SIGNALPOST_WEBHOOKS_ALLOW_PRIVATE_TARGETS = False
-    # Should the connection go to the public address, it must not wait long here.
-    monkeypatch.setattr(services, "TIMEOUT_SECONDS", 1)
     dns = Resolver(monkeypatch, "rebind.example.com", "93.184.216.34", "93.184.216.34")
     endpoint_create(url=f"http://rebind.example.com:{port}/hooks")
     dns.rebind("93.184.216.34", "127.0.0.1")
+    # Tests talk only to 127.0.0.1: the vetted public address is recorded, not dialled.
+    dialled = []
+
+    def socket_connect(*, addresses, timeout):
+        dialled.extend(sockaddr[0] for _, sockaddr in addresses)
+        raise ConnectionRefusedError("not dialled in tests")
+
+    monkeypatch.setattr(webhook_connections, "socket_connect", socket_connect)
     subscribe(email="jane@example.com", newsletter=make_newsletter(), source="form")
     run_worker_until_idle()
 
     assert receiver.requests == []
+    assert set(dialled) == {"93.184.216.34"}
     attempt = WebhookAttempt.objects.get()
     assert attempt.status_code is None and attempt.error
     assert WebhookMessage.objects.get().status != "delivered"
