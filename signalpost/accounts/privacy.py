@@ -1,6 +1,11 @@
 """What Signalpost holds about a person: export it all, or erase it."""
 
+import json
+
 from django.db import transaction
+from django.db.models import TextField
+from django.db.models.functions import Cast
+from django.db.models.lookups import IContains
 
 from signalpost.accounts.models import Profile
 from signalpost.signals import profile_erased
@@ -67,12 +72,32 @@ def profile_export(*, profile):
     }
 
 
+def json_mentions(field, *, email):
+    """Return a condition matching rows whose JSON column ``field`` holds ``email`` as a
+    string value anywhere in it, ignoring case.
+
+    The column is compared as text, so the query reads the whole table: fine for an
+    erasure, which is rare, and not for anything that runs per request. The quoted
+    JSON string is searched, not the bare address, so that erasing an@example.com
+    leaves jan@example.com's rows alone. It is searched as ``json.dumps`` writes it
+    (how SQLite stores it, non-ASCII as ``\\u`` escapes) and with the characters
+    themselves (how PostgreSQL prints ``jsonb`` as text).
+    """
+    text = Cast(field, TextField())
+    first, *others = dict.fromkeys([json.dumps(email), json.dumps(email, ensure_ascii=False)])
+    condition = IContains(text, first)
+    for spelling in others:
+        condition |= IContains(text, spelling)
+    return condition
+
+
 @transaction.atomic
 def profile_erase(*, profile):
     """Erase ``profile``: its subscriptions, activity and name go; deliveries stay, anonymised.
 
     Sends ``profile_erased`` with the address it had, so receivers can forget
-    it elsewhere. Returns that address.
+    it elsewhere (the task queue, dead letters and webhook messages do, in this
+    transaction). Returns that address.
     """
     from signalpost.publishing.models import Delivery
 

@@ -8,6 +8,7 @@ import uuid
 from datetime import timedelta
 
 from django.db import transaction
+from django.db.models import Q
 from django.tasks import TaskResultStatus
 from django.tasks.signals import task_enqueued
 from django.utils import timezone
@@ -23,6 +24,9 @@ from signalpost.rows import row_insert
 logger = logging.getLogger(__name__)
 
 ERROR_MAX_LENGTH = 20_000
+
+# What an erasure leaves of a running call's arguments (durable_calls_forget).
+FORGOTTEN_ARGUMENTS = {"args": [], "kwargs": {}}
 
 
 def durable_call_enqueue(*, durable_receiver, sender, signal, arguments):
@@ -94,6 +98,11 @@ def durable_call_failed(*, task_result_id, call, policy, error):
         exception_class_path=error_class,
         traceback=error_text,
     )
+    if DBTaskResult.objects.filter(id=task_result_id, args_kwargs=FORGOTTEN_ARGUMENTS).exists():
+        # Its person was erased while it ran: a retry or a dead letter would write
+        # back the arguments the erasure removed, for a call that can only fail.
+        logger.warning("Durable receiver %s failed after an erasure: dropped", call["receiver"])
+        return None
     attempt = call["attempt"]
     permanent = isinstance(error, PermanentFailure) or policy is None
     if not permanent and attempt < policy.max_attempts:
@@ -171,6 +180,48 @@ def dead_letter_replay(*, dead_letter):
     dead_letter.replay_count += 1
     dead_letter.save(update_fields=["status", "replayed_at", "replay_count"])
     return True
+
+
+@transaction.atomic
+def durable_calls_forget(*, profile_id, email):
+    """Remove every task row and dead letter that carries ``email`` or refers to the profile.
+
+    Returns the numbers of task rows deleted, task rows emptied and dead letters deleted.
+    Every such call is about the erased person: a waiting one could only email them or
+    tell integrators about them (most would fail on their deleted rows and become dead
+    letters holding the address), and a finished one is kept only as a record. So they
+    go, and with them any traceback naming the address. Two kinds stay:
+
+    - a running call: its worker would fail to mark a deleted row finished, so only
+      its arguments are emptied (the worker has them in memory already). Should it fail,
+      ``durable_call_failed`` sees them gone and neither retries nor dead-letters it; if
+      its worker is lost, the emptied call fails at once when run again;
+    - a waiting call *of* ``profile_erased``, which carries the address by design so
+      that its receiver can forget the person elsewhere. Its row keeps the address once
+      it ran; webhooks' own erase event is queued in the erase's transaction for that
+      reason.
+    """
+    from signalpost.accounts.privacy import json_mentions
+
+    calls = DBTaskResult.objects.filter(
+        json_mentions("args_kwargs", email=email)
+        | Q(args_kwargs__kwargs__payload__profile__pk=profile_id)
+    )
+    emptied = calls.filter(status=TaskResultStatus.RUNNING).update(args_kwargs=FORGOTTEN_ARGUMENTS)
+    # has_key makes the condition false on rows without "signal" (a webhook delivery's);
+    # the comparison alone would be NULL there, and NOT NULL keeps a row out of the delete.
+    erase_calls_waiting = Q(
+        status=TaskResultStatus.READY,
+        args_kwargs__kwargs__has_key="signal",
+        args_kwargs__kwargs__signal="profile_erased",
+    )
+    deleted, _ = (
+        calls.exclude(status=TaskResultStatus.RUNNING).exclude(erase_calls_waiting).delete()
+    )
+    dead_letters, _ = DeadLetter.objects.filter(
+        json_mentions("payload", email=email) | Q(payload__profile__pk=profile_id)
+    ).delete()
+    return deleted, emptied, dead_letters
 
 
 def worker_register(*, worker_id, queues):

@@ -37,7 +37,12 @@ def delivery_data(*, delivery, issue, user_email, reason, **kwargs):
 
 
 def erased_data(*, profile_id, user_email, **kwargs):
+    # The address is what integrators know the person by: without it they cannot
+    # erase their copy. The message drops it once delivered or given up.
     return {"email": user_email}
+
+
+ERASED_EVENT = "subscriber.erased"
 
 
 # event name: (signal, payload builder)
@@ -47,7 +52,7 @@ EVENTS = {
     "subscriber.unsubscribed": (signals.user_unsubscribed, subscription_data),
     "subscriber.bounced": (signals.bounce_received, bounce_data),
     "subscriber.complained": (signals.complaint_received, bounce_data),
-    "subscriber.erased": (signals.profile_erased, erased_data),
+    ERASED_EVENT: (signals.profile_erased, erased_data),
     "issue.sending": (signals.issue_sending_started, issue_data),
     "issue.sent": (signals.issue_sent, issue_data),
     "delivery.failed": (signals.delivery_failed, delivery_data),

@@ -3,17 +3,21 @@
 Sending the signal records the durable call in the sender's transaction; in
 the worker the receiver builds the event's JSON and queues one message per
 endpoint, each retried on its own. Nothing is queued while no endpoint exists.
+The erase event is the exception: it is queued in the erase's transaction.
 """
+
+import uuid
 
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from signalpost.durable.decorators import durable
-from signalpost.webhooks.events import EVENTS
+from signalpost.signals import profile_erased
+from signalpost.webhooks.events import ERASED_EVENT, EVENTS, erased_data
 from signalpost.webhooks.models import WebhookEndpoint
 from signalpost.webhooks.selectors import endpoints_active_exist, endpoints_changed
-from signalpost.webhooks.services import messages_create
+from signalpost.webhooks.services import messages_create, messages_forget
 
 
 def endpoints_exist(**kwargs):
@@ -43,7 +47,28 @@ def webhook_receiver(event, build):
     return receive
 
 
+@receiver(profile_erased, dispatch_uid="webhooks.messages_forget_profile")
+def webhooks_messages_forget_profile(sender, *, user_email, **kwargs):
+    """Events already queued or sent about the person carry their address and name."""
+    messages_forget(email=user_email)
+
+
+@receiver(profile_erased, dispatch_uid=f"webhooks.{ERASED_EVENT}")
+def webhooks_subscriber_erased(sender, *, profile_id, user_email, **kwargs):
+    """Queue the erase event now, not through a durable call.
+
+    A durable call's task row would keep the address after it ran, and the whole
+    point is to forget it; here the messages are its only copies, each dropping it
+    when delivered or given up. An erasure is rare, so the erase's transaction can
+    afford the few inserts.
+    """
+    payload = erased_data(profile_id=profile_id, user_email=user_email)
+    messages_create(event=ERASED_EVENT, event_id=uuid.uuid4().hex, payload=payload)
+
+
 for _event, (_signal, _build) in EVENTS.items():
+    if _event == ERASED_EVENT:
+        continue
     _function = webhook_receiver(_event, _build)
     _durable = durable(max_attempts=5, backoff_base=10, only_if=endpoints_exist)(_function)
     globals()[_function.__name__] = _durable

@@ -17,7 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from signalpost.webhooks.connections import opener_for
-from signalpost.webhooks.events import EVENTS
+from signalpost.webhooks.events import ERASED_EVENT, EVENTS
 from signalpost.webhooks.models import WebhookAttempt, WebhookEndpoint, WebhookMessage, secret_new
 from signalpost.webhooks.targets import TargetRefused, target_check
 
@@ -92,6 +92,25 @@ def messages_create(*, event, event_id, payload):
     return created
 
 
+@transaction.atomic
+def messages_forget(*, email):
+    """Delete every message carrying ``email`` except the erase events; return how many.
+
+    Deleted, not blanked: a pending one must not go out, and a sent one without its
+    body no longer records what was sent. Their attempts (response excerpts may echo
+    the address) go with them. The erase events stay until delivered or given up
+    (``message_outcome_record`` then drops the address).
+    """
+    from signalpost.accounts.privacy import json_mentions
+
+    deleted, _ = (
+        WebhookMessage.objects.filter(json_mentions("payload", email=email))
+        .exclude(event=ERASED_EVENT)
+        .delete()
+    )
+    return deleted
+
+
 def signature_header(*, secret, timestamp, body):
     """``t=<unix time>,v1=<hex HMAC-SHA256 of "<t>.<body>">``, as receivers verify it."""
     signed = f"{timestamp}.".encode() + body
@@ -157,4 +176,10 @@ def message_outcome_record(*, message, delivered):
     else:
         run_after = timezone.now() + timedelta(seconds=retry_delay(message.attempts))
         webhook_message_deliver.using(run_after=run_after).enqueue(message_id=str(message.pk))
-    message.save(update_fields=["status", "delivered_at", "attempts"])
+    update_fields = ["status", "delivered_at", "attempts"]
+    if message.event == ERASED_EVENT and message.status != WebhookMessage.Status.PENDING:
+        # Nothing sends it again: the address it carried for the endpoint is the
+        # last copy held. The attempts stay, as the record that the endpoint was told.
+        message.payload = {**message.payload, "data": {}}
+        update_fields.append("payload")
+    message.save(update_fields=update_fields)
