@@ -118,6 +118,15 @@ def test_a_file_without_an_email_column_is_refused_whole(tmp_path, weekly):
     with pytest.raises(CommandError, match="no email column"):
         run_import(path)
     assert not Subscription.objects.exists()
+    assert not path.with_suffix(".csv.rejected.csv").exists()
+
+
+def test_progress_says_each_batch_once(tmp_path, weekly):
+    path = write(tmp_path, "email\n" + "".join(f"p{n}@example.com\n" for n in range(3)))
+    output = run_import(path)
+    progress = [line for line in output.splitlines() if line.startswith("[")]
+    assert len(progress) == 1, output
+    assert "3 rows: 3 imported" in progress[0]
 
 
 def test_an_empty_file_imports_nothing_and_says_so(tmp_path, weekly):

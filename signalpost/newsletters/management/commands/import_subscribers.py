@@ -55,7 +55,13 @@ class Command(BaseCommand):
             def on_reject(number, email, reason):
                 rejected.writerow([number, email, reason])
 
+            last_counts = [None]
+
             def on_progress(progress):
+                counts = (progress.rows, progress.imported, progress.duplicates, progress.rejected)
+                if counts == last_counts[0]:
+                    return  # the closing call after the last batch: nothing new to say
+                last_counts[0] = counts
                 fraction = min(1.0, binary.tell() / size)
                 elapsed = max(time.monotonic() - started, 1e-6)
                 bar = "#" * int(30 * fraction) + "-" * (30 - int(30 * fraction))
@@ -80,7 +86,7 @@ class Command(BaseCommand):
                     writers=writers,
                 )
             except ImportFileError as error:
-                raise CommandError(f"Cannot import {file}: {error}") from error
+                failed = error
             except KeyboardInterrupt:
                 if interactive:
                     self.stdout.write("")
@@ -88,6 +94,12 @@ class Command(BaseCommand):
                     "Interrupted. Each batch of rows was written whole or not at all: import "
                     "the same file again to finish (rows already imported count as duplicates)."
                 ) from None
+            else:
+                failed = None
+        if failed is not None:
+            # The file was refused as a whole (no email column...): no report of rows.
+            report_path.unlink(missing_ok=True)
+            raise CommandError(f"Cannot import {file}: {failed}") from failed
         if interactive:
             self.stdout.write("")
         if result.rows == 0:
