@@ -111,6 +111,30 @@ def messages_forget(*, email):
     return deleted
 
 
+PRUNE_CHUNK = 2000
+
+
+def messages_prune(*, older_than, dry_run=False):
+    """Delete delivered and given-up messages created before ``older_than``, with their
+    attempts; return how many messages (would) go.
+
+    Pending ones stay, however old: they are still being retried. Deleted a chunk per
+    transaction, so pruning a large backlog holds no long lock and little memory.
+    """
+    finished = WebhookMessage.objects.filter(
+        created_at__lt=older_than,
+        status__in=[WebhookMessage.Status.DELIVERED, WebhookMessage.Status.FAILED],
+    )
+    if dry_run:
+        return finished.count()
+    pruned = 0
+    while chunk := list(finished.values_list("pk", flat=True)[:PRUNE_CHUNK]):
+        with transaction.atomic():
+            WebhookAttempt.objects.filter(message_id__in=chunk).delete()
+            pruned += WebhookMessage.objects.filter(pk__in=chunk).delete()[0]
+    return pruned
+
+
 def signature_header(*, secret, timestamp, body):
     """``t=<unix time>,v1=<hex HMAC-SHA256 of "<t>.<body>">``, as receivers verify it."""
     signed = f"{timestamp}.".encode() + body
