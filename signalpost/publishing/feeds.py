@@ -30,7 +30,7 @@ class NewsletterFeed(Feed):
         return reverse("newsletter_feed", args=[newsletter.slug])
 
     def items(self, newsletter):
-        return issues_sent(newsletter=newsletter)[:FEED_LENGTH]
+        return issues_sent(newsletter=newsletter).select_related("newsletter")[:FEED_LENGTH]
 
     def item_title(self, issue):
         return issue.subject

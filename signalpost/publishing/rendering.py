@@ -59,7 +59,8 @@ class IssueMessages:
             "newsletter": self.newsletter,
             "body_html": mark_safe(issue.body_html),  # sanitised by markdown_to_html
             "body_text": issue.body_markdown,
-            "web_url": absolute(issue_web_path(issue)),
+            # A private newsletter's issues have no public page to link to.
+            "web_url": absolute(issue_web_path(issue)) if self.newsletter.is_public else "",
             "profile": {"name": PLACEHOLDER_NAME, "email": PLACEHOLDER_EMAIL},
             "name": PLACEHOLDER_NAME,
             "unsubscribe_url": PLACEHOLDER_UNSUBSCRIBE,

@@ -29,10 +29,18 @@ def newsletter_page(request, slug):
 
 @require_GET
 def issue_page(request, slug, issue_slug):
-    """The web version of a sent issue."""
+    """The web version of an issue that is going out or has gone out.
+
+    Sending counts: every email links here, and a send at a limited rate takes hours.
+    """
     newsletter = public_newsletter_or_404(request, slug)
     issue = (
-        get_object_or_404(Issue, newsletter=newsletter, slug=issue_slug, status=Issue.Status.SENT)
+        get_object_or_404(
+            Issue,
+            newsletter=newsletter,
+            slug=issue_slug,
+            status__in=[Issue.Status.SENDING, Issue.Status.SENT],
+        )
         if newsletter
         else None
     )
