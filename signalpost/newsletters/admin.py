@@ -37,7 +37,7 @@ class SubscriptionAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
-    @admin.action(description="Confirm selected pending subscriptions")
+    @admin.action(description="Confirm selected pending subscriptions", permissions=["change"])
     def confirm_selected(self, request, queryset):
         confirmed = 0
         for subscription in queryset.filter(status=Subscription.Status.PENDING):
@@ -45,7 +45,7 @@ class SubscriptionAdmin(admin.ModelAdmin):
             confirmed += 1
         self.message_user(request, f"Confirmed {confirmed} subscription(s).", messages.SUCCESS)
 
-    @admin.action(description="Unsubscribe selected")
+    @admin.action(description="Unsubscribe selected", permissions=["change"])
     def unsubscribe_selected(self, request, queryset):
         ended = 0
         for subscription in queryset.select_related("profile", "newsletter"):

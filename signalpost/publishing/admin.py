@@ -130,7 +130,10 @@ class IssueAdmin(admin.ModelAdmin):
             else:
                 self.message_user(request, f"{issue}: test sent to {request.user.email}.")
 
-    @admin.action(description="Send the selected issues now")
+    def has_send_permission(self, request):
+        return request.user.has_perm(f"{self.opts.app_label}.send_issue")
+
+    @admin.action(description="Send the selected issues now", permissions=["send"])
     def send_now(self, request, queryset):
         for issue in queryset:
             recipients = issue_send(issue=issue)
@@ -139,7 +142,9 @@ class IssueAdmin(admin.ModelAdmin):
             else:
                 self.message_user(request, f"{issue}: sending to {recipients} subscribers.")
 
-    @admin.action(description="Schedule the selected issues at their scheduled time")
+    @admin.action(
+        description="Schedule the selected issues at their scheduled time", permissions=["send"]
+    )
     def schedule(self, request, queryset):
         for issue in queryset:
             if issue.scheduled_at is None or issue.scheduled_at <= timezone.now():
@@ -154,7 +159,9 @@ class IssueAdmin(admin.ModelAdmin):
             else:
                 self.message_user(request, f"{issue}: scheduled for {issue.scheduled_at:%c}.")
 
-    @admin.action(description="Turn the selected scheduled issues back into drafts")
+    @admin.action(
+        description="Turn the selected scheduled issues back into drafts", permissions=["change"]
+    )
     def unschedule(self, request, queryset):
         count = sum(issue_unschedule(issue=issue) for issue in queryset)
         self.message_user(request, f"Unscheduled {count} issue(s).")

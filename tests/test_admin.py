@@ -1,0 +1,170 @@
+"""What staff can and cannot do in the admin, and that it goes through the services."""
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.utils import timezone
+
+from signalpost.api.tokens import api_token_create
+from signalpost.durable.models import DeadLetter
+from signalpost.newsletters.models import Subscription
+from signalpost.newsletters.services import subscribe
+from signalpost.publishing.models import Issue
+from signalpost.publishing.services import issue_create
+from tests.factories import make_newsletter, make_user
+
+pytestmark = pytest.mark.django_db
+
+
+def staff_with(client, *codenames):
+    """Log in a staff user holding only the permissions named ``app_label.codename``."""
+    user = make_user(is_staff=True)
+    for name in codenames:
+        app_label, codename = name.split(".")
+        user.user_permissions.add(
+            Permission.objects.get(content_type__app_label=app_label, codename=codename)
+        )
+    client.force_login(user)
+    return user
+
+
+def actions_offered(client, url):
+    response = client.get(url)
+    assert response.status_code == 200
+    action_form = response.context["action_form"]  # None when no action is offered
+    return {name for name, _ in action_form.fields["action"].choices} if action_form else set()
+
+
+def run_action(client, url, action, *pks):
+    return client.post(url, {"action": action, "_selected_action": list(pks)})
+
+
+@pytest.fixture
+def letter():
+    return make_newsletter(slug="weekly", name="The Weekly")
+
+
+@pytest.fixture
+def draft(letter):
+    subscribe(email="ann@example.com", newsletter=letter, source="admin")
+    return issue_create(newsletter=letter, subject="Hello", body_markdown="Hi.")
+
+
+ISSUES = "/admin/publishing/issue/"
+SUBSCRIPTIONS = "/admin/newsletters/subscription/"
+DEAD_LETTERS = "/admin/durable/deadletter/"
+TOKENS = "/admin/api/apitoken/"
+
+
+# Actions need more than the view permission.
+
+
+def test_view_only_staff_cannot_send_or_schedule_an_issue(client, draft):
+    staff_with(client, "publishing.view_issue")
+    assert {"send_now", "schedule", "unschedule"}.isdisjoint(actions_offered(client, ISSUES))
+
+    run_action(client, ISSUES, "send_now", draft.pk)
+
+    draft.refresh_from_db()
+    assert draft.status == Issue.Status.DRAFT
+
+
+def test_an_editor_who_may_change_issues_still_cannot_send_them(client, draft):
+    staff_with(client, "publishing.view_issue", "publishing.change_issue")
+    offered = actions_offered(client, ISSUES)
+    assert "unschedule" in offered
+    assert {"send_now", "schedule"}.isdisjoint(offered)
+
+    run_action(client, ISSUES, "send_now", draft.pk)
+
+    draft.refresh_from_db()
+    assert draft.status == Issue.Status.DRAFT
+
+
+def test_staff_with_the_send_permission_can_send_an_issue(client, draft):
+    staff_with(client, "publishing.view_issue", "publishing.send_issue")
+    assert {"send_now", "schedule"} <= actions_offered(client, ISSUES)
+
+    run_action(client, ISSUES, "send_now", draft.pk)
+
+    draft.refresh_from_db()
+    assert draft.status in {Issue.Status.SENDING, Issue.Status.SENT}
+
+
+def test_view_only_staff_cannot_unsubscribe_or_confirm_anyone(client, letter):
+    subscription = subscribe(email="ann@example.com", newsletter=letter, source="admin")
+    staff_with(client, "newsletters.view_subscription")
+    offered = actions_offered(client, SUBSCRIPTIONS)
+    assert {"unsubscribe_selected", "confirm_selected"}.isdisjoint(offered)
+
+    run_action(client, SUBSCRIPTIONS, "unsubscribe_selected", subscription.pk)
+
+    subscription.refresh_from_db()
+    assert subscription.status == Subscription.Status.ACTIVE
+
+
+def test_staff_who_may_change_subscriptions_can_unsubscribe_someone(client, letter):
+    subscription = subscribe(email="ann@example.com", newsletter=letter, source="admin")
+    staff_with(client, "newsletters.view_subscription", "newsletters.change_subscription")
+    assert "unsubscribe_selected" in actions_offered(client, SUBSCRIPTIONS)
+
+    run_action(client, SUBSCRIPTIONS, "unsubscribe_selected", subscription.pk)
+
+    subscription.refresh_from_db()
+    assert subscription.status == Subscription.Status.UNSUBSCRIBED
+
+
+def dead_letter():
+    return DeadLetter.objects.create(
+        receiver="tests.durable_receivers.record_probe",
+        signal_name="probe",
+        payload={},
+        idempotency_key="key",
+        attempts=5,
+        error_class="SMTPException",
+        last_error="the mail server said no",
+        failed_at=timezone.now(),
+    )
+
+
+def test_view_only_staff_cannot_replay_dead_letters(client):
+    letter = dead_letter()
+    staff_with(client, "durable.view_deadletter")
+    assert "replay_selected" not in actions_offered(client, DEAD_LETTERS)
+
+    run_action(client, DEAD_LETTERS, "replay_selected", letter.pk)
+
+    letter.refresh_from_db()
+    assert letter.status == DeadLetter.Status.DEAD
+
+
+def test_staff_who_may_change_dead_letters_can_replay_them(client):
+    letter = dead_letter()
+    staff_with(client, "durable.view_deadletter", "durable.change_deadletter")
+    assert "replay_selected" in actions_offered(client, DEAD_LETTERS)
+
+    run_action(client, DEAD_LETTERS, "replay_selected", letter.pk)
+
+    letter.refresh_from_db()
+    assert letter.status == DeadLetter.Status.REPLAYING
+
+
+def test_view_only_staff_cannot_revoke_api_tokens(client):
+    token, _ = api_token_create(name="ci", created_by=None)
+    staff_with(client, "api.view_apitoken")
+    assert "revoke_selected" not in actions_offered(client, TOKENS)
+
+    run_action(client, TOKENS, "revoke_selected", token.pk)
+
+    token.refresh_from_db()
+    assert token.revoked_at is None
+
+
+def test_staff_who_may_change_api_tokens_can_revoke_them(client):
+    token, _ = api_token_create(name="ci", created_by=None)
+    staff_with(client, "api.view_apitoken", "api.change_apitoken")
+    assert "revoke_selected" in actions_offered(client, TOKENS)
+
+    run_action(client, TOKENS, "revoke_selected", token.pk)
+
+    token.refresh_from_db()
+    assert token.revoked_at is not None
