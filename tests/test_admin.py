@@ -8,8 +8,8 @@ from signalpost.api.tokens import api_token_create
 from signalpost.durable.models import DeadLetter
 from signalpost.newsletters.models import Subscription
 from signalpost.newsletters.services import subscribe
-from signalpost.publishing.models import Issue
-from signalpost.publishing.services import issue_create
+from signalpost.publishing.models import Delivery, Issue
+from signalpost.publishing.services import issue_create, issue_send
 from tests.factories import make_newsletter, make_user
 
 pytestmark = pytest.mark.django_db
@@ -168,3 +168,56 @@ def test_staff_who_may_change_api_tokens_can_revoke_them(client):
 
     token.refresh_from_db()
     assert token.revoked_at is not None
+
+
+# Deleting goes through the services, or does not happen.
+
+
+def test_a_subscription_cannot_be_deleted_in_the_admin_only_unsubscribed(client, letter):
+    subscription = subscribe(email="ann@example.com", newsletter=letter, source="admin")
+    client.force_login(make_user(is_staff=True, is_superuser=True))
+    assert "delete_selected" not in actions_offered(client, SUBSCRIPTIONS)
+
+    response = client.post(f"{SUBSCRIPTIONS}{subscription.pk}/delete/", {"post": "yes"})
+    run_action(client, SUBSCRIPTIONS, "delete_selected", subscription.pk)
+
+    assert response.status_code == 403
+    subscription.refresh_from_db()
+    assert subscription.status == Subscription.Status.ACTIVE
+
+
+def test_a_draft_issue_can_be_deleted(client, draft):
+    client.force_login(make_user(is_staff=True, is_superuser=True))
+
+    response = client.post(f"{ISSUES}{draft.pk}/delete/", {"post": "yes"})
+
+    assert response.status_code == 302
+    assert not Issue.objects.exists()
+
+
+def test_a_sent_issue_cannot_be_deleted_with_its_delivery_records(client, draft):
+    issue_send(issue=draft)
+    client.force_login(make_user(is_staff=True, is_superuser=True))
+
+    response = client.post(f"{ISSUES}{draft.pk}/delete/", {"post": "yes"})
+
+    assert response.status_code == 403
+    assert Delivery.objects.filter(issue=draft).count() == 1
+
+
+def test_deleting_selected_issues_refuses_when_one_is_not_a_draft(client, letter, draft):
+    other = issue_create(newsletter=letter, subject="Another", body_markdown="x")
+    issue_send(issue=draft)
+    client.force_login(make_user(is_staff=True, is_superuser=True))
+
+    confirm = client.post(
+        ISSUES, {"action": "delete_selected", "_selected_action": [draft.pk, other.pk]}
+    )
+    response = client.post(
+        ISSUES,
+        {"action": "delete_selected", "_selected_action": [draft.pk, other.pk], "post": "yes"},
+    )
+
+    assert "Cannot delete" in confirm.content.decode()
+    assert response.status_code == 403
+    assert set(Issue.objects.values_list("pk", flat=True)) == {draft.pk, other.pk}

@@ -37,6 +37,10 @@ class SubscriptionAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
+    def has_delete_permission(self, request, obj=None):
+        # Deleting the row would skip unsubscribe(): no signal, no activity, no webhook.
+        return False
+
     @admin.action(description="Confirm selected pending subscriptions", permissions=["change"])
     def confirm_selected(self, request, queryset):
         confirmed = 0

@@ -46,6 +46,14 @@ class IssueAdmin(admin.ModelAdmin):
             return [*self.readonly_fields, "newsletter"]
         return self.readonly_fields
 
+    def has_delete_permission(self, request, obj=None):
+        # Deleting a sending or sent issue would take its deliveries with it, from under the
+        # batch tasks still sending them and from the record of what was sent. The bulk
+        # action asks this for each selected issue and refuses if any is not a draft.
+        if obj is not None and obj.status != Issue.Status.DRAFT:
+            return False
+        return super().has_delete_permission(request, obj)
+
     def save_model(self, request, obj, form, change):
         """Saving goes through the services, which render and validate the Markdown."""
         data = form.cleaned_data
