@@ -221,3 +221,68 @@ def test_deleting_selected_issues_refuses_when_one_is_not_a_draft(client, letter
     assert "Cannot delete" in confirm.content.decode()
     assert response.status_code == 403
     assert set(Issue.objects.values_list("pk", flat=True)) == {draft.pk, other.pk}
+
+
+# The issue form: refusals come back with the author's text.
+
+
+@pytest.fixture
+def editor(client):
+    user = make_user(is_staff=True, is_superuser=True)
+    client.force_login(user)
+    return user
+
+
+def issue_form(newsletter, **fields):
+    return {
+        "newsletter": newsletter.pk,
+        "subject": "Hello",
+        "body_markdown": "Some *text*",
+        "scheduled_at_0": "",
+        "scheduled_at_1": "",
+        **fields,
+    }
+
+
+def test_a_subject_of_two_lines_is_refused_and_the_text_is_kept(client, editor, letter):
+    body = "My carefully written *text*."
+    response = client.post(
+        f"{ISSUES}add/", issue_form(letter, subject="Hello\nthere", body_markdown=body)
+    )
+
+    assert response.status_code == 200
+    form = response.context["adminform"].form
+    assert form.errors["subject"] == ["A subject is one line."]
+    assert body in response.content.decode()
+    assert not Issue.objects.exists()
+
+
+def test_a_body_over_the_maximum_length_is_refused_on_the_form(client, editor, letter):
+    response = client.post(f"{ISSUES}add/", issue_form(letter, body_markdown="x" * 500_001))
+
+    assert response.status_code == 200
+    form = response.context["adminform"].form
+    assert form.errors["body_markdown"] == ["The body has at most 500000 characters."]
+    assert not Issue.objects.exists()
+
+
+def test_a_refused_change_leaves_the_issue_as_it_was(client, editor, draft):
+    response = client.post(
+        f"{ISSUES}{draft.pk}/change/", issue_form(draft.newsletter, subject="Hi\nthere")
+    )
+
+    assert response.status_code == 200
+    assert "subject" in response.context["adminform"].form.errors
+    draft.refresh_from_db()
+    assert draft.subject == "Hello"
+
+
+def test_a_sent_issue_is_shown_read_only(client, editor, draft):
+    issue_send(issue=draft)
+
+    page = client.get(f"{ISSUES}{draft.pk}/change/")
+    response = client.post(f"{ISSUES}{draft.pk}/change/", issue_form(draft.newsletter))
+
+    assert page.status_code == 200
+    assert 'name="_save"' not in page.content.decode()
+    assert response.status_code == 403

@@ -11,12 +11,14 @@ from django.utils.safestring import mark_safe
 from signalpost.publishing.models import Delivery, Issue
 from signalpost.publishing.selectors import issue_progress
 from signalpost.publishing.services import (
+    EDITABLE,
     issue_create,
     issue_schedule,
     issue_send,
     issue_send_test,
     issue_unschedule,
     issue_update,
+    issue_validate,
 )
 
 
@@ -25,6 +27,21 @@ class IssueForm(forms.ModelForm):
         model = Issue
         fields = ["newsletter", "subject", "body_markdown", "scheduled_at"]
         widgets = {"body_markdown": forms.Textarea(attrs={"rows": 24, "class": "vLargeTextField"})}
+
+    def clean(self):
+        """Refuse here what the services would refuse, so the author gets their text back."""
+        cleaned_data = super().clean()
+        try:
+            issue_validate(
+                subject=cleaned_data.get("subject", ""),
+                body_markdown=cleaned_data.get("body_markdown", ""),
+            )
+        except ValidationError as error:
+            for field, field_errors in error.message_dict.items():
+                # A field the form already refused keeps only its own error.
+                if field in cleaned_data:
+                    self.add_error(field, field_errors)
+        return cleaned_data
 
 
 @admin.register(Issue)
@@ -39,9 +56,13 @@ class IssueAdmin(admin.ModelAdmin):
     actions = ["send_test_to_me", "send_now", "schedule", "unschedule"]
     change_form_template = "admin/publishing/issue/change_form.html"
 
+    def has_change_permission(self, request, obj=None):
+        # A sending or sent issue is shown read-only, so it has no Save button to press.
+        if obj is not None and obj.status not in EDITABLE:
+            return False
+        return super().has_change_permission(request, obj)
+
     def get_readonly_fields(self, request, obj=None):
-        if obj is not None and obj.status not in {Issue.Status.DRAFT, Issue.Status.SCHEDULED}:
-            return [*self.readonly_fields, "newsletter", "subject", "body_markdown", "scheduled_at"]
         if obj is not None:
             return [*self.readonly_fields, "newsletter"]
         return self.readonly_fields
@@ -55,7 +76,7 @@ class IssueAdmin(admin.ModelAdmin):
         return super().has_delete_permission(request, obj)
 
     def save_model(self, request, obj, form, change):
-        """Saving goes through the services, which render and validate the Markdown."""
+        """Saving goes through the services, which render the Markdown (IssueForm validated it)."""
         data = form.cleaned_data
         try:
             if change:
@@ -69,10 +90,12 @@ class IssueAdmin(admin.ModelAdmin):
                     body_markdown=data["body_markdown"],
                     created_by=request.user,
                 )
-            obj.pk = issue.pk
-            obj.refresh_from_db()
         except ValidationError as error:
+            # Only a change can get here: the issue started sending after the form was shown.
             self.message_user(request, "; ".join(error.messages), messages.ERROR)
+            return
+        obj.pk = issue.pk
+        obj.refresh_from_db()
 
     @admin.display(description="Preview")
     def preview(self, issue):
