@@ -1,15 +1,20 @@
 """What staff can and cannot do in the admin, and that it goes through the services."""
 
+import functools
+from datetime import datetime, time, timedelta
+
 import pytest
 from django.contrib.auth.models import Permission
 from django.utils import timezone
+from django_tasks_db.models import DBTaskResult
 
 from signalpost.api.tokens import api_token_create
 from signalpost.durable.models import DeadLetter
 from signalpost.newsletters.models import Subscription
 from signalpost.newsletters.services import subscribe
 from signalpost.publishing.models import Delivery, Issue
-from signalpost.publishing.services import issue_create, issue_send
+from signalpost.publishing.services import issue_create, issue_schedule, issue_send
+from signalpost.publishing.tasks import issue_send_when_due
 from tests.factories import make_newsletter, make_user
 
 pytestmark = pytest.mark.django_db
@@ -286,3 +291,99 @@ def test_a_sent_issue_is_shown_read_only(client, editor, draft):
     assert page.status_code == 200
     assert 'name="_save"' not in page.content.decode()
     assert response.status_code == 403
+
+
+# The scheduled time typed in the issue form is the one the issue is scheduled at.
+
+
+def in_two_days_at_nine():
+    day = timezone.localdate() + timedelta(days=2)
+    return timezone.make_aware(datetime.combine(day, time(9)))
+
+
+def time_fields(when):
+    return {"scheduled_at_0": f"{when:%Y-%m-%d}", "scheduled_at_1": f"{when:%H:%M:%S}"}
+
+
+def due_checks():
+    """The pending send-when-due tasks, oldest first, as (scheduled_at, run it now)."""
+    tasks = DBTaskResult.objects.filter(task_path__endswith=".issue_send_when_due")
+    return [
+        (task.run_after, functools.partial(issue_send_when_due.call, **task.args_kwargs["kwargs"]))
+        for task in tasks.order_by("enqueued_at")
+    ]
+
+
+def test_the_time_typed_when_adding_an_issue_is_the_one_it_is_scheduled_at(client, editor, letter):
+    when = in_two_days_at_nine()
+    client.post(f"{ISSUES}add/", issue_form(letter, **time_fields(when)))
+    issue = Issue.objects.get()
+
+    run_action(client, ISSUES, "schedule", issue.pk)
+
+    issue.refresh_from_db()
+    assert (issue.status, issue.scheduled_at) == (Issue.Status.SCHEDULED, when)
+    assert [at for at, _ in due_checks()] == [when]
+
+
+def test_the_time_typed_when_changing_a_draft_is_the_one_it_is_scheduled_at(client, editor, draft):
+    when = in_two_days_at_nine()
+    client.post(f"{ISSUES}{draft.pk}/change/", issue_form(draft.newsletter, **time_fields(when)))
+
+    run_action(client, ISSUES, "schedule", draft.pk)
+
+    draft.refresh_from_db()
+    assert (draft.status, draft.scheduled_at) == (Issue.Status.SCHEDULED, when)
+
+
+def test_moving_a_scheduled_issue_sends_it_at_the_new_time_not_the_old(client, editor, draft):
+    issue_schedule(issue=draft, at=in_two_days_at_nine())
+    later = in_two_days_at_nine() + timedelta(days=1)
+
+    client.post(f"{ISSUES}{draft.pk}/change/", issue_form(draft.newsletter, **time_fields(later)))
+    (_, old_time_comes), (new_time, new_time_comes) = due_checks()
+
+    old_time_comes()
+    draft.refresh_from_db()
+    assert (draft.status, draft.scheduled_at) == (Issue.Status.SCHEDULED, later)
+    assert new_time == later
+    new_time_comes()
+    draft.refresh_from_db()
+    assert draft.status == Issue.Status.SENDING
+
+
+def test_clearing_the_time_of_a_scheduled_issue_makes_it_a_draft_again(client, editor, draft):
+    issue_schedule(issue=draft, at=in_two_days_at_nine())
+
+    client.post(f"{ISSUES}{draft.pk}/change/", issue_form(draft.newsletter))
+
+    draft.refresh_from_db()
+    assert (draft.status, draft.scheduled_at) == (Issue.Status.DRAFT, None)
+
+
+def test_changing_only_the_text_of_a_scheduled_issue_keeps_its_schedule(client, editor, draft):
+    when = in_two_days_at_nine()
+    issue_schedule(issue=draft, at=when)
+
+    client.post(
+        f"{ISSUES}{draft.pk}/change/",
+        issue_form(draft.newsletter, subject="Better subject", **time_fields(when)),
+    )
+
+    draft.refresh_from_db()
+    assert (draft.subject, draft.status, draft.scheduled_at) == (
+        "Better subject",
+        Issue.Status.SCHEDULED,
+        when,
+    )
+    assert len(due_checks()) == 1
+
+
+def test_a_scheduled_time_in_the_past_is_refused_on_the_form(client, editor, letter):
+    yesterday = timezone.now() - timedelta(days=1)
+    response = client.post(f"{ISSUES}add/", issue_form(letter, **time_fields(yesterday)))
+
+    assert response.status_code == 200
+    form = response.context["adminform"].form
+    assert form.errors["scheduled_at"] == ["A scheduled time must be in the future."]
+    assert not Issue.objects.exists()

@@ -12,6 +12,7 @@ from signalpost.publishing.models import Delivery, Issue
 from signalpost.publishing.selectors import issue_progress
 from signalpost.publishing.services import (
     EDITABLE,
+    KEEP,
     issue_create,
     issue_schedule,
     issue_send,
@@ -35,6 +36,7 @@ class IssueForm(forms.ModelForm):
             issue_validate(
                 subject=cleaned_data.get("subject", ""),
                 body_markdown=cleaned_data.get("body_markdown", ""),
+                scheduled_at=self.new_scheduled_at(),
             )
         except ValidationError as error:
             for field, field_errors in error.message_dict.items():
@@ -42,6 +44,12 @@ class IssueForm(forms.ModelForm):
                 if field in cleaned_data:
                     self.add_error(field, field_errors)
         return cleaned_data
+
+    def new_scheduled_at(self):
+        """The scheduled time typed in, if it is new; a time kept from before may have passed."""
+        if "scheduled_at" not in self.changed_data:
+            return None
+        return self.cleaned_data.get("scheduled_at")
 
 
 @admin.register(Issue)
@@ -78,10 +86,15 @@ class IssueAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         """Saving goes through the services, which render the Markdown (IssueForm validated it)."""
         data = form.cleaned_data
+        # Cleared, the time is None, and a scheduled issue goes back to draft.
+        scheduled_at = data["scheduled_at"] if "scheduled_at" in form.changed_data else KEEP
         try:
             if change:
                 issue = issue_update(
-                    issue=obj, subject=data["subject"], body_markdown=data["body_markdown"]
+                    issue=obj,
+                    subject=data["subject"],
+                    body_markdown=data["body_markdown"],
+                    scheduled_at=scheduled_at,
                 )
             else:
                 issue = issue_create(
@@ -89,6 +102,7 @@ class IssueAdmin(admin.ModelAdmin):
                     subject=data["subject"],
                     body_markdown=data["body_markdown"],
                     created_by=request.user,
+                    scheduled_at=data["scheduled_at"],
                 )
         except ValidationError as error:
             # Only a change can get here: the issue started sending after the form was shown.
