@@ -5,13 +5,16 @@ from datetime import datetime, time, timedelta
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
+from signalpost.accounts.models import Profile
 from signalpost.api.tokens import api_token_create
 from signalpost.durable.models import DeadLetter
 from signalpost.newsletters.models import Subscription
-from signalpost.newsletters.services import subscribe
+from signalpost.newsletters.services import subscribe, unsubscribe
 from signalpost.publishing.models import Delivery, Issue
 from signalpost.publishing.services import issue_create, issue_schedule, issue_send
 from signalpost.publishing.tasks import issue_send_when_due
@@ -58,6 +61,7 @@ ISSUES = "/admin/publishing/issue/"
 SUBSCRIPTIONS = "/admin/newsletters/subscription/"
 DEAD_LETTERS = "/admin/durable/deadletter/"
 TOKENS = "/admin/api/apitoken/"
+NEWSLETTERS = "/admin/newsletters/newsletter/"
 
 
 # Actions need more than the view permission.
@@ -197,6 +201,18 @@ def test_a_draft_issue_can_be_deleted(client, draft):
     response = client.post(f"{ISSUES}{draft.pk}/delete/", {"post": "yes"})
 
     assert response.status_code == 302
+    assert not Issue.objects.exists()
+
+
+def test_selected_draft_issues_can_be_deleted_together(client, letter, draft):
+    other = issue_create(newsletter=letter, subject="Another", body_markdown="x")
+    client.force_login(make_user(is_staff=True, is_superuser=True))
+
+    client.post(
+        ISSUES,
+        {"action": "delete_selected", "_selected_action": [draft.pk, other.pk], "post": "yes"},
+    )
+
     assert not Issue.objects.exists()
 
 
@@ -387,3 +403,78 @@ def test_a_scheduled_time_in_the_past_is_refused_on_the_form(client, editor, let
     form = response.context["adminform"].form
     assert form.errors["scheduled_at"] == ["A scheduled time must be in the future."]
     assert not Issue.objects.exists()
+
+
+# The changelists cost the same number of queries however many rows they show.
+
+
+def queries_for_page(client, url):
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(url)
+    assert response.status_code == 200
+    return len(queries)
+
+
+def sent_issues(letter, count):
+    issues = Issue.objects.bulk_create(
+        Issue(
+            newsletter=letter,
+            subject=f"Issue {number}",
+            slug=f"issue-{number}",
+            body_markdown="x",
+            status=Issue.Status.SENT,
+            sending_started_at=timezone.now(),
+            sent_at=timezone.now(),
+        )
+        for number in range(count)
+    )
+    Delivery.objects.bulk_create(
+        Delivery(issue=issue, email=f"{status}@example.com", status=status)
+        for issue in issues
+        for status in [Delivery.Status.SENT, Delivery.Status.BOUNCED, Delivery.Status.QUEUED]
+    )
+
+
+def test_the_issue_list_runs_as_many_queries_for_50_sent_issues_as_for_5(client, editor):
+    sent_issues(make_newsletter(), 5)
+    five = queries_for_page(client, ISSUES)
+    sent_issues(make_newsletter(), 45)
+
+    assert queries_for_page(client, ISSUES) == five
+
+
+def test_the_issue_list_shows_each_sends_progress(client, editor, letter):
+    sent_issues(letter, 1)
+
+    page = client.get(ISSUES).content.decode()
+
+    assert '<progress max="100" value="66.7"' in page
+    assert "66.7% · 1 sent · 1 failed" in page
+
+
+def test_the_newsletter_list_runs_as_many_queries_for_50_newsletters_as_for_5(client, editor):
+    def newsletters(count):
+        for _ in range(count):
+            letter = make_newsletter()
+            for status in [Subscription.Status.ACTIVE, Subscription.Status.UNSUBSCRIBED]:
+                Subscription.objects.create(
+                    profile=Profile.objects.create(email=f"{letter.slug}-{status}@example.com"),
+                    newsletter=letter,
+                    status=status,
+                )
+
+    newsletters(5)
+    five = queries_for_page(client, NEWSLETTERS)
+    newsletters(45)
+
+    assert queries_for_page(client, NEWSLETTERS) == five
+
+
+def test_the_newsletter_list_counts_only_active_subscribers(client, editor, letter):
+    subscribe(email="ann@example.com", newsletter=letter, source="admin")
+    subscribe(email="bob@example.com", newsletter=letter, source="admin")
+    unsubscribe(email="bob@example.com", newsletter=letter, reason="test")
+
+    page = client.get(NEWSLETTERS).content.decode()
+
+    assert '<td class="field-active_subscribers">1</td>' in page
