@@ -1,4 +1,5 @@
 from django.contrib import admin, messages
+from django.contrib.auth import get_permission_codename
 from django.utils.html import format_html
 
 from signalpost.durable.models import DeadLetter, WorkerProcess
@@ -37,11 +38,16 @@ class DeadLetterAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         return False
 
+    def has_replay_permission(self, request):
+        # The form is read-only for everyone; the change permission is what allows replaying.
+        codename = get_permission_codename("change", self.opts)
+        return request.user.has_perm(f"{self.opts.app_label}.{codename}")
+
     @admin.display(description="Last error")
     def last_error_traceback(self, dead_letter):
         return format_html("<pre style='white-space: pre-wrap'>{}</pre>", dead_letter.last_error)
 
-    @admin.action(description="Replay selected dead letters")
+    @admin.action(description="Replay selected dead letters", permissions=["replay"])
     def replay_selected(self, request, queryset):
         replayed = sum(dead_letter_replay(dead_letter=dead_letter) for dead_letter in queryset)
         skipped = queryset.count() - replayed

@@ -1,6 +1,7 @@
 from django.contrib import admin, messages
 
 from signalpost.newsletters.models import Newsletter, Subscription, Topic
+from signalpost.newsletters.selectors import newsletters_with_active_count
 from signalpost.newsletters.services import subscription_confirm, unsubscribe
 
 
@@ -18,9 +19,13 @@ class NewsletterAdmin(admin.ModelAdmin):
     prepopulated_fields = {"slug": ["name"]}
     filter_horizontal = ["topics"]
 
-    @admin.display(description="Active subscribers")
+    def get_queryset(self, request):
+        # Counted with the list's query, for active_subscribers: not a query per row.
+        return newsletters_with_active_count(super().get_queryset(request))
+
+    @admin.display(description="Active subscribers", ordering="active_subscriber_count")
     def active_subscribers(self, newsletter):
-        return newsletter.subscriptions.filter(status=Subscription.Status.ACTIVE).count()
+        return newsletter.active_subscriber_count
 
 
 @admin.register(Subscription)
@@ -37,7 +42,11 @@ class SubscriptionAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
-    @admin.action(description="Confirm selected pending subscriptions")
+    def has_delete_permission(self, request, obj=None):
+        # Deleting the row would skip unsubscribe(): no signal, no activity, no webhook.
+        return False
+
+    @admin.action(description="Confirm selected pending subscriptions", permissions=["change"])
     def confirm_selected(self, request, queryset):
         confirmed = 0
         for subscription in queryset.filter(status=Subscription.Status.PENDING):
@@ -45,7 +54,7 @@ class SubscriptionAdmin(admin.ModelAdmin):
             confirmed += 1
         self.message_user(request, f"Confirmed {confirmed} subscription(s).", messages.SUCCESS)
 
-    @admin.action(description="Unsubscribe selected")
+    @admin.action(description="Unsubscribe selected", permissions=["change"])
     def unsubscribe_selected(self, request, queryset):
         ended = 0
         for subscription in queryset.select_related("profile", "newsletter"):

@@ -3,7 +3,8 @@
 import json
 
 from django.db import connection
-from django.db.models import Prefetch, Q
+from django.db.models import Count, OuterRef, Prefetch, Q, Subquery
+from django.db.models.functions import Coalesce
 
 from signalpost.newsletters.models import Newsletter, Subscription, Topic
 from signalpost.rows import row_fetch
@@ -57,6 +58,22 @@ def subscriptions_active(*, newsletter):
     return Subscription.objects.filter(
         newsletter=newsletter, status=Subscription.Status.ACTIVE
     ).select_related("profile")
+
+
+def newsletters_with_active_count(queryset):
+    """Annotate each newsletter with ``active_subscriber_count``.
+
+    A subquery rather than a join: with a join's GROUP BY, a list's own COUNT
+    queries would read every subscription too.
+    """
+    active = (
+        Subscription.objects.filter(newsletter=OuterRef("pk"), status=Subscription.Status.ACTIVE)
+        .order_by()
+        .values("newsletter")
+        .annotate(count=Count("pk"))
+        .values("count")
+    )
+    return queryset.annotate(active_subscriber_count=Coalesce(Subquery(active), 0))
 
 
 def subscription_of(*, profile_id, newsletter):

@@ -9,14 +9,21 @@ from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
 from signalpost.publishing.models import Delivery, Issue
-from signalpost.publishing.selectors import issue_progress
+from signalpost.publishing.selectors import (
+    issue_progress,
+    issues_with_delivery_counts,
+    progress_percent,
+)
 from signalpost.publishing.services import (
+    EDITABLE,
+    KEEP,
     issue_create,
     issue_schedule,
     issue_send,
     issue_send_test,
     issue_unschedule,
     issue_update,
+    issue_validate,
 )
 
 
@@ -25,6 +32,28 @@ class IssueForm(forms.ModelForm):
         model = Issue
         fields = ["newsletter", "subject", "body_markdown", "scheduled_at"]
         widgets = {"body_markdown": forms.Textarea(attrs={"rows": 24, "class": "vLargeTextField"})}
+
+    def clean(self):
+        """Refuse here what the services would refuse, so the author gets their text back."""
+        cleaned_data = super().clean()
+        try:
+            issue_validate(
+                subject=cleaned_data.get("subject", ""),
+                body_markdown=cleaned_data.get("body_markdown", ""),
+                scheduled_at=self.new_scheduled_at(),
+            )
+        except ValidationError as error:
+            for field, field_errors in error.message_dict.items():
+                # A field the form already refused keeps only its own error.
+                if field in cleaned_data:
+                    self.add_error(field, field_errors)
+        return cleaned_data
+
+    def new_scheduled_at(self):
+        """The scheduled time typed in, if it is new; a time kept from before may have passed."""
+        if "scheduled_at" not in self.changed_data:
+            return None
+        return self.cleaned_data.get("scheduled_at")
 
 
 @admin.register(Issue)
@@ -39,20 +68,37 @@ class IssueAdmin(admin.ModelAdmin):
     actions = ["send_test_to_me", "send_now", "schedule", "unschedule"]
     change_form_template = "admin/publishing/issue/change_form.html"
 
+    def has_change_permission(self, request, obj=None):
+        # A sending or sent issue is shown read-only, so it has no Save button to press.
+        if obj is not None and obj.status not in EDITABLE:
+            return False
+        return super().has_change_permission(request, obj)
+
     def get_readonly_fields(self, request, obj=None):
-        if obj is not None and obj.status not in {Issue.Status.DRAFT, Issue.Status.SCHEDULED}:
-            return [*self.readonly_fields, "newsletter", "subject", "body_markdown", "scheduled_at"]
         if obj is not None:
             return [*self.readonly_fields, "newsletter"]
         return self.readonly_fields
 
+    def has_delete_permission(self, request, obj=None):
+        # Deleting a sending or sent issue would take its deliveries with it, from under the
+        # batch tasks still sending them and from the record of what was sent. The bulk
+        # action asks this for each selected issue and refuses if any is not a draft.
+        if obj is not None and obj.status != Issue.Status.DRAFT:
+            return False
+        return super().has_delete_permission(request, obj)
+
     def save_model(self, request, obj, form, change):
-        """Saving goes through the services, which render and validate the Markdown."""
+        """Saving goes through the services, which render the Markdown (IssueForm validated it)."""
         data = form.cleaned_data
+        # Cleared, the time is None, and a scheduled issue goes back to draft.
+        scheduled_at = data["scheduled_at"] if "scheduled_at" in form.changed_data else KEEP
         try:
             if change:
                 issue = issue_update(
-                    issue=obj, subject=data["subject"], body_markdown=data["body_markdown"]
+                    issue=obj,
+                    subject=data["subject"],
+                    body_markdown=data["body_markdown"],
+                    scheduled_at=scheduled_at,
                 )
             else:
                 issue = issue_create(
@@ -60,11 +106,14 @@ class IssueAdmin(admin.ModelAdmin):
                     subject=data["subject"],
                     body_markdown=data["body_markdown"],
                     created_by=request.user,
+                    scheduled_at=data["scheduled_at"],
                 )
-            obj.pk = issue.pk
-            obj.refresh_from_db()
         except ValidationError as error:
+            # Only a change can get here: the issue started sending after the form was shown.
             self.message_user(request, "; ".join(error.messages), messages.ERROR)
+            return
+        obj.pk = issue.pk
+        obj.refresh_from_db()
 
     @admin.display(description="Preview")
     def preview(self, issue):
@@ -76,18 +125,24 @@ class IssueAdmin(admin.ModelAdmin):
             mark_safe(issue.body_html),  # sanitised with nh3 when saved
         )
 
+    def get_queryset(self, request):
+        # Counted with the list's query, for progress_bar: not a query per row.
+        return issues_with_delivery_counts(super().get_queryset(request))
+
     @admin.display(description="Progress")
     def progress_bar(self, issue):
         if issue.status not in {Issue.Status.SENDING, Issue.Status.SENT}:
             return "—"
-        progress = issue_progress(issue=issue)
+        percent = progress_percent(
+            issue=issue, done=issue.deliveries_finished, total=issue.deliveries_total
+        )
         return format_html(
             '<progress max="100" value="{}" style="width:10em"></progress> '
             "{}% · {} sent · {} failed",
-            progress["percent"],
-            progress["percent"],
-            progress["sent"],
-            progress["failed"],
+            percent,
+            percent,
+            issue.deliveries_sent,
+            issue.deliveries_failed,
         )
 
     def get_urls(self):
@@ -130,7 +185,10 @@ class IssueAdmin(admin.ModelAdmin):
             else:
                 self.message_user(request, f"{issue}: test sent to {request.user.email}.")
 
-    @admin.action(description="Send the selected issues now")
+    def has_send_permission(self, request):
+        return request.user.has_perm(f"{self.opts.app_label}.send_issue")
+
+    @admin.action(description="Send the selected issues now", permissions=["send"])
     def send_now(self, request, queryset):
         for issue in queryset:
             recipients = issue_send(issue=issue)
@@ -139,7 +197,9 @@ class IssueAdmin(admin.ModelAdmin):
             else:
                 self.message_user(request, f"{issue}: sending to {recipients} subscribers.")
 
-    @admin.action(description="Schedule the selected issues at their scheduled time")
+    @admin.action(
+        description="Schedule the selected issues at their scheduled time", permissions=["send"]
+    )
     def schedule(self, request, queryset):
         for issue in queryset:
             if issue.scheduled_at is None or issue.scheduled_at <= timezone.now():
@@ -154,7 +214,9 @@ class IssueAdmin(admin.ModelAdmin):
             else:
                 self.message_user(request, f"{issue}: scheduled for {issue.scheduled_at:%c}.")
 
-    @admin.action(description="Turn the selected scheduled issues back into drafts")
+    @admin.action(
+        description="Turn the selected scheduled issues back into drafts", permissions=["change"]
+    )
     def unschedule(self, request, queryset):
         count = sum(issue_unschedule(issue=issue) for issue in queryset)
         self.message_user(request, f"Unscheduled {count} issue(s).")

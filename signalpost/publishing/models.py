@@ -37,6 +37,8 @@ class Issue(models.Model):
         ]
         indexes = [models.Index(fields=["newsletter", "status", "-sent_at"])]
         ordering = ["-created_at"]
+        # Writing an issue (change) and emailing it to every subscriber are different trusts.
+        permissions = [("send_issue", "Can send or schedule issues to subscribers")]
 
     def __str__(self):
         return f"{self.newsletter}: {self.subject}"

@@ -25,9 +25,16 @@ RESERVED_SLUGS = {"feed", "confirm", "unsubscribe"}
 SUBJECT_MAX_LENGTH = 200
 BODY_MAX_LENGTH = 500_000
 EDITABLE = {Issue.Status.DRAFT, Issue.Status.SCHEDULED}
+# issue_update's default for scheduled_at: a caller changing only the text
+# must not unschedule the issue by leaving the time out.
+KEEP = object()
 
 
-def issue_validate(*, subject, body_markdown):
+def issue_validate(*, subject, body_markdown, scheduled_at=None):
+    """Raise ValidationError, by field, if the issue's text or a new scheduled time is refused.
+
+    Pass ``scheduled_at`` only when it is new: a time kept from before may have passed.
+    """
     errors = {}
     if not subject or not subject.strip():
         errors["subject"] = "An issue needs a subject."
@@ -41,6 +48,8 @@ def issue_validate(*, subject, body_markdown):
         errors["body_markdown"] = f"The body has at most {BODY_MAX_LENGTH} characters."
     elif "\x00" in body_markdown:
         errors["body_markdown"] = "The body cannot contain NUL characters."
+    if scheduled_at is not None and scheduled_at <= timezone.now():
+        errors["scheduled_at"] = "A scheduled time must be in the future."
     if errors:
         raise ValidationError(errors)
 
@@ -61,9 +70,12 @@ def issue_slug_for(*, newsletter, subject, exclude_pk=None):
 
 
 @transaction.atomic
-def issue_create(*, newsletter, subject, body_markdown, created_by=None):
-    """Create a draft issue with its HTML rendered; return it."""
-    issue_validate(subject=subject, body_markdown=body_markdown)
+def issue_create(*, newsletter, subject, body_markdown, created_by=None, scheduled_at=None):
+    """Create a draft issue with its HTML rendered; return it.
+
+    ``scheduled_at`` is only remembered: ``issue_schedule`` schedules the draft.
+    """
+    issue_validate(subject=subject, body_markdown=body_markdown, scheduled_at=scheduled_at)
     return Issue.objects.create(
         newsletter=newsletter,
         subject=subject.strip(),
@@ -71,20 +83,38 @@ def issue_create(*, newsletter, subject, body_markdown, created_by=None):
         body_markdown=body_markdown,
         body_html=markdown_to_html(body_markdown),
         created_by=created_by,
+        scheduled_at=scheduled_at,
     )
 
 
 @transaction.atomic
-def issue_update(*, issue, subject, body_markdown):
-    """Change a draft or scheduled issue's text; a sending or sent issue cannot change."""
+def issue_update(*, issue, subject, body_markdown, scheduled_at=KEEP):
+    """Change a draft or scheduled issue's text and time; a sending or sent issue cannot change.
+
+    A scheduled issue given a new time is rescheduled (through ``issue_schedule``),
+    and given ``None`` becomes a draft; a draft's time is only remembered. Leaving
+    ``scheduled_at`` out keeps the time and the schedule as they are.
+    """
     issue = Issue.objects.select_for_update().get(pk=issue.pk)
     if issue.status not in EDITABLE:
         raise ValidationError(f"A {issue.status} issue cannot be changed.")
-    issue_validate(subject=subject, body_markdown=body_markdown)
+    moved = scheduled_at is not KEEP and scheduled_at != issue.scheduled_at
+    issue_validate(
+        subject=subject, body_markdown=body_markdown, scheduled_at=scheduled_at if moved else None
+    )
     issue.subject = subject.strip()
     issue.body_markdown = body_markdown
     issue.body_html = markdown_to_html(body_markdown)
     issue.save(update_fields=["subject", "body_markdown", "body_html", "updated_at"])
+    if moved and issue.status == Issue.Status.SCHEDULED:
+        if scheduled_at is None:
+            issue_unschedule(issue=issue)
+        else:
+            issue_schedule(issue=issue, at=scheduled_at)
+        issue.refresh_from_db()
+    elif moved:
+        issue.scheduled_at = scheduled_at
+        issue.save(update_fields=["scheduled_at", "updated_at"])
     return issue
 
 
