@@ -355,6 +355,22 @@ def test_a_scheduled_issue_is_sent_when_due_and_a_rescheduled_one_waits(
     assert len(smtp_inbox.wait_for(3)) == 3
 
 
+def test_an_issue_scheduled_with_a_utc_offset_is_sent_when_due(smtp_inbox, letter, audience):
+    issue = draft(letter)
+    # A second ago, written as Central European Summer Time: the database keeps UTC.
+    moment = (timezone.now() - timezone.timedelta(seconds=1)).astimezone(
+        timezone.get_fixed_timezone(120)
+    )
+    call_command(
+        "send_issue", "weekly", issue.slug, f"--at={moment.isoformat()}", stdout=StringIO()
+    )
+    run_worker_until_idle()
+
+    assert sorted(message["To"] for message in smtp_inbox.wait_for(3)) == audience
+    issue.refresh_from_db()
+    assert issue.status == "sent"
+
+
 def test_send_issue_command_sends_and_reports_progress(smtp_inbox, letter, audience):
     issue = draft(letter)
     out = StringIO()

@@ -5,6 +5,7 @@ import logging
 import smtplib
 import sys
 import time
+from datetime import datetime
 
 from django.conf import settings
 from django.core.mail import mailers
@@ -208,11 +209,13 @@ def deliveries_send(*, issue, deliveries, progress=None):
 def issue_send_when_due(*, issue_id, scheduled_at):
     """Send a scheduled issue, unless it was rescheduled or unscheduled since."""
     issue = Issue.objects.filter(pk=issue_id).first()
+    # Compare instants, not strings: the task carries the time as it was given
+    # (any UTC offset) and the database gives it back in UTC.
     if (
         issue is None
         or issue.status != Issue.Status.SCHEDULED
         or issue.scheduled_at is None
-        or issue.scheduled_at.isoformat() != scheduled_at
+        or issue.scheduled_at != datetime.fromisoformat(scheduled_at)
     ):
         return None
     return issue_send(issue=issue)
