@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Count, F, Max
 from django.utils import timezone
 from django.utils.text import slugify
@@ -16,6 +16,7 @@ from django.utils.text import slugify
 from signalpost.newsletters.models import Subscription
 from signalpost.publishing.models import Delivery, Issue
 from signalpost.publishing.rendering import markdown_to_html
+from signalpost.publishing.selectors import claimers_live, send_batches_live, sends_in_progress
 from signalpost.signals import delivery_failed, issue_sending_started, issue_sent
 
 logger = logging.getLogger(__name__)
@@ -331,6 +332,92 @@ def issue_finish_if_done(*, issue_id):
         failed_count=counts.get(Delivery.Status.FAILED, 0),
     )
     return True
+
+
+def issue_send_resume(*, issue):
+    """Restart a send that stopped; return how many batch tasks were queued.
+
+    What ``manage.py send_issue --resume`` runs. Safe to run at any time, and
+    as often as you like, beside the batches at work (see ``issue_send_recover``).
+    """
+    with transaction.atomic():
+        return send_restart(issue_id=issue.pk)
+
+
+def issue_send_recover(*, issue):
+    """Restart a send that a failure left stranded, if it is; return the batch tasks queued.
+
+    Workers run this for every send in progress (``sends_recover``), so a send
+    finishes without anyone noticing the failure. A read-only look comes first:
+    a send going well costs a few index probes and takes no write lock.
+    """
+    if not send_stranded(issue_id=issue.pk):
+        return 0
+    with transaction.atomic():
+        return send_restart(issue_id=issue.pk)
+
+
+def sends_recover():
+    """Run ``issue_send_recover`` for every send in progress; return the batch tasks queued."""
+    queued = 0
+    for issue in sends_in_progress():
+        try:
+            queued += issue_send_recover(issue=issue)
+        except DatabaseError:
+            # A locked or restarting database: the next sweep tries again.
+            logger.warning("Could not check the send of issue %s", issue.pk, exc_info=True)
+    return queued
+
+
+def send_stranded(*, issue_id):
+    """Whether a send needs restarting: work that no batch task is waiting or running for."""
+    claimers = claimers_of(issue_id=issue_id)
+    if claimers - claimers_live(claimers):
+        return True
+    unfinished = Delivery.objects.filter(
+        issue_id=issue_id, status__in=[Delivery.Status.QUEUED, Delivery.Status.SENDING]
+    )
+    if not unfinished.exists():
+        return True  # only the final bookkeeping is missing
+    return not send_batches_live(issue_id=issue_id).exists()
+
+
+def claimers_of(*, issue_id):
+    return set(
+        Delivery.objects.filter(issue_id=issue_id, status=Delivery.Status.SENDING)
+        .values_list("claimed_by", flat=True)
+        .distinct()
+    )
+
+
+def send_restart(*, issue_id):
+    """The work of ``issue_send_resume``, in the caller's transaction."""
+    from signalpost.publishing.tasks import issue_send_batch
+
+    issue = Issue.objects.select_for_update().filter(pk=issue_id).first()
+    if issue is None or issue.status != Issue.Status.SENDING:
+        return 0
+    claimers = claimers_of(issue_id=issue_id)
+    for claimer in claimers - claimers_live(claimers):
+        # Its batch task failed and could not give them back (the database was
+        # down for that too). It may have sent one of them without marking it,
+        # so each claim counts as an attempt, as when any batch fails.
+        deliveries_release(
+            issue_id=issue_id,
+            claimer=claimer,
+            reason="its batch task ended without giving it back",
+        )
+    queued = Delivery.objects.filter(issue_id=issue_id, status=Delivery.Status.QUEUED).count()
+    if not queued:
+        issue_finish_if_done(issue_id=issue_id)
+        return 0
+    if send_batches_live(issue_id=issue_id).exists():
+        return 0
+    batches = math.ceil(queued / settings.SIGNALPOST_SEND_BATCH_SIZE)
+    for _ in range(batches):
+        issue_send_batch.enqueue(issue_id=issue_id)
+    logger.warning("Restarted the send of issue %s: %s batch task(s) queued", issue_id, batches)
+    return batches
 
 
 def retry_delay_seconds(attempts):

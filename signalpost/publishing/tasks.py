@@ -9,7 +9,7 @@ from datetime import datetime
 
 from django.conf import settings
 from django.core.mail import mailers
-from django.db import connection
+from django.db import connection, transaction
 from django.tasks import task
 
 from signalpost.publishing.models import Delivery, Issue
@@ -63,9 +63,31 @@ def is_permanent(error):
 
 
 @task(takes_context=True)
-def issue_send_batch(context, *, issue_id):
-    """Claim one batch of an issue's deliveries and send it over one SMTP connection."""
+def issue_send_batch(context, *, issue_id, failures=0):
+    """Claim one batch of an issue's deliveries and send it over one SMTP connection.
+
+    ``failures`` counts the tries before this one that failed as a whole, for
+    the backoff of the next.
+    """
     claimer = str(context.task_result.id)
+    progress = {}
+    try:
+        return batch_send(issue_id=issue_id, claimer=claimer, progress=progress)
+    except BaseException:
+        # Any step may fail (the database restarting or locked, a bug), and
+        # BaseException too: a second SIGTERM stops the worker with SystemExit.
+        # Whatever failed, this batch's share must go back to the queue with a
+        # task to send it, or the send would never finish.
+        batch_give_back(
+            issue_id=issue_id,
+            claimer=claimer,
+            suspect_id=progress.get("delivery_id"),
+            failures=failures + 1,
+        )
+        raise
+
+
+def batch_send(*, issue_id, claimer, progress):
     issue = Issue.objects.select_related("newsletter").get(pk=issue_id)
     if issue.status != Issue.Status.SENDING:
         return {"sent": 0}
@@ -82,14 +104,10 @@ def issue_send_batch(context, *, issue_id):
     )
     for delivery in deliveries:
         delivery.issue = issue
-    progress = {}
-    try:
-        with asynchronous_commit():
-            outcome = deliveries_send(issue=issue, deliveries=deliveries, progress=progress)
-    except BaseException:
-        # BaseException too: a second SIGTERM stops the worker with SystemExit.
-        batch_give_back(issue_id=issue_id, claimer=claimer, suspect_id=progress.get("delivery_id"))
-        raise
+    with asynchronous_commit():
+        outcome = deliveries_send(issue=issue, deliveries=deliveries, progress=progress)
+    # Every delivery has its outcome now: none is in flight if what follows fails.
+    progress.pop("delivery_id", None)
     if outcome["retry"]:
         issue_send_batch.using(run_after=retry_at(outcome["max_attempts"])).enqueue(
             issue_id=issue_id
@@ -103,26 +121,41 @@ def error_text():
     return f"the batch failed: {type(error).__name__}: {error}"
 
 
-def batch_give_back(*, issue_id, claimer, suspect_id):
+def batch_give_back(*, issue_id, claimer, suspect_id, failures):
     """After a failure outside SMTP (the database went away, a bug), requeue the batch.
 
     Without this its claimed deliveries would wait for a claimer that has given
     up, and the send would never finish. What was not marked sent goes back to
     the queue, the one message in flight included, and a new batch task follows
-    with backoff (``deliveries_release`` says which attempts count).
+    with backoff (``deliveries_release`` says which attempts count); a batch
+    that failed before claiming anything backs off by ``failures``. Should this
+    fail too, the workers' periodic ``sends_recover`` (or ``send_issue
+    --resume``) finds the deliveries claimed by a task that is over.
     """
     logger.exception("A batch of issue %s failed; its unsent deliveries go back", issue_id)
     try:
         connection.close_if_unusable_or_obsolete()
-        queued, attempts = deliveries_release(
-            issue_id=issue_id, claimer=claimer, reason=error_text(), suspect_id=suspect_id
-        )
-        if queued:
-            issue_send_batch.using(run_after=retry_at(attempts)).enqueue(issue_id=issue_id)
-        else:
+        with transaction.atomic():
+            queued, attempts = deliveries_release(
+                issue_id=issue_id, claimer=claimer, reason=error_text(), suspect_id=suspect_id
+            )
+            if queued:
+                batch_retry(issue_id=issue_id, attempts=max(attempts, failures), failures=failures)
+                return
+        try:
             issue_finish_if_done(issue_id=issue_id)
+        except Exception:
+            # Nothing left to send, but the send is not marked finished: a batch will.
+            batch_retry(issue_id=issue_id, attempts=failures, failures=failures)
+            raise
     except Exception:
         logger.exception("Could not give back the batch of issue %s", issue_id)
+
+
+def batch_retry(*, issue_id, attempts, failures):
+    issue_send_batch.using(run_after=retry_at(attempts)).enqueue(
+        issue_id=issue_id, failures=failures
+    )
 
 
 def deliveries_send(*, issue, deliveries, progress=None):
