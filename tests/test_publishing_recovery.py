@@ -26,7 +26,7 @@ READERS = [f"reader{number}@example.com" for number in range(4)]
 
 @pytest.fixture
 def letter(db):
-    letter = make_newsletter(slug="weekly", sender_email="editors@weekly.example.com")
+    letter = make_newsletter(slug="weekly", sender_email="news@wrong.example.com")
     for address in READERS:
         subscribe(email=address, newsletter=letter, source="admin")
     return letter
@@ -144,3 +144,61 @@ def test_resuming_a_send_that_is_going_well_sends_nothing_twice(smtp_inbox, issu
     assert received(smtp_inbox) == Counter(READERS)
     issue.refresh_from_db()
     assert issue.status == Issue.Status.SENT
+
+
+@pytest.mark.parametrize("pipelining", [False, True], ids=["one-by-one", "pipelined"])
+def test_a_refused_sender_is_retried_later_without_failing_anyone(
+    smtp_inbox, issue, caplog, pipelining
+):
+    smtp_inbox.pipelining = pipelining
+    smtp_inbox.refuse_senders.add("news@wrong.example.com")
+    with SignalRecorder(delivery_failed) as failed:
+        issue_send(issue=issue)
+        run_worker_until_idle()
+
+    assert smtp_inbox.envelopes == []
+    assert failed.calls == []
+    deliveries = Delivery.objects.all()
+    assert {(d.status, d.attempts) for d in deliveries} == {("queued", 0)}
+    assert all("553" in d.last_error for d in deliveries)
+    retry = DBTaskResult.objects.get(status="READY")
+    assert retry.run_after > timezone.now()
+    assert "refused the sender of issue" in caplog.text
+
+
+def test_a_send_held_for_a_refused_sender_goes_out_once_the_sender_is_fixed(
+    smtp_inbox, settings, letter, issue, caplog
+):
+    settings.SIGNALPOST_SEND_MAX_ATTEMPTS = 2
+    smtp_inbox.refuse_senders.add("news@wrong.example.com")
+    with SignalRecorder(delivery_failed) as failed:
+        issue_send(issue=issue)
+        run_retries_now()
+
+        assert set(Delivery.objects.values_list("status", flat=True)) == {"held"}
+        issue.refresh_from_db()
+        assert issue.status == Issue.Status.SENDING
+        assert "send_issue weekly big-news --resume" in caplog.text
+
+        letter.sender_email = "editors@weekly.example.com"
+        letter.save()
+        call_command("send_issue", "weekly", issue.slug, "--resume", "--no-wait", stdout=StringIO())
+        run_worker_until_idle()
+
+    assert received(smtp_inbox) == Counter(READERS)
+    assert failed.calls == []
+    issue.refresh_from_db()
+    assert issue.status == Issue.Status.SENT
+
+
+def test_workers_leave_a_held_send_alone(smtp_inbox, settings, issue):
+    settings.SIGNALPOST_SEND_MAX_ATTEMPTS = 1
+    smtp_inbox.refuse_senders.add("news@wrong.example.com")
+    issue_send(issue=issue)
+    run_worker_until_idle()
+    assert set(Delivery.objects.values_list("status", flat=True)) == {"held"}
+
+    WorkerHeartbeat(worker_id="sweeper", queues=["default"], lease_seconds=30).beat()
+
+    assert not DBTaskResult.objects.filter(status="READY").exists()
+    assert set(Delivery.objects.values_list("status", flat=True)) == {"held"}

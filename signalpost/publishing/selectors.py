@@ -31,7 +31,7 @@ def issue_progress(*, issue):
     )
     total = sum(counts.values())
     done = counts["sent"] + counts["failed"] + counts["bounced"] + counts["skipped"]
-    remaining = counts["queued"] + counts["sending"]
+    remaining = counts["queued"] + counts["sending"] + counts["held"]
     now = timezone.now()
     end = issue.sent_at or now
     elapsed = (end - issue.sending_started_at).total_seconds() if issue.sending_started_at else 0
@@ -45,6 +45,7 @@ def issue_progress(*, issue):
         "failed": counts["failed"] + counts["bounced"],
         "skipped": counts["skipped"],
         "remaining": remaining,
+        "held": counts["held"],
         "percent": round(100 * done / total, 1) if total else (100.0 if issue.sent_at else 0.0),
         "rate_per_second": round(rate, 1),
         "elapsed_seconds": round(elapsed, 1),

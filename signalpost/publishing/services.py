@@ -225,6 +225,31 @@ def deliveries_release(*, issue_id, claimer, reason, suspect_id=None):
     return queued, max(most, 1)
 
 
+@transaction.atomic
+def deliveries_hold_back(*, issue_id, claimer, reason, hold):
+    """Give back a batch's unsent deliveries after the mail server refused the sender.
+
+    The refusal is not the recipients': their claim does not count as an
+    attempt and nobody's delivery fails. With ``hold`` (the batch's retries
+    are spent) every queued delivery of the issue is held until staff fix the
+    sender and resume the send (``issue_send_resume``); sending on would be
+    refused alike. Returns how many deliveries are held.
+    """
+    Delivery.objects.filter(
+        issue_id=issue_id, status=Delivery.Status.SENDING, claimed_by=claimer
+    ).update(
+        status=Delivery.Status.QUEUED,
+        claimed_by="",
+        attempts=F("attempts") - 1,
+        last_error=reason[:2000],
+    )
+    if not hold:
+        return 0
+    return Delivery.objects.filter(issue_id=issue_id, status=Delivery.Status.QUEUED).update(
+        status=Delivery.Status.HELD, last_error=reason[:2000]
+    )
+
+
 def delivery_sent(*, delivery, message_id):
     """Record one message as sent: its own statement, so a crash loses at most the next.
 
@@ -298,14 +323,14 @@ def deliveries_skip_for(*, profile, newsletter):
     return Delivery.objects.filter(
         profile=profile,
         issue__newsletter=newsletter,
-        status__in=[Delivery.Status.QUEUED, Delivery.Status.SENDING],
+        status__in=[Delivery.Status.QUEUED, Delivery.Status.SENDING, Delivery.Status.HELD],
     ).update(status=Delivery.Status.SKIPPED)
 
 
 @transaction.atomic
 def issue_finish_if_done(*, issue_id):
-    """Mark the issue sent once no delivery is queued or in flight; return whether it was."""
-    unfinished = [Delivery.Status.QUEUED, Delivery.Status.SENDING]
+    """Mark the issue sent once no delivery is queued, in flight or held; return whether it was."""
+    unfinished = [Delivery.Status.QUEUED, Delivery.Status.SENDING, Delivery.Status.HELD]
     # Every batch asks; all but the last learn "not yet" from an index probe
     # instead of locking the issue and counting every delivery.
     if Delivery.objects.filter(issue_id=issue_id, status__in=unfinished).exists():
@@ -319,7 +344,7 @@ def issue_finish_if_done(*, issue_id):
         .annotate(count=Count("id"))
         .order_by()
     )
-    if counts.get(Delivery.Status.QUEUED) or counts.get(Delivery.Status.SENDING):
+    if any(counts.get(status) for status in unfinished):
         return False
     issue.status = Issue.Status.SENT
     issue.sent_at = timezone.now()
@@ -337,10 +362,15 @@ def issue_finish_if_done(*, issue_id):
 def issue_send_resume(*, issue):
     """Restart a send that stopped; return how many batch tasks were queued.
 
-    What ``manage.py send_issue --resume`` runs. Safe to run at any time, and
-    as often as you like, beside the batches at work (see ``issue_send_recover``).
+    What ``manage.py send_issue --resume`` runs: deliveries held after the mail
+    server kept refusing the sender (fixed since, presumably) are queued again,
+    then as ``issue_send_recover``. Safe beside the batches at work.
     """
     with transaction.atomic():
+        Issue.objects.select_for_update().filter(pk=issue.pk).first()
+        Delivery.objects.filter(issue_id=issue.pk, status=Delivery.Status.HELD).update(
+            status=Delivery.Status.QUEUED
+        )
         return send_restart(issue_id=issue.pk)
 
 
@@ -378,7 +408,9 @@ def send_stranded(*, issue_id):
         issue_id=issue_id, status__in=[Delivery.Status.QUEUED, Delivery.Status.SENDING]
     )
     if not unfinished.exists():
-        return True  # only the final bookkeeping is missing
+        # Held deliveries wait for staff (issue_send_resume); otherwise only
+        # the final bookkeeping is missing.
+        return not Delivery.objects.filter(issue_id=issue_id, status=Delivery.Status.HELD).exists()
     return not send_batches_live(issue_id=issue_id).exists()
 
 

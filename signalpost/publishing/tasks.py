@@ -18,13 +18,16 @@ from signalpost.publishing.sending import Outlet, SentMarks
 from signalpost.publishing.sendrate import SendRate
 from signalpost.publishing.services import (
     deliveries_claim,
+    deliveries_hold_back,
     deliveries_release,
     delivery_fail,
     delivery_retry_later,
     issue_finish_if_done,
     issue_send,
     retry_at,
+    retry_delay_seconds,
 )
+from signalpost.smtp_wire import SMTPDataRefused
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +56,15 @@ def asynchronous_commit():
             cursor.execute("RESET synchronous_commit")
 
 
+def is_sender_refusal(error):
+    """Whether the server refused the sender or the session, not this recipient.
+
+    Every message of the batch would be refused alike, so it is the batch's
+    failure, retried as such, and never a recipient's.
+    """
+    return isinstance(error, (smtplib.SMTPSenderRefused, SMTPDataRefused))
+
+
 def is_permanent(error):
     if isinstance(error, smtplib.SMTPRecipientsRefused):
         codes = [code for code, _ in error.recipients.values()]
@@ -72,7 +84,7 @@ def issue_send_batch(context, *, issue_id, failures=0):
     claimer = str(context.task_result.id)
     progress = {}
     try:
-        return batch_send(issue_id=issue_id, claimer=claimer, progress=progress)
+        return batch_send(issue_id=issue_id, claimer=claimer, failures=failures, progress=progress)
     except BaseException:
         # Any step may fail (the database restarting or locked, a bug), and
         # BaseException too: a second SIGTERM stops the worker with SystemExit.
@@ -87,7 +99,7 @@ def issue_send_batch(context, *, issue_id, failures=0):
         raise
 
 
-def batch_send(*, issue_id, claimer, progress):
+def batch_send(*, issue_id, claimer, failures, progress):
     issue = Issue.objects.select_related("newsletter").get(pk=issue_id)
     if issue.status != Issue.Status.SENDING:
         return {"sent": 0}
@@ -108,12 +120,45 @@ def batch_send(*, issue_id, claimer, progress):
         outcome = deliveries_send(issue=issue, deliveries=deliveries, progress=progress)
     # Every delivery has its outcome now: none is in flight if what follows fails.
     progress.pop("delivery_id", None)
+    if outcome["sender_refused"]:
+        batch_sender_refused(
+            issue=issue, claimer=claimer, reason=outcome["sender_refused"], failures=failures
+        )
     if outcome["retry"]:
         issue_send_batch.using(run_after=retry_at(outcome["max_attempts"])).enqueue(
             issue_id=issue_id
         )
     issue_finish_if_done(issue_id=issue_id)
-    return {key: outcome[key] for key in ("sent", "failed", "retry")}
+    return {key: outcome[key] for key in ("sent", "failed", "retry", "sender_refused")}
+
+
+def batch_sender_refused(*, issue, claimer, reason, failures):
+    """Retry a batch whose sender the mail server refused; hold the send once retries are spent."""
+    failures += 1
+    hold = failures >= settings.SIGNALPOST_SEND_MAX_ATTEMPTS
+    with transaction.atomic():
+        held = deliveries_hold_back(issue_id=issue.pk, claimer=claimer, reason=reason, hold=hold)
+        if not hold:
+            batch_retry(issue_id=issue.pk, attempts=failures, failures=failures)
+    if hold:
+        logger.error(
+            "The mail server refused the sender of issue %s %s times (%s): %s deliveries are "
+            "held. Fix the newsletter's sender address or the mail server's settings, then run "
+            "manage.py send_issue %s %s --resume",
+            issue.pk,
+            failures,
+            reason,
+            held,
+            issue.newsletter.slug,
+            issue.slug,
+        )
+    else:
+        logger.error(
+            "The mail server refused the sender of issue %s (%s); its batch tries again in %ss",
+            issue.pk,
+            reason,
+            retry_delay_seconds(failures),
+        )
 
 
 def error_text():
@@ -167,7 +212,7 @@ def deliveries_send(*, issue, deliveries, progress=None):
     progress = {} if progress is None else progress
     messages = IssueMessages(issue)
     rate = SendRate(settings.SIGNALPOST_SEND_RATE_PER_SECOND)
-    outcome = {"sent": 0, "failed": 0, "retry": 0, "max_attempts": 0}
+    outcome = {"sent": 0, "failed": 0, "retry": 0, "max_attempts": 0, "sender_refused": None}
     mailer = mailers.default
     outlet = Outlet(mailer, messages)
     pending_ids = {delivery.pk for delivery in deliveries}
@@ -213,6 +258,10 @@ def deliveries_send(*, issue, deliveries, progress=None):
                     outlet.send(message, before_data=marks.settle)
                 except (smtplib.SMTPException, OSError) as error:
                     marks.settle()
+                    if is_sender_refusal(error):
+                        # This and the rest stay claimed for the caller to give back.
+                        outcome["sender_refused"] = f"{type(error).__name__}: {error}"
+                        return outcome
                     if is_permanent(error):
                         delivery_fail(delivery=delivery, reason=str(error))
                         outcome["failed"] += 1
