@@ -428,3 +428,17 @@ def test_staff_write_preview_test_and_send_from_the_admin(client, smtp_inbox, le
     assert "Active subscribers, last 30 days" in index
     assert "<polyline" in index
     assert "From the admin" in index, "latest sends"
+
+
+def test_staff_saving_a_body_that_cannot_be_rendered_see_why(client, letter):
+    editor = make_user(username="editor", is_staff=True, is_superuser=True)
+    client.force_login(editor)
+    response = client.post(
+        "/admin/publishing/issue/add/",
+        {"newsletter": letter.pk, "subject": "Lists", "body_markdown": "1. " * 500},
+        follow=True,
+    )
+
+    assert response.status_code == 200
+    assert "nested too deeply" in response.content.decode()
+    assert not Issue.objects.exists()
