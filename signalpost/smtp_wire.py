@@ -126,6 +126,15 @@ def message_bytes(message):
     )
 
 
+class SMTPDataRefused(smtplib.SMTPDataError):
+    """The server refused the DATA command itself, having accepted the recipient.
+
+    Nothing of the message was seen yet, so the refusal is of the session (its
+    sender, its client), like a refused MAIL FROM, and not of this recipient or
+    message. A refusal after the data stays an ``SMTPDataError``.
+    """
+
+
 def smtp_send(smtp, *, sender, recipient, data, before_data=None):
     """``smtplib.SMTP.sendmail`` for one recipient, calling ``before_data()`` before the data.
 
@@ -160,7 +169,7 @@ def smtp_send(smtp, *, sender, recipient, data, before_data=None):
             raise smtplib.SMTPRecipientsRefused({recipient: (rcpt_code, rcpt_response)})
         if data_code != 354:
             give_up(data_code)
-            raise smtplib.SMTPDataError(*replies[2])
+            raise SMTPDataRefused(*replies[2])
     else:
         code, response = smtp.mail(sender, [options.strip()] if options else [])
         if code != 250:
@@ -173,7 +182,7 @@ def smtp_send(smtp, *, sender, recipient, data, before_data=None):
         code, response = smtp.docmd("DATA")
         if code != 354:
             give_up(code)
-            raise smtplib.SMTPDataError(code, response)
+            raise SMTPDataRefused(code, response)
     if before_data is not None:
         try:
             before_data()

@@ -15,11 +15,13 @@ def free_port():
 
 
 class Inbox:
-    """aiosmtpd handler: accepts every message, refusing recipients in ``refuse``."""
+    """aiosmtpd handler: accepts every message, refusing recipients in ``refuse`` and
+    senders in ``refuse_senders``."""
 
     def __init__(self):
         self.envelopes = []
         self.refuse = set()
+        self.refuse_senders = set()
         self.temporarily_refuse = {}
         # Offer RFC 2920 PIPELINING in the EHLO reply, as Postfix, Exim and ESP relays do.
         self.pipelining = False
@@ -29,6 +31,13 @@ class Inbox:
         if self.pipelining:
             return [*responses[:-1], "250-PIPELINING", responses[-1]]
         return responses
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if address.lower() in self.refuse_senders:
+            return "553 5.7.1 Sender address rejected: not owned by user"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address.lower() in self.refuse:

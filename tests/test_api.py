@@ -11,6 +11,7 @@ from signalpost.api.models import ApiToken
 from signalpost.api.tokens import api_token_create
 from signalpost.newsletters.models import Subscription
 from signalpost.newsletters.services import subscribe
+from signalpost.publishing.models import Issue
 from signalpost.webhooks.models import WebhookEndpoint
 from tests.factories import make_newsletter
 
@@ -167,6 +168,52 @@ def test_issues_drafted_sent_and_followed_through_the_api(api, weekly):
     assert (progress["total"], progress["remaining"]) == (1, 1)
     bad = api("post", "/newsletters/weekly/issues", {"subject": "", "body_markdown": "x"})
     assert bad.status_code == 400 and bad.json()["errors"][0]["field"] == "subject"
+
+
+def long_newsletter_body(size=400_000):
+    """Markdown as a long issue has it: headings, links, images, lists, quotes, code."""
+    sections = []
+    number = 0
+    while sum(map(len, sections)) < size:
+        number += 1
+        sections.append(
+            f"## Part {number}: the week [in brief]\n\n"
+            f"Some *emphasis*, **strong** text, [a link](https://example.com/{number}), "
+            f"<https://example.org/{number}>, ![a chart](https://example.com/{number}.png), "
+            f"`items[i]` and a footnote[^{number}], where a < b.\n\n"
+            "- one [more](https://example.com/more)\n- two\n    1. nested\n    2. list\n\n"
+            "> A quote with [its source](https://example.com/source).\n\n"
+            "```\nif (a[i] < b) { return x; }\n```\n\n"
+            f"[^{number}]: The note.\n\n"
+        )
+    return "".join(sections)
+
+
+def test_a_long_issue_is_drafted_with_its_html(api, weekly):
+    body = long_newsletter_body()
+    created = api("post", "/newsletters/weekly/issues", {"subject": "Long", "body_markdown": body})
+
+    assert created.status_code == 201
+    html = Issue.objects.get(pk=created.json()["id"]).body_html
+    assert '<a href="https://example.com/more" rel="noopener noreferrer">more</a>' in html
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["1. " * 500, "[" * 10_000, "<a " * 5_000, "[" * 100 + "word " * 80_000],
+    ids=[
+        "lists-nested-500-deep",
+        "open-brackets",
+        "open-tags",
+        "stray-brackets-in-a-long-paragraph",
+    ],
+)
+def test_a_body_that_cannot_be_rendered_gets_a_400_naming_body_markdown(api, weekly, body):
+    response = api("post", "/newsletters/weekly/issues", {"subject": "Odd", "body_markdown": body})
+
+    assert response.status_code == 400
+    assert [error["field"] for error in response.json()["errors"]] == ["body_markdown"]
+    assert not Issue.objects.exists()
 
 
 def test_webhook_endpoints_created_listed_rotated_deleted(api, settings):

@@ -355,6 +355,22 @@ def test_a_scheduled_issue_is_sent_when_due_and_a_rescheduled_one_waits(
     assert len(smtp_inbox.wait_for(3)) == 3
 
 
+def test_an_issue_scheduled_with_a_utc_offset_is_sent_when_due(smtp_inbox, letter, audience):
+    issue = draft(letter)
+    # A second ago, written as Central European Summer Time: the database keeps UTC.
+    moment = (timezone.now() - timezone.timedelta(seconds=1)).astimezone(
+        timezone.get_fixed_timezone(120)
+    )
+    call_command(
+        "send_issue", "weekly", issue.slug, f"--at={moment.isoformat()}", stdout=StringIO()
+    )
+    run_worker_until_idle()
+
+    assert sorted(message["To"] for message in smtp_inbox.wait_for(3)) == audience
+    issue.refresh_from_db()
+    assert issue.status == "sent"
+
+
 def test_send_issue_command_sends_and_reports_progress(smtp_inbox, letter, audience):
     issue = draft(letter)
     out = StringIO()
@@ -412,3 +428,17 @@ def test_staff_write_preview_test_and_send_from_the_admin(client, smtp_inbox, le
     assert "Active subscribers, last 30 days" in index
     assert "<polyline" in index
     assert "From the admin" in index, "latest sends"
+
+
+def test_staff_saving_a_body_that_cannot_be_rendered_see_why(client, letter):
+    editor = make_user(username="editor", is_staff=True, is_superuser=True)
+    client.force_login(editor)
+    response = client.post(
+        "/admin/publishing/issue/add/",
+        {"newsletter": letter.pk, "subject": "Lists", "body_markdown": "1. " * 500},
+        follow=True,
+    )
+
+    assert response.status_code == 200
+    assert "nested too deeply" in response.content.decode()
+    assert not Issue.objects.exists()

@@ -84,6 +84,7 @@ class ProgressOut(Schema):
     failed: int
     skipped: int
     remaining: int
+    held: int
     percent: float
     rate_per_second: float
     expected_finish: datetime | None

@@ -12,6 +12,7 @@ from signalpost.durable.services import (
     worker_heartbeat,
     worker_register,
 )
+from signalpost.durable.signals import worker_beat
 
 logger = logging.getLogger(__name__)
 
@@ -20,7 +21,9 @@ class WorkerHeartbeat(threading.Thread):
     """Beats every quarter lease beside the worker's task loop, on its own connection.
 
     Each beat also requeues the tasks of workers that stopped beating, so any
-    live worker recovers the work of a dead one. Running in a thread keeps the
+    live worker recovers the work of a dead one; then it sends ``worker_beat``,
+    for receivers that recover what other failures strand (a send whose batch
+    could not give its deliveries back). Running in a thread keeps the
     heartbeat going while a long task holds the main loop.
     """
 
@@ -60,6 +63,11 @@ class WorkerHeartbeat(threading.Thread):
             # A locked or restarting database: the next beat tries again.
             logger.warning("Heartbeat of worker %s failed", self.worker_id, exc_info=True)
             connections.close_all()
+            return
+        # Robust: a failing receiver must not stop the heartbeat thread.
+        for receiver, error in worker_beat.send_robust(sender=None, worker_id=self.worker_id):
+            if isinstance(error, Exception):
+                logger.warning("Heartbeat receiver %r failed", receiver, exc_info=error)
 
     def stop(self):
         self.stopping.set()

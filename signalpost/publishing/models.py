@@ -54,6 +54,7 @@ class Delivery(models.Model):
         FAILED = "failed", "Failed"
         BOUNCED = "bounced", "Bounced"
         SKIPPED = "skipped", "Skipped (left before it was sent)"
+        HELD = "held", "Held (the mail server refused the sender)"
 
     issue = models.ForeignKey(Issue, on_delete=models.CASCADE, related_name="deliveries")
     profile = models.ForeignKey(

@@ -2,7 +2,8 @@
 
 from django.dispatch import receiver
 
-from signalpost.publishing.services import deliveries_skip_for
+from signalpost.durable.signals import worker_beat
+from signalpost.publishing.services import deliveries_skip_for, sends_recover
 from signalpost.signals import bounce_received, complaint_received, user_unsubscribed
 
 
@@ -17,3 +18,9 @@ def deliveries_skip(sender, *, profile, newsletter, **kwargs):
 def deliveries_skip_undeliverable(sender, *, profile, subscription, **kwargs):
     """No more mail to an address that bounced or complained, mid-send included."""
     deliveries_skip_for(profile=profile, newsletter=subscription.newsletter)
+
+
+@receiver(worker_beat, dispatch_uid="publishing.sends_recover")
+def sends_recover_stranded(sender, *, worker_id, **kwargs):
+    """A send whose batch failed and could not even give its deliveries back still finishes."""
+    sends_recover()

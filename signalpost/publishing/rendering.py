@@ -10,6 +10,7 @@ alone would cap a worker at ~150 messages a second (bench/README.md, Fan-out).
 
 import email.policy
 import html
+import re
 
 import markdown
 import nh3
@@ -36,9 +37,60 @@ PLACEHOLDER_UNSUBSCRIBE = "SIGNALPOST-PLACEHOLDER-UNSUBSCRIBE"
 PLACEHOLDER_PREFERENCES = "SIGNALPOST-PLACEHOLDER-PREFERENCES"
 
 
+# python-markdown looks for the end of every "[" (link, image, footnote,
+# abbreviation) and of every "<" that may open a tag or an autolink through the
+# rest of its block, so rendering a block costs about (its openers that never
+# close, and its deepest nesting of "[") x (its length): "[" * 10_000 takes
+# ~18 s, a hundred stray "[" in one 400 kB paragraph ~12 s. Prose closes its
+# brackets within a line or two, so its blocks score their length or a few
+# times it, while MARKDOWN_COST_MAX allows about half a second of this work
+# per block (measured: ~3e-7 s a unit). Counting is linear, far cheaper than
+# any render, and needs no timer (none can stop a regular expression at work).
+MARKDOWN_COST_MAX = 2_000_000
+BLOCK_SEPARATOR = re.compile(r"\n[ \t]*\n")
+BRACKET = re.compile(r"[\[\]]")
+# A "<" that may start a tag or autolink, up to its ">" (group 1) or the next "<".
+ANGLE_OPENER = re.compile(r"<[A-Za-z/!?][^<>]*(>)?")
+
+
+class MarkdownRefused(ValueError):
+    """Markdown that cannot be rendered: nested too deeply, or too costly to parse."""
+
+
+def markdown_cost(text):
+    """Return the highest render cost (see MARKDOWN_COST_MAX) of ``text``'s blocks."""
+    highest = 0
+    for block in BLOCK_SEPARATOR.split(text):
+        depth = deepest = 0
+        for bracket in BRACKET.finditer(block):
+            if bracket.group() == "[":
+                depth += 1
+                deepest = max(deepest, depth)
+            elif depth:
+                depth -= 1
+        angles = sum(1 for opener in ANGLE_OPENER.finditer(block) if opener.group(1) is None)
+        highest = max(highest, (depth + deepest + angles) * len(block))
+    return highest
+
+
 def markdown_to_html(text):
-    """Return ``text`` (Markdown) as HTML with scripts, handlers and unknown tags removed."""
-    rendered = markdown.markdown(text, extensions=MARKDOWN_EXTENSIONS, output_format="html")
+    """Return ``text`` (Markdown) as HTML with scripts, handlers and unknown tags removed.
+
+    Raises ``MarkdownRefused`` for Markdown that would take python-markdown
+    seconds (see MARKDOWN_COST_MAX) or nests deeper than it can recurse.
+    """
+    if markdown_cost(text) > MARKDOWN_COST_MAX:
+        raise MarkdownRefused(
+            "Too many brackets ([ or <) are left open or nested in one paragraph: "
+            "close them, or escape them as \\[ and \\<."
+        )
+    try:
+        rendered = markdown.markdown(text, extensions=MARKDOWN_EXTENSIONS, output_format="html")
+    except RecursionError as error:
+        # "1. " * 500 is a list nested 500 deep: python-markdown recurses per level.
+        raise MarkdownRefused(
+            "Lists or quotes are nested too deeply inside each other to be rendered."
+        ) from error
     return nh3.clean(rendered, tags=ALLOWED_TAGS, link_rel="noopener noreferrer")
 
 

@@ -1,10 +1,13 @@
 """Reads of issues, their progress and the subscriber growth the dashboard draws."""
 
+import uuid
 from datetime import timedelta
 
 from django.db.models import Count, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce, TruncDate
+from django.tasks import TaskResultStatus
 from django.utils import timezone
+from django_tasks_db.models import DBTaskResult
 
 from signalpost.newsletters.models import Newsletter, Subscription
 from signalpost.publishing.models import Delivery, Issue
@@ -67,7 +70,7 @@ def issue_progress(*, issue):
     )
     total = sum(counts.values())
     done = sum(counts[status] for status in FINISHED)
-    remaining = counts["queued"] + counts["sending"]
+    remaining = counts["queued"] + counts["sending"] + counts["held"]
     now = timezone.now()
     end = issue.sent_at or now
     elapsed = (end - issue.sending_started_at).total_seconds() if issue.sending_started_at else 0
@@ -81,11 +84,49 @@ def issue_progress(*, issue):
         "failed": counts["failed"] + counts["bounced"],
         "skipped": counts["skipped"],
         "remaining": remaining,
+        "held": counts["held"],
         "percent": progress_percent(issue=issue, done=done, total=total),
         "rate_per_second": round(rate, 1),
         "elapsed_seconds": round(elapsed, 1),
         "expected_finish": eta,
     }
+
+
+LIVE_TASK = [TaskResultStatus.READY, TaskResultStatus.RUNNING]
+
+
+def sends_in_progress():
+    """Return the issues being sent."""
+    return Issue.objects.filter(status=Issue.Status.SENDING).order_by("pk")
+
+
+def send_batches_live(*, issue_id):
+    """Return the batch tasks of an issue waiting (or scheduled for a retry) or running."""
+    from signalpost.publishing.tasks import issue_send_batch
+
+    return DBTaskResult.objects.filter(
+        status__in=LIVE_TASK,
+        task_path=issue_send_batch.module_path,
+        args_kwargs__kwargs__issue_id=issue_id,
+    )
+
+
+def claimers_live(claimers):
+    """Return which of ``claimers`` (deliveries' ``claimed_by``) are tasks waiting or running.
+
+    A batch claims deliveries in its task's id; a task rerun after its worker
+    died is READY again and takes its claims back. Any other claimer is gone.
+    """
+    ids = []
+    for claimer in claimers:
+        try:
+            ids.append(uuid.UUID(claimer))
+        except ValueError:
+            continue
+    live = DBTaskResult.objects.filter(id__in=ids, status__in=LIVE_TASK).values_list(
+        "id", flat=True
+    )
+    return {str(task_id) for task_id in live}
 
 
 def sends_latest(*, limit=10):

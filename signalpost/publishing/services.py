@@ -8,14 +8,15 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Count, F, Max
 from django.utils import timezone
 from django.utils.text import slugify
 
 from signalpost.newsletters.models import Subscription
 from signalpost.publishing.models import Delivery, Issue
-from signalpost.publishing.rendering import markdown_to_html
+from signalpost.publishing.rendering import MarkdownRefused, markdown_to_html
+from signalpost.publishing.selectors import claimers_live, send_batches_live, sends_in_progress
 from signalpost.signals import delivery_failed, issue_sending_started, issue_sent
 
 logger = logging.getLogger(__name__)
@@ -69,25 +70,37 @@ def issue_slug_for(*, newsletter, subject, exclude_pk=None):
     return slug
 
 
-@transaction.atomic
+def issue_render(*, body_markdown):
+    """Return the body's HTML; raise ``ValidationError`` naming it if it cannot be rendered.
+
+    Callers render before their transaction opens: a 400 kB body takes about a
+    second, and on SQLite an open transaction holds the one write lock.
+    """
+    try:
+        return markdown_to_html(body_markdown)
+    except MarkdownRefused as error:
+        raise ValidationError({"body_markdown": str(error)}) from error
+
+
 def issue_create(*, newsletter, subject, body_markdown, created_by=None, scheduled_at=None):
     """Create a draft issue with its HTML rendered; return it.
 
     ``scheduled_at`` is only remembered: ``issue_schedule`` schedules the draft.
     """
     issue_validate(subject=subject, body_markdown=body_markdown, scheduled_at=scheduled_at)
-    return Issue.objects.create(
-        newsletter=newsletter,
-        subject=subject.strip(),
-        slug=issue_slug_for(newsletter=newsletter, subject=subject),
-        body_markdown=body_markdown,
-        body_html=markdown_to_html(body_markdown),
-        created_by=created_by,
-        scheduled_at=scheduled_at,
-    )
+    body_html = issue_render(body_markdown=body_markdown)
+    with transaction.atomic():
+        return Issue.objects.create(
+            newsletter=newsletter,
+            subject=subject.strip(),
+            slug=issue_slug_for(newsletter=newsletter, subject=subject),
+            body_markdown=body_markdown,
+            body_html=body_html,
+            created_by=created_by,
+            scheduled_at=scheduled_at,
+        )
 
 
-@transaction.atomic
 def issue_update(*, issue, subject, body_markdown, scheduled_at=KEEP):
     """Change a draft or scheduled issue's text and time; a sending or sent issue cannot change.
 
@@ -95,27 +108,29 @@ def issue_update(*, issue, subject, body_markdown, scheduled_at=KEEP):
     and given ``None`` becomes a draft; a draft's time is only remembered. Leaving
     ``scheduled_at`` out keeps the time and the schedule as they are.
     """
-    issue = Issue.objects.select_for_update().get(pk=issue.pk)
-    if issue.status not in EDITABLE:
-        raise ValidationError(f"A {issue.status} issue cannot be changed.")
-    moved = scheduled_at is not KEEP and scheduled_at != issue.scheduled_at
-    issue_validate(
-        subject=subject, body_markdown=body_markdown, scheduled_at=scheduled_at if moved else None
-    )
-    issue.subject = subject.strip()
-    issue.body_markdown = body_markdown
-    issue.body_html = markdown_to_html(body_markdown)
-    issue.save(update_fields=["subject", "body_markdown", "body_html", "updated_at"])
-    if moved and issue.status == Issue.Status.SCHEDULED:
-        if scheduled_at is None:
-            issue_unschedule(issue=issue)
-        else:
-            issue_schedule(issue=issue, at=scheduled_at)
-        issue.refresh_from_db()
-    elif moved:
-        issue.scheduled_at = scheduled_at
-        issue.save(update_fields=["scheduled_at", "updated_at"])
-    return issue
+    issue_validate(subject=subject, body_markdown=body_markdown)
+    body_html = issue_render(body_markdown=body_markdown)
+    with transaction.atomic():
+        issue = Issue.objects.select_for_update().get(pk=issue.pk)
+        if issue.status not in EDITABLE:
+            raise ValidationError(f"A {issue.status} issue cannot be changed.")
+        moved = scheduled_at is not KEEP and scheduled_at != issue.scheduled_at
+        if moved and scheduled_at is not None:
+            issue_validate(subject=subject, body_markdown=body_markdown, scheduled_at=scheduled_at)
+        issue.subject = subject.strip()
+        issue.body_markdown = body_markdown
+        issue.body_html = body_html
+        issue.save(update_fields=["subject", "body_markdown", "body_html", "updated_at"])
+        if moved and issue.status == Issue.Status.SCHEDULED:
+            if scheduled_at is None:
+                issue_unschedule(issue=issue)
+            else:
+                issue_schedule(issue=issue, at=scheduled_at)
+            issue.refresh_from_db()
+        elif moved:
+            issue.scheduled_at = scheduled_at
+            issue.save(update_fields=["scheduled_at", "updated_at"])
+        return issue
 
 
 @transaction.atomic
@@ -254,6 +269,31 @@ def deliveries_release(*, issue_id, claimer, reason, suspect_id=None):
     return queued, max(most, 1)
 
 
+@transaction.atomic
+def deliveries_hold_back(*, issue_id, claimer, reason, hold):
+    """Give back a batch's unsent deliveries after the mail server refused the sender.
+
+    The refusal is not the recipients': their claim does not count as an
+    attempt and nobody's delivery fails. With ``hold`` (the batch's retries
+    are spent) every queued delivery of the issue is held until staff fix the
+    sender and resume the send (``issue_send_resume``); sending on would be
+    refused alike. Returns how many deliveries are held.
+    """
+    Delivery.objects.filter(
+        issue_id=issue_id, status=Delivery.Status.SENDING, claimed_by=claimer
+    ).update(
+        status=Delivery.Status.QUEUED,
+        claimed_by="",
+        attempts=F("attempts") - 1,
+        last_error=reason[:2000],
+    )
+    if not hold:
+        return 0
+    return Delivery.objects.filter(issue_id=issue_id, status=Delivery.Status.QUEUED).update(
+        status=Delivery.Status.HELD, last_error=reason[:2000]
+    )
+
+
 def delivery_sent(*, delivery, message_id):
     """Record one message as sent: its own statement, so a crash loses at most the next.
 
@@ -327,14 +367,14 @@ def deliveries_skip_for(*, profile, newsletter):
     return Delivery.objects.filter(
         profile=profile,
         issue__newsletter=newsletter,
-        status__in=[Delivery.Status.QUEUED, Delivery.Status.SENDING],
+        status__in=[Delivery.Status.QUEUED, Delivery.Status.SENDING, Delivery.Status.HELD],
     ).update(status=Delivery.Status.SKIPPED)
 
 
 @transaction.atomic
 def issue_finish_if_done(*, issue_id):
-    """Mark the issue sent once no delivery is queued or in flight; return whether it was."""
-    unfinished = [Delivery.Status.QUEUED, Delivery.Status.SENDING]
+    """Mark the issue sent once no delivery is queued, in flight or held; return whether it was."""
+    unfinished = [Delivery.Status.QUEUED, Delivery.Status.SENDING, Delivery.Status.HELD]
     # Every batch asks; all but the last learn "not yet" from an index probe
     # instead of locking the issue and counting every delivery.
     if Delivery.objects.filter(issue_id=issue_id, status__in=unfinished).exists():
@@ -348,7 +388,7 @@ def issue_finish_if_done(*, issue_id):
         .annotate(count=Count("id"))
         .order_by()
     )
-    if counts.get(Delivery.Status.QUEUED) or counts.get(Delivery.Status.SENDING):
+    if any(counts.get(status) for status in unfinished):
         return False
     issue.status = Issue.Status.SENT
     issue.sent_at = timezone.now()
@@ -361,6 +401,99 @@ def issue_finish_if_done(*, issue_id):
         failed_count=counts.get(Delivery.Status.FAILED, 0),
     )
     return True
+
+
+def issue_send_resume(*, issue):
+    """Restart a send that stopped; return how many batch tasks were queued.
+
+    What ``manage.py send_issue --resume`` runs: deliveries held after the mail
+    server kept refusing the sender (fixed since, presumably) are queued again,
+    then as ``issue_send_recover``. Safe beside the batches at work.
+    """
+    with transaction.atomic():
+        Issue.objects.select_for_update().filter(pk=issue.pk).first()
+        Delivery.objects.filter(issue_id=issue.pk, status=Delivery.Status.HELD).update(
+            status=Delivery.Status.QUEUED
+        )
+        return send_restart(issue_id=issue.pk)
+
+
+def issue_send_recover(*, issue):
+    """Restart a send that a failure left stranded, if it is; return the batch tasks queued.
+
+    Workers run this for every send in progress (``sends_recover``), so a send
+    finishes without anyone noticing the failure. A read-only look comes first:
+    a send going well costs a few index probes and takes no write lock.
+    """
+    if not send_stranded(issue_id=issue.pk):
+        return 0
+    with transaction.atomic():
+        return send_restart(issue_id=issue.pk)
+
+
+def sends_recover():
+    """Run ``issue_send_recover`` for every send in progress; return the batch tasks queued."""
+    queued = 0
+    for issue in sends_in_progress():
+        try:
+            queued += issue_send_recover(issue=issue)
+        except DatabaseError:
+            # A locked or restarting database: the next sweep tries again.
+            logger.warning("Could not check the send of issue %s", issue.pk, exc_info=True)
+    return queued
+
+
+def send_stranded(*, issue_id):
+    """Whether a send needs restarting: work that no batch task is waiting or running for."""
+    claimers = claimers_of(issue_id=issue_id)
+    if claimers - claimers_live(claimers):
+        return True
+    unfinished = Delivery.objects.filter(
+        issue_id=issue_id, status__in=[Delivery.Status.QUEUED, Delivery.Status.SENDING]
+    )
+    if not unfinished.exists():
+        # Held deliveries wait for staff (issue_send_resume); otherwise only
+        # the final bookkeeping is missing.
+        return not Delivery.objects.filter(issue_id=issue_id, status=Delivery.Status.HELD).exists()
+    return not send_batches_live(issue_id=issue_id).exists()
+
+
+def claimers_of(*, issue_id):
+    return set(
+        Delivery.objects.filter(issue_id=issue_id, status=Delivery.Status.SENDING)
+        .values_list("claimed_by", flat=True)
+        .distinct()
+    )
+
+
+def send_restart(*, issue_id):
+    """The work of ``issue_send_resume``, in the caller's transaction."""
+    from signalpost.publishing.tasks import issue_send_batch
+
+    issue = Issue.objects.select_for_update().filter(pk=issue_id).first()
+    if issue is None or issue.status != Issue.Status.SENDING:
+        return 0
+    claimers = claimers_of(issue_id=issue_id)
+    for claimer in claimers - claimers_live(claimers):
+        # Its batch task failed and could not give them back (the database was
+        # down for that too). It may have sent one of them without marking it,
+        # so each claim counts as an attempt, as when any batch fails.
+        deliveries_release(
+            issue_id=issue_id,
+            claimer=claimer,
+            reason="its batch task ended without giving it back",
+        )
+    queued = Delivery.objects.filter(issue_id=issue_id, status=Delivery.Status.QUEUED).count()
+    if not queued:
+        issue_finish_if_done(issue_id=issue_id)
+        return 0
+    if send_batches_live(issue_id=issue_id).exists():
+        return 0
+    batches = math.ceil(queued / settings.SIGNALPOST_SEND_BATCH_SIZE)
+    for _ in range(batches):
+        issue_send_batch.enqueue(issue_id=issue_id)
+    logger.warning("Restarted the send of issue %s: %s batch task(s) queued", issue_id, batches)
+    return batches
 
 
 def retry_delay_seconds(attempts):

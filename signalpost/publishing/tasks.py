@@ -5,10 +5,11 @@ import logging
 import smtplib
 import sys
 import time
+from datetime import datetime
 
 from django.conf import settings
 from django.core.mail import mailers
-from django.db import connection
+from django.db import connection, transaction
 from django.tasks import task
 
 from signalpost.publishing.models import Delivery, Issue
@@ -17,13 +18,16 @@ from signalpost.publishing.sending import Outlet, SentMarks
 from signalpost.publishing.sendrate import SendRate
 from signalpost.publishing.services import (
     deliveries_claim,
+    deliveries_hold_back,
     deliveries_release,
     delivery_fail,
     delivery_retry_later,
     issue_finish_if_done,
     issue_send,
     retry_at,
+    retry_delay_seconds,
 )
+from signalpost.smtp_wire import SMTPDataRefused
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +56,15 @@ def asynchronous_commit():
             cursor.execute("RESET synchronous_commit")
 
 
+def is_sender_refusal(error):
+    """Whether the server refused the sender or the session, not this recipient.
+
+    Every message of the batch would be refused alike, so it is the batch's
+    failure, retried as such, and never a recipient's.
+    """
+    return isinstance(error, (smtplib.SMTPSenderRefused, SMTPDataRefused))
+
+
 def is_permanent(error):
     if isinstance(error, smtplib.SMTPRecipientsRefused):
         codes = [code for code, _ in error.recipients.values()]
@@ -62,9 +75,31 @@ def is_permanent(error):
 
 
 @task(takes_context=True)
-def issue_send_batch(context, *, issue_id):
-    """Claim one batch of an issue's deliveries and send it over one SMTP connection."""
+def issue_send_batch(context, *, issue_id, failures=0):
+    """Claim one batch of an issue's deliveries and send it over one SMTP connection.
+
+    ``failures`` counts the tries before this one that failed as a whole, for
+    the backoff of the next.
+    """
     claimer = str(context.task_result.id)
+    progress = {}
+    try:
+        return batch_send(issue_id=issue_id, claimer=claimer, failures=failures, progress=progress)
+    except BaseException:
+        # Any step may fail (the database restarting or locked, a bug), and
+        # BaseException too: a second SIGTERM stops the worker with SystemExit.
+        # Whatever failed, this batch's share must go back to the queue with a
+        # task to send it, or the send would never finish.
+        batch_give_back(
+            issue_id=issue_id,
+            claimer=claimer,
+            suspect_id=progress.get("delivery_id"),
+            failures=failures + 1,
+        )
+        raise
+
+
+def batch_send(*, issue_id, claimer, failures, progress):
     issue = Issue.objects.select_related("newsletter").get(pk=issue_id)
     if issue.status != Issue.Status.SENDING:
         return {"sent": 0}
@@ -81,20 +116,49 @@ def issue_send_batch(context, *, issue_id):
     )
     for delivery in deliveries:
         delivery.issue = issue
-    progress = {}
-    try:
-        with asynchronous_commit():
-            outcome = deliveries_send(issue=issue, deliveries=deliveries, progress=progress)
-    except BaseException:
-        # BaseException too: a second SIGTERM stops the worker with SystemExit.
-        batch_give_back(issue_id=issue_id, claimer=claimer, suspect_id=progress.get("delivery_id"))
-        raise
+    with asynchronous_commit():
+        outcome = deliveries_send(issue=issue, deliveries=deliveries, progress=progress)
+    # Every delivery has its outcome now: none is in flight if what follows fails.
+    progress.pop("delivery_id", None)
+    if outcome["sender_refused"]:
+        batch_sender_refused(
+            issue=issue, claimer=claimer, reason=outcome["sender_refused"], failures=failures
+        )
     if outcome["retry"]:
         issue_send_batch.using(run_after=retry_at(outcome["max_attempts"])).enqueue(
             issue_id=issue_id
         )
     issue_finish_if_done(issue_id=issue_id)
-    return {key: outcome[key] for key in ("sent", "failed", "retry")}
+    return {key: outcome[key] for key in ("sent", "failed", "retry", "sender_refused")}
+
+
+def batch_sender_refused(*, issue, claimer, reason, failures):
+    """Retry a batch whose sender the mail server refused; hold the send once retries are spent."""
+    failures += 1
+    hold = failures >= settings.SIGNALPOST_SEND_MAX_ATTEMPTS
+    with transaction.atomic():
+        held = deliveries_hold_back(issue_id=issue.pk, claimer=claimer, reason=reason, hold=hold)
+        if not hold:
+            batch_retry(issue_id=issue.pk, attempts=failures, failures=failures)
+    if hold:
+        logger.error(
+            "The mail server refused the sender of issue %s %s times (%s): %s deliveries are "
+            "held. Fix the newsletter's sender address or the mail server's settings, then run "
+            "manage.py send_issue %s %s --resume",
+            issue.pk,
+            failures,
+            reason,
+            held,
+            issue.newsletter.slug,
+            issue.slug,
+        )
+    else:
+        logger.error(
+            "The mail server refused the sender of issue %s (%s); its batch tries again in %ss",
+            issue.pk,
+            reason,
+            retry_delay_seconds(failures),
+        )
 
 
 def error_text():
@@ -102,26 +166,41 @@ def error_text():
     return f"the batch failed: {type(error).__name__}: {error}"
 
 
-def batch_give_back(*, issue_id, claimer, suspect_id):
+def batch_give_back(*, issue_id, claimer, suspect_id, failures):
     """After a failure outside SMTP (the database went away, a bug), requeue the batch.
 
     Without this its claimed deliveries would wait for a claimer that has given
     up, and the send would never finish. What was not marked sent goes back to
     the queue, the one message in flight included, and a new batch task follows
-    with backoff (``deliveries_release`` says which attempts count).
+    with backoff (``deliveries_release`` says which attempts count); a batch
+    that failed before claiming anything backs off by ``failures``. Should this
+    fail too, the workers' periodic ``sends_recover`` (or ``send_issue
+    --resume``) finds the deliveries claimed by a task that is over.
     """
     logger.exception("A batch of issue %s failed; its unsent deliveries go back", issue_id)
     try:
         connection.close_if_unusable_or_obsolete()
-        queued, attempts = deliveries_release(
-            issue_id=issue_id, claimer=claimer, reason=error_text(), suspect_id=suspect_id
-        )
-        if queued:
-            issue_send_batch.using(run_after=retry_at(attempts)).enqueue(issue_id=issue_id)
-        else:
+        with transaction.atomic():
+            queued, attempts = deliveries_release(
+                issue_id=issue_id, claimer=claimer, reason=error_text(), suspect_id=suspect_id
+            )
+            if queued:
+                batch_retry(issue_id=issue_id, attempts=max(attempts, failures), failures=failures)
+                return
+        try:
             issue_finish_if_done(issue_id=issue_id)
+        except Exception:
+            # Nothing left to send, but the send is not marked finished: a batch will.
+            batch_retry(issue_id=issue_id, attempts=failures, failures=failures)
+            raise
     except Exception:
         logger.exception("Could not give back the batch of issue %s", issue_id)
+
+
+def batch_retry(*, issue_id, attempts, failures):
+    issue_send_batch.using(run_after=retry_at(attempts)).enqueue(
+        issue_id=issue_id, failures=failures
+    )
 
 
 def deliveries_send(*, issue, deliveries, progress=None):
@@ -133,7 +212,7 @@ def deliveries_send(*, issue, deliveries, progress=None):
     progress = {} if progress is None else progress
     messages = IssueMessages(issue)
     rate = SendRate(settings.SIGNALPOST_SEND_RATE_PER_SECOND)
-    outcome = {"sent": 0, "failed": 0, "retry": 0, "max_attempts": 0}
+    outcome = {"sent": 0, "failed": 0, "retry": 0, "max_attempts": 0, "sender_refused": None}
     mailer = mailers.default
     outlet = Outlet(mailer, messages)
     pending_ids = {delivery.pk for delivery in deliveries}
@@ -179,6 +258,10 @@ def deliveries_send(*, issue, deliveries, progress=None):
                     outlet.send(message, before_data=marks.settle)
                 except (smtplib.SMTPException, OSError) as error:
                     marks.settle()
+                    if is_sender_refusal(error):
+                        # This and the rest stay claimed for the caller to give back.
+                        outcome["sender_refused"] = f"{type(error).__name__}: {error}"
+                        return outcome
                     if is_permanent(error):
                         delivery_fail(delivery=delivery, reason=str(error))
                         outcome["failed"] += 1
@@ -208,11 +291,13 @@ def deliveries_send(*, issue, deliveries, progress=None):
 def issue_send_when_due(*, issue_id, scheduled_at):
     """Send a scheduled issue, unless it was rescheduled or unscheduled since."""
     issue = Issue.objects.filter(pk=issue_id).first()
+    # Compare instants, not strings: the task carries the time as it was given
+    # (any UTC offset) and the database gives it back in UTC.
     if (
         issue is None
         or issue.status != Issue.Status.SCHEDULED
         or issue.scheduled_at is None
-        or issue.scheduled_at.isoformat() != scheduled_at
+        or issue.scheduled_at != datetime.fromisoformat(scheduled_at)
     ):
         return None
     return issue_send(issue=issue)

@@ -9,15 +9,21 @@ from django.utils import timezone
 from signalpost.durable.selectors import queue_status
 from signalpost.publishing.models import Issue
 from signalpost.publishing.selectors import issue_progress
-from signalpost.publishing.services import issue_schedule, issue_send, issue_send_test
+from signalpost.publishing.services import (
+    issue_schedule,
+    issue_send,
+    issue_send_resume,
+    issue_send_test,
+)
 
 BAR_WIDTH = 30
 
 
 class Command(BaseCommand):
     help = (
-        "Send an issue now (and follow its progress), schedule it with --at, or email a test "
-        "with --test-to. Workers (manage.py db_worker) do the sending."
+        "Send an issue now (and follow its progress), schedule it with --at, email a test "
+        "with --test-to, or restart a send that stopped with --resume. Workers (manage.py "
+        "db_worker) do the sending."
     )
 
     def add_arguments(self, parser):
@@ -26,13 +32,20 @@ class Command(BaseCommand):
         parser.add_argument("--at", help="Schedule for this ISO 8601 time instead of now.")
         parser.add_argument("--test-to", metavar="EMAIL", help="Only email a test to EMAIL.")
         parser.add_argument(
+            "--resume",
+            action="store_true",
+            help="Restart a send that stopped: what its failed batches left claimed goes "
+            "back to the queue, with batch tasks to send it. Never sends anything twice; "
+            "harmless on a send that is going well.",
+        )
+        parser.add_argument(
             "--no-wait", action="store_true", help="Start the send and return at once."
         )
         parser.add_argument(
             "--timeout", type=float, default=None, help="Stop following after this many seconds."
         )
 
-    def handle(self, *, newsletter, issue, at, test_to, no_wait, timeout, **options):
+    def handle(self, *, newsletter, issue, at, test_to, resume, no_wait, timeout, **options):
         found = (
             Issue.objects.select_related("newsletter")
             .filter(newsletter__slug=newsletter, slug=issue)
@@ -50,16 +63,33 @@ class Command(BaseCommand):
         if at:
             self.schedule(found, at)
             return
-        recipients = issue_send(issue=found)
-        if recipients is None:
-            self.stdout.write(f"{found.subject!r} is already {found.status}; following it.")
+        if resume:
+            self.resume(found)
         else:
-            self.stdout.write(f"Sending {found.subject!r} to {recipients} subscribers.")
+            self.send(found)
         if no_wait:
             return
         if not queue_status()["workers_alive"]:
             self.stderr.write("No worker is running: start one with manage.py db_worker.")
         self.follow(found, timeout=timeout)
+
+    def resume(self, issue):
+        if issue.status != Issue.Status.SENDING:
+            raise CommandError(
+                f"{issue.subject!r} is {issue.status}, not sending: nothing to resume."
+            )
+        batches = issue_send_resume(issue=issue)
+        if batches:
+            self.stdout.write(f"Resuming {issue.subject!r}: {batches} batch task(s) queued.")
+        else:
+            self.stdout.write(f"{issue.subject!r} is on its way: no batch task was missing.")
+
+    def send(self, found):
+        recipients = issue_send(issue=found)
+        if recipients is None:
+            self.stdout.write(f"{found.subject!r} is already {found.status}; following it.")
+        else:
+            self.stdout.write(f"Sending {found.subject!r} to {recipients} subscribers.")
 
     def schedule(self, issue, at):
         try:
