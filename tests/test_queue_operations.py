@@ -116,3 +116,9 @@ def test_every_admin_page_links_to_the_task_queue(staff_client):
     page = staff_client.get("/admin/").content.decode()
     assert 'href="/admin/queue/"' in page
     assert "Signalpost administration" in page
+
+
+def test_staff_without_permission_to_see_dead_letters_do_not_see_the_queue(client):
+    client.force_login(make_user(username="editor", is_staff=True))
+    assert client.get("/admin/queue/").status_code == 403
+    assert client.get("/admin/queue/?format=json").status_code == 403

@@ -1,4 +1,5 @@
 from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.decorators import permission_required
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import JsonResponse
 from django.shortcuts import render
@@ -9,6 +10,8 @@ from signalpost.durable.selectors import queue_status
 
 @require_GET
 @staff_member_required
+# Being staff only opens the admin; the queue names receivers and shows failures.
+@permission_required("durable.view_deadletter", raise_exception=True)
 def queue_status_page(request):
     """The queue's health for staff: HTML, or JSON with ``?format=json`` for monitoring."""
     status = queue_status()
