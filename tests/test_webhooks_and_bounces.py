@@ -326,15 +326,28 @@ class Resolver:
         self.answers, self.later = [first], later
 
 
+def endpoint_rebinding(hook_receiver, settings, monkeypatch, *, host, first, later):
+    """A loopback receiver and an endpoint at ``host``, public when created; from then on
+    ``host`` resolves to ``first`` once, then to ``later``. Returns the receiver."""
+    receiver = hook_receiver()
+    settings.SIGNALPOST_WEBHOOKS_ALLOW_PRIVATE_TARGETS = False
+    dns = Resolver(monkeypatch, host, "93.184.216.34", "93.184.216.34")
+    endpoint_create(url=f"http://{host}:{receiver.server.server_port}/hooks")
+    dns.rebind(first, later)
+    return receiver
+
+
 def test_a_host_rebinding_to_loopback_after_the_check_gets_nothing(
     hook_receiver, settings, monkeypatch
 ):
-    receiver = hook_receiver()
-    port = receiver.server.server_port
-    settings.SIGNALPOST_WEBHOOKS_ALLOW_PRIVATE_TARGETS = False
-    dns = Resolver(monkeypatch, "rebind.example.com", "93.184.216.34", "93.184.216.34")
-    endpoint_create(url=f"http://rebind.example.com:{port}/hooks")
-    dns.rebind("93.184.216.34", "127.0.0.1")
+    receiver = endpoint_rebinding(
+        hook_receiver,
+        settings,
+        monkeypatch,
+        host="rebind.example.com",
+        first="93.184.216.34",
+        later="127.0.0.1",
+    )
     # Tests talk only to 127.0.0.1: the vetted public address is recorded, not dialled.
     dialled = []
 
@@ -356,12 +369,14 @@ def test_a_host_rebinding_to_loopback_after_the_check_gets_nothing(
 def test_a_host_resolving_to_a_private_address_is_refused_without_naming_it(
     hook_receiver, settings, monkeypatch
 ):
-    receiver = hook_receiver()
-    port = receiver.server.server_port
-    settings.SIGNALPOST_WEBHOOKS_ALLOW_PRIVATE_TARGETS = False
-    dns = Resolver(monkeypatch, "inside.example.com", "93.184.216.34", "93.184.216.34")
-    endpoint_create(url=f"http://inside.example.com:{port}/hooks")
-    dns.rebind("10.20.30.40", "127.0.0.1")
+    receiver = endpoint_rebinding(
+        hook_receiver,
+        settings,
+        monkeypatch,
+        host="inside.example.com",
+        first="10.20.30.40",
+        later="127.0.0.1",
+    )
     subscribe(email="jane@example.com", newsletter=make_newsletter(), source="form")
     run_worker_until_idle()
 

@@ -411,11 +411,7 @@ def issue_send_resume(*, issue):
     then as ``issue_send_recover``. Safe beside the batches at work.
     """
     with transaction.atomic():
-        Issue.objects.select_for_update().filter(pk=issue.pk).first()
-        Delivery.objects.filter(issue_id=issue.pk, status=Delivery.Status.HELD).update(
-            status=Delivery.Status.QUEUED
-        )
-        return send_restart(issue_id=issue.pk)
+        return send_restart(issue_id=issue.pk, release_held=True)
 
 
 def issue_send_recover(*, issue):
@@ -466,13 +462,18 @@ def claimers_of(*, issue_id):
     )
 
 
-def send_restart(*, issue_id):
-    """The work of ``issue_send_resume``, in the caller's transaction."""
+def send_restart(*, issue_id, release_held=False):
+    """The work of ``issue_send_resume`` (``release_held``) and ``issue_send_recover``, in
+    the caller's transaction."""
     from signalpost.publishing.tasks import issue_send_batch
 
     issue = Issue.objects.select_for_update().filter(pk=issue_id).first()
     if issue is None or issue.status != Issue.Status.SENDING:
         return 0
+    if release_held:
+        Delivery.objects.filter(issue_id=issue_id, status=Delivery.Status.HELD).update(
+            status=Delivery.Status.QUEUED
+        )
     claimers = claimers_of(issue_id=issue_id)
     for claimer in claimers - claimers_live(claimers):
         # Its batch task failed and could not give them back (the database was

@@ -125,9 +125,7 @@ def batch_send(*, issue_id, claimer, failures, progress):
             issue=issue, claimer=claimer, reason=outcome["sender_refused"], failures=failures
         )
     if outcome["retry"]:
-        issue_send_batch.using(run_after=retry_at(outcome["max_attempts"])).enqueue(
-            issue_id=issue_id
-        )
+        batch_retry(issue_id=issue_id, attempts=outcome["max_attempts"], failures=0)
     issue_finish_if_done(issue_id=issue_id)
     return {key: outcome[key] for key in ("sent", "failed", "retry", "sender_refused")}
 
