@@ -108,6 +108,9 @@ SIGNALPOST_WORKER_LEASE_SECONDS = float(ENV.get("WORKER_LEASE_SECONDS", "30"))
 SIGNALPOST_CONFIRMATION_WINDOW_SECONDS = int(ENV.get("CONFIRMATION_WINDOW_SECONDS", "3600"))
 SIGNALPOST_CONFIRMATION_MAX_AGE_SECONDS = int(ENV.get("CONFIRMATION_MAX_AGE_SECONDS", "604800"))
 SIGNALPOST_PREFERENCES_MAX_AGE_SECONDS = int(ENV.get("PREFERENCES_MAX_AGE_SECONDS", "7776000"))
+# A pending subscription's commit does not wait for the disk (PostgreSQL): see
+# signalpost/durability.py. Confirmations and unsubscribes always wait.
+SIGNALPOST_SUBSCRIBE_ASYNC_COMMIT = env_flag(ENV, "SUBSCRIBE_ASYNC_COMMIT", default=True)
 # Rate limits, "COUNT/PERIOD" with PERIOD s, m, h or d; "0" turns one off.
 SIGNALPOST_RATE_LIMITS = {
     "subscribe_ip": env_rate(ENV, "SUBSCRIBE_RATE_PER_IP", default="30/h"),

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from signalpost.accounts.selectors import profile_by_email
 from signalpost.accounts.services import profile_get_or_create, profile_update
+from signalpost.durability import commit_without_flush
 from signalpost.newsletters.models import Newsletter, Subscription
 from signalpost.rows import row_insert
 from signalpost.signals import (
@@ -101,6 +102,10 @@ def subscribe(*, email, newsletter, source, name="", consent=None, address_verif
     else:
         subscription.status = Status.PENDING
         subscription.requested_at = now
+        if settings.SIGNALPOST_SUBSCRIBE_ASYNC_COMMIT:
+            # Nobody has consented yet: a request a database crash loses is one
+            # confirmation email that never comes, and the person asks again.
+            commit_without_flush()
     if subscription._state.adding:
         row_insert(subscription)
     else:
