@@ -34,11 +34,13 @@ What runs (everything on 127.0.0.1, on free ports):
   followed); anything else is an error, counted apart and left out of the rate and the
   latencies.
 
-Three columns (``--variants`` picks some): ``signalpost``, the web server alone (no task
+Four columns (``--variants`` picks some): ``signalpost``, the web server alone (no task
 worker runs, so the confirmation emails wait in the queue); ``signalpost+worker``, the
 same server while one ``manage.py db_worker`` sends the queued confirmation emails to
 the sink on the same 2 cores (started before the phase, stopped after it; its own
-throughput is not measured); ``newsletter``, django-newsletter. The columns take turns
+throughput is not measured); ``signalpost-flush``, a second Signalpost server on its own
+database with ``SUBSCRIBE_ASYNC_COMMIT=0``, whose subscribe commits wait for the disk
+like every other commit; ``newsletter``, django-newsletter. The columns take turns
 (in order, then in reverse order in the next round), and every figure comes from this
 one invocation. Afterwards the script checks the rows each server wrote against the
 POSTs that succeeded, counts the SQL statements of one subscribe POST in process
@@ -221,8 +223,9 @@ def gunicorn_argv(bin_dir, app, port):
 class Target:
     """One server under test: how to start it and how to talk to it."""
 
-    def __init__(self, key, label, *, domain, form_path, post_path, db_name):
+    def __init__(self, key, label, *, kind, domain, form_path, post_path, db_name):
         self.key = key
+        self.kind = kind  # which application: "signalpost" or "newsletter"
         self.label = label
         self.domain = domain
         self.form_path = form_path
@@ -242,15 +245,17 @@ class Target:
 
 
 class SignalpostTarget(Target):
-    def __init__(self, db_name):
+    def __init__(self, db_name, *, key="signalpost", domain="sp.bench.test", env_extra=None):
         super().__init__(
-            "signalpost",
+            key,
             "Signalpost",
-            domain="sp.bench.test",
+            kind="signalpost",
+            domain=domain,
             form_path=f"/subscribe/?newsletter={SLUG}",
             post_path="/subscribe/",
             db_name=db_name,
         )
+        self.env_extra = env_extra or {}
 
     def setup(self, *, smtp_port, logdir, services):
         self.python, self.cwd = PROJECT_PYTHON, REPO_ROOT
@@ -267,6 +272,7 @@ class SignalpostTarget(Target):
             SITE_URL="http://127.0.0.1",
             LOG_LEVEL="WARNING",
         )
+        env.update(self.env_extra)
         self.env = env
         manage = [str(PROJECT_PYTHON), "manage.py"]
         run([*manage, "migrate", "--no-input", "-v", "0"], env=env, cwd=REPO_ROOT, what="migrate")
@@ -312,6 +318,7 @@ class NewsletterTarget(Target):
         super().__init__(
             "newsletter",
             "django-newsletter",
+            kind="newsletter",
             domain="dn.bench.test",
             form_path=f"/newsletter/{SLUG}/subscribe/",
             post_path=f"/newsletter/{SLUG}/subscribe/",
@@ -691,7 +698,7 @@ def probe(target, *, profile_dir):
         "ignore",
         str(SUPPORT_DIR / "probe.py"),
         "--target",
-        target.key,
+        target.kind,
         "--slug",
         SLUG,
         "--domain",
@@ -700,7 +707,7 @@ def probe(target, *, profile_dir):
         "30",
     ]
     env = dict(target.env)
-    if target.key == "signalpost":
+    if target.kind == "signalpost":
         env["PYTHONPATH"] = str(REPO_ROOT)
     if profile_dir:
         argv += ["--profile-out", str(Path(profile_dir) / f"profile-{target.key}.txt")]
@@ -713,6 +720,7 @@ VARIANTS = {
     # key: (label, target, db_worker running during the phase)
     "signalpost": ("Signalpost", "signalpost", False),
     "signalpost+worker": ("Signalpost + db_worker", "signalpost", True),
+    "signalpost-flush": ("Signalpost, commits wait for disk", "signalpost-flush", False),
     "newsletter": ("django-newsletter", "newsletter", False),
 }
 
@@ -742,6 +750,13 @@ def main():
     targets = {}
     if "signalpost" in needed:
         targets["signalpost"] = SignalpostTarget(f"signalpost_bench_sub_{pid}")
+    if "signalpost-flush" in needed:
+        targets["signalpost-flush"] = SignalpostTarget(
+            f"signalpost_bench_sub_flush_{pid}",
+            key="signalpost-flush",
+            domain="spf.bench.test",
+            env_extra={"SUBSCRIBE_ASYNC_COMMIT": "0"},
+        )
     if "newsletter" in needed:
         targets["newsletter"] = NewsletterTarget(f"signalpost_bench_sub_dn_{pid}")
         ensure_dn_venv()
@@ -871,7 +886,7 @@ def check_rows(targets, phases, emails):
             def count(sql, connection=connection):
                 return connection.execute(sql).fetchone()[0]
 
-            if target_key == "signalpost":
+            if target.kind == "signalpost":
                 subscriptions = count(
                     "SELECT count(*) FROM newsletters_subscription WHERE status = 'pending'"
                 )
@@ -883,7 +898,7 @@ def check_rows(targets, phases, emails):
                     ).fetchall()
                 )
                 line = (
-                    f"Signalpost: {ok} successful POSTs (warm-ups included), {subscriptions} "
+                    f"{target_key}: {ok} successful POSTs (warm-ups included), {subscriptions} "
                     f"pending subscriptions, {activities} activity rows, "
                     f"{sum(tasks.values())} task rows "
                     f"({', '.join(f'{k.lower()} {v}' for k, v in sorted(tasks.items()))}); "
@@ -1004,7 +1019,7 @@ def report(args, summaries, checks, probes, emails):
         )
     print()
     dn = summaries.get("newsletter")
-    for key in ("signalpost", "signalpost+worker"):
+    for key in ("signalpost", "signalpost+worker", "signalpost-flush"):
         if key in summaries and dn:
             sp = summaries[key]
             ratio = sp["rps"] / dn["rps"] if dn["rps"] else float("nan")
@@ -1016,13 +1031,20 @@ def report(args, summaries, checks, probes, emails):
                 f"(per round: {', '.join(f'{p:.2f}x' for p in pairs)}); goal >= {RATIO_GOAL:g}x: "
                 + ("met" if ratio >= RATIO_GOAL else "missed")
             )
+    if "signalpost" in summaries and "signalpost-flush" in summaries:
+        sp, flush = summaries["signalpost"], summaries["signalpost-flush"]
+        print(
+            "Signalpost / Signalpost whose subscribe commits wait for the disk: "
+            f"{sp['rps'] / flush['rps']:.2f}x requests/s, p99 {sp['p99']:.1f} vs "
+            f"{flush['p99']:.1f} ms"
+        )
     if "signalpost" in summaries and dn and server_cpu_ms("signalpost"):
         print(
             "ratio of the requests/s their server CPU per POST allows on 2 idle cores, "
             "Signalpost / django-newsletter (less sensitive to other people's load): "
             f"{server_cpu_ms('newsletter') / server_cpu_ms('signalpost'):.2f}x"
         )
-    for key in ("signalpost", "signalpost+worker"):
+    for key in ("signalpost", "signalpost+worker", "signalpost-flush"):
         if key in summaries:
             p99 = summaries[key]["p99"]
             print(
