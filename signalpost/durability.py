@@ -14,10 +14,12 @@ def commit_without_flush(*, using="default"):
     commit, the longest single wait of a subscribe POST. Only for writes that are
     harmless to lose and that a person repeats by themselves. A no-op outside a
     transaction and on other databases (SQLite in WAL mode decides per
-    connection, with its ``synchronous`` pragma).
+    connection, with its ``synchronous`` pragma). Also a no-op inside an
+    enclosing transaction: the caller decides for its own writes only, and the
+    enclosing one may carry writes that must wait.
     """
     connection = connections[using]
-    if connection.vendor != "postgresql" or not connection.in_atomic_block:
+    if connection.vendor != "postgresql" or len(connection.atomic_blocks) != 1:
         return
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL synchronous_commit TO OFF")

@@ -99,13 +99,31 @@ def test_the_setting_keeps_every_commit_waiting(seen_inside, settings):
 def test_a_rolled_back_pending_subscription_leaves_nothing(seen_inside):
     newsletter = make_newsletter(opt_in=Newsletter.OptIn.DOUBLE)
 
-    with pytest.raises(RuntimeError), transaction.atomic():
-        subscribe(email="reader@example.com", newsletter=newsletter, source="form")
-        raise RuntimeError("the request failed after subscribing")
+    def fail(**kwargs):
+        raise RuntimeError("a receiver failed after the subscription was written")
+
+    subscription_requested.connect(fail, dispatch_uid="test-durability-fail")
+    try:
+        with pytest.raises(RuntimeError):
+            subscribe(email="reader@example.com", newsletter=newsletter, source="form")
+    finally:
+        subscription_requested.disconnect(fail, dispatch_uid="test-durability-fail")
 
     assert seen_inside == [("subscription_requested", "off")]
     assert not Subscription.objects.exists()
     assert synchronous_commit() == "on"
+
+
+@needs_postgresql
+def test_inside_an_enclosing_transaction_every_commit_waits(seen_inside):
+    newsletter = make_newsletter(opt_in=Newsletter.OptIn.DOUBLE)
+
+    with transaction.atomic():
+        # Whatever else this transaction writes must not lose its durability.
+        subscribe(email="reader@example.com", newsletter=newsletter, source="form")
+
+    assert seen_inside == [("subscription_requested", "on")]
+    assert Subscription.objects.get().status == Subscription.Status.PENDING
 
 
 def test_outside_a_transaction_it_changes_nothing():
