@@ -123,10 +123,16 @@ def test_a_file_without_an_email_column_is_refused_whole(tmp_path, weekly):
 
 def test_progress_says_each_batch_once(tmp_path, weekly):
     path = write(tmp_path, "email\n" + "".join(f"p{n}@example.com\n" for n in range(3)))
-    output = run_import(path)
+    output = run_import(path, "--writers=1")
     progress = [line for line in output.splitlines() if line.startswith("[")]
     assert len(progress) == 1, output
     assert "3 rows: 3 imported" in progress[0]
+
+    # Several writers (PostgreSQL) each fill a batch of their own: a line for each batch.
+    path = write(tmp_path, "email\n" + "".join(f"q{n}@example.com\n" for n in range(3)), "q.csv")
+    progress = [line for line in run_import(path).splitlines() if line.startswith("[")]
+    assert 1 <= len(progress) <= 2, progress
+    assert "3 rows: 3 imported" in progress[-1]
 
 
 def test_an_empty_file_imports_nothing_and_says_so(tmp_path, weekly):

@@ -94,6 +94,25 @@ def test_four_writers_import_exactly_what_one_writer_imports(weekly, monkeypatch
 
 
 @needs_postgresql
+def test_several_writers_keep_an_address_s_first_row_as_one_writer_does(weekly):
+    # Each address comes again a few rows on, so usually in a batch written at the same time.
+    lines = []
+    for number in range(600):
+        lines.append(f"person.{number}@example.org,First {number}")
+        if number >= 7:
+            lines.append(f"PERSON.{number - 7}@example.org,Again {number - 7}")
+    content = ("email,name\n" + "\n".join(lines) + "\n").encode()
+
+    report = subscribers_import(
+        binary=BytesIO(content), newsletter=weekly, batch_size=10, writers=4
+    )
+
+    assert (report.imported, report.duplicates) == (600, 593)
+    names = set(Profile.objects.values_list("name", flat=True))
+    assert names == {f"First {number}" for number in range(600)}
+
+
+@needs_postgresql
 def test_the_command_writes_with_several_connections(tmp_path, weekly):
     content, unique, broken = shuffled_file_with_duplicates(1200, seed=3)
     path = tmp_path / "people.csv"
@@ -223,14 +242,14 @@ def test_submitting_waits_while_the_writers_are_busy_so_memory_stays_bounded():
 
     def submit_five():
         for number in range(5):
-            written.extend(writer.submit([number] * (number + 1)))
+            written.extend(writer.submit([number] * (number + 1), lane=number % 2))
         submitter_done.set()
 
     submitter = threading.Thread(target=submit_five)
     submitter.start()
     try:
         assert started.acquire(timeout=5) and started.acquire(timeout=5)
-        # Two batches are being written and two wait: the fifth cannot be handed over.
+        # Each lane writes one batch and has one waiting: the fifth cannot be handed over.
         assert not submitter_done.wait(0.3)
     finally:
         release.set()

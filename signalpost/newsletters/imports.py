@@ -195,13 +195,12 @@ def subscribers_import(
     Each batch is one transaction. Existing subscriptions are left as they are
     (counted as duplicates): an import never brings back someone who left.
     With ``writers`` above 1 on PostgreSQL, that many threads, each with its own
-    connection, write batches while this one reads and checks the next ones.
+    connection, write batches while this one reads and checks the next ones; each
+    address always goes to the same writer.
     """
     if not 1 <= writers <= WRITERS_MAX:
         raise ValueError(f"writers must be 1 to {WRITERS_MAX}, not {writers}")
     report = ImportReport()
-    batch = []
-    seen_in_batch = set()
 
     def reject(number, email, reason):
         report.rejected += 1
@@ -232,6 +231,13 @@ def subscribers_import(
         writer = BatchWriterThreads(write=write, count=writers)
     else:
         writer = BatchWriterInline(write=write)
+    # One batch being filled per writer. An address always goes to the same writer, which
+    # writes its batches in file order, so two writers never insert the same new address at
+    # once: when they did, the second's INSERT waited on the unique index for the first's
+    # whole transaction to end, and the writers took turns instead of writing side by side
+    # (bench/README.md, # Import). As with one writer, an address's first row is the one kept.
+    batches = [[] for _ in range(writer.lanes)]
+    seen_in_batches = [set() for _ in range(writer.lanes)]
     try:
         for number, row, problem in csv_rows(binary):
             report.rows += 1
@@ -243,17 +249,22 @@ def subscribers_import(
             except ValidationError as error:
                 reject(number, row.get("email", "")[:254], "; ".join(error.messages))
                 continue
+            # The hash of a str is the same throughout a process, which is all a lane needs.
+            lane = hash(checked[0]) % writer.lanes
+            seen_in_batch = seen_in_batches[lane]
             if checked[0] in seen_in_batch:
                 report.duplicates += 1
                 continue
             seen_in_batch.add(checked[0])
+            batch = batches[lane]
             batch.append(checked)
             if len(batch) >= batch_size:
-                count(writer.submit(batch))
-                batch = []
+                count(writer.submit(batch, lane=lane))
+                batches[lane] = []
                 seen_in_batch.clear()
-        if batch:
-            count(writer.submit(batch))
+        for lane, batch in enumerate(batches):
+            if batch:
+                count(writer.submit(batch, lane=lane))
         count(writer.finish())
     finally:
         writer.close()
@@ -265,10 +276,12 @@ def subscribers_import(
 class BatchWriterInline:
     """Writes each batch as it is submitted, in the caller's thread and connection."""
 
+    lanes = 1
+
     def __init__(self, *, write):
         self.write = write
 
-    def submit(self, rows):
+    def submit(self, rows, *, lane=0):
         """Write ``rows``; return ``[(rows, imported)]`` for the batches written by now."""
         return [(len(rows), self.write(rows))]
 
@@ -282,30 +295,35 @@ class BatchWriterInline:
 class BatchWriterThreads:
     """Writes batches on ``count`` threads, each with its own database connection.
 
-    ``submit`` blocks while ``count`` batches wait, so at most twice ``count``
-    batches are in memory. Results are handed back in the order the batches were
-    submitted. The first batch that fails stops the others from starting, and
+    Each thread is a lane: it writes the batches submitted to it, one at a time, in
+    the order they were submitted. ``submit`` blocks while a batch already waits
+    for that lane, so at most two batches a lane are in the threads' hands.
+    Results are handed back in the order the batches were submitted, whatever
+    their lanes. The first batch that fails stops the others from starting, and
     its exception is raised by ``submit`` or ``finish``.
     """
 
     def __init__(self, *, write, count):
         self.write = write
-        self.jobs = queue.Queue(maxsize=count)
+        self.lanes = count
+        self.jobs = [queue.Queue(maxsize=1) for _ in range(count)]
         self.outcomes = {}
         self.outcome_ready = threading.Condition()
         self.submitted = 0
         self.returned = 0
         self.stopping = threading.Event()
         self.threads = [
-            threading.Thread(target=self.work, name=f"import-writer-{number}", daemon=True)
-            for number in range(count)
+            threading.Thread(
+                target=self.work, args=(jobs,), name=f"import-writer-{number}", daemon=True
+            )
+            for number, jobs in enumerate(self.jobs)
         ]
         for thread in self.threads:
             thread.start()
 
-    def work(self):
+    def work(self, jobs):
         try:
-            while (job := self.jobs.get()) is not None:
+            while (job := jobs.get()) is not None:
                 sequence, rows = job
                 imported, error = 0, None
                 if not self.stopping.is_set():
@@ -323,8 +341,10 @@ class BatchWriterThreads:
         finally:
             connections.close_all()
 
-    def submit(self, rows):
-        self.jobs.put((self.submitted, rows))
+    def submit(self, rows, *, lane):
+        """Hand ``rows`` to the thread of ``lane``; return ``[(rows, imported)]`` for the
+        batches written by now."""
+        self.jobs[lane].put((self.submitted, rows))
         self.submitted += 1
         return self.collect(wait=False)
 
@@ -354,8 +374,8 @@ class BatchWriterThreads:
         if self.returned < self.submitted:
             # Closed before the end (an error, an interrupt): batches not begun are skipped.
             self.stopping.set()
-        for _ in self.threads:
-            self.jobs.put(None)
+        for jobs in self.jobs:
+            jobs.put(None)
         for thread in self.threads:
             thread.join()
 
