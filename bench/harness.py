@@ -94,9 +94,13 @@ def proc_cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def own_cpu_seconds():
+def own_cpu_seconds(*, children=False):
+    """CPU seconds of this process, and of its children it has waited for if asked."""
     times = os.times()
-    return times.user + times.system
+    own = times.user + times.system
+    if children:
+        own += times.children_user + times.children_system
+    return own
 
 
 def machine_busy_seconds():
