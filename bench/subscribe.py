@@ -1005,10 +1005,12 @@ def check_rows(targets, phases, emails):
                 return connection.execute(sql).fetchone()[0]
 
             if target.kind == "signalpost":
-                subscriptions = count(
-                    "SELECT count(*) FROM newsletters_subscription WHERE status = 'pending'"
-                )
-                activities = count("SELECT count(*) FROM activity_activity")
+                # One statement, one snapshot: a request wrk left unanswered may still
+                # be committing.
+                subscriptions, activities = connection.execute(
+                    "SELECT (SELECT count(*) FROM newsletters_subscription "
+                    "WHERE status = 'pending'), (SELECT count(*) FROM activity_activity)"
+                ).fetchone()
                 tasks = dict(
                     connection.execute(
                         "SELECT status, count(*) FROM django_tasks_database_dbtaskresult "
