@@ -112,7 +112,7 @@ P99_GOAL_MS = 100.0
 RATIO_GOAL = 2.0
 TOKEN_PATTERN = re.compile(rb'name="csrfmiddlewaretoken" value="([^"]+)"')
 WRK = shutil.which("wrk")
-WRK_SCRIPT = Path(__file__).resolve().parent / "subscribe_support" / "wrk_post.lua"
+WRK_SCRIPT = SUPPORT_DIR / "wrk_post.lua"
 
 
 def parse_args():

@@ -12,6 +12,7 @@ from django.core.mail import mailers
 from django.db import connection, transaction
 from django.tasks import task
 
+from signalpost.durability import asynchronous_commit
 from signalpost.publishing.models import Delivery, Issue
 from signalpost.publishing.rendering import IssueMessages
 from signalpost.publishing.sending import Outlet, SentMarks
@@ -34,26 +35,6 @@ logger = logging.getLogger(__name__)
 # How often a batch re-reads which of its deliveries are still to send, so an
 # unsubscribe during a send stops that recipient's message within about this.
 PENDING_RECHECK_SECONDS = 1.0
-
-
-@contextlib.contextmanager
-def asynchronous_commit():
-    """On PostgreSQL, don't wait for the disk on each commit of this connection.
-
-    A killed worker loses nothing this way (PostgreSQL has the commit); only a
-    crash of PostgreSQL itself could forget the last fraction of a second of
-    "sent" marks, and those messages would be sent again.
-    """
-    if connection.vendor != "postgresql":
-        yield
-        return
-    with connection.cursor() as cursor:
-        cursor.execute("SET synchronous_commit TO OFF")
-    try:
-        yield
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute("RESET synchronous_commit")
 
 
 def is_sender_refusal(error):
