@@ -165,3 +165,11 @@ def test_a_bounce_webhook_secret_without_a_password_is_refused():
     refused = run_check(**PRODUCTION, ANYMAIL_WEBHOOK_SECRET="nocolon")
     assert refused.returncode != 0
     assert "ANYMAIL_WEBHOOK_SECRET must be user:password" in refused.stderr
+
+
+def test_a_mistyped_async_commit_flag_stops_the_start_up():
+    # A typo must not silently keep (or drop) the subscribe's durability trade-off.
+    refused = run_check(**PRODUCTION, SUBSCRIBE_ASYNC_COMMIT="sometimes")
+    assert refused.returncode != 0
+    assert "SUBSCRIBE_ASYNC_COMMIT must be one of" in refused.stderr
+    assert run_check(**PRODUCTION, SUBSCRIBE_ASYNC_COMMIT="off").returncode == 0
