@@ -63,7 +63,35 @@ def email_normalize(raw_email):
     email = f"{local_part}@{domain}"
     email_length_check(email)
     validate_email(email)
+    deliverable_check(local_part=local_part, domain=domain)
     return email
+
+
+def deliverable_check(*, local_part, domain):
+    """Refuse what ``validate_email`` takes but no confirmation email could ever reach.
+
+    RFC 5321 allows control characters in a quoted local part, an IP address in
+    brackets for the domain and (through Django's allowlist) ``localhost``; a
+    mail relay refuses the first, and the other two name no public mail server.
+    Accepting them only queued a confirmation that failed for hours and became
+    a dead letter.
+    """
+    if CONTROL_CHARACTERS.search(local_part):
+        raise ValidationError(
+            "An email address cannot contain control characters.", code="undeliverable"
+        )
+    if domain.startswith("["):
+        raise ValidationError(
+            "An address at an IP address such as [127.0.0.1] is not accepted: "
+            "use the mail domain's name, as in name@example.com.",
+            code="undeliverable",
+        )
+    if "." not in domain:
+        raise ValidationError(
+            f"The domain {domain!r} has no dot: mail cannot be delivered to a local host name. "
+            "Use a full domain, as in name@example.com.",
+            code="undeliverable",
+        )
 
 
 # No savepoint when nested: the insert skips an existing address instead of
