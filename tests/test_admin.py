@@ -99,6 +99,34 @@ def test_staff_with_the_send_permission_can_send_an_issue(client, draft):
     assert draft.status in {Issue.Status.SENDING, Issue.Status.SENT}
 
 
+def test_view_only_staff_cannot_send_a_test_email_even_to_themselves(client, draft, smtp_inbox):
+    staff_with(client, "publishing.view_issue")
+    assert "send_test_to_me" not in actions_offered(client, ISSUES)
+
+    run_action(client, ISSUES, "send_test_to_me", draft.pk)
+
+    assert smtp_inbox.messages == []
+
+
+def test_staff_with_the_send_permission_get_a_test_email(client, draft, smtp_inbox):
+    user = staff_with(client, "publishing.view_issue", "publishing.send_issue")
+
+    run_action(client, ISSUES, "send_test_to_me", draft.pk)
+
+    [test] = smtp_inbox.wait_for(1)
+    assert test["To"] == user.email
+
+
+def test_every_admin_action_needs_more_than_the_view_permission():
+    from django.contrib import admin
+
+    for model, model_admin in admin.site._registry.items():
+        for action in model_admin.actions or ():
+            function = getattr(model_admin, action) if isinstance(action, str) else action
+            needed = set(getattr(function, "allowed_permissions", ()))
+            assert needed - {"view"}, f"{model.__name__} admin action {action} needs a permission"
+
+
 def test_view_only_staff_cannot_unsubscribe_or_confirm_anyone(client, letter):
     subscription = subscribe(email="ann@example.com", newsletter=letter, source="admin")
     staff_with(client, "newsletters.view_subscription")

@@ -172,7 +172,11 @@ class IssueAdmin(admin.ModelAdmin):
             )
         return super().change_view(request, object_id, form_url, extra_context)
 
-    @admin.action(description="Send a test email of the selected issues to me")
+    # A test reaches a real inbox and shows the issue before it is sent: sending anything
+    # needs the send permission, whoever it goes to.
+    @admin.action(
+        description="Send a test email of the selected issues to me", permissions=["send"]
+    )
     def send_test_to_me(self, request, queryset):
         if not request.user.email:
             self.message_user(request, "Your user has no email address.", messages.ERROR)
