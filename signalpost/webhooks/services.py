@@ -207,3 +207,38 @@ def message_outcome_record(*, message, delivered):
         message.payload = {**message.payload, "data": {}}
         update_fields.append("payload")
     message.save(update_fields=update_fields)
+
+
+@transaction.atomic
+def endpoint_update(*, endpoint, events, description, is_active):
+    """Change what ``endpoint`` receives and whether it is active; return it.
+
+    Its URL does not change: an integrator moving elsewhere creates a new endpoint
+    (with its own secret), so messages already signed for one target never go to another.
+    """
+    events = list(dict.fromkeys(events))
+    endpoint_validate(url=endpoint.url, events=events)
+    endpoint.events = events
+    endpoint.description = " ".join(description.replace("\x00", " ").split())[:200]
+    endpoint.is_active = is_active
+    endpoint.save(update_fields=["events", "description", "is_active"])
+    return endpoint
+
+
+@transaction.atomic
+def message_redeliver(*, message):
+    """Try a given-up message once more (staff fixed the endpoint); return whether it was queued.
+
+    Only failed messages, and never an erase event: a given-up one no longer carries the
+    address it was about. A further failure gives it up again.
+    """
+    from signalpost.webhooks.tasks import webhook_message_deliver
+
+    updated = (
+        WebhookMessage.objects.filter(pk=message.pk, status=WebhookMessage.Status.FAILED)
+        .exclude(event=ERASED_EVENT)
+        .update(status=WebhookMessage.Status.PENDING)
+    )
+    if updated:
+        webhook_message_deliver.enqueue(message_id=str(message.pk))
+    return bool(updated)
