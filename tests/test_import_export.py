@@ -449,6 +449,31 @@ def test_an_exported_file_imports_back_as_it_was(tmp_path, weekly):
     ]
 
 
+SPREADSHEET_LOOKALIKES = ["'=Quote", "''=Two", "'Plain", "'", "=Sum", "'+1", "O'Brien", "-"]
+
+
+@pytest.mark.parametrize("name", SPREADSHEET_LOOKALIKES)
+def test_a_name_that_looks_escaped_comes_back_unchanged_through_export_and_import(
+    tmp_path, weekly, name
+):
+    subscribe(email="ann@example.com", name=name, newsletter=weekly, source="admin")
+    out = tmp_path / "out.csv"
+    call_command("export_subscribers", "--newsletter=weekly", f"--output={out}")
+    [row] = csv.DictReader(out.open())
+    assert not row["name"].startswith(tuple("=+-@"))
+    make_newsletter(slug="copy")
+    Profile.objects.all().delete()
+
+    call_command("import_subscribers", str(out), "--newsletter=copy", stdout=StringIO())
+
+    assert Profile.objects.get().name == name
+
+
+@pytest.mark.parametrize("value", [*SPREADSHEET_LOOKALIKES, "", "''", "'''=x", "\t=x"])
+def test_formula_unescape_undoes_formula_escape(value):
+    assert imports.formula_unescape(imports.formula_escape(value)) == value
+
+
 def test_the_api_imports_a_small_csv(client, weekly):
     token = api_token_create(name="t")[1]
     body = "email,name\nann@example.com,Ann\nbroken,No\n"
