@@ -4,6 +4,8 @@ Each purpose signs with its own salt, so a token made for one can never be used
 for another. Tokens carry ids, not addresses, and nothing secret.
 """
 
+import time
+
 from django.core import signing
 
 CONFIRM = "signalpost.newsletters.confirm"
@@ -11,6 +13,8 @@ UNSUBSCRIBE = "signalpost.newsletters.unsubscribe"
 PREFERENCES = "signalpost.newsletters.preferences"
 
 TOKEN_MAX_LENGTH = 300
+# Web nodes' clocks may differ a little; a token from further ahead was not made by us now.
+CLOCK_SKEW_SECONDS = 300
 
 
 class TokenInvalid(Exception):
@@ -43,9 +47,21 @@ def token_read(*, token, purpose, max_age=None):
         raise TokenExpired(str(error)) from error
     except (signing.BadSignature, ValueError, UnicodeDecodeError) as error:
         raise TokenInvalid(str(error)) from error
-    if not isinstance(data, dict) or not isinstance(data.get("p"), int):
+    if not isinstance(data, dict) or set(data) - {"p", "n"} or not _is_id(data.get("p")):
         raise TokenInvalid("malformed token")
     newsletter_id = data.get("n")
-    if newsletter_id is not None and not isinstance(newsletter_id, int):
+    if newsletter_id is not None and not _is_id(newsletter_id):
         raise TokenInvalid("malformed token")
+    if _signed_at(token) > time.time() + CLOCK_SKEW_SECONDS:
+        raise TokenInvalid("token from the future")
     return data["p"], newsletter_id
+
+
+def _is_id(value):
+    # Not isinstance: True is an int, and {"p": true} would name profile 1.
+    return type(value) is int and 0 < value < 2**63
+
+
+def _signed_at(token):
+    """The time at which the (already verified) ``token`` was signed, in Unix seconds."""
+    return signing.b62_decode(token.rsplit(signing.Signer().sep, 2)[-2])
