@@ -1,5 +1,6 @@
 """The public forms that take an address do the same work for a stranger as for someone
-known, so that neither their answer nor the time it takes tells who is subscribed.
+known, so that neither their answer nor the time it takes tells who is subscribed: they
+queue the work, which the worker does (and does again after a failure).
 
 The same work, asserted deterministically: the same SQL statements in the same order
 (parameters aside), the same tasks queued and the same rate-limit cache calls. Timings
@@ -11,15 +12,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
+import signalpost.newsletters.tasks
 import signalpost.ratelimit
 from signalpost.accounts.services import profile_get_or_create
 from signalpost.newsletters.models import Subscription
 from signalpost.newsletters.services import subscribe, subscription_end
+from tests.durable_helpers import run_form_requests
 
 pytestmark = pytest.mark.django_db
 
@@ -173,3 +176,27 @@ def test_asking_for_the_preference_link_of_a_known_address_works_as_a_strangers(
 ):
     known_as(newsletter)
     assert_same_work(client, monkeypatch, "/preferences/")
+
+
+@pytest.mark.django_db(transaction=True)  # the worker runs the queued work
+def test_a_queued_unsubscribe_that_fails_is_run_again_later(client, newsletter, monkeypatch):
+    subscription_active(newsletter)
+    client.post("/unsubscribe/", {"user_email": KNOWN, "newsletter": "weekly"})
+
+    def database_away(**kwargs):
+        raise OperationalError("database is locked")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(signalpost.newsletters.tasks, "unsubscribe", database_away)
+        run_form_requests()
+    assert (
+        DBTaskResult.objects.get(status="FAILED").traceback.strip().endswith("database is locked")
+    )
+    retry = DBTaskResult.objects.get(status="READY")
+    assert retry.run_after > timezone.now()
+    assert retry.args_kwargs["kwargs"]["attempt"] == 2
+    assert Subscription.objects.get().status == Subscription.Status.ACTIVE
+
+    DBTaskResult.objects.filter(pk=retry.pk).update(run_after=timezone.now())
+    run_form_requests()
+    assert Subscription.objects.get().status == Subscription.Status.UNSUBSCRIBED
