@@ -3,7 +3,7 @@ address, for a known address against an unknown one, against a real server.
 
 Run from the repository root::
 
-    .venv/bin/python bench/enumeration.py                 # 150 pairs per case, SQLite
+    .venv/bin/python bench/enumeration.py                 # 400 pairs per case, SQLite (~1 min)
     .venv/bin/python bench/enumeration.py --pg            # on a fresh PostgreSQL database
     .venv/bin/python bench/enumeration.py --code-from 2bf097c   # the code of another commit
 
@@ -29,7 +29,10 @@ address taken out, the same for both; anything else is counted as an error.
 
 The table: per case, the medians, their difference in ms and in % of the unknown
 address's median, and whether the goal is met: the two medians within 0.5 ms or 15 %
-of each other.
+of each other. Then the median of the differences within each pair (known minus
+unknown, run back to back), which drift on a shared machine disturbs less, and the
+spread of the unknown address's times (interquartile range), the noise to read the
+difference against. The header gives the load average before and after.
 """
 
 import argparse
@@ -122,7 +125,7 @@ print(signalpost.__file__)
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pairs", type=int, default=150, help="measured pairs per case")
+    parser.add_argument("--pairs", type=int, default=400, help="measured pairs per case")
     parser.add_argument("--warmup", type=int, default=10, help="unmeasured pairs first")
     parser.add_argument("--seconds", type=float, default=60.0, help="time bound per case")
     parser.add_argument("--pg", action="store_true", help="on PostgreSQL instead of SQLite")
@@ -137,6 +140,7 @@ def parse_args():
 class Result:
     known: list = field(default_factory=list)
     unknown: list = field(default_factory=list)
+    pair_differences: list = field(default_factory=list)
     errors: int = 0
     pairs: int = 0
 
@@ -184,6 +188,7 @@ def run_case(case, port, args):
         if time.monotonic() > deadline:
             break
         answers = {}
+        milliseconds = {}
         order = ("known", "unknown") if number % 2 == 0 else ("unknown", "known")
         for kind in order:
             email = address(kind, case, number)
@@ -192,12 +197,14 @@ def run_case(case, port, args):
                 fields["newsletter"] = case.newsletter
             seconds, status, answer = timed_post(port, case.form_path, urlencode(fields), cookie)
             answers[kind] = (status, answer.replace(email, "ADDRESS"))
-            if number >= args.warmup:
-                getattr(result, kind).append(seconds * 1000)
+            milliseconds[kind] = seconds * 1000
         if answers["known"] != answers["unknown"] or answers["known"][0] != 200:
             result.errors += 1
         if number >= args.warmup:
             result.pairs += 1
+            result.known.append(milliseconds["known"])
+            result.unknown.append(milliseconds["unknown"])
+            result.pair_differences.append(milliseconds["known"] - milliseconds["unknown"])
     return result
 
 
@@ -287,7 +294,9 @@ def main():
             cwd=code_root,
         )
         wait_ready(port, server)
+        load_before = os.getloadavg()[0]
         results = {case.key: run_case(case, port, args) for case in cases}
+        load_after = os.getloadavg()[0]
     finally:
         if server is not None:
             server.stop()
@@ -295,19 +304,30 @@ def main():
             with pg_connect() as connection:
                 connection.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
         shutil.rmtree(workdir, ignore_errors=True)
-    report(args, cases, results, served_from=served_from)
+    report(args, cases, results, served_from=served_from, load=(load_before, load_after))
 
 
-def report(args, cases, results, *, served_from):
+def report(args, cases, results, *, served_from, load):
     database = "PostgreSQL" if args.pg else "SQLite"
     code = f"code of {args.code_from}" if args.code_from else "this worktree's code"
     print(
         f"Response time, known vs unknown address: gunicorn -w 1, {database}, {code} "
         f"({served_from}), {args.warmup} warm-up pairs, then up to {args.pairs} pairs or "
-        f"{args.seconds:g} s per case"
+        f"{args.seconds:g} s per case; load average {load[0]:.1f} before, {load[1]:.1f} after"
     )
-    header = ("case", "pairs", "known ms", "unknown ms", "diff ms", "diff %", "goal", "errors")
-    widths = (42, 6, 9, 11, 8, 7, 5, 6)
+    header = (
+        "case",
+        "pairs",
+        "known ms",
+        "unknown ms",
+        "diff ms",
+        "diff %",
+        "goal",
+        "pair diff ms",
+        "unknown IQR ms",
+        "errors",
+    )
+    widths = (42, 6, 9, 11, 8, 7, 5, 13, 15, 6)
     print("  ".join(title.ljust(width) for title, width in zip(header, widths, strict=True)))
     for case in cases:
         result = results[case.key]
@@ -318,6 +338,7 @@ def report(args, cases, results, *, served_from):
         unknown = statistics.median(result.unknown)
         difference = known - unknown
         met = abs(difference) <= GOAL_MS or abs(difference) <= GOAL_FRACTION * unknown
+        quartiles = statistics.quantiles(result.unknown, n=4)
         cells = (
             case.label,
             str(result.pairs),
@@ -326,6 +347,8 @@ def report(args, cases, results, *, served_from):
             f"{difference:+.2f}",
             f"{100 * difference / unknown:+.1f}",
             "yes" if met else "NO",
+            f"{statistics.median(result.pair_differences):+.2f}",
+            f"{quartiles[2] - quartiles[0]:.2f}",
             str(result.errors),
         )
         print("  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)))
