@@ -1006,9 +1006,12 @@ def check_rows(targets, phases, emails):
 
             if target.kind == "signalpost":
                 # One statement, one snapshot: a request wrk left unanswered may still
-                # be committing.
-                subscriptions, activities = connection.execute(
-                    "SELECT (SELECT count(*) FROM newsletters_subscription "
+                # be committing. Each POST queues one subscribe_from_form task, which
+                # the worker (when one runs) turns into a pending subscription.
+                requests, subscriptions, activities = connection.execute(
+                    "SELECT (SELECT count(*) FROM django_tasks_database_dbtaskresult "
+                    "WHERE task_path = 'signalpost.newsletters.tasks.subscribe_from_form'), "
+                    "(SELECT count(*) FROM newsletters_subscription "
                     "WHERE status = 'pending'), (SELECT count(*) FROM activity_activity)"
                 ).fetchone()
                 tasks = dict(
@@ -1018,13 +1021,16 @@ def check_rows(targets, phases, emails):
                     ).fetchall()
                 )
                 line = (
-                    f"{target_key}: {ok} successful POSTs (warm-ups included), {subscriptions} "
+                    f"{target_key}: {ok} successful POSTs (warm-ups included), {requests} "
+                    f"queued subscribe requests, {subscriptions} "
                     f"pending subscriptions, {activities} activity rows, "
                     f"{sum(tasks.values())} task rows "
                     f"({', '.join(f'{k.lower()} {v}' for k, v in sorted(tasks.items()))}); "
                     f"{sent} confirmation emails reached the sink"
                 )
-                good = matches(subscriptions) and activities == subscriptions
+                good = (
+                    matches(requests) and subscriptions <= requests and activities == subscriptions
+                )
             else:
                 subscriptions = count("SELECT count(*) FROM newsletter_subscription")
                 line = (

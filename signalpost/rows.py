@@ -1,6 +1,6 @@
 """Single-row INSERTs and reads for every subscribe, without the ORM's per-query machinery.
 
-A subscribe POST writes a profile, a subscription, an activity row and a task
+A subscribe writes a profile, a subscription, an activity row and a task
 row. Through ``Model.save()`` each costs ~0.2 ms of CPU on top of its round
 trip, most of it compiling the same INSERT again; ``row_insert`` builds the
 statement once per model and only converts the values each time. The row

@@ -10,11 +10,12 @@ from pathlib import Path
 
 from django.core.management import call_command
 from django.db import connection
+from django_tasks_db.models import DBTaskResult
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_worker_until_idle():
+def run_worker_until_idle(*extra):
     """Run a worker in this process until no task is ready, then restore signal handlers."""
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -24,12 +25,30 @@ def run_worker_until_idle():
             "--no-reload",
             "--no-startup-delay",
             "--interval=0",
+            *extra,
             verbosity=0,
             stdout=StringIO(),
         )
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
+
+
+def run_form_requests():
+    """Run the queued work of the public forms (subscribe, unsubscribe, preference link)
+    and nothing else: what those pages did inline before they queued it. The emails it
+    queues in turn stay queued.
+
+    The form tasks go first (their priority is higher), so a worker that runs as many
+    tasks as are waiting runs exactly those.
+    """
+    waiting = (
+        DBTaskResult.objects.ready()
+        .filter(task_path__startswith="signalpost.newsletters.tasks.")
+        .count()
+    )
+    if waiting:
+        run_worker_until_idle(f"--max-tasks={waiting}")
 
 
 def database_url_of_test_database():

@@ -24,7 +24,7 @@ from signalpost.newsletters.services import (
     subscribe,
     unsubscribe,
 )
-from tests.durable_helpers import run_worker_until_idle
+from tests.durable_helpers import run_form_requests, run_worker_until_idle
 from tests.factories import make_newsletter, make_profile
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -422,6 +422,7 @@ def test_export_keeps_spreadsheets_from_running_what_subscribers_typed(client, t
     client.post(
         "/subscribe/", {"user_email": "eve@example.com", "name": formula, "newsletter": "weekly"}
     )
+    run_form_requests()
     subscribe(email="-dash@example.com", name="+1 Dash", newsletter=weekly, source="admin")
     out = tmp_path / "out.csv"
     call_command("export_subscribers", "--newsletter=weekly", f"--output={out}")

@@ -6,6 +6,7 @@ from signalpost.accounts.models import Profile
 from signalpost.activity.models import Activity
 from signalpost.newsletters.models import Subscription
 from signalpost.newsletters.services import subscribe
+from tests.durable_helpers import run_form_requests
 from tests.factories import make_newsletter, make_topic
 
 pytestmark = pytest.mark.django_db
@@ -42,11 +43,13 @@ def test_get_never_subscribes(client, newsletter):
     assert Profile.objects.count() == 0
 
 
+@pytest.mark.django_db(transaction=True)  # the worker runs the form's work
 def test_posting_the_form_subscribes(client, newsletter):
     response = post_subscribe(client, user_email="jane@example.com", newsletter="weekly")
 
     assert response.status_code == 200
     assert "Subscribed <strong>jane@example.com</strong>" in response.content.decode()
+    run_form_requests()
     subscription = Subscription.objects.get()
     assert subscription.status == "active"
     assert subscription.source == "form"
@@ -54,10 +57,12 @@ def test_posting_the_form_subscribes(client, newsletter):
     assert list(subscription.profile.subscriptions.all()) == [newsletter]
 
 
+@pytest.mark.django_db(transaction=True)  # the worker runs the form's work
 def test_double_opt_in_asks_to_check_the_inbox(client, double_opt_in_newsletter):
     response = post_subscribe(client, user_email="jane@example.com", newsletter="careful")
     assert response.status_code == 200
     assert "Check your inbox" in response.content.decode()
+    run_form_requests()
     assert Subscription.objects.get().status == "pending"
 
 
@@ -108,6 +113,7 @@ def test_private_newsletters_cannot_be_joined_through_the_form(client):
     assert Subscription.objects.count() == 0
 
 
+@pytest.mark.django_db(transaction=True)  # the worker runs the form's work
 def test_the_unsubscribe_form_leaves_a_private_newsletter_too(client):
     staff_only = make_newsletter(slug="staff-only", is_public=False, opt_in="single")
     subscribe(email="jane@example.com", newsletter=staff_only, source="admin")
@@ -115,6 +121,7 @@ def test_the_unsubscribe_form_leaves_a_private_newsletter_too(client):
         "/unsubscribe/", {"user_email": "jane@example.com", "newsletter": "staff-only"}
     )
     assert response.status_code == 200
+    run_form_requests()
     assert Subscription.objects.get().status == Subscription.Status.UNSUBSCRIBED
 
 
@@ -157,16 +164,19 @@ def test_forms_need_a_csrf_token(newsletter):
     assert Subscription.objects.count() == 0
 
 
+@pytest.mark.django_db(transaction=True)  # the worker runs the form's work
 def test_unsubscribing_through_the_form(client, newsletter):
     subscribe(email="jane@example.com", newsletter=newsletter, source="form")
     response = client.post(
         "/unsubscribe/", {"user_email": "jane@example.com", "newsletter": "weekly"}
     )
     assert response.status_code == 200
+    run_form_requests()
     assert Subscription.objects.get().status == "unsubscribed"
     assert Activity.objects.filter(event="unsubscribed").count() == 1
 
 
+@pytest.mark.django_db(transaction=True)  # the worker runs the form's work
 def test_unsubscribe_answers_the_same_whether_or_not_subscribed(client, newsletter):
     subscribe(email="jane@example.com", newsletter=newsletter, source="form")
     subscribed = client.post(
@@ -177,6 +187,7 @@ def test_unsubscribe_answers_the_same_whether_or_not_subscribed(client, newslett
     )
     assert subscribed.status_code == stranger.status_code == 200
     assert subscribed.content.decode().replace("jane", "sam") == stranger.content.decode()
+    run_form_requests()
     assert not Profile.objects.filter(email="sam@example.com").exists()
 
 

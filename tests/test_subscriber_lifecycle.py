@@ -12,7 +12,7 @@ from signalpost.durable.models import DeadLetter
 from signalpost.newsletters import links, tokens
 from signalpost.newsletters.models import Subscription
 from signalpost.newsletters.services import subscribe, subscription_end
-from tests.durable_helpers import run_worker_until_idle
+from tests.durable_helpers import run_form_requests, run_worker_until_idle
 from tests.factories import make_newsletter
 from tests.mail import html_part, text_part
 
@@ -47,6 +47,7 @@ def test_double_opt_in_from_form_to_one_click_unsubscribe(
     response = subscribe_by_form(client, "jane@example.com", "careful", name="Jane")
     assert response.status_code == 200
     assert "Check your inbox" in response.content.decode()
+    run_form_requests()
     assert Subscription.objects.get().status == "pending"
 
     run_worker_until_idle()
@@ -245,6 +246,7 @@ def test_too_many_submissions_from_one_ip_are_refused(client, double_opt_in_news
         subscribe_by_form(client, f"person{n}@example.com", "careful").status_code for n in range(5)
     ]
     assert statuses == [200, 200, 200, 429, 429]
+    run_form_requests()
     assert Profile.objects.count() == 3
 
 

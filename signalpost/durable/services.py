@@ -51,10 +51,18 @@ def durable_call_enqueue(*, durable_receiver, sender, signal, arguments):
         "attempt": 1,
         "dead_letter_id": None,
     }
+    return task_enqueue(task, **call)
+
+
+def task_enqueue(task, **kwargs):
+    """Queue ``task`` with keyword arguments ``kwargs`` in the caller's transaction; return its id.
+
+    What ``task.enqueue(**kwargs)`` does, by ``task_row_insert`` on django-tasks-db.
+    """
     backend = task.get_backend()
     if type(backend) is DatabaseBackend and not backend.options.get("id_function"):
-        return task_row_insert(task=task, backend=backend, call=call)
-    return task.enqueue(**call).id
+        return task_row_insert(task=task, backend=backend, call=kwargs)
+    return task.enqueue(**kwargs).id
 
 
 def task_row_insert(*, task, backend, call):

@@ -20,7 +20,7 @@ from signalpost.newsletters.forms import (
     UnsubscribeForm,
 )
 from signalpost.newsletters.links import preferences_path
-from signalpost.newsletters.models import Newsletter, Subscription
+from signalpost.newsletters.models import Newsletter
 from signalpost.newsletters.selectors import (
     newsletters_for_preferences,
     newsletters_subscribed,
@@ -29,12 +29,12 @@ from signalpost.newsletters.selectors import (
 )
 from signalpost.newsletters.services import (
     ConsentEvidence,
-    preferences_link_request,
+    preferences_link_request_queue,
     preferences_update,
-    subscribe,
+    subscribe_queue,
     subscription_confirm,
     subscription_end,
-    unsubscribe,
+    unsubscribe_queue,
 )
 from signalpost.ratelimit import client_bucket, rate_limit_allows
 
@@ -138,11 +138,11 @@ def subscribe_page(request):
     # A bot (honeypot) or an address submitted too often gets the same answer
     # as anyone else and causes nothing.
     if not form.is_bot() and rate_limit_allows(scope="subscribe_address", key=email):
-        subscribe(
+        # Queued for any address: the same work, so the same time, known or not.
+        subscribe_queue(
             email=email,
             newsletter=newsletter,
             name=form.cleaned_data["name"],
-            source=Subscription.Source.FORM,
             consent=consent_from(request),
         )
     # The answer depends only on what was submitted, never on who was subscribed.
@@ -169,7 +169,8 @@ def unsubscribe_page(request):
     form = UnsubscribeForm(request.POST)
     if not form.is_valid():
         return render(request, "newsletters/unsubscribe.html", {"form": form}, status=400)
-    unsubscribe(
+    # Queued for any address, so that the answer comes as fast for a stranger.
+    unsubscribe_queue(
         email=form.cleaned_data["user_email"],
         newsletter=form.cleaned_data["newsletter"],
         reason="unsubscribe form",
@@ -241,7 +242,7 @@ def preferences_request_page(request):
         return render(request, "newsletters/preferences_request.html", {"form": form}, status=400)
     email = form.cleaned_data["user_email"]
     if not form.is_bot() and rate_limit_allows(scope="preferences_address", key=email):
-        preferences_link_request(email=email)
+        preferences_link_request_queue(email=email)
     return render(request, "newsletters/preferences_request_done.html", {"user_email": email})
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from signalpost.accounts.models import Profile
 from signalpost.newsletters.models import Newsletter, Subscription, Topic
-from tests.durable_helpers import run_worker_until_idle
+from tests.durable_helpers import run_form_requests, run_worker_until_idle
 from tests.mail import text_part
 
 try:
@@ -84,6 +84,7 @@ def test_subscriber_confirms_manages_and_unsubscribes_from_emails(
     expect(page.get_by_role("heading", name="Check your inbox", level=1)).to_be_visible()
     expect(page.get_by_role("status")).to_contain_text(f"We sent a confirmation link to {EMAIL}")
     screenshot(page, "2-check-your-inbox")
+    run_form_requests()
     assert status_of(careful) == Subscription.Status.PENDING
 
     # Confirm from the confirmation email: GET shows a button, POST confirms.

@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from signalpost.accounts.models import Profile
 from signalpost.newsletters.models import Newsletter, Subscription, Topic
+from tests.durable_helpers import run_form_requests
 
 try:
     from playwright.sync_api import expect
@@ -45,6 +46,7 @@ def test_visitor_subscribes_from_home_page_card(live_server, page, screenshot, n
     expect(page.get_by_role("heading", name="Subscribed", level=1)).to_be_visible()
     expect(page.get_by_role("status")).to_contain_text(f"Subscribed {EMAIL} to Weekly Python")
     screenshot(page, "subscribed")
+    run_form_requests()
     subscription = Subscription.objects.get(profile__email=EMAIL, newsletter=newsletter)
     assert subscription.status == Subscription.Status.ACTIVE
     assert subscription.source == Subscription.Source.FORM
@@ -94,5 +96,6 @@ def test_subscriber_unsubscribes_through_prefilled_link(live_server, page, scree
         f"{EMAIL} will get no more email from Weekly Python"
     )
     screenshot(page, "unsubscribed")
+    run_form_requests()
     subscription.refresh_from_db()
     assert subscription.status == Subscription.Status.UNSUBSCRIBED

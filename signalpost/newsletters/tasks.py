@@ -1,0 +1,109 @@
+"""The work of the public forms that take an address, run by the worker.
+
+``/subscribe/``, ``/unsubscribe/`` and ``/preferences/`` queue one of these for
+every address they accept, known or not, and answer at once: the request does
+the same work whoever asked, so its response time tells nothing about who is
+known (``services.subscribe_queue`` and its neighbours). Each task is a wrapper
+around the service that does the work, which does nothing for an unknown address
+and sends its signals in its own transaction, as ever.
+
+A failing run (the database restarting, SQLite's lock held too long) is queued
+again with backoff, up to ``RETRY.max_attempts`` runs; its failed row keeps the
+traceback.
+"""
+
+import logging
+from datetime import datetime, timedelta
+
+from django.tasks import task
+from django.utils import timezone
+
+from signalpost.durable.policy import RetryPolicy
+from signalpost.durable.services import task_enqueue
+from signalpost.newsletters.models import Newsletter
+from signalpost.newsletters.services import (
+    ConsentEvidence,
+    Source,
+    preferences_link_request,
+    subscribe,
+    unsubscribe,
+)
+
+logger = logging.getLogger(__name__)
+
+# Ahead of issue batches and emails: a person waits for these.
+PRIORITY = 10
+RETRY = RetryPolicy(max_attempts=8, backoff_base=10, backoff_max=600)
+
+
+def _run_or_retry(this_task, service, *, attempt, **kwargs):
+    """Call ``service(**kwargs)``; should it fail, queue ``this_task`` again, then re-raise."""
+    try:
+        return service(**kwargs)
+    except Exception:
+        if attempt < RETRY.max_attempts:
+            run_after = timezone.now() + timedelta(seconds=RETRY.delay_before(attempt + 1))
+            task_enqueue(this_task.using(run_after=run_after), attempt=attempt + 1, **kwargs)
+        else:
+            logger.error("%s failed %s times; given up", this_task.module_path, attempt)
+        raise
+
+
+def _subscribe(*, email, newsletter_id, name, consent):
+    newsletter = Newsletter.objects.filter(pk=newsletter_id).first()
+    if newsletter is None:
+        return  # deleted since the request
+    subscribe(
+        email=email,
+        newsletter=newsletter,
+        name=name,
+        source=Source.FORM,
+        consent=ConsentEvidence(
+            at=datetime.fromisoformat(consent["at"]),
+            ip=consent["ip"],
+            user_agent=consent["user_agent"],
+        ),
+    )
+
+
+def _unsubscribe(*, email, newsletter_id, reason):
+    newsletter = Newsletter.objects.filter(pk=newsletter_id).first()
+    if newsletter is not None:
+        unsubscribe(email=email, newsletter=newsletter, reason=reason)
+
+
+def _preferences_link(*, email):
+    preferences_link_request(email=email)
+
+
+@task(priority=PRIORITY)
+def subscribe_from_form(*, email, newsletter_id, name, consent, attempt=1):
+    """Run ``subscribe`` for a ``/subscribe/`` POST; ``consent`` holds its at, ip, user_agent."""
+    _run_or_retry(
+        subscribe_from_form,
+        _subscribe,
+        attempt=attempt,
+        email=email,
+        newsletter_id=newsletter_id,
+        name=name,
+        consent=consent,
+    )
+
+
+@task(priority=PRIORITY)
+def unsubscribe_from_form(*, email, newsletter_id, reason, attempt=1):
+    """Run ``unsubscribe`` for an ``/unsubscribe/`` POST: nothing for an unknown address."""
+    _run_or_retry(
+        unsubscribe_from_form,
+        _unsubscribe,
+        attempt=attempt,
+        email=email,
+        newsletter_id=newsletter_id,
+        reason=reason,
+    )
+
+
+@task(priority=PRIORITY)
+def preferences_link_from_form(*, email, attempt=1):
+    """Run ``preferences_link_request`` for a ``/preferences/`` POST: nothing for a stranger."""
+    _run_or_retry(preferences_link_from_form, _preferences_link, attempt=attempt, email=email)
