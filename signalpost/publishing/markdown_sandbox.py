@@ -41,8 +41,6 @@ MARKDOWN_EXTENSIONS = ["extra", "sane_lists"]
 ALLOWED_TAGS = nh3.ALLOWED_TAGS | {"figure", "figcaption"}
 # The child's address space: rendering a 400 kB body peaks near 100 MB of RSS.
 MEMORY_LIMIT = 1 << 30
-# How long a new child may take to import python-markdown and nh3 (~0.25 s).
-START_TIMEOUT = 10.0
 
 REQUEST = struct.Struct("!dI")
 ANSWER = struct.Struct("!BI")
@@ -97,8 +95,8 @@ class Sandbox:
         """Return ``text`` rendered by ``markdown_render`` in the child, within ``timeout`` s.
 
         Raises ``RenderFailed``; the next call has a working child again.
-        Starting a child (first call, or after a failure) is not counted in
-        ``timeout``: it is bounded by ``START_TIMEOUT``.
+        ``timeout`` bounds the whole call, the child's start included, but not
+        the wait for another thread's turn.
         """
         with self._lock:
             last = self._last
@@ -128,21 +126,15 @@ class Sandbox:
         self._process, self._pid, self._ready, self._last = None, 0, False, None
 
     def _exchange(self, request: bytes, *, timeout: float) -> str:
-        process = self._child()
         started = time.monotonic()
         deadline = started + timeout
         try:
             try:
-                _write(process.stdin.fileno(), request, deadline)
-                _read(process.stdout.fileno(), len(RECEIVED), deadline)
+                process = self._send(request, deadline)
             except _Died:
                 # It died before it had this body (killed while idle): not the body's doing.
                 self._kill()
-                process = self._child()
-                started = time.monotonic()
-                deadline = started + timeout
-                _write(process.stdin.fileno(), request, deadline)
-                _read(process.stdout.fileno(), len(RECEIVED), deadline)
+                process = self._send(request, deadline)
             status, length = ANSWER.unpack(_read(process.stdout.fileno(), ANSWER.size, deadline))
             answer = _read(process.stdout.fileno(), length, deadline)
         except _Timeout:
@@ -158,25 +150,37 @@ class Sandbox:
             self._restart()  # after running out of memory or an error, start clean
         raise RenderFailed(kind, time.monotonic() - started)
 
-    def _child(self) -> subprocess.Popen:
-        """The running child, started (and waited for) if there is none."""
+    def _send(self, request: bytes, deadline: float) -> subprocess.Popen:
+        """Give the child (started if need be) the request; return it once it has it all.
+
+        A child still starting reads the request once it is ready: its start
+        counts towards the deadline (~0.15 s, paid by a process's first body
+        and by the one after a refusal, unless the child started in between).
+        """
         if self._pid != os.getpid():
             self._forget_child()  # forked since (register_at_fork has done this already)
         if self._process is not None and self._process.poll() is not None:
             self._kill()
         if self._process is None:
             self._start()
-        if not self._ready:
-            try:
-                ready = _read(self._process.stdout.fileno(), 1, time.monotonic() + START_TIMEOUT)
-            except (_Timeout, _Died):
-                self._kill()
-                raise RuntimeError("The Markdown renderer did not start.") from None
-            if ready != READY:
-                self._kill()
-                raise RuntimeError(f"The Markdown renderer started badly: {ready!r}")
-            self._ready = True
-        return self._process
+        process = self._process
+        try:
+            _write(process.stdin.fileno(), request, deadline)
+            if not self._ready:
+                ready = _read(process.stdout.fileno(), len(READY), deadline)
+                if ready != READY:
+                    self._kill()
+                    raise RuntimeError(f"The Markdown renderer started badly: {ready!r}")
+                self._ready = True
+        except _Died:
+            if self._ready:
+                raise
+            self._kill()
+            raise RuntimeError("The Markdown renderer did not start: see its error.") from None
+        if _read(process.stdout.fileno(), len(RECEIVED), deadline) != RECEIVED:
+            self._kill()
+            raise RuntimeError("The Markdown renderer answered out of turn.")
+        return process
 
     def _start(self) -> None:
         self._process = subprocess.Popen(
