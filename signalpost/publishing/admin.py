@@ -119,7 +119,8 @@ class IssueAdmin(admin.ModelAdmin):
                     scheduled_at=data["scheduled_at"],
                 )
         except ValidationError as error:
-            # Only a change can get here: the issue started sending after the form was shown.
+            # The issue started sending after the form was shown, or (rarely) rendering the
+            # body again took longer this time than when the form was validated.
             self.message_user(request, "; ".join(error.messages), messages.ERROR)
             return
         obj.pk = issue.pk
