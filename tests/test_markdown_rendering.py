@@ -11,8 +11,11 @@ python-markdown and nh3 give in the process.
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import markdown
 import nh3
@@ -243,25 +246,40 @@ def test_threads_of_one_process_take_turns():
     assert results == {body: f"<p>Body <strong>{body[7:-2]}</strong></p>" for body in bodies}
 
 
-def test_a_forked_process_starts_its_own_renderer():
-    parent_renderer = renderer_pid()
-    reading, writing = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the forked process: report its renderer, whatever happens
-        try:
-            answer = f"{markdown_to_html('In the *fork*.')} {renderer_pid()}"
-        except BaseException as error:
-            answer = repr(error)
-        os.write(writing, answer.encode())
-        os._exit(0)
-    os.close(writing)
-    os.waitpid(pid, 0)
-    with os.fdopen(reading) as answer:
-        html, _, forked_renderer = answer.read().rpartition(" ")
+FORKING = """
+import os
+from signalpost.publishing import markdown_sandbox as sandbox
 
-    assert html == "<p>In the <em>fork</em>.</p>"
-    assert forked_renderer != str(parent_renderer)
-    assert renderer_pid() == parent_renderer
+def renderer(text):
+    html = sandbox.render(text, timeout=30)
+    return f"{html} {sandbox._sandbox._process.pid}"
+
+print("before", renderer("Before *forking*."), flush=True)
+pid = os.fork()  # as gunicorn --preload forks its workers
+if pid == 0:
+    print("forked", renderer("In the *fork*."), flush=True)
+    os._exit(0)
+os.waitpid(pid, 0)
+print("after", renderer("After *forking*."), flush=True)
+"""
+
+
+def test_a_forked_process_starts_its_own_renderer():
+    # In a process of its own: forking pytest's, which runs threads, could deadlock.
+    result = subprocess.run(
+        [sys.executable, "-c", FORKING],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+
+    lines = dict(line.split(" ", 1) for line in result.stdout.splitlines())
+    renderers = {when: line.rpartition(" ")[2] for when, line in lines.items()}
+    assert lines["forked"].startswith("<p>In the <em>fork</em>.</p> ")
+    assert renderers["forked"] != renderers["before"]
+    assert renderers["after"] == renderers["before"], "the parent keeps its own"
 
 
 def test_the_renderer_cannot_take_more_than_its_memory_limit():
