@@ -123,6 +123,9 @@ SIGNALPOST_RATE_LIMITS = {
 SIGNALPOST_SEND_BATCH_SIZE = int(ENV.get("SEND_BATCH_SIZE", "500"))
 SIGNALPOST_SEND_RATE_PER_SECOND = int(ENV.get("SEND_RATE_PER_SECOND", "0"))
 SIGNALPOST_SEND_MAX_ATTEMPTS = int(ENV.get("SEND_MAX_ATTEMPTS", "5"))
+# Seconds an issue's Markdown may take to render before it is refused
+# (signalpost/publishing/markdown_sandbox.py), so that saving one answers within 2 s.
+SIGNALPOST_MARKDOWN_RENDER_TIMEOUT = float(ENV.get("MARKDOWN_RENDER_TIMEOUT", "1.5"))
 # Bounces and complaints arrive through django-anymail's tracking webhooks
 # (/anymail/<esp>/tracking/), protected by basic auth "user:password". Without a
 # secret anymail would take anyone's word for a bounce, so then the URLs are not served.

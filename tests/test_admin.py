@@ -16,7 +16,12 @@ from signalpost.durable.models import DeadLetter
 from signalpost.newsletters.models import Subscription
 from signalpost.newsletters.services import subscribe, unsubscribe
 from signalpost.publishing.models import Delivery, Issue
-from signalpost.publishing.services import issue_create, issue_schedule, issue_send
+from signalpost.publishing.services import (
+    BODY_MAX_LENGTH,
+    issue_create,
+    issue_schedule,
+    issue_send,
+)
 from signalpost.publishing.tasks import issue_send_when_due
 from tests.factories import make_newsletter, make_user
 
@@ -307,11 +312,12 @@ def test_a_subject_of_two_lines_is_refused_and_the_text_is_kept(client, editor, 
 
 
 def test_a_body_over_the_maximum_length_is_refused_on_the_form(client, editor, letter):
-    response = client.post(f"{ISSUES}add/", issue_form(letter, body_markdown="x" * 500_001))
+    body = "x" * (BODY_MAX_LENGTH + 1)
+    response = client.post(f"{ISSUES}add/", issue_form(letter, body_markdown=body))
 
     assert response.status_code == 200
     form = response.context["adminform"].form
-    assert form.errors["body_markdown"] == ["The body has at most 500000 characters."]
+    assert form.errors["body_markdown"] == [f"The body has at most {BODY_MAX_LENGTH} characters."]
     assert not Issue.objects.exists()
 
 

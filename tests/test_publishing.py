@@ -15,7 +15,12 @@ from signalpost.newsletters import tokens
 from signalpost.newsletters.services import subscribe, subscription_end
 from signalpost.publishing.models import Delivery, Issue
 from signalpost.publishing.rendering import markdown_to_html
-from signalpost.publishing.services import issue_create, issue_schedule, issue_send
+from signalpost.publishing.services import (
+    BODY_MAX_LENGTH,
+    issue_create,
+    issue_schedule,
+    issue_send,
+)
 from signalpost.signals import delivery_failed, issue_sent
 from tests.durable_helpers import run_worker_until_idle
 from tests.factories import make_newsletter, make_user
@@ -327,7 +332,12 @@ def test_markdown_is_rendered_and_sanitised():
 
 @pytest.mark.parametrize(
     ("subject", "body"),
-    [("", "body"), ("a" * 201, "body"), ("Line\r\nBcc: x@y.z", "body"), ("Ok", "x" * 500_001)],
+    [
+        ("", "body"),
+        ("a" * 201, "body"),
+        ("Line\r\nBcc: x@y.z", "body"),
+        ("Ok", "x" * (BODY_MAX_LENGTH + 1)),
+    ],
     ids=["empty-subject", "long-subject", "header-injection", "oversized-body"],
 )
 def test_bad_issues_are_refused(letter, subject, body):

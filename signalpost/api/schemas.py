@@ -3,6 +3,8 @@ from typing import Literal
 
 from ninja import Field, Schema
 
+from signalpost.publishing.services import BODY_MAX_LENGTH, SUBJECT_MAX_LENGTH
+
 
 class FieldError(Schema):
     field: str | None = Field(description="The input field at fault, if one is.")
@@ -62,8 +64,8 @@ class ErasedOut(Schema):
 
 
 class IssueIn(Schema):
-    subject: str = Field(max_length=200)
-    body_markdown: str = Field(max_length=500_000)
+    subject: str = Field(max_length=SUBJECT_MAX_LENGTH)
+    body_markdown: str = Field(max_length=BODY_MAX_LENGTH)
 
 
 class IssueOut(Schema):

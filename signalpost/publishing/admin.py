@@ -18,6 +18,7 @@ from signalpost.publishing.services import (
     EDITABLE,
     KEEP,
     issue_create,
+    issue_render,
     issue_schedule,
     issue_send,
     issue_send_test,
@@ -43,11 +44,20 @@ class IssueForm(forms.ModelForm):
                 scheduled_at=self.new_scheduled_at(),
             )
         except ValidationError as error:
-            for field, field_errors in error.message_dict.items():
-                # A field the form already refused keeps only its own error.
-                if field in cleaned_data:
-                    self.add_error(field, field_errors)
+            self.add_service_errors(error)
+        if "body_markdown" in cleaned_data and "body_markdown" not in self.errors:
+            try:
+                # Saving renders it again through the service, which remembers this render.
+                issue_render(body_markdown=cleaned_data["body_markdown"])
+            except ValidationError as error:
+                self.add_service_errors(error)
         return cleaned_data
+
+    def add_service_errors(self, error):
+        for field, field_errors in error.message_dict.items():
+            # A field the form already refused keeps only its own error.
+            if field in self.cleaned_data:
+                self.add_error(field, field_errors)
 
     def new_scheduled_at(self):
         """The scheduled time typed in, if it is new; a time kept from before may have passed."""
@@ -109,7 +119,8 @@ class IssueAdmin(admin.ModelAdmin):
                     scheduled_at=data["scheduled_at"],
                 )
         except ValidationError as error:
-            # Only a change can get here: the issue started sending after the form was shown.
+            # The issue started sending after the form was shown, or (rarely) rendering the
+            # body again took longer this time than when the form was validated.
             self.message_user(request, "; ".join(error.messages), messages.ERROR)
             return
         obj.pk = issue.pk

@@ -10,15 +10,13 @@ alone would cap a worker at ~150 messages a second (bench/README.md, Fan-out).
 
 import email.policy
 import html
-import re
 
-import markdown
-import nh3
 from django.conf import settings
 from django.utils.safestring import mark_safe
 
 from signalpost.newsletters import emails
 from signalpost.newsletters.links import PersonalLinks, absolute
+from signalpost.publishing import markdown_sandbox
 from signalpost.smtp_wire import (
     address_is_plain,
     addresses_are_ascii,
@@ -28,70 +26,45 @@ from signalpost.smtp_wire import (
     header_line,
 )
 
-MARKDOWN_EXTENSIONS = ["extra", "sane_lists"]
-ALLOWED_TAGS = nh3.ALLOWED_TAGS | {"figure", "figcaption"}
-
 PLACEHOLDER_NAME = "SIGNALPOST-PLACEHOLDER-NAME"
 PLACEHOLDER_EMAIL = "SIGNALPOST-PLACEHOLDER-EMAIL"
 PLACEHOLDER_UNSUBSCRIBE = "SIGNALPOST-PLACEHOLDER-UNSUBSCRIBE"
 PLACEHOLDER_PREFERENCES = "SIGNALPOST-PLACEHOLDER-PREFERENCES"
 
-
-# python-markdown looks for the end of every "[" (link, image, footnote,
-# abbreviation) and of every "<" that may open a tag or an autolink through the
-# rest of its block, so rendering a block costs about (its openers that never
-# close, and its deepest nesting of "[") x (its length): "[" * 10_000 takes
-# ~18 s, a hundred stray "[" in one 400 kB paragraph ~12 s. Prose closes its
-# brackets within a line or two, so its blocks score their length or a few
-# times it, while MARKDOWN_COST_MAX allows about half a second of this work
-# per block (measured: ~3e-7 s a unit). Counting is linear, far cheaper than
-# any render, and needs no timer (none can stop a regular expression at work).
-MARKDOWN_COST_MAX = 2_000_000
-BLOCK_SEPARATOR = re.compile(r"\n[ \t]*\n")
-BRACKET = re.compile(r"[\[\]]")
-# A "<" that may start a tag or autolink, up to its ">" (group 1) or the next "<".
-ANGLE_OPENER = re.compile(r"<[A-Za-z/!?][^<>]*(>)?")
+# What the writer is told, by why the renderer gave no HTML (RenderFailed.kind).
+REFUSALS = {
+    "timeout": (
+        "The body took too long to render (over {timeout:g} s). Markdown slows down on "
+        "constructs such as many [ or < left open, long runs of backslashes, thousands of "
+        "footnote or abbreviation definitions, or HTML blocks nested deep inside each other: "
+        "escape them (\\[ and \\<), put them in a code block, or split the body into "
+        "several issues."
+    ),
+    "recursion": (
+        "Lists, quotes or HTML blocks are nested too deeply inside each other to be rendered."
+    ),
+    "memory": "The body needs too much memory to render: split it into several issues.",
+    "crashed": "The body stopped the Markdown renderer: split it, or simplify its nesting.",
+    "error": "The Markdown renderer failed on this body: simplify its unusual constructs.",
+}
 
 
 class MarkdownRefused(ValueError):
-    """Markdown that cannot be rendered: nested too deeply, or too costly to parse."""
+    """Markdown that cannot be rendered: too slow to parse, nested too deeply, or too big."""
 
 
-def markdown_cost(text):
-    """Return the highest render cost (see MARKDOWN_COST_MAX) of ``text``'s blocks."""
-    highest = 0
-    for block in BLOCK_SEPARATOR.split(text):
-        depth = deepest = 0
-        for bracket in BRACKET.finditer(block):
-            if bracket.group() == "[":
-                depth += 1
-                deepest = max(deepest, depth)
-            elif depth:
-                depth -= 1
-        angles = sum(1 for opener in ANGLE_OPENER.finditer(block) if opener.group(1) is None)
-        highest = max(highest, (depth + deepest + angles) * len(block))
-    return highest
-
-
-def markdown_to_html(text):
+def markdown_to_html(text: str) -> str:
     """Return ``text`` (Markdown) as HTML with scripts, handlers and unknown tags removed.
 
-    Raises ``MarkdownRefused`` for Markdown that would take python-markdown
-    seconds (see MARKDOWN_COST_MAX) or nests deeper than it can recurse.
+    Rendered by this process's renderer child (``markdown_sandbox``), which is
+    killed after ``SIGNALPOST_MARKDOWN_RENDER_TIMEOUT`` seconds. Raises
+    ``MarkdownRefused``, with a message for the writer, for a body it gives no HTML for.
     """
-    if markdown_cost(text) > MARKDOWN_COST_MAX:
-        raise MarkdownRefused(
-            "Too many brackets ([ or <) are left open or nested in one paragraph: "
-            "close them, or escape them as \\[ and \\<."
-        )
+    timeout = settings.SIGNALPOST_MARKDOWN_RENDER_TIMEOUT
     try:
-        rendered = markdown.markdown(text, extensions=MARKDOWN_EXTENSIONS, output_format="html")
-    except RecursionError as error:
-        # "1. " * 500 is a list nested 500 deep: python-markdown recurses per level.
-        raise MarkdownRefused(
-            "Lists or quotes are nested too deeply inside each other to be rendered."
-        ) from error
-    return nh3.clean(rendered, tags=ALLOWED_TAGS, link_rel="noopener noreferrer")
+        return markdown_sandbox.render(text, timeout=timeout)
+    except markdown_sandbox.RenderFailed as failure:
+        raise MarkdownRefused(REFUSALS[failure.kind].format(timeout=timeout)) from failure
 
 
 def issue_web_path(issue):
