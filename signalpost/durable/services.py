@@ -19,6 +19,7 @@ from signalpost.durable.exceptions import PermanentFailure
 from signalpost.durable.models import DeadLetter, WorkerProcess
 from signalpost.durable.payload import payload_dump
 from signalpost.introspection import signal_name
+from signalpost.redaction import json_mentions
 from signalpost.rows import row_insert
 
 logger = logging.getLogger(__name__)
@@ -183,14 +184,20 @@ def dead_letter_replay(*, dead_letter):
 
 
 @transaction.atomic
-def durable_calls_forget(*, profile_id, email):
-    """Remove every task row and dead letter that carries ``email`` or refers to the profile.
+def durable_calls_forget(*, texts, references):
+    """Remove every task row and dead letter that mentions one of ``texts`` or refers to
+    one of ``references``; return the numbers of task rows deleted, task rows emptied
+    and dead letters deleted.
 
-    Returns the numbers of task rows deleted, task rows emptied and dead letters deleted.
-    Every such call is about the erased person: a waiting one could only email them or
-    tell integrators about them (most would fail on their deleted rows and become dead
-    letters holding the address), and a finished one is kept only as a record. So they
-    go, and with them any traceback naming the address. Two kinds stay:
+    ``texts`` are strings to forget (an erased person's address): a call carrying one
+    as an argument, or a traceback naming one, goes. ``references`` maps an argument
+    name to a primary key (``{"profile": 7}``): a call whose argument of that name is
+    the row with that key goes. The caller says what to forget; this module knows
+    nothing of what the rows mean.
+
+    Every such call is about what is being forgotten: a waiting one could only act on
+    it (most would fail on deleted rows and become dead letters holding the text), and
+    a finished one is kept only as a record. Two kinds stay:
 
     - a running call: its worker would fail to mark a deleted row finished, so only
       its arguments are emptied (the worker has them in memory already). Should it fail,
@@ -201,12 +208,16 @@ def durable_calls_forget(*, profile_id, email):
       it ran; webhooks' own erase event is queued in the erase's transaction for that
       reason.
     """
-    from signalpost.accounts.privacy import json_mentions
-
-    calls = DBTaskResult.objects.filter(
-        json_mentions("args_kwargs", email=email)
-        | Q(args_kwargs__kwargs__payload__profile__pk=profile_id)
-    )
+    calls = Q(pk__in=[])
+    dead = Q(pk__in=[])
+    for text in texts:
+        calls |= Q(json_mentions("args_kwargs", text=text)) | Q(traceback__icontains=text)
+        calls |= Q(json_mentions("return_value", text=text))
+        dead |= Q(json_mentions("payload", text=text)) | Q(last_error__icontains=text)
+    for name, pk in references.items():
+        calls |= Q(**{f"args_kwargs__kwargs__payload__{name}__pk": pk})
+        dead |= Q(**{f"payload__{name}__pk": pk})
+    calls = DBTaskResult.objects.filter(calls)
     emptied = calls.filter(status=TaskResultStatus.RUNNING).update(args_kwargs=FORGOTTEN_ARGUMENTS)
     # has_key makes the condition false on rows without "signal" (a webhook delivery's);
     # the comparison alone would be NULL there, and NOT NULL keeps a row out of the delete.
@@ -218,9 +229,7 @@ def durable_calls_forget(*, profile_id, email):
     deleted, _ = (
         calls.exclude(status=TaskResultStatus.RUNNING).exclude(erase_calls_waiting).delete()
     )
-    dead_letters, _ = DeadLetter.objects.filter(
-        json_mentions("payload", email=email) | Q(payload__profile__pk=profile_id)
-    ).delete()
+    dead_letters, _ = DeadLetter.objects.filter(dead).delete()
     return deleted, emptied, dead_letters
 
 
