@@ -10,7 +10,7 @@ from io import StringIO
 from urllib.parse import urlsplit
 
 import pytest
-from django.contrib.admin.models import LogEntry
+from django.contrib.admin.models import DELETION, LogEntry
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.db import connection
@@ -22,6 +22,7 @@ from signalpost.durable.decorators import durable
 from signalpost.durable.models import DeadLetter
 from signalpost.durable.policy import RetryPolicy
 from signalpost.durable.services import durable_call_failed
+from signalpost.newsletters.services import subscribe
 from signalpost.publishing.models import Delivery
 from signalpost.publishing.services import issue_create, issue_send
 from signalpost.signals import profile_erased
@@ -396,3 +397,46 @@ def test_an_erased_person_leaves_no_trace_in_any_table_and_the_other_keeps_their
     assert Counter(mentions_of(MAX)) >= kept_before
     assert Delivery.objects.filter(email="").count() == 2, "her deliveries count, anonymised"
     assert LogEntry.objects.filter(object_repr__icontains=MAX[0]).exists()
+
+
+def test_deleting_a_profile_in_the_admin_erases_it(client):
+    # Staff may delete only a profile with nothing attached (subscriptions and
+    # activity are not theirs to delete), such as one made for a user account.
+    profile = Profile.objects.create(email="jane@example.com", name="Jane Doe")
+    staff = get_user_model().objects.create_superuser("editor", "editor@news.example.com", "pw")
+    client.force_login(staff)
+
+    response = client.post(f"/admin/accounts/profile/{profile.pk}/delete/", {"post": "yes"})
+
+    assert response.status_code == 302
+    assert not Profile.objects.filter(pk=profile.pk).exists()
+    assert LogEntry.objects.get().action_flag == DELETION, "the deletion is still on record"
+    assert rows_mentioning("jane@example.com", "Jane Doe") == []
+
+
+def test_an_endpoint_echoing_the_body_is_logged_without_the_address_or_name(
+    client, echoing_endpoint, newsletter
+):
+    endpoint_create(url=echoing_endpoint.url)
+    subscribe_by_form(client, "jane@example.com", "weekly", name="Jane Doé")
+    run_worker_until_idle()
+    run_retries_now()
+
+    excerpts = list(WebhookAttempt.objects.values_list("response_excerpt", flat=True))
+    assert len(excerpts) >= 2 and all(e.startswith("received: {") for e in excerpts)
+    assert not [excerpt for excerpt in excerpts if "jane" in excerpt.lower()]
+    assert all('"name":"[redacted]"' in excerpt for excerpt in excerpts), excerpts
+    assert all('"newsletter":"weekly"' in excerpt for excerpt in excerpts), "the rest stays"
+
+
+def test_a_refusal_naming_the_recipient_is_stored_without_the_address(smtp_inbox, newsletter):
+    subscribe(email="jane@example.com", newsletter=newsletter, source="admin")
+    smtp_inbox.refuse = {"jane@example.com"}
+
+    issue_send(issue=issue_create(newsletter=newsletter, subject="One", body_markdown="Hi"))
+    run_worker_until_idle()
+
+    delivery = Delivery.objects.get()
+    assert (delivery.status, delivery.email) == ("failed", "jane@example.com")
+    assert "550" in delivery.last_error and "Recipient address rejected" in delivery.last_error
+    assert "jane" not in delivery.last_error
