@@ -324,7 +324,7 @@ def everything_held_about(client, api, smtp_inbox, people):
     csv_body = "email,name\n" + "".join(f"{email},{name}\n" for email, name in people)
     assert api("post", "/newsletters/imported/imports", raw=csv_body).status_code == 200
     # An issue refused for everyone (failed deliveries, delivery.failed), then one
-    # refused for now (deliveries queued again with the server's reply).
+    # refused for now (deliveries queued again with the server's reply), then one sent.
     issue_send(issue=issue_create(newsletter=weekly, subject="One", body_markdown="Hello"))
     run_worker_until_idle()
     run_retries_now()
@@ -332,6 +332,9 @@ def everything_held_about(client, api, smtp_inbox, people):
     smtp_inbox.temporarily_refuse = {email.lower(): 1 for email in emails}
     issue_send(issue=issue_create(newsletter=weekly, subject="Two", body_markdown="Hello"))
     run_worker_until_idle()
+    issue_send(issue=issue_create(newsletter=weekly, subject="Three", body_markdown="Hello"))
+    run_worker_until_idle()
+    assert Delivery.objects.filter(status="sent").count() == len(people)
     # Staff at work in the admin: sessions, admin history.
     staff = get_user_model().objects.create_superuser("editor", "editor@news.example.com", "pw")
     client.force_login(staff)
@@ -395,7 +398,7 @@ def test_an_erased_person_leaves_no_trace_in_any_table_and_the_other_keeps_their
     run_worker_until_idle()
     assert mentions_of(JANE) == []
     assert Counter(mentions_of(MAX)) >= kept_before
-    assert Delivery.objects.filter(email="").count() == 2, "her deliveries count, anonymised"
+    assert Delivery.objects.filter(email="").count() == 3, "her deliveries count, anonymised"
     assert LogEntry.objects.filter(object_repr__icontains=MAX[0]).exists()
 
 
@@ -440,3 +443,14 @@ def test_a_refusal_naming_the_recipient_is_stored_without_the_address(smtp_inbox
     assert (delivery.status, delivery.email) == ("failed", "jane@example.com")
     assert "550" in delivery.last_error and "Recipient address rejected" in delivery.last_error
     assert "jane" not in delivery.last_error
+
+
+def test_erasing_a_profile_with_a_user_account_says_the_account_keeps_the_address(db):
+    user = get_user_model().objects.create_user("jane", "jane@example.com")
+    stderr = StringIO()
+
+    call_command("erase_profile", "jane@example.com", "--yes", stdout=StringIO(), stderr=stderr)
+
+    assert not Profile.objects.exists()
+    assert get_user_model().objects.filter(pk=user.pk).exists(), "not Signalpost's to delete"
+    assert "user account 'jane' still has this address" in stderr.getvalue()
