@@ -46,6 +46,35 @@ def text_redact(text: str, *, values=()) -> str:
     return addresses_redact(text)
 
 
+# What may stand next to an address inside a longer one (jan@example.com holds
+# an@example.com; an@example.com.au holds an@example.com): not a boundary.
+_ADDRESS_CHARACTERS = r"\w.!#$%&'*+/=?^`{|}~-"
+
+
+def _whole(text: str) -> re.Pattern:
+    """``text`` as a whole word of an address, in any case."""
+    return re.compile(
+        rf"(?<![{_ADDRESS_CHARACTERS}]){re.escape(text)}(?![\w-]|\.[\w-])", re.IGNORECASE
+    )
+
+
+def text_forget(value, *, text: str):
+    """Return ``value`` (a string, or JSON-like data) with every whole occurrence of
+    ``text`` replaced; other addresses that merely contain it stay."""
+    pattern = _whole(text)
+
+    def forget(item):
+        if isinstance(item, str):
+            return pattern.sub(ADDRESS_REDACTED, item)
+        if isinstance(item, list):
+            return [forget(element) for element in item]
+        if isinstance(item, dict):
+            return {key: forget(element) for key, element in item.items()}
+        return item
+
+    return forget(value)
+
+
 def json_mentions(field: str, *, text: str):
     """Return a condition matching rows whose JSON column ``field`` holds ``text`` as a
     string value anywhere in it, ignoring case.

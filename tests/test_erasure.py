@@ -454,3 +454,23 @@ def test_erasing_a_profile_with_a_user_account_says_the_account_keeps_the_addres
     assert not Profile.objects.exists()
     assert get_user_model().objects.filter(pk=user.pk).exists(), "not Signalpost's to delete"
     assert "user account 'jane' still has this address" in stderr.getvalue()
+
+
+def test_erasing_an_address_leaves_a_longer_ones_dead_letter_and_admin_history_alone(
+    client, smtp_inbox, double_opt_in_newsletter
+):
+    smtp_inbox.refuse = {"an@example.com", "jan@example.com"}
+    subscribe_by_form(client, "an@example.com", "careful")
+    subscribe_by_form(client, "jan@example.com", "careful")
+    run_worker_until_idle()
+    staff = get_user_model().objects.create_superuser("editor", "editor@news.example.com", "pw")
+    client.force_login(staff)
+    staff_edits_profile(client, "jan@example.com", attributes={"vip": True})
+
+    erase("an@example.com")
+
+    [dead_letter] = DeadLetter.objects.all()
+    assert dead_letter.payload["user_email"] == "jan@example.com"
+    assert "jan@example.com" in dead_letter.last_error
+    assert LogEntry.objects.get().object_repr == "jan@example.com"
+    assert rows_mentioning("<an@example.com>", "'an@example.com'", '"an@example.com"') == []

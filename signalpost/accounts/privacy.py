@@ -4,7 +4,7 @@ from django.db import transaction
 from django.db.models import Q
 
 from signalpost.accounts.models import Profile
-from signalpost.redaction import addresses_redact
+from signalpost.redaction import addresses_redact, text_forget
 from signalpost.signals import profile_erased
 
 
@@ -125,14 +125,23 @@ def _admin_history_forget(*, email, objects):
     An entry's ``object_repr`` is the object's ``str()`` (the address, for a profile
     or a subscription) and its change message may name related objects. The entries
     stay, without those texts, as the record of which staff member changed what and
-    when. ``objects`` maps models to the primary keys of the person's rows.
+    when. ``objects`` maps models to the primary keys of the person's rows: their
+    entries lose both texts; any other entry loses just the address.
     """
     from django.contrib.admin.models import LogEntry
     from django.contrib.contenttypes.models import ContentType
 
-    entries = Q(object_repr__icontains=email) | Q(change_message__icontains=email)
+    own = Q(pk__in=[])
     for model, pks in objects.items():
         if pks:
             content_type = ContentType.objects.get_for_model(model)
-            entries |= Q(content_type=content_type, object_id__in=[str(pk) for pk in pks])
-    LogEntry.objects.filter(entries).update(object_repr=ERASED_REPR, change_message="")
+            own |= Q(content_type=content_type, object_id__in=[str(pk) for pk in pks])
+    LogEntry.objects.filter(own).update(object_repr=ERASED_REPR, change_message="")
+    mentioning = LogEntry.objects.filter(
+        Q(object_repr__icontains=email) | Q(change_message__icontains=email)
+    ).only("pk", "object_repr", "change_message")
+    for entry in mentioning:
+        LogEntry.objects.filter(pk=entry.pk).update(
+            object_repr=text_forget(entry.object_repr, text=email),
+            change_message=text_forget(entry.change_message, text=email),
+        )

@@ -161,6 +161,24 @@ def newsletter_read(request, slug: str):
     return newsletter_out(newsletter_or_404(slug, queryset=newsletters_with_counts()))
 
 
+# Actions on one person take the address in the JSON body: a URL path ends up in
+# access logs, proxies' logs and browser histories, which an erasure cannot reach.
+# The old paths naming the address keep working until PERSON_IN_PATH_SUNSET.
+PERSON_IN_PATH_DEPRECATED = datetime(2026, 12, 2, tzinfo=UTC)
+PERSON_IN_PATH_SUNSET = datetime(2027, 6, 30, tzinfo=UTC)
+PERSON_IN_PATH = (
+    "Deprecated: the address in the path ends up in access logs. Use {successor} with the "
+    "address in the body; this path goes on 2027-06-30."
+)
+
+
+def person_in_path_deprecated(response, *, successor):
+    """Mark an answer of an old path that names a person (RFC 9745, RFC 8594)."""
+    response["Deprecation"] = f"@{int(PERSON_IN_PATH_DEPRECATED.timestamp())}"
+    response["Sunset"] = format_datetime(PERSON_IN_PATH_SUNSET, usegmt=True)
+    response["Link"] = f'<{API_ROOT}{successor}>; rel="successor-version"'
+
+
 subscriptions = Router(tags=["subscriptions"])
 ACCEPTED = "Subscriptions are processed; the answer is the same for every address."
 
@@ -200,8 +218,7 @@ def subscription_end_by_body(request, payload: schemas.UnsubscribeIn):
     "/{newsletter}/{email}",
     response={202: schemas.AcceptedOut, **ERRORS, **NOT_FOUND},
     deprecated=True,
-    description="Deprecated: the address in the path ends up in access logs. Use POST "
-    "/subscriptions/unsubscribe with the address in the body; this path goes on 2027-06-30.",
+    description=PERSON_IN_PATH.format(successor="POST /subscriptions/unsubscribe"),
 )
 def subscription_delete(request, response: HttpResponse, newsletter: str, email: str):
     """Unsubscribe an address; the answer is the same whether or not it was subscribed."""
@@ -246,24 +263,6 @@ def profile_out(profile):
             for subscription in profile.subscription_records.select_related("newsletter")
         ],
     }
-
-
-# Actions on one person take the address in the JSON body: a URL path ends up in
-# access logs, proxies' logs and browser histories, which an erasure cannot reach.
-# The old paths naming the address keep working until PERSON_IN_PATH_SUNSET.
-PERSON_IN_PATH_DEPRECATED = datetime(2026, 12, 2, tzinfo=UTC)
-PERSON_IN_PATH_SUNSET = datetime(2027, 6, 30, tzinfo=UTC)
-PERSON_IN_PATH = (
-    "Deprecated: the address in the path ends up in access logs. Use {successor} with the "
-    "address in the body; this path goes on 2027-06-30."
-)
-
-
-def person_in_path_deprecated(response, *, successor):
-    """Mark an answer of an old path that names a person (RFC 9745, RFC 8594)."""
-    response["Deprecation"] = f"@{int(PERSON_IN_PATH_DEPRECATED.timestamp())}"
-    response["Sunset"] = format_datetime(PERSON_IN_PATH_SUNSET, usegmt=True)
-    response["Link"] = f'<{API_ROOT}{successor}>; rel="successor-version"'
 
 
 def profile_by_body_or_404(payload):

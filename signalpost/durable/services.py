@@ -8,7 +8,9 @@ import uuid
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, TextField
+from django.db.models.functions import Cast
+from django.db.models.lookups import IContains
 from django.tasks import TaskResultStatus
 from django.tasks.signals import task_enqueued
 from django.utils import timezone
@@ -19,7 +21,7 @@ from signalpost.durable.exceptions import PermanentFailure
 from signalpost.durable.models import DeadLetter, WorkerProcess
 from signalpost.durable.payload import payload_dump
 from signalpost.introspection import signal_name
-from signalpost.redaction import json_mentions
+from signalpost.redaction import json_mentions, text_forget
 from signalpost.rows import row_insert
 
 logger = logging.getLogger(__name__)
@@ -211,9 +213,8 @@ def durable_calls_forget(*, texts, references):
     calls = Q(pk__in=[])
     dead = Q(pk__in=[])
     for text in texts:
-        calls |= Q(json_mentions("args_kwargs", text=text)) | Q(traceback__icontains=text)
-        calls |= Q(json_mentions("return_value", text=text))
-        dead |= Q(json_mentions("payload", text=text)) | Q(last_error__icontains=text)
+        calls |= Q(json_mentions("args_kwargs", text=text))
+        dead |= Q(json_mentions("payload", text=text))
     for name, pk in references.items():
         calls |= Q(**{f"args_kwargs__kwargs__payload__{name}__pk": pk})
         dead |= Q(**{f"payload__{name}__pk": pk})
@@ -230,7 +231,26 @@ def durable_calls_forget(*, texts, references):
         calls.exclude(status=TaskResultStatus.RUNNING).exclude(erase_calls_waiting).delete()
     )
     dead_letters, _ = DeadLetter.objects.filter(dead).delete()
+    # Other calls' errors and results may name the text too (a batch's SMTP error): it
+    # goes from them, and the calls stay.
+    _texts_forget(DBTaskResult.objects.all(), fields=["traceback", "return_value"], texts=texts)
+    _texts_forget(DeadLetter.objects.all(), fields=["last_error"], texts=texts)
     return deleted, emptied, dead_letters
+
+
+def _texts_forget(queryset, *, fields, texts):
+    """Replace every whole occurrence of ``texts`` in ``fields`` of ``queryset``'s rows."""
+    mentioning = Q(pk__in=[])
+    for text in texts:
+        for field in fields:
+            mentioning |= Q(IContains(Cast(field, TextField()), text))
+    for row in queryset.filter(mentioning).only("pk", *fields):
+        values = {field: getattr(row, field) for field in fields}
+        forgotten = dict(values)
+        for text in texts:
+            forgotten = {field: text_forget(value, text=text) for field, value in forgotten.items()}
+        if forgotten != values:
+            queryset.filter(pk=row.pk).update(**forgotten)
 
 
 def worker_register(*, worker_id, queues):
