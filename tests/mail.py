@@ -41,10 +41,11 @@ class Inbox:
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address.lower() in self.refuse:
-            return "550 5.1.1 No such mailbox"
+            # As Postfix does: the reply names the recipient it refuses.
+            return f"550 5.1.1 <{address}>: Recipient address rejected: No such mailbox"
         if self.temporarily_refuse.get(address.lower(), 0) > 0:
             self.temporarily_refuse[address.lower()] -= 1
-            return "451 4.3.0 Try again later"
+            return f"451 4.3.0 <{address}>: Recipient address rejected: Try again later"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 

@@ -301,3 +301,151 @@ def test_nul_characters_get_a_clear_answer_not_a_500(api, weekly, method, path, 
     response = api(method, path, body)
     assert response.status_code in (202, 400, 404), response.content
     assert "errors" in response.json() or response.status_code == 202
+
+
+def test_a_profile_is_read_changed_exported_and_erased_by_the_address_in_the_body(api, weekly):
+    subscribe(email="jane@example.com", newsletter=weekly, source="admin")
+
+    found = api("post", "/profiles/lookup", {"email": "Jane@Example.com"})
+    assert found.json()["subscriptions"][0]["status"] == "active"
+    changed = api(
+        "post",
+        "/profiles/update",
+        {"email": "jane@example.com", "name": "Jane", "attributes": {"plan": "pro"}},
+    )
+    assert (changed.json()["name"], changed.json()["attributes"]) == ("Jane", {"plan": "pro"})
+    export = api("post", "/profiles/export", {"email": "jane@example.com"}).json()
+    assert export["profile"]["name"] == "Jane"
+    assert export["subscriptions"][0]["newsletter"] == "weekly"
+
+    erased = api("post", "/profiles/erase", {"email": "jane@example.com"})
+    assert erased.json() == {"status": "erased"}
+    assert not Profile.objects.exists()
+    assert api("post", "/profiles/lookup", {"email": "jane@example.com"}).status_code == 404
+
+
+def test_an_address_is_unsubscribed_by_the_address_in_the_body(api, weekly):
+    subscribe(email="jane@example.com", newsletter=weekly, source="admin")
+
+    subscribed = api(
+        "post", "/subscriptions/unsubscribe", {"email": "jane@example.com", "newsletter": "weekly"}
+    )
+    stranger = api(
+        "post", "/subscriptions/unsubscribe", {"email": "sam@example.com", "newsletter": "weekly"}
+    )
+
+    assert subscribed.status_code == stranger.status_code == 202
+    assert subscribed.json() == stranger.json()
+    assert Subscription.objects.get().status == "unsubscribed"
+
+
+PERSON_PATHS = ["/profiles/lookup", "/profiles/update", "/profiles/export", "/profiles/erase"]
+
+
+@pytest.mark.parametrize("path", PERSON_PATHS)
+def test_an_unknown_person_gets_the_same_404_whoever_it_is(api, weekly, path):
+    subscribe(email="jane@example.com", newsletter=weekly, source="admin")
+
+    sam = api("post", path, {"email": "sam@example.com"})
+    ann = api("post", path, {"email": "ann@example.org"})
+
+    assert sam.status_code == ann.status_code == 404
+    assert sam.content == ann.content
+    assert "sam" not in sam.content.decode()
+    assert Profile.objects.get().email == "jane@example.com"
+
+
+@pytest.mark.parametrize("path", [*PERSON_PATHS, "/subscriptions/unsubscribe"])
+@pytest.mark.parametrize(
+    "email",
+    [
+        None,
+        5,
+        ["jane@example.com"],
+        {"email": "jane@example.com"},
+        "",
+        "jane",
+        "j" * 10_000 + "@example.com",
+        "jane\x00@example.com",
+        "jane@exa mple.com",
+    ],
+    ids=["null", "number", "list", "object", "empty", "no-at", "10kB", "nul", "space"],
+)
+def test_a_bad_address_in_the_body_is_a_400_naming_email_and_changes_nothing(
+    api, weekly, path, email
+):
+    subscribe(email="jane@example.com", newsletter=weekly, source="admin")
+
+    response = api("post", path, {"email": email, "newsletter": "weekly"})
+
+    assert response.status_code == 400, response.content
+    assert [error["field"] for error in response.json()["errors"]] == ["email"]
+    assert Subscription.objects.get().status == "active"
+
+
+@pytest.mark.parametrize("path", [*PERSON_PATHS, "/subscriptions/unsubscribe"])
+@pytest.mark.parametrize(
+    "body",
+    ['{"newsletter": "weekly"}', "[]", '"jane@example.com"', "{", "", "\x00"],
+    ids=["missing", "array", "string", "truncated", "empty", "nul"],
+)
+def test_a_body_without_an_address_is_a_400_not_a_500(client, token, weekly, path, body):
+    subscribe(email="jane@example.com", newsletter=weekly, source="admin")
+
+    response = client.post(
+        f"/api/v1{path}",
+        data=body,
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+    )
+
+    assert response.status_code == 400, response.content
+    assert response.json()["errors"]
+    assert Subscription.objects.get().status == "active"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "successor"),
+    [
+        ("get", "/profiles/jane@example.com", None, "/profiles/lookup"),
+        ("patch", "/profiles/jane@example.com", {"name": "Jane"}, "/profiles/update"),
+        ("get", "/profiles/jane@example.com/export", None, "/profiles/export"),
+        ("delete", "/subscriptions/weekly/jane@example.com", None, "/subscriptions/unsubscribe"),
+        ("delete", "/profiles/jane@example.com", None, "/profiles/erase"),
+    ],
+)
+def test_the_old_paths_naming_the_address_still_work_and_say_when_they_go(
+    api, weekly, method, path, body, successor
+):
+    subscribe(email="jane@example.com", newsletter=weekly, source="admin")
+
+    response = api(method, path, body)
+
+    assert response.status_code in (200, 202)
+    assert response["Sunset"] == "Wed, 30 Jun 2027 00:00:00 GMT"
+    assert response["Deprecation"].startswith("@")
+    assert response["Link"] == f'</api/v1{successor}>; rel="successor-version"'
+
+
+def test_the_openapi_document_marks_exactly_the_paths_naming_the_address_deprecated(client):
+    schema = client.get("/api/v1/openapi.json").json()
+
+    operations = {
+        (method.upper(), path): operation
+        for path, methods in schema["paths"].items()
+        for method, operation in methods.items()
+    }
+    deprecated = {key for key, operation in operations.items() if operation.get("deprecated")}
+    naming_an_address = {(method, path) for method, path in operations if "{email}" in path}
+
+    assert (
+        deprecated
+        == naming_an_address
+        == {
+            ("GET", "/api/v1/profiles/{email}"),
+            ("PATCH", "/api/v1/profiles/{email}"),
+            ("DELETE", "/api/v1/profiles/{email}"),
+            ("GET", "/api/v1/profiles/{email}/export"),
+            ("DELETE", "/api/v1/subscriptions/{newsletter}/{email}"),
+        }
+    )

@@ -1,6 +1,7 @@
 from django.contrib import admin
 
 from signalpost.accounts.models import Profile
+from signalpost.accounts.privacy import profile_erase
 from signalpost.newsletters.models import Subscription
 
 
@@ -24,3 +25,12 @@ class ProfileAdmin(admin.ModelAdmin):
     readonly_fields = ["subscriptions", "created_at", "updated_at"]
     raw_id_fields = ["user"]
     inlines = [SubscriptionInline]
+
+    def delete_model(self, request, obj):
+        """Deleting a profile here erases it, as the command and the API do: a plain
+        delete would leave the address on deliveries, in the task queue and webhooks."""
+        profile_erase(profile=obj)
+
+    def delete_queryset(self, request, queryset):
+        for profile in queryset:
+            profile_erase(profile=profile)

@@ -1,13 +1,10 @@
 """What Signalpost holds about a person: export it all, or erase it."""
 
-import json
-
 from django.db import transaction
-from django.db.models import TextField
-from django.db.models.functions import Cast
-from django.db.models.lookups import IContains
+from django.db.models import Q
 
 from signalpost.accounts.models import Profile
+from signalpost.redaction import addresses_redact, text_forget
 from signalpost.signals import profile_erased
 
 
@@ -72,38 +69,79 @@ def profile_export(*, profile):
     }
 
 
-def json_mentions(field, *, email):
-    """Return a condition matching rows whose JSON column ``field`` holds ``email`` as a
-    string value anywhere in it, ignoring case.
-
-    The column is compared as text, so the query reads the whole table: fine for an
-    erasure, which is rare, and not for anything that runs per request. The quoted
-    JSON string is searched, not the bare address, so that erasing an@example.com
-    leaves jan@example.com's rows alone. It is searched as ``json.dumps`` writes it
-    (how SQLite stores it, non-ASCII as ``\\u`` escapes) and with the characters
-    themselves (how PostgreSQL prints ``jsonb`` as text).
-    """
-    text = Cast(field, TextField())
-    first, *others = dict.fromkeys([json.dumps(email), json.dumps(email, ensure_ascii=False)])
-    condition = IContains(text, first)
-    for spelling in others:
-        condition |= IContains(text, spelling)
-    return condition
-
-
 @transaction.atomic
 def profile_erase(*, profile):
     """Erase ``profile``: its subscriptions, activity and name go; deliveries stay, anonymised.
 
-    Sends ``profile_erased`` with the address it had, so receivers can forget
-    it elsewhere (the task queue, dead letters and webhook messages do, in this
-    transaction). Returns that address.
+    Every other copy of the address goes in this transaction too: here the SMTP
+    errors on deliveries (anyone's) and the admin history of the profile and its
+    subscriptions; through ``profile_erased`` (sent with the address it had) the task
+    queue, dead letters and webhook messages. Returns that address.
     """
+    from signalpost.newsletters.models import Subscription
     from signalpost.publishing.models import Delivery
 
     profile = Profile.objects.select_for_update().get(pk=profile.pk)
     email, profile_id = profile.email, profile.pk
+    subscription_ids = list(
+        Subscription.objects.filter(profile=profile).values_list("pk", flat=True)
+    )
+    _delivery_errors_redact(email=email, profile=profile)
     Delivery.objects.filter(profile=profile).update(profile=None, email="")
+    _admin_history_forget(
+        email=email, objects={Profile: [profile_id], Subscription: subscription_ids}
+    )
     profile.delete()
     profile_erased.send(sender=Profile, profile_id=profile_id, user_email=email)
     return email
+
+
+def _delivery_errors_redact(*, email, profile):
+    """Take the address out of the SMTP errors stored on deliveries.
+
+    The mail server's reply names the recipient, and a batch's error may name
+    someone else's. Errors are redacted when stored (``publishing.services``); this
+    finds those stored before, reading the whole table once per erasure.
+    """
+    from signalpost.publishing.models import Delivery
+
+    mentioning = (
+        Delivery.objects.filter(Q(profile=profile) | Q(last_error__icontains=email))
+        .exclude(last_error="")
+        .only("pk", "last_error")
+    )
+    for delivery in mentioning:
+        redacted = addresses_redact(delivery.last_error)
+        if redacted != delivery.last_error:
+            Delivery.objects.filter(pk=delivery.pk).update(last_error=redacted)
+
+
+ERASED_REPR = "[erased]"
+
+
+def _admin_history_forget(*, email, objects):
+    """Blank what the admin history says about the erased person, keeping the entries.
+
+    An entry's ``object_repr`` is the object's ``str()`` (the address, for a profile
+    or a subscription) and its change message may name related objects. The entries
+    stay, without those texts, as the record of which staff member changed what and
+    when. ``objects`` maps models to the primary keys of the person's rows: their
+    entries lose both texts; any other entry loses just the address.
+    """
+    from django.contrib.admin.models import LogEntry
+    from django.contrib.contenttypes.models import ContentType
+
+    own = Q(pk__in=[])
+    for model, pks in objects.items():
+        if pks:
+            content_type = ContentType.objects.get_for_model(model)
+            own |= Q(content_type=content_type, object_id__in=[str(pk) for pk in pks])
+    LogEntry.objects.filter(own).update(object_repr=ERASED_REPR, change_message="")
+    mentioning = LogEntry.objects.filter(
+        Q(object_repr__icontains=email) | Q(change_message__icontains=email)
+    ).only("pk", "object_repr", "change_message")
+    for entry in mentioning:
+        LogEntry.objects.filter(pk=entry.pk).update(
+            object_repr=text_forget(entry.object_repr, text=email),
+            change_message=text_forget(entry.change_message, text=email),
+        )

@@ -11,9 +11,11 @@ from django.db.models.signals import post_save, pre_save
 from django.dispatch import receiver
 
 from signalpost.accounts.services import profile_link_user
+from signalpost.durable.services import durable_calls_forget
 from signalpost.signals import (
     bounce_received,
     complaint_received,
+    profile_erased,
     subscribers_imported,
     user_subscribed,
     user_unsubscribed,
@@ -75,6 +77,13 @@ def profiles_add_imported(sender, *, newsletter, subscription_ids, **kwargs):
 def profile_remove_undeliverable(sender, *, profile, subscription, **kwargs):
     """A bounced or complaining address is no longer subscribed."""
     profile.subscriptions.remove(subscription.newsletter)
+
+
+@receiver(profile_erased, dispatch_uid="accounts.durable_calls_forget_profile")
+def durable_calls_forget_profile(sender, *, profile_id, user_email, **kwargs):
+    """Task arguments and dead letters keep the signal's user_email and the profile's
+    id: the task queue forgets both."""
+    durable_calls_forget(texts=[user_email], references={"profile": profile_id})
 
 
 @receiver(post_save, sender=settings.AUTH_USER_MODEL, dispatch_uid="accounts.profile_link_user")

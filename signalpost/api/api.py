@@ -2,12 +2,14 @@
 
 import io
 import re
+from datetime import UTC, datetime
+from email.utils import format_datetime
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Count, Q
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from ninja import NinjaAPI, Path, Router, Status
@@ -32,6 +34,7 @@ from signalpost.ratelimit import rate_limit_allows
 from signalpost.webhooks.models import WebhookEndpoint
 from signalpost.webhooks.services import endpoint_create, endpoint_delete, endpoint_secret_rotate
 
+API_ROOT = "/api/v1"
 ERRORS = {400: schemas.ErrorOut, 401: schemas.ErrorOut}
 NOT_FOUND = {404: schemas.ErrorOut}
 LIMITED = {429: schemas.ErrorOut}
@@ -158,6 +161,24 @@ def newsletter_read(request, slug: str):
     return newsletter_out(newsletter_or_404(slug, queryset=newsletters_with_counts()))
 
 
+# Actions on one person take the address in the JSON body: a URL path ends up in
+# access logs, proxies' logs and browser histories, which an erasure cannot reach.
+# The old paths naming the address keep working until PERSON_IN_PATH_SUNSET.
+PERSON_IN_PATH_DEPRECATED = datetime(2026, 12, 2, tzinfo=UTC)
+PERSON_IN_PATH_SUNSET = datetime(2027, 6, 30, tzinfo=UTC)
+PERSON_IN_PATH = (
+    "Deprecated: the address in the path ends up in access logs. Use {successor} with the "
+    "address in the body; this path goes on 2027-06-30."
+)
+
+
+def person_in_path_deprecated(response, *, successor):
+    """Mark an answer of an old path that names a person (RFC 9745, RFC 8594)."""
+    response["Deprecation"] = f"@{int(PERSON_IN_PATH_DEPRECATED.timestamp())}"
+    response["Sunset"] = format_datetime(PERSON_IN_PATH_SUNSET, usegmt=True)
+    response["Link"] = f'<{API_ROOT}{successor}>; rel="successor-version"'
+
+
 subscriptions = Router(tags=["subscriptions"])
 ACCEPTED = "Subscriptions are processed; the answer is the same for every address."
 
@@ -184,11 +205,24 @@ def subscription_create(request, payload: schemas.SubscriptionIn):
     return Status(202, {"status": "accepted", "detail": ACCEPTED})
 
 
+@subscriptions.post("/unsubscribe", response={202: schemas.AcceptedOut, **ERRORS, **NOT_FOUND})
+def subscription_end_by_body(request, payload: schemas.UnsubscribeIn):
+    """Unsubscribe the address in the body; the answer is the same whether or not it was
+    subscribed."""
+    found = newsletter_or_404(payload.newsletter)
+    unsubscribe(email=email_or_400(payload.email), newsletter=found, reason="api")
+    return Status(202, {"status": "accepted", "detail": ACCEPTED})
+
+
 @subscriptions.delete(
-    "/{newsletter}/{email}", response={202: schemas.AcceptedOut, **ERRORS, **NOT_FOUND}
+    "/{newsletter}/{email}",
+    response={202: schemas.AcceptedOut, **ERRORS, **NOT_FOUND},
+    deprecated=True,
+    description=PERSON_IN_PATH.format(successor="POST /subscriptions/unsubscribe"),
 )
-def subscription_delete(request, newsletter: str, email: str):
+def subscription_delete(request, response: HttpResponse, newsletter: str, email: str):
     """Unsubscribe an address; the answer is the same whether or not it was subscribed."""
+    person_in_path_deprecated(response, successor="/subscriptions/unsubscribe")
     found = newsletter_or_404(newsletter)
     email_or_400(email)
     unsubscribe(email=email, newsletter=found, reason="api")
@@ -231,30 +265,85 @@ def profile_out(profile):
     }
 
 
-@profiles.get("/{email}", response={200: schemas.ProfileOut, **ERRORS, **NOT_FOUND})
-def profile_read(request, email: str):
-    return profile_out(profile_or_404(email))
+def profile_by_body_or_404(payload):
+    return profile_or_404(email_or_400(payload.email))
 
 
-@profiles.patch("/{email}", response={200: schemas.ProfileOut, **ERRORS, **NOT_FOUND})
-def profile_patch(request, email: str, payload: schemas.ProfileIn):
-    profile = profile_or_404(email)
+@profiles.post("/lookup", response={200: schemas.ProfileOut, **ERRORS, **NOT_FOUND})
+def profile_lookup(request, payload: schemas.PersonIn):
+    """Read the profile of the address in the body."""
+    return profile_out(profile_by_body_or_404(payload))
+
+
+@profiles.post("/update", response={200: schemas.ProfileOut, **ERRORS, **NOT_FOUND})
+def profile_change(request, payload: schemas.ProfileUpdateIn):
+    """Change the name and/or replace the attributes of the address in the body."""
+    return profile_out(profile_changes_apply(profile_by_body_or_404(payload), payload))
+
+
+@profiles.post("/export", response={200: dict, **ERRORS, **NOT_FOUND})
+def profile_export_by_body(request, payload: schemas.PersonIn):
+    """Everything held about the address in the body (as the preference center's download)."""
+    return profile_export(profile=profile_by_body_or_404(payload))
+
+
+@profiles.post("/erase", response={200: schemas.ErasedOut, **ERRORS, **NOT_FOUND})
+def profile_erase_by_body(request, payload: schemas.PersonIn):
+    """Erase the profile of the address in the body: subscriptions, activity and name go,
+    deliveries stay anonymised, and no copy of the address is left anywhere."""
+    profile_erase(profile=profile_by_body_or_404(payload))
+    return {"status": "erased"}
+
+
+def profile_changes_apply(profile, payload):
     if payload.name is not None:
         profile = profile_update(profile=profile, name=payload.name)
     if payload.attributes is not None:
         profile = profile_attributes_set(profile=profile, attributes=payload.attributes)
-    return profile_out(profile)
+    return profile
 
 
-@profiles.get("/{email}/export", response={200: dict, **ERRORS, **NOT_FOUND})
-def profile_data_export(request, email: str):
-    """Everything held about the address (as the preference center's download)."""
+@profiles.get(
+    "/{email}",
+    response={200: schemas.ProfileOut, **ERRORS, **NOT_FOUND},
+    deprecated=True,
+    description=PERSON_IN_PATH.format(successor="POST /profiles/lookup"),
+)
+def profile_read(request, response: HttpResponse, email: str):
+    person_in_path_deprecated(response, successor="/profiles/lookup")
+    return profile_out(profile_or_404(email))
+
+
+@profiles.patch(
+    "/{email}",
+    response={200: schemas.ProfileOut, **ERRORS, **NOT_FOUND},
+    deprecated=True,
+    description=PERSON_IN_PATH.format(successor="POST /profiles/update"),
+)
+def profile_patch(request, response: HttpResponse, email: str, payload: schemas.ProfileIn):
+    person_in_path_deprecated(response, successor="/profiles/update")
+    return profile_out(profile_changes_apply(profile_or_404(email), payload))
+
+
+@profiles.get(
+    "/{email}/export",
+    response={200: dict, **ERRORS, **NOT_FOUND},
+    deprecated=True,
+    description=PERSON_IN_PATH.format(successor="POST /profiles/export"),
+)
+def profile_data_export(request, response: HttpResponse, email: str):
+    person_in_path_deprecated(response, successor="/profiles/export")
     return profile_export(profile=profile_or_404(email))
 
 
-@profiles.delete("/{email}", response={200: schemas.ErasedOut, **ERRORS, **NOT_FOUND})
-def profile_data_erase(request, email: str):
-    """Erase the profile: subscriptions and activity go, deliveries are anonymised."""
+@profiles.delete(
+    "/{email}",
+    response={200: schemas.ErasedOut, **ERRORS, **NOT_FOUND},
+    deprecated=True,
+    description=PERSON_IN_PATH.format(successor="POST /profiles/erase"),
+)
+def profile_data_erase(request, response: HttpResponse, email: str):
+    person_in_path_deprecated(response, successor="/profiles/erase")
     profile_erase(profile=profile_or_404(email))
     return {"status": "erased"}
 

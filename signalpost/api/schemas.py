@@ -36,6 +36,17 @@ class SubscriptionIn(Schema):
     name: str = Field("", max_length=200)
 
 
+class UnsubscribeIn(Schema):
+    email: str = Field(max_length=254)
+    newsletter: str = Field(max_length=60)
+
+
+class PersonIn(Schema):
+    """Names a person by their address, in the body rather than the URL."""
+
+    email: str = Field(max_length=254)
+
+
 class ProfileSubscriptionOut(Schema):
     newsletter: str
     status: str
@@ -57,6 +68,10 @@ class ProfileIn(Schema):
     attributes: dict[str, str | int | float | bool | None] | None = Field(
         None, description="Replaces the attributes: at most 50 keys of at most 100 characters."
     )
+
+
+class ProfileUpdateIn(PersonIn, ProfileIn):
+    pass
 
 
 class ErasedOut(Schema):

@@ -8,7 +8,9 @@ import uuid
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, TextField
+from django.db.models.functions import Cast
+from django.db.models.lookups import IContains
 from django.tasks import TaskResultStatus
 from django.tasks.signals import task_enqueued
 from django.utils import timezone
@@ -19,6 +21,7 @@ from signalpost.durable.exceptions import PermanentFailure
 from signalpost.durable.models import DeadLetter, WorkerProcess
 from signalpost.durable.payload import payload_dump
 from signalpost.introspection import signal_name
+from signalpost.redaction import json_mentions, text_forget
 from signalpost.rows import row_insert
 
 logger = logging.getLogger(__name__)
@@ -191,14 +194,20 @@ def dead_letter_replay(*, dead_letter):
 
 
 @transaction.atomic
-def durable_calls_forget(*, profile_id, email):
-    """Remove every task row and dead letter that carries ``email`` or refers to the profile.
+def durable_calls_forget(*, texts, references):
+    """Remove every task row and dead letter that mentions one of ``texts`` or refers to
+    one of ``references``; return the numbers of task rows deleted, task rows emptied
+    and dead letters deleted.
 
-    Returns the numbers of task rows deleted, task rows emptied and dead letters deleted.
-    Every such call is about the erased person: a waiting one could only email them or
-    tell integrators about them (most would fail on their deleted rows and become dead
-    letters holding the address), and a finished one is kept only as a record. So they
-    go, and with them any traceback naming the address. Two kinds stay:
+    ``texts`` are strings to forget (an erased person's address): a call carrying one
+    as an argument, or a traceback naming one, goes. ``references`` maps an argument
+    name to a primary key (``{"profile": 7}``): a call whose argument of that name is
+    the row with that key goes. The caller says what to forget; this module knows
+    nothing of what the rows mean.
+
+    Every such call is about what is being forgotten: a waiting one could only act on
+    it (most would fail on deleted rows and become dead letters holding the text), and
+    a finished one is kept only as a record. Two kinds stay:
 
     - a running call: its worker would fail to mark a deleted row finished, so only
       its arguments are emptied (the worker has them in memory already). Should it fail,
@@ -209,12 +218,15 @@ def durable_calls_forget(*, profile_id, email):
       it ran; webhooks' own erase event is queued in the erase's transaction for that
       reason.
     """
-    from signalpost.accounts.privacy import json_mentions
-
-    calls = DBTaskResult.objects.filter(
-        json_mentions("args_kwargs", email=email)
-        | Q(args_kwargs__kwargs__payload__profile__pk=profile_id)
-    )
+    calls = Q(pk__in=[])
+    dead = Q(pk__in=[])
+    for text in texts:
+        calls |= Q(json_mentions("args_kwargs", text=text))
+        dead |= Q(json_mentions("payload", text=text))
+    for name, pk in references.items():
+        calls |= Q(**{f"args_kwargs__kwargs__payload__{name}__pk": pk})
+        dead |= Q(**{f"payload__{name}__pk": pk})
+    calls = DBTaskResult.objects.filter(calls)
     emptied = calls.filter(status=TaskResultStatus.RUNNING).update(args_kwargs=FORGOTTEN_ARGUMENTS)
     # has_key makes the condition false on rows without "signal" (a webhook delivery's);
     # the comparison alone would be NULL there, and NOT NULL keeps a row out of the delete.
@@ -226,10 +238,27 @@ def durable_calls_forget(*, profile_id, email):
     deleted, _ = (
         calls.exclude(status=TaskResultStatus.RUNNING).exclude(erase_calls_waiting).delete()
     )
-    dead_letters, _ = DeadLetter.objects.filter(
-        json_mentions("payload", email=email) | Q(payload__profile__pk=profile_id)
-    ).delete()
+    dead_letters, _ = DeadLetter.objects.filter(dead).delete()
+    # Other calls' errors and results may name the text too (a batch's SMTP error): it
+    # goes from them, and the calls stay.
+    _texts_forget(DBTaskResult.objects.all(), fields=["traceback", "return_value"], texts=texts)
+    _texts_forget(DeadLetter.objects.all(), fields=["last_error"], texts=texts)
     return deleted, emptied, dead_letters
+
+
+def _texts_forget(queryset, *, fields, texts):
+    """Replace every whole occurrence of ``texts`` in ``fields`` of ``queryset``'s rows."""
+    mentioning = Q(pk__in=[])
+    for text in texts:
+        for field in fields:
+            mentioning |= Q(IContains(Cast(field, TextField()), text))
+    for row in queryset.filter(mentioning).only("pk", *fields):
+        values = {field: getattr(row, field) for field in fields}
+        forgotten = dict(values)
+        for text in texts:
+            forgotten = {field: text_forget(value, text=text) for field, value in forgotten.items()}
+        if forgotten != values:
+            queryset.filter(pk=row.pk).update(**forgotten)
 
 
 def worker_register(*, worker_id, queues):

@@ -17,6 +17,7 @@ from signalpost.newsletters.models import Subscription
 from signalpost.publishing.models import Delivery, Issue
 from signalpost.publishing.rendering import MarkdownRefused, markdown_to_html
 from signalpost.publishing.selectors import claimers_live, send_batches_live, sends_in_progress
+from signalpost.redaction import addresses_redact
 from signalpost.signals import delivery_failed, issue_sending_started, issue_sent
 
 logger = logging.getLogger(__name__)
@@ -195,6 +196,19 @@ def issue_send(*, issue):
     return recipients
 
 
+ERROR_MAX_LENGTH = 2000
+
+
+def error_for_storage(reason: str) -> str:
+    """What is kept of a mail server's error: without addresses, at most 2,000 characters.
+
+    SMTP replies name the recipient (``550 5.1.1 <jane@example.com>: ...``, and
+    smtplib's refusal is keyed by it), and a batch's error lands on other people's
+    deliveries too. The delivery row says whose it is; the error need not.
+    """
+    return addresses_redact(reason)[:ERROR_MAX_LENGTH]
+
+
 def deliveries_create(*, issue):
     """Insert a queued delivery for each active subscriber, in one statement; return the count."""
     delivery = Delivery._meta
@@ -263,7 +277,7 @@ def deliveries_release(*, issue_id, claimer, reason, suspect_id=None):
             status=Delivery.Status.QUEUED,
             claimed_by="",
             attempts=F("attempts") - 1,
-            last_error=reason[:2000],
+            last_error=error_for_storage(reason),
         )
     limit = settings.SIGNALPOST_SEND_MAX_ATTEMPTS
     for delivery in unfinished.filter(attempts__gte=limit).select_related("issue", "profile"):
@@ -271,7 +285,9 @@ def deliveries_release(*, issue_id, claimer, reason, suspect_id=None):
             delivery=delivery, reason=f"gave up after {delivery.attempts} attempts: {reason}"
         )
     most = unfinished.aggregate(most=Max("attempts"))["most"] or 0
-    unfinished.update(status=Delivery.Status.QUEUED, claimed_by="", last_error=reason[:2000])
+    unfinished.update(
+        status=Delivery.Status.QUEUED, claimed_by="", last_error=error_for_storage(reason)
+    )
     queued = Delivery.objects.filter(issue_id=issue_id, status=Delivery.Status.QUEUED).exists()
     return queued, max(most, 1)
 
@@ -292,12 +308,12 @@ def deliveries_hold_back(*, issue_id, claimer, reason, hold):
         status=Delivery.Status.QUEUED,
         claimed_by="",
         attempts=F("attempts") - 1,
-        last_error=reason[:2000],
+        last_error=error_for_storage(reason),
     )
     if not hold:
         return 0
     return Delivery.objects.filter(issue_id=issue_id, status=Delivery.Status.QUEUED).update(
-        status=Delivery.Status.HELD, last_error=reason[:2000]
+        status=Delivery.Status.HELD, last_error=error_for_storage(reason)
     )
 
 
@@ -340,7 +356,7 @@ def delivery_retry_later(*, delivery, error):
         reason = f"gave up after {delivery.attempts} attempts: {error}"
         return delivery_fail(delivery=delivery, reason=reason)
     Delivery.objects.filter(pk=delivery.pk, status=Delivery.Status.SENDING).update(
-        status=Delivery.Status.QUEUED, claimed_by="", last_error=str(error)[:2000]
+        status=Delivery.Status.QUEUED, claimed_by="", last_error=error_for_storage(str(error))
     )
     return None
 
@@ -350,7 +366,7 @@ def delivery_fail(*, delivery, reason):
     """Mark a delivery failed for good and send ``delivery_failed``."""
     updated = Delivery.objects.filter(
         pk=delivery.pk, status__in=[Delivery.Status.SENDING, Delivery.Status.QUEUED]
-    ).update(status=Delivery.Status.FAILED, last_error=reason[:2000])
+    ).update(status=Delivery.Status.FAILED, last_error=error_for_storage(reason))
     if updated:
         delivery.status = Delivery.Status.FAILED
         delivery_failed.send(
@@ -359,7 +375,7 @@ def delivery_fail(*, delivery, reason):
             issue=delivery.issue,
             profile=delivery.profile,
             user_email=delivery.email,
-            reason=reason[:2000],
+            reason=error_for_storage(reason),
         )
     return delivery
 

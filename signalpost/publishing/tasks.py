@@ -23,6 +23,7 @@ from signalpost.publishing.services import (
     deliveries_release,
     delivery_fail,
     delivery_retry_later,
+    error_for_storage,
     issue_finish_if_done,
     issue_send,
     retry_at,
@@ -239,7 +240,9 @@ def deliveries_send(*, issue, deliveries, progress=None):
                     marks.settle()
                     if is_sender_refusal(error):
                         # This and the rest stay claimed for the caller to give back.
-                        outcome["sender_refused"] = f"{type(error).__name__}: {error}"
+                        outcome["sender_refused"] = error_for_storage(
+                            f"{type(error).__name__}: {error}"
+                        )
                         return outcome
                     if is_permanent(error):
                         delivery_fail(delivery=delivery, reason=str(error))

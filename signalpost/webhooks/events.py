@@ -44,6 +44,10 @@ def erased_data(*, profile_id, user_email, **kwargs):
 
 ERASED_EVENT = "subscriber.erased"
 
+# The keys of an event's data that name a person: an endpoint's answer that echoes
+# them is stored without them (services._excerpt).
+PERSONAL_FIELDS = ("email", "name")
+
 
 # event name: (signal, payload builder)
 EVENTS = {

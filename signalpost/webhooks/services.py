@@ -14,16 +14,20 @@ from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import URLValidator
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
+from signalpost.redaction import json_mentions, text_redact
 from signalpost.webhooks.connections import opener_for
-from signalpost.webhooks.events import ERASED_EVENT, EVENTS
+from signalpost.webhooks.events import ERASED_EVENT, EVENTS, PERSONAL_FIELDS
 from signalpost.webhooks.models import WebhookAttempt, WebhookEndpoint, WebhookMessage, secret_new
 from signalpost.webhooks.targets import TargetRefused, target_check
 
 MAX_ATTEMPTS = 8
 TIMEOUT_SECONDS = 10
 EXCERPT_LENGTH = 500
+# Read beyond the excerpt, so that an address cut at its end is still whole when redacted.
+EXCERPT_READ = 2 * EXCERPT_LENGTH
 USER_AGENT = "Signalpost-Webhooks/1"
 
 
@@ -99,16 +103,37 @@ def messages_forget(*, email):
     Deleted, not blanked: a pending one must not go out, and a sent one without its
     body no longer records what was sent. Their attempts (response excerpts may echo
     the address) go with them. The erase events stay until delivered or given up
-    (``message_outcome_record`` then drops the address).
+    (``message_outcome_record`` then drops the address). Attempts of the messages
+    that stay lose any mention of the address (excerpts are redacted when stored;
+    this finds those stored before).
     """
-    from signalpost.accounts.privacy import json_mentions
-
     deleted, _ = (
-        WebhookMessage.objects.filter(json_mentions("payload", email=email))
+        WebhookMessage.objects.filter(json_mentions("payload", text=email))
         .exclude(event=ERASED_EVENT)
         .delete()
     )
+    mentioning = WebhookAttempt.objects.filter(
+        Q(response_excerpt__icontains=email) | Q(error__icontains=email)
+    ).only("pk", "response_excerpt", "error")
+    for attempt in mentioning:
+        WebhookAttempt.objects.filter(pk=attempt.pk).update(
+            response_excerpt=text_redact(attempt.response_excerpt, values=[email]),
+            error=text_redact(attempt.error, values=[email]),
+        )
     return deleted
+
+
+def _excerpt(raw, *, message):
+    """What is stored of an endpoint's answer: its start, without the person it was about.
+
+    Endpoints may echo the body they received: the address and name it carried are
+    taken out (and anything else shaped like an address), before cutting, so that
+    a cut cannot leave half an address behind.
+    """
+    data = message.payload.get("data") or {}
+    values = [data.get(key) for key in PERSONAL_FIELDS if isinstance(data.get(key), str)]
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    return text_redact(text, values=values)[:EXCERPT_LENGTH]
 
 
 PRUNE_CHUNK = 2000
@@ -169,12 +194,12 @@ def message_post(*, message):
         opener = opener_for(addresses=addresses)
         with opener.open(request, timeout=TIMEOUT_SECONDS) as response:
             attempt.status_code = response.status
-            attempt.response_excerpt = response.read(EXCERPT_LENGTH).decode("utf-8", "replace")
+            attempt.response_excerpt = _excerpt(response.read(EXCERPT_READ), message=message)
     except urllib.error.HTTPError as error:
         attempt.status_code = error.code
-        attempt.response_excerpt = error.read(EXCERPT_LENGTH).decode("utf-8", "replace")
+        attempt.response_excerpt = _excerpt(error.read(EXCERPT_READ), message=message)
     except (TargetRefused, OSError, ValueError) as error:
-        attempt.error = str(error)[:EXCERPT_LENGTH]
+        attempt.error = _excerpt(str(error), message=message)
     attempt.latency_ms = int((time.monotonic() - started) * 1000)
     attempt.save()
     message.attempts = number

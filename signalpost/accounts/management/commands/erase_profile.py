@@ -22,5 +22,12 @@ class Command(BaseCommand):
             answer = input(f"Erase everything about {profile.email}? Type 'erase': ")
             if answer.strip() != "erase":
                 raise CommandError("Nothing erased.")
+        user = profile.user
         erased = profile_erase(profile=profile)
         self.stdout.write(self.style.SUCCESS(f"Erased {erased}."))
+        if user is not None:
+            # The account is the project's, not the newsletter's: not Signalpost's to delete.
+            self.stderr.write(
+                f"The user account {user.get_username()!r} still has this address: "
+                "delete it (admin, Users) if it should go too."
+            )

@@ -1,0 +1,94 @@
+"""Keeping people's addresses out of stored free text, and finding them in stored JSON.
+
+Free text that comes from outside (an SMTP server's reply, a webhook endpoint's
+response) may echo whatever it was given: the recipient's address, the body with
+a person's name. What Signalpost stores of it goes through ``text_redact`` first,
+so an erasure has nothing to find there. The erasure still looks (rows written
+before this existed), with ``json_mentions`` for JSON columns.
+"""
+
+import json
+import re
+
+from django.db.models import TextField
+from django.db.models.functions import Cast
+from django.db.models.lookups import IContains
+
+# Liberal on purpose: anything shaped like an address goes, a few false positives
+# (a Message-ID's "<id@host.example>") cost nothing. No quotes, brackets or
+# commas, so "{'jane@example.com': ...}" and "<jane@example.com>" keep their frame.
+ADDRESS = re.compile(r"[\w.!#$%&*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
+ADDRESS_REDACTED = "[address]"
+VALUE_REDACTED = "[redacted]"
+
+
+def addresses_redact(text: str) -> str:
+    """Return ``text`` with everything shaped like an email address replaced."""
+    return ADDRESS.sub(ADDRESS_REDACTED, text)
+
+
+def _spellings(value: str) -> list[str]:
+    """``value`` as typed and as ``json.dumps`` escapes it (how an echoed body holds it)."""
+    return list(dict.fromkeys([value, json.dumps(value)[1:-1]]))
+
+
+def text_redact(text: str, *, values=()) -> str:
+    """Return ``text`` without email addresses and without any of ``values`` (a name),
+    in any case, as typed or JSON-escaped."""
+    spellings = sorted(
+        {spelling for value in values if value for spelling in _spellings(value)},
+        key=len,
+        reverse=True,
+    )
+    if spellings:
+        pattern = "|".join(re.escape(spelling) for spelling in spellings)
+        text = re.sub(pattern, VALUE_REDACTED, text, flags=re.IGNORECASE)
+    return addresses_redact(text)
+
+
+# What may stand next to an address inside a longer one (jan@example.com holds
+# an@example.com; an@example.com.au holds an@example.com): not a boundary.
+_ADDRESS_CHARACTERS = r"\w.!#$%&'*+/=?^`{|}~-"
+
+
+def _whole(text: str) -> re.Pattern:
+    """``text`` as a whole word of an address, in any case."""
+    return re.compile(
+        rf"(?<![{_ADDRESS_CHARACTERS}]){re.escape(text)}(?![\w-]|\.[\w-])", re.IGNORECASE
+    )
+
+
+def text_forget(value, *, text: str):
+    """Return ``value`` (a string, or JSON-like data) with every whole occurrence of
+    ``text`` replaced; other addresses that merely contain it stay."""
+    pattern = _whole(text)
+
+    def forget(item):
+        if isinstance(item, str):
+            return pattern.sub(ADDRESS_REDACTED, item)
+        if isinstance(item, list):
+            return [forget(element) for element in item]
+        if isinstance(item, dict):
+            return {key: forget(element) for key, element in item.items()}
+        return item
+
+    return forget(value)
+
+
+def json_mentions(field: str, *, text: str):
+    """Return a condition matching rows whose JSON column ``field`` holds ``text`` as a
+    string value anywhere in it, ignoring case.
+
+    The column is compared as text, so the query reads the whole table: fine for an
+    erasure, which is rare, and not for anything that runs per request. The quoted
+    JSON string is searched, not the bare text, so that erasing an@example.com
+    leaves jan@example.com's rows alone. It is searched as ``json.dumps`` writes it
+    (how SQLite stores it, non-ASCII as ``\\u`` escapes) and with the characters
+    themselves (how PostgreSQL prints ``jsonb`` as text).
+    """
+    cast = Cast(field, TextField())
+    first, *others = dict.fromkeys([json.dumps(text), json.dumps(text, ensure_ascii=False)])
+    condition = IContains(cast, first)
+    for spelling in others:
+        condition |= IContains(cast, spelling)
+    return condition
