@@ -1,6 +1,7 @@
 """Writes to profiles. Each function is one transaction."""
 
 import logging
+import math
 import re
 
 from django.core.exceptions import ValidationError
@@ -119,6 +120,8 @@ def profile_update(*, profile, name):
 ATTRIBUTES_MAX_KEYS = 50
 ATTRIBUTE_KEY_MAX_LENGTH = 100
 ATTRIBUTE_VALUE_MAX_LENGTH = 1000
+# What every database's JSON keeps exactly (SQLite's turns bigger integers into floats).
+ATTRIBUTE_INT_MIN, ATTRIBUTE_INT_MAX = -(2**63), 2**63 - 1
 
 
 @transaction.atomic
@@ -135,6 +138,10 @@ def profile_attributes_set(*, profile, attributes):
             raise ValidationError(
                 {"attributes": f"{key}: values are text, numbers, true/false or null."}
             )
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValidationError({"attributes": f"{key}: numbers are finite ({value} is not)."})
+        if isinstance(value, int) and not ATTRIBUTE_INT_MIN <= value <= ATTRIBUTE_INT_MAX:
+            raise ValidationError({"attributes": f"{key}: whole numbers fit in 64 bits (signed)."})
         if "\x00" in key or (isinstance(value, str) and "\x00" in value):
             raise ValidationError({"attributes": f"{key!r}: NUL characters are not allowed."})
         if isinstance(value, str) and len(value) > ATTRIBUTE_VALUE_MAX_LENGTH:
