@@ -92,6 +92,9 @@ class RequestBodyMiddleware:
         return self.get_response(request)
 
     def process_view(self, request, view_func, view_args, view_kwargs):
+        fault = getattr(request, "content_type_fault", None)
+        if fault:
+            return _refusal(request, status=400, message=f"{fault} Send a valid one.")
         limit = request_body_max_bytes(request)
         length = _content_length(request)
         if length > limit:

@@ -9,10 +9,13 @@ generate: other encodings, NaN and friends, deep nesting, huge numbers, files, s
 
 import io
 import json
+import sys
 
 import pytest
 from django.conf import settings
 from django.core.files import uploadhandler
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 from django.http import JsonResponse
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, path
@@ -519,3 +522,50 @@ def test_an_import_over_its_limit_is_a_413(token_api, weekly):
     response = token_api("POST", "/newsletters/weekly/imports", body, "text/csv")
     assert response.status_code == 413
     assert not Subscription.objects.exists()
+
+
+# ------------------------------------------------- the WSGI application and a real server
+
+
+@pytest.fixture
+def wsgi_call():
+    """Call the WSGI application gunicorn serves; return (status line, body).
+
+    As Django's test client does, requests do not close the test's connection.
+    """
+    from signalpost.wsgi import application
+
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+
+    def call(method, url, body, content_type):
+        environ = {
+            "REQUEST_METHOD": method,
+            "PATH_INFO": url,
+            "QUERY_STRING": "",
+            "SERVER_NAME": "testserver",
+            "SERVER_PORT": "80",
+            "HTTP_HOST": "testserver",
+            "CONTENT_TYPE": content_type,
+            "CONTENT_LENGTH": str(len(body)),
+            "wsgi.input": io.BytesIO(body),
+            "wsgi.errors": sys.stderr,
+            "wsgi.url_scheme": "http",
+        }
+        started = []
+        chunks = application(environ, lambda status, headers: started.append(status))
+        return started[0], b"".join(chunks)
+
+    yield call
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
+
+
+@pytest.mark.parametrize("url", ["/subscribe/", "/api/v1/subscriptions"])
+@pytest.mark.parametrize(
+    "content_type", [f"{FORM}; charset*=x-bogus''utf-8", f"{FORM}; x=" + "y" * 10_000]
+)
+def test_an_unreadable_content_type_header_is_a_400(wsgi_call, weekly, url, content_type):
+    status, body = wsgi_call("POST", url, SIGN_UP.encode(), content_type)
+    assert status == "400 Bad Request"
+    assert b"Invalid Content-Type header." in body
