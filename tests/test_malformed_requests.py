@@ -9,7 +9,12 @@ generate: other encodings, NaN and friends, deep nesting, huge numbers, files, s
 
 import io
 import json
+import os
+import socket
+import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -569,3 +574,96 @@ def test_an_unreadable_content_type_header_is_a_400(wsgi_call, weekly, url, cont
     status, body = wsgi_call("POST", url, SIGN_UP.encode(), content_type)
     assert status == "400 Bad Request"
     assert b"Invalid Content-Type header." in body
+
+
+@pytest.fixture
+def server(tmp_path):
+    """gunicorn serving Signalpost on a free port, its temporary files in ``tmp_path / "tmp"``."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    environment = {
+        **os.environ,
+        "TMPDIR": str(temporary),
+        # Nothing here reaches the database: every request is refused before a view runs.
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'unused.sqlite3'}",
+    }
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "gunicorn"),
+            "signalpost.wsgi",
+            "-b",
+            f"127.0.0.1:{port}",
+        ],
+        cwd=settings.BASE_DIR,
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert process.poll() is None and time.monotonic() < deadline, "gunicorn did not start"
+            time.sleep(0.1)
+    yield port, temporary
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def request_head(url, *, content_type, content_length, cookie=""):
+    return (
+        f"POST {url} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {content_length}\r\nCookie: {cookie}\r\nX-CSRFToken: {CSRF_SECRET}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode()
+
+
+def answer_within(connection, seconds):
+    """The response's bytes, or what arrived of it in ``seconds``."""
+    connection.settimeout(seconds)
+    received = b""
+    try:
+        while chunk := connection.recv(65536):
+            received += chunk
+    except TimeoutError:
+        pass
+    return received
+
+
+def test_a_server_refuses_a_file_before_the_upload_ends_and_stores_none(server):
+    port, temporary = server
+    # A 5 MB file to the admin's login (which takes bodies up to 6 MiB): Django
+    # would spool it to a temporary file from its first bytes on.
+    body, content_type = multipart(
+        fields=[("username", "admin"), ("password", "x")],
+        files=[("upload", "big.bin", "x" * 5_000_000)],
+    )
+    with socket.create_connection(("127.0.0.1", port)) as connection:
+        head = request_head(
+            "/admin/login/",
+            content_type=content_type,
+            content_length=len(body),
+            cookie=f"csrftoken={CSRF_SECRET}",
+        )
+        # Only the first 64 KiB, which Django reads as its first chunk.
+        connection.sendall(head + body[:65536])
+        answer = answer_within(connection, 5)
+        assert list(temporary.iterdir()) == []
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+    assert b"upload: this address takes no files." in answer
+
+
+def test_a_server_refuses_a_100_mb_body_without_reading_it(server):
+    port, _ = server
+    with socket.create_connection(("127.0.0.1", port)) as connection:
+        connection.sendall(
+            request_head("/subscribe/", content_type=FORM, content_length=100 * 2**20)
+        )
+        answer = answer_within(connection, 5)
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+    assert b"104,857,600 bytes" in answer
