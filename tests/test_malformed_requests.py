@@ -35,7 +35,7 @@ from signalpost.publishing.models import Issue
 from signalpost.publishing.services import issue_create
 from signalpost.uploads import takes_files
 from signalpost.webhooks.models import WebhookEndpoint
-from tests.factories import make_newsletter
+from tests.factories import make_newsletter, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -667,3 +667,17 @@ def test_a_server_refuses_a_100_mb_body_without_reading_it(server):
         answer = answer_within(connection, 5)
     assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
     assert b"104,857,600 bytes" in answer
+
+
+@pytest.mark.parametrize(
+    "attributes", ['{"score": NaN}', '{"score": 1e999}', '{"n": 100000000000000000000}', "[1]"]
+)
+def test_the_admin_refuses_attributes_no_database_keeps(client, jane, attributes):
+    client.force_login(make_user(is_staff=True, is_superuser=True))
+    url = f"/admin/accounts/profile/{jane.pk}/change/"
+    form = {"email": jane.email, "name": "Jane", "attributes": attributes, "soft_bounce_count": 0}
+    response = client.post(url, form)
+    assert response.status_code == 200
+    assert "attributes" in response.context["adminform"].form.errors
+    jane.refresh_from_db()
+    assert (jane.name, jane.attributes) == ("", {})

@@ -124,9 +124,14 @@ ATTRIBUTE_VALUE_MAX_LENGTH = 1000
 ATTRIBUTE_INT_MIN, ATTRIBUTE_INT_MAX = -(2**63), 2**63 - 1
 
 
-@transaction.atomic
-def profile_attributes_set(*, profile, attributes):
-    """Replace ``profile``'s free-form attributes (flat: string keys, scalar values)."""
+def profile_attributes_check(attributes):
+    """Raise ``ValidationError`` naming ``attributes`` unless they are flat and storable.
+
+    String keys, scalar values; numbers finite and whole numbers within 64 bits,
+    which every database's JSON keeps as they are.
+    """
+    if not isinstance(attributes, dict):
+        raise ValidationError({"attributes": "Attributes are a JSON object."})
     if len(attributes) > ATTRIBUTES_MAX_KEYS:
         raise ValidationError({"attributes": f"At most {ATTRIBUTES_MAX_KEYS} attributes."})
     for key, value in attributes.items():
@@ -148,6 +153,12 @@ def profile_attributes_set(*, profile, attributes):
             raise ValidationError(
                 {"attributes": f"{key}: at most {ATTRIBUTE_VALUE_MAX_LENGTH} characters."}
             )
+
+
+@transaction.atomic
+def profile_attributes_set(*, profile, attributes):
+    """Replace ``profile``'s free-form attributes (see :func:`profile_attributes_check`)."""
+    profile_attributes_check(attributes)
     profile.attributes = dict(attributes)
     profile.save(update_fields=["attributes", "updated_at"])
     return profile
