@@ -58,10 +58,10 @@ def _content_length(request):
         return 0
 
 
-def _refusal(request, *, status, message):
+def _refusal(request, *, status, message, field=None):
     """The API's JSON error, or the site's error page, saying ``message``."""
     if API_NAMESPACE in request.resolver_match.namespaces:
-        return JsonResponse({"errors": [{"field": None, "message": message}]}, status=status)
+        return JsonResponse({"errors": [{"field": field, "message": message}]}, status=status)
     title = "Request too large" if status == 413 else "Bad request"
     context = {"title": title, "message": message}
     return render(request, "400.html", context, status=status)
@@ -98,9 +98,7 @@ class RequestBodyMiddleware:
         limit = request_body_max_bytes(request)
         length = _content_length(request)
         if length > limit:
-            message = (
-                f"The request body has {length:,} bytes; this address takes at most {limit:,}."
-            )
+            message = f"The request body has {length:,} bytes; at most {limit:,} are taken here."
             return _refusal(request, status=413, message=message)
         if request.method != "POST" or request.content_type not in FORM_CONTENT_TYPES:
             return None
@@ -118,7 +116,7 @@ class RequestBodyMiddleware:
             message = f"The form data has more than {limit:,} fields."
             return _refusal(request, status=400, message=message)
         except FileRefused as exc:
-            return _refusal(request, status=400, message=str(exc))
+            return _refusal(request, status=400, message=str(exc), field=exc.field)
         except (BadRequest, SuspiciousOperation, MultiPartParserError) as exc:
             message = f"The form data cannot be read ({exc})."
             return _refusal(request, status=400, message=message)

@@ -11,7 +11,11 @@ from django.core.files.uploadhandler import FileUploadHandler
 
 
 class FileRefused(BadRequest):
-    """A multipart body carried a file to a view that takes none."""
+    """A multipart body carried a file to a view that takes none; ``field`` is its part's name."""
+
+    def __init__(self, message, *, field):
+        super().__init__(message)
+        self.field = field
 
 
 def takes_files(view):
@@ -31,7 +35,7 @@ class FilesRefusedUploadHandler(FileUploadHandler):
 
     def new_file(self, field_name, *args, **kwargs):
         if not view_takes_files(self.request):
-            raise FileRefused(f"{field_name}: this address takes no files.")
+            raise FileRefused(f"{field_name}: files are not accepted here.", field=field_name)
 
     def receive_data_chunk(self, raw_data, start):
         return raw_data

@@ -242,7 +242,7 @@ def test_a_file_sent_to_a_form_is_refused_and_not_stored(browser, jane, weekly, 
     )
     response = send(browser, "POST", PUBLIC_PAGES[name](jane, weekly), body, content_type)
     assert response.status_code == 400
-    assert "photo: this address takes no files." in response.content.decode()
+    assert "photo: files are not accepted here." in response.content.decode()
     assert spooled == []
     assert not Profile.objects.filter(email="new@example.com").exists()
     assert Subscription.objects.get(profile=jane).status == Subscription.Status.ACTIVE
@@ -329,7 +329,7 @@ def test_an_oversized_form_gets_the_sites_413_page(browser, weekly):
     response = send(browser, "POST", "/subscribe/", body.encode(), FORM)
     assert response.status_code == 413
     page = response.content.decode()
-    assert "at most 65,536" in page and '<a href="/subscribe/">' in page
+    assert "at most 65,536 are taken here" in page and '<a href="/subscribe/">' in page
     assert not Subscription.objects.exists()
 
 
@@ -511,7 +511,8 @@ def test_a_file_sent_to_the_api_is_refused_with_a_json_error(token_api, weekly, 
     body, content_type = multipart(files=[("file", "list.csv", "email\na@example.com\n")])
     response = token_api("POST", "/newsletters/weekly/imports", body, content_type)
     assert response.status_code == 400
-    assert response.json()["errors"][0]["message"] == "file: this address takes no files."
+    error = {"field": "file", "message": "file: files are not accepted here."}
+    assert response.json() == {"errors": [error]}
     assert spooled == [] and not Subscription.objects.exists()
 
 
@@ -519,7 +520,7 @@ def test_an_oversized_api_body_is_a_413_json_error(token_api, weekly):
     body = json.dumps({"email": "a@example.com", "newsletter": "weekly", "name": "x" * 2**20})
     response = token_api("POST", "/subscriptions", body.encode())
     assert response.status_code == 413
-    assert "at most 1,048,576" in response.json()["errors"][0]["message"]
+    assert "at most 1,048,576 are taken here" in response.json()["errors"][0]["message"]
     assert not Profile.objects.exists()
 
 
@@ -657,7 +658,7 @@ def test_a_server_refuses_a_file_before_the_upload_ends_and_stores_none(server):
         answer = answer_within(connection, 5)
         assert list(temporary.iterdir()) == []
     assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
-    assert b"upload: this address takes no files." in answer
+    assert b"upload: files are not accepted here." in answer
 
 
 def test_a_server_refuses_a_100_mb_body_without_reading_it(server):
