@@ -58,6 +58,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Before anything reads a body (CsrfViewMiddleware reads forms): size, charset, files.
+    "signalpost.middleware.RequestBodyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -160,10 +162,31 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "var" / "static"
 
-# Forms carry a handful of short fields (each with its own limit); the API takes
-# issue bodies (500,000 characters) and CSV imports (5 MB). Anything bigger is refused.
-DATA_UPLOAD_MAX_MEMORY_SIZE = 6 * 1024 * 1024
+# Request bodies (README: Limits). The public pages take a handful of short fields;
+# the views named here (URL name, or namespace) take more: an issue's Markdown,
+# 500,000 characters, as JSON or as the admin's form; CSV imports; the email
+# providers' batched event reports. A bigger body gets 413 before it is read.
+MIB = 1024 * 1024
+SIGNALPOST_REQUEST_BODY_MAX_BYTES = 64 * 1024
+SIGNALPOST_REQUEST_BODY_MAX_BYTES_BY_VIEW = {
+    "api": 1 * MIB,
+    "api:issue_draft_create": 6 * MIB,
+    "api:subscribers_import_csv": 5 * MIB,
+    "admin": 6 * MIB,
+    "anymail": 6 * MIB,
+}
+# Django's own ceiling on what it reads into memory: the largest limit above.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 6 * MIB
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 100
+# No view takes files: each file part is refused as its headers arrive, before a
+# byte of it is stored (signalpost/uploads.py). A view marked @takes_files gets
+# Django's handlers: in memory up to FILE_UPLOAD_MAX_MEMORY_SIZE, then a temporary file.
+FILE_UPLOAD_HANDLERS = [
+    "signalpost.uploads.FilesRefusedUploadHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
+FILE_UPLOAD_MAX_MEMORY_SIZE = int(2.5 * MIB)
 
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE = PRODUCTION

@@ -1,4 +1,9 @@
-"""schemathesis against /api/v1/openapi.json: no 500, no answer that breaks the schema."""
+"""schemathesis against /api/v1/openapi.json: no 500, no answer that breaks the schema.
+
+schemathesis generates schema-shaped and schema-breaking JSON (positive and negative
+modes); tests/test_malformed_requests.py sends what it cannot generate (other encodings,
+NaN, deep nesting, huge numbers, files, oversized bodies) to the same operations.
+"""
 
 import pytest
 import schemathesis
@@ -12,6 +17,18 @@ from signalpost.wsgi import application
 from tests.factories import make_newsletter
 
 schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", application)
+
+
+@schemathesis.check
+def refusals_are_json_errors(ctx, response, case):
+    """Every 4xx is the API's JSON error: ``{"errors": [{"field", "message"}, ...]}``.
+
+    Except ninja's own 405 for a method a path does not have (plain text, with Allow).
+    """
+    if 400 <= response.status_code < 500 and response.status_code != 405:
+        errors = response.json().get("errors")
+        if not errors or not all({"field", "message"} <= set(error) for error in errors):
+            raise AssertionError(f"{response.status_code} without JSON errors: {response.text}")
 
 
 @pytest.fixture

@@ -136,7 +136,7 @@ def test_an_oversized_request_body_is_refused(client, newsletter):
     response = post_subscribe(
         client, user_email="jane@example.com", newsletter="weekly", name="x" * 100_000
     )
-    assert response.status_code == 400
+    assert response.status_code == 413
     assert Subscription.objects.count() == 0
 
 

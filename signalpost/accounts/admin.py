@@ -1,7 +1,10 @@
+from django import forms
 from django.contrib import admin
+from django.core.exceptions import ValidationError
 
 from signalpost.accounts.models import Profile
 from signalpost.accounts.privacy import profile_erase
+from signalpost.accounts.services import profile_attributes_check
 from signalpost.newsletters.models import Subscription
 
 
@@ -18,8 +21,20 @@ class SubscriptionInline(admin.TabularInline):
         return False
 
 
+class ProfileForm(forms.ModelForm):
+    def clean_attributes(self):
+        """The API's rules: a flat object of values every database stores (no NaN)."""
+        attributes = self.cleaned_data["attributes"]
+        try:
+            profile_attributes_check(attributes)
+        except ValidationError as exc:
+            raise ValidationError(exc.message_dict["attributes"]) from exc
+        return attributes
+
+
 @admin.register(Profile)
 class ProfileAdmin(admin.ModelAdmin):
+    form = ProfileForm
     list_display = ["email", "name", "user", "created_at"]
     search_fields = ["email", "name"]
     readonly_fields = ["subscriptions", "created_at", "updated_at"]

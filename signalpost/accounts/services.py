@@ -1,6 +1,7 @@
 """Writes to profiles. Each function is one transaction."""
 
 import logging
+import math
 import re
 
 from django.core.exceptions import ValidationError
@@ -147,11 +148,18 @@ def profile_update(*, profile, name):
 ATTRIBUTES_MAX_KEYS = 50
 ATTRIBUTE_KEY_MAX_LENGTH = 100
 ATTRIBUTE_VALUE_MAX_LENGTH = 1000
+# What every database's JSON keeps exactly (SQLite's turns bigger integers into floats).
+ATTRIBUTE_INT_MIN, ATTRIBUTE_INT_MAX = -(2**63), 2**63 - 1
 
 
-@transaction.atomic
-def profile_attributes_set(*, profile, attributes):
-    """Replace ``profile``'s free-form attributes (flat: string keys, scalar values)."""
+def profile_attributes_check(attributes):
+    """Raise ``ValidationError`` naming ``attributes`` unless they are flat and storable.
+
+    String keys, scalar values; numbers finite and whole numbers within 64 bits,
+    which every database's JSON keeps as they are.
+    """
+    if not isinstance(attributes, dict):
+        raise ValidationError({"attributes": "Attributes are a JSON object."})
     if len(attributes) > ATTRIBUTES_MAX_KEYS:
         raise ValidationError({"attributes": f"At most {ATTRIBUTES_MAX_KEYS} attributes."})
     for key, value in attributes.items():
@@ -163,12 +171,22 @@ def profile_attributes_set(*, profile, attributes):
             raise ValidationError(
                 {"attributes": f"{key}: values are text, numbers, true/false or null."}
             )
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValidationError({"attributes": f"{key}: numbers are finite ({value} is not)."})
+        if isinstance(value, int) and not ATTRIBUTE_INT_MIN <= value <= ATTRIBUTE_INT_MAX:
+            raise ValidationError({"attributes": f"{key}: whole numbers fit in 64 bits (signed)."})
         if "\x00" in key or (isinstance(value, str) and "\x00" in value):
             raise ValidationError({"attributes": f"{key!r}: NUL characters are not allowed."})
         if isinstance(value, str) and len(value) > ATTRIBUTE_VALUE_MAX_LENGTH:
             raise ValidationError(
                 {"attributes": f"{key}: at most {ATTRIBUTE_VALUE_MAX_LENGTH} characters."}
             )
+
+
+@transaction.atomic
+def profile_attributes_set(*, profile, attributes):
+    """Replace ``profile``'s free-form attributes (see :func:`profile_attributes_check`)."""
+    profile_attributes_check(attributes)
     profile.attributes = dict(attributes)
     profile.save(update_fields=["attributes", "updated_at"])
     return profile

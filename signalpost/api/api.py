@@ -22,6 +22,7 @@ from signalpost.accounts.privacy import profile_erase, profile_export
 from signalpost.accounts.selectors import profile_by_email
 from signalpost.accounts.services import email_normalize, profile_attributes_set, profile_update
 from signalpost.api import schemas
+from signalpost.api.parser import BodyRefused, StrictJSONParser
 from signalpost.api.tokens import api_token_authenticate
 from signalpost.newsletters.imports import ImportFileError, subscribers_import
 from signalpost.newsletters.models import Newsletter, Subscription
@@ -35,7 +36,7 @@ from signalpost.webhooks.models import WebhookEndpoint
 from signalpost.webhooks.services import endpoint_create, endpoint_delete, endpoint_secret_rotate
 
 API_ROOT = "/api/v1"
-ERRORS = {400: schemas.ErrorOut, 401: schemas.ErrorOut}
+ERRORS = {400: schemas.ErrorOut, 401: schemas.ErrorOut, 413: schemas.ErrorOut}
 NOT_FOUND = {404: schemas.ErrorOut}
 LIMITED = {429: schemas.ErrorOut}
 
@@ -56,6 +57,7 @@ api = NinjaAPI(
     "`manage.py create_api_token`). Errors are JSON naming the field.",
     auth=TokenAuth(),
     urls_namespace="api",
+    parser=StrictJSONParser(),
 )
 
 
@@ -102,17 +104,20 @@ def not_found(request, exc):
 
 @api.exception_handler(RequestDataTooBig)
 def too_big(request, exc):
-    message = f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes."
+    message = f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE:,} bytes."
     return api.create_response(
-        request, {"errors": [{"field": None, "message": message}]}, status=400
+        request, {"errors": [{"field": None, "message": message}]}, status=413
     )
 
 
 @api.exception_handler(HttpError)
 def http_error(request, exc):
-    message = str(exc.message)
+    field, message = None, str(exc.message)
+    if isinstance(exc.__cause__, BodyRefused):
+        # ninja says only "Cannot parse request body"; the parser said what and where.
+        field, message = exc.__cause__.field, exc.__cause__.message
     return api.create_response(
-        request, {"errors": [{"field": None, "message": message}]}, status=exc.status_code
+        request, {"errors": [{"field": field, "message": message}]}, status=exc.status_code
     )
 
 
@@ -348,7 +353,7 @@ def profile_data_erase(request, response: HttpResponse, email: str):
     return {"status": "erased"}
 
 
-IMPORT_MAX_BYTES = 5 * 1024 * 1024
+IMPORT_MAX_BYTES = settings.SIGNALPOST_REQUEST_BODY_MAX_BYTES_BY_VIEW["api:subscribers_import_csv"]
 
 
 @newsletters.post(
@@ -368,7 +373,7 @@ def subscribers_import_csv(request, slug: str, confirm: bool = False):
     """Import subscribers from a small CSV; existing subscriptions are left as they are."""
     newsletter = newsletter_or_404(slug)
     if len(request.body) > IMPORT_MAX_BYTES:
-        raise HttpError(400, f"At most {IMPORT_MAX_BYTES} bytes; use import_subscribers.")
+        raise HttpError(413, f"At most {IMPORT_MAX_BYTES:,} bytes; use import_subscribers.")
     try:
         report = subscribers_import(
             binary=io.BytesIO(request.body), newsletter=newsletter, confirm=confirm

@@ -1,0 +1,125 @@
+"""Request bodies are checked before any view or CSRF check reads them.
+
+Django reads a form's body when something first asks for ``request.POST``: in
+``CsrfViewMiddleware``, for most pages. A body it cannot read raises there, and
+Django's 400 handler, wrapped in ``requires_csrf_token``, runs the same CSRF check
+again, reads ``request.POST`` again and raises again: the client gets a bare 500.
+:class:`RequestBodyMiddleware` (before ``CsrfViewMiddleware``) answers such requests
+itself, with the site's error page or the API's JSON error, before anyone reads them:
+
+- a body larger than the view's limit (``request_body_max_bytes``): 413, known from
+  ``Content-Length`` before a byte of it is read;
+- form data declaring a charset other than UTF-8 (Django refuses those, and unknown
+  charsets would be read as UTF-8 without a word): 400;
+- form data that cannot be parsed (broken multipart, too many fields) or that carries
+  a file to a view taking none (:mod:`signalpost.uploads`): 400.
+"""
+
+import codecs
+
+from django.conf import settings
+from django.core.exceptions import (
+    BadRequest,
+    RequestDataTooBig,
+    SuspiciousOperation,
+    TooManyFieldsSent,
+)
+from django.http import JsonResponse, UnreadablePostError
+from django.http.multipartparser import MultiPartParserError
+from django.shortcuts import render
+
+from signalpost.uploads import FileRefused
+
+FORM_CONTENT_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
+API_NAMESPACE = "api"
+
+
+def request_body_max_bytes(request):
+    """Return how many bytes of body the view ``request`` resolved to accepts.
+
+    ``SIGNALPOST_REQUEST_BODY_MAX_BYTES_BY_VIEW`` names views by URL name
+    (``api:subscribers_import_csv``) or namespace (``admin``); the first match,
+    most specific first, wins; any other view takes ``SIGNALPOST_REQUEST_BODY_MAX_BYTES``.
+    """
+    limits = settings.SIGNALPOST_REQUEST_BODY_MAX_BYTES_BY_VIEW
+    match = request.resolver_match
+    namespaces = match.namespaces
+    names = [match.view_name, *(":".join(namespaces[:n]) for n in range(len(namespaces), 0, -1))]
+    for name in names:
+        if name in limits:
+            return limits[name]
+    return settings.SIGNALPOST_REQUEST_BODY_MAX_BYTES
+
+
+def _content_length(request):
+    try:
+        return max(int(request.META.get("CONTENT_LENGTH") or 0), 0)
+    except ValueError:
+        return 0
+
+
+def _refusal(request, *, status, message, field=None):
+    """The API's JSON error, or the site's error page, saying ``message``."""
+    if API_NAMESPACE in request.resolver_match.namespaces:
+        return JsonResponse({"errors": [{"field": field, "message": message}]}, status=status)
+    title = "Request too large" if status == 413 else "Bad request"
+    context = {"title": title, "message": message}
+    return render(request, "400.html", context, status=status)
+
+
+def _form_charset_refusal(request):
+    """Refuse form data in a charset other than UTF-8; ``None`` if it is UTF-8."""
+    charset = request.content_params.get("charset")
+    if charset is None:
+        return None
+    try:
+        utf8 = codecs.lookup(charset).name == "utf-8"
+    except LookupError:
+        utf8 = False
+    if not utf8:
+        message = f"Form data must be sent as UTF-8; this request says charset={charset}."
+        return _refusal(request, status=400, message=message)
+    # "utf8", "UTF_8": Django reads only the exact name "utf-8" as UTF-8.
+    request.encoding = "utf-8"
+    return None
+
+
+class RequestBodyMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        fault = getattr(request, "content_type_fault", None)
+        if fault:
+            return _refusal(request, status=400, message=f"{fault} Send a valid one.")
+        limit = request_body_max_bytes(request)
+        length = _content_length(request)
+        if length > limit:
+            message = f"The request body has {length:,} bytes; at most {limit:,} are taken here."
+            return _refusal(request, status=413, message=message)
+        if request.method != "POST" or request.content_type not in FORM_CONTENT_TYPES:
+            return None
+        refusal = _form_charset_refusal(request)
+        if refusal is not None:
+            return refusal
+        try:
+            request.POST  # noqa: B018 (parse it now, under the rules above)
+        except RequestDataTooBig:
+            limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+            message = f"The form data has more than {limit:,} bytes."
+            return _refusal(request, status=413, message=message)
+        except TooManyFieldsSent:
+            limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+            message = f"The form data has more than {limit:,} fields."
+            return _refusal(request, status=400, message=message)
+        except FileRefused as exc:
+            return _refusal(request, status=400, message=str(exc), field=exc.field)
+        except (BadRequest, SuspiciousOperation, MultiPartParserError) as exc:
+            message = f"The form data cannot be read ({exc})."
+            return _refusal(request, status=400, message=message)
+        except UnreadablePostError:
+            return _refusal(request, status=400, message="The request body was cut short.")
+        return None

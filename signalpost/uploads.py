@@ -1,0 +1,44 @@
+"""File uploads: refused unless the view declares that it takes files.
+
+No view of Signalpost takes a file, so every multipart file part is refused when
+its headers arrive, before any of its bytes is read or spooled to disk.
+``FILE_UPLOAD_HANDLERS`` puts :class:`FilesRefusedUploadHandler` first; Django's
+own handlers after it serve the views marked with :func:`takes_files`.
+"""
+
+from django.core.exceptions import BadRequest
+from django.core.files.uploadhandler import FileUploadHandler
+
+
+class FileRefused(BadRequest):
+    """A multipart body carried a file to a view that takes none; ``field`` is its part's name."""
+
+    def __init__(self, message, *, field):
+        super().__init__(message)
+        self.field = field
+
+
+def takes_files(view):
+    """Mark ``view`` as one that accepts uploaded files; return it."""
+    view.takes_files = True
+    return view
+
+
+def view_takes_files(request):
+    """Return whether the view ``request`` resolved to accepts uploaded files."""
+    match = getattr(request, "resolver_match", None)
+    return bool(match and getattr(match.func, "takes_files", False))
+
+
+class FilesRefusedUploadHandler(FileUploadHandler):
+    """Raise :class:`FileRefused` at the first file part, unless the view takes files."""
+
+    def new_file(self, field_name, *args, **kwargs):
+        if not view_takes_files(self.request):
+            raise FileRefused(f"{field_name}: files are not accepted here.", field=field_name)
+
+    def receive_data_chunk(self, raw_data, start):
+        return raw_data
+
+    def file_complete(self, file_size):
+        return None
