@@ -170,7 +170,6 @@ MIB = 1024 * 1024
 SIGNALPOST_REQUEST_BODY_MAX_BYTES = 64 * 1024
 SIGNALPOST_REQUEST_BODY_MAX_BYTES_BY_VIEW = {
     "api": 1 * MIB,
-    "api:issue_draft_create": 6 * MIB,
     "api:subscribers_import_csv": 5 * MIB,
     "admin": 6 * MIB,
     "anymail": 6 * MIB,

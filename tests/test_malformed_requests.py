@@ -32,9 +32,10 @@ from signalpost.newsletters import tokens
 from signalpost.newsletters.models import Subscription
 from signalpost.newsletters.services import subscribe
 from signalpost.publishing.models import Issue
-from signalpost.publishing.services import issue_create
+from signalpost.publishing.services import BODY_MAX_LENGTH, issue_create
 from signalpost.uploads import takes_files
 from signalpost.webhooks.models import WebhookEndpoint
+from tests.durable_helpers import run_form_requests
 from tests.factories import make_newsletter, make_user
 
 pytestmark = pytest.mark.django_db
@@ -188,11 +189,13 @@ def test_form_data_in_another_charset_gets_the_sites_400_page(browser, jane, nam
     assert not Profile.objects.filter(email="jozef@example.com").exists()
 
 
+@pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("charset", ["utf-8", "UTF-8", "utf8"])
 def test_form_data_declared_as_utf8_is_read(browser, weekly, charset):
     body = "user_email=jozef@example.com&name=Józef&newsletter=weekly".encode()
     response = send(browser, "POST", "/subscribe/", body, f"{FORM}; charset={charset}")
     assert response.status_code == 200
+    run_form_requests()
     assert Profile.objects.get(email="jozef@example.com").name == "Józef"
 
 
@@ -260,6 +263,7 @@ def test_a_large_file_is_refused_before_it_reaches_a_temporary_file(browser, spo
     assert spooled == []
 
 
+@pytest.mark.django_db(transaction=True)
 def test_an_empty_file_input_is_no_file(browser, weekly):
     # Browsers send a file input left empty as a part without a filename.
     body, content_type = multipart(
@@ -268,6 +272,7 @@ def test_an_empty_file_input_is_no_file(browser, weekly):
     )
     response = send(browser, "POST", "/subscribe/", body, content_type)
     assert response.status_code == 200
+    run_form_requests()
     assert Subscription.objects.filter(profile__email="jane@example.com").exists()
 
 
@@ -334,10 +339,19 @@ def test_an_oversized_form_gets_the_sites_413_page(browser, weekly):
 
 
 def test_views_that_need_more_take_more(browser, token_api, weekly):
-    # An issue's Markdown (500,000 characters) as JSON, well over the API's 1 MiB.
-    # JSON's escapes: 6 bytes a character.
-    body = json.dumps({"subject": "Long", "body_markdown": "\u00e9\u20ac" * 250_000}).encode()
+    # A CSV of about 2 MiB: over the API's 1 MiB, under the import's own 5 MiB.
+    rows = "".join(f"person{n}@example.com,Person {n}\n" for n in range(60_000))
+    body = ("email,name\n" + rows).encode()
     assert len(body) > 1024 * 1024
+    response = token_api("POST", "/newsletters/weekly/imports", body, content_type="text/csv")
+    assert response.status_code == 200, response.content[:300]
+    assert response.json()["imported"] == 60_000
+
+
+def test_the_longest_issue_body_fits_the_apis_limit_however_it_is_escaped(token_api, weekly):
+    # JSON escapes each of these characters as 6 bytes (\u00e9): the worst case.
+    body_markdown = "\u00e9\u20ac" * (BODY_MAX_LENGTH // 2)
+    body = json.dumps({"subject": "Long", "body_markdown": body_markdown}).encode()
     response = token_api("POST", "/newsletters/weekly/issues", body)
     assert response.status_code == 201, response.content[:300]
 
