@@ -10,7 +10,7 @@ from django.db.models import Count, Q
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
-from ninja import NinjaAPI, Path, Router, Status
+from ninja import NinjaAPI, Path, Router, Status, Swagger
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 from ninja.pagination import PageNumberPagination, paginate
@@ -53,6 +53,9 @@ api = NinjaAPI(
     "`manage.py create_api_token`). Errors are JSON naming the field.",
     auth=TokenAuth(),
     urls_namespace="api",
+    # Swagger UI from ninja's own static files ('ninja' is an installed app): the docs
+    # page asks nothing of any other host.
+    docs=Swagger(),
 )
 
 
