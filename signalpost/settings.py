@@ -6,6 +6,7 @@ from pathlib import Path
 from django.core.exceptions import ImproperlyConfigured
 
 from signalpost.config import (
+    DEVELOPMENT_SECRET_KEY,
     cache_from_url,
     database_from_url,
     env_flag,
@@ -20,7 +21,6 @@ ENV = os.environ
 
 # Production mode refuses to run on the development key or without one.
 PRODUCTION = ENV.get("SIGNALPOST_MODE", "development").strip().lower() == "production"
-DEVELOPMENT_SECRET_KEY = "signalpost-development-key-never-use-in-production"
 SECRET_KEY = ENV.get("SECRET_KEY", "" if PRODUCTION else DEVELOPMENT_SECRET_KEY)
 if PRODUCTION and (len(SECRET_KEY) < 50 or SECRET_KEY == DEVELOPMENT_SECRET_KEY):
     raise ImproperlyConfigured(
@@ -62,6 +62,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: one log line per request, with its duration and outcome.
     "signalpost.logs.RequestLogMiddleware",
+    "signalpost.middleware.HeadWithoutBodyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "signalpost.security.StaffContentSecurityPolicyMiddleware",
