@@ -2,6 +2,9 @@
 
 import json
 import logging
+import os
+import subprocess
+import sys
 from datetime import timedelta
 
 import pytest
@@ -18,6 +21,7 @@ from signalpost.newsletters.models import Subscription
 from signalpost.newsletters.services import subscribe
 from signalpost.publishing.models import Issue
 from signalpost.publishing.services import issue_create
+from tests.durable_helpers import run_worker_until_idle
 from tests.factories import make_newsletter
 
 pytestmark = pytest.mark.django_db
@@ -177,3 +181,28 @@ def test_a_request_logs_one_line_with_its_route_not_its_tokens(client, caplog):
     assert secret_path.split("/")[2] not in logged and "ann@" not in logged
     assert json.loads(logged)["route"] == "/preferences/<str:token>/"
     assert json.loads(logged)["status"] == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_task_logs_one_line_with_outcome_and_duration_but_not_its_arguments(caplog):
+    careful = make_newsletter(slug="careful", opt_in="double")
+    subscribe(email="ann@example.com", newsletter=careful, source="form")
+    with caplog.at_level(logging.INFO, logger="signalpost.tasks"):
+        run_worker_until_idle()
+    lines = [r for r in caplog.records if r.name == "signalpost.tasks"]
+    assert lines and all(r.outcome == "SUCCESSFUL" and r.duration_ms >= 0 for r in lines)
+    logged = json.loads(JsonFormatter().format(lines[0]))
+    assert logged["outcome"] == "SUCCESSFUL" and logged["task"] and logged["task_id"]
+    assert "ann@" not in json.dumps([JsonFormatter().format(r) for r in lines])
+
+
+def test_log_format_json_is_one_json_object_per_line():
+    shown = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c",
+         "import logging; logging.getLogger('signalpost.requests').info('x %s', 1, "
+         "extra={'route': '/', 'status': 200})"],
+        env={**os.environ, "LOG_FORMAT": "json"},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    line = json.loads(shown.stderr.strip().splitlines()[-1])
+    assert (line["message"], line["route"], line["status"]) == ("x 1", "/", 200)
