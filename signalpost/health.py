@@ -25,7 +25,7 @@ def health_status():
     not make the service unhealthy: requests go through without it.
     """
     now = timezone.now()
-    report = {"database": "ok", "cache": "ok", "worker": None}
+    report = {"status": "ok", "database": "ok", "cache": "ok", "worker": None}
     try:
         heartbeat_at = WorkerProcess.objects.aggregate(latest=Max("heartbeat_at"))["latest"]
     except DatabaseError:

@@ -97,6 +97,8 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "signalpost.context_processors.site_links",
+                # {{ csp_nonce }}: the admin's own inline script carries it.
+                "django.template.context_processors.csp",
             ],
         },
     },
