@@ -74,7 +74,9 @@ def production_site(tmp_path_factory):
     """`signalpost serve` on a free port of 127.0.0.1, on SQLite; stopped after the module."""
     tmp_path = tmp_path_factory.mktemp("production")
     port = free_port()
-    env = production_environment(tmp_path, SIGNALPOST_ADDRESS=f"127.0.0.1:{port}")
+    env = production_environment(
+        tmp_path, SIGNALPOST_ADDRESS=f"127.0.0.1:{port}", BEHIND_HTTPS_PROXY="1"
+    )
     log = open(tmp_path / "serve.log", "w+")  # noqa: SIM115 (closed below)
     server = subprocess.Popen(
         [sys.executable, "-m", "signalpost.cli", "serve"],
@@ -176,6 +178,17 @@ def test_the_admin_css_is_served_with_a_hashed_name(production_site):
     assert stylesheets
     for stylesheet in stylesheets:
         assert_served_for_a_year(base, stylesheet)
+
+
+def test_behind_the_https_proxy_cookies_are_secure_and_hsts_is_sent(production_site):
+    _, headers, _ = fetch(
+        production_site["base"] + "/subscribe/", headers={"X-Forwarded-Proto": "https"}
+    )
+    assert headers["Strict-Transport-Security"] == "max-age=31536000"
+    (csrf_cookie,) = [c for c in headers.get_all("Set-Cookie") if c.startswith("csrftoken=")]
+    assert "Secure" in csrf_cookie
+    _, plain, _ = fetch(production_site["base"] + "/subscribe/")
+    assert "Strict-Transport-Security" not in plain  # HSTS only over HTTPS
 
 
 def test_an_unknown_url_gets_the_styled_404_page(production_site):

@@ -206,3 +206,10 @@ def test_log_format_json_is_one_json_object_per_line():
     )  # fmt: skip
     line = json.loads(shown.stderr.strip().splitlines()[-1])
     assert (line["message"], line["route"], line["status"]) == ("x 1", "/", 200)
+
+
+def test_a_forwarded_https_claim_is_ignored_unless_a_proxy_is_declared(client, settings):
+    # BEHIND_HTTPS_PROXY unset: a client saying "https" must not make Django believe it.
+    settings.SECURE_HSTS_SECONDS = 3600
+    answer = client.get("/", HTTP_X_FORWARDED_PROTO="https")
+    assert "Strict-Transport-Security" not in answer
