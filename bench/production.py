@@ -10,11 +10,12 @@ What runs (everything on 127.0.0.1, on free ports):
 - a fresh PostgreSQL database (``signalpost_bench_prod_<pid>``) and Redis (database 15,
   flushed before and after) as the cache;
 - ``signalpost serve`` (the documented production start) with ``WEB_CONCURRENCY=2``
-  gunicorn workers and ``TASK_WORKERS=1``, ``SITE_URL=https://...``, static files
-  collected into a temporary ``STATIC_ROOT`` and served by WhiteNoise. The time from
-  starting the command to the first 200 of ``/`` and of ``/healthz`` (which needs a
-  worker's heartbeat) is measured twice: on the empty database (every migration runs) and
-  again after a stop on the migrated one (a restart after an upgrade without migrations);
+  gunicorn workers of ``WEB_THREADS=4`` threads each and ``TASK_WORKERS=1``,
+  ``SITE_URL=https://...``, static files collected into a temporary ``STATIC_ROOT`` and
+  served by WhiteNoise. The time from starting the command to the first 200 of ``/`` and
+  of ``/healthz`` (which needs a worker's heartbeat) is measured twice: on the empty
+  database (every migration runs) and again after a stop on the migrated one (a restart
+  after an upgrade without migrations);
 - then the demo data (``load_demo_data --no-admin``: 5 newsletters in 3 topics);
 - ``manage.py runserver`` in development mode (``DEBUG=1``, Django's static file view), on
   the same database and cache, as ``./bin/serve`` runs it;
@@ -109,6 +110,19 @@ def measure(base, paths, seconds):
     return results
 
 
+def in_app_ms(log_path, route):
+    """p50 and p99 of the app's own time for ``route`` (its request log lines), in ms."""
+    pattern = re.compile(rf" GET {re.escape(route)} 200 ([\d.]+)ms$")
+    times = sorted(
+        float(match.group(1))
+        for line in Path(log_path).read_text(errors="replace").splitlines()
+        if (match := pattern.search(line))
+    )
+    if not times:
+        return None
+    return times[len(times) // 2], times[min(len(times) - 1, int(len(times) * 0.99))]
+
+
 def redis_flush():
     import redis
 
@@ -181,7 +195,7 @@ def main():
 
     print(
         f"\n{CLIENTS} clients, wrk, {seconds} s per page after a {WARMUP_SECONDS} s warm-up; "
-        f"production: gunicorn -w 2 + 1 task worker; runserver: DEBUG=1"
+        f"production: gunicorn -w 2 --threads 4 + 1 task worker; runserver: DEBUG=1"
     )
     print("| page | signalpost serve req/s | p50 ms | p99 ms | runserver req/s | p50 ms | p99 ms |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
@@ -190,6 +204,14 @@ def main():
         print(
             f"| `{label}` | {p['rate']:,.0f} | {p['p50']:.1f} | {p['p99']:.1f} "
             f"| {d['rate']:,.0f} | {d['p50']:.1f} | {d['p99']:.1f} |"
+        )
+    for label, route in (("/", "/"), ("/healthz", "/healthz")):
+        figures = [in_app_ms(logdir / f"{name}.log", route) for name in ("serve", "runserver")]
+        print(
+            f"Inside the app (its request log), `{label}` p50 / p99 ms: signalpost serve "
+            + " / ".join(f"{value:.1f}" for value in figures[0] or ())
+            + ", runserver "
+            + " / ".join(f"{value:.1f}" for value in figures[1] or ())
         )
     for name, results in (("production", prod), ("runserver", devs)):
         for label, figures in results.items():

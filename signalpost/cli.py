@@ -62,6 +62,11 @@ def _commands(environ, *, web):
                 environ.get("SIGNALPOST_ADDRESS", DEFAULT_ADDRESS),
                 "--workers",
                 environ.get("WEB_CONCURRENCY", "2"),
+                # Threads (gunicorn's gthread worker) keep connections alive and let a
+                # worker answer a static file or /healthz while another request waits
+                # on the database; measured in bench/README.md (Production start).
+                "--threads",
+                environ.get("WEB_THREADS", "4"),
                 # Signalpost logs one line per request itself (signalpost.logs).
                 "--access-logfile",
                 "-" if environ.get("GUNICORN_ACCESS_LOG") == "1" else "/dev/null",

@@ -199,7 +199,7 @@ def production_problems(environ):
             f"SITE_URL is {site_url!r}, not https://: links in emails would travel "
             "unencrypted. Use https://, or set SITE_URL_ALLOW_HTTP=1 if you mean it."
         )
-    for name in ("WEB_CONCURRENCY", "TASK_WORKERS"):
+    for name in ("WEB_CONCURRENCY", "WEB_THREADS", "TASK_WORKERS"):
         raw = environ.get(name)
         if raw is not None and not (raw.strip().isdigit() and int(raw) <= 64):
             problems.append(f"{name} must be a whole number from 0 to 64; got {raw!r}.")
