@@ -90,8 +90,17 @@ def _supervise(commands, environ):
     def stop(signum, frame):
         stopping.append(signum)
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return _run_until_stopped(commands, environ, stopping)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _run_until_stopped(commands, environ, stopping):
+    """Start ``commands``; when ``stopping`` fills or one exits, SIGTERM the rest; return
+    the status to exit with (the first exited child's, else 0)."""
     children = [subprocess.Popen(command, env=environ) for command in commands]
     status = 0
     while not stopping:

@@ -206,3 +206,18 @@ def test_sigterm_stops_web_and_workers(production_site):
     log = production_site["log"].read_text()
     assert "shutting down gracefully" in log  # the task worker finished, not killed
     assert "body bytes on a no-body response" not in log  # HEAD sent no body
+
+
+def test_when_one_process_dies_the_others_are_stopped_and_the_start_fails():
+    from signalpost.cli import _supervise
+
+    started = time.monotonic()
+    status = _supervise(
+        [
+            [sys.executable, "-c", "import time; time.sleep(60)"],
+            [sys.executable, "-c", "import time; time.sleep(0.5); raise SystemExit(3)"],
+        ],
+        dict(os.environ),
+    )
+    assert status == 3  # systemd sees the failure and restarts the whole
+    assert time.monotonic() - started < 30  # the sleeper was stopped, not waited for
