@@ -218,3 +218,20 @@ def test_healthz_is_json_a_monitor_can_read(live_server, page):
         page.screenshot(path=str(SCREENSHOTS / f"healthz-{width}.png"), full_page=True)
     assert response.status == 200
     assert json.loads(page.inner_text("body"))["status"] == "ok"
+
+
+def test_the_api_docs_render_from_this_site_alone(live_server, page):
+    """Swagger UI comes from the site's own static files: it renders with no other host."""
+    page.route(
+        lambda url: urlsplit(url).netloc != urlsplit(live_server.url).netloc,
+        lambda route: route.abort(),
+    )
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for width in WIDTHS.values():
+        page.set_viewport_size({"width": width, "height": 900})
+        page.goto(live_server.url + "/api/v1/docs")
+        title = page.locator(".swagger-ui .info .title")
+        title.wait_for()
+        assert title.inner_text().startswith("Signalpost API")
+        page.locator(".opblock").first.wait_for()
+        page.screenshot(path=str(SCREENSHOTS / f"api-docs-{width}.png"))
