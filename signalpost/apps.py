@@ -6,3 +6,7 @@ class SignalpostConfig(AppConfig):
 
     name = "signalpost"
     verbose_name = "Signalpost"
+
+    def ready(self):
+        # The per-task log line (django.tasks' task_finished signal).
+        from signalpost import logs  # noqa: F401

@@ -149,3 +149,58 @@ def cache_from_url(url):
         # Django's backend, reusing its Redis clients (see signalpost.redis_cache).
         return {"BACKEND": "signalpost.redis_cache.RedisCache", "LOCATION": url}
     raise ImproperlyConfigured(f"CACHE_URL must be locmem:, dummy: or redis://...; got {url!r}")
+
+
+DEVELOPMENT_SECRET_KEY = "signalpost-development-key-never-use-in-production"
+SECRET_KEY_MIN_LENGTH = 50
+
+
+def production_problems(environ):
+    """Return every reason the environment is unsafe to serve the public, one sentence each.
+
+    Checked by ``signalpost serve`` and ``signalpost worker`` before anything
+    starts, so an operator sees every problem at once rather than one per try.
+    """
+    problems = []
+    secret_key = environ.get("SECRET_KEY", "")
+    if not secret_key:
+        problems.append(
+            "SECRET_KEY is not set: set it to a random string of at least 50 characters "
+            "(python3 -c 'import secrets; print(secrets.token_urlsafe(64))') and keep it."
+        )
+    elif secret_key == DEVELOPMENT_SECRET_KEY or len(secret_key) < SECRET_KEY_MIN_LENGTH:
+        problems.append(
+            "SECRET_KEY is the development key or shorter than 50 characters: "
+            "generate a random one."
+        )
+    try:
+        if env_flag(environ, "DEBUG", default=False):
+            problems.append("DEBUG is on: unset it or set DEBUG=0 (it shows code and settings).")
+    except ImproperlyConfigured as error:
+        problems.append(str(error))
+    if not env_list(environ, "ALLOWED_HOSTS", default=[]):
+        problems.append(
+            "ALLOWED_HOSTS is empty: set it to the site's host names, e.g. "
+            "ALLOWED_HOSTS=news.example.com."
+        )
+    site_url = environ.get("SITE_URL", "").strip()
+    try:
+        allow_http = env_flag(environ, "SITE_URL_ALLOW_HTTP", default=False)
+    except ImproperlyConfigured as error:
+        problems.append(str(error))
+        allow_http = True
+    if not site_url:
+        problems.append(
+            "SITE_URL is not set: set it to the address people reach the site at, e.g. "
+            "SITE_URL=https://news.example.com (every link in every email starts with it)."
+        )
+    elif not site_url.lower().startswith("https://") and not allow_http:
+        problems.append(
+            f"SITE_URL is {site_url!r}, not https://: links in emails would travel "
+            "unencrypted. Use https://, or set SITE_URL_ALLOW_HTTP=1 if you mean it."
+        )
+    for name in ("WEB_CONCURRENCY", "WEB_THREADS", "TASK_WORKERS"):
+        raw = environ.get(name)
+        if raw is not None and not (raw.strip().isdigit() and int(raw) <= 64):
+            problems.append(f"{name} must be a whole number from 0 to 64; got {raw!r}.")
+    return problems

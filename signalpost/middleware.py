@@ -1,4 +1,5 @@
-"""Request bodies are checked before any view or CSRF check reads them.
+"""HTTP details Django leaves to the server: HEAD without a body, and request bodies
+checked before any view or CSRF check reads them.
 
 Django reads a form's body when something first asks for ``request.POST``: in
 ``CsrfViewMiddleware``, for most pages. A body it cannot read raises there, and
@@ -123,3 +124,21 @@ class RequestBodyMiddleware:
         except UnreadablePostError:
             return _refusal(request, status=400, message="The request body was cut short.")
         return None
+
+
+class HeadWithoutBodyMiddleware:
+    """Answer HEAD with a GET's headers and no body.
+
+    Django renders the page for HEAD as for GET; runserver drops the body but
+    gunicorn only warns and drops it itself. Dropping it here keeps the
+    ``Content-Length`` the GET would have (RFC 9110) and the server quiet.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if request.method == "HEAD" and not response.streaming:
+            response.content = b""
+        return response

@@ -6,6 +6,7 @@ from pathlib import Path
 from django.core.exceptions import ImproperlyConfigured
 
 from signalpost.config import (
+    DEVELOPMENT_SECRET_KEY,
     cache_from_url,
     database_from_url,
     env_flag,
@@ -13,13 +14,13 @@ from signalpost.config import (
     env_rate,
     mailer_from_url,
 )
+from signalpost.security import CSP_PUBLIC
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 ENV = os.environ
 
 # Production mode refuses to run on the development key or without one.
 PRODUCTION = ENV.get("SIGNALPOST_MODE", "development").strip().lower() == "production"
-DEVELOPMENT_SECRET_KEY = "signalpost-development-key-never-use-in-production"
 SECRET_KEY = ENV.get("SECRET_KEY", "" if PRODUCTION else DEVELOPMENT_SECRET_KEY)
 if PRODUCTION and (len(SECRET_KEY) < 50 or SECRET_KEY == DEVELOPMENT_SECRET_KEY):
     raise ImproperlyConfigured(
@@ -54,12 +55,19 @@ INSTALLED_APPS = [
     "signalpost.webhooks",
     "signalpost.api",
     "anymail",
+    # Its templates and static files serve the API docs' Swagger UI from this site.
+    "ninja",
 ]
 
 MIDDLEWARE = [
+    # First: one log line per request, with its duration and outcome.
+    "signalpost.logs.RequestLogMiddleware",
+    "signalpost.middleware.HeadWithoutBodyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Before anything reads a body (CsrfViewMiddleware reads forms): size, charset, files.
     "signalpost.middleware.RequestBodyMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    "signalpost.security.StaffContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -67,6 +75,14 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+
+if PRODUCTION:
+    # The static files collectstatic gathered, straight after the security headers:
+    # no session, CSRF or auth work for them. (Development's runserver serves them.)
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("django.middleware.csp.ContentSecurityPolicyMiddleware"),
+        "whitenoise.middleware.WhiteNoiseMiddleware",
+    )
 
 ROOT_URLCONF = "signalpost.urls"
 WSGI_APPLICATION = "signalpost.wsgi.application"
@@ -83,6 +99,8 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "signalpost.context_processors.site_links",
+                # {{ csp_nonce }}: the admin's own inline script carries it.
+                "django.template.context_processors.csp",
             ],
         },
     },
@@ -160,7 +178,17 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "var" / "static"
+STATIC_ROOT = Path(ENV.get("STATIC_ROOT") or BASE_DIR / "var" / "static")
+# Production serves the files collectstatic gathered (WhiteNoise): compressed, with
+# content-hashed names cached for a year. Development and tests read them in place.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if PRODUCTION
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
 
 # Request bodies (README: Limits). The public pages take a handful of short fields;
 # the views named here (URL name, or namespace) take more: an issue's Markdown,
@@ -191,13 +219,42 @@ SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE = PRODUCTION
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+SECURE_REFERRER_POLICY = "same-origin"
+# Behind a reverse proxy that terminates TLS and sets X-Forwarded-Proto (only then:
+# a client could otherwise claim HTTPS), request.is_secure() follows the header.
+if env_flag(ENV, "BEHIND_HTTPS_PROXY", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Browsers remember to use HTTPS only (sent on HTTPS responses only).
+SECURE_HSTS_SECONDS = int(ENV.get("HSTS_SECONDS", "31536000" if PRODUCTION else "0"))
+# The public pages load nothing from anywhere else and run no inline code; the admin
+# gets its own policy (signalpost.security).
+SECURE_CSP = CSP_PUBLIC
 
+# Maintenance the workers run on their heartbeat (signalpost.durable.maintenance):
+# finished task rows and delivered or given-up webhook messages older than these
+# many days are deleted, once per interval across the workers. 0 keeps them.
+SIGNALPOST_MAINTENANCE_INTERVAL_SECONDS = int(ENV.get("MAINTENANCE_INTERVAL_SECONDS", "3600"))
+SIGNALPOST_TASK_RESULTS_RETENTION_DAYS = int(ENV.get("TASK_RESULTS_RETENTION_DAYS", "14"))
+SIGNALPOST_WEBHOOK_MESSAGES_RETENTION_DAYS = int(ENV.get("WEBHOOK_MESSAGES_RETENTION_DAYS", "30"))
+
+LOG_FORMAT = ENV.get("LOG_FORMAT", "plain").strip().lower()
+if LOG_FORMAT not in {"plain", "json"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be plain or json; got {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "signalpost.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "loggers": {
         "signalpost": {"handlers": ["console"], "level": ENV.get("LOG_LEVEL", "INFO")},
+        # Errors Django logs (a 500's traceback) go to the same place, in the same format.
+        "django": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+        # Its 4xx lines name the path (tokens included): the request log has them without.
+        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
+        # The worker's own lines (start, stop); each task's line is signalpost.tasks'.
+        "django_tasks_db": {"handlers": ["console"], "level": "INFO", "propagate": False},
     },
 }

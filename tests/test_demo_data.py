@@ -19,3 +19,17 @@ def test_demo_data_loads_and_can_load_again(settings):
     assert counts[0] >= 3
     assert Subscription.objects.filter(status="active").count() == counts[1]
     assert get_user_model().objects.get(username="admin").is_superuser
+
+
+def test_the_demo_login_is_shown_only_while_it_is_still_the_demo_password(settings):
+    settings.DEBUG = True
+    shown = StringIO()
+    call_command("load_demo_data", stdout=shown)
+    assert shown.getvalue() == "Staff login: admin / admin (the demo password)\n"
+
+    admin = get_user_model().objects.get(username="admin")
+    admin.set_password("a much better secret")
+    admin.save()
+    changed = StringIO()
+    call_command("load_demo_data", stdout=changed)
+    assert changed.getvalue() == ""

@@ -12,7 +12,7 @@ from django.db.models import Count, Q
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
-from ninja import NinjaAPI, Path, Router, Status
+from ninja import NinjaAPI, Path, Router, Status, Swagger
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 from ninja.pagination import PageNumberPagination, paginate
@@ -58,6 +58,9 @@ api = NinjaAPI(
     auth=TokenAuth(),
     urls_namespace="api",
     parser=StrictJSONParser(),
+    # Swagger UI from ninja's own static files ('ninja' is an installed app): the docs
+    # page asks nothing of any other host.
+    docs=Swagger(),
 )
 
 

@@ -7,3 +7,6 @@ class DurableConfig(AppConfig):
     name = "signalpost.durable"
     label = "durable"
     verbose_name = "Durable receivers"
+
+    def ready(self):
+        from signalpost.durable import receivers  # noqa: F401  (connects them)

@@ -320,3 +320,22 @@ def orphaned_tasks_requeue(*, lease_seconds):
     # Forget workers silent for many leases; their tasks were requeued above.
     WorkerProcess.objects.filter(heartbeat_at__lt=now - 10 * lease).delete()
     return len(orphaned)
+
+
+TASK_RESULTS_PRUNE_CHUNK = 1000
+
+
+def task_results_prune(*, older_than):
+    """Delete task rows that finished (succeeded or failed) before ``older_than``; return
+    how many went.
+
+    Waiting, scheduled and running tasks stay, however old; dead letters are
+    rows of their own and stay until handled. Deleted a chunk per statement, so
+    a large backlog holds no long lock.
+    """
+    finished = DBTaskResult.objects.finished().filter(finished_at__lt=older_than)
+    pruned = 0
+    while chunk := list(finished.values_list("pk", flat=True)[:TASK_RESULTS_PRUNE_CHUNK]):
+        deleted, _ = DBTaskResult.objects.filter(pk__in=chunk).delete()
+        pruned += deleted
+    return pruned

@@ -3,12 +3,12 @@ from django.contrib.auth.decorators import permission_required
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import JsonResponse
 from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 from signalpost.durable.selectors import queue_status
 
 
-@require_GET
+@require_safe
 @staff_member_required
 # Being staff only opens the admin; the queue names receivers and shows failures.
 @permission_required("durable.view_deadletter", raise_exception=True)

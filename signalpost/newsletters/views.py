@@ -7,7 +7,7 @@ from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_http_methods, require_safe
 
 from signalpost.accounts.models import Profile
 from signalpost.accounts.privacy import profile_export
@@ -117,15 +117,15 @@ def read_link(request, *, token, purpose, max_age, newsletter=None):
     return profile_id, None
 
 
-@require_GET
+@require_safe
 def home(request):
     topics, untopical = topics_with_public_newsletters()
     return render(request, "newsletters/home.html", {"topics": topics, "untopical": untopical})
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def subscribe_page(request):
-    if request.method == "GET":
+    if request.method != "POST":
         form = SubscribeForm(initial=prefill(request))
         return render(request, "newsletters/subscribe.html", {"form": form})
     if not client_rate_allows(request, scope="subscribe_ip"):
@@ -157,9 +157,9 @@ def subscribe_page(request):
     )
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def unsubscribe_page(request):
-    if request.method == "GET":
+    if request.method != "POST":
         form = UnsubscribeForm(initial=prefill(request))
         return render(request, "newsletters/unsubscribe.html", {"form": form})
     # The form ends anyone's subscription given the address (the tutorial's form): the
@@ -182,7 +182,7 @@ def unsubscribe_page(request):
     return render(request, "newsletters/unsubscribe_done.html", context)
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def confirm_page(request, slug, token):
     """GET shows a button (link scanners change nothing); POST confirms."""
     newsletter = get_object_or_404(Newsletter, slug=slug)
@@ -210,7 +210,7 @@ def confirm_page(request, slug, token):
 
 
 @csrf_exempt  # RFC 8058: mail providers POST without cookies; the signed token authenticates.
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def one_click_unsubscribe(request, slug, token):
     newsletter = get_object_or_404(Newsletter, slug=slug)
     profile_id, problem = read_link(
@@ -230,9 +230,9 @@ def one_click_unsubscribe(request, slug, token):
     return render(request, "newsletters/one_click_unsubscribe.html", context)
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def preferences_request_page(request):
-    if request.method == "GET":
+    if request.method != "POST":
         form = PreferencesLinkForm(initial=prefill(request))
         return render(request, "newsletters/preferences_request.html", {"form": form})
     if not client_rate_allows(request, scope="subscribe_ip"):
@@ -262,7 +262,7 @@ def preferences_link_owner(request, token):
     return profile, None
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def preferences_page(request, token):
     profile, problem = preferences_link_owner(request, token)
     if problem:
@@ -282,7 +282,7 @@ def preferences_page(request, token):
             saved = {"joined": joined, "left": left, "left_everything": leave_all}
         else:
             status = 400
-    if request.method == "GET" or saved:
+    if request.method != "POST" or saved:
         form = PreferencesForm(
             initial={"name": profile.name, "newsletters": newsletters_subscribed(profile=profile)},
             choices=choices,
@@ -291,7 +291,7 @@ def preferences_page(request, token):
     return render(request, "newsletters/preferences.html", context, status=status)
 
 
-@require_GET
+@require_safe
 def preferences_data_page(request, token):
     """Everything held about the link's owner, as a JSON download."""
     profile, problem = preferences_link_owner(request, token)

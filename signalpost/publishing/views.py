@@ -1,6 +1,6 @@
 from django.shortcuts import get_object_or_404, render
 from django.utils.safestring import mark_safe
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 from signalpost.newsletters.forms import SubscribeForm
 from signalpost.newsletters.models import Newsletter
@@ -13,7 +13,7 @@ def public_newsletter_or_404(request, slug):
     return newsletter if newsletter.is_public else None
 
 
-@require_GET
+@require_safe
 def newsletter_page(request, slug):
     """A newsletter's page: what it is, a subscribe form, its archive."""
     newsletter = public_newsletter_or_404(request, slug)
@@ -27,7 +27,7 @@ def newsletter_page(request, slug):
     return render(request, "publishing/newsletter.html", context)
 
 
-@require_GET
+@require_safe
 def issue_page(request, slug, issue_slug):
     """The web version of an issue that is going out or has gone out.
 

@@ -6,18 +6,26 @@ endpoint, each retried on its own. Nothing is queued while no endpoint exists.
 The erase event is the exception: it is queued in the erase's transaction.
 """
 
+import logging
 import uuid
+from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
+from django.utils import timezone
 
 from signalpost.durable.decorators import durable
+from signalpost.durable.maintenance import chore_due
+from signalpost.durable.signals import worker_beat
 from signalpost.signals import profile_erased
 from signalpost.webhooks.events import ERASED_EVENT, EVENTS, erased_data
 from signalpost.webhooks.models import WebhookEndpoint
 from signalpost.webhooks.selectors import endpoints_active_exist, endpoints_changed
-from signalpost.webhooks.services import messages_create, messages_forget
+from signalpost.webhooks.services import messages_create, messages_forget, messages_prune
+
+logger = logging.getLogger(__name__)
 
 
 def endpoints_exist(**kwargs):
@@ -73,3 +81,16 @@ for _event, (_signal, _build) in EVENTS.items():
     _durable = durable(max_attempts=5, backoff_base=10, only_if=endpoints_exist)(_function)
     globals()[_function.__name__] = _durable
     receiver(_signal, dispatch_uid=f"webhooks.{_event}")(_durable)
+
+
+@receiver(worker_beat, dispatch_uid="webhooks.messages_prune_old")
+def messages_prune_old(sender, *, worker_id, **kwargs):
+    """Delivered and given-up messages older than ``WEBHOOK_MESSAGES_RETENTION_DAYS`` go,
+    with their attempts, once per maintenance interval (pending ones stay)."""
+    days = settings.SIGNALPOST_WEBHOOK_MESSAGES_RETENTION_DAYS
+    if days <= 0 or not chore_due(
+        "webhook_messages_prune", every=settings.SIGNALPOST_MAINTENANCE_INTERVAL_SECONDS
+    ):
+        return
+    pruned = messages_prune(older_than=timezone.now() - timedelta(days=days))
+    logger.info("Pruned %d webhook messages older than %d days", pruned, days)

@@ -42,14 +42,14 @@ def test_the_progress_bar_moves_without_a_reload(
     worker = start_worker("progress", tmp_path, "--lease=5")
     try:
         page.wait_for_function(
-            "Number(document.getElementById('progress-sent').textContent) >= 10",
+            "() => Number(document.getElementById('progress-sent').textContent) >= 10",
             timeout=30_000,
         )
         screenshot(page, "2-moving")
         assert page.evaluate("window.loadedOnce") is True, "no reload"
         assert 0 < float(page.locator("#progress-bar").get_attribute("value") or 0) < 100
         page.wait_for_function(
-            "document.getElementById('progress-status').textContent === 'sent'",
+            "() => document.getElementById('progress-status').textContent === 'sent'",
             timeout=60_000,
         )
     finally:

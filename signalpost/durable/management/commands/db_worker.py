@@ -1,3 +1,4 @@
+import logging
 import os
 
 from django.conf import settings
@@ -31,6 +32,13 @@ class Command(db_worker.Command):
             help="Seconds without a heartbeat after which this worker's running task is "
             "taken for lost and run again (default: %(default)s, WORKER_LEASE_SECONDS).",
         )
+
+    def configure_logging(self, verbosity):
+        super().configure_logging(verbosity)
+        if verbosity == 1:
+            # signalpost.tasks logs one line per task, with its duration; Django's
+            # own two lines per task (started, finished) would only repeat it.
+            logging.getLogger("django.tasks").setLevel(logging.WARNING)
 
     def handle(self, *, lease, **options):
         # Under the autoreloader, the parent process only watches files.

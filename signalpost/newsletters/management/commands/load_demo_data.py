@@ -20,7 +20,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         count = demo_data_load()
-        self.stdout.write(self.style.SUCCESS(f"Demo data ready: {count} newsletters."))
+        if options["verbosity"] > 1:
+            self.stdout.write(self.style.SUCCESS(f"Demo data ready: {count} newsletters."))
         if options["no_admin"]:
             return
         if not settings.DEBUG:
@@ -30,6 +31,9 @@ class Command(BaseCommand):
             )
         username, email, password = DEMO_ADMIN
         User = get_user_model()
-        if not User.objects.filter(username=username).exists():
-            User.objects.create_superuser(username=username, email=email, password=password)
-        self.stdout.write(f"Staff login: {username} / {password} at /admin/")
+        user = User.objects.filter(username=username).first()
+        if user is None:
+            user = User.objects.create_superuser(username=username, email=email, password=password)
+        # Shown only while it is still the demo password: once changed, it is nobody's business.
+        if user.check_password(password):
+            self.stdout.write(f"Staff login: {username} / {password} (the demo password)")

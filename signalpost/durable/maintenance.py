@@ -1,0 +1,44 @@
+"""Chores the workers do on their heartbeat, so an operator needs no cron.
+
+A ``worker_beat`` receiver asks ``chore_due(name, every=...)`` whether to do
+its chore now. Each worker process does it at most once per interval, and
+with a shared cache (Redis) only one worker of them all per interval does.
+"""
+
+import logging
+import threading
+import time
+
+from django.core.cache import cache
+
+logger = logging.getLogger(__name__)
+
+_last_done = {}
+_last_done_lock = threading.Lock()
+
+
+def chore_due(name, *, every):
+    """Return whether the chore ``name`` should run now, and if so claim it for ``every`` s.
+
+    ``every`` of 0 or less turns the chore off. A cache outage leaves the
+    choice to each process: a chore must be harmless when two run it.
+    """
+    if every <= 0:
+        return False
+    now = time.monotonic()
+    with _last_done_lock:
+        last = _last_done.get(name)
+        if last is not None and now - last < every:
+            return False
+        _last_done[name] = now
+    try:
+        return cache.add(f"signalpost:chore:{name}", 1, timeout=every)
+    except Exception:  # Any backend's connection error.
+        logger.warning("Cache unavailable; chore %s runs in this worker", name, exc_info=True)
+        return True
+
+
+def chores_forget():
+    """Forget when each chore ran in this process (tests)."""
+    with _last_done_lock:
+        _last_done.clear()
