@@ -129,6 +129,7 @@ PUBLIC_PAGES = {
     "issue": lambda jane, weekly: "/n/weekly/first/",
     "admin_login": lambda jane, weekly: "/admin/login/",
     "queue_status": lambda jane, weekly: "/admin/queue/",
+    "healthz": lambda jane, weekly: "/healthz",
 }
 FORM_PAGES = ["subscribe", "unsubscribe", "preferences_request", "preferences", "admin_login"]
 TOKEN_FORM_PAGES = ["confirm", "one_click_unsubscribe"]
