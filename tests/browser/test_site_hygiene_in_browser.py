@@ -1,6 +1,6 @@
 """Every page in a real browser: nothing from another host, no CSP violation.
 
-Also the error pages this project adds (404, 500) at a desktop and a phone
+Also the error pages this project adds (400, 404, 413, 500) at a desktop and a phone
 width, checked with axe-core (no serious or critical violation) and saved as
 screenshots under var/screenshots/ for a person to look at.
 """
@@ -235,3 +235,69 @@ def test_the_api_docs_render_from_this_site_alone(live_server, page):
         assert title.inner_text().startswith("Signalpost API")
         page.locator(".opblock").first.wait_for()
         page.screenshot(path=str(SCREENSHOTS / f"api-docs-{width}.png"))
+
+
+SUBMIT_A_FORM = """([action, fields, withFile]) => {
+  const form = document.createElement("form");
+  form.method = "post";
+  form.action = action;
+  if (withFile) form.enctype = "multipart/form-data";
+  for (const [name, value] of Object.entries(fields)) {
+    const input = document.createElement("textarea");
+    input.name = name;
+    input.value = value;
+    form.append(input);
+  }
+  if (withFile) {
+    const file = document.createElement("input");
+    file.type = "file";
+    file.name = "photo";
+    form.append(file);
+  }
+  document.body.append(form);
+  return form;
+}"""
+
+
+def look_after_posting(page, base, *, fields, with_file, name):
+    """Post a form built in the page at each width; return (status, axe findings) per width."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    findings = {}
+    for label, width in WIDTHS.items():
+        page.set_viewport_size({"width": width, "height": 900})
+        page.goto(base + "/subscribe/")
+        form = page.evaluate_handle(SUBMIT_A_FORM, ["/subscribe/", fields, with_file])
+        if with_file:
+            page.set_input_files(
+                "input[type=file]",
+                files=[{"name": "me.png", "mimeType": "image/png", "buffer": b"\x89PNG" * 64}],
+            )
+        with page.expect_navigation() as navigation:
+            form.evaluate("form => form.submit()")
+        page.screenshot(path=str(SCREENSHOTS / f"{name}-{width}.png"), full_page=True)
+        findings[label] = (navigation.value.status, axe_violations(page))
+    return findings
+
+
+def test_the_too_large_page_is_accessible_at_desktop_and_phone_widths(live_server, axe_page, site):
+    if not AXE.exists():
+        pytest.skip(f"{AXE} is missing: run `npm ci`")
+    fields = {"user_email": "jane@example.com", "newsletter": "weekly", "name": "x" * 70_000}
+    findings = look_after_posting(
+        axe_page, live_server.url, fields=fields, with_file=False, name="413"
+    )
+    assert findings == {label: (413, []) for label in WIDTHS}
+    assert axe_page.get_by_role("heading", level=1).inner_text() == "Request too large"
+
+
+def test_the_bad_request_page_is_accessible_at_desktop_and_phone_widths(
+    live_server, axe_page, site
+):
+    if not AXE.exists():
+        pytest.skip(f"{AXE} is missing: run `npm ci`")
+    fields = {"user_email": "jane@example.com", "newsletter": "weekly"}
+    findings = look_after_posting(
+        axe_page, live_server.url, fields=fields, with_file=True, name="400"
+    )
+    assert findings == {label: (400, []) for label in WIDTHS}
+    assert axe_page.get_by_role("heading", level=1).inner_text() == "Bad request"
