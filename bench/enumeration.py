@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode
 
-from harness import Service, free_port, pg_connect, pg_url_for, run
+from harness import Service, free_port, pg_connect, pg_url_for, run, wait_ready
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
@@ -208,21 +208,6 @@ def run_case(case, port, args):
     return result
 
 
-def wait_ready(port, service, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not service.alive():
-            raise SystemExit(f"{service.name} exited while starting:\n{service.tail()}")
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            connection.request("GET", "/subscribe/", headers={"Host": "127.0.0.1"})
-            if connection.getresponse().status == 200:
-                return
-        except OSError:
-            time.sleep(0.3)
-    raise SystemExit(f"{service.name} not ready after {timeout:.0f} s:\n{service.tail()}")
-
-
 def main():
     args = parse_args()
     cases = [case for case in CASES if case.key in args.cases.split(",")]
@@ -293,7 +278,7 @@ def main():
             logdir=workdir,
             cwd=code_root,
         )
-        wait_ready(port, server)
+        wait_ready(port, "/subscribe/", service=server)
         load_before = os.getloadavg()[0]
         results = {case.key: run_case(case, port, args) for case in cases}
         load_after = os.getloadavg()[0]

@@ -4,10 +4,12 @@ Imported by ``bench/fanout.py``, ``bench/subscribe.py`` and ``bench/import.py``,
 run as scripts from this folder.
 """
 
+import http.client
 import os
 import signal
 import socket
 import subprocess
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -109,3 +111,22 @@ def machine_busy_seconds():
         fields = [int(value) for value in handle.readline().split()[1:]]
     idle = fields[3] + fields[4]
     return (sum(fields[:8]) - idle) / CLOCK_TICKS
+
+
+def wait_ready(port, path, *, service, timeout=90.0):
+    """Wait until GET ``path`` answers 200 (gunicorn boots Django in each worker)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not service.alive():
+            raise SystemExit(f"{service.name} exited while starting:\n{service.tail()}")
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            connection.request("GET", path, headers={"Host": "127.0.0.1"})
+            status = connection.getresponse().status
+            connection.close()
+            if status == 200:
+                return
+            raise SystemExit(f"{service.name}: GET {path} answered {status}:\n{service.tail()}")
+        except OSError:
+            time.sleep(0.3)
+    raise SystemExit(f"{service.name} not ready after {timeout:.0f} s:\n{service.tail()}")

@@ -117,25 +117,6 @@ FIXED = {
 }
 
 
-def long_issue(size):
-    """Markdown as a long issue has it (tests/test_api.py's long_newsletter_body)."""
-    sections = []
-    number = 0
-    while sum(map(len, sections)) < size:
-        number += 1
-        sections.append(
-            f"## Part {number}: the week [in brief]\n\n"
-            f"Some *emphasis*, **strong** text, [a link](https://example.com/{number}), "
-            f"<https://example.org/{number}>, ![a chart](https://example.com/{number}.png), "
-            f"`items[i]` and a footnote[^{number}], where a < b.\n\n"
-            "- one [more](https://example.com/more)\n- two\n    1. nested\n    2. list\n\n"
-            "> A quote with [its source](https://example.com/source).\n\n"
-            "```\nif (a[i] < b) { return x; }\n```\n\n"
-            f"[^{number}]: The note.\n\n"
-        )
-    return "".join(sections)[:size]
-
-
 def setup(tmpdir):
     sys.path.insert(0, str(REPO_ROOT))
     os.environ["DJANGO_SETTINGS_MODULE"] = "signalpost.settings"
@@ -208,12 +189,13 @@ def normal_cost():
 def long_issues():
     from signalpost.publishing import markdown_sandbox
     from signalpost.publishing.services import BODY_MAX_LENGTH
+    from tests.test_api import long_newsletter_body
 
     print()
     print("| realistic long issue, bytes | best of 3, s (through the child) | worst of 3, s |")
     print("|---:|---:|---:|")
     for size in (BODY_MAX_LENGTH // 2, BODY_MAX_LENGTH, BODY_MAX_LENGTH * 2):
-        body = long_issue(size)
+        body = long_newsletter_body(size)[:size]
         times = []
         for number in range(3):
             started = time.perf_counter()

@@ -82,6 +82,7 @@ from harness import (
     pg_url_for,
     proc_cpu_seconds,
     run,
+    wait_ready,
 )
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -200,27 +201,6 @@ def ensure_dn_venv():
     )
     marker.write_text(wanted)
     return python
-
-
-def wait_ready(port, path, *, service, timeout=90.0):
-    """Wait until GET ``path`` answers 200 (gunicorn boots Django in each worker)."""
-    import http.client
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not service.alive():
-            raise SystemExit(f"{service.name} exited while starting:\n{service.tail()}")
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            connection.request("GET", path, headers={"Host": "127.0.0.1"})
-            status = connection.getresponse().status
-            connection.close()
-            if status == 200:
-                return
-            raise SystemExit(f"{service.name}: GET {path} answered {status}:\n{service.tail()}")
-        except OSError:
-            time.sleep(0.3)
-    raise SystemExit(f"{service.name} not ready after {timeout:.0f} s:\n{service.tail()}")
 
 
 def gunicorn_argv(bin_dir, app, port):

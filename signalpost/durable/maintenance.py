@@ -8,8 +8,11 @@ with a shared cache (Redis) only one worker of them all per interval does.
 import logging
 import threading
 import time
+from datetime import timedelta
 
+from django.conf import settings
 from django.core.cache import cache
+from django.utils import timezone
 
 logger = logging.getLogger(__name__)
 
@@ -42,3 +45,14 @@ def chores_forget():
     """Forget when each chore ran in this process (tests)."""
     with _last_done_lock:
         _last_done.clear()
+
+
+def retention_cutoff(chore, *, days):
+    """Return the time before which finished rows of ``chore`` go, if it is due now; else None.
+
+    ``days`` of 0 or less keeps everything; the chore runs once per
+    ``MAINTENANCE_INTERVAL_SECONDS`` (see ``chore_due``).
+    """
+    if days <= 0 or not chore_due(chore, every=settings.SIGNALPOST_MAINTENANCE_INTERVAL_SECONDS):
+        return None
+    return timezone.now() - timedelta(days=days)

@@ -5,13 +5,11 @@ nothing of profiles; see accounts.receivers.)
 """
 
 import logging
-from datetime import timedelta
 
 from django.conf import settings
 from django.dispatch import receiver
-from django.utils import timezone
 
-from signalpost.durable.maintenance import chore_due
+from signalpost.durable.maintenance import retention_cutoff
 from signalpost.durable.services import task_results_prune
 from signalpost.durable.signals import worker_beat
 
@@ -22,9 +20,8 @@ logger = logging.getLogger(__name__)
 def task_results_prune_old(sender, *, worker_id, **kwargs):
     """Finished task rows older than ``TASK_RESULTS_RETENTION_DAYS`` go, once per interval."""
     days = settings.SIGNALPOST_TASK_RESULTS_RETENTION_DAYS
-    if days <= 0 or not chore_due(
-        "task_results_prune", every=settings.SIGNALPOST_MAINTENANCE_INTERVAL_SECONDS
-    ):
+    cutoff = retention_cutoff("task_results_prune", days=days)
+    if cutoff is None:
         return
-    pruned = task_results_prune(older_than=timezone.now() - timedelta(days=days))
+    pruned = task_results_prune(older_than=cutoff)
     logger.info("Pruned %d finished task rows older than %d days", pruned, days)

@@ -8,16 +8,14 @@ The erase event is the exception: it is queued in the erase's transaction.
 
 import logging
 import uuid
-from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
-from django.utils import timezone
 
 from signalpost.durable.decorators import durable
-from signalpost.durable.maintenance import chore_due
+from signalpost.durable.maintenance import retention_cutoff
 from signalpost.durable.signals import worker_beat
 from signalpost.signals import profile_erased
 from signalpost.webhooks.events import ERASED_EVENT, EVENTS, erased_data
@@ -88,9 +86,8 @@ def messages_prune_old(sender, *, worker_id, **kwargs):
     """Delivered and given-up messages older than ``WEBHOOK_MESSAGES_RETENTION_DAYS`` go,
     with their attempts, once per maintenance interval (pending ones stay)."""
     days = settings.SIGNALPOST_WEBHOOK_MESSAGES_RETENTION_DAYS
-    if days <= 0 or not chore_due(
-        "webhook_messages_prune", every=settings.SIGNALPOST_MAINTENANCE_INTERVAL_SECONDS
-    ):
+    cutoff = retention_cutoff("webhook_messages_prune", days=days)
+    if cutoff is None:
         return
-    pruned = messages_prune(older_than=timezone.now() - timedelta(days=days))
+    pruned = messages_prune(older_than=cutoff)
     logger.info("Pruned %d webhook messages older than %d days", pruned, days)
