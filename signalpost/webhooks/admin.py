@@ -31,6 +31,7 @@ class WebhookEndpointForm(forms.ModelForm):
     class Meta:
         model = WebhookEndpoint
         fields = ["url", "description", "events", "is_active"]
+        labels = {"url": "URL"}
 
     def clean(self):
         cleaned_data = super().clean()
@@ -53,9 +54,18 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
     search_fields = ["url", "description"]
     actions = ["rotate_secret_selected"]
 
-    def get_readonly_fields(self, request, obj=None):
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["url", "description", "events", "is_active"]
         # The URL is fixed once created: see endpoint_update.
-        return ["url", "secret_hint", "created_at"] if obj else []
+        return ["target_url", "secret_hint", "description", "events", "is_active", "created_at"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["target_url", "secret_hint", "created_at"] if obj else []
+
+    @admin.display(description="URL")
+    def target_url(self, endpoint):
+        return endpoint.url
 
     @admin.display(description="Events")
     def events_wanted(self, endpoint):
@@ -115,7 +125,9 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
             )
 
 
-class WebhookAttemptInline(admin.TabularInline):
+class WebhookAttemptInline(admin.StackedInline):
+    # Stacked, not a table: on a phone a table would scroll sideways in a region a
+    # keyboard cannot reach (axe: scrollable-region-focusable).
     model = WebhookAttempt
     fields = ["number", "attempted_at", "status_code", "latency_ms", "error", "response_excerpt"]
     readonly_fields = fields

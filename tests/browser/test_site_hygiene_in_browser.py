@@ -301,3 +301,22 @@ def test_the_bad_request_page_is_accessible_at_desktop_and_phone_widths(
     )
     assert findings == {label: (400, []) for label in WIDTHS}
     assert axe_page.get_by_role("heading", level=1).inner_text() == "Bad request"
+
+
+def test_the_webhook_admin_pages_are_accessible_at_desktop_and_phone_widths(
+    live_server, axe_page, site
+):
+    if not AXE.exists():
+        pytest.skip(f"{AXE} is missing: run `npm ci`")
+    message = WebhookMessage.objects.get()
+    message.attempt_log.create(number=1, status_code=503, response_excerpt="down", latency_ms=9)
+    log_in(axe_page, live_server.url)
+    pages = {
+        "webhook-endpoints": "/admin/webhooks/webhookendpoint/",
+        "webhook-endpoint-add": "/admin/webhooks/webhookendpoint/add/",
+        "webhook-endpoint": f"/admin/webhooks/webhookendpoint/{message.endpoint_id}/change/",
+        "webhook-messages": "/admin/webhooks/webhookmessage/",
+        "webhook-message": f"/admin/webhooks/webhookmessage/{message.pk}/change/",
+    }
+    found = {name: look(axe_page, live_server.url, path, name) for name, path in pages.items()}
+    assert found == {name: {label: (200, []) for label in WIDTHS} for name in pages}
