@@ -12,8 +12,6 @@ from django.utils import timezone
 from django_tasks_db.backend import DatabaseBackend
 from django_tasks_db.models import DBTaskResult, get_date_max
 
-from signalpost.accounts.models import Profile
-from signalpost.accounts.services import profile_insert_unless_known
 from signalpost.activity.models import Activity
 from signalpost.durable import services as durable_services
 from signalpost.durable.tasks import run_durable_receiver
@@ -171,18 +169,6 @@ def test_a_pre_save_receiver_changes_what_is_stored():
 
     stored = Activity.objects.get(pk=inserted.pk)
     assert (stored.event, stored.detail) == ("imported", {"changed": "in pre_save"})
-
-
-@pytest.mark.django_db
-def test_an_insert_skipped_on_conflict_writes_nothing_and_sends_no_post_save():
-    first, again = Profile(email="ann@example.com"), Profile(email="ANN@Example.com")
-    with Heard(post_save, Profile) as post:
-        assert profile_insert_unless_known(profile=first) is True
-        assert profile_insert_unless_known(profile=again) is False
-
-    assert [call["instance"] for call in post.calls] == [first]
-    assert again.pk is None and again._state.adding is True and again._state.db is None
-    assert list(Profile.objects.values_list("pk", "email")) == [(first.pk, "ann@example.com")]
 
 
 def subscribe_and_capture_the_confirmation_task(monkeypatch, newsletter, email):
