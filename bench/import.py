@@ -491,7 +491,7 @@ PROFILED = [
     ("    batch_write_postgresql", "newsletters/imports.py", "batch_write_postgresql"),
     ("    batch_write_portable", "newsletters/imports.py", "batch_write_portable"),
     ("    batch_write_sql", "newsletters/imports.py", "batch_write_sql"),
-    ("    receiver profiles_add_imported", "accounts/receivers.py", "profiles_add_imported"),
+    ("    receiver profiles_add_imported", "newsletters/receivers.py", "profiles_add_imported"),
     ("    receiver activity_record_imported", "activity/receivers.py", "activity_record_imported"),
     ("    Model.__init__ (ORM objects)", "django/db/models/base.py", "__init__"),
     ("  commit, one per batch", "django/db/backends/base/base.py", "commit"),

@@ -17,7 +17,7 @@ from signalpost.accounts.services import profile_get_or_create, profile_update
 from signalpost.durability import commit_without_flush
 from signalpost.durable.services import task_enqueue
 from signalpost.newsletters.models import Newsletter, Subscription
-from signalpost.rows import row_insert
+from signalpost.newsletters.writes import subscription_insert
 from signalpost.signals import (
     bounce_received,
     complaint_received,
@@ -107,8 +107,8 @@ def subscribe(*, email, newsletter, source, name="", consent=None, address_verif
             # Nobody has consented yet: a request a database crash loses is one
             # confirmation email that never comes, and the person asks again.
             commit_without_flush()
-    if subscription._state.adding:
-        row_insert(subscription)
+    if profile_created:
+        subscription_insert(subscription=subscription)
     else:
         subscription.save()
     if activate:
