@@ -1,6 +1,5 @@
 """Writing, scheduling and sending issues. Each function is one transaction."""
 
-import functools
 import logging
 import math
 import uuid
@@ -314,38 +313,6 @@ def deliveries_hold_back(*, issue_id, claimer, reason, hold):
         return 0
     return Delivery.objects.filter(issue_id=issue_id, status=Delivery.Status.QUEUED).update(
         status=Delivery.Status.HELD, last_error=error_for_storage(reason)
-    )
-
-
-def delivery_sent(*, delivery, message_id):
-    """Record one message as sent: its own statement, so a crash loses at most the next.
-
-    Plain SQL: this runs once per email, and building the ORM's UPDATE cost
-    more CPU than sending the message does (bench/README.md, Fan-out). On
-    PostgreSQL a batch marks through ``sending.SentMarks`` (prepared, asynchronous)
-    and comes here only when that statement cannot be used, so this one is never
-    prepared: a connection pooler that loses prepared statements can still run it.
-    """
-    params = [
-        Delivery.Status.SENT,
-        message_id[:200],
-        connection.ops.adapt_datetimefield_value(timezone.now()),
-        delivery.pk,
-        Delivery.Status.SENDING,
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(delivery_sent_sql(), params)
-
-
-@functools.cache
-def delivery_sent_sql():
-    quote = connection.ops.quote_name
-    fields = ["id", "status", "message_id", "sent_at"]
-    columns = {name: quote(Delivery._meta.get_field(name).column) for name in fields}
-    return (
-        f"UPDATE {quote(Delivery._meta.db_table)} SET {columns['status']} = %s, "
-        f"{columns['message_id']} = %s, {columns['sent_at']} = %s "
-        f"WHERE {columns['id']} = %s AND {columns['status']} = %s"
     )
 
 
