@@ -45,7 +45,14 @@ def profile_remove_undeliverable(sender, *, profile, subscription, **kwargs):
 def durable_calls_forget_profile(sender, *, profile_id, user_email, **kwargs):
     """Task arguments and dead letters keep the signal's user_email and the profile's
     id: the task queue forgets both."""
-    durable_calls_forget(texts=[user_email], references={"profile": profile_id})
+    durable_calls_forget(
+        texts=[user_email],
+        references={"profile": profile_id},
+        # A waiting call of this very signal carries the address by design, so that its
+        # receiver can forget the person elsewhere; webhooks' own erase event is queued
+        # in the erase's transaction for that reason.
+        waiting_calls_kept=[profile_erased],
+    )
 
 
 @receiver(post_save, sender=settings.AUTH_USER_MODEL, dispatch_uid="accounts.profile_link_user")
