@@ -12,6 +12,7 @@ from django.db.models import Count, F, Max
 from django.utils import timezone
 from django.utils.text import slugify
 
+from signalpost.durable.policy import RetryPolicy
 from signalpost.newsletters.models import Subscription
 from signalpost.publishing.models import Delivery, Issue
 from signalpost.publishing.rendering import MarkdownRefused, markdown_to_html
@@ -319,7 +320,7 @@ def deliveries_hold_back(*, issue_id, claimer, reason, hold):
 @transaction.atomic
 def delivery_retry_later(*, delivery, error):
     """Put a delivery back in the queue after a temporary failure, or fail it at the limit."""
-    if delivery.attempts >= settings.SIGNALPOST_SEND_MAX_ATTEMPTS:
+    if delivery.attempts >= send_retry_policy().max_attempts:
         reason = f"gave up after {delivery.attempts} attempts: {error}"
         return delivery_fail(delivery=delivery, reason=reason)
     Delivery.objects.filter(pk=delivery.pk, status=Delivery.Status.SENDING).update(
@@ -487,8 +488,20 @@ def send_restart(*, issue_id, release_held=False):
     return batches
 
 
+def send_retry_policy():
+    """How a delivery is retried: ``SIGNALPOST_SEND_MAX_ATTEMPTS`` attempts in all; its batch
+    waits 30 s after the first failure, doubling up to an hour, without jitter."""
+    return RetryPolicy(
+        max_attempts=settings.SIGNALPOST_SEND_MAX_ATTEMPTS,
+        backoff_base=30,
+        backoff_max=3600,
+        jitter=False,
+    )
+
+
 def retry_delay_seconds(attempts):
-    return min(3600, 30 * 2 ** max(0, attempts - 1))
+    """Return the seconds a batch waits after ``attempts`` failed attempts (30 after 0 or 1)."""
+    return send_retry_policy().delay_after(max(1, attempts))
 
 
 def retry_at(attempts):
