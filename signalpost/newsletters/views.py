@@ -8,7 +8,6 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
 from signalpost.accounts.models import Profile
-from signalpost.accounts.privacy import profile_export
 from signalpost.accounts.services import EMAIL_MAX_LENGTH
 from signalpost.newsletters import tokens
 from signalpost.newsletters.forms import (
@@ -34,6 +33,7 @@ from signalpost.newsletters.services import (
     subscription_end,
     unsubscribe_queue,
 )
+from signalpost.privacy.services import profile_export
 from signalpost.ratelimit import client_ip, client_rate_allows, rate_limit_allows
 
 PREFILL_MAX_LENGTH = EMAIL_MAX_LENGTH
