@@ -22,7 +22,7 @@ from django.utils import timezone
 from signalpost.accounts.services import EMAIL_MAX_LENGTH, email_normalize, name_clean
 from signalpost.newsletters.models import Subscription
 from signalpost.newsletters.writes import subscriptions_insert_imported
-from signalpost.signals import subscribers_imported
+from signalpost.signals import subscribers_imported, subscription_requested
 
 BATCH_SIZE = 5000
 WRITERS_MAX = 8
@@ -424,8 +424,6 @@ def batch_write(*, rows, newsletter, confirm):
 
 def confirmations_request(*, subscription_ids):
     """Ask each imported pending subscription to confirm (one email each, durable)."""
-    from signalpost.signals import subscription_requested
-
     for subscription in Subscription.objects.filter(id__in=subscription_ids).select_related(
         "profile", "newsletter"
     ):

@@ -26,11 +26,13 @@ from signalpost.newsletters.selectors import (
 )
 from signalpost.newsletters.services import (
     ConsentEvidence,
-    preferences_link_request_queue,
     preferences_update,
-    subscribe_queue,
     subscription_confirm,
     subscription_end,
+)
+from signalpost.newsletters.tasks import (
+    preferences_link_request_queue,
+    subscribe_queue,
     unsubscribe_queue,
 )
 from signalpost.privacy.services import profile_export

@@ -12,10 +12,11 @@ from django.db.models import Count, F, Max
 from django.utils import timezone
 from django.utils.text import slugify
 
+from signalpost.accounts.models import Profile
 from signalpost.durable.policy import RetryPolicy
 from signalpost.newsletters.models import Subscription
 from signalpost.publishing.models import Delivery, Issue
-from signalpost.publishing.rendering import MarkdownRefused, markdown_to_html
+from signalpost.publishing.rendering import IssueMessages, MarkdownRefused, markdown_to_html
 from signalpost.publishing.selectors import claimers_live, send_batches_live, sends_in_progress
 from signalpost.redaction import addresses_redact
 from signalpost.signals import delivery_failed, issue_sending_started, issue_sent
@@ -514,9 +515,6 @@ def issue_send_test(*, issue, to_email):
     Sent at once, not queued: the author is waiting for it. Nothing is recorded.
     """
     from django.core.mail import mailers
-
-    from signalpost.accounts.models import Profile
-    from signalpost.publishing.rendering import IssueMessages
 
     profile = Profile.objects.for_email(to_email).first() or Profile(pk=0, email=to_email, name="")
     delivery = Delivery(pk=0, issue=issue, email=to_email)
