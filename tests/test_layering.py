@@ -165,7 +165,8 @@ def test_imports_inside_functions_are_only_the_two_sanctioned_kinds():
 def test_only_persistence_modules_use_the_row_fast_paths():
     """``signalpost.rows`` (which reaches into Django's internals) and libpq are entered
     only from an app's persistence module (``writes.py``, or ``selectors.py`` for reads);
-    services call those and never branch on ``_state`` or the database vendor."""
+    services (and the import, and tasks) call those and never branch on ``_state`` or
+    the database vendor."""
     misplaced = []
     for path, module in source_modules():
         for line, target, _ in imports_of(path, module):
@@ -180,7 +181,7 @@ def test_only_persistence_modules_use_the_row_fast_paths():
                 ):
                     misplaced.append(f"{where(path, node.lineno)} {module} imports psycopg")
             if (
-                path.stem == "services"
+                path.stem in {"services", "imports", "tasks"}
                 and isinstance(node, ast.Attribute)
                 and node.attr in {"_state", "vendor"}
             ):

@@ -21,7 +21,10 @@ from django.utils import timezone
 
 from signalpost.accounts.services import EMAIL_MAX_LENGTH, email_normalize, name_clean
 from signalpost.newsletters.models import Subscription
-from signalpost.newsletters.writes import subscriptions_insert_imported
+from signalpost.newsletters.writes import (
+    batches_written_concurrently,
+    subscriptions_insert_imported,
+)
 from signalpost.signals import subscribers_imported, subscription_requested
 
 BATCH_SIZE = 5000
@@ -231,8 +234,7 @@ def subscribers_import(
         # A batch is its own transaction, so one rolled back to break a deadlock (with another
         # writer, or with someone subscribing meanwhile) can simply be written again.
         write = batch_write_retrying(write)
-    # SQLite lets one connection write at a time: more writers would only wait for its lock.
-    if writers > 1 and connection.vendor == "postgresql" and own_transactions:
+    if writers > 1 and batches_written_concurrently() and own_transactions:
         writer = BatchWriterThreads(write=write, count=writers)
     else:
         writer = BatchWriterInline(write=write)

@@ -29,6 +29,15 @@ def subscription_insert(*, subscription):
     return subscription
 
 
+def batches_written_concurrently():
+    """Return whether several connections may write import batches at the same time.
+
+    PostgreSQL only: SQLite lets one connection write at a time, so more writers
+    would only wait for its lock.
+    """
+    return connection.vendor == "postgresql"
+
+
 def subscriptions_insert_imported(*, rows, newsletter, now, status):
     """Write one import batch: a profile for each new address, a subscription for each
     profile not yet subscribed to ``newsletter``; return the new subscriptions' ids.
