@@ -58,3 +58,30 @@ def rate_limit_allows(*, scope, key):
     except Exception:
         logger.warning("Rate limit cache unavailable; allowing %s", scope, exc_info=True)
         return True
+
+
+def client_ip(request):
+    """Return the client's IP address, or ``None`` when it is not one.
+
+    Behind ``SIGNALPOST_TRUSTED_PROXY_COUNT`` proxies, the address the
+    outermost trusted proxy saw; otherwise the connection's own address.
+    """
+    candidates = [request.META.get("REMOTE_ADDR", "")]
+    proxies = settings.SIGNALPOST_TRUSTED_PROXY_COUNT
+    if proxies:
+        hops = [hop.strip() for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
+        if len(hops) >= proxies:
+            # A trusted proxy always names the client: a request without the header
+            # came straight to us, and its connection's address is the client's.
+            candidates.insert(0, hops[-proxies])
+    for candidate in candidates:
+        try:
+            return str(ipaddress.ip_address(candidate))
+        except ValueError:
+            continue
+    return None
+
+
+def client_rate_allows(request, *, scope):
+    """Count one hit of the client's IP under the limit ``scope``; return whether it is allowed."""
+    return rate_limit_allows(scope=scope, key=client_bucket(client_ip(request)))

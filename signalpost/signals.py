@@ -86,7 +86,7 @@ profile_erased = DeclaredSignal(
     "profile_erased",
     arguments=("profile_id", "user_email"),
     doc="A profile's personal data was erased; user_email is the address it had, for "
-    "receivers that must forget it elsewhere. Sent by accounts.privacy.profile_erase inside "
+    "receivers that must forget it elsewhere. Sent by privacy.services.profile_erase inside "
     "its transaction. A durable receiver's task row keeps the address after it ran: forget "
     "in the transaction where you can.",
 )

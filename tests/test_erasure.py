@@ -21,7 +21,8 @@ from signalpost.api.tokens import api_token_create
 from signalpost.durable.decorators import durable
 from signalpost.durable.models import DeadLetter
 from signalpost.durable.policy import RetryPolicy
-from signalpost.durable.services import durable_call_failed
+from signalpost.durable.services import durable_call_failed, durable_calls_forget
+from signalpost.durable.tasks import run_durable_receiver
 from signalpost.newsletters.services import subscribe
 from signalpost.publishing.models import Delivery
 from signalpost.publishing.services import issue_create, issue_send
@@ -476,3 +477,27 @@ def test_erasing_an_address_leaves_a_longer_ones_dead_letter_and_admin_history_a
     assert "jan@example.com" in dead_letter.last_error
     assert LogEntry.objects.get().object_repr == "jan@example.com"
     assert rows_mentioning("<an@example.com>", "'an@example.com'", '"an@example.com"') == []
+
+
+def test_forgetting_keeps_waiting_calls_only_of_the_signals_the_caller_names():
+    """The task queue knows no signal by name: the erasure says whose waiting calls stay."""
+
+    def waiting_call(signal):
+        return run_durable_receiver.enqueue(
+            receiver="tests.durable_receivers.anything",
+            signal=signal,
+            sender=None,
+            payload={"user_email": "jane@example.com"},
+            idempotency_key=signal,
+            attempt=1,
+            dead_letter_id=None,
+        ).id
+
+    kept, _ = waiting_call("profile_erased"), waiting_call("user_subscribed")
+
+    durable_calls_forget(
+        texts=["jane@example.com"], references={}, waiting_calls_kept=[profile_erased]
+    )
+    assert [str(pk) for pk in DBTaskResult.objects.values_list("id", flat=True)] == [kept]
+    durable_calls_forget(texts=["jane@example.com"], references={})
+    assert not DBTaskResult.objects.exists()

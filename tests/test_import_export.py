@@ -15,7 +15,7 @@ from signalpost.accounts.models import Profile
 from signalpost.accounts.services import email_normalize
 from signalpost.activity.models import Activity
 from signalpost.api.tokens import api_token_create
-from signalpost.newsletters import imports, selectors
+from signalpost.newsletters import imports, selectors, writes
 from signalpost.newsletters.imports import EMAIL_COMMON, email_check, subscribers_import
 from signalpost.newsletters.models import Subscription
 from signalpost.newsletters.services import (
@@ -269,7 +269,7 @@ def test_databases_without_the_sql_path_import_the_same_rows(tmp_path, weekly, m
         )
 
     sql_output = run_import(path)
-    monkeypatch.setattr(imports, "batch_write_sql", imports.batch_write_portable)
+    monkeypatch.setattr(writes, "batch_write_sql", writes.batch_write_portable)
     monkeypatch.setattr(selectors, "subscriptions_batch_cte", lambda **kwargs: None)
     out = StringIO()
     call_command("import_subscribers", str(path), "--newsletter=other", stdout=out)

@@ -169,7 +169,7 @@ def test_a_batch_that_fails_outside_smtp_is_given_back_and_finished_later(
 ):
     from django.db import DatabaseError
 
-    from signalpost.publishing.sending import SentMarks
+    from signalpost.publishing.writes import SentMarks
 
     real_mark = SentMarks.mark
     calls = []
@@ -212,7 +212,7 @@ def test_a_failure_that_repeats_fails_the_delivery_instead_of_resending_it(
 ):
     from django.db import DatabaseError
 
-    from signalpost.publishing.sending import SentMarks
+    from signalpost.publishing.writes import SentMarks
 
     settings.SIGNALPOST_SEND_MAX_ATTEMPTS = 2
     real_mark = SentMarks.mark

@@ -1,113 +1,18 @@
-"""``row_insert`` writes the row ``save()`` would write and sends the model signals
-``save()`` sends; a durable call's task row is the row django-tasks' ``enqueue`` writes."""
+"""The contract of ``signalpost.rows``, the mechanism every app's ``writes.py`` builds on:
+``row_insert`` writes the row ``save()`` would write and sends the model signals ``save()``
+sends; ``row_fetch`` builds the instance the ORM builds. Each app's own rows are compared
+with Django's in ``tests/test_<app>_writes.py``."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 import pytest
-from django.db import transaction
 from django.db.models.signals import post_save, pre_save
-from django.tasks import TaskResultStatus
-from django.tasks.signals import task_enqueued
-from django.utils import timezone
-from django_tasks_db.backend import DatabaseBackend
-from django_tasks_db.models import DBTaskResult, get_date_max
 
-from signalpost.accounts.models import Profile
-from signalpost.accounts.services import profile_insert_unless_known
 from signalpost.activity.models import Activity
-from signalpost.durable import services as durable_services
-from signalpost.durable.tasks import run_durable_receiver
-from signalpost.newsletters.models import Newsletter, Subscription
-from signalpost.newsletters.receivers import email_confirmation_request
-from signalpost.newsletters.services import subscribe
+from signalpost.newsletters.models import Newsletter
 from signalpost.rows import row_fetch, row_insert
-from tests.durable_helpers import run_worker_until_idle
 from tests.factories import make_newsletter, make_profile
-
-CONFIRMATION = email_confirmation_request.durable_receiver
-
-
-def row(model, pk, *, leave_out=("id", "created_at")):
-    """Every column of one stored row, as the database gives it back, but ``leave_out``."""
-    values = model.objects.filter(pk=pk).values().get()
-    return {column: value for column, value in values.items() if column not in leave_out}
-
-
-def assert_recent(moment):
-    assert moment is not None
-    assert abs(timezone.now() - moment) < timedelta(minutes=1)
-
-
-class Heard:
-    """Connects ``handler`` to ``signal`` for the block; keeps every call's arguments."""
-
-    def __init__(self, signal, sender=None, handler=None):
-        self.signal, self.sender, self.handler, self.calls = signal, sender, handler, []
-
-    def __call__(self, sender, **kwargs):
-        self.calls.append({"sender": sender, **kwargs})
-        if self.handler:
-            self.handler(sender, **kwargs)
-
-    def __enter__(self):
-        self.signal.connect(self, sender=self.sender, weak=False)
-        return self
-
-    def __exit__(self, *exc):
-        self.signal.disconnect(self, sender=self.sender)
-
-
-@pytest.mark.django_db
-def test_an_activity_row_equals_the_row_save_writes():
-    profile, letter = make_profile(), make_newsletter()
-    fields = {
-        "profile": profile,
-        "event": Activity.Event.SUBSCRIBED,
-        "newsletter": letter,
-        "detail": {"source": "form", "nested": [1, "ü", None]},
-    }
-    by_save = Activity.objects.create(**fields)
-    inserted = Activity(**fields)
-
-    assert row_insert(inserted) is True
-
-    assert isinstance(inserted.pk, int) and inserted.pk != by_save.pk, "auto pk read back"
-    assert (inserted._state.adding, inserted._state.db) == (False, "default")
-    assert row(Activity, inserted.pk) == row(Activity, by_save.pk)
-    stored = Activity.objects.get(pk=inserted.pk)
-    assert_recent(stored.created_at)
-    assert inserted.created_at == stored.created_at
-
-
-@pytest.mark.django_db
-def test_a_subscription_row_equals_the_row_save_writes():
-    moment = datetime(2026, 3, 4, 5, 6, 7, 891011, tzinfo=UTC)
-    fields = {
-        "profile": make_profile(),
-        "newsletter": make_newsletter(),
-        "status": Subscription.Status.UNSUBSCRIBED,
-        "source": Subscription.Source.API,
-        "requested_at": moment,
-        "subscribed_at": moment + timedelta(days=1),
-        "unsubscribed_at": moment + timedelta(days=2),
-        "bounced_at": None,
-        "complained_at": None,
-        "unsubscribe_reason": "Too many emails",
-        "consent_at": moment,
-        # Not in canonical form: stored only after the field's conversion.
-        "consent_ip": "2001:0DB8:0000:0000:0000:0000:0000:0001",
-        "consent_user_agent": "Mozilla/5.0 (ünïcode)",
-    }
-    by_save = Subscription.objects.create(**fields)
-    written_by_save = row(Subscription, by_save.pk)
-    by_save.delete()  # (profile, newsletter) is unique: the same pair again, by row_insert
-    inserted = Subscription(**fields)
-
-    assert row_insert(inserted) is True
-
-    assert row(Subscription, inserted.pk) == written_by_save
-    assert written_by_save["consent_ip"] == "2001:db8::1"
-    assert_recent(Subscription.objects.get(pk=inserted.pk).created_at)
+from tests.row_helpers import Heard
 
 
 @pytest.mark.django_db
@@ -171,86 +76,6 @@ def test_a_pre_save_receiver_changes_what_is_stored():
 
     stored = Activity.objects.get(pk=inserted.pk)
     assert (stored.event, stored.detail) == ("imported", {"changed": "in pre_save"})
-
-
-@pytest.mark.django_db
-def test_an_insert_skipped_on_conflict_writes_nothing_and_sends_no_post_save():
-    first, again = Profile(email="ann@example.com"), Profile(email="ANN@Example.com")
-    with Heard(post_save, Profile) as post:
-        assert profile_insert_unless_known(profile=first) is True
-        assert profile_insert_unless_known(profile=again) is False
-
-    assert [call["instance"] for call in post.calls] == [first]
-    assert again.pk is None and again._state.adding is True and again._state.db is None
-    assert list(Profile.objects.values_list("pk", "email")) == [(first.pk, "ann@example.com")]
-
-
-def subscribe_and_capture_the_confirmation_task(monkeypatch, newsletter, email):
-    """Subscribe to a double opt-in ``newsletter``; return the confirmation task's row id
-    and what ``task_enqueued`` was sent with. Fails unless the fast path wrote the row."""
-    fast_path_ids = []
-    original = durable_services.task_row_insert
-
-    def spy(**kwargs):
-        fast_path_ids.append(original(**kwargs))
-        return fast_path_ids[-1]
-
-    monkeypatch.setattr(durable_services, "task_row_insert", spy)
-    with Heard(task_enqueued) as enqueued, transaction.atomic():
-        subscribe(email=email, newsletter=newsletter, source="form")
-    [task_id] = [
-        pk
-        for pk in fast_path_ids
-        if DBTaskResult.objects.get(pk=pk).args_kwargs["kwargs"]["receiver"] == CONFIRMATION.path
-    ]
-    return task_id, enqueued.calls
-
-
-@pytest.mark.django_db
-def test_a_durable_call_writes_the_task_row_enqueue_writes(monkeypatch, double_opt_in_newsletter):
-    fast_id, enqueued = subscribe_and_capture_the_confirmation_task(
-        monkeypatch, double_opt_in_newsletter, "ann@example.com"
-    )
-    written_by_subscribe = {str(pk) for pk in DBTaskResult.objects.values_list("pk", flat=True)}
-    fast = DBTaskResult.objects.get(pk=fast_id)
-    call = {**fast.args_kwargs["kwargs"], "idempotency_key": "another key"}
-    by_enqueue = run_durable_receiver.using(queue_name=CONFIRMATION.policy.queue_name).enqueue(
-        **call
-    )
-
-    def comparable(pk):
-        values = row(DBTaskResult, pk, leave_out=("id", "enqueued_at"))
-        del values["args_kwargs"]["kwargs"]["idempotency_key"]
-        return values
-
-    assert comparable(fast_id) == comparable(by_enqueue.id)
-    assert fast.status == TaskResultStatus.READY
-    assert fast.run_after == get_date_max(), "django-tasks-db's pre_save receiver set it"
-    assert_recent(fast.enqueued_at)
-    assert len(fast.args_kwargs["kwargs"]["idempotency_key"]) == 32
-    assert fast.args_kwargs["kwargs"]["attempt"] == 1
-
-    # Each task row the subscribe wrote was announced once, as enqueue announces it.
-    assert sorted(call["task_result"].id for call in enqueued) == sorted(written_by_subscribe)
-    [announced] = [call for call in enqueued if call["task_result"].id == str(fast_id)]
-    assert announced["sender"] is DatabaseBackend
-    assert announced["task_result"].status == TaskResultStatus.READY
-    assert announced["task_result"].kwargs == fast.args_kwargs["kwargs"]
-
-
-@pytest.mark.django_db(transaction=True)
-def test_a_worker_runs_the_task_the_fast_path_wrote(
-    monkeypatch, smtp_inbox, double_opt_in_newsletter
-):
-    task_id, _ = subscribe_and_capture_the_confirmation_task(
-        monkeypatch, double_opt_in_newsletter, "ann@example.com"
-    )
-
-    run_worker_until_idle()
-
-    assert DBTaskResult.objects.get(pk=task_id).status == TaskResultStatus.SUCCESSFUL
-    [confirmation] = smtp_inbox.wait_for(1)
-    assert confirmation["To"] == "ann@example.com"
 
 
 @pytest.mark.django_db

@@ -3,9 +3,9 @@ from django.contrib import admin
 from django.core.exceptions import ValidationError
 
 from signalpost.accounts.models import Profile
-from signalpost.accounts.privacy import profile_erase
 from signalpost.accounts.services import profile_attributes_check
 from signalpost.newsletters.models import Subscription
+from signalpost.privacy.services import profile_erase
 
 
 class SubscriptionInline(admin.TabularInline):

@@ -6,11 +6,10 @@ import re
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import IntegrityError, connections, router, transaction
-from django.db.models.signals import post_save, pre_save
+from django.db import IntegrityError, transaction
 
 from signalpost.accounts.models import Profile
-from signalpost.rows import row_insert
+from signalpost.accounts.writes import profile_insert_or_get
 
 logger = logging.getLogger(__name__)
 
@@ -104,35 +103,7 @@ def profile_get_or_create(*, email, name=""):
     ``name`` is set only on a new profile: a form cannot rename someone else.
     An address whose profile is stored in another case is the same address.
     """
-    email = email_normalize(email)
-    name = name_clean(name)
-    if pre_save.has_listeners(Profile) or post_save.has_listeners(Profile):
-        # Someone hooked the model's save signals: create through save(), as
-        # they expect. Nothing in Signalpost does, so this is not the usual path.
-        return Profile.objects.for_email(email).get_or_create(
-            defaults={"email": email, "name": name}
-        )
-    profile = Profile(email=email, name=name)
-    if profile_insert_unless_known(profile=profile):
-        return profile, True
-    return Profile.objects.for_email(email).get(), False
-
-
-def profile_insert_unless_known(*, profile):
-    """INSERT the unsaved ``profile`` unless its address has one; return whether it did.
-
-    One statement where ``get_or_create`` takes four (SELECT, SAVEPOINT, INSERT,
-    RELEASE): ``ON CONFLICT DO NOTHING`` on the unique constraint's expression
-    (PostgreSQL, SQLite 3.35+) skips a known address, or one a concurrent
-    transaction has just inserted, without an error to recover from. For use
-    only when nothing listens to the profile's save signals (see above): a known
-    address would get a ``pre_save`` for a row that is never written.
-    """
-    email_column = connections[router.db_for_write(Profile)].ops.quote_name(
-        Profile._meta.get_field("email").column
-    )
-    # The expression of accounts_profile_email_unique_ci.
-    return row_insert(profile, on_conflict=f"ON CONFLICT (LOWER({email_column})) DO NOTHING")
+    return profile_insert_or_get(email=email_normalize(email), name=name_clean(name))
 
 
 @transaction.atomic

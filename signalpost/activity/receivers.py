@@ -1,13 +1,12 @@
 """Receivers that write one activity row per event, in the sender's transaction."""
 
 from django.contrib.auth.signals import user_logged_in
-from django.db import connection
 from django.dispatch import receiver
-from django.utils import timezone
 
 from signalpost.accounts.models import Profile
 from signalpost.activity.models import Activity
 from signalpost.activity.services import activity_record
+from signalpost.activity.writes import activities_insert_imported
 from signalpost.signals import (
     delivery_failed,
     subscribers_imported,
@@ -65,54 +64,9 @@ def activity_record_delivery_failed(sender, *, profile, issue, reason, **kwargs)
         )
 
 
-# The detail {"source": ..., "status": ...} that Activity(detail=...) would hold, built by the
-# database from each subscription's status. On SQLite it is spelled as json.dumps writes it
-# (json_object would leave out the spaces) because there JSONField's exact lookup compares
-# the stored text: detail={"source": "import", ...} must keep finding these rows.
-IMPORTED_DETAIL = {
-    "postgresql": "jsonb_build_object('source', %s::text, 'status', status)",
-    "sqlite": """'{"source": ' || json_quote(%s) || ', "status": ' || json_quote(status) || '}'""",
-}
-
-
 @receiver(subscribers_imported, dispatch_uid="activity.record_imported")
 def activity_record_imported(sender, *, newsletter, subscription_ids, source, **kwargs):
     """One activity row per imported subscription, in one statement."""
-    from signalpost.newsletters.models import Subscription
-    from signalpost.newsletters.selectors import subscriptions_batch_cte
-
-    batch = subscriptions_batch_cte(subscription_ids=subscription_ids)
-    if batch is None:
-        rows = Subscription.objects.filter(id__in=subscription_ids).values_list(
-            "profile_id", "status"
-        )
-        Activity.objects.bulk_create(
-            [
-                Activity(
-                    profile_id=profile_id,
-                    event=Activity.Event.IMPORTED,
-                    newsletter=newsletter,
-                    detail={"source": source, "status": status},
-                )
-                for profile_id, status in rows
-            ],
-            batch_size=1000,
-        )
-        return
-    # Set-based: an Activity per row, then bulk_create compiling it, cost more than the
-    # import's own writes (bench/README.md, # Import).
-    batch_sql, batch_params = batch
-    meta = Activity._meta
-    quote = connection.ops.quote_name
-    columns = ", ".join(
-        quote(meta.get_field(name).column)
-        for name in ("profile", "event", "newsletter", "detail", "created_at")
+    activities_insert_imported(
+        newsletter=newsletter, subscription_ids=subscription_ids, source=source
     )
-    # created_at as auto_now_add sets it: the application's clock, when the event is recorded.
-    created_at = connection.ops.adapt_datetimefield_value(timezone.now())
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"{batch_sql}INSERT INTO {quote(meta.db_table)} ({columns}) "
-            f"SELECT profile_id, %s, %s, {IMPORTED_DETAIL[connection.vendor]}, %s FROM batch",
-            [*batch_params, Activity.Event.IMPORTED.value, newsletter.pk, source, created_at],
-        )

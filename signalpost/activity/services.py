@@ -1,7 +1,7 @@
 """Writes to the activity trail."""
 
 from signalpost.activity.models import Activity
-from signalpost.rows import row_insert
+from signalpost.activity.writes import activity_insert
 
 
 def activity_record(*, profile, event, newsletter=None, detail=None):
@@ -11,5 +11,4 @@ def activity_record(*, profile, event, newsletter=None, detail=None):
     exactly when the event it records does.
     """
     activity = Activity(profile=profile, event=event, newsletter=newsletter, detail=detail or {})
-    row_insert(activity)
-    return activity
+    return activity_insert(activity=activity)

@@ -18,7 +18,6 @@ from ninja.errors import ValidationError as NinjaValidationError
 from ninja.pagination import PageNumberPagination, paginate
 from ninja.security import HttpBearer
 
-from signalpost.accounts.privacy import profile_erase, profile_export
 from signalpost.accounts.selectors import profile_by_email
 from signalpost.accounts.services import email_normalize, profile_attributes_set, profile_update
 from signalpost.api import schemas
@@ -27,11 +26,11 @@ from signalpost.api.tokens import api_token_authenticate
 from signalpost.newsletters.imports import ImportFileError, subscribers_import
 from signalpost.newsletters.models import Newsletter, Subscription
 from signalpost.newsletters.services import ConsentEvidence, subscribe, unsubscribe
-from signalpost.newsletters.views import client_ip, client_rate_allows
+from signalpost.privacy.services import profile_erase, profile_export
 from signalpost.publishing.models import Issue
 from signalpost.publishing.selectors import issue_progress
 from signalpost.publishing.services import issue_create, issue_send
-from signalpost.ratelimit import rate_limit_allows
+from signalpost.ratelimit import client_ip, client_rate_allows, rate_limit_allows
 from signalpost.webhooks.models import WebhookEndpoint
 from signalpost.webhooks.services import endpoint_create, endpoint_delete, endpoint_secret_rotate
 

@@ -4,6 +4,7 @@ import functools
 from dataclasses import dataclass
 
 from signalpost.durable.policy import RetryPolicy
+from signalpost.durable.services import durable_call_enqueue
 
 
 @dataclass(frozen=True)
@@ -60,8 +61,6 @@ def durable(
 
         @functools.wraps(function)
         def record_call(sender, signal, **arguments):
-            from signalpost.durable.services import durable_call_enqueue
-
             if only_if is not None and not only_if(**arguments):
                 return
             durable_call_enqueue(

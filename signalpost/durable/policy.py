@@ -1,4 +1,9 @@
-"""How a durable receiver is retried."""
+"""How anything that fails for a while is retried: the one backoff formula.
+
+Durable receivers, the public forms' tasks, webhook deliveries and issue batches
+all wait ``RetryPolicy.delay_before(attempt)`` before trying again; each keeps
+its own numbers (attempts, base, ceiling, whether to add jitter).
+"""
 
 import random
 from dataclasses import dataclass
@@ -8,13 +13,15 @@ from dataclasses import dataclass
 class RetryPolicy:
     """At most ``max_attempts`` runs, waiting about ``base * 2**(n-1)`` seconds (capped at
     ``backoff_max``) before retry ``n``, with equal jitter so that receivers failing
-    together do not retry together.
+    together do not retry together. Without ``jitter`` the wait is exactly that.
+    ``queue_name`` is where a durable receiver's calls run.
     """
 
     max_attempts: int = 5
     backoff_base: float = 10.0
     backoff_max: float = 3600.0
     queue_name: str = "default"
+    jitter: bool = True
 
     def __post_init__(self):
         if self.max_attempts < 1:
@@ -25,10 +32,17 @@ class RetryPolicy:
     def delay_before(self, attempt):
         """Return the seconds to wait before ``attempt`` (2 for the first retry)."""
         ceiling = min(self.backoff_max, self.backoff_base * 2 ** (attempt - 2))
+        if not self.jitter:
+            return ceiling
         return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+    def delay_after(self, attempts):
+        """Return the seconds to wait after ``attempts`` failed attempts (1 for the first)."""
+        return self.delay_before(attempts + 1)
 
     def describe(self):
         return (
             f"max {self.max_attempts} attempts, backoff {self.backoff_base:g}s x2^n "
-            f"up to {self.backoff_max:g}s with jitter, queue {self.queue_name}"
+            f"up to {self.backoff_max:g}s{' with jitter' if self.jitter else ''}, "
+            f"queue {self.queue_name}"
         )

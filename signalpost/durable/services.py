@@ -12,23 +12,21 @@ from django.db.models import Q, TextField
 from django.db.models.functions import Cast
 from django.db.models.lookups import IContains
 from django.tasks import TaskResultStatus
-from django.tasks.signals import task_enqueued
 from django.utils import timezone
-from django_tasks_db.backend import DatabaseBackend
 from django_tasks_db.models import DBTaskResult
 
 from signalpost.durable.exceptions import PermanentFailure
 from signalpost.durable.models import DeadLetter, WorkerProcess
 from signalpost.durable.payload import payload_dump
+from signalpost.durable.writes import task_insert
 from signalpost.introspection import signal_name
 from signalpost.redaction import json_mentions, text_forget
-from signalpost.rows import row_insert
 
 logger = logging.getLogger(__name__)
 
 ERROR_MAX_LENGTH = 20_000
 
-# What an erasure leaves of a running call's arguments (durable_calls_forget).
+# What forgetting leaves of a running call's arguments (durable_calls_forget).
 FORGOTTEN_ARGUMENTS = {"args": [], "kwargs": {}}
 
 
@@ -60,34 +58,9 @@ def durable_call_enqueue(*, durable_receiver, sender, signal, arguments):
 def task_enqueue(task, **kwargs):
     """Queue ``task`` with keyword arguments ``kwargs`` in the caller's transaction; return its id.
 
-    What ``task.enqueue(**kwargs)`` does, by ``task_row_insert`` on django-tasks-db.
+    What ``task.enqueue(**kwargs)`` does, for less CPU (``durable.writes.task_insert``).
     """
-    backend = task.get_backend()
-    if type(backend) is DatabaseBackend and not backend.options.get("id_function"):
-        return task_row_insert(task=task, backend=backend, call=kwargs)
-    return task.enqueue(**kwargs).id
-
-
-def task_row_insert(*, task, backend, call):
-    """Write the row django-tasks-db's ``enqueue`` writes, by one plain INSERT.
-
-    Every subscribe, confirmation and unsubscribe records a task, and the
-    backend's ``enqueue`` spends ~0.3 ms of CPU around its INSERT (normalising
-    the arguments, ``Model.save()``, building the ``TaskResult``). The same row
-    and the same ``task_enqueued`` signal, for about a third of that.
-    """
-    backend.validate_task(task)
-    row = DBTaskResult(
-        args_kwargs={"args": [], "kwargs": call},
-        priority=task.priority,
-        task_path=task.module_path,
-        queue_name=task.queue_name,
-        run_after=task.run_after,
-        backend_name=backend.alias,
-    )
-    row_insert(row)
-    task_enqueued.send(type(backend), task_result=row.task_result)
-    return row.id
+    return task_insert(task=task, call=kwargs)
 
 
 @transaction.atomic
@@ -194,7 +167,7 @@ def dead_letter_replay(*, dead_letter):
 
 
 @transaction.atomic
-def durable_calls_forget(*, texts, references):
+def durable_calls_forget(*, texts, references, waiting_calls_kept=()):
     """Remove every task row and dead letter that mentions one of ``texts`` or refers to
     one of ``references``; return the numbers of task rows deleted, task rows emptied
     and dead letters deleted.
@@ -213,10 +186,9 @@ def durable_calls_forget(*, texts, references):
       its arguments are emptied (the worker has them in memory already). Should it fail,
       ``durable_call_failed`` sees them gone and neither retries nor dead-letters it; if
       its worker is lost, the emptied call fails at once when run again;
-    - a waiting call *of* ``profile_erased``, which carries the address by design so
-      that its receiver can forget the person elsewhere. Its row keeps the address once
-      it ran; webhooks' own erase event is queued in the erase's transaction for that
-      reason.
+    - a waiting call of one of the signals ``waiting_calls_kept`` (the erasure's own
+      signal, which carries the text by design so that its receivers can forget it
+      elsewhere). Its row keeps the text once it ran.
     """
     calls = Q(pk__in=[])
     dead = Q(pk__in=[])
@@ -230,14 +202,14 @@ def durable_calls_forget(*, texts, references):
     emptied = calls.filter(status=TaskResultStatus.RUNNING).update(args_kwargs=FORGOTTEN_ARGUMENTS)
     # has_key makes the condition false on rows without "signal" (a webhook delivery's);
     # the comparison alone would be NULL there, and NOT NULL keeps a row out of the delete.
-    erase_calls_waiting = Q(
-        status=TaskResultStatus.READY,
-        args_kwargs__kwargs__has_key="signal",
-        args_kwargs__kwargs__signal="profile_erased",
-    )
-    deleted, _ = (
-        calls.exclude(status=TaskResultStatus.RUNNING).exclude(erase_calls_waiting).delete()
-    )
+    kept_waiting = Q(pk__in=[])
+    for signal in waiting_calls_kept:
+        kept_waiting |= Q(
+            status=TaskResultStatus.READY,
+            args_kwargs__kwargs__has_key="signal",
+            args_kwargs__kwargs__signal=signal_name(signal),
+        )
+    deleted, _ = calls.exclude(status=TaskResultStatus.RUNNING).exclude(kept_waiting).delete()
     dead_letters, _ = DeadLetter.objects.filter(dead).delete()
     # Other calls' errors and results may name the text too (a batch's SMTP error): it
     # goes from them, and the calls stay.

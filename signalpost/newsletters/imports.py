@@ -19,10 +19,13 @@ from django.core.validators import EmailValidator
 from django.db import OperationalError, connection, connections, transaction
 from django.utils import timezone
 
-from signalpost.accounts.models import Profile
 from signalpost.accounts.services import EMAIL_MAX_LENGTH, email_normalize, name_clean
 from signalpost.newsletters.models import Subscription
-from signalpost.signals import subscribers_imported
+from signalpost.newsletters.writes import (
+    batches_written_concurrently,
+    subscriptions_insert_imported,
+)
+from signalpost.signals import subscribers_imported, subscription_requested
 
 BATCH_SIZE = 5000
 WRITERS_MAX = 8
@@ -231,8 +234,7 @@ def subscribers_import(
         # A batch is its own transaction, so one rolled back to break a deadlock (with another
         # writer, or with someone subscribing meanwhile) can simply be written again.
         write = batch_write_retrying(write)
-    # SQLite lets one connection write at a time: more writers would only wait for its lock.
-    if writers > 1 and connection.vendor == "postgresql" and own_transactions:
+    if writers > 1 and batches_written_concurrently() and own_transactions:
         writer = BatchWriterThreads(write=write, count=writers)
     else:
         writer = BatchWriterInline(write=write)
@@ -407,10 +409,9 @@ def batch_write(*, rows, newsletter, confirm):
     """Write one batch of checked rows; return how many subscriptions it created."""
     now = timezone.now()
     status = Status.PENDING if confirm else Status.ACTIVE
-    if connection.vendor in ("postgresql", "sqlite"):
-        created_ids = batch_write_sql(rows=rows, newsletter=newsletter, now=now, status=status)
-    else:
-        created_ids = batch_write_portable(rows=rows, newsletter=newsletter, now=now, status=status)
+    created_ids = subscriptions_insert_imported(
+        rows=rows, newsletter=newsletter, now=now, status=status
+    )
     if created_ids:
         subscribers_imported.send(
             sender=Subscription,
@@ -423,145 +424,8 @@ def batch_write(*, rows, newsletter, confirm):
     return len(created_ids)
 
 
-def batch_write_portable(*, rows, newsletter, now, status):
-    Profile.objects.bulk_create(
-        [Profile(email=email, name=name) for email, name, _, _ in rows],
-        ignore_conflicts=True,
-        batch_size=500,
-    )
-    profile_ids = dict(
-        Profile.objects.filter(email__in=[row[0] for row in rows]).values_list("email", "id")
-    )
-    existing = set(
-        Subscription.objects.filter(
-            newsletter=newsletter, profile_id__in=profile_ids.values()
-        ).values_list("profile_id", flat=True)
-    )
-    fresh = [
-        Subscription(
-            profile_id=profile_ids[email],
-            newsletter=newsletter,
-            status=status,
-            source=Subscription.Source.IMPORT,
-            subscribed_at=now if status == Status.ACTIVE else None,
-            requested_at=now if status == Status.PENDING else None,
-            consent_at=consent_at or now,
-            consent_ip=consent_ip,
-        )
-        for email, _, consent_at, consent_ip in rows
-        if profile_ids[email] not in existing
-    ]
-    Subscription.objects.bulk_create(fresh, ignore_conflicts=True, batch_size=500)
-    return list(
-        Subscription.objects.filter(
-            newsletter=newsletter, profile_id__in=[s.profile_id for s in fresh]
-        ).values_list("id", flat=True)
-    )
-
-
-# Each batch is loaded here, then written by two INSERT ... SELECTs. On SQLite the columns are
-# untyped on purpose: a text column would give the comparison with lower(p.email) text affinity,
-# which keeps SQLite off the expression index on lower(email) (144 s instead of 1.9 s for
-# 20,000 rows).
-IMPORT_TABLE = "signalpost_import"
-IMPORT_TABLE_CREATE = {
-    "postgresql": f"CREATE TEMPORARY TABLE IF NOT EXISTS {IMPORT_TABLE} "
-    "(email text, name text, consent_at timestamptz, consent_ip inet) ON COMMIT DELETE ROWS",
-    "sqlite": f"CREATE TEMP TABLE IF NOT EXISTS {IMPORT_TABLE} "
-    "(email, name, consent_at, consent_ip)",
-}
-# Keeps the planner from pulling the derived table up into the INSERT's SELECT, where the
-# profile lookup would run twice a row, once for the filter and once for the value (EXPLAIN
-# shows two SubPlans without it). SQLite has no OFFSET without LIMIT.
-SUBQUERY_FENCE = {"postgresql": "OFFSET 0", "sqlite": "LIMIT -1 OFFSET 0"}
-
-
-def batch_write_sql(*, rows, newsletter, now, status):
-    """Load the batch into a temporary table, then two INSERT ... SELECTs; return the new
-    subscriptions' ids (PostgreSQL and SQLite).
-
-    The SQL text is the same for every batch: SQLite's statement cache keeps each distinct
-    statement compiled, and statements sized to the batch made its memory grow with the file.
-    """
-    vendor = connection.vendor
-    quote = connection.ops.quote_name
-    adapt = connection.ops.adapt_datetimefield_value
-    now_value = adapt(now)
-    profile, subscription = Profile._meta, Subscription._meta
-
-    def columns(meta, *names):
-        return ", ".join(quote(meta.get_field(name).column) for name in names)
-
-    profile_id, profile_email = columns(profile, "id"), columns(profile, "email")
-    # WHERE true: without a WHERE, SQLite would read ON CONFLICT as a join's ON.
-    profile_insert = (
-        f"INSERT INTO {quote(profile.db_table)} "
-        f"({columns(profile, 'email', 'name', 'attributes', 'soft_bounce_count')}, "
-        f"{columns(profile, 'created_at', 'updated_at')}) "
-        f"SELECT email, name, '{{}}', 0, %s, %s FROM {IMPORT_TABLE} WHERE true "
-        "ORDER BY email ON CONFLICT DO NOTHING"
-    )
-    # Both INSERTs take the batch in address order. Two writers whose batches share new
-    # addresses then wait for each other's unique-index entries in the same order, and one
-    # waits for the other instead of deadlocking.
-    # One index probe on lower(email) per row, whatever the size of the profile table: a join
-    # from the temporary table, which has no statistics, made PostgreSQL hash the whole profile
-    # table every batch. A row whose profile has vanished since (erased by someone else)
-    # finds none and is skipped, as the join skipped it.
-    subscription_insert = (
-        f"INSERT INTO {quote(subscription.db_table)} ("
-        f"{columns(subscription, 'profile', 'newsletter', 'status', 'source', 'created_at')}, "
-        f"{columns(subscription, 'subscribed_at', 'requested_at', 'unsubscribe_reason')}, "
-        f"{columns(subscription, 'consent_at', 'consent_ip', 'consent_user_agent')}) "
-        "SELECT b.profile_id, %s, %s, %s, %s, %s, %s, '', COALESCE(b.consent_at, %s), "
-        "b.consent_ip, '' FROM ("
-        f"SELECT (SELECT p.{profile_id} FROM {quote(profile.db_table)} p "
-        f"WHERE lower(p.{profile_email}) = i.email) AS profile_id, i.email, i.consent_at, "
-        f"i.consent_ip FROM {IMPORT_TABLE} i {SUBQUERY_FENCE[vendor]}) b "
-        "WHERE b.profile_id IS NOT NULL ORDER BY b.email "
-        f"ON CONFLICT DO NOTHING RETURNING {columns(subscription, 'id')}"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(IMPORT_TABLE_CREATE[vendor])
-        if vendor == "postgresql":
-            with cursor.cursor.copy(
-                f"COPY {IMPORT_TABLE} (email, name, consent_at, consent_ip) FROM STDIN"
-            ) as copy:
-                for row in rows:
-                    copy.write_row(row)
-        else:
-            cursor.executemany(
-                f"INSERT INTO {IMPORT_TABLE} (email, name, consent_at, consent_ip) "
-                "VALUES (%s, %s, %s, %s)",
-                [
-                    (email, name, adapt(consent_at), consent_ip)
-                    for email, name, consent_at, consent_ip in rows
-                ],
-            )
-        cursor.execute(profile_insert, [now_value, now_value])
-        cursor.execute(
-            subscription_insert,
-            [
-                newsletter.pk,
-                status,
-                Subscription.Source.IMPORT.value,
-                now_value,
-                now_value if status == Status.ACTIVE else None,
-                now_value if status == Status.PENDING else None,
-                now_value,
-            ],
-        )
-        created_ids = [row[0] for row in cursor.fetchall()]
-        if vendor == "sqlite":
-            # PostgreSQL empties the table at commit (ON COMMIT DELETE ROWS); SQLite cannot.
-            cursor.execute(f"DELETE FROM {IMPORT_TABLE}")
-    return created_ids
-
-
 def confirmations_request(*, subscription_ids):
     """Ask each imported pending subscription to confirm (one email each, durable)."""
-    from signalpost.signals import subscription_requested
-
     for subscription in Subscription.objects.filter(id__in=subscription_ids).select_related(
         "profile", "newsletter"
     ):

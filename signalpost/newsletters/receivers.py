@@ -1,5 +1,11 @@
-"""Durable receivers that email subscribers. Each checks, when it runs, that the email
-still makes sense: a subscription confirmed or ended meanwhile gets nothing."""
+"""Receivers of the subscription signals.
+
+The durable ones email subscribers; each checks, when it runs, that the email still
+makes sense: a subscription confirmed or ended meanwhile gets nothing.
+``profiles_add_imported`` keeps ``profile.subscriptions`` in step with an import, in
+the sender's transaction (the other ``profile.subscriptions`` receivers are in
+accounts: they need nothing of this app's).
+"""
 
 from anymail.signals import EventType, tracking
 from django.dispatch import receiver
@@ -8,10 +14,22 @@ from signalpost.durable.decorators import durable
 from signalpost.newsletters import emails
 from signalpost.newsletters.models import Subscription
 from signalpost.newsletters.services import bounce_record, complaint_record
-from signalpost.signals import preferences_link_requested, subscription_requested, user_subscribed
+from signalpost.newsletters.writes import profile_subscriptions_add_imported
+from signalpost.signals import (
+    preferences_link_requested,
+    subscribers_imported,
+    subscription_requested,
+    user_subscribed,
+)
 
 # Welcome only people who asked themselves; imports and staff additions stay silent.
 WELCOMED_SOURCES = {Subscription.Source.FORM, Subscription.Source.API}
+
+
+@receiver(subscribers_imported, dispatch_uid="newsletters.profiles_add_imported")
+def profiles_add_imported(sender, *, newsletter, subscription_ids, **kwargs):
+    """profile.subscriptions for a whole imported batch, in one statement."""
+    profile_subscriptions_add_imported(newsletter=newsletter, subscription_ids=subscription_ids)
 
 
 @receiver(subscription_requested, dispatch_uid="newsletters.email_confirmation_request")

@@ -15,9 +15,8 @@ from django.utils import timezone
 from signalpost.accounts.selectors import profile_by_email
 from signalpost.accounts.services import profile_get_or_create, profile_update
 from signalpost.durability import commit_without_flush
-from signalpost.durable.services import task_enqueue
 from signalpost.newsletters.models import Newsletter, Subscription
-from signalpost.rows import row_insert
+from signalpost.newsletters.writes import subscription_insert
 from signalpost.signals import (
     bounce_received,
     complaint_received,
@@ -107,8 +106,8 @@ def subscribe(*, email, newsletter, source, name="", consent=None, address_verif
             # Nobody has consented yet: a request a database crash loses is one
             # confirmation email that never comes, and the person asks again.
             commit_without_flush()
-    if subscription._state.adding:
-        row_insert(subscription)
+    if profile_created:
+        subscription_insert(subscription=subscription)
     else:
         subscription.save()
     if activate:
@@ -241,53 +240,6 @@ def preferences_link_request(*, email):
         return False
     preferences_link_requested.send(sender=Newsletter, profile=profile, user_email=profile.email)
     return True
-
-
-# The public forms that take an address queue their work for the worker through
-# these, whatever the address: the request then does the same work (the same SQL
-# statements, the same task row) for a stranger as for a subscriber, and its
-# response time tells nobody who is known. The task runs the service above.
-
-
-@transaction.atomic
-def subscribe_queue(*, email, newsletter, name, consent):
-    """Queue ``subscribe`` of ``email`` to ``newsletter`` from the public form.
-
-    The subscription is pending or active (with ``user_subscribed`` and the welcome,
-    or ``subscription_requested`` and the confirmation email) once the worker ran it.
-    """
-    from signalpost.newsletters.tasks import subscribe_from_form
-
-    if newsletter.opt_in == Newsletter.OptIn.DOUBLE and settings.SIGNALPOST_SUBSCRIBE_ASYNC_COMMIT:
-        # At most a confirmation email comes of it: see subscribe().
-        commit_without_flush()
-    task_enqueue(
-        subscribe_from_form,
-        email=email,
-        newsletter_id=newsletter.pk,
-        name=name,
-        consent={
-            "at": consent.at.isoformat(),
-            "ip": consent.ip,
-            "user_agent": consent.user_agent[:USER_AGENT_MAX_LENGTH],
-        },
-    )
-
-
-@transaction.atomic
-def unsubscribe_queue(*, email, newsletter, reason):
-    """Queue ``unsubscribe`` of ``email`` from ``newsletter`` (the public form)."""
-    from signalpost.newsletters.tasks import unsubscribe_from_form
-
-    task_enqueue(unsubscribe_from_form, email=email, newsletter_id=newsletter.pk, reason=reason)
-
-
-@transaction.atomic
-def preferences_link_request_queue(*, email):
-    """Queue ``preferences_link_request`` for ``email`` (the public form)."""
-    from signalpost.newsletters.tasks import preferences_link_from_form
-
-    task_enqueue(preferences_link_from_form, email=email)
 
 
 @transaction.atomic

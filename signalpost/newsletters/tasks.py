@@ -3,7 +3,8 @@
 ``/subscribe/``, ``/unsubscribe/`` and ``/preferences/`` queue one of these for
 every address they accept, known or not, and answer at once: the request does
 the same work whoever asked, so its response time tells nothing about who is
-known (``services.subscribe_queue`` and its neighbours). Each task is a wrapper
+known (``subscribe_queue`` and its neighbours, below: every enqueue of a kind goes
+through its one function). Each task is a wrapper
 around the service that does the work, which does nothing for an unknown address
 and sends its signals in its own transaction, as ever.
 
@@ -15,13 +16,17 @@ traceback.
 import logging
 from datetime import datetime, timedelta
 
+from django.conf import settings
+from django.db import transaction
 from django.tasks import task
 from django.utils import timezone
 
+from signalpost.durability import commit_without_flush
 from signalpost.durable.policy import RetryPolicy
 from signalpost.durable.services import task_enqueue
 from signalpost.newsletters.models import Newsletter
 from signalpost.newsletters.services import (
+    USER_AGENT_MAX_LENGTH,
     ConsentEvidence,
     Source,
     preferences_link_request,
@@ -107,3 +112,44 @@ def unsubscribe_from_form(*, email, newsletter_id, reason, attempt=1):
 def preferences_link_from_form(*, email, attempt=1):
     """Run ``preferences_link_request`` for a ``/preferences/`` POST: nothing for a stranger."""
     _run_or_retry(preferences_link_from_form, _preferences_link, attempt=attempt, email=email)
+
+
+# The public forms that take an address queue their work for the worker through the
+# functions below, whatever the address: the request then does the same work (the same
+# SQL statements, the same task row) for a stranger as for a subscriber, and its
+# response time tells nobody who is known. Each task runs its service.
+
+
+@transaction.atomic
+def subscribe_queue(*, email, newsletter, name, consent):
+    """Queue ``subscribe`` of ``email`` to ``newsletter`` from the public form.
+
+    The subscription is pending or active (with ``user_subscribed`` and the welcome,
+    or ``subscription_requested`` and the confirmation email) once the worker ran it.
+    """
+    if newsletter.opt_in == Newsletter.OptIn.DOUBLE and settings.SIGNALPOST_SUBSCRIBE_ASYNC_COMMIT:
+        # At most a confirmation email comes of it: see subscribe().
+        commit_without_flush()
+    task_enqueue(
+        subscribe_from_form,
+        email=email,
+        newsletter_id=newsletter.pk,
+        name=name,
+        consent={
+            "at": consent.at.isoformat(),
+            "ip": consent.ip,
+            "user_agent": consent.user_agent[:USER_AGENT_MAX_LENGTH],
+        },
+    )
+
+
+@transaction.atomic
+def unsubscribe_queue(*, email, newsletter, reason):
+    """Queue ``unsubscribe`` of ``email`` from ``newsletter`` (the public form)."""
+    task_enqueue(unsubscribe_from_form, email=email, newsletter_id=newsletter.pk, reason=reason)
+
+
+@transaction.atomic
+def preferences_link_request_queue(*, email):
+    """Queue ``preferences_link_request`` for ``email`` (the public form)."""
+    task_enqueue(preferences_link_from_form, email=email)

@@ -1,7 +1,5 @@
 """The public pages. Each view translates the request and calls one service."""
 
-import ipaddress
-
 from django.conf import settings
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, render
@@ -10,7 +8,6 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_safe
 
 from signalpost.accounts.models import Profile
-from signalpost.accounts.privacy import profile_export
 from signalpost.accounts.services import EMAIL_MAX_LENGTH
 from signalpost.newsletters import tokens
 from signalpost.newsletters.forms import (
@@ -29,43 +26,19 @@ from signalpost.newsletters.selectors import (
 )
 from signalpost.newsletters.services import (
     ConsentEvidence,
-    preferences_link_request_queue,
     preferences_update,
-    subscribe_queue,
     subscription_confirm,
     subscription_end,
+)
+from signalpost.newsletters.tasks import (
+    preferences_link_request_queue,
+    subscribe_queue,
     unsubscribe_queue,
 )
-from signalpost.ratelimit import client_bucket, rate_limit_allows
+from signalpost.privacy.services import profile_export
+from signalpost.ratelimit import client_ip, client_rate_allows, rate_limit_allows
 
 PREFILL_MAX_LENGTH = EMAIL_MAX_LENGTH
-
-
-def client_ip(request):
-    """Return the client's IP address, or ``None`` when it is not one.
-
-    Behind ``SIGNALPOST_TRUSTED_PROXY_COUNT`` proxies, the address the
-    outermost trusted proxy saw; otherwise the connection's own address.
-    """
-    candidates = [request.META.get("REMOTE_ADDR", "")]
-    proxies = settings.SIGNALPOST_TRUSTED_PROXY_COUNT
-    if proxies:
-        hops = [hop.strip() for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
-        if len(hops) >= proxies:
-            # A trusted proxy always names the client: a request without the header
-            # came straight to us, and its connection's address is the client's.
-            candidates.insert(0, hops[-proxies])
-    for candidate in candidates:
-        try:
-            return str(ipaddress.ip_address(candidate))
-        except ValueError:
-            continue
-    return None
-
-
-def client_rate_allows(request, *, scope):
-    """Count one hit of the client's IP under the limit ``scope``; return whether it is allowed."""
-    return rate_limit_allows(scope=scope, key=client_bucket(client_ip(request)))
 
 
 def consent_from(request):

@@ -1,6 +1,5 @@
 """Writing, scheduling and sending issues. Each function is one transaction."""
 
-import functools
 import logging
 import math
 import uuid
@@ -13,9 +12,11 @@ from django.db.models import Count, F, Max
 from django.utils import timezone
 from django.utils.text import slugify
 
+from signalpost.accounts.models import Profile
+from signalpost.durable.policy import RetryPolicy
 from signalpost.newsletters.models import Subscription
 from signalpost.publishing.models import Delivery, Issue
-from signalpost.publishing.rendering import MarkdownRefused, markdown_to_html
+from signalpost.publishing.rendering import IssueMessages, MarkdownRefused, markdown_to_html
 from signalpost.publishing.selectors import claimers_live, send_batches_live, sends_in_progress
 from signalpost.redaction import addresses_redact
 from signalpost.signals import delivery_failed, issue_sending_started, issue_sent
@@ -317,42 +318,10 @@ def deliveries_hold_back(*, issue_id, claimer, reason, hold):
     )
 
 
-def delivery_sent(*, delivery, message_id):
-    """Record one message as sent: its own statement, so a crash loses at most the next.
-
-    Plain SQL: this runs once per email, and building the ORM's UPDATE cost
-    more CPU than sending the message does (bench/README.md, Fan-out). On
-    PostgreSQL a batch marks through ``sending.SentMarks`` (prepared, asynchronous)
-    and comes here only when that statement cannot be used, so this one is never
-    prepared: a connection pooler that loses prepared statements can still run it.
-    """
-    params = [
-        Delivery.Status.SENT,
-        message_id[:200],
-        connection.ops.adapt_datetimefield_value(timezone.now()),
-        delivery.pk,
-        Delivery.Status.SENDING,
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(delivery_sent_sql(), params)
-
-
-@functools.cache
-def delivery_sent_sql():
-    quote = connection.ops.quote_name
-    fields = ["id", "status", "message_id", "sent_at"]
-    columns = {name: quote(Delivery._meta.get_field(name).column) for name in fields}
-    return (
-        f"UPDATE {quote(Delivery._meta.db_table)} SET {columns['status']} = %s, "
-        f"{columns['message_id']} = %s, {columns['sent_at']} = %s "
-        f"WHERE {columns['id']} = %s AND {columns['status']} = %s"
-    )
-
-
 @transaction.atomic
 def delivery_retry_later(*, delivery, error):
     """Put a delivery back in the queue after a temporary failure, or fail it at the limit."""
-    if delivery.attempts >= settings.SIGNALPOST_SEND_MAX_ATTEMPTS:
+    if delivery.attempts >= send_retry_policy().max_attempts:
         reason = f"gave up after {delivery.attempts} attempts: {error}"
         return delivery_fail(delivery=delivery, reason=reason)
     Delivery.objects.filter(pk=delivery.pk, status=Delivery.Status.SENDING).update(
@@ -520,8 +489,20 @@ def send_restart(*, issue_id, release_held=False):
     return batches
 
 
+def send_retry_policy():
+    """How a delivery is retried: ``SIGNALPOST_SEND_MAX_ATTEMPTS`` attempts in all; its batch
+    waits 30 s after the first failure, doubling up to an hour, without jitter."""
+    return RetryPolicy(
+        max_attempts=settings.SIGNALPOST_SEND_MAX_ATTEMPTS,
+        backoff_base=30,
+        backoff_max=3600,
+        jitter=False,
+    )
+
+
 def retry_delay_seconds(attempts):
-    return min(3600, 30 * 2 ** max(0, attempts - 1))
+    """Return the seconds a batch waits after ``attempts`` failed attempts (30 after 0 or 1)."""
+    return send_retry_policy().delay_after(max(1, attempts))
 
 
 def retry_at(attempts):
@@ -534,9 +515,6 @@ def issue_send_test(*, issue, to_email):
     Sent at once, not queued: the author is waiting for it. Nothing is recorded.
     """
     from django.core.mail import mailers
-
-    from signalpost.accounts.models import Profile
-    from signalpost.publishing.rendering import IssueMessages
 
     profile = Profile.objects.for_email(to_email).first() or Profile(pk=0, email=to_email, name="")
     delivery = Delivery(pk=0, issue=issue, email=to_email)

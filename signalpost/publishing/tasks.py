@@ -15,7 +15,7 @@ from django.tasks import task
 from signalpost.durability import asynchronous_commit
 from signalpost.publishing.models import Delivery, Issue
 from signalpost.publishing.rendering import IssueMessages
-from signalpost.publishing.sending import Outlet, SentMarks
+from signalpost.publishing.sending import Outlet
 from signalpost.publishing.sendrate import SendRate
 from signalpost.publishing.services import (
     deliveries_claim,
@@ -29,6 +29,7 @@ from signalpost.publishing.services import (
     retry_at,
     retry_delay_seconds,
 )
+from signalpost.publishing.writes import SentMarks
 from signalpost.smtp_wire import SMTPDataRefused
 
 logger = logging.getLogger(__name__)

@@ -3,7 +3,6 @@
 import hashlib
 import hmac
 import json
-import random
 import time
 import urllib.error
 import urllib.request
@@ -17,6 +16,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from signalpost.durable.policy import RetryPolicy
 from signalpost.redaction import json_mentions, text_redact
 from signalpost.webhooks.connections import opener_for
 from signalpost.webhooks.events import ERASED_EVENT, EVENTS, PERSONAL_FIELDS
@@ -207,9 +207,12 @@ def message_post(*, message):
     return delivered
 
 
-def retry_delay(attempts):
-    ceiling = min(3600, 10 * 2 ** (attempts - 1))
-    return ceiling / 2 + random.uniform(0, ceiling / 2)
+def retry_policy():
+    """How a failed delivery is retried: ``SIGNALPOST_WEBHOOK_MAX_ATTEMPTS`` attempts in all,
+    10 s after the first, doubling up to an hour, with jitter."""
+    return RetryPolicy(
+        max_attempts=settings.SIGNALPOST_WEBHOOK_MAX_ATTEMPTS, backoff_base=10, backoff_max=3600
+    )
 
 
 @transaction.atomic
@@ -220,10 +223,10 @@ def message_outcome_record(*, message, delivered):
     if delivered:
         message.status = WebhookMessage.Status.DELIVERED
         message.delivered_at = timezone.now()
-    elif message.attempts >= settings.SIGNALPOST_WEBHOOK_MAX_ATTEMPTS:
+    elif message.attempts >= (policy := retry_policy()).max_attempts:
         message.status = WebhookMessage.Status.FAILED
     else:
-        run_after = timezone.now() + timedelta(seconds=retry_delay(message.attempts))
+        run_after = timezone.now() + timedelta(seconds=policy.delay_after(message.attempts))
         webhook_message_deliver.using(run_after=run_after).enqueue(message_id=str(message.pk))
     update_fields = ["status", "delivered_at", "attempts"]
     if message.event == ERASED_EVENT and message.status != WebhookMessage.Status.PENDING:

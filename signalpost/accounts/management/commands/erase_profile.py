@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from signalpost.accounts.privacy import profile_erase
 from signalpost.accounts.selectors import profile_by_email
+from signalpost.privacy.services import profile_erase
 
 
 class Command(BaseCommand):

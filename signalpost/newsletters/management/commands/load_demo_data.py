@@ -2,7 +2,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from signalpost.newsletters.demo import demo_data_load
+from signalpost.demo import demo_data_load
 
 DEMO_ADMIN = ("admin", "admin@example.com", "admin")
 

@@ -1,9 +1,19 @@
-"""What Signalpost holds about a person: export it all, or erase it."""
+"""What Signalpost holds about a person: export it all, or erase it.
 
+It reads and writes the rows of every app that keeps something about a person, so it
+sits above them all (docs/architecture.md); apps it does not know of (webhooks, the task
+queue) forget the person through ``profile_erased``.
+"""
+
+from django.contrib.admin.models import LogEntry
+from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
 from django.db.models import Q
 
 from signalpost.accounts.models import Profile
+from signalpost.activity.models import Activity
+from signalpost.newsletters.models import Subscription
+from signalpost.publishing.models import Delivery
 from signalpost.redaction import addresses_redact, text_forget
 from signalpost.signals import profile_erased
 
@@ -14,9 +24,6 @@ def isoformat(moment):
 
 def profile_export(*, profile):
     """Return everything held about ``profile`` as JSON-ready data."""
-    from signalpost.activity.models import Activity
-    from signalpost.newsletters.models import Subscription
-    from signalpost.publishing.models import Delivery
 
     subscriptions = Subscription.objects.filter(profile=profile).select_related("newsletter")
     activities = Activity.objects.filter(profile=profile).select_related("newsletter")
@@ -78,8 +85,6 @@ def profile_erase(*, profile):
     subscriptions; through ``profile_erased`` (sent with the address it had) the task
     queue, dead letters and webhook messages. Returns that address.
     """
-    from signalpost.newsletters.models import Subscription
-    from signalpost.publishing.models import Delivery
 
     profile = Profile.objects.select_for_update().get(pk=profile.pk)
     email, profile_id = profile.email, profile.pk
@@ -103,7 +108,6 @@ def _delivery_errors_redact(*, email, profile):
     someone else's. Errors are redacted when stored (``publishing.services``); this
     finds those stored before, reading the whole table once per erasure.
     """
-    from signalpost.publishing.models import Delivery
 
     mentioning = (
         Delivery.objects.filter(Q(profile=profile) | Q(last_error__icontains=email))
@@ -128,8 +132,6 @@ def _admin_history_forget(*, email, objects):
     when. ``objects`` maps models to the primary keys of the person's rows: their
     entries lose both texts; any other entry loses just the address.
     """
-    from django.contrib.admin.models import LogEntry
-    from django.contrib.contenttypes.models import ContentType
 
     own = Q(pk__in=[])
     for model, pks in objects.items():

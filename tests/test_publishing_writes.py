@@ -1,4 +1,5 @@
-"""A worker records each message as sent before it starts sending the next one.
+"""The contract of ``signalpost.publishing.writes``: a worker records each message as sent
+before it starts sending the next one, and the prepared mark stores what ``delivery_sent`` does.
 
 On PostgreSQL the "sent" mark travels while the next message's envelope is
 accepted (``SentMarks``); what a killed worker may resend must still be only
@@ -13,6 +14,7 @@ from django.db import connection
 from signalpost.newsletters.services import subscribe
 from signalpost.publishing.models import Delivery
 from signalpost.publishing.services import issue_create, issue_send
+from signalpost.publishing.writes import SentMarks, delivery_sent
 from tests.durable_helpers import run_worker_until_idle
 from tests.factories import make_newsletter
 from tests.mail import Inbox, smtp_mailers, smtp_server_start
@@ -98,8 +100,6 @@ def test_every_earlier_message_is_marked_sent_before_the_next_one_goes(settings,
 
 
 def test_marks_fall_back_when_the_prepared_statement_is_lost(smtp_inbox, monkeypatch):
-    from signalpost.publishing.sending import SentMarks
-
     real_enter = SentMarks.__enter__
 
     def enter_then_lose_it(self):
@@ -118,3 +118,28 @@ def test_marks_fall_back_when_the_prepared_statement_is_lost(smtp_inbox, monkeyp
     assert set(Delivery.objects.filter(issue=issue).values_list("status", flat=True)) == {"sent"}
     issue.refresh_from_db()
     assert issue.status == "sent"
+
+
+def test_a_prepared_mark_stores_what_delivery_sent_stores():
+    issue = readers_issue(slug="same", readers=2)
+    first, second = Delivery.objects.filter(issue=issue).order_by("pk")
+    Delivery.objects.filter(issue=issue).update(status=Delivery.Status.SENDING)
+
+    delivery_sent(delivery=first, message_id="<first@example.com>")
+    with SentMarks() as marks:
+        assert marks.statement is not None, "the prepared, asynchronous path is taken"
+        marks.mark(second, message_id="<second@example.com>")
+
+    def stored(delivery):
+        delivery.refresh_from_db()
+        return (delivery.status, delivery.message_id.split("@")[1], delivery.sent_at.tzinfo)
+
+    assert stored(first) == stored(second) == ("sent", "example.com>", first.sent_at.tzinfo)
+    assert abs(first.sent_at - second.sent_at).total_seconds() < 60
+    # A delivery no longer being sent is left alone, by both.
+    delivery_sent(delivery=first, message_id="<again@example.com>")
+    with SentMarks() as marks:
+        marks.mark(second, message_id="<again@example.com>")
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.message_id, second.message_id) == ("<first@example.com>", "<second@example.com>")

@@ -1,9 +1,14 @@
-"""Demo data: a few topics, newsletters and subscribers to look around with."""
+"""Demo data: a few topics, newsletters, an issue and subscribers to look around with.
+
+It fills several apps, so it sits with the commands above them (docs/architecture.md).
+"""
 
 from django.db import transaction
 
 from signalpost.newsletters.models import Newsletter, Subscription, Topic
 from signalpost.newsletters.services import subscribe
+from signalpost.publishing.models import Issue
+from signalpost.publishing.services import issue_create
 
 TOPICS = {"python": "Python", "web": "Web development", "data": "Data"}
 
@@ -77,9 +82,6 @@ def demo_data_load():
         )
         newsletter.topics.add(*(topics[slug] for slug in spec["topics"]))
         newsletters[spec["slug"]] = newsletter
-    from signalpost.publishing.models import Issue
-    from signalpost.publishing.services import issue_create
-
     if not Issue.objects.filter(newsletter=newsletters["python-weekly"]).exists():
         issue_create(
             newsletter=newsletters["python-weekly"],

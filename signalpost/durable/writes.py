@@ -1,0 +1,47 @@
+"""Task rows written without django-tasks-db's ``enqueue`` machinery.
+
+This is the durable app's persistence module, the one place that writes
+django-tasks-db's table directly; services call ``task_insert`` and never look
+at the backend themselves. The row written is the one ``enqueue`` writes; the
+contract tests in ``tests/test_durable_writes.py`` hold it to that.
+"""
+
+from django.tasks.signals import task_enqueued
+from django_tasks_db.backend import DatabaseBackend
+from django_tasks_db.models import DBTaskResult
+
+from signalpost.rows import row_insert
+
+
+def task_insert(*, task, call):
+    """Queue ``task`` with keyword arguments ``call`` in the caller's transaction; return its id.
+
+    What ``task.enqueue(**call)`` does: by ``task_row_insert`` on django-tasks-db
+    (unless it is configured with its own ``id_function``), by ``enqueue`` elsewhere.
+    """
+    backend = task.get_backend()
+    if type(backend) is DatabaseBackend and not backend.options.get("id_function"):
+        return task_row_insert(task=task, backend=backend, call=call)
+    return task.enqueue(**call).id
+
+
+def task_row_insert(*, task, backend, call):
+    """Write the row django-tasks-db's ``enqueue`` writes, by one plain INSERT.
+
+    Every subscribe, confirmation and unsubscribe records a task, and the
+    backend's ``enqueue`` spends ~0.3 ms of CPU around its INSERT (normalising
+    the arguments, ``Model.save()``, building the ``TaskResult``). The same row
+    and the same ``task_enqueued`` signal, for about a third of that.
+    """
+    backend.validate_task(task)
+    row = DBTaskResult(
+        args_kwargs={"args": [], "kwargs": call},
+        priority=task.priority,
+        task_path=task.module_path,
+        queue_name=task.queue_name,
+        run_after=task.run_after,
+        backend_name=backend.alias,
+    )
+    row_insert(row)
+    task_enqueued.send(type(backend), task_result=row.task_result)
+    return row.id

@@ -1,0 +1,142 @@
+"""Recording a batch's messages as sent: the batch sender's database part.
+
+This is the publishing app's persistence module. Each message sent is marked by
+one UPDATE of its delivery (``delivery_sent``); on PostgreSQL a batch marks
+through ``SentMarks``, which drives libpq under psycopg to send that UPDATE
+prepared and without waiting for its answer. Nothing else in Signalpost touches
+libpq. The contract tests in ``tests/test_publishing_writes.py`` hold both ways
+to the same stored row and to "at most the message in flight is unrecorded".
+"""
+
+import contextlib
+import functools
+import logging
+import uuid
+
+from django.db import DatabaseError, connection
+from django.utils import timezone
+from psycopg import pq
+
+from signalpost.publishing.models import Delivery
+
+logger = logging.getLogger(__name__)
+
+
+def delivery_sent(*, delivery, message_id):
+    """Record one message as sent: its own statement, so a crash loses at most the next.
+
+    Plain SQL: this runs once per email, and building the ORM's UPDATE cost
+    more CPU than sending the message does (bench/README.md, Fan-out). On
+    PostgreSQL a batch marks through ``SentMarks`` (below) (prepared, asynchronous)
+    and comes here only when that statement cannot be used, so this one is never
+    prepared: a connection pooler that loses prepared statements can still run it.
+    """
+    params = [
+        Delivery.Status.SENT,
+        message_id[:200],
+        connection.ops.adapt_datetimefield_value(timezone.now()),
+        delivery.pk,
+        Delivery.Status.SENDING,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(delivery_sent_sql(), params)
+
+
+@functools.cache
+def delivery_sent_sql():
+    quote = connection.ops.quote_name
+    fields = ["id", "status", "message_id", "sent_at"]
+    columns = {name: quote(Delivery._meta.get_field(name).column) for name in fields}
+    return (
+        f"UPDATE {quote(Delivery._meta.db_table)} SET {columns['status']} = %s, "
+        f"{columns['message_id']} = %s, {columns['sent_at']} = %s "
+        f"WHERE {columns['id']} = %s AND {columns['status']} = %s"
+    )
+
+
+class SentMarks:
+    """Marks each message sent while the next one's envelope is on its way, never later.
+
+    On PostgreSQL the UPDATE that marks message N goes out without waiting for
+    its answer; ``settle()`` waits for it, and runs before message N+1's data and
+    before any other query. So at any moment at most one delivered message is
+    unrecorded, as with a statement waited for after each message, but the
+    database's round trip is off the sender's path. The UPDATE is prepared once
+    per batch, so PostgreSQL does not parse and plan it for every email.
+    Elsewhere ``mark()`` simply runs ``delivery_sent``. Use it as a context
+    manager: leaving settles the last mark.
+    """
+
+    def __init__(self):
+        self.pgconn = None
+        self.statement = None
+        self.waiting = None
+
+    def __enter__(self):
+        if connection.vendor != "postgresql":
+            return self
+        connection.ensure_connection()
+        pgconn = connection.connection.pgconn
+        sql = delivery_sent_sql()
+        for number in range(1, sql.count("%s") + 1):
+            sql = sql.replace("%s", f"${number}", 1)
+        statement = f"signalpost_sent_{uuid.uuid4().hex}".encode()
+        if pgconn.prepare(statement, sql.encode()).status == pq.ExecStatus.COMMAND_OK:
+            self.pgconn, self.statement = pgconn, statement
+        else:
+            logger.warning("Cannot prepare the sent mark; marking each message in turn")
+        return self
+
+    def __exit__(self, error_type, error, traceback):
+        try:
+            if error_type is None:
+                self.settle()
+            else:
+                with contextlib.suppress(Exception):
+                    self.settle()  # the error being raised matters more than this one
+        finally:
+            if self.statement is not None:
+                # A broken connection takes its prepared statement with it anyway.
+                with contextlib.suppress(Exception):
+                    self.pgconn.exec_(b"DEALLOCATE " + self.statement)
+
+    def mark(self, delivery, *, message_id):
+        self.settle()
+        if self.pgconn is None:
+            delivery_sent(delivery=delivery, message_id=message_id)
+            return
+        params = [
+            Delivery.Status.SENT.value,
+            message_id[:200],
+            timezone.now().isoformat(),
+            str(delivery.pk),
+            Delivery.Status.SENDING.value,
+        ]
+        # libpq's asynchronous call: it returns once the query is written.
+        self.pgconn.send_query_prepared(self.statement, [param.encode() for param in params])
+        self.waiting = (delivery, message_id)
+
+    def settle(self):
+        """Wait until the last mark is in the database; raise ``DatabaseError`` if it failed.
+
+        A mark the prepared statement could not make (a connection pooler that
+        lost it, say) is made once more the ordinary way, and the rest of the
+        batch goes that way too: the message was delivered, and a mark that
+        keeps failing would otherwise send it again on every retry.
+        """
+        if self.waiting is None:
+            return
+        delivery, message_id = self.waiting
+        self.waiting = None
+        errors = []
+        while (result := self.pgconn.get_result()) is not None:
+            if result.status != pq.ExecStatus.COMMAND_OK:
+                errors.append((result.error_message or b"").decode(errors="replace"))
+        if not errors:
+            return
+        logger.warning("The prepared sent mark failed (%s); marking the ordinary way", errors[0])
+        self.pgconn = None
+        try:
+            delivery_sent(delivery=delivery, message_id=message_id)
+        except Exception as error:
+            raise DatabaseError(f"could not mark a delivery sent: {errors[0]}") from error
