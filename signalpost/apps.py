@@ -8,5 +8,4 @@ class SignalpostConfig(AppConfig):
     verbose_name = "Signalpost"
 
     def ready(self):
-        # The per-task log line (django.tasks' task_finished signal).
-        from signalpost import logs  # noqa: F401
+        from signalpost import receivers  # noqa: F401  (connects them)

@@ -12,8 +12,6 @@ import time
 from datetime import UTC, datetime
 
 from django.conf import settings
-from django.dispatch import receiver
-from django.tasks.signals import task_finished
 
 request_logger = logging.getLogger("signalpost.requests")
 task_logger = logging.getLogger("signalpost.tasks")
@@ -83,27 +81,3 @@ class RequestLogMiddleware:
             },
         )
         return response
-
-
-@receiver(task_finished, dispatch_uid="signalpost.logs.task_log_finished")
-def task_log_finished(sender, *, task_result, **kwargs):
-    """Log one line per task run: task, id, outcome and duration."""
-    started, finished = task_result.started_at, task_result.finished_at
-    duration_ms = (
-        round((finished - started).total_seconds() * 1000, 1) if started and finished else None
-    )
-    outcome = str(task_result.status)
-    task_logger.log(
-        logging.WARNING if outcome == "FAILED" else logging.INFO,
-        "task %s %s %s %sms",
-        task_result.task.module_path,
-        task_result.id,
-        outcome,
-        duration_ms,
-        extra={
-            "task": task_result.task.module_path,
-            "task_id": str(task_result.id),
-            "outcome": outcome,
-            "duration_ms": duration_ms,
-        },
-    )

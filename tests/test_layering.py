@@ -23,6 +23,8 @@ LAYERS = [
             "signalpost.dispatch",
             "signalpost.signals",
             "signalpost.introspection",
+            "signalpost.logs",
+            "signalpost.receivers",
             "signalpost.redaction",
             "signalpost.rows",
             "signalpost.durability",
@@ -54,6 +56,10 @@ LAYERS = [
             "signalpost.handlers",
             "signalpost.middleware",
             "signalpost.context_processors",
+            "signalpost.health",
+            "signalpost.security",
+            "signalpost.cli",
+            "signalpost.views",
         ],
     ),
 ]
@@ -151,7 +157,7 @@ def test_imports_inside_functions_are_only_the_two_sanctioned_kinds():
     top of its module, where a reader sees the dependency."""
     hidden = []
     for path, module in source_modules():
-        app = ".".join(module.split(".")[:2])
+        app = module.rsplit(".", 1)[0]  # the package the module is in: its app
         for line, target, in_function in imports_of(path, module):
             if not in_function:
                 continue
