@@ -8,7 +8,7 @@ from django.urls import get_script_prefix, get_urlconf, reverse
 # seven URLs on every page (a fifth of rendering a page). A site has one or two
 # prefixes; the cap keeps a server that takes SCRIPT_NAME from a header from being
 # made to remember one per request.
-_links_by_prefix = {}
+_links_by_prefix: dict[tuple[str, str | None], dict[str, str]] = {}
 LINKS_KEPT_MAX = 16
 
 

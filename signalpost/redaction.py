@@ -9,6 +9,7 @@ before this existed), with ``json_mentions`` for JSON columns.
 
 import json
 import re
+from typing import Any
 
 from django.db.models import TextField
 from django.db.models.functions import Cast
@@ -88,7 +89,7 @@ def json_mentions(field: str, *, text: str):
     """
     cast = Cast(field, TextField())
     first, *others = dict.fromkeys([json.dumps(text), json.dumps(text, ensure_ascii=False)])
-    condition = IContains(cast, first)
+    condition: Any = IContains(cast, first)  # Q | IContains, as | makes it
     for spelling in others:
         condition |= IContains(cast, spelling)
     return condition

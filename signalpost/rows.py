@@ -10,14 +10,23 @@ same model signals. ``row_fetch`` reads one instance by a written-out
 condition for half the CPU of ``raw()`` or ``filter().first()``.
 """
 
+from collections.abc import Callable, Sequence
+from typing import Any
+
 from django.db import connections, router, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Field, Model
 from django.db.models.signals import post_save, pre_save
 
-_statements = {}
-_selects = {}
+_statements: dict[
+    tuple[type[Model], str, str], tuple[str, list[Field[Any, Any]], list[Field[Any, Any]], bool]
+] = {}
+_selects: dict[
+    tuple[type[Model], str, str], tuple[str, list[str], list[tuple[int, Any, list[Any]]]]
+] = {}
 
 
-def row_insert(instance, *, on_conflict=""):
+def row_insert(instance: Model, *, on_conflict: str = "") -> bool:
     """INSERT the unsaved ``instance`` as ``save()`` would; return whether a row was written.
 
     ``pre_save`` and ``post_save`` are sent as ``save()`` sends them, so their
@@ -34,13 +43,14 @@ def row_insert(instance, *, on_conflict=""):
         raise TypeError(f"row_insert does not support {meta.label}: it inherits a table")
     using = router.db_for_write(model, instance=instance)
     connection = connections[using]
-    # As save() does: an unsaved related object is an error, not a NULL.
-    instance._prepare_related_fields_for_save(operation_name="save")
+    # As save() does: an unsaved related object is an error, not a NULL. (A private
+    # method of Model, which the stubs leave out.)
+    instance._prepare_related_fields_for_save(operation_name="save")  # type: ignore[attr-defined]
     pre_save.send(sender=model, instance=instance, raw=False, using=using, update_fields=None)
     key = (model, using, on_conflict)
     statement = _statements.get(key)
     if statement is None:
-        statement = _statements[key] = insert_statement(model, connection, on_conflict)
+        statement = _statements[key] = _insert_statement(model, connection, on_conflict)
     sql, fields, returning, reads_back = statement
     values = [
         field.get_db_prep_save(field.pre_save(instance, True), connection) for field in fields
@@ -60,12 +70,15 @@ def row_insert(instance, *, on_conflict=""):
     return True
 
 
-def insert_statement(model, connection, on_conflict):
+def _insert_statement(
+    model: type[Model], connection: BaseDatabaseWrapper, on_conflict: str
+) -> tuple[str, list[Field[Any, Any]], list[Field[Any, Any]], bool]:
     meta = model._meta
     if any(field.has_db_default() for field in meta.local_concrete_fields):
         # save() sends a value set on such a field; this statement would drop it.
         raise TypeError(f"row_insert does not support {meta.label}: it has database defaults")
-    quote = connection.ops.quote_name
+    # A concrete field's column is never None (the stubs type it str | None).
+    quote: Callable[[str | None], str] = connection.ops.quote_name  # type: ignore[assignment]
     fields = [field for field in meta.local_concrete_fields if not field.db_returning]
     returning = [field for field in meta.local_concrete_fields if field.db_returning]
     sql = (
@@ -82,7 +95,9 @@ def insert_statement(model, connection, on_conflict):
     return sql, fields, returning, bool(returning or on_conflict)
 
 
-def row_fetch(model, *, where, params, using="default"):
+def row_fetch[M: Model](
+    model: type[M], *, where: str, params: Sequence[Any], using: str = "default"
+) -> M | None:
     """Return the instance of ``model`` whose row matches ``where``, or ``None``.
 
     ``where`` is SQL over the table's columns (``"slug" = %s``), with ``params``;
@@ -95,7 +110,7 @@ def row_fetch(model, *, where, params, using="default"):
     key = (model, using, where)
     select = _selects.get(key)
     if select is None:
-        select = _selects[key] = select_statement(model, connection, where)
+        select = _selects[key] = _select_statement(model, connection, where)
     sql, names, converters = select
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -109,9 +124,12 @@ def row_fetch(model, *, where, params, using="default"):
     return model.from_db(using, names, values)
 
 
-def select_statement(model, connection, where):
+def _select_statement(
+    model: type[Model], connection: BaseDatabaseWrapper, where: str
+) -> tuple[str, list[str], list[tuple[int, Any, list[Any]]]]:
     meta = model._meta
-    quote = connection.ops.quote_name
+    # A concrete field's column is never None (the stubs type it str | None).
+    quote: Callable[[str | None], str] = connection.ops.quote_name  # type: ignore[assignment]
     fields = meta.concrete_fields
     sql = (
         f"SELECT {', '.join(quote(field.column) for field in fields)} "

@@ -13,7 +13,7 @@ class SubscriptionInline(admin.TabularInline):
     fk_name = "profile"
     extra = 0
     can_delete = False
-    fields = ["newsletter", "status", "source", "subscribed_at", "unsubscribed_at"]
+    fields = ("newsletter", "status", "source", "subscribed_at", "unsubscribed_at")
     readonly_fields = fields
     show_change_link = True
 

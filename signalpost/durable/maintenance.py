@@ -16,7 +16,7 @@ from django.utils import timezone
 
 logger = logging.getLogger(__name__)
 
-_last_done = {}
+_last_done: dict[str, float] = {}
 _last_done_lock = threading.Lock()
 
 

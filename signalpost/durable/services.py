@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 ERROR_MAX_LENGTH = 20_000
 
 # What forgetting leaves of a running call's arguments (durable_calls_forget).
-FORGOTTEN_ARGUMENTS = {"args": [], "kwargs": {}}
+FORGOTTEN_ARGUMENTS: dict[str, list[object] | dict[str, object]] = {"args": [], "kwargs": {}}
 
 
 def durable_call_enqueue(*, durable_receiver, sender, signal, arguments):

@@ -129,7 +129,7 @@ class WebhookAttemptInline(admin.StackedInline):
     # Stacked, not a table: on a phone a table would scroll sideways in a region a
     # keyboard cannot reach (axe: scrollable-region-focusable).
     model = WebhookAttempt
-    fields = ["number", "attempted_at", "status_code", "latency_ms", "error", "response_excerpt"]
+    fields = ("number", "attempted_at", "status_code", "latency_ms", "error", "response_excerpt")
     readonly_fields = fields
     extra = 0
     can_delete = False
