@@ -7,6 +7,7 @@ from django.contrib.auth import signals as auth_signals
 from django.core.signals import got_request_exception, request_finished, request_started
 from django.db.models import Model
 from django.db.models import signals as model_signals
+from django.dispatch import Signal
 from django.tasks import signals as task_signals
 
 from signalpost.dispatch import DeclaredSignal
@@ -37,7 +38,7 @@ DJANGO_SIGNALS = {
 DJANGO_SIGNAL_NAMES = {id(signal): name for name, signal in DJANGO_SIGNALS.items()}
 
 
-def signal_name(signal):
+def signal_name(signal: Signal) -> str:
     """Return the name a durable task records for ``signal``; raise ``TypeError`` if none."""
     if isinstance(signal, DeclaredSignal):
         return signal.name
@@ -50,7 +51,7 @@ def signal_name(signal):
         ) from None
 
 
-def signal_by_name(name):
+def signal_by_name(name: str) -> Signal:
     """Return the signal ``signal_name`` named ``name``; raise ``LookupError`` if unknown."""
     signal = DeclaredSignal.by_name.get(name) or DJANGO_SIGNALS.get(name)
     if signal is None:

@@ -8,5 +8,5 @@ class DurableConfig(AppConfig):
     label = "durable"
     verbose_name = "Durable receivers"
 
-    def ready(self):
+    def ready(self) -> None:
         from signalpost.durable import receivers  # noqa: F401  (connects them)

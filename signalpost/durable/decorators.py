@@ -1,7 +1,11 @@
 """``@durable``: make a signal receiver run in the worker, after commit, with retries."""
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
+
+from django.dispatch import Signal
 
 from signalpost.durable.policy import RetryPolicy
 from signalpost.durable.services import durable_call_enqueue
@@ -11,20 +15,20 @@ from signalpost.durable.services import durable_call_enqueue
 class DurableReceiver:
     """What the worker needs to run a durable receiver: the function and its policy."""
 
-    function: object
+    function: Callable[..., Any]
     path: str
     policy: RetryPolicy
 
 
 def durable(
-    function=None,
+    function: Callable[..., Any] | None = None,
     *,
-    max_attempts=5,
-    backoff_base=10.0,
-    backoff_max=3600.0,
-    queue_name="default",
-    only_if=None,
-):
+    max_attempts: int = 5,
+    backoff_base: float = 10.0,
+    backoff_max: float = 3600.0,
+    queue_name: str = "default",
+    only_if: Callable[..., bool] | None = None,
+) -> Any:
     """Declare a receiver durable. Put it under ``@receiver``::
 
         @receiver(user_subscribed, dispatch_uid="emails.welcome")
@@ -50,7 +54,7 @@ def durable(
         queue_name=queue_name,
     )
 
-    def decorate(function):
+    def decorate(function: Callable[..., Any]) -> Callable[..., None]:
         if "<locals>" in function.__qualname__:
             raise TypeError(f"durable receiver {function.__qualname__} must be module-level")
         durable_receiver = DurableReceiver(
@@ -60,15 +64,16 @@ def durable(
         )
 
         @functools.wraps(function)
-        def record_call(sender, signal, **arguments):
+        def record_call(sender: Any, signal: Signal, **arguments: Any) -> None:
             if only_if is not None and not only_if(**arguments):
                 return
             durable_call_enqueue(
                 durable_receiver=durable_receiver, sender=sender, signal=signal, arguments=arguments
             )
 
-        record_call.durable_policy = policy
-        record_call.durable_receiver = durable_receiver
+        # What the worker and `manage.py signals` read off a connected receiver.
+        record_call.durable_policy = policy  # type: ignore[attr-defined]
+        record_call.durable_receiver = durable_receiver  # type: ignore[attr-defined]
         return record_call
 
     if function is not None:

@@ -27,7 +27,7 @@ class WorkerHeartbeat(threading.Thread):
     heartbeat going while a long task holds the main loop.
     """
 
-    def __init__(self, *, worker_id, queues, lease_seconds):
+    def __init__(self, *, worker_id: str, queues: list[str], lease_seconds: float) -> None:
         super().__init__(name=f"heartbeat-{worker_id}", daemon=True)
         self.worker_id = worker_id
         self.queues = queues
@@ -35,7 +35,7 @@ class WorkerHeartbeat(threading.Thread):
         self.interval = lease_seconds / 4
         self.stopping = threading.Event()
 
-    def start(self):
+    def start(self) -> None:
         worker = worker_register(worker_id=self.worker_id, queues=self.queues)
         if connection.vendor == "sqlite" and workers_alive_besides(worker):
             # Measured (bench/durable.py): SQLite's single write lock makes two
@@ -46,7 +46,7 @@ class WorkerHeartbeat(threading.Thread):
             )
         super().start()
 
-    def run(self):
+    def run(self) -> None:
         try:
             while True:
                 self.beat()
@@ -55,7 +55,7 @@ class WorkerHeartbeat(threading.Thread):
         finally:
             connections.close_all()
 
-    def beat(self):
+    def beat(self) -> None:
         try:
             worker_heartbeat(worker_id=self.worker_id, queues=self.queues)
             orphaned_tasks_requeue(lease_seconds=self.lease_seconds)
@@ -69,7 +69,7 @@ class WorkerHeartbeat(threading.Thread):
             if isinstance(error, Exception):
                 logger.warning("Heartbeat receiver %r failed", receiver, exc_info=error)
 
-    def stop(self):
+    def stop(self) -> None:
         self.stopping.set()
         self.join(timeout=self.interval + 30)
         worker_deregister(worker_id=self.worker_id)

@@ -8,7 +8,7 @@ with a shared cache (Redis) only one worker of them all per interval does.
 import logging
 import threading
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.cache import cache
@@ -20,7 +20,7 @@ _last_done: dict[str, float] = {}
 _last_done_lock = threading.Lock()
 
 
-def chore_due(name, *, every):
+def chore_due(name: str, *, every: float) -> bool:
     """Return whether the chore ``name`` should run now, and if so claim it for ``every`` s.
 
     ``every`` of 0 or less turns the chore off. A cache outage leaves the
@@ -41,13 +41,13 @@ def chore_due(name, *, every):
         return True
 
 
-def chores_forget():
+def chores_forget() -> None:
     """Forget when each chore ran in this process (tests)."""
     with _last_done_lock:
         _last_done.clear()
 
 
-def retention_cutoff(chore, *, days):
+def retention_cutoff(chore: str, *, days: float) -> datetime | None:
     """Return the time before which finished rows of ``chore`` go, if it is due now; else None.
 
     ``days`` of 0 or less keeps everything; the chore runs once per

@@ -28,7 +28,7 @@ class DeadLetter(models.Model):
         ordering = ["-failed_at"]
         indexes = [models.Index(fields=["status", "-failed_at"])]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.receiver} ← {self.signal_name} ({self.status})"
 
 
@@ -46,5 +46,5 @@ class WorkerProcess(models.Model):
         ordering = ["started_at"]
         verbose_name_plural = "worker processes"
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.worker_id} ({self.hostname}:{self.pid})"

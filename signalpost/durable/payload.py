@@ -9,6 +9,7 @@ transaction, rather than failing later in the worker.
 import datetime
 import decimal
 import uuid
+from typing import Any
 
 from django.apps import apps
 from django.db.models import Model
@@ -18,7 +19,7 @@ from signalpost.durable.exceptions import PermanentFailure
 TAG = "$"
 
 
-def payload_dump(value, *, where="argument"):
+def payload_dump(value: object, *, where: str = "argument") -> Any:
     """Return ``value`` as JSON-compatible data; raise ``TypeError`` if it cannot travel."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
@@ -50,7 +51,7 @@ def payload_dump(value, *, where="argument"):
     raise TypeError(f"{where}: a {type(value).__name__} cannot be sent durably")
 
 
-def payload_load(data):
+def payload_load(data: Any) -> Any:
     """Return the value ``payload_dump`` made ``data`` from, reading model rows again.
 
     Raises ``PermanentFailure`` when a row no longer exists: retrying cannot

@@ -23,24 +23,24 @@ class RetryPolicy:
     queue_name: str = "default"
     jitter: bool = True
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         if self.backoff_base < 0 or self.backoff_max < 0:
             raise ValueError("backoff_base and backoff_max must not be negative")
 
-    def delay_before(self, attempt):
+    def delay_before(self, attempt: int) -> float:
         """Return the seconds to wait before ``attempt`` (2 for the first retry)."""
-        ceiling = min(self.backoff_max, self.backoff_base * 2 ** (attempt - 2))
+        ceiling: float = min(self.backoff_max, self.backoff_base * 2 ** (attempt - 2))
         if not self.jitter:
             return ceiling
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 
-    def delay_after(self, attempts):
+    def delay_after(self, attempts: int) -> float:
         """Return the seconds to wait after ``attempts`` failed attempts (1 for the first)."""
         return self.delay_before(attempts + 1)
 
-    def describe(self):
+    def describe(self) -> str:
         return (
             f"max {self.max_attempts} attempts, backoff {self.backoff_base:g}s x2^n "
             f"up to {self.backoff_max:g}s{' with jitter' if self.jitter else ''}, "

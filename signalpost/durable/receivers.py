@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 
 
 @receiver(worker_beat, dispatch_uid="durable.task_results_prune_old")
-def task_results_prune_old(sender, *, worker_id, **kwargs):
+def task_results_prune_old(sender: object, *, worker_id: str, **kwargs: object) -> None:
     """Finished task rows older than ``TASK_RESULTS_RETENTION_DAYS`` go, once per interval."""
     days = settings.SIGNALPOST_TASK_RESULTS_RETENTION_DAYS
     cutoff = retention_cutoff("task_results_prune", days=days)

@@ -1,6 +1,7 @@
 """Reads of the task queue, dead letters and workers."""
 
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Count, Min, Q
@@ -11,7 +12,7 @@ from django_tasks_db.models import DBTaskResult, get_date_max
 from signalpost.durable.models import DeadLetter, WorkerProcess
 
 
-def queue_status(*, lease_seconds=None):
+def queue_status(*, lease_seconds: float | None = None) -> dict[str, Any]:
     """Return a dict describing the queue now: counts by state, oldest waiting task, workers.
 
     ``waiting`` tasks can run now; ``scheduled`` ones (retries in backoff) later.
@@ -59,7 +60,7 @@ def queue_status(*, lease_seconds=None):
     }
 
 
-def workers_alive_besides(worker, *, lease_seconds=None):
+def workers_alive_besides(worker: WorkerProcess, *, lease_seconds: float | None = None) -> bool:
     """Return whether a worker other than ``worker`` has a fresh heartbeat."""
     lease = timedelta(seconds=lease_seconds or settings.SIGNALPOST_WORKER_LEASE_SECONDS)
     return (

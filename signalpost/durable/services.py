@@ -5,22 +5,29 @@ import os
 import socket
 import traceback
 import uuid
-from datetime import timedelta
+from collections.abc import Collection, Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
-from django.db.models import Q, TextField
+from django.db.models import Q, QuerySet, TextField
 from django.db.models.functions import Cast
 from django.db.models.lookups import IContains
-from django.tasks import TaskResultStatus
+from django.dispatch import Signal
+from django.tasks import Task, TaskResultStatus
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from signalpost.durable.exceptions import PermanentFailure
 from signalpost.durable.models import DeadLetter, WorkerProcess
 from signalpost.durable.payload import payload_dump
+from signalpost.durable.policy import RetryPolicy
 from signalpost.durable.writes import task_insert
 from signalpost.introspection import signal_name
 from signalpost.redaction import json_mentions, text_forget
+
+if TYPE_CHECKING:
+    from signalpost.durable.decorators import DurableReceiver
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +37,13 @@ ERROR_MAX_LENGTH = 20_000
 FORGOTTEN_ARGUMENTS: dict[str, list[object] | dict[str, object]] = {"args": [], "kwargs": {}}
 
 
-def durable_call_enqueue(*, durable_receiver, sender, signal, arguments):
+def durable_call_enqueue(
+    *,
+    durable_receiver: "DurableReceiver",
+    sender: object,
+    signal: Signal,
+    arguments: dict[str, object],
+) -> Any:
     """Record one task that will call ``durable_receiver`` with ``arguments``; return its id.
 
     Runs in the caller's transaction: the task exists exactly when the
@@ -55,7 +68,7 @@ def durable_call_enqueue(*, durable_receiver, sender, signal, arguments):
     return task_enqueue(task, **call)
 
 
-def task_enqueue(task, **kwargs):
+def task_enqueue(task: Task[..., Any], **kwargs: Any) -> Any:
     """Queue ``task`` with keyword arguments ``kwargs`` in the caller's transaction; return its id.
 
     What ``task.enqueue(**kwargs)`` does, for less CPU (``durable.writes.task_insert``).
@@ -64,7 +77,13 @@ def task_enqueue(task, **kwargs):
 
 
 @transaction.atomic
-def durable_call_failed(*, task_result_id, call, policy, error):
+def durable_call_failed(
+    *,
+    task_result_id: Any,
+    call: dict[str, Any],
+    policy: RetryPolicy | None,
+    error: BaseException,
+) -> DeadLetter | None:
     """Handle a failed attempt: schedule the next one, or dead-letter the call.
 
     ``call`` holds the task's keyword arguments. This attempt's task row is
@@ -89,7 +108,7 @@ def durable_call_failed(*, task_result_id, call, policy, error):
         return None
     attempt = call["attempt"]
     permanent = isinstance(error, PermanentFailure) or policy is None
-    if not permanent and attempt < policy.max_attempts:
+    if not permanent and policy is not None and attempt < policy.max_attempts:
         delay = policy.delay_before(attempt + 1)
         run_durable_receiver.using(
             queue_name=policy.queue_name, run_after=now + timedelta(seconds=delay)
@@ -131,7 +150,7 @@ def durable_call_failed(*, task_result_id, call, policy, error):
     return dead_letter
 
 
-def dead_letter_resolved(*, dead_letter_id):
+def dead_letter_resolved(*, dead_letter_id: int) -> None:
     """Mark a replayed dead letter resolved: its replay succeeded."""
     DeadLetter.objects.filter(id=dead_letter_id).update(
         status=DeadLetter.Status.RESOLVED, resolved_at=timezone.now()
@@ -139,7 +158,7 @@ def dead_letter_resolved(*, dead_letter_id):
 
 
 @transaction.atomic
-def dead_letter_replay(*, dead_letter):
+def dead_letter_replay(*, dead_letter: DeadLetter) -> bool:
     """Run a dead-lettered call again from its first attempt; return whether it was queued.
 
     Only dead letters in state ``dead`` replay, so replaying twice queues once.
@@ -167,7 +186,12 @@ def dead_letter_replay(*, dead_letter):
 
 
 @transaction.atomic
-def durable_calls_forget(*, texts, references, waiting_calls_kept=()):
+def durable_calls_forget(
+    *,
+    texts: Collection[str],
+    references: Mapping[str, object],
+    waiting_calls_kept: Iterable[Signal] = (),
+) -> tuple[int, int, int]:
     """Remove every task row and dead letter that mentions one of ``texts`` or refers to
     one of ``references``; return the numbers of task rows deleted, task rows emptied
     and dead letters deleted.
@@ -190,15 +214,15 @@ def durable_calls_forget(*, texts, references, waiting_calls_kept=()):
       signal, which carries the text by design so that its receivers can forget it
       elsewhere). Its row keeps the text once it ran.
     """
-    calls = Q(pk__in=[])
+    mentioning = Q(pk__in=[])
     dead = Q(pk__in=[])
     for text in texts:
-        calls |= Q(json_mentions("args_kwargs", text=text))
+        mentioning |= Q(json_mentions("args_kwargs", text=text))
         dead |= Q(json_mentions("payload", text=text))
     for name, pk in references.items():
-        calls |= Q(**{f"args_kwargs__kwargs__payload__{name}__pk": pk})
+        mentioning |= Q(**{f"args_kwargs__kwargs__payload__{name}__pk": pk})
         dead |= Q(**{f"payload__{name}__pk": pk})
-    calls = DBTaskResult.objects.filter(calls)
+    calls = DBTaskResult.objects.filter(mentioning)
     emptied = calls.filter(status=TaskResultStatus.RUNNING).update(args_kwargs=FORGOTTEN_ARGUMENTS)
     # has_key makes the condition false on rows without "signal" (a webhook delivery's);
     # the comparison alone would be NULL there, and NOT NULL keeps a row out of the delete.
@@ -218,7 +242,7 @@ def durable_calls_forget(*, texts, references, waiting_calls_kept=()):
     return deleted, emptied, dead_letters
 
 
-def _texts_forget(queryset, *, fields, texts):
+def _texts_forget(queryset: QuerySet[Any], *, fields: list[str], texts: Collection[str]) -> None:
     """Replace every whole occurrence of ``texts`` in ``fields`` of ``queryset``'s rows."""
     mentioning = Q(pk__in=[])
     for text in texts:
@@ -233,7 +257,7 @@ def _texts_forget(queryset, *, fields, texts):
             queryset.filter(pk=row.pk).update(**forgotten)
 
 
-def worker_register(*, worker_id, queues):
+def worker_register(*, worker_id: str, queues: Iterable[str]) -> WorkerProcess:
     """Record a starting worker and its first heartbeat; return the ``WorkerProcess``."""
     now = timezone.now()
     worker, _ = WorkerProcess.objects.update_or_create(
@@ -249,18 +273,18 @@ def worker_register(*, worker_id, queues):
     return worker
 
 
-def worker_heartbeat(*, worker_id, queues):
+def worker_heartbeat(*, worker_id: str, queues: Iterable[str]) -> None:
     """Say the worker is alive; re-register it if it was taken for dead meanwhile."""
     if not WorkerProcess.objects.filter(worker_id=worker_id).update(heartbeat_at=timezone.now()):
         worker_register(worker_id=worker_id, queues=queues)
 
 
-def worker_deregister(*, worker_id):
+def worker_deregister(*, worker_id: str) -> None:
     WorkerProcess.objects.filter(worker_id=worker_id).delete()
 
 
 @transaction.atomic
-def orphaned_tasks_requeue(*, lease_seconds):
+def orphaned_tasks_requeue(*, lease_seconds: float) -> int:
     """Put back in the queue the running tasks whose worker died; return how many.
 
     A task is orphaned when it started more than the lease ago and the worker
@@ -297,7 +321,7 @@ def orphaned_tasks_requeue(*, lease_seconds):
 TASK_RESULTS_PRUNE_CHUNK = 1000
 
 
-def task_results_prune(*, older_than):
+def task_results_prune(*, older_than: datetime) -> int:
     """Delete task rows that finished (succeeded or failed) before ``older_than``; return
     how many went.
 

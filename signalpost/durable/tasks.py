@@ -1,6 +1,8 @@
 """The task every durable receiver call runs as."""
 
-from django.tasks import task
+from typing import TYPE_CHECKING, Any
+
+from django.tasks import TaskContext, task
 from django.utils.module_loading import import_string
 
 from signalpost.durable.exceptions import PermanentFailure
@@ -8,14 +10,17 @@ from signalpost.durable.payload import payload_load
 from signalpost.durable.services import dead_letter_resolved, durable_call_failed
 from signalpost.introspection import signal_by_name
 
+if TYPE_CHECKING:
+    from signalpost.durable.decorators import DurableReceiver
 
-def durable_receiver_get(path):
+
+def _durable_receiver_get(path: str) -> "DurableReceiver":
     """Return the ``DurableReceiver`` at ``path``; raise ``PermanentFailure`` if there is none."""
     try:
         record_call = import_string(path)
     except ImportError as error:
         raise PermanentFailure(f"{path} cannot be imported: {error}") from error
-    durable_receiver = getattr(record_call, "durable_receiver", None)
+    durable_receiver: DurableReceiver | None = getattr(record_call, "durable_receiver", None)
     if durable_receiver is None:
         raise PermanentFailure(f"{path} is not a durable receiver")
     return durable_receiver
@@ -23,8 +28,16 @@ def durable_receiver_get(path):
 
 @task(takes_context=True)
 def run_durable_receiver(
-    context, *, receiver, signal, sender, payload, idempotency_key, attempt, dead_letter_id
-):
+    context: TaskContext[..., None],
+    *,
+    receiver: str,
+    signal: str,
+    sender: Any,
+    payload: dict[str, Any],
+    idempotency_key: str,
+    attempt: int,
+    dead_letter_id: int | None,
+) -> None:
     """Call one durable receiver for one sent signal; on failure retry or dead-letter it."""
     call = {
         "receiver": receiver,
@@ -37,7 +50,7 @@ def run_durable_receiver(
     }
     policy = None
     try:
-        durable_receiver = durable_receiver_get(receiver)
+        durable_receiver = _durable_receiver_get(receiver)
         policy = durable_receiver.policy
         # context.attempt counts the claims of this task row: more than one
         # means a worker died running it. A call that kills every worker

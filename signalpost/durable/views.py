@@ -1,7 +1,7 @@
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import permission_required
 from django.core.serializers.json import DjangoJSONEncoder
-from django.http import JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_safe
 
@@ -12,7 +12,7 @@ from signalpost.durable.selectors import queue_status
 @staff_member_required
 # Being staff only opens the admin; the queue names receivers and shows failures.
 @permission_required("durable.view_deadletter", raise_exception=True)
-def queue_status_page(request):
+def queue_status_page(request: HttpRequest) -> HttpResponse:
     """The queue's health for staff: HTML, or JSON with ``?format=json`` for monitoring."""
     status = queue_status()
     if request.GET.get("format") == "json":

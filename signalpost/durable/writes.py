@@ -6,6 +6,9 @@ at the backend themselves. The row written is the one ``enqueue`` writes; the
 contract tests in ``tests/test_durable_writes.py`` hold it to that.
 """
 
+from typing import Any
+
+from django.tasks import Task
 from django.tasks.signals import task_enqueued
 from django_tasks_db.backend import DatabaseBackend
 from django_tasks_db.models import DBTaskResult
@@ -13,7 +16,7 @@ from django_tasks_db.models import DBTaskResult
 from signalpost.rows import row_insert
 
 
-def task_insert(*, task, call):
+def task_insert(*, task: Task[..., Any], call: dict[str, Any]) -> Any:
     """Queue ``task`` with keyword arguments ``call`` in the caller's transaction; return its id.
 
     What ``task.enqueue(**call)`` does: by ``task_row_insert`` on django-tasks-db
@@ -25,7 +28,7 @@ def task_insert(*, task, call):
     return task.enqueue(**call).id
 
 
-def task_row_insert(*, task, backend, call):
+def task_row_insert(*, task: Task[..., Any], backend: DatabaseBackend, call: dict[str, Any]) -> Any:
     """Write the row django-tasks-db's ``enqueue`` writes, by one plain INSERT.
 
     Every subscribe, confirmation and unsubscribe records a task, and the
@@ -34,12 +37,13 @@ def task_row_insert(*, task, backend, call):
     and the same ``task_enqueued`` signal, for about a third of that.
     """
     backend.validate_task(task)
-    row = DBTaskResult(
+    row: DBTaskResult[Any, Any] = DBTaskResult(
         args_kwargs={"args": [], "kwargs": call},
         priority=task.priority,
         task_path=task.module_path,
         queue_name=task.queue_name,
-        run_after=task.run_after,
+        # None becomes "no time set" in the model's pre_save, as in enqueue.
+        run_after=task.run_after,  # type: ignore[misc]
         backend_name=backend.alias,
     )
     row_insert(row)

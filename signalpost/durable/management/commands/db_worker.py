@@ -1,5 +1,7 @@
 import logging
 import os
+from argparse import ArgumentParser
+from typing import Any
 
 from django.conf import settings
 from django.core.management.base import CommandError
@@ -9,7 +11,7 @@ from django_tasks_db.management.commands import db_worker
 from signalpost.durable.heartbeat import WorkerHeartbeat
 
 
-def positive_seconds(value):
+def _positive_seconds(value: str) -> float:
     seconds = float(value)
     if not seconds > 0 or seconds == float("inf"):
         raise ValueError(value)
@@ -23,24 +25,25 @@ class Command(db_worker.Command):
         "the current task, then exits."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: ArgumentParser) -> None:
         super().add_arguments(parser)
         parser.add_argument(
             "--lease",
-            type=positive_seconds,
+            type=_positive_seconds,
             default=settings.SIGNALPOST_WORKER_LEASE_SECONDS,
             help="Seconds without a heartbeat after which this worker's running task is "
             "taken for lost and run again (default: %(default)s, WORKER_LEASE_SECONDS).",
         )
 
-    def configure_logging(self, verbosity):
+    def configure_logging(self, verbosity: int) -> None:
         super().configure_logging(verbosity)
         if verbosity == 1:
             # signalpost.tasks logs one line per task, with its duration; Django's
             # own two lines per task (started, finished) would only repeat it.
             logging.getLogger("django.tasks").setLevel(logging.WARNING)
 
-    def handle(self, *, lease, **options):
+    # --lease is this command's own option, which the parent's signature lacks.
+    def handle(self, *, lease: float, **options: Any) -> None:  # type: ignore[override]
         # Under the autoreloader, the parent process only watches files.
         if options["reload"] and os.environ.get(DJANGO_AUTORELOAD_ENV) != "true":
             return super().handle(**options)

@@ -1,4 +1,6 @@
-from django.core.management.base import BaseCommand, CommandError
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from signalpost.durable.models import DeadLetter
 from signalpost.durable.services import dead_letter_replay
@@ -10,13 +12,15 @@ class Command(BaseCommand):
         "(optionally of one --receiver) with --all. A worker runs them."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("ids", nargs="*", type=int, help="Dead letter ids to replay.")
         parser.add_argument("--all", action="store_true", help="Replay every dead letter.")
         parser.add_argument("--receiver", help="Only dead letters of this module.function.")
         parser.add_argument("--dry-run", action="store_true", help="List, replay nothing.")
 
-    def handle(self, *, ids, all, receiver, dry_run, **options):
+    def handle(
+        self, *, ids: list[int], all: bool, receiver: str | None, dry_run: bool, **options: Any
+    ) -> None:
         if not ids and not all:
             raise CommandError("Name dead letter ids to replay, or pass --all.")
         dead_letters = DeadLetter.objects.filter(status=DeadLetter.Status.DEAD).order_by("id")
