@@ -26,7 +26,7 @@ def name_clean(raw_name):
     return " ".join(CONTROL_CHARACTERS.sub(" ", raw_name or "").split())[:NAME_MAX_LENGTH]
 
 
-def email_length_check(email):
+def _email_length_check(email):
     if len(email) > EMAIL_MAX_LENGTH:
         raise ValidationError(
             f"An email address has at most {EMAIL_MAX_LENGTH} characters.", code="max_length"
@@ -47,7 +47,7 @@ def email_normalize(raw_email):
     email = (raw_email or "").strip().lower()
     if not email:
         raise ValidationError("Enter an email address.", code="required")
-    email_length_check(email)
+    _email_length_check(email)
     local_part, at, domain = email.rpartition("@")
     # validate_email's case-insensitive [A-Z] also admits U+017F (long s), which lower() keeps.
     if not at or not local_part.isascii():
@@ -61,13 +61,13 @@ def email_normalize(raw_email):
     if quoted and DOT_ATOM.fullmatch(unquoted := QUOTED_PAIR.sub(r"\1", quoted[1])):
         local_part = unquoted
     email = f"{local_part}@{domain}"
-    email_length_check(email)
+    _email_length_check(email)
     validate_email(email)
-    deliverable_check(local_part=local_part, domain=domain)
+    _deliverable_check(local_part=local_part, domain=domain)
     return email
 
 
-def deliverable_check(*, local_part, domain):
+def _deliverable_check(*, local_part, domain):
     """Refuse what ``validate_email`` takes but no confirmation email could ever reach.
 
     RFC 5321 allows control characters in a quoted local part, an IP address in

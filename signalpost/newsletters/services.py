@@ -81,7 +81,7 @@ def subscribe(*, email, newsletter, source, name="", consent=None, address_verif
         newsletter.opt_in == Newsletter.OptIn.SINGLE or source == Source.ADMIN or address_verified
     )
     now = timezone.now()
-    if not activate and confirmation_requested_recently(subscription, now=now):
+    if not activate and _confirmation_requested_recently(subscription, now=now):
         return subscription
 
     subscription.source = source
@@ -117,7 +117,7 @@ def subscribe(*, email, newsletter, source, name="", consent=None, address_verif
     return subscription
 
 
-def confirmation_requested_recently(subscription, *, now):
+def _confirmation_requested_recently(subscription, *, now):
     """Return whether ``subscription`` asked for confirmation within the window.
 
     Whatever its status now: otherwise subscribing, unsubscribing through the form
@@ -259,7 +259,7 @@ def bounce_record(*, email, permanent, description=""):
         profile.save(update_fields=["soft_bounce_count", "updated_at"])
         if profile.soft_bounce_count < settings.SIGNALPOST_SOFT_BOUNCE_LIMIT:
             return []
-    ended = subscriptions_end_for_delivery_problem(
+    ended = _subscriptions_end_for_delivery_problem(
         profile=profile, status=Status.BOUNCED, timestamp_field="bounced_at"
     )
     for subscription in ended:
@@ -280,7 +280,7 @@ def complaint_record(*, email, description=""):
     profile = profile_by_email(email=email)
     if profile is None:
         return []
-    ended = subscriptions_end_for_delivery_problem(
+    ended = _subscriptions_end_for_delivery_problem(
         profile=profile, status=Status.COMPLAINED, timestamp_field="complained_at"
     )
     for subscription in ended:
@@ -294,7 +294,7 @@ def complaint_record(*, email, description=""):
     return ended
 
 
-def subscriptions_end_for_delivery_problem(*, profile, status, timestamp_field):
+def _subscriptions_end_for_delivery_problem(*, profile, status, timestamp_field):
     now = timezone.now()
     subscriptions = list(
         Subscription.objects.select_for_update()

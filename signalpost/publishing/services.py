@@ -60,7 +60,7 @@ def issue_validate(*, subject, body_markdown, scheduled_at=None):
         raise ValidationError(errors)
 
 
-def issue_slug_for(*, newsletter, subject, exclude_pk=None):
+def _issue_slug_for(*, newsletter, subject, exclude_pk=None):
     """Return a slug from ``subject``, unique within ``newsletter`` and not reserved."""
     base = slugify(subject)[:90] or "issue"
     taken = set(
@@ -102,7 +102,7 @@ def issue_create(*, newsletter, subject, body_markdown, created_by=None, schedul
         return Issue.objects.create(
             newsletter=newsletter,
             subject=subject.strip(),
-            slug=issue_slug_for(newsletter=newsletter, subject=subject),
+            slug=_issue_slug_for(newsletter=newsletter, subject=subject),
             body_markdown=body_markdown,
             body_html=body_html,
             created_by=created_by,
@@ -181,7 +181,7 @@ def issue_send(*, issue):
     issue = Issue.objects.select_for_update().select_related("newsletter").get(pk=issue.pk)
     if issue.status not in EDITABLE:
         return None
-    recipients = deliveries_create(issue=issue)
+    recipients = _deliveries_create(issue=issue)
     issue.status = Issue.Status.SENDING
     issue.sending_started_at = timezone.now()
     issue.recipient_count = recipients
@@ -210,7 +210,7 @@ def error_for_storage(reason: str) -> str:
     return addresses_redact(reason)[:ERROR_MAX_LENGTH]
 
 
-def deliveries_create(*, issue):
+def _deliveries_create(*, issue):
     """Insert a queued delivery for each active subscriber, in one statement; return the count."""
     delivery = Delivery._meta
     subscription = Subscription._meta
@@ -400,40 +400,40 @@ def issue_send_resume(*, issue):
 
     What ``manage.py send_issue --resume`` runs: deliveries held after the mail
     server kept refusing the sender (fixed since, presumably) are queued again,
-    then as ``issue_send_recover``. Safe beside the batches at work.
+    then as ``_issue_send_recover``. Safe beside the batches at work.
     """
     with transaction.atomic():
-        return send_restart(issue_id=issue.pk, release_held=True)
+        return _send_restart(issue_id=issue.pk, release_held=True)
 
 
-def issue_send_recover(*, issue):
+def _issue_send_recover(*, issue):
     """Restart a send that a failure left stranded, if it is; return the batch tasks queued.
 
     Workers run this for every send in progress (``sends_recover``), so a send
     finishes without anyone noticing the failure. A read-only look comes first:
     a send going well costs a few index probes and takes no write lock.
     """
-    if not send_stranded(issue_id=issue.pk):
+    if not _send_stranded(issue_id=issue.pk):
         return 0
     with transaction.atomic():
-        return send_restart(issue_id=issue.pk)
+        return _send_restart(issue_id=issue.pk)
 
 
 def sends_recover():
-    """Run ``issue_send_recover`` for every send in progress; return the batch tasks queued."""
+    """Run ``_issue_send_recover`` for every send in progress; return the batch tasks queued."""
     queued = 0
     for issue in sends_in_progress():
         try:
-            queued += issue_send_recover(issue=issue)
+            queued += _issue_send_recover(issue=issue)
         except DatabaseError:
             # A locked or restarting database: the next sweep tries again.
             logger.warning("Could not check the send of issue %s", issue.pk, exc_info=True)
     return queued
 
 
-def send_stranded(*, issue_id):
+def _send_stranded(*, issue_id):
     """Whether a send needs restarting: work that no batch task is waiting or running for."""
-    claimers = claimers_of(issue_id=issue_id)
+    claimers = _claimers_of(issue_id=issue_id)
     if claimers - claimers_live(claimers):
         return True
     unfinished = Delivery.objects.filter(
@@ -446,7 +446,7 @@ def send_stranded(*, issue_id):
     return not send_batches_live(issue_id=issue_id).exists()
 
 
-def claimers_of(*, issue_id):
+def _claimers_of(*, issue_id):
     return set(
         Delivery.objects.filter(issue_id=issue_id, status=Delivery.Status.SENDING)
         .values_list("claimed_by", flat=True)
@@ -454,8 +454,8 @@ def claimers_of(*, issue_id):
     )
 
 
-def send_restart(*, issue_id, release_held=False):
-    """The work of ``issue_send_resume`` (``release_held``) and ``issue_send_recover``, in
+def _send_restart(*, issue_id, release_held=False):
+    """The work of ``issue_send_resume`` (``release_held``) and ``_issue_send_recover``, in
     the caller's transaction."""
     from signalpost.publishing.tasks import issue_send_batch
 
@@ -466,7 +466,7 @@ def send_restart(*, issue_id, release_held=False):
         Delivery.objects.filter(issue_id=issue_id, status=Delivery.Status.HELD).update(
             status=Delivery.Status.QUEUED
         )
-    claimers = claimers_of(issue_id=issue_id)
+    claimers = _claimers_of(issue_id=issue_id)
     for claimer in claimers - claimers_live(claimers):
         # Its batch task failed and could not give them back (the database was
         # down for that too). It may have sent one of them without marking it,

@@ -39,11 +39,11 @@ def delivery_sent(*, delivery, message_id):
         Delivery.Status.SENDING,
     ]
     with connection.cursor() as cursor:
-        cursor.execute(delivery_sent_sql(), params)
+        cursor.execute(_delivery_sent_sql(), params)
 
 
 @functools.cache
-def delivery_sent_sql():
+def _delivery_sent_sql():
     quote = connection.ops.quote_name
     fields = ["id", "status", "message_id", "sent_at"]
     columns = {name: quote(Delivery._meta.get_field(name).column) for name in fields}
@@ -77,7 +77,7 @@ class SentMarks:
             return self
         connection.ensure_connection()
         pgconn = connection.connection.pgconn
-        sql = delivery_sent_sql()
+        sql = _delivery_sent_sql()
         for number in range(1, sql.count("%s") + 1):
             sql = sql.replace("%s", f"${number}", 1)
         statement = f"signalpost_sent_{uuid.uuid4().hex}".encode()

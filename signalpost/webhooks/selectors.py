@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 ANSWER_TIMEOUT_SECONDS = 60
 
 
-def cache_shared():
+def _cache_shared():
     """Return the default cache if every process sees the same one, else ``None``.
 
     A process-local cache (locmem, the default) cannot hear of an endpoint that
@@ -38,7 +38,7 @@ def cache_shared():
     return cache
 
 
-def cache_keys():
+def _cache_keys():
     """Return the generation's and the answer's keys for the endpoints' database.
 
     The answer is a fact about one database: two sites (or a test run and a
@@ -53,7 +53,7 @@ def cache_keys():
     )
 
 
-def endpoints_active_exist_uncached():
+def _endpoints_active_exist_uncached():
     return WebhookEndpoint.objects.filter(is_active=True).exists()
 
 
@@ -65,10 +65,10 @@ def endpoints_active_exist():
     generation after it commits, so an answer read before the commit, even one
     stored after it, is never used again.
     """
-    cache = cache_shared()
+    cache = _cache_shared()
     if cache is None:
-        return endpoints_active_exist_uncached()
-    generation_key, answer_key = cache_keys()
+        return _endpoints_active_exist_uncached()
+    generation_key, answer_key = _cache_keys()
     try:
         found = cache.get_many([generation_key, answer_key])
         generation = found.get(generation_key)
@@ -84,8 +84,8 @@ def endpoints_active_exist():
                 return answer[1]
     except Exception:
         logger.warning("Cache unavailable; asking the database about endpoints", exc_info=True)
-        return endpoints_active_exist_uncached()
-    exists = endpoints_active_exist_uncached()
+        return _endpoints_active_exist_uncached()
+    exists = _endpoints_active_exist_uncached()
     if generation is not None:
         try:
             cache.set(answer_key, (generation, exists), timeout=ANSWER_TIMEOUT_SECONDS)
@@ -96,10 +96,10 @@ def endpoints_active_exist():
 
 def endpoints_changed():
     """Make every process ask the database again whether active endpoints exist."""
-    cache = cache_shared()
+    cache = _cache_shared()
     if cache is None:
         return
-    generation_key, _ = cache_keys()
+    generation_key, _ = _cache_keys()
     try:
         cache.set(generation_key, uuid.uuid4().hex, timeout=None)
     except Exception:

@@ -160,7 +160,7 @@ def messages_prune(*, older_than, dry_run=False):
     return pruned
 
 
-def signature_header(*, secret, timestamp, body):
+def _signature_header(*, secret, timestamp, body):
     """``t=<unix time>,v1=<hex HMAC-SHA256 of "<t>.<body>">``, as receivers verify it."""
     signed = f"{timestamp}.".encode() + body
     digest = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
@@ -186,7 +186,7 @@ def message_post(*, message):
                 "User-Agent": USER_AGENT,
                 "Signalpost-Event": message.event,
                 "Signalpost-Delivery": str(message.pk),
-                "Signalpost-Signature": signature_header(
+                "Signalpost-Signature": _signature_header(
                     secret=endpoint.secret, timestamp=timestamp, body=body
                 ),
             },
