@@ -3,8 +3,8 @@ from django.db import models
 from django.db.models.functions import Lower
 
 
-class ProfileQuerySet(models.QuerySet):
-    def for_email(self, email):
+class ProfileQuerySet(models.QuerySet["Profile"]):
+    def for_email(self, email: str) -> "ProfileQuerySet":
         """The profile whose address is ``email``, ignoring case.
 
         Compares ``LOWER(email)``, the expression of the unique constraint, so

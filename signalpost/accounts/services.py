@@ -33,7 +33,7 @@ def _email_length_check(email):
         )
 
 
-def email_normalize(raw_email):
+def email_normalize(raw_email: str) -> str:
     """Return ``raw_email`` in its one canonical form, or raise ``ValidationError``.
 
     Addresses are compared case-insensitively everywhere (as mail providers do),

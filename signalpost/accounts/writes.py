@@ -13,7 +13,7 @@ from signalpost.accounts.models import Profile
 from signalpost.rows import row_insert
 
 
-def profile_insert_or_get(*, email, name):
+def profile_insert_or_get(*, email: str, name: str) -> tuple[Profile, bool]:
     """Return ``(profile, created)`` for the normalised ``email``, inserting it if new.
 
     What ``Profile.objects.for_email(email).get_or_create(defaults=...)`` returns,
@@ -33,7 +33,7 @@ def profile_insert_or_get(*, email, name):
     return Profile.objects.for_email(email).get(), False
 
 
-def profile_insert_unless_known(*, profile):
+def profile_insert_unless_known(*, profile: Profile) -> bool:
     """INSERT the unsaved ``profile`` unless its address has one; return whether it did.
 
     One statement where ``get_or_create`` takes four (SELECT, SAVEPOINT, INSERT,
@@ -44,7 +44,7 @@ def profile_insert_unless_known(*, profile):
     address would get a ``pre_save`` for a row that is never written.
     """
     email_column = connections[router.db_for_write(Profile)].ops.quote_name(
-        Profile._meta.get_field("email").column
+        Profile._meta.get_field("email").column  # type: ignore[arg-type]  # a concrete field
     )
     # The expression of accounts_profile_email_unique_ci.
     return row_insert(profile, on_conflict=f"ON CONFLICT (LOWER({email_column})) DO NOTHING")

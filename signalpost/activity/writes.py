@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from signalpost.activity.models import Activity
 from signalpost.newsletters import selectors
-from signalpost.newsletters.models import Subscription
+from signalpost.newsletters.models import Newsletter, Subscription
 from signalpost.rows import row_insert
 
 # The detail {"source": ..., "status": ...} that Activity(detail=...) would hold, built by the
@@ -24,7 +24,7 @@ IMPORTED_DETAIL = {
 }
 
 
-def activity_insert(*, activity):
+def activity_insert(*, activity: Activity) -> Activity:
     """INSERT the unsaved ``activity`` as ``activity.save()`` would; return it.
 
     The same row, the same ``pre_save``/``post_save`` signals, for a fraction of
@@ -34,7 +34,9 @@ def activity_insert(*, activity):
     return activity
 
 
-def activities_insert_imported(*, newsletter, subscription_ids, source):
+def activities_insert_imported(
+    *, newsletter: Newsletter, subscription_ids: list[int], source: str
+) -> None:
     """One ``imported`` activity row per subscription of ``subscription_ids``, detail
     ``{"source": source, "status": <its status>}``.
 
@@ -65,7 +67,7 @@ def activities_insert_imported(*, newsletter, subscription_ids, source):
     meta = Activity._meta
     quote = connection.ops.quote_name
     columns = ", ".join(
-        quote(meta.get_field(name).column)
+        quote(meta.get_field(name).column)  # type: ignore[arg-type,union-attr]  # concrete fields
         for name in ("profile", "event", "newsletter", "detail", "created_at")
     )
     # created_at as auto_now_add sets it: the application's clock, when the event is recorded.

@@ -1,30 +1,33 @@
 """Reads of newsletters and subscriptions."""
 
 import json
+from collections.abc import Callable
+from typing import Any
 
 from django.db import connection
-from django.db.models import Count, OuterRef, Prefetch, Q, Subquery
+from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
+from signalpost.accounts.models import Profile
 from signalpost.newsletters.models import Newsletter, Subscription, Topic
 from signalpost.rows import row_fetch
 
 LIVE_STATUSES = [Subscription.Status.PENDING, Subscription.Status.ACTIVE]
 
 
-def newsletters_public():
+def newsletters_public() -> QuerySet[Newsletter]:
     """Return the public newsletters, by name, with their topics."""
     return Newsletter.objects.filter(is_public=True).prefetch_related("topics")
 
 
-def newsletter_by_slug(slug, *, public_only):
+def newsletter_by_slug(slug: str, *, public_only: bool) -> Newsletter | None:
     """Return the newsletter with ``slug`` (only a public one if ``public_only``), or ``None``.
 
     Every subscribe and unsubscribe POST starts here. Building and compiling
     ``filter(slug=...).first()`` costs several times what running it does, so
     the condition is written out and read by ``row_fetch``.
     """
-    quote = connection.ops.quote_name
+    quote: Callable[[str | None], str] = connection.ops.quote_name  # type: ignore[assignment]  # a column
     meta = Newsletter._meta
     where = f"{quote(meta.get_field('slug').column)} = %s"
     if public_only:
@@ -32,7 +35,7 @@ def newsletter_by_slug(slug, *, public_only):
     return row_fetch(Newsletter, where=where, params=[slug], using=connection.alias)
 
 
-def topics_with_public_newsletters():
+def topics_with_public_newsletters() -> tuple[list[Topic], list[Newsletter]]:
     """Return ``(topics, untopical)``: topics having public newsletters, and the rest.
 
     Each topic carries ``public_newsletters``; a newsletter with several topics
@@ -53,14 +56,14 @@ def topics_with_public_newsletters():
     return list(topics), list(untopical)
 
 
-def subscriptions_active(*, newsletter):
+def subscriptions_active(*, newsletter: Newsletter) -> QuerySet[Subscription]:
     """Return ``newsletter``'s active subscriptions with their profiles."""
     return Subscription.objects.filter(
         newsletter=newsletter, status=Subscription.Status.ACTIVE
     ).select_related("profile")
 
 
-def newsletters_with_active_count(queryset):
+def newsletters_with_active_count(queryset: QuerySet[Newsletter]) -> QuerySet[Newsletter]:
     """Annotate each newsletter with ``active_subscriber_count``.
 
     A subquery rather than a join: with a join's GROUP BY, a list's own COUNT
@@ -76,7 +79,7 @@ def newsletters_with_active_count(queryset):
     return queryset.annotate(active_subscriber_count=Coalesce(Subquery(active), 0))
 
 
-def subscription_of(*, profile_id, newsletter):
+def subscription_of(*, profile_id: int, newsletter: Newsletter) -> Subscription | None:
     """Return the subscription of profile ``profile_id`` to ``newsletter``, or ``None``."""
     return (
         Subscription.objects.filter(profile_id=profile_id, newsletter=newsletter)
@@ -85,7 +88,7 @@ def subscription_of(*, profile_id, newsletter):
     )
 
 
-def newsletters_for_preferences(*, profile):
+def newsletters_for_preferences(*, profile: Profile) -> QuerySet[Newsletter]:
     """Return the newsletters a profile may choose from: the public ones and any of theirs."""
     return (
         Newsletter.objects.filter(
@@ -97,14 +100,14 @@ def newsletters_for_preferences(*, profile):
     )
 
 
-def newsletters_subscribed(*, profile):
+def newsletters_subscribed(*, profile: Profile) -> QuerySet[Newsletter]:
     """Return the newsletters ``profile`` has a pending or active subscription to."""
     return Newsletter.objects.filter(
         subscriptions__profile=profile, subscriptions__status__in=LIVE_STATUSES
     )
 
 
-def subscriptions_batch_cte(*, subscription_ids):
+def subscriptions_batch_cte(*, subscription_ids: list[int]) -> tuple[str, list[Any]] | None:
     """Return ``(sql, params)`` for ``WITH batch AS MATERIALIZED (SELECT profile_id, status
     ...)`` over the subscriptions ``subscription_ids``, or ``None`` on a database without it.
 
@@ -116,7 +119,7 @@ def subscriptions_batch_cte(*, subscription_ids):
     for every batch (SQLite keeps each distinct statement compiled in its cache).
     """
     meta = Subscription._meta
-    quote = connection.ops.quote_name
+    quote: Callable[[str | None], str] = connection.ops.quote_name  # type: ignore[assignment]
     select = (
         f"SELECT {quote(meta.get_field('profile').column)} AS profile_id, "
         f"{quote(meta.get_field('status').column)} AS status FROM {quote(meta.db_table)} "

@@ -9,17 +9,25 @@ import batch, ``test_databases_without_the_sql_path_import_the_same_rows`` and
 ``tests/test_import_export.py``, which run the whole import both ways).
 """
 
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
 from django.db import connection
+from django.db.models.options import Options
 
 from signalpost.accounts.models import Profile
 from signalpost.newsletters import selectors
-from signalpost.newsletters.models import Subscription
+from signalpost.newsletters.models import Newsletter, Subscription
 from signalpost.rows import row_insert
 
 Status = Subscription.Status
 
+# A checked import row: (email, name, consent_at, consent_ip).
+ImportRow = tuple[str, str, datetime | None, str | None]
 
-def subscription_insert(*, subscription):
+
+def subscription_insert(*, subscription: Subscription) -> Subscription:
     """INSERT the unsaved ``subscription`` as ``subscription.save()`` would.
 
     The same row, the same ``pre_save``/``post_save`` signals, for a fraction of
@@ -29,7 +37,7 @@ def subscription_insert(*, subscription):
     return subscription
 
 
-def batches_written_concurrently():
+def batches_written_concurrently() -> bool:
     """Return whether several connections may write import batches at the same time.
 
     PostgreSQL only: SQLite lets one connection write at a time, so more writers
@@ -38,7 +46,9 @@ def batches_written_concurrently():
     return connection.vendor == "postgresql"
 
 
-def subscriptions_insert_imported(*, rows, newsletter, now, status):
+def subscriptions_insert_imported(
+    *, rows: Sequence[ImportRow], newsletter: Newsletter, now: datetime, status: str
+) -> list[int]:
     """Write one import batch: a profile for each new address, a subscription for each
     profile not yet subscribed to ``newsletter``; return the new subscriptions' ids.
 
@@ -51,7 +61,9 @@ def subscriptions_insert_imported(*, rows, newsletter, now, status):
     return batch_write_portable(rows=rows, newsletter=newsletter, now=now, status=status)
 
 
-def batch_write_portable(*, rows, newsletter, now, status):
+def batch_write_portable(
+    *, rows: Sequence[ImportRow], newsletter: Newsletter, now: datetime, status: str
+) -> list[int]:
     Profile.objects.bulk_create(
         [Profile(email=email, name=name) for email, name, _, _ in rows],
         ignore_conflicts=True,
@@ -104,7 +116,9 @@ IMPORT_TABLE_CREATE = {
 SUBQUERY_FENCE = {"postgresql": "OFFSET 0", "sqlite": "LIMIT -1 OFFSET 0"}
 
 
-def batch_write_sql(*, rows, newsletter, now, status):
+def batch_write_sql(
+    *, rows: Sequence[ImportRow], newsletter: Newsletter, now: datetime, status: str
+) -> list[int]:
     """Load the batch into a temporary table, then two INSERT ... SELECTs; return the new
     subscriptions' ids (PostgreSQL and SQLite).
 
@@ -112,13 +126,13 @@ def batch_write_sql(*, rows, newsletter, now, status):
     statement compiled, and statements sized to the batch made its memory grow with the file.
     """
     vendor = connection.vendor
-    quote = connection.ops.quote_name
+    quote: Callable[[str | None], str] = connection.ops.quote_name  # type: ignore[assignment]  # columns
     adapt = connection.ops.adapt_datetimefield_value
     now_value = adapt(now)
     profile, subscription = Profile._meta, Subscription._meta
 
-    def columns(meta, *names):
-        return ", ".join(quote(meta.get_field(name).column) for name in names)
+    def columns(meta: Options[Any], *names: str) -> str:
+        return ", ".join(quote(meta.get_field(name).column) for name in names)  # type: ignore[union-attr]
 
     profile_id, profile_email = columns(profile, "id"), columns(profile, "email")
     # WHERE true: without a WHERE, SQLite would read ON CONFLICT as a join's ON.
@@ -186,7 +200,9 @@ def batch_write_sql(*, rows, newsletter, now, status):
     return created_ids
 
 
-def profile_subscriptions_add_imported(*, newsletter, subscription_ids):
+def profile_subscriptions_add_imported(
+    *, newsletter: Newsletter, subscription_ids: list[int]
+) -> None:
     """Add ``newsletter`` to ``profile.subscriptions`` for each active one of ``subscription_ids``.
 
     The rows ``through.objects.bulk_create(..., ignore_conflicts=True)`` writes, in one

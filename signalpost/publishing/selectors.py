@@ -1,9 +1,11 @@
 """Reads of issues, their progress and the subscriber growth the dashboard draws."""
 
 import uuid
-from datetime import timedelta
+from collections.abc import Iterable
+from datetime import date, datetime, timedelta
+from typing import Any
 
-from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce, TruncDate
 from django.tasks import TaskResultStatus
 from django.utils import timezone
@@ -13,7 +15,7 @@ from signalpost.newsletters.models import Newsletter, Subscription
 from signalpost.publishing.models import Delivery, Issue
 
 
-def issues_sent(*, newsletter):
+def issues_sent(*, newsletter: Newsletter) -> QuerySet[Issue]:
     """Return ``newsletter``'s sent issues, newest first."""
     return Issue.objects.filter(newsletter=newsletter, status=Issue.Status.SENT).order_by(
         "-sent_at"
@@ -28,14 +30,14 @@ FINISHED = [
 ]
 
 
-def progress_percent(*, issue, done, total):
+def progress_percent(*, issue: Issue, done: int, total: int) -> float:
     """Return how far a send is, in percent: finished deliveries of all of them."""
     if not total:
         return 100.0 if issue.sent_at else 0.0
     return round(100 * done / total, 1)
 
 
-def issues_with_delivery_counts(queryset):
+def issues_with_delivery_counts(queryset: QuerySet[Issue]) -> QuerySet[Issue]:
     """Annotate each issue with ``deliveries_total``, ``_sent``, ``_failed`` (bounced
     too) and ``_finished``, for a list of issues with their progress.
 
@@ -44,7 +46,7 @@ def issues_with_delivery_counts(queryset):
     the issues shown only.
     """
 
-    def count(*statuses):
+    def count(*statuses: str) -> Coalesce:
         deliveries = Delivery.objects.filter(issue=OuterRef("pk"))
         if statuses:
             deliveries = deliveries.filter(status__in=statuses)
@@ -59,7 +61,7 @@ def issues_with_delivery_counts(queryset):
     )
 
 
-def issue_progress(*, issue):
+def issue_progress(*, issue: Issue) -> dict[str, Any]:
     """Return a send's progress: counts by state, rate and expected finish."""
     counts = dict.fromkeys(Delivery.Status.values, 0)
     counts.update(
@@ -95,12 +97,12 @@ def issue_progress(*, issue):
 LIVE_TASK = [TaskResultStatus.READY, TaskResultStatus.RUNNING]
 
 
-def sends_in_progress():
+def sends_in_progress() -> QuerySet[Issue]:
     """Return the issues being sent."""
     return Issue.objects.filter(status=Issue.Status.SENDING).order_by("pk")
 
 
-def send_batches_live(*, issue_id):
+def send_batches_live(*, issue_id: int) -> QuerySet[DBTaskResult[Any, Any]]:
     """Return the batch tasks of an issue waiting (or scheduled for a retry) or running."""
     from signalpost.publishing.tasks import issue_send_batch
 
@@ -111,13 +113,13 @@ def send_batches_live(*, issue_id):
     )
 
 
-def claimers_live(claimers):
+def claimers_live(claimers: Iterable[str]) -> set[str]:
     """Return which of ``claimers`` (deliveries' ``claimed_by``) are tasks waiting or running.
 
     A batch claims deliveries in its task's id; a task rerun after its worker
     died is READY again and takes its claims back. Any other claimer is gone.
     """
-    ids = []
+    ids: list[uuid.UUID] = []
     for claimer in claimers:
         try:
             ids.append(uuid.UUID(claimer))
@@ -129,7 +131,7 @@ def claimers_live(claimers):
     return {str(task_id) for task_id in live}
 
 
-def sends_latest(*, limit=10):
+def sends_latest(*, limit: int = 10) -> list[tuple[Issue, dict[str, Any]]]:
     """Return the latest issues sending or sent, newest first, with their progress."""
     issues = (
         Issue.objects.filter(status__in=[Issue.Status.SENDING, Issue.Status.SENT])
@@ -139,7 +141,7 @@ def sends_latest(*, limit=10):
     return [(issue, issue_progress(issue=issue)) for issue in issues]
 
 
-def subscriber_growth(*, days=30):
+def subscriber_growth(*, days: int = 30) -> tuple[list[date], dict[Newsletter, list[int]]]:
     """Return ``(dates, {newsletter: [active subscribers at the end of each date]})``.
 
     Three aggregate queries whatever the list sizes: subscribers before the
@@ -147,7 +149,7 @@ def subscriber_growth(*, days=30):
     """
     today = timezone.localdate()
     first = today - timedelta(days=days - 1)
-    start = timezone.make_aware(timezone.datetime.combine(first, timezone.datetime.min.time()))
+    start = timezone.make_aware(datetime.combine(first, datetime.min.time()))
     ended_at = Coalesce("unsubscribed_at", "bounced_at", "complained_at")
     subscriptions = Subscription.objects.filter(subscribed_at__isnull=False).annotate(
         ended_at=ended_at
@@ -174,12 +176,12 @@ def subscriber_growth(*, days=30):
         .order_by()
     )
     dates = [first + timedelta(days=offset) for offset in range(days)]
-    change = {}
+    change: dict[tuple[int, date], int] = {}
     for newsletter_id, day, count in starts:
         change[(newsletter_id, day)] = change.get((newsletter_id, day), 0) + count
     for newsletter_id, day, count in ends:
         change[(newsletter_id, day)] = change.get((newsletter_id, day), 0) - count
-    series = {}
+    series: dict[Newsletter, list[int]] = {}
     for newsletter in Newsletter.objects.order_by("name"):
         running = baseline.get(newsletter.pk, 0)
         points = []

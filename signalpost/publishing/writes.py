@@ -12,6 +12,8 @@ import contextlib
 import functools
 import logging
 import uuid
+from types import TracebackType
+from typing import Any
 
 from django.db import DatabaseError, connection
 from django.utils import timezone
@@ -22,7 +24,7 @@ from signalpost.publishing.models import Delivery
 logger = logging.getLogger(__name__)
 
 
-def delivery_sent(*, delivery, message_id):
+def delivery_sent(*, delivery: Delivery, message_id: str) -> None:
     """Record one message as sent: its own statement, so a crash loses at most the next.
 
     Plain SQL: this runs once per email, and building the ORM's UPDATE cost
@@ -43,10 +45,13 @@ def delivery_sent(*, delivery, message_id):
 
 
 @functools.cache
-def _delivery_sent_sql():
+def _delivery_sent_sql() -> str:
     quote = connection.ops.quote_name
     fields = ["id", "status", "message_id", "sent_at"]
-    columns = {name: quote(Delivery._meta.get_field(name).column) for name in fields}
+    columns = {
+        name: quote(Delivery._meta.get_field(name).column)  # type: ignore[arg-type,union-attr]
+        for name in fields
+    }
     return (
         f"UPDATE {quote(Delivery._meta.db_table)} SET {columns['status']} = %s, "
         f"{columns['message_id']} = %s, {columns['sent_at']} = %s "
@@ -67,12 +72,12 @@ class SentMarks:
     manager: leaving settles the last mark.
     """
 
-    def __init__(self):
-        self.pgconn = None
-        self.statement = None
-        self.waiting = None
+    def __init__(self) -> None:
+        self.pgconn: Any = None  # psycopg.pq.PGconn, while the prepared statement is usable
+        self.statement: bytes | None = None
+        self.waiting: tuple[Delivery, str] | None = None
 
-    def __enter__(self):
+    def __enter__(self) -> "SentMarks":
         if connection.vendor != "postgresql":
             return self
         connection.ensure_connection()
@@ -87,7 +92,12 @@ class SentMarks:
             logger.warning("Cannot prepare the sent mark; marking each message in turn")
         return self
 
-    def __exit__(self, error_type, error, traceback):
+    def __exit__(
+        self,
+        error_type: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         try:
             if error_type is None:
                 self.settle()
@@ -100,7 +110,7 @@ class SentMarks:
                 with contextlib.suppress(Exception):
                     self.pgconn.exec_(b"DEALLOCATE " + self.statement)
 
-    def mark(self, delivery, *, message_id):
+    def mark(self, delivery: Delivery, *, message_id: str) -> None:
         self.settle()
         if self.pgconn is None:
             delivery_sent(delivery=delivery, message_id=message_id)
@@ -116,7 +126,7 @@ class SentMarks:
         self.pgconn.send_query_prepared(self.statement, [param.encode() for param in params])
         self.waiting = (delivery, message_id)
 
-    def settle(self):
+    def settle(self) -> None:
         """Wait until the last mark is in the database; raise ``DatabaseError`` if it failed.
 
         A mark the prepared statement could not make (a connection pooler that

@@ -13,6 +13,7 @@ import logging
 import uuid
 
 from django.core.cache import caches
+from django.core.cache.backends.base import BaseCache
 from django.core.cache.backends.dummy import DummyCache
 from django.core.cache.backends.locmem import LocMemCache
 from django.db import connections, router
@@ -26,7 +27,7 @@ logger = logging.getLogger(__name__)
 ANSWER_TIMEOUT_SECONDS = 60
 
 
-def _cache_shared():
+def _cache_shared() -> BaseCache | None:
     """Return the default cache if every process sees the same one, else ``None``.
 
     A process-local cache (locmem, the default) cannot hear of an endpoint that
@@ -38,7 +39,7 @@ def _cache_shared():
     return cache
 
 
-def _cache_keys():
+def _cache_keys() -> tuple[str, str]:
     """Return the generation's and the answer's keys for the endpoints' database.
 
     The answer is a fact about one database: two sites (or a test run and a
@@ -53,11 +54,11 @@ def _cache_keys():
     )
 
 
-def _endpoints_active_exist_uncached():
+def _endpoints_active_exist_uncached() -> bool:
     return WebhookEndpoint.objects.filter(is_active=True).exists()
 
 
-def endpoints_active_exist():
+def endpoints_active_exist() -> bool:
     """Return whether any active endpoint exists, from the cache when it is shared.
 
     The cached answer is stored with the generation read *before* the database
@@ -79,7 +80,7 @@ def endpoints_active_exist():
             if not cache.add(generation_key, generation, timeout=None):
                 generation = None
         else:
-            answer = found.get(answer_key)
+            answer: tuple[str, bool] | None = found.get(answer_key)
             if answer is not None and answer[0] == generation:
                 return answer[1]
     except Exception:
@@ -94,7 +95,7 @@ def endpoints_active_exist():
     return exists
 
 
-def endpoints_changed():
+def endpoints_changed() -> None:
     """Make every process ask the database again whether active endpoints exist."""
     cache = _cache_shared()
     if cache is None:
