@@ -3,6 +3,7 @@
 import logging
 import math
 import re
+from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
@@ -10,6 +11,9 @@ from django.db import IntegrityError, transaction
 
 from signalpost.accounts.models import Profile
 from signalpost.accounts.writes import profile_insert_or_get
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 logger = logging.getLogger(__name__)
 
@@ -21,12 +25,12 @@ QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
 DOT_ATOM = re.compile(r"[-!#$%&'*+/=?^_`{}|~0-9a-z]+(?:\.[-!#$%&'*+/=?^_`{}|~0-9a-z]+)*")
 
 
-def name_clean(raw_name):
+def name_clean(raw_name: str | None) -> str:
     """Return a person's name on one line, without control characters, at most 200 long."""
     return " ".join(CONTROL_CHARACTERS.sub(" ", raw_name or "").split())[:NAME_MAX_LENGTH]
 
 
-def _email_length_check(email):
+def _email_length_check(email: str) -> None:
     if len(email) > EMAIL_MAX_LENGTH:
         raise ValidationError(
             f"An email address has at most {EMAIL_MAX_LENGTH} characters.", code="max_length"
@@ -67,7 +71,7 @@ def email_normalize(raw_email: str) -> str:
     return email
 
 
-def _deliverable_check(*, local_part, domain):
+def _deliverable_check(*, local_part: str, domain: str) -> None:
     """Refuse what ``validate_email`` takes but no confirmation email could ever reach.
 
     RFC 5321 allows control characters in a quoted local part, an IP address in
@@ -97,7 +101,7 @@ def _deliverable_check(*, local_part, domain):
 # No savepoint when nested: the insert skips an existing address instead of
 # failing on it (and get_or_create, when it is used, keeps its own).
 @transaction.atomic(savepoint=False)
-def profile_get_or_create(*, email, name=""):
+def profile_get_or_create(*, email: str, name: str = "") -> tuple[Profile, bool]:
     """Return ``(profile, created)`` for ``email``; safe against concurrent callers.
 
     ``name`` is set only on a new profile: a form cannot rename someone else.
@@ -107,7 +111,7 @@ def profile_get_or_create(*, email, name=""):
 
 
 @transaction.atomic
-def profile_update(*, profile, name):
+def profile_update(*, profile: Profile, name: str) -> Profile:
     """Set ``profile``'s name (as the person typed it, at most 200 characters)."""
     name = name_clean(name)
     if profile.name != name:
@@ -123,7 +127,7 @@ ATTRIBUTE_VALUE_MAX_LENGTH = 1000
 ATTRIBUTE_INT_MIN, ATTRIBUTE_INT_MAX = -(2**63), 2**63 - 1
 
 
-def profile_attributes_check(attributes):
+def profile_attributes_check(attributes: object) -> None:
     """Raise ``ValidationError`` naming ``attributes`` unless they are flat and storable.
 
     String keys, scalar values; numbers finite and whole numbers within 64 bits,
@@ -155,7 +159,7 @@ def profile_attributes_check(attributes):
 
 
 @transaction.atomic
-def profile_attributes_set(*, profile, attributes):
+def profile_attributes_set(*, profile: Profile, attributes: dict[str, Any]) -> Profile:
     """Replace ``profile``'s free-form attributes (see :func:`profile_attributes_check`)."""
     profile_attributes_check(attributes)
     profile.attributes = dict(attributes)
@@ -164,7 +168,7 @@ def profile_attributes_set(*, profile, attributes):
 
 
 @transaction.atomic
-def profile_link_user(*, user):
+def profile_link_user(*, user: "User") -> Profile | None:
     """Create or link the profile for ``user``'s email address; return it or ``None``.
 
     A profile already linked to another user is left alone, and so is a user

@@ -1,10 +1,20 @@
 """Writes to the activity trail."""
 
+from typing import Any
+
+from signalpost.accounts.models import Profile
 from signalpost.activity.models import Activity
 from signalpost.activity.writes import activity_insert
+from signalpost.newsletters.models import Newsletter
 
 
-def activity_record(*, profile, event, newsletter=None, detail=None):
+def activity_record(
+    *,
+    profile: Profile,
+    event: str,
+    newsletter: Newsletter | None = None,
+    detail: dict[str, Any] | None = None,
+) -> Activity:
     """Append one event to ``profile``'s trail and return it.
 
     Runs in the caller's transaction (receivers call it), so the row exists

@@ -5,10 +5,13 @@ sits above them all (docs/architecture.md); apps it does not know of (webhooks, 
 queue) forget the person through ``profile_erased``.
 """
 
+from datetime import date
+from typing import Any
+
 from django.contrib.admin.models import LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Model, Q
 
 from signalpost.accounts.models import Profile
 from signalpost.activity.models import Activity
@@ -18,11 +21,11 @@ from signalpost.redaction import addresses_redact, text_forget
 from signalpost.signals import profile_erased
 
 
-def isoformat(moment):
+def _isoformat(moment: date | None) -> str | None:
     return moment.isoformat() if moment else None
 
 
-def profile_export(*, profile):
+def profile_export(*, profile: Profile) -> dict[str, Any]:
     """Return everything held about ``profile`` as JSON-ready data."""
 
     subscriptions = Subscription.objects.filter(profile=profile).select_related("newsletter")
@@ -33,7 +36,7 @@ def profile_export(*, profile):
             "email": profile.email,
             "name": profile.name,
             "attributes": profile.attributes,
-            "created_at": isoformat(profile.created_at),
+            "created_at": _isoformat(profile.created_at),
             "user": profile.user.get_username() if profile.user else None,
         },
         "subscriptions": [
@@ -41,14 +44,14 @@ def profile_export(*, profile):
                 "newsletter": subscription.newsletter.slug,
                 "status": subscription.status,
                 "source": subscription.source,
-                "created_at": isoformat(subscription.created_at),
-                "requested_at": isoformat(subscription.requested_at),
-                "subscribed_at": isoformat(subscription.subscribed_at),
-                "unsubscribed_at": isoformat(subscription.unsubscribed_at),
-                "bounced_at": isoformat(subscription.bounced_at),
-                "complained_at": isoformat(subscription.complained_at),
+                "created_at": _isoformat(subscription.created_at),
+                "requested_at": _isoformat(subscription.requested_at),
+                "subscribed_at": _isoformat(subscription.subscribed_at),
+                "unsubscribed_at": _isoformat(subscription.unsubscribed_at),
+                "bounced_at": _isoformat(subscription.bounced_at),
+                "complained_at": _isoformat(subscription.complained_at),
                 "consent": {
-                    "at": isoformat(subscription.consent_at),
+                    "at": _isoformat(subscription.consent_at),
                     "ip": subscription.consent_ip,
                     "user_agent": subscription.consent_user_agent,
                 },
@@ -57,7 +60,7 @@ def profile_export(*, profile):
         ],
         "activity": [
             {
-                "at": isoformat(activity.created_at),
+                "at": _isoformat(activity.created_at),
                 "event": activity.event,
                 "newsletter": activity.newsletter.slug if activity.newsletter else None,
                 "detail": activity.detail,
@@ -69,7 +72,7 @@ def profile_export(*, profile):
                 "newsletter": delivery.issue.newsletter.slug,
                 "issue": delivery.issue.subject,
                 "status": delivery.status,
-                "sent_at": isoformat(delivery.sent_at),
+                "sent_at": _isoformat(delivery.sent_at),
             }
             for delivery in deliveries
         ],
@@ -77,7 +80,7 @@ def profile_export(*, profile):
 
 
 @transaction.atomic
-def profile_erase(*, profile):
+def profile_erase(*, profile: Profile) -> str:
     """Erase ``profile``: its subscriptions, activity and name go; deliveries stay, anonymised.
 
     Every other copy of the address goes in this transaction too: here the SMTP
@@ -101,7 +104,7 @@ def profile_erase(*, profile):
     return email
 
 
-def _delivery_errors_redact(*, email, profile):
+def _delivery_errors_redact(*, email: str, profile: Profile) -> None:
     """Take the address out of the SMTP errors stored on deliveries.
 
     The mail server's reply names the recipient, and a batch's error may name
@@ -123,7 +126,7 @@ def _delivery_errors_redact(*, email, profile):
 ERASED_REPR = "[erased]"
 
 
-def _admin_history_forget(*, email, objects):
+def _admin_history_forget(*, email: str, objects: dict[type[Model], list[Any]]) -> None:
     """Blank what the admin history says about the erased person, keeping the entries.
 
     An entry's ``object_repr`` is the object's ``str()`` (the address, for a profile
