@@ -5,7 +5,7 @@ import contextlib
 from django.db import connections
 
 
-def commit_without_flush(*, using="default"):
+def commit_without_flush(*, using: str = "default") -> None:
     """Let the current transaction's COMMIT return before its WAL is on disk.
 
     PostgreSQL's ``synchronous_commit = off`` for this transaction alone (``SET

@@ -5,6 +5,7 @@ it, so the receivers' writes (profile, activity, queued emails) commit or roll
 back together with the subscription.
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -12,6 +13,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from signalpost.accounts.models import Profile
 from signalpost.accounts.selectors import profile_by_email
 from signalpost.accounts.services import profile_get_or_create, profile_update
 from signalpost.durability import commit_without_flush
@@ -47,7 +49,15 @@ class ConsentEvidence:
 
 
 @transaction.atomic
-def subscribe(*, email, newsletter, source, name="", consent=None, address_verified=False):
+def subscribe(
+    *,
+    email: str,
+    newsletter: Newsletter,
+    source: str,
+    name: str = "",
+    consent: ConsentEvidence | None = None,
+    address_verified: bool = False,
+) -> Subscription:
     """Subscribe ``email`` to ``newsletter`` and return the ``Subscription``.
 
     Single opt-in newsletters, staff adding someone by hand and a person who
@@ -117,7 +127,7 @@ def subscribe(*, email, newsletter, source, name="", consent=None, address_verif
     return subscription
 
 
-def _confirmation_requested_recently(subscription, *, now):
+def _confirmation_requested_recently(subscription: Subscription, *, now: datetime) -> bool:
     """Return whether ``subscription`` asked for confirmation within the window.
 
     Whatever its status now: otherwise subscribing, unsubscribing through the form
@@ -129,7 +139,7 @@ def _confirmation_requested_recently(subscription, *, now):
 
 
 @transaction.atomic
-def subscription_confirm(*, subscription):
+def subscription_confirm(*, subscription: Subscription) -> Subscription:
     """Activate a pending ``subscription`` (double opt-in confirmed); return it.
 
     Confirming twice is harmless: only the first activation sends
@@ -157,7 +167,7 @@ def subscription_confirm(*, subscription):
 
 
 @transaction.atomic
-def unsubscribe(*, email, newsletter, reason):
+def unsubscribe(*, email: str, newsletter: Newsletter, reason: str) -> Subscription | None:
     """End ``email``'s pending or active subscription to ``newsletter``.
 
     Returns the ended ``Subscription``, or ``None`` when there was nothing to
@@ -171,7 +181,9 @@ def unsubscribe(*, email, newsletter, reason):
 
 
 @transaction.atomic
-def subscription_end(*, profile, newsletter, reason):
+def subscription_end(
+    *, profile: Profile, newsletter: Newsletter, reason: str
+) -> Subscription | None:
     """End ``profile``'s pending or active subscription to ``newsletter``; see ``unsubscribe``."""
     subscription = (
         Subscription.objects.select_for_update()
@@ -196,7 +208,13 @@ def subscription_end(*, profile, newsletter, reason):
 
 
 @transaction.atomic
-def preferences_update(*, profile, name, wanted_newsletters, consent):
+def preferences_update(
+    *,
+    profile: Profile,
+    name: str,
+    wanted_newsletters: Iterable[Newsletter],
+    consent: ConsentEvidence | None,
+) -> tuple[list[Newsletter], list[Newsletter]]:
     """Apply a preference-center form: ``profile``'s name and exactly these subscriptions.
 
     Newsletters in ``wanted_newsletters`` are joined at once (the signed link
@@ -230,7 +248,7 @@ def preferences_update(*, profile, name, wanted_newsletters, consent):
 
 
 @transaction.atomic
-def preferences_link_request(*, email):
+def preferences_link_request(*, email: str) -> bool:
     """Email the preference-center link to ``email`` if it has a profile; return whether.
 
     Callers answer the same either way.
@@ -243,7 +261,7 @@ def preferences_link_request(*, email):
 
 
 @transaction.atomic
-def bounce_record(*, email, permanent, description=""):
+def bounce_record(*, email: str, permanent: bool, description: str = "") -> list[Subscription]:
     """Record a bounce for ``email``; return the subscriptions it ended.
 
     A permanent (hard) bounce ends every pending or active subscription of the
@@ -275,7 +293,7 @@ def bounce_record(*, email, permanent, description=""):
 
 
 @transaction.atomic
-def complaint_record(*, email, description=""):
+def complaint_record(*, email: str, description: str = "") -> list[Subscription]:
     """Record a spam complaint for ``email``: every live subscription ends; return them."""
     profile = profile_by_email(email=email)
     if profile is None:
@@ -294,7 +312,9 @@ def complaint_record(*, email, description=""):
     return ended
 
 
-def _subscriptions_end_for_delivery_problem(*, profile, status, timestamp_field):
+def _subscriptions_end_for_delivery_problem(
+    *, profile: Profile, status: str, timestamp_field: str
+) -> list[Subscription]:
     now = timezone.now()
     subscriptions = list(
         Subscription.objects.select_for_update()

@@ -5,6 +5,7 @@ import socket
 import ssl
 import sys
 import urllib.request
+from typing import Any
 
 
 class NoRedirects(urllib.request.HTTPRedirectHandler):
@@ -83,7 +84,9 @@ class PinnedHandler(urllib.request.HTTPHandler, urllib.request.HTTPSHandler):
 opener_resolving = urllib.request.build_opener(NoRedirects)
 
 
-def opener_for(*, addresses):
+def opener_for(
+    *, addresses: list[tuple[socket.AddressFamily, Any]] | None
+) -> urllib.request.OpenerDirector:
     """Return an opener that follows no redirect and connects only to ``addresses``.
 
     With ``addresses`` None (private targets allowed, nothing vetted) the

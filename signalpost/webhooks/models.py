@@ -4,7 +4,7 @@ import uuid
 from django.db import models
 
 
-def secret_new():
+def secret_new() -> str:
     return f"whsec_{secrets.token_urlsafe(32)}"
 
 
@@ -24,7 +24,7 @@ class WebhookEndpoint(models.Model):
     def __str__(self):
         return self.url
 
-    def wants(self, event):
+    def wants(self, event: str) -> bool:
         return not self.events or event in self.events
 
 

@@ -6,7 +6,9 @@ import json
 import time
 import urllib.error
 import urllib.request
-from datetime import timedelta
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -31,8 +33,8 @@ EXCERPT_READ = 2 * EXCERPT_LENGTH
 USER_AGENT = "Signalpost-Webhooks/1"
 
 
-def endpoint_validate(*, url, events):
-    errors = {}
+def endpoint_validate(*, url: str, events: Iterable[str]) -> None:
+    errors: dict[str, str] = {}
     try:
         URLValidator(schemes=["http", "https"])(url)
         target_check(url)
@@ -48,7 +50,9 @@ def endpoint_validate(*, url, events):
 
 
 @transaction.atomic
-def endpoint_create(*, url, events=(), description=""):
+def endpoint_create(
+    *, url: str, events: Iterable[str] = (), description: str = ""
+) -> WebhookEndpoint:
     """Create an active endpoint after checking its URL is allowed; return it."""
     events = list(dict.fromkeys(events))
     endpoint_validate(url=url, events=events)
@@ -57,7 +61,7 @@ def endpoint_create(*, url, events=(), description=""):
 
 
 @transaction.atomic
-def endpoint_secret_rotate(*, endpoint):
+def endpoint_secret_rotate(*, endpoint: WebhookEndpoint) -> str:
     """Give ``endpoint`` a new secret (the old one stops signing at once); return it."""
     endpoint.secret = secret_new()
     endpoint.save(update_fields=["secret"])
@@ -65,12 +69,12 @@ def endpoint_secret_rotate(*, endpoint):
 
 
 @transaction.atomic
-def endpoint_delete(*, endpoint):
+def endpoint_delete(*, endpoint: WebhookEndpoint) -> None:
     endpoint.delete()
 
 
 @transaction.atomic
-def messages_create(*, event, event_id, payload):
+def messages_create(*, event: str, event_id: str, payload: dict[str, Any]) -> list[WebhookMessage]:
     """Queue ``event`` for every active endpoint that wants it; return the messages.
 
     Idempotent by ``event_id``: a rerun of the same event queues nothing twice.
@@ -97,7 +101,7 @@ def messages_create(*, event, event_id, payload):
 
 
 @transaction.atomic
-def messages_forget(*, email):
+def messages_forget(*, email: str) -> int:
     """Delete every message carrying ``email`` except the erase events; return how many.
 
     Deleted, not blanked: a pending one must not go out, and a sent one without its
@@ -123,7 +127,7 @@ def messages_forget(*, email):
     return deleted
 
 
-def _excerpt(raw, *, message):
+def _excerpt(raw: bytes | str, *, message: WebhookMessage) -> str:
     """What is stored of an endpoint's answer: its start, without the person it was about.
 
     Endpoints may echo the body they received: the address and name it carried are
@@ -139,7 +143,7 @@ def _excerpt(raw, *, message):
 PRUNE_CHUNK = 2000
 
 
-def messages_prune(*, older_than, dry_run=False):
+def messages_prune(*, older_than: datetime, dry_run: bool = False) -> int:
     """Delete delivered and given-up messages created before ``older_than``, with their
     attempts; return how many messages (would) go.
 
@@ -160,14 +164,14 @@ def messages_prune(*, older_than, dry_run=False):
     return pruned
 
 
-def _signature_header(*, secret, timestamp, body):
+def _signature_header(*, secret: str, timestamp: int, body: bytes) -> str:
     """``t=<unix time>,v1=<hex HMAC-SHA256 of "<t>.<body>">``, as receivers verify it."""
     signed = f"{timestamp}.".encode() + body
     digest = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
     return f"t={timestamp},v1={digest}"
 
 
-def message_post(*, message):
+def message_post(*, message: WebhookMessage) -> bool:
     """POST ``message`` once and log the attempt; return whether the endpoint took it."""
     endpoint = message.endpoint
     body = json.dumps(message.payload, separators=(",", ":")).encode()
@@ -207,7 +211,7 @@ def message_post(*, message):
     return delivered
 
 
-def retry_policy():
+def retry_policy() -> RetryPolicy:
     """How a failed delivery is retried: ``SIGNALPOST_WEBHOOK_MAX_ATTEMPTS`` attempts in all,
     10 s after the first, doubling up to an hour, with jitter."""
     return RetryPolicy(
@@ -216,7 +220,7 @@ def retry_policy():
 
 
 @transaction.atomic
-def message_outcome_record(*, message, delivered):
+def message_outcome_record(*, message: WebhookMessage, delivered: bool) -> None:
     """Record the attempt's outcome; schedule the next one while attempts remain."""
     from signalpost.webhooks.tasks import webhook_message_deliver
 
@@ -238,7 +242,9 @@ def message_outcome_record(*, message, delivered):
 
 
 @transaction.atomic
-def endpoint_update(*, endpoint, events, description, is_active):
+def endpoint_update(
+    *, endpoint: WebhookEndpoint, events: Iterable[str], description: str, is_active: bool
+) -> WebhookEndpoint:
     """Change what ``endpoint`` receives and whether it is active; return it.
 
     Its URL does not change: an integrator moving elsewhere creates a new endpoint
@@ -254,7 +260,7 @@ def endpoint_update(*, endpoint, events, description, is_active):
 
 
 @transaction.atomic
-def message_redeliver(*, message):
+def message_redeliver(*, message: WebhookMessage) -> bool:
     """Try a given-up message once more (staff fixed the endpoint); return whether it was queued.
 
     Only failed messages, and never an erase event: a given-up one no longer carries the

@@ -2,6 +2,7 @@
 
 import ipaddress
 import socket
+from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -56,7 +57,7 @@ def address_is_public(ip):
     return ip.is_global and not ip.is_multicast
 
 
-def target_check(url):
+def target_check(url: str) -> list[tuple[socket.AddressFamily, Any]] | None:
     """Return the addresses webhooks for ``url`` must connect to; raise ``TargetRefused``
     unless ``url`` is http(s) to public addresses only.
 
@@ -80,7 +81,10 @@ def target_check(url):
         infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
     except (OSError, ValueError) as error:
         raise TargetRefused(f"the host cannot be resolved: {error}") from error
-    addresses = list(dict.fromkeys((family, sockaddr) for family, _, _, _, sockaddr in infos))
+    # sockaddr is (host, port, ...) for the INET families a TCP lookup returns.
+    addresses: list[tuple[socket.AddressFamily, Any]] = list(
+        dict.fromkeys((family, sockaddr) for family, _, _, _, sockaddr in infos)
+    )
     if not addresses:
         raise TargetRefused("the host cannot be resolved")
     for _, sockaddr in addresses:
