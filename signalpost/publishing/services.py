@@ -3,10 +3,12 @@
 import logging
 import math
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.mail import EmailMessage
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Count, F, Max
 from django.utils import timezone
@@ -14,12 +16,15 @@ from django.utils.text import slugify
 
 from signalpost.accounts.models import Profile
 from signalpost.durable.policy import RetryPolicy
-from signalpost.newsletters.models import Subscription
+from signalpost.newsletters.models import Newsletter, Subscription
 from signalpost.publishing.models import Delivery, Issue
 from signalpost.publishing.rendering import IssueMessages, MarkdownRefused, markdown_to_html
 from signalpost.publishing.selectors import claimers_live, send_batches_live, sends_in_progress
 from signalpost.redaction import addresses_redact
 from signalpost.signals import delivery_failed, issue_sending_started, issue_sent
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 logger = logging.getLogger(__name__)
 
@@ -36,12 +41,14 @@ EDITABLE = {Issue.Status.DRAFT, Issue.Status.SCHEDULED}
 KEEP = object()
 
 
-def issue_validate(*, subject, body_markdown, scheduled_at=None):
+def issue_validate(
+    *, subject: str, body_markdown: str, scheduled_at: datetime | None = None
+) -> None:
     """Raise ValidationError, by field, if the issue's text or a new scheduled time is refused.
 
     Pass ``scheduled_at`` only when it is new: a time kept from before may have passed.
     """
-    errors = {}
+    errors: dict[str, str] = {}
     if not subject or not subject.strip():
         errors["subject"] = "An issue needs a subject."
     elif len(subject) > SUBJECT_MAX_LENGTH:
@@ -60,12 +67,12 @@ def issue_validate(*, subject, body_markdown, scheduled_at=None):
         raise ValidationError(errors)
 
 
-def _issue_slug_for(*, newsletter, subject, exclude_pk=None):
+def _issue_slug_for(*, newsletter: Newsletter, subject: str, exclude_pk: int | None = None) -> str:
     """Return a slug from ``subject``, unique within ``newsletter`` and not reserved."""
     base = slugify(subject)[:90] or "issue"
     taken = set(
         Issue.objects.filter(newsletter=newsletter, slug__startswith=base)
-        .exclude(pk=exclude_pk)
+        .exclude(pk=exclude_pk)  # type: ignore[misc]  # pk=None excludes nothing
         .values_list("slug", flat=True)
     )
     slug, number = base, 1
@@ -75,7 +82,7 @@ def _issue_slug_for(*, newsletter, subject, exclude_pk=None):
     return slug
 
 
-def issue_render(*, body_markdown):
+def issue_render(*, body_markdown: str) -> str:
     """Return the body's HTML; raise ``ValidationError`` naming it if it cannot be rendered.
 
     Every caller (API, admin, commands) renders through here. Rendering takes
@@ -91,7 +98,14 @@ def issue_render(*, body_markdown):
         raise ValidationError({"body_markdown": str(error)}) from error
 
 
-def issue_create(*, newsletter, subject, body_markdown, created_by=None, scheduled_at=None):
+def issue_create(
+    *,
+    newsletter: Newsletter,
+    subject: str,
+    body_markdown: str,
+    created_by: "User | None" = None,
+    scheduled_at: datetime | None = None,
+) -> Issue:
     """Create a draft issue with its HTML rendered; return it.
 
     ``scheduled_at`` is only remembered: ``issue_schedule`` schedules the draft.
@@ -110,7 +124,13 @@ def issue_create(*, newsletter, subject, body_markdown, created_by=None, schedul
         )
 
 
-def issue_update(*, issue, subject, body_markdown, scheduled_at=KEEP):
+def issue_update(
+    *,
+    issue: Issue,
+    subject: str,
+    body_markdown: str,
+    scheduled_at: Any = KEEP,  # a datetime, None, or KEEP
+) -> Issue:
     """Change a draft or scheduled issue's text and time; a sending or sent issue cannot change.
 
     A scheduled issue given a new time is rescheduled (through ``issue_schedule``),
@@ -143,7 +163,7 @@ def issue_update(*, issue, subject, body_markdown, scheduled_at=KEEP):
 
 
 @transaction.atomic
-def issue_schedule(*, issue, at):
+def issue_schedule(*, issue: Issue, at: datetime) -> Issue:
     """Send ``issue`` at ``at`` (or now, if ``at`` has passed); return it."""
     from signalpost.publishing.tasks import issue_send_when_due
 
@@ -159,7 +179,7 @@ def issue_schedule(*, issue, at):
 
 
 @transaction.atomic
-def issue_unschedule(*, issue):
+def issue_unschedule(*, issue: Issue) -> bool:
     """Turn a scheduled issue back into a draft."""
     updated = Issue.objects.filter(pk=issue.pk, status=Issue.Status.SCHEDULED).update(
         status=Issue.Status.DRAFT, scheduled_at=None
@@ -168,7 +188,7 @@ def issue_unschedule(*, issue):
 
 
 @transaction.atomic
-def issue_send(*, issue):
+def issue_send(*, issue: Issue) -> int | None:
     """Start sending ``issue`` to every active subscriber now; return the recipient count.
 
     The deliveries are created by one INSERT ... SELECT, whatever the list's
@@ -210,7 +230,7 @@ def error_for_storage(reason: str) -> str:
     return addresses_redact(reason)[:ERROR_MAX_LENGTH]
 
 
-def _deliveries_create(*, issue):
+def _deliveries_create(*, issue: Issue) -> int:
     """Insert a queued delivery for each active subscriber, in one statement; return the count."""
     delivery = Delivery._meta
     subscription = Subscription._meta
@@ -229,11 +249,12 @@ def _deliveries_create(*, issue):
             sql,
             [issue.pk, Delivery.Status.QUEUED, issue.newsletter_id, Subscription.Status.ACTIVE],
         )
-        return cursor.rowcount
+        created: int = cursor.rowcount
+        return created
 
 
 @transaction.atomic
-def deliveries_claim(*, issue_id, claimer, limit):
+def deliveries_claim(*, issue_id: int, claimer: str, limit: int) -> list[int]:
     """Claim up to ``limit`` queued deliveries of an issue for ``claimer``; return their ids.
 
     A claimer that ran before (a task rerun after its worker died) gets back
@@ -259,7 +280,9 @@ def deliveries_claim(*, issue_id, claimer, limit):
     return ids
 
 
-def deliveries_release(*, issue_id, claimer, reason, suspect_id=None):
+def deliveries_release(
+    *, issue_id: int, claimer: str, reason: str, suspect_id: int | None = None
+) -> tuple[bool, int]:
     """Put ``claimer``'s unfinished deliveries back in the queue after its batch failed.
 
     ``suspect_id`` is the delivery being sent when it failed: that attempt
@@ -294,7 +317,7 @@ def deliveries_release(*, issue_id, claimer, reason, suspect_id=None):
 
 
 @transaction.atomic
-def deliveries_hold_back(*, issue_id, claimer, reason, hold):
+def deliveries_hold_back(*, issue_id: int, claimer: str, reason: str, hold: bool) -> int:
     """Give back a batch's unsent deliveries after the mail server refused the sender.
 
     The refusal is not the recipients': their claim does not count as an
@@ -319,7 +342,7 @@ def deliveries_hold_back(*, issue_id, claimer, reason, hold):
 
 
 @transaction.atomic
-def delivery_retry_later(*, delivery, error):
+def delivery_retry_later(*, delivery: Delivery, error: object) -> Delivery | None:
     """Put a delivery back in the queue after a temporary failure, or fail it at the limit."""
     if delivery.attempts >= send_retry_policy().max_attempts:
         reason = f"gave up after {delivery.attempts} attempts: {error}"
@@ -331,7 +354,7 @@ def delivery_retry_later(*, delivery, error):
 
 
 @transaction.atomic
-def delivery_fail(*, delivery, reason):
+def delivery_fail(*, delivery: Delivery, reason: str) -> Delivery:
     """Mark a delivery failed for good and send ``delivery_failed``."""
     updated = Delivery.objects.filter(
         pk=delivery.pk, status__in=[Delivery.Status.SENDING, Delivery.Status.QUEUED]
@@ -350,7 +373,7 @@ def delivery_fail(*, delivery, reason):
 
 
 @transaction.atomic
-def deliveries_skip_for(*, profile, newsletter):
+def deliveries_skip_for(*, profile: Profile, newsletter: Newsletter) -> int:
     """Stop the unsent deliveries of ``newsletter``'s issues to ``profile``; return how many.
 
     Deliveries claimed by a batch in flight are stopped too: the batch re-reads
@@ -364,7 +387,7 @@ def deliveries_skip_for(*, profile, newsletter):
 
 
 @transaction.atomic
-def issue_finish_if_done(*, issue_id):
+def issue_finish_if_done(*, issue_id: int) -> bool:
     """Mark the issue sent once no delivery is queued, in flight or held; return whether it was."""
     unfinished = [Delivery.Status.QUEUED, Delivery.Status.SENDING, Delivery.Status.HELD]
     # Every batch asks; all but the last learn "not yet" from an index probe
@@ -395,7 +418,7 @@ def issue_finish_if_done(*, issue_id):
     return True
 
 
-def issue_send_resume(*, issue):
+def issue_send_resume(*, issue: Issue) -> int:
     """Restart a send that stopped; return how many batch tasks were queued.
 
     What ``manage.py send_issue --resume`` runs: deliveries held after the mail
@@ -406,7 +429,7 @@ def issue_send_resume(*, issue):
         return _send_restart(issue_id=issue.pk, release_held=True)
 
 
-def _issue_send_recover(*, issue):
+def _issue_send_recover(*, issue: Issue) -> int:
     """Restart a send that a failure left stranded, if it is; return the batch tasks queued.
 
     Workers run this for every send in progress (``sends_recover``), so a send
@@ -419,7 +442,7 @@ def _issue_send_recover(*, issue):
         return _send_restart(issue_id=issue.pk)
 
 
-def sends_recover():
+def sends_recover() -> int:
     """Run ``_issue_send_recover`` for every send in progress; return the batch tasks queued."""
     queued = 0
     for issue in sends_in_progress():
@@ -431,7 +454,7 @@ def sends_recover():
     return queued
 
 
-def _send_stranded(*, issue_id):
+def _send_stranded(*, issue_id: int) -> bool:
     """Whether a send needs restarting: work that no batch task is waiting or running for."""
     claimers = _claimers_of(issue_id=issue_id)
     if claimers - claimers_live(claimers):
@@ -446,7 +469,7 @@ def _send_stranded(*, issue_id):
     return not send_batches_live(issue_id=issue_id).exists()
 
 
-def _claimers_of(*, issue_id):
+def _claimers_of(*, issue_id: int) -> set[str]:
     return set(
         Delivery.objects.filter(issue_id=issue_id, status=Delivery.Status.SENDING)
         .values_list("claimed_by", flat=True)
@@ -454,7 +477,7 @@ def _claimers_of(*, issue_id):
     )
 
 
-def _send_restart(*, issue_id, release_held=False):
+def _send_restart(*, issue_id: int, release_held: bool = False) -> int:
     """The work of ``issue_send_resume`` (``release_held``) and ``_issue_send_recover``, in
     the caller's transaction."""
     from signalpost.publishing.tasks import issue_send_batch
@@ -489,7 +512,7 @@ def _send_restart(*, issue_id, release_held=False):
     return batches
 
 
-def send_retry_policy():
+def send_retry_policy() -> RetryPolicy:
     """How a delivery is retried: ``SIGNALPOST_SEND_MAX_ATTEMPTS`` attempts in all; its batch
     waits 30 s after the first failure, doubling up to an hour, without jitter."""
     return RetryPolicy(
@@ -500,16 +523,16 @@ def send_retry_policy():
     )
 
 
-def retry_delay_seconds(attempts):
+def retry_delay_seconds(attempts: int) -> float:
     """Return the seconds a batch waits after ``attempts`` failed attempts (30 after 0 or 1)."""
     return send_retry_policy().delay_after(max(1, attempts))
 
 
-def retry_at(attempts):
+def retry_at(attempts: int) -> datetime:
     return timezone.now() + timedelta(seconds=retry_delay_seconds(attempts))
 
 
-def issue_send_test(*, issue, to_email):
+def issue_send_test(*, issue: Issue, to_email: str) -> EmailMessage:
     """Email ``issue`` to ``to_email`` (its author, usually) as a subscriber would see it.
 
     Sent at once, not queued: the author is waiting for it. Nothing is recorded.
@@ -518,7 +541,7 @@ def issue_send_test(*, issue, to_email):
 
     profile = Profile.objects.for_email(to_email).first() or Profile(pk=0, email=to_email, name="")
     delivery = Delivery(pk=0, issue=issue, email=to_email)
-    message = IssueMessages(issue).message_for(delivery, profile=profile)
+    message: EmailMessage = IssueMessages(issue).message_for(delivery, profile=profile)
     message.subject = f"[Test] {message.subject}"
     message.extra_headers["Message-ID"] = f"<issue-{issue.pk}.test-{uuid.uuid4().hex}@test>"
     mailers.default.send_messages([message])
