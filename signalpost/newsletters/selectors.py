@@ -27,7 +27,8 @@ def newsletter_by_slug(slug: str, *, public_only: bool) -> Newsletter | None:
     ``filter(slug=...).first()`` costs several times what running it does, so
     the condition is written out and read by ``row_fetch``.
     """
-    quote: Callable[[str | None], str] = connection.ops.quote_name  # type: ignore[assignment]  # a column
+    # A concrete field's column is never None (the stubs type it str | None).
+    quote: Callable[[str | None], str] = connection.ops.quote_name  # type: ignore[assignment]
     meta = Newsletter._meta
     where = f"{quote(meta.get_field('slug').column)} = %s"
     if public_only:
@@ -119,6 +120,7 @@ def subscriptions_batch_cte(*, subscription_ids: list[int]) -> tuple[str, list[A
     for every batch (SQLite keeps each distinct statement compiled in its cache).
     """
     meta = Subscription._meta
+    # A concrete field's column is never None (the stubs type it str | None).
     quote: Callable[[str | None], str] = connection.ops.quote_name  # type: ignore[assignment]
     select = (
         f"SELECT {quote(meta.get_field('profile').column)} AS profile_id, "

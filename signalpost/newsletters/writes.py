@@ -126,12 +126,14 @@ def batch_write_sql(
     statement compiled, and statements sized to the batch made its memory grow with the file.
     """
     vendor = connection.vendor
-    quote: Callable[[str | None], str] = connection.ops.quote_name  # type: ignore[assignment]  # columns
+    # A concrete field's column is never None (the stubs type it str | None).
+    quote: Callable[[str | None], str] = connection.ops.quote_name  # type: ignore[assignment]
     adapt = connection.ops.adapt_datetimefield_value
     now_value = adapt(now)
     profile, subscription = Profile._meta, Subscription._meta
 
     def columns(meta: Options[Any], *names: str) -> str:
+        # get_field may return a relation's reverse side; these names are concrete fields.
         return ", ".join(quote(meta.get_field(name).column) for name in names)  # type: ignore[union-attr]
 
     profile_id, profile_email = columns(profile, "id"), columns(profile, "email")

@@ -48,6 +48,7 @@ def delivery_sent(*, delivery: Delivery, message_id: str) -> None:
 def _delivery_sent_sql() -> str:
     quote = connection.ops.quote_name
     fields = ["id", "status", "message_id", "sent_at"]
+    # Concrete fields: a column, never None nor a reverse relation (as the stubs allow).
     columns = {
         name: quote(Delivery._meta.get_field(name).column)  # type: ignore[arg-type,union-attr]
         for name in fields
