@@ -13,6 +13,8 @@ may differ: the bytes are always quoted-printable (7-bit clean).
 
 import email
 import email.policy
+import socketserver
+import threading
 
 import pytest
 from django.utils import timezone
@@ -372,3 +374,36 @@ def test_an_address_smtp_cannot_carry_fails_alone(smtp_inbox, issue):
     assert failed.status == Delivery.Status.FAILED
     assert "553" in failed.last_error
     assert Delivery.objects.get(issue=issue, email="ann@example.com").status == "sent"
+
+
+class HangsUpOnReset(socketserver.StreamRequestHandler):
+    """An SMTP server that refuses every recipient and hangs up when asked to RSET."""
+
+    def handle(self):
+        self.wfile.write(b"220 ready\r\n")
+        for line in self.rfile:
+            command = line[:4].upper()
+            if command == b"EHLO":
+                self.wfile.write(b"250 ready\r\n")
+            elif command == b"RCPT":
+                self.wfile.write(b"550 5.1.1 No such mailbox\r\n")
+            elif command == b"RSET":
+                return
+            else:
+                self.wfile.write(b"250 OK\r\n")
+
+
+def test_a_refusal_is_reported_even_if_the_server_then_hangs_up(settings):
+    from signalpost.durable.exceptions import PermanentFailure
+    from tests.mail import smtp_mailers
+
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), HangsUpOnReset)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    settings.MAILERS = smtp_mailers(server.server_address[1])
+    profile = Profile.objects.create(email="ann@example.com")
+    try:
+        with pytest.raises(PermanentFailure, match="No such mailbox"):
+            emails.email_preferences_link_send(profile=profile, idempotency_key="key-1")
+    finally:
+        server.shutdown()
+        server.server_close()
