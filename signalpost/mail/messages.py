@@ -112,7 +112,9 @@ class Letterhead:
             parseaddr(address)[1].isascii() for address in [self.from_email, *self.reply_to]
         )
 
-    def message(self, *, to: str, message_id: str, text: str, html: str, unsubscribe_url=None):
+    def message(
+        self, *, to: str, message_id: str, text: str, html: str, unsubscribe_url=None
+    ) -> "Message":
         """Return the ``Message`` to ``to`` (a bare address) with these bodies.
 
         ``unsubscribe_url`` is required for list mail and refused otherwise.
