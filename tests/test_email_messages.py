@@ -407,3 +407,16 @@ def test_a_refusal_is_reported_even_if_the_server_then_hangs_up(settings):
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize("localtime", [False, True], ids=["utc", "local"])
+def test_the_date_is_in_the_zone_djangos_message_uses(settings, issue, localtime):
+    settings.EMAIL_USE_LOCALTIME = localtime
+    settings.TIME_ZONE = "Asia/Kolkata"
+    message = build("issue", issue=issue, profile=Profile(pk=41, email="ann@example.com"))
+
+    fast = parsed(message.as_bytes())
+    slow = parsed(message.email().message(policy=email.policy.SMTP).as_bytes())
+
+    assert fast["Date"].datetime.utcoffset() == slow["Date"].datetime.utcoffset()
+    assert abs((fast["Date"].datetime - slow["Date"].datetime).total_seconds()) < 5
