@@ -16,6 +16,7 @@ from signalpost.accounts.models import Profile
 from signalpost.durable.policy import RetryPolicy
 from signalpost.newsletters.models import Subscription
 from signalpost.publishing.models import Delivery, Issue
+from signalpost.mail.transport import message_send
 from signalpost.publishing.rendering import IssueMessages, MarkdownRefused, markdown_to_html
 from signalpost.publishing.selectors import claimers_live, send_batches_live, sends_in_progress
 from signalpost.redaction import addresses_redact
@@ -514,12 +515,10 @@ def issue_send_test(*, issue, to_email):
 
     Sent at once, not queued: the author is waiting for it. Nothing is recorded.
     """
-    from django.core.mail import mailers
-
     profile = Profile.objects.for_email(to_email).first() or Profile(pk=0, email=to_email, name="")
     delivery = Delivery(pk=0, issue=issue, email=to_email)
-    message = IssueMessages(issue).message_for(delivery, profile=profile)
-    message.subject = f"[Test] {message.subject}"
-    message.extra_headers["Message-ID"] = f"<issue-{issue.pk}.test-{uuid.uuid4().hex}@test>"
-    mailers.default.send_messages([message])
+    message = IssueMessages(issue, subject_prefix="[Test] ").personalise(
+        delivery, profile=profile, message_id=f"<issue-{issue.pk}.test-{uuid.uuid4().hex}@test>"
+    )
+    message_send(message)
     return message
