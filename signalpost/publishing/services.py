@@ -14,9 +14,9 @@ from django.utils.text import slugify
 
 from signalpost.accounts.models import Profile
 from signalpost.durable.policy import RetryPolicy
+from signalpost.mail.transport import message_send
 from signalpost.newsletters.models import Subscription
 from signalpost.publishing.models import Delivery, Issue
-from signalpost.mail.transport import message_send
 from signalpost.publishing.rendering import IssueMessages, MarkdownRefused, markdown_to_html
 from signalpost.publishing.selectors import claimers_live, send_batches_live, sends_in_progress
 from signalpost.redaction import addresses_redact
