@@ -29,7 +29,7 @@ RESERVED_SLUGS = {"feed", "confirm", "unsubscribe"}
 SUBJECT_MAX_LENGTH = 200
 # A body this long renders in ~0.3 s (0.8 s with this machine's 2 cores busy),
 # well inside SIGNALPOST_MARKDOWN_RENDER_TIMEOUT; twice as long came near it
-# (bench/README.md, Hostile Markdown). Gmail clips a message past 102 kB anyway.
+# (docs/decisions.md; bench/README.md, Hostile Markdown). Gmail clips past 102 kB anyway.
 BODY_MAX_LENGTH = 100_000
 EDITABLE = {Issue.Status.DRAFT, Issue.Status.SCHEDULED}
 # issue_update's default for scheduled_at: a caller changing only the text
