@@ -402,7 +402,7 @@ class Signalpost:
         issue = self.issues[min(self.issues)]
         profile = Profile.objects.order_by("id").first()
         delivery = Delivery(pk=1, issue=issue, profile=profile, email=profile.email)
-        message = IssueMessages(issue).message_for(delivery, profile=profile)
+        message = IssueMessages(issue).personalise(delivery, profile=profile).email()
         return message.message(policy=email.policy.SMTP).as_bytes()
 
     def body_html(self):

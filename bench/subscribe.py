@@ -272,6 +272,13 @@ class SignalpostTarget(Target):
         self.env = env
         manage = [str(PROJECT_PYTHON), "manage.py"]
         run([*manage, "migrate", "--no-input", "-v", "0"], env=env, cwd=REPO_ROOT, what="migrate")
+        # Production serves the hashed names collectstatic records (WhiteNoise's manifest).
+        run(
+            [*manage, "collectstatic", "--no-input", "-v", "0"],
+            env=env,
+            cwd=REPO_ROOT,
+            what="collectstatic",
+        )
         run(
             [
                 *manage,

@@ -1,4 +1,4 @@
-"""Django settings for Signalpost, read from the environment (see README: Configuration)."""
+"""Django settings for Signalpost, read from the environment (docs/configuration.md)."""
 
 import os
 from pathlib import Path
@@ -190,10 +190,11 @@ STORAGES = {
     },
 }
 
-# Request bodies (README: Limits). The public pages take a handful of short fields;
-# the views named here (URL name, or namespace) take more: an issue's Markdown,
-# 500,000 characters, as JSON or as the admin's form; CSV imports; the email
-# providers' batched event reports. A bigger body gets 413 before it is read.
+# Request bodies (docs/configuration.md). The public pages take a handful of short
+# fields, the API JSON (an issue's 100,000 characters of Markdown are at most ~600 kB);
+# the views named here (URL name, or namespace) take more: the admin's forms, CSV
+# imports, the email providers' batched event reports. A bigger body gets 413 before
+# it is read.
 MIB = 1024 * 1024
 SIGNALPOST_REQUEST_BODY_MAX_BYTES = 64 * 1024
 SIGNALPOST_REQUEST_BODY_MAX_BYTES_BY_VIEW = {

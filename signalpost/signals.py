@@ -7,7 +7,7 @@ signals`` lists them with every connected receiver.
 Each signal is sent by the service that performs the action, inside that
 service's transaction: a receiver that writes to the database commits or rolls
 back with the action. Receivers with effects outside the database (email,
-webhooks) must be durable (see README: Signals).
+webhooks) must be durable (docs/signals.md).
 """
 
 from signalpost.dispatch import DeclaredSignal

@@ -30,7 +30,7 @@ LAYERS = [
             "signalpost.durability",
             "signalpost.ratelimit",
             "signalpost.uploads",
-            "signalpost.smtp_wire",
+            "signalpost.mail",
             "signalpost.redis_cache",
             "signalpost.postgresql",
         ],

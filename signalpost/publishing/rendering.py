@@ -1,30 +1,20 @@
 """Markdown to sanitised HTML, and the personalised email of an issue.
 
 The email's HTML is rendered and its CSS inlined once per batch with
-placeholders; each recipient's message is then a few string replacements.
-For SMTP the message's bytes are assembled directly from headers folded once
-per batch: Python's ``email`` package spends ~6 ms of CPU per message parsing
-and re-folding headers and quoted-printable-encoding in pure Python, which
-alone would cap a worker at ~150 messages a second (bench/README.md, Fan-out).
+placeholders, its shared headers folded once (``mail.messages.Letterhead``);
+each recipient's message is then a few string replacements, built into bytes
+for SMTP without Python's ``email`` package (bench/README.md, Fan-out).
 """
 
-import email.policy
 import html
 
 from django.conf import settings
 from django.utils.safestring import mark_safe
 
+from signalpost.mail.messages import Letterhead, Message, site_domain
 from signalpost.newsletters import emails
 from signalpost.newsletters.links import PersonalLinks, absolute
 from signalpost.publishing import markdown_sandbox
-from signalpost.smtp_wire import (
-    address_is_plain,
-    addresses_are_ascii,
-    alternative_bytes,
-    date_line,
-    header_fold,
-    header_line,
-)
 
 PLACEHOLDER_NAME = "SIGNALPOST-PLACEHOLDER-NAME"
 PLACEHOLDER_EMAIL = "SIGNALPOST-PLACEHOLDER-EMAIL"
@@ -74,9 +64,12 @@ def issue_web_path(issue):
 
 
 class IssueMessages:
-    """Builds each recipient's email of one issue from templates rendered once."""
+    """Builds each recipient's email of one issue from templates rendered once.
 
-    def __init__(self, issue):
+    ``subject_prefix`` goes before the issue's subject (``"[Test] "`` for a test email).
+    """
+
+    def __init__(self, issue, *, subject_prefix=""):
         self.issue = issue
         self.newsletter = issue.newsletter
         context = {
@@ -97,26 +90,18 @@ class IssueMessages:
         self.html = emails.css_inliner.inline(
             render(name="issue.html", newsletter=self.newsletter, context=context)
         )
-        self.subject = emails.header_safe(issue.subject)
-        self.from_email = emails.newsletter_from(self.newsletter)
-        self.reply_to = [self.newsletter.reply_to] if self.newsletter.reply_to else None
-        self.list_id = emails.list_id(self.newsletter)
-        self.domain = emails.site_domain()
+        self.letterhead = Letterhead(
+            subject=subject_prefix + issue.subject, newsletter=self.newsletter
+        )
+        self.domain = site_domain()
         self.links = PersonalLinks(newsletter=self.newsletter)
-        # Non-ASCII addresses need Django's IDNA handling: those messages take its path.
-        self.addresses_ascii = addresses_are_ascii(self.from_email, *(self.reply_to or []))
-        shared = [("MIME-Version", "1.0"), ("Subject", self.subject), ("From", self.from_email)]
-        if self.reply_to:
-            shared.append(("Reply-To", ", ".join(self.reply_to)))
-        shared += [("List-Id", self.list_id), ("List-Unsubscribe-Post", emails.ONE_CLICK)]
-        self.shared_header_bytes = b"".join(header_fold(name, value) for name, value in shared)
 
     def message_id(self, delivery):
         """The same for every attempt, so a resend after a crash can be recognised."""
         return f"<issue-{self.issue.pk}.delivery-{delivery.pk}@{self.domain}>"
 
-    def personalise(self, delivery, *, profile):
-        """Return one recipient's ``PersonalMessage`` of this issue."""
+    def personalise(self, delivery, *, profile, message_id=None) -> Message:
+        """Return one recipient's ``Message`` of this issue (Message-ID: the delivery's)."""
         unsubscribe = self.links.unsubscribe_url(profile=profile)
         preferences = self.links.preferences_url(profile=profile)
         # Templates write "Hello{{ name }},": a name brings its own space.
@@ -133,64 +118,10 @@ class IssueMessages:
             .replace(PLACEHOLDER_UNSUBSCRIBE, html.escape(unsubscribe))
             .replace(PLACEHOLDER_PREFERENCES, html.escape(preferences))
         )
-        return PersonalMessage(
-            self,
+        return self.letterhead.message(
             to=delivery.email,
-            message_id=self.message_id(delivery),
+            message_id=message_id or self.message_id(delivery),
             unsubscribe_url=unsubscribe,
             text=text,
             html=body_html,
         )
-
-    def message_for(self, delivery, *, profile):
-        """Return the ``EmailMultiAlternatives`` of this issue for one delivery."""
-        return self.personalise(delivery, profile=profile).email()
-
-
-class PersonalMessage:
-    """One recipient's email: a Django message for any backend, or bytes for SMTP."""
-
-    def __init__(self, messages, *, to, message_id, unsubscribe_url, text, html):
-        self.messages = messages
-        self.to = to
-        self.message_id = message_id
-        self.unsubscribe_url = unsubscribe_url
-        self.text = text
-        self.html = html
-
-    def headers(self):
-        return {
-            "Message-ID": self.message_id,
-            **emails.list_headers(
-                newsletter=self.messages.newsletter, unsubscribe_url=self.unsubscribe_url
-            ),
-        }
-
-    def email(self):
-        """Return it as ``EmailMultiAlternatives``, for backends other than SMTP (and tests)."""
-        messages = self.messages
-        message = emails.ListEmail(
-            subject=messages.subject,
-            body=self.text,
-            from_email=messages.from_email,
-            to=[self.to],
-            reply_to=messages.reply_to,
-            headers=self.headers(),
-        )
-        message.attach_alternative(self.html, "text/html")
-        return message
-
-    def as_bytes(self):
-        """Return the message as ``email()`` would send it over SMTP, built ~8x faster."""
-        if not (self.messages.addresses_ascii and address_is_plain(self.to)):
-            return self.email().message(policy=email.policy.SMTP).as_bytes()
-        header_block = b"".join(
-            [
-                self.messages.shared_header_bytes,
-                f"To: {self.to}\r\n".encode("ascii"),
-                date_line(),
-                header_line("Message-ID", self.message_id),
-                header_line("List-Unsubscribe", f"<{self.unsubscribe_url}>"),
-            ]
-        )
-        return alternative_bytes(header_block=header_block, text=self.text, html=self.html)

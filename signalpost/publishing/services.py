@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.mail import EmailMessage
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Count, F, Max
 from django.utils import timezone
@@ -16,6 +15,8 @@ from django.utils.text import slugify
 
 from signalpost.accounts.models import Profile
 from signalpost.durable.policy import RetryPolicy
+from signalpost.mail.messages import Message
+from signalpost.mail.transport import message_send
 from signalpost.newsletters.models import Newsletter, Subscription
 from signalpost.publishing.models import Delivery, Issue
 from signalpost.publishing.rendering import IssueMessages, MarkdownRefused, markdown_to_html
@@ -33,7 +34,7 @@ RESERVED_SLUGS = {"feed", "confirm", "unsubscribe"}
 SUBJECT_MAX_LENGTH = 200
 # A body this long renders in ~0.3 s (0.8 s with this machine's 2 cores busy),
 # well inside SIGNALPOST_MARKDOWN_RENDER_TIMEOUT; twice as long came near it
-# (bench/README.md, Hostile Markdown). Gmail clips a message past 102 kB anyway.
+# (docs/decisions.md; bench/README.md, Hostile Markdown). Gmail clips past 102 kB anyway.
 BODY_MAX_LENGTH = 100_000
 EDITABLE = {Issue.Status.DRAFT, Issue.Status.SCHEDULED}
 # issue_update's default for scheduled_at: a caller changing only the text
@@ -532,17 +533,15 @@ def retry_at(attempts: int) -> datetime:
     return timezone.now() + timedelta(seconds=retry_delay_seconds(attempts))
 
 
-def issue_send_test(*, issue: Issue, to_email: str) -> EmailMessage:
+def issue_send_test(*, issue: Issue, to_email: str) -> Message:
     """Email ``issue`` to ``to_email`` (its author, usually) as a subscriber would see it.
 
     Sent at once, not queued: the author is waiting for it. Nothing is recorded.
     """
-    from django.core.mail import mailers
-
     profile = Profile.objects.for_email(to_email).first() or Profile(pk=0, email=to_email, name="")
     delivery = Delivery(pk=0, issue=issue, email=to_email)
-    message: EmailMessage = IssueMessages(issue).message_for(delivery, profile=profile)
-    message.subject = f"[Test] {message.subject}"
-    message.extra_headers["Message-ID"] = f"<issue-{issue.pk}.test-{uuid.uuid4().hex}@test>"
-    mailers.default.send_messages([message])
+    message = IssueMessages(issue, subject_prefix="[Test] ").personalise(
+        delivery, profile=profile, message_id=f"<issue-{issue.pk}.test-{uuid.uuid4().hex}@test>"
+    )
+    message_send(message)
     return message

@@ -8,14 +8,14 @@ import time
 from datetime import datetime
 
 from django.conf import settings
-from django.core.mail import mailers
 from django.db import connection, transaction
 from django.tasks import task
 
 from signalpost.durability import asynchronous_commit
+from signalpost.mail.smtp import SMTPDataRefused
+from signalpost.mail.transport import Transport
 from signalpost.publishing.models import Delivery, Issue
 from signalpost.publishing.rendering import IssueMessages
-from signalpost.publishing.sending import Outlet
 from signalpost.publishing.sendrate import SendRate
 from signalpost.publishing.services import (
     deliveries_claim,
@@ -30,7 +30,6 @@ from signalpost.publishing.services import (
     retry_delay_seconds,
 )
 from signalpost.publishing.writes import SentMarks
-from signalpost.smtp_wire import SMTPDataRefused
 
 logger = logging.getLogger(__name__)
 
@@ -194,8 +193,7 @@ def deliveries_send(*, issue, deliveries, progress=None):
     messages = IssueMessages(issue)
     rate = SendRate(settings.SIGNALPOST_SEND_RATE_PER_SECOND)
     outcome = {"sent": 0, "failed": 0, "retry": 0, "max_attempts": 0, "sender_refused": None}
-    mailer = mailers.default
-    outlet = Outlet(mailer, messages)
+    transport = Transport(messages.letterhead)
     pending_ids = {delivery.pk for delivery in deliveries}
     rechecked_at = time.monotonic()
 
@@ -207,7 +205,7 @@ def deliveries_send(*, issue, deliveries, progress=None):
             outcome["failed"] += 1
 
     try:
-        mailer.open()
+        transport.open()
     except (smtplib.SMTPException, OSError) as error:
         logger.warning("Cannot reach the mail server for issue %s: %s", issue.pk, error)
         for delivery in deliveries:
@@ -236,7 +234,7 @@ def deliveries_send(*, issue, deliveries, progress=None):
                 message = messages.personalise(delivery, profile=delivery.profile)
                 rate.acquire()
                 try:
-                    outlet.send(message, before_data=marks.settle)
+                    transport.send(message, before_data=marks.settle)
                 except (smtplib.SMTPException, OSError) as error:
                     marks.settle()
                     if is_sender_refusal(error):
@@ -254,8 +252,8 @@ def deliveries_send(*, issue, deliveries, progress=None):
                         # A temporary refusal (SMTPException is an OSError) or a dropped
                         # connection: start afresh, or give the rest back to the queue.
                         try:
-                            mailer.close()
-                            mailer.open()
+                            transport.close()
+                            transport.open()
                         except (smtplib.SMTPException, OSError) as reopen_error:
                             for rest in deliveries[index + 1 :]:
                                 if rest.pk in pending_ids:
@@ -266,7 +264,7 @@ def deliveries_send(*, issue, deliveries, progress=None):
                 outcome["sent"] += 1
     finally:
         with contextlib.suppress(Exception):
-            mailer.close()
+            transport.close()
     return outcome
 
 

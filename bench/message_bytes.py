@@ -1,0 +1,96 @@
+"""CPU per issue message built for SMTP: the fan-out's per-recipient cost, without a database.
+
+Builds the personalised message of one issue for N recipients (unsaved model
+instances: no database, no SMTP) and times, in process CPU time,
+``personalise()`` + ``as_bytes()`` (what a worker sends over SMTP) against
+``personalise()`` + Django's ``email().message().as_bytes()``. Prints the
+minimum and median µs per message over --runs runs (Django's path a third as many), and
+the ratio of the two minimums: on a busy machine, read that. To compare two commits,
+run it from each checkout back to back: ``cd CHECKOUT && python
+/path/to/bench/message_bytes.py`` measures that checkout's code.
+"""
+
+import argparse
+import email.policy
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.getcwd())
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "signalpost.settings")
+
+import django
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=7)
+    args = parser.parse_args()
+    django.setup()
+    from django.conf import settings
+
+    from signalpost.accounts.models import Profile
+    from signalpost.newsletters.models import Newsletter
+    from signalpost.publishing.models import Delivery, Issue
+    from signalpost.publishing.rendering import IssueMessages
+
+    settings.SITE_URL = "https://news.example.com"
+    newsletter = Newsletter(
+        pk=1,
+        slug="weekly",
+        name="The Weekly",
+        sender_name="Editors",
+        sender_email="editors@example.com",
+        reply_to="letters@example.com",
+        is_public=True,
+    )
+    issue = Issue(
+        pk=1,
+        newsletter=newsletter,
+        slug="first",
+        subject="First issue",
+        body_markdown="Some *text* and a [link](https://example.com).\n\n" * 40,
+        body_html="<p>" + "Some <em>text</em>. " * 200 + "</p>",
+    )
+    readers = [
+        (Delivery(pk=n, issue=issue, email=f"reader{n}@example.com"), f"Reader {n}")
+        for n in range(args.messages)
+    ]
+    readers = [
+        (delivery, Profile(pk=delivery.pk, email=delivery.email, name=name))
+        for delivery, name in readers
+    ]
+    messages = IssueMessages(issue)
+
+    def smtp_bytes(delivery, profile):
+        return messages.personalise(delivery, profile=profile).as_bytes()
+
+    def django_bytes(delivery, profile):
+        message = messages.personalise(delivery, profile=profile).email()
+        return message.message(policy=email.policy.SMTP).as_bytes()
+
+    print(f"{args.messages:,} messages, {args.runs} runs, CPU µs per message")
+    print(f"| {'path':<40} | {'min':>7} | {'median':>7} |")
+    print(f"| {'-' * 40} | {'-' * 6}: | {'-' * 6}: |")
+    mins = []
+    for label, build in [
+        ("personalise + as_bytes (SMTP)", smtp_bytes),
+        ("personalise + Django's message", django_bytes),
+    ]:
+        runs = []
+        for _ in range(args.runs if build is smtp_bytes else max(1, args.runs // 3)):
+            start = time.process_time()
+            for delivery, profile in readers:
+                build(delivery, profile)
+            runs.append((time.process_time() - start) / args.messages * 1e6)
+        print(f"| {label:<40} | {min(runs):>7.1f} | {statistics.median(runs):>7.1f} |")
+        mins.append(min(runs))
+    # Django's path is the same code before and after a change to ours: a yardstick of
+    # how fast the machine ran, to read the first row against on a busy machine.
+    print(f"as_bytes costs {mins[0] / mins[1]:.1%} of Django's message (min against min)")
+
+
+if __name__ == "__main__":
+    main()
