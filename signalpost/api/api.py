@@ -173,10 +173,16 @@ def newsletter_read(request, slug: str):
 # The old paths naming the address keep working until PERSON_IN_PATH_SUNSET.
 PERSON_IN_PATH_DEPRECATED = datetime(2026, 12, 2, tzinfo=UTC)
 PERSON_IN_PATH_SUNSET = datetime(2027, 6, 30, tzinfo=UTC)
-PERSON_IN_PATH = (
-    "Deprecated: the address in the path ends up in access logs. Use {successor} with the "
-    "address in the body; this path goes on 2027-06-30."
-)
+
+
+def _person_in_path(successor):
+    """The OpenAPI marks of an old path that names a person; ``successor`` replaces it."""
+    return {
+        "deprecated": True,
+        "description": "Deprecated: the address in the path ends up in access logs. Use "
+        f"POST {successor} with the address in the body; this path goes on "
+        f"{PERSON_IN_PATH_SUNSET:%Y-%m-%d}.",
+    }
 
 
 def person_in_path_deprecated(response, *, successor):
@@ -224,8 +230,7 @@ def subscription_end_by_body(request, payload: schemas.UnsubscribeIn):
 @subscriptions.delete(
     "/{newsletter}/{email}",
     response={202: schemas.AcceptedOut, **ERRORS, **NOT_FOUND},
-    deprecated=True,
-    description=PERSON_IN_PATH.format(successor="POST /subscriptions/unsubscribe"),
+    **_person_in_path("/subscriptions/unsubscribe"),
 )
 def subscription_delete(request, response: HttpResponse, newsletter: str, email: str):
     """Unsubscribe an address; the answer is the same whether or not it was subscribed."""
@@ -313,8 +318,7 @@ def profile_changes_apply(profile, payload):
 @profiles.get(
     "/{email}",
     response={200: schemas.ProfileOut, **ERRORS, **NOT_FOUND},
-    deprecated=True,
-    description=PERSON_IN_PATH.format(successor="POST /profiles/lookup"),
+    **_person_in_path("/profiles/lookup"),
 )
 def profile_read(request, response: HttpResponse, email: str):
     person_in_path_deprecated(response, successor="/profiles/lookup")
@@ -324,8 +328,7 @@ def profile_read(request, response: HttpResponse, email: str):
 @profiles.patch(
     "/{email}",
     response={200: schemas.ProfileOut, **ERRORS, **NOT_FOUND},
-    deprecated=True,
-    description=PERSON_IN_PATH.format(successor="POST /profiles/update"),
+    **_person_in_path("/profiles/update"),
 )
 def profile_patch(request, response: HttpResponse, email: str, payload: schemas.ProfileIn):
     person_in_path_deprecated(response, successor="/profiles/update")
@@ -335,8 +338,7 @@ def profile_patch(request, response: HttpResponse, email: str, payload: schemas.
 @profiles.get(
     "/{email}/export",
     response={200: dict, **ERRORS, **NOT_FOUND},
-    deprecated=True,
-    description=PERSON_IN_PATH.format(successor="POST /profiles/export"),
+    **_person_in_path("/profiles/export"),
 )
 def profile_data_export(request, response: HttpResponse, email: str):
     person_in_path_deprecated(response, successor="/profiles/export")
@@ -346,8 +348,7 @@ def profile_data_export(request, response: HttpResponse, email: str):
 @profiles.delete(
     "/{email}",
     response={200: schemas.ErasedOut, **ERRORS, **NOT_FOUND},
-    deprecated=True,
-    description=PERSON_IN_PATH.format(successor="POST /profiles/erase"),
+    **_person_in_path("/profiles/erase"),
 )
 def profile_data_erase(request, response: HttpResponse, email: str):
     person_in_path_deprecated(response, successor="/profiles/erase")

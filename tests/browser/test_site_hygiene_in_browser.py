@@ -162,13 +162,18 @@ def axe_violations(page):
     ]
 
 
-def look(page, base, path, name):
-    """Open ``path`` at each width, save a screenshot; return the axe findings per width."""
+def _axe_required():
+    """Skip without axe-core, or fail where the browser tests must run (CI)."""
     if not AXE.exists():
         message = f"{AXE} is missing: run `npm ci` (bin/bootstrap dev does when npm exists)"
         if os.environ.get("SIGNALPOST_REQUIRE_BROWSER") == "1":
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
+
+
+def look(page, base, path, name):
+    """Open ``path`` at each width, save a screenshot; return the axe findings per width."""
+    _axe_required()
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     findings = {}
     for label, width in WIDTHS.items():
@@ -261,6 +266,7 @@ SUBMIT_A_FORM = """([action, fields, withFile]) => {
 
 def look_after_posting(page, base, *, fields, with_file, name):
     """Post a form built in the page at each width; return (status, axe findings) per width."""
+    _axe_required()
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     findings = {}
     for label, width in WIDTHS.items():
@@ -279,35 +285,25 @@ def look_after_posting(page, base, *, fields, with_file, name):
     return findings
 
 
-def test_the_too_large_page_is_accessible_at_desktop_and_phone_widths(live_server, axe_page, site):
-    if not AXE.exists():
-        pytest.skip(f"{AXE} is missing: run `npm ci`")
-    fields = {"user_email": "jane@example.com", "newsletter": "weekly", "name": "x" * 70_000}
-    findings = look_after_posting(
-        axe_page, live_server.url, fields=fields, with_file=False, name="413"
-    )
-    assert findings == {label: (413, []) for label in WIDTHS}
-    assert axe_page.get_by_role("heading", level=1).inner_text() == "Request too large"
-
-
-def test_the_bad_request_page_is_accessible_at_desktop_and_phone_widths(
-    live_server, axe_page, site
+@pytest.mark.parametrize(
+    ("status", "heading", "name", "with_file"),
+    [(413, "Request too large", "x" * 70_000, False), (400, "Bad request", "", True)],
+    ids=["too-large", "file-refused"],
+)
+def test_the_refusal_pages_are_accessible_at_desktop_and_phone_widths(
+    live_server, axe_page, site, status, heading, name, with_file
 ):
-    if not AXE.exists():
-        pytest.skip(f"{AXE} is missing: run `npm ci`")
-    fields = {"user_email": "jane@example.com", "newsletter": "weekly"}
+    fields = {"user_email": "jane@example.com", "newsletter": "weekly", "name": name}
     findings = look_after_posting(
-        axe_page, live_server.url, fields=fields, with_file=True, name="400"
+        axe_page, live_server.url, fields=fields, with_file=with_file, name=str(status)
     )
-    assert findings == {label: (400, []) for label in WIDTHS}
-    assert axe_page.get_by_role("heading", level=1).inner_text() == "Bad request"
+    assert findings == {label: (status, []) for label in WIDTHS}
+    assert axe_page.get_by_role("heading", level=1).inner_text() == heading
 
 
 def test_the_webhook_admin_pages_are_accessible_at_desktop_and_phone_widths(
     live_server, axe_page, site
 ):
-    if not AXE.exists():
-        pytest.skip(f"{AXE} is missing: run `npm ci`")
     message = WebhookMessage.objects.get()
     message.attempt_log.create(number=1, status_code=503, response_excerpt="down", latency_ms=9)
     log_in(axe_page, live_server.url)
