@@ -396,7 +396,11 @@ def worker_command(worker_id, *, profile_to=None):
 
 def run_workers(count, *, tag, logdir, pg_database, profile_to=None):
     """Start ``count`` worker processes, wait until all have exited; return what happened."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "DURABLE_RECEIVER_MODULES": "bench.durable_receivers",
+    }
     logs = [open(Path(logdir) / f"{tag}-{i}.log", "w") for i in range(count)]  # noqa: SIM115
     processes = []
     rusage_before = resource.getrusage(resource.RUSAGE_CHILDREN)

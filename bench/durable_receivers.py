@@ -11,7 +11,7 @@ lives there); the benchmark must import it under the same name.
 from django.dispatch import receiver
 
 from signalpost.dispatch import DeclaredSignal
-from signalpost.durable.decorators import durable
+from signalpost.durable.decorators import durable_receiver
 
 ARGUMENTS = ("profile", "user_email", "source")
 
@@ -28,8 +28,9 @@ def trivial_work(profile, user_email, source):
     return profile.pk is not None and bool(user_email) and bool(source)
 
 
-@receiver(bench_durable_event, dispatch_uid="bench.durable_noop")
-@durable(max_attempts=1, backoff_base=0, backoff_max=0)
+@durable_receiver(
+    bench_durable_event, id="bench.durable_noop", max_attempts=1, backoff_base=0, backoff_max=0
+)
 def durable_noop(sender, *, profile, user_email, source, **kwargs):
     trivial_work(profile, user_email, source)
 

@@ -123,6 +123,11 @@ TASKS = {
 # A running task whose worker has sent no heartbeat for this long is run again
 # by another worker. Workers beat every quarter of it.
 SIGNALPOST_WORKER_LEASE_SECONDS = float(ENV.get("WORKER_LEASE_SECONDS", "30"))
+SIGNALPOST_WORKER_BATCH_SIZE = int(ENV.get("WORKER_BATCH_SIZE", "100"))
+# Modules of durable receivers outside the apps' receivers.py (tests, benchmarks).
+SIGNALPOST_DURABLE_RECEIVER_MODULES = [
+    module for module in ENV.get("DURABLE_RECEIVER_MODULES", "").split(",") if module.strip()
+]
 
 # Subscribing: one confirmation email per address per window; links' lifetimes.
 SIGNALPOST_CONFIRMATION_WINDOW_SECONDS = int(ENV.get("CONFIRMATION_WINDOW_SECONDS", "3600"))

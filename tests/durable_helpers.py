@@ -69,6 +69,7 @@ def start_worker(worker_id, test_dir, *extra):
         "DATABASE_URL": database_url_of_test_database(),
         "SIGNALPOST_TEST_DIR": str(test_dir),
         "PYTHONUNBUFFERED": "1",
+        "DURABLE_RECEIVER_MODULES": "tests.durable_receivers",
     }
     output = open(Path(test_dir) / f"{worker_id}.out", "w")  # noqa: SIM115  (closed with the process)
     return subprocess.Popen(

@@ -10,10 +10,8 @@ import os
 import time
 from pathlib import Path
 
-from django.dispatch import receiver
-
 from signalpost.dispatch import DeclaredSignal
-from signalpost.durable.decorators import durable
+from signalpost.durable.decorators import durable_receiver
 
 probe = DeclaredSignal("test_probe", arguments=("profile", "label"), doc="Tests only.")
 
@@ -35,8 +33,14 @@ def read_log(directory):
     return [json.loads(line) for line in path.read_text().splitlines() if line]
 
 
-@receiver(probe, dispatch_uid="tests.record_probe")
-@durable(max_attempts=3, backoff_base=0, backoff_max=0)
+@durable_receiver(
+    probe,
+    id="tests.record_probe",
+    max_attempts=3,
+    backoff_base=0,
+    backoff_max=0,
+    formerly=["tests.probe_before_its_rename"],
+)
 def record_probe(sender, *, profile, label, idempotency_key, attempt, signal, **kwargs):
     fields = {"label": label, "email": profile.email, "key": idempotency_key, "attempt": attempt}
     log("ran", **fields)
@@ -54,3 +58,26 @@ def record_probe(sender, *, profile, label, idempotency_key, attempt, signal, **
     if behaviour == "sleep":
         time.sleep(float(argument.partition("#")[0]))
     log("done", **fields)
+
+
+batch_probe = DeclaredSignal("test_batch_probe", arguments=("profile", "label"), doc="Tests only.")
+
+
+@durable_receiver(
+    batch_probe, id="tests.record_batch", max_attempts=2, backoff_base=0, backoff_max=0, batch=True
+)
+def record_batch(calls):
+    """Log one "batch" line with the batch's size, then a "ran" line per call; a call
+    labelled "fail" fails alone, "fail-all" fails the whole batch."""
+    log("batch", size=len(calls), pid=os.getpid())
+    failures = {}
+    for call in calls:
+        label = call.arguments["label"]
+        log("ran", label=label, email=call.arguments["profile"].email, attempt=call.attempt)
+        if label == "fail-all":
+            raise RuntimeError("the whole batch failed")
+        if label == "fail":
+            failures[call.idempotency_key] = RuntimeError(f"{label} failed")
+        if label.startswith("sleep:"):
+            time.sleep(float(label.partition(":")[2]))
+    return failures

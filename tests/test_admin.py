@@ -157,7 +157,7 @@ def test_staff_who_may_change_subscriptions_can_unsubscribe_someone(client, lett
 
 def dead_letter():
     return DeadLetter.objects.create(
-        receiver="tests.durable_receivers.record_probe",
+        receiver="tests.record_probe",
         signal_name="probe",
         payload={},
         idempotency_key="key",

@@ -82,7 +82,7 @@ def test_a_receiver_that_always_fails_is_dead_lettered_and_replays_once_fixed(te
     assert len(runs(test_dir)) == 3, "max_attempts=3"
     dead_letter = DeadLetter.objects.get()
     assert dead_letter.status == DeadLetter.Status.DEAD
-    assert dead_letter.receiver == "tests.durable_receivers.record_probe"
+    assert dead_letter.receiver == "tests.record_probe"
     assert dead_letter.attempts == 3
     assert "the mail server said no" in dead_letter.last_error
     assert dead_letter.error_class == "builtins.RuntimeError"

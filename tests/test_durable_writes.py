@@ -33,7 +33,7 @@ def subscribe_and_capture_the_confirmation_task(monkeypatch, newsletter, email):
     [task_id] = [
         pk
         for pk in fast_path_ids
-        if DBTaskResult.objects.get(pk=pk).args_kwargs["kwargs"]["receiver"] == CONFIRMATION.path
+        if DBTaskResult.objects.get(pk=pk).args_kwargs["kwargs"]["receiver"] == CONFIRMATION.id
     ]
     return task_id, enqueued.calls
 

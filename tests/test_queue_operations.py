@@ -96,7 +96,7 @@ def test_staff_see_dead_letters_with_their_last_error_and_replay_them(staff_clie
     dead_letter = DeadLetter.objects.get()
 
     listing = staff_client.get("/admin/durable/deadletter/").content.decode()
-    assert "tests.durable_receivers.record_probe" in listing
+    assert "tests.record_probe" in listing
     detail = staff_client.get(f"/admin/durable/deadletter/{dead_letter.pk}/change/")
     assert "the mail server said no" in detail.content.decode()
 

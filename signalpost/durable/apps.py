@@ -1,4 +1,7 @@
+from importlib import import_module
+
 from django.apps import AppConfig
+from django.conf import settings
 
 
 class DurableConfig(AppConfig):
@@ -9,4 +12,9 @@ class DurableConfig(AppConfig):
     verbose_name = "Durable receivers"
 
     def ready(self) -> None:
-        from signalpost.durable import receivers  # noqa: F401  (connects them)
+        from signalpost.durable import receivers  # noqa: F401  (connects them, registers the checks)
+
+        # Durable receivers declared outside the apps (the tests', the benchmarks'):
+        # a worker must know their ids before it runs their calls.
+        for module in settings.SIGNALPOST_DURABLE_RECEIVER_MODULES:
+            import_module(module.strip())

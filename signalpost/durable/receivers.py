@@ -9,6 +9,7 @@ import logging
 from django.conf import settings
 from django.dispatch import receiver
 
+from signalpost.durable import checks  # noqa: F401  (registers the system checks)
 from signalpost.durable.maintenance import retention_cutoff
 from signalpost.durable.services import task_results_prune
 from signalpost.durable.signals import worker_beat

@@ -9,6 +9,7 @@ from django.tasks import TaskResultStatus
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult, get_date_max
 
+from signalpost.durable.decorators import durable_receiver_find
 from signalpost.durable.models import DeadLetter, WorkerProcess
 
 
@@ -68,3 +69,30 @@ def workers_alive_besides(worker: WorkerProcess, *, lease_seconds: float | None 
         .filter(heartbeat_at__gte=timezone.now() - lease)
         .exists()
     )
+
+
+def durable_calls_unknown() -> dict[str, int]:
+    """Return ``{name: count}`` of calls waiting or running, and dead letters kept, whose
+    receiver name (id, or import path of the old form) no durable receiver answers to."""
+    from signalpost.durable.tasks import run_durable_receiver
+
+    names: dict[str, int] = {}
+    waiting = (
+        DBTaskResult.objects.filter(
+            status__in=[TaskResultStatus.READY, TaskResultStatus.RUNNING],
+            task_path=run_durable_receiver.module_path,
+        )
+        .values_list("args_kwargs__kwargs__receiver")
+        .annotate(count=Count("id"))
+        .order_by()
+    )
+    dead = (
+        DeadLetter.objects.filter(status=DeadLetter.Status.DEAD)
+        .values_list("receiver")
+        .annotate(count=Count("id"))
+        .order_by()
+    )
+    for name, count in [*waiting, *dead]:
+        if isinstance(name, str) and durable_receiver_find(name) is None:
+            names[name] = names.get(name, 0) + count
+    return names

@@ -51,7 +51,7 @@ def durable_call_enqueue(
     """
     from signalpost.durable.tasks import run_durable_receiver
 
-    path = durable_receiver.path
+    path = durable_receiver.id
     task = run_durable_receiver.using(queue_name=durable_receiver.policy.queue_name)
     call = {
         "receiver": path,
@@ -255,6 +255,48 @@ def _texts_forget(queryset: QuerySet[Any], *, fields: list[str], texts: Collecti
             forgotten = {field: text_forget(value, text=text) for field, value in forgotten.items()}
         if forgotten != values:
             queryset.filter(pk=row.pk).update(**forgotten)
+
+
+@transaction.atomic
+def durable_calls_rename(*, name: str, new_id: str) -> tuple[int, int]:
+    """Make the calls waiting for receiver ``name`` (and its dead letters) name ``new_id``;
+    return the numbers of task rows and dead letters changed.
+
+    For a receiver whose id changed: its queued calls then run under the new id.
+    Running calls are left alone (their worker has them in memory already).
+    """
+    from signalpost.durable.tasks import run_durable_receiver
+
+    rows = DBTaskResult.objects.filter(
+        status=TaskResultStatus.READY,
+        task_path=run_durable_receiver.module_path,
+        args_kwargs__kwargs__receiver=name,
+    ).select_for_update()
+    renamed = []
+    for row in rows:
+        row.args_kwargs["kwargs"]["receiver"] = new_id
+        renamed.append(row)
+    DBTaskResult.objects.bulk_update(renamed, ["args_kwargs"])
+    dead_letters = DeadLetter.objects.filter(receiver=name, status=DeadLetter.Status.DEAD).update(
+        receiver=new_id
+    )
+    return len(renamed), dead_letters
+
+
+@transaction.atomic
+def durable_calls_discard(*, name: str) -> tuple[int, int]:
+    """Delete the calls waiting for receiver ``name`` and its dead letters; return how many."""
+    from signalpost.durable.tasks import run_durable_receiver
+
+    tasks, _ = DBTaskResult.objects.filter(
+        status=TaskResultStatus.READY,
+        task_path=run_durable_receiver.module_path,
+        args_kwargs__kwargs__receiver=name,
+    ).delete()
+    dead_letters, _ = DeadLetter.objects.filter(
+        receiver=name, status=DeadLetter.Status.DEAD
+    ).delete()
+    return tasks, dead_letters
 
 
 def worker_register(*, worker_id: str, queues: Iterable[str]) -> WorkerProcess:

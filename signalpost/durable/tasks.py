@@ -1,29 +1,28 @@
 """The task every durable receiver call runs as."""
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.tasks import TaskContext, task
-from django.utils.module_loading import import_string
 
+from signalpost.durable.decorators import DurableReceiver, durable_receiver_find
 from signalpost.durable.exceptions import PermanentFailure
 from signalpost.durable.payload import payload_load
 from signalpost.durable.services import dead_letter_resolved, durable_call_failed
 from signalpost.introspection import signal_by_name
 
-if TYPE_CHECKING:
-    from signalpost.durable.decorators import DurableReceiver
 
+def durable_receiver_get(name: str) -> DurableReceiver:
+    """Return the ``DurableReceiver`` a call names; raise ``PermanentFailure`` if there is none.
 
-def _durable_receiver_get(path: str) -> "DurableReceiver":
-    """Return the ``DurableReceiver`` at ``path``; raise ``PermanentFailure`` if there is none."""
-    try:
-        record_call = import_string(path)
-    except ImportError as error:
-        raise PermanentFailure(f"{path} cannot be imported: {error}") from error
-    durable_receiver: DurableReceiver | None = getattr(record_call, "durable_receiver", None)
-    if durable_receiver is None:
-        raise PermanentFailure(f"{path} is not a durable receiver")
-    return durable_receiver
+    ``name`` is the receiver's declared id, or, for a call queued before ids
+    existed, the import path of its function (the compatibility read).
+    """
+    found = durable_receiver_find(name)
+    if found is None:
+        raise PermanentFailure(
+            f"no durable receiver has the id {name!r} (manage.py check says what to do)"
+        )
+    return found
 
 
 @task(takes_context=True)
@@ -50,7 +49,7 @@ def run_durable_receiver(
     }
     policy = None
     try:
-        durable_receiver = _durable_receiver_get(receiver)
+        durable_receiver = durable_receiver_get(receiver)
         policy = durable_receiver.policy
         # context.attempt counts the claims of this task row: more than one
         # means a worker died running it. A call that kills every worker

@@ -10,7 +10,7 @@ accounts: they need nothing of this app's).
 from anymail.signals import EventType, tracking
 from django.dispatch import receiver
 
-from signalpost.durable.decorators import durable
+from signalpost.durable.decorators import durable_receiver
 from signalpost.newsletters import emails
 from signalpost.newsletters.models import Subscription
 from signalpost.newsletters.services import bounce_record, complaint_record
@@ -32,8 +32,12 @@ def profiles_add_imported(sender, *, newsletter, subscription_ids, **kwargs):
     profile_subscriptions_add_imported(newsletter=newsletter, subscription_ids=subscription_ids)
 
 
-@receiver(subscription_requested, dispatch_uid="newsletters.email_confirmation_request")
-@durable(max_attempts=8, backoff_base=30)
+@durable_receiver(
+    subscription_requested,
+    id="newsletters.email_confirmation_request",
+    max_attempts=8,
+    backoff_base=30,
+)
 def email_confirmation_request(sender, *, subscription, idempotency_key, **kwargs):
     if subscription.status == Subscription.Status.PENDING:
         emails.email_confirmation_send(subscription=subscription, idempotency_key=idempotency_key)
@@ -43,15 +47,24 @@ def asked_themselves(*, source, **kwargs):
     return source in WELCOMED_SOURCES
 
 
-@receiver(user_subscribed, dispatch_uid="newsletters.email_welcome")
-@durable(max_attempts=8, backoff_base=30, only_if=asked_themselves)
+@durable_receiver(
+    user_subscribed,
+    id="newsletters.email_welcome",
+    max_attempts=8,
+    backoff_base=30,
+    only_if=asked_themselves,
+)
 def email_welcome(sender, *, subscription, idempotency_key, **kwargs):
     if subscription.status == Subscription.Status.ACTIVE:
         emails.email_welcome_send(subscription=subscription, idempotency_key=idempotency_key)
 
 
-@receiver(preferences_link_requested, dispatch_uid="newsletters.email_preferences_link")
-@durable(max_attempts=5, backoff_base=30)
+@durable_receiver(
+    preferences_link_requested,
+    id="newsletters.email_preferences_link",
+    max_attempts=5,
+    backoff_base=30,
+)
 def email_preferences_link(sender, *, profile, idempotency_key, **kwargs):
     emails.email_preferences_link_send(profile=profile, idempotency_key=idempotency_key)
 

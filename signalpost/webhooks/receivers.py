@@ -6,6 +6,7 @@ endpoint, each retried on its own. Nothing is queued while no endpoint exists.
 The erase event is the exception: it is queued in the erase's transaction.
 """
 
+import functools
 import logging
 import uuid
 
@@ -14,7 +15,8 @@ from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
-from signalpost.durable.decorators import durable
+from signalpost import signals
+from signalpost.durable.decorators import durable_receiver
 from signalpost.durable.maintenance import retention_cutoff
 from signalpost.durable.signals import worker_beat
 from signalpost.signals import profile_erased
@@ -42,15 +44,58 @@ def endpoints_cache_invalidate(sender, *, using, **kwargs):
     transaction.on_commit(endpoints_changed, using=using, robust=True)
 
 
-def webhook_receiver(event, build):
-    """Return the module-level durable receiver that turns ``event``'s signal into messages."""
+def _messages_queue(event, idempotency_key, arguments):
+    """Queue ``event`` built from the signal's ``arguments`` for every endpoint that wants it."""
+    _signal, build = EVENTS[event]
+    messages_create(event=event, event_id=idempotency_key, payload=build(**arguments))
 
-    def receive(sender, *, signal, idempotency_key, attempt, **arguments):
-        messages_create(event=event, event_id=idempotency_key, payload=build(**arguments))
 
-    receive.__name__ = receive.__qualname__ = "webhooks_" + event.replace(".", "_")
-    receive.__module__ = __name__
-    return receive
+# One durable receiver per event, written out so that the id a queued call carries
+# ("webhooks.<event>") is found by grep. tests/test_webhooks_and_bounces.py checks
+# that every event of EVENTS but the erase has its receiver here, on its signal.
+webhook_receiver = functools.partial(
+    durable_receiver, max_attempts=5, backoff_base=10, only_if=endpoints_exist
+)
+
+
+@webhook_receiver(signals.subscription_requested, id="webhooks.subscriber.requested")
+def webhooks_subscriber_requested(sender, *, signal, idempotency_key, attempt, **arguments):
+    _messages_queue("subscriber.requested", idempotency_key, arguments)
+
+
+@webhook_receiver(signals.user_subscribed, id="webhooks.subscriber.subscribed")
+def webhooks_subscriber_subscribed(sender, *, signal, idempotency_key, attempt, **arguments):
+    _messages_queue("subscriber.subscribed", idempotency_key, arguments)
+
+
+@webhook_receiver(signals.user_unsubscribed, id="webhooks.subscriber.unsubscribed")
+def webhooks_subscriber_unsubscribed(sender, *, signal, idempotency_key, attempt, **arguments):
+    _messages_queue("subscriber.unsubscribed", idempotency_key, arguments)
+
+
+@webhook_receiver(signals.bounce_received, id="webhooks.subscriber.bounced")
+def webhooks_subscriber_bounced(sender, *, signal, idempotency_key, attempt, **arguments):
+    _messages_queue("subscriber.bounced", idempotency_key, arguments)
+
+
+@webhook_receiver(signals.complaint_received, id="webhooks.subscriber.complained")
+def webhooks_subscriber_complained(sender, *, signal, idempotency_key, attempt, **arguments):
+    _messages_queue("subscriber.complained", idempotency_key, arguments)
+
+
+@webhook_receiver(signals.issue_sending_started, id="webhooks.issue.sending")
+def webhooks_issue_sending(sender, *, signal, idempotency_key, attempt, **arguments):
+    _messages_queue("issue.sending", idempotency_key, arguments)
+
+
+@webhook_receiver(signals.issue_sent, id="webhooks.issue.sent")
+def webhooks_issue_sent(sender, *, signal, idempotency_key, attempt, **arguments):
+    _messages_queue("issue.sent", idempotency_key, arguments)
+
+
+@webhook_receiver(signals.delivery_failed, id="webhooks.delivery.failed")
+def webhooks_delivery_failed(sender, *, signal, idempotency_key, attempt, **arguments):
+    _messages_queue("delivery.failed", idempotency_key, arguments)
 
 
 @receiver(profile_erased, dispatch_uid="webhooks.messages_forget_profile")
@@ -70,15 +115,6 @@ def webhooks_subscriber_erased(sender, *, profile_id, user_email, **kwargs):
     """
     payload = erased_data(profile_id=profile_id, user_email=user_email)
     messages_create(event=ERASED_EVENT, event_id=uuid.uuid4().hex, payload=payload)
-
-
-for _event, (_signal, _build) in EVENTS.items():
-    if _event == ERASED_EVENT:
-        continue
-    _function = webhook_receiver(_event, _build)
-    _durable = durable(max_attempts=5, backoff_base=10, only_if=endpoints_exist)(_function)
-    globals()[_function.__name__] = _durable
-    receiver(_signal, dispatch_uid=f"webhooks.{_event}")(_durable)
 
 
 @receiver(worker_beat, dispatch_uid="webhooks.messages_prune_old")

@@ -1,0 +1,347 @@
+"""The task worker loop: claims due tasks in batches, runs them, records outcomes per batch.
+
+It runs over django-tasks-db's table (``DBTaskResult``): what is queued, by
+``task.enqueue`` or ``durable.writes.task_insert``, is unchanged; only the
+worker's side differs from django-tasks-db's own ``Worker``, which claims one
+task per transaction and writes each outcome on its own (measured in
+docs/durable.md: 69% of a no-op task's cost). Here:
+
+1. one transaction claims up to ``size`` due tasks (``SELECT ... FOR UPDATE SKIP
+   LOCKED`` in priority, then ``run_after``, then enqueue order; on SQLite the
+   transaction is exclusive) and marks them running with this worker's id, by one
+   UPDATE (one per distinct earlier ``worker_ids``, almost always one);
+2. the tasks run one after another in this process; durable calls of a
+   ``batch=True`` receiver run together, in one call (``durable.batches``);
+3. one UPDATE records the successes of the batch, and one (``CASE`` per row) the
+   failures, if any. A durable call's failure is also recorded at once by its
+   retry (``durable_call_failed``), in the transaction that queues the retry.
+
+A worker killed mid-batch records nothing of that batch: its tasks stay
+running until its heartbeat is a lease old, then any live worker puts them back
+(``orphaned_tasks_requeue``); the durable calls among them run again with the
+same idempotency key. SIGTERM finishes the running task, records the batch,
+puts the tasks not started back in the queue, and exits.
+
+The batch size adapts: each batch is sized to take about ``target_seconds``
+from the last batches' time per task, between 1 and ``max_size``.
+"""
+
+import functools
+import json
+import logging
+import signal
+import sys
+import time
+import traceback
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+from django.db import OperationalError, close_old_connections, router
+from django.db.models import Case, Q, Value, When
+from django.tasks import Task, TaskContext, TaskResultStatus
+from django.tasks.signals import task_finished, task_started
+from django.utils import timezone
+from django.utils.module_loading import import_string
+from django_tasks_db.models import DBTaskResult
+from django_tasks_db.utils import exclusive_transaction, is_locked_database_exception
+
+from signalpost.durable.batches import durable_batches_run, durable_batches_split
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    """What running one claimed task came to, to be recorded with its batch."""
+
+    row: DBTaskResult[Any, Any]
+    error: BaseException | None = None
+    return_value: Any = None
+
+
+@dataclass
+class BatchSize:
+    """How many tasks to claim next: about ``target_seconds`` of work, by recent tasks."""
+
+    max_size: int
+    target_seconds: float = 0.5
+    seconds_per_task: float = 0.0
+    samples: list[float] = field(default_factory=list)
+
+    def next(self) -> int:
+        if self.seconds_per_task <= 0:
+            return min(self.max_size, 10)
+        return max(1, min(self.max_size, int(self.target_seconds / self.seconds_per_task)))
+
+    def observe(self, *, tasks: int, seconds: float) -> None:
+        if tasks:
+            per_task = seconds / tasks
+            # An exponential average: a slow batch shrinks the next ones quickly.
+            self.seconds_per_task = (
+                per_task
+                if self.seconds_per_task <= 0
+                else 0.5 * self.seconds_per_task + 0.5 * per_task
+            )
+
+
+class BatchWorker:
+    """Runs tasks of ``queue_names`` (``"*"``: every queue but ``excluded_queue_names``)."""
+
+    def __init__(
+        self,
+        *,
+        worker_id: str,
+        queue_names: list[str],
+        excluded_queue_names: list[str],
+        backend_name: str,
+        interval: float,
+        max_batch_size: int,
+        exit_when_idle: bool,
+        max_tasks: int | None,
+    ) -> None:
+        self.worker_id = worker_id
+        self.queue_names = queue_names
+        self.excluded_queue_names = excluded_queue_names
+        self.backend_name = backend_name
+        self.interval = interval
+        self.batch_size = BatchSize(max_size=max_batch_size)
+        self.exit_when_idle = exit_when_idle
+        self.max_tasks = max_tasks
+        self.tasks_run = 0
+        self.running = True
+        self.running_task = False
+        self._tasks: dict[str, Task[..., Any]] = {}
+
+    # Signals: the first SIGTERM/SIGINT finishes the running task, the second exits now.
+    def configure_signals(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT):
+            signal.signal(sig, self.shutdown)
+
+    def shutdown(self, signum: int, frame: FrameType | None) -> None:
+        if not self.running:
+            logger.warning("Received %s again: exiting now", signal.strsignal(signum))
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT):
+                signal.signal(sig, signal.SIG_DFL)
+            sys.exit(1)
+        logger.warning(
+            "Received %s: finishing the running task, then exiting", signal.strsignal(signum)
+        )
+        self.running = False
+        if not self.running_task:
+            sys.exit(0)
+
+    def run(self) -> None:
+        logger.info("Worker %s starts on queues %s", self.worker_id, ",".join(self.queue_names))
+        while self.running:
+            close_old_connections()
+            size = self.batch_size.next()
+            if self.max_tasks is not None:
+                size = min(size, self.max_tasks - self.tasks_run)
+            rows = self.claim(size)
+            if rows:
+                started = time.monotonic()
+                ran = self.run_batch(rows)
+                self.batch_size.observe(tasks=ran, seconds=time.monotonic() - started)
+            elif rows is not None and self.exit_when_idle:
+                return
+            if self.max_tasks is not None and self.tasks_run >= self.max_tasks:
+                return
+            if self.running and not rows:
+                time.sleep(self.interval)
+
+    def _due(self) -> Any:
+        tasks = DBTaskResult.objects.ready().filter(backend_name=self.backend_name)
+        if "*" not in self.queue_names:
+            tasks = tasks.filter(queue_name__in=self.queue_names)
+        if self.excluded_queue_names:
+            tasks = tasks.exclude(queue_name__in=self.excluded_queue_names)
+        return tasks
+
+    def claim(self, size: int) -> list[DBTaskResult[Any, Any]] | None:
+        """Claim up to ``size`` due tasks in one transaction; ``None`` if the database was
+        locked (SQLite), to try again."""
+        due = self._due()
+        try:
+            with exclusive_transaction(due.db):
+                # Meta.ordering: priority (high first), run_after, enqueued_at.
+                rows = list(
+                    due.select_for_update(skip_locked=True).defer(
+                        "return_value", "exception_class_path", "traceback"
+                    )[:size]
+                )
+                if not rows:
+                    return rows
+                now = timezone.now()
+                by_history: dict[tuple[str, ...], list[Any]] = defaultdict(list)
+                for row in rows:
+                    by_history[tuple(row.worker_ids)].append(row.id)
+                for history, ids in by_history.items():
+                    DBTaskResult.objects.filter(id__in=ids).update(
+                        status=TaskResultStatus.RUNNING,
+                        started_at=now,
+                        worker_ids=[*history, self.worker_id],
+                    )
+                for row in rows:
+                    row.status = TaskResultStatus.RUNNING
+                    row.started_at = now
+                    row.worker_ids = [*row.worker_ids, self.worker_id]
+                return rows
+        except OperationalError as error:
+            if is_locked_database_exception(error):
+                return None
+            raise
+
+    def run_batch(self, rows: list[DBTaskResult[Any, Any]]) -> int:
+        """Run the claimed ``rows``, record their outcomes; return how many ran.
+
+        Rows not started when SIGTERM came go back to the queue.
+        """
+        outcomes: list[Outcome] = []
+        singles, batches = durable_batches_split(rows)
+        not_started = list(rows)
+        try:
+            for durable_receiver, batch_rows in batches:
+                if not self.running:
+                    break
+                self.running_task = True
+                try:
+                    errors = durable_batches_run(durable_receiver, batch_rows)
+                finally:
+                    self.running_task = False
+                for row in batch_rows:
+                    outcomes.append(Outcome(row=row, error=errors.get(row.id)))
+                    not_started.remove(row)
+            for row in singles:
+                if not self.running:
+                    break
+                outcomes.append(self.run_task(row))
+                not_started.remove(row)
+        finally:
+            self.tasks_run += len(outcomes)
+            self.record(outcomes)
+            if not_started and not self.running:
+                self.release(not_started)
+        return len(outcomes)
+
+    def _task(self, row: DBTaskResult[Any, Any]) -> Task[..., Any]:
+        task = self._tasks.get(row.task_path)
+        if task is None:
+            task = import_string(row.task_path)
+            if not isinstance(task, Task):
+                raise TypeError(f"{row.task_path} is not a task")
+            self._tasks[row.task_path] = task
+        return task
+
+    def run_task(self, row: DBTaskResult[Any, Any]) -> Outcome:
+        """Run one claimed task; return its outcome (recorded later, with the batch)."""
+        self.running_task = True
+        outcome = Outcome(row=row)
+        try:
+            task = self._task(row)
+            listeners = task_started.has_listeners() or task.takes_context
+            task_result = row.task_result if listeners else None
+            if task_started.has_listeners():
+                task_started.send(sender=type(task.get_backend()), task_result=task_result)
+            arguments = row.args_kwargs
+            if task.takes_context:
+                outcome.return_value = task.call(
+                    TaskContext(task_result=task_result),  # type: ignore[arg-type]
+                    *arguments["args"],
+                    **arguments["kwargs"],
+                )
+            else:
+                outcome.return_value = task.call(*arguments["args"], **arguments["kwargs"])
+            if outcome.return_value is not None:
+                json.dumps(outcome.return_value)
+        except Exception as error:
+            outcome.error = error
+        finally:
+            self.running_task = False
+        return outcome
+
+    def record(self, outcomes: list[Outcome]) -> None:
+        """Record ``outcomes``: one UPDATE for the successes, one for the failures."""
+        if not outcomes:
+            return
+        now = timezone.now()
+        rows = DBTaskResult.objects.using(router.db_for_write(DBTaskResult))
+        succeeded = [o.row.id for o in outcomes if o.error is None and o.return_value is None]
+        returned = [o for o in outcomes if o.error is None and o.return_value is not None]
+        failed = [o for o in outcomes if o.error is not None]
+        done = {"status": TaskResultStatus.SUCCESSFUL, "finished_at": now}
+        if succeeded:
+            # Only rows still running: an erasure may have deleted one meanwhile.
+            running = rows.filter(id__in=succeeded, status=TaskResultStatus.RUNNING)
+            _retried(functools.partial(running.update, **done, return_value=None))
+        for outcome in returned:
+            one = rows.filter(id=outcome.row.id)
+            _retried(functools.partial(one.update, **done, return_value=outcome.return_value))
+        if failed:
+            _retried(
+                functools.partial(
+                    rows.filter(id__in=[o.row.id for o in failed]).update,
+                    status=TaskResultStatus.FAILED,
+                    finished_at=now,
+                    return_value=None,
+                    exception_class_path=Case(
+                        *[When(id=o.row.id, then=Value(_error_class(o.error))) for o in failed]
+                    ),
+                    traceback=Case(
+                        *[When(id=o.row.id, then=Value(_traceback(o.error))) for o in failed]
+                    ),
+                )
+            )
+        if task_finished.has_listeners():
+            self._finished_send(outcomes, now)
+
+    def _finished_send(self, outcomes: list[Outcome], now: Any) -> None:
+        for outcome in outcomes:
+            row = outcome.row
+            row.finished_at = now
+            row.status = (
+                TaskResultStatus.FAILED
+                if outcome.error is not None
+                else TaskResultStatus.SUCCESSFUL
+            )
+            try:
+                task_result = row.task_result
+                sender = type(task_result.task.get_backend())
+            except Exception:
+                logger.exception("Task %s failed unexpectedly", row.id)
+                continue
+            task_finished.send(sender=sender, task_result=task_result)
+
+    def release(self, rows: list[DBTaskResult[Any, Any]]) -> None:
+        """Put claimed tasks that did not start back in the queue, as they were."""
+        by_history: dict[tuple[str, ...], list[Any]] = defaultdict(list)
+        for row in rows:
+            by_history[tuple(row.worker_ids[:-1])].append(row.id)
+        for history, ids in by_history.items():
+            DBTaskResult.objects.filter(Q(id__in=ids), status=TaskResultStatus.RUNNING).update(
+                status=TaskResultStatus.READY, started_at=None, worker_ids=list(history)
+            )
+
+
+def _error_class(error: BaseException | None) -> str:
+    return f"{type(error).__module__}.{type(error).__qualname__}"
+
+
+def _traceback(error: BaseException | None) -> str:
+    if error is None:
+        return ""
+    return "".join(traceback.format_exception(error))
+
+
+def _retried(statement: Callable[[], int], attempts: int = 3) -> int:
+    """Run ``statement``; a locked database (SQLite) is tried again a few times."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return statement()
+        except OperationalError as error:
+            if attempt == attempts or not is_locked_database_exception(error):
+                raise
+            time.sleep(0.1 * attempt)
+    return 0
