@@ -120,3 +120,72 @@ def test_db_worker_refuses_a_nonsense_lease():
     for lease in ("0", "-1", "soon", "inf"):
         with pytest.raises(CommandError, match="lease"):
             call_command("db_worker", f"--lease={lease}", "--batch", "--no-reload")
+
+
+def send_probes(*labels):
+    """Send a probe per label, one transaction each (so enqueue order is send order)."""
+    profile = make_profile()
+    for label in labels:
+        probe.send(sender=None, profile=profile, label=label)
+
+
+def test_a_worker_killed_mid_batch_reruns_only_what_it_had_not_recorded(tmp_path):
+    # Batches of 2: [a, b] is recorded, then [slow, c] is claimed and the worker dies
+    # in "slow", after nothing of that batch was recorded.
+    send_probes("ok#a", "ok#b", "slow-once", "ok#c", "ok#d")
+    first = start_worker("doomed", tmp_path, LEASE, "--batch-size=2")
+    try:
+        wait_for(lambda: events(tmp_path, "sleeping"), timeout=60, what="the slow task")
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+        states = Counter(DBTaskResult.objects.values_list("status", flat=True))
+        assert states == {
+            TaskResultStatus.SUCCESSFUL: 2,
+            TaskResultStatus.RUNNING: 2,
+            TaskResultStatus.READY: 1,
+        }, "the first batch is recorded, the second claimed, the last waiting"
+
+        second = start_worker("rescuer", tmp_path, LEASE)
+        try:
+            wait_for(
+                lambda: (
+                    DBTaskResult.objects.filter(status=TaskResultStatus.SUCCESSFUL).count() == 5
+                ),
+                timeout=60,
+                what="the rescuer to finish every task",
+            )
+        finally:
+            assert stop(second) == 0
+    finally:
+        stop(first, signal.SIGKILL)
+
+    runs = Counter(line["label"] for line in events(tmp_path, "ran"))
+    assert runs == {"ok#a": 1, "ok#b": 1, "slow-once": 2, "ok#c": 1, "ok#d": 1}
+    keys = [line["key"] for line in events(tmp_path, "ran") if line["label"] == "slow-once"]
+    assert keys[0] == keys[1], "the rerun has the same idempotency key"
+    assert Counter(line["label"] for line in events(tmp_path, "done")) == {
+        "ok#a": 1,
+        "ok#b": 1,
+        "slow-once": 1,
+        "ok#c": 1,
+        "ok#d": 1,
+    }
+
+
+def test_sigterm_mid_batch_records_what_ran_and_puts_the_rest_back(tmp_path):
+    send_probes("sleep:2", "ok#after-1", "ok#after-2")
+    worker = start_worker("graceful", tmp_path, LEASE, "--batch-size=3")
+    try:
+        wait_for(lambda: events(tmp_path, "ran"), timeout=60, what="the first task")
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0
+    finally:
+        stop(worker, signal.SIGKILL)
+    assert [line["label"] for line in events(tmp_path, "done")] == ["sleep:2"]
+    rows = {
+        row.args_kwargs["kwargs"]["payload"]["label"]: row for row in DBTaskResult.objects.all()
+    }
+    assert rows["sleep:2"].status == TaskResultStatus.SUCCESSFUL
+    for label in ("ok#after-1", "ok#after-2"):
+        assert rows[label].status == TaskResultStatus.READY, "back in the queue"
+        assert rows[label].worker_ids == [], "not counted as an attempt"
