@@ -9,6 +9,7 @@ transaction, rather than failing later in the worker.
 import datetime
 import decimal
 import uuid
+from contextvars import ContextVar
 from typing import Any
 
 from django.apps import apps
@@ -51,6 +52,47 @@ def payload_dump(value: object, *, where: str = "argument") -> Any:
     raise TypeError(f"{where}: a {type(value).__name__} cannot be sent durably")
 
 
+# Rows read ahead for the calls of a worker's batch: {(label, pk): instance}.
+_prefetched: ContextVar[dict[tuple[str, Any], Model] | None] = ContextVar(
+    "payload_prefetched", default=None
+)
+
+
+def _references(data: Any, found: dict[str, set[Any]]) -> None:
+    if isinstance(data, list):
+        for item in data:
+            _references(item, found)
+    elif isinstance(data, dict):
+        if "$model" in data and isinstance(data.get("pk"), (int, str)):
+            found.setdefault(data["$model"], set()).add(data["pk"])
+            return
+        for item in data.values():
+            _references(item, found)
+
+
+def payload_prefetch(datas: list[Any]) -> None:
+    """Read every model row that ``datas`` refer to, one query per model, for the
+    ``payload_load`` calls that follow; ``[]`` forgets them.
+
+    A worker reads the rows of a whole batch of calls at its start, instead of
+    one query per call; the rows are as committed when the batch began.
+    """
+    if not datas:
+        _prefetched.set(None)
+        return
+    found: dict[str, set[Any]] = {}
+    _references(datas, found)
+    rows: dict[tuple[str, Any], Model] = {}
+    for label, pks in found.items():
+        try:
+            model = apps.get_model(label)
+        except (LookupError, ValueError):
+            continue
+        for pk, instance in model._default_manager.in_bulk(list(pks)).items():
+            rows[(label, pk)] = instance
+    _prefetched.set(rows)
+
+
 def payload_load(data: Any) -> Any:
     """Return the value ``payload_dump`` made ``data`` from, reading model rows again.
 
@@ -62,6 +104,9 @@ def payload_load(data: Any) -> Any:
     if not isinstance(data, dict):
         return data
     if "$model" in data:
+        prefetched = _prefetched.get()
+        if prefetched is not None and (data["$model"], data["pk"]) in prefetched:
+            return prefetched[(data["$model"], data["pk"])]
         model = apps.get_model(data["$model"])
         try:
             return model._default_manager.get(pk=payload_load(data["pk"]))

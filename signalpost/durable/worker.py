@@ -42,13 +42,19 @@ from typing import Any
 from django.db import OperationalError, close_old_connections, router
 from django.db.models import Case, Q, Value, When
 from django.tasks import Task, TaskContext, TaskResultStatus
+from django.tasks.base import TaskError
 from django.tasks.signals import task_finished, task_started
 from django.utils import timezone
-from django.utils.module_loading import import_string
+from django_tasks_db.backend import TaskResult
 from django_tasks_db.models import DBTaskResult
-from django_tasks_db.utils import exclusive_transaction, is_locked_database_exception
+from django_tasks_db.utils import (
+    exclusive_transaction,
+    is_locked_database_exception,
+    normalize_uuid,
+)
 
 from signalpost.durable.batches import durable_batches_run, durable_batches_split
+from signalpost.durable.payload import payload_prefetch
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +66,7 @@ class Outcome:
     row: DBTaskResult[Any, Any]
     error: BaseException | None = None
     return_value: Any = None
+    task_result: TaskResult[..., Any] | None = None
 
 
 @dataclass
@@ -113,7 +120,7 @@ class BatchWorker:
         self.tasks_run = 0
         self.running = True
         self.running_task = False
-        self._tasks: dict[str, Task[..., Any]] = {}
+        self._tasks: dict[tuple[Any, ...], Task[..., Any]] = {}
 
     # Signals: the first SIGTERM/SIGINT finishes the running task, the second exits now.
     def configure_signals(self) -> None:
@@ -167,11 +174,7 @@ class BatchWorker:
         try:
             with exclusive_transaction(due.db):
                 # Meta.ordering: priority (high first), run_after, enqueued_at.
-                rows = list(
-                    due.select_for_update(skip_locked=True).defer(
-                        "return_value", "exception_class_path", "traceback"
-                    )[:size]
-                )
+                rows = list(due.select_for_update(skip_locked=True)[:size])
                 if not rows:
                     return rows
                 now = timezone.now()
@@ -203,6 +206,7 @@ class BatchWorker:
         singles, batches = durable_batches_split(rows)
         not_started = list(rows)
         try:
+            payload_prefetch([row.args_kwargs for row in rows])
             for durable_receiver, batch_rows in batches:
                 if not self.running:
                     break
@@ -220,6 +224,7 @@ class BatchWorker:
                 outcomes.append(self.run_task(row))
                 not_started.remove(row)
         finally:
+            payload_prefetch([])
             self.tasks_run += len(outcomes)
             self.record(outcomes)
             if not_started and not self.running:
@@ -227,13 +232,35 @@ class BatchWorker:
         return len(outcomes)
 
     def _task(self, row: DBTaskResult[Any, Any]) -> Task[..., Any]:
-        task = self._tasks.get(row.task_path)
+        """The task of ``row`` as django-tasks-db's ``row.task`` makes it, made once per kind."""
+        key = (row.task_path, row.priority, row.queue_name, row.run_after, row.backend_name)
+        task = self._tasks.get(key)
         if task is None:
-            task = import_string(row.task_path)
-            if not isinstance(task, Task):
-                raise TypeError(f"{row.task_path} is not a task")
-            self._tasks[row.task_path] = task
+            task = row.task
+            if len(self._tasks) > 1000:
+                self._tasks.clear()
+            self._tasks[key] = task
         return task
+
+    def _task_result(self, row: DBTaskResult[Any, Any]) -> TaskResult[..., Any]:
+        """``row.task_result`` without importing and copying the task again for each row."""
+        task_result = TaskResult(
+            db_result=row,
+            task=self._task(row),
+            id=normalize_uuid(row.id),
+            status=TaskResultStatus[row.status],
+            enqueued_at=row.enqueued_at,
+            started_at=row.started_at,
+            last_attempted_at=row.started_at,
+            finished_at=row.finished_at,
+            args=row.args_kwargs["args"],
+            kwargs=row.args_kwargs["kwargs"],
+            backend=row.backend_name,
+            errors=[],
+            worker_ids=row.worker_ids,
+        )
+        object.__setattr__(task_result, "_return_value", None)
+        return task_result
 
     def run_task(self, row: DBTaskResult[Any, Any]) -> Outcome:
         """Run one claimed task; return its outcome (recorded later, with the batch)."""
@@ -241,14 +268,13 @@ class BatchWorker:
         outcome = Outcome(row=row)
         try:
             task = self._task(row)
-            listeners = task_started.has_listeners() or task.takes_context
-            task_result = row.task_result if listeners else None
-            if task_started.has_listeners():
-                task_started.send(sender=type(task.get_backend()), task_result=task_result)
             arguments = row.args_kwargs
+            outcome.task_result = self._task_result(row)
+            if task_started.has_listeners():
+                task_started.send(sender=type(task.get_backend()), task_result=outcome.task_result)
             if task.takes_context:
                 outcome.return_value = task.call(
-                    TaskContext(task_result=task_result),  # type: ignore[arg-type]
+                    TaskContext(task_result=outcome.task_result),
                     *arguments["args"],
                     **arguments["kwargs"],
                 )
@@ -301,17 +327,24 @@ class BatchWorker:
         for outcome in outcomes:
             row = outcome.row
             row.finished_at = now
-            row.status = (
-                TaskResultStatus.FAILED
-                if outcome.error is not None
-                else TaskResultStatus.SUCCESSFUL
-            )
+            failed = outcome.error is not None
+            row.status = TaskResultStatus.FAILED if failed else TaskResultStatus.SUCCESSFUL
             try:
-                task_result = row.task_result
+                task_result = outcome.task_result or self._task_result(row)
+                # The outcome, on the task's own TaskResult: built once per task.
+                object.__setattr__(task_result, "status", row.status)
+                object.__setattr__(task_result, "finished_at", now)
                 sender = type(task_result.task.get_backend())
             except Exception:
                 logger.exception("Task %s failed unexpectedly", row.id)
                 continue
+            if failed:
+                task_result.errors.append(
+                    TaskError(
+                        exception_class_path=_error_class(outcome.error),
+                        traceback=_traceback(outcome.error),
+                    )
+                )
             task_finished.send(sender=sender, task_result=task_result)
 
     def release(self, rows: list[DBTaskResult[Any, Any]]) -> None:
