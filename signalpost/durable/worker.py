@@ -50,11 +50,11 @@ from django_tasks_db.models import DBTaskResult
 from django_tasks_db.utils import (
     exclusive_transaction,
     is_locked_database_exception,
-    normalize_uuid,
 )
 
 from signalpost.durable.batches import durable_batches_run, durable_batches_split
 from signalpost.durable.payload import payload_prefetch
+from signalpost.durable.writes import task_result_build
 
 logger = logging.getLogger(__name__)
 
@@ -244,21 +244,7 @@ class BatchWorker:
 
     def _task_result(self, row: DBTaskResult[Any, Any]) -> TaskResult[..., Any]:
         """``row.task_result`` without importing and copying the task again for each row."""
-        task_result = TaskResult(
-            db_result=row,
-            task=self._task(row),
-            id=normalize_uuid(row.id),
-            status=TaskResultStatus[row.status],
-            enqueued_at=row.enqueued_at,
-            started_at=row.started_at,
-            last_attempted_at=row.started_at,
-            finished_at=row.finished_at,
-            args=row.args_kwargs["args"],
-            kwargs=row.args_kwargs["kwargs"],
-            backend=row.backend_name,
-            errors=[],
-            worker_ids=row.worker_ids,
-        )
+        task_result = task_result_build(row=row, task=self._task(row))
         object.__setattr__(task_result, "_return_value", None)
         return task_result
 

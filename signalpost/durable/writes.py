@@ -8,10 +8,11 @@ contract tests in ``tests/test_durable_writes.py`` hold it to that.
 
 from typing import Any
 
-from django.tasks import Task
+from django.tasks import Task, TaskResultStatus
 from django.tasks.signals import task_enqueued
-from django_tasks_db.backend import DatabaseBackend
+from django_tasks_db.backend import DatabaseBackend, TaskResult
 from django_tasks_db.models import DBTaskResult
+from django_tasks_db.utils import normalize_uuid
 
 from signalpost.rows import row_insert
 
@@ -47,5 +48,27 @@ def task_row_insert(*, task: Task[..., Any], backend: DatabaseBackend, call: dic
         backend_name=backend.alias,
     )
     row_insert(row)
-    task_enqueued.send(type(backend), task_result=row.task_result)
+    task_enqueued.send(type(backend), task_result=task_result_build(row=row, task=task))
     return row.id
+
+
+def task_result_build(*, row: DBTaskResult[Any, Any], task: Task[..., Any]) -> TaskResult[..., Any]:
+    """Return ``row.task_result`` for a row of ``task``, without importing the task by its
+    path and copying it again (``row.task``), which costs more than the rest."""
+    task_result = TaskResult(
+        db_result=row,
+        task=task,
+        id=normalize_uuid(row.id),
+        status=TaskResultStatus[row.status],
+        enqueued_at=row.enqueued_at,
+        started_at=row.started_at,
+        last_attempted_at=row.started_at,
+        finished_at=row.finished_at,
+        args=row.args_kwargs["args"],
+        kwargs=row.args_kwargs["kwargs"],
+        backend=row.backend_name,
+        errors=[],
+        worker_ids=row.worker_ids,
+    )
+    object.__setattr__(task_result, "_return_value", row.return_value)
+    return task_result
