@@ -25,9 +25,12 @@ class Inbox:
         self.temporarily_refuse = {}
         # Offer RFC 2920 PIPELINING in the EHLO reply, as Postfix, Exim and ESP relays do.
         self.pipelining = False
+        # How many SMTP sessions said EHLO: one per connection.
+        self.sessions = 0
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         session.host_name = hostname
+        self.sessions += 1
         if self.pipelining:
             return [*responses[:-1], "250-PIPELINING", responses[-1]]
         return responses

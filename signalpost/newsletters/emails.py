@@ -8,15 +8,17 @@ link, in plain text and HTML. Templates live in ``templates/emails/``; a
 newsletter overrides any of them with ``templates/emails/<slug>/<name>``.
 """
 
+import contextlib
 import smtplib
 
 import css_inline
 from django.conf import settings
+from django.core.mail import mailers
 from django.template.loader import select_template
 
 from signalpost.durable.exceptions import PermanentFailure
 from signalpost.mail.messages import Letterhead, Message, site_domain
-from signalpost.mail.transport import message_send
+from signalpost.mail.transport import Transport, message_send
 from signalpost.newsletters.links import (
     absolute,
     confirmation_path,
@@ -64,57 +66,123 @@ def message_build(*, kind, profile, newsletter, context, idempotency_key) -> Mes
     )
 
 
+def _refusal(error):
+    """The error a refused message's call fails with: permanent if every code is 5xx."""
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _ in error.recipients.values()]
+        if codes and all(code >= 500 for code in codes):
+            return PermanentFailure(f"recipient refused: {error.recipients}")
+    return error
+
+
 def _send(message):
     """Send ``message``; a refusal of its recipient is permanent, anything else retried."""
     try:
         message_send(message)
     except smtplib.SMTPRecipientsRefused as error:
-        codes = [code for code, _ in error.recipients.values()]
-        if codes and all(code >= 500 for code in codes):
-            raise PermanentFailure(f"recipient refused: {error.recipients}") from error
+        refusal = _refusal(error)
+        if refusal is not error:
+            raise refusal from error
         raise
 
 
-def email_confirmation_send(*, subscription, idempotency_key):
-    """Email the link that confirms a pending ``subscription``."""
+def emails_send(builders):
+    """Build and send a batch of subscription emails over one connection to the mailer.
+
+    ``builders`` maps a call's idempotency key to a function returning its
+    ``Message`` (or ``None``: nothing to send any more). Returns the errors of the
+    calls that failed, by key: a message that cannot be built fails alone; a
+    recipient refused with 5xx fails permanently (``PermanentFailure``), any other
+    refusal is retried; a lost connection fails the messages not yet sent.
+    """
+    failures = {}
+    messages = {}
+    for key, build in builders.items():
+        try:
+            message = build()
+        except Exception as error:
+            failures[key] = error
+            continue
+        if message is not None:
+            messages[key] = message
+    if not messages:
+        return failures
+    mailer = mailers.default
+    try:
+        mailer.open()
+    except (smtplib.SMTPException, OSError) as error:
+        return {**failures, **dict.fromkeys(messages, error)}
+    try:
+        pending = list(messages)
+        while pending:
+            key = pending.pop(0)
+            try:
+                Transport(messages[key].letterhead, mailer=mailer).send(messages[key])
+            except smtplib.SMTPServerDisconnected as error:
+                failures.update(dict.fromkeys([key, *pending], error))
+                break
+            except smtplib.SMTPException as error:
+                # (A subclass of OSError: this clause comes first.) The server
+                # refused this message; the connection goes on with the next.
+                failures[key] = _refusal(error)
+            except OSError as error:
+                failures.update(dict.fromkeys([key, *pending], error))
+                break
+    finally:
+        with contextlib.suppress(smtplib.SMTPException, OSError):
+            mailer.close()
+    return failures
+
+
+def confirmation_message(*, subscription, idempotency_key):
+    """Return the email with the link that confirms a pending ``subscription``."""
     profile, newsletter = subscription.profile, subscription.newsletter
     context = {
         "confirmation_url": absolute(confirmation_path(profile=profile, newsletter=newsletter)),
         "expires_days": settings.SIGNALPOST_CONFIRMATION_MAX_AGE_SECONDS // 86400,
     }
-    _send(
-        message_build(
-            kind="confirmation",
-            profile=profile,
-            newsletter=newsletter,
-            context=context,
-            idempotency_key=idempotency_key,
-        )
+    return message_build(
+        kind="confirmation",
+        profile=profile,
+        newsletter=newsletter,
+        context=context,
+        idempotency_key=idempotency_key,
     )
+
+
+def welcome_message(*, subscription, idempotency_key):
+    """Return the welcome email of a newly active ``subscription``."""
+    return message_build(
+        kind="welcome",
+        profile=subscription.profile,
+        newsletter=subscription.newsletter,
+        context={},
+        idempotency_key=idempotency_key,
+    )
+
+
+def preferences_link_message(*, profile, idempotency_key):
+    """Return the email with ``profile``'s link to their preference center."""
+    context = {"expires_days": settings.SIGNALPOST_PREFERENCES_MAX_AGE_SECONDS // 86400}
+    return message_build(
+        kind="preferences_link",
+        profile=profile,
+        newsletter=None,
+        context=context,
+        idempotency_key=idempotency_key,
+    )
+
+
+def email_confirmation_send(*, subscription, idempotency_key):
+    """Email the link that confirms a pending ``subscription``."""
+    _send(confirmation_message(subscription=subscription, idempotency_key=idempotency_key))
 
 
 def email_welcome_send(*, subscription, idempotency_key):
     """Email the welcome of a newly active ``subscription``."""
-    _send(
-        message_build(
-            kind="welcome",
-            profile=subscription.profile,
-            newsletter=subscription.newsletter,
-            context={},
-            idempotency_key=idempotency_key,
-        )
-    )
+    _send(welcome_message(subscription=subscription, idempotency_key=idempotency_key))
 
 
 def email_preferences_link_send(*, profile, idempotency_key):
     """Email ``profile`` the link to their preference center."""
-    context = {"expires_days": settings.SIGNALPOST_PREFERENCES_MAX_AGE_SECONDS // 86400}
-    _send(
-        message_build(
-            kind="preferences_link",
-            profile=profile,
-            newsletter=None,
-            context=context,
-            idempotency_key=idempotency_key,
-        )
-    )
+    _send(preferences_link_message(profile=profile, idempotency_key=idempotency_key))

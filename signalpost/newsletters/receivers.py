@@ -7,6 +7,8 @@ the sender's transaction (the other ``profile.subscriptions`` receivers are in
 accounts: they need nothing of this app's).
 """
 
+import functools
+
 from anymail.signals import EventType, tracking
 from django.dispatch import receiver
 
@@ -32,15 +34,32 @@ def profiles_add_imported(sender, *, newsletter, subscription_ids, **kwargs):
     profile_subscriptions_add_imported(newsletter=newsletter, subscription_ids=subscription_ids)
 
 
+# The subscription emails take their calls in batches (durable.batches): each person's
+# email is rendered on its own, and the batch goes over one SMTP connection; a call
+# whose message fails is retried or dead-lettered alone.
 @durable_receiver(
     subscription_requested,
     id="newsletters.email_confirmation_request",
     max_attempts=8,
     backoff_base=30,
+    batch=True,
 )
-def email_confirmation_request(sender, *, subscription, idempotency_key, **kwargs):
-    if subscription.status == Subscription.Status.PENDING:
-        emails.email_confirmation_send(subscription=subscription, idempotency_key=idempotency_key)
+def email_confirmation_request(calls):
+    """Email each pending subscription its confirmation link."""
+    return emails.emails_send(
+        {
+            call.idempotency_key: functools.partial(
+                _pending_confirmation, call.arguments["subscription"], call.idempotency_key
+            )
+            for call in calls
+        }
+    )
+
+
+def _pending_confirmation(subscription, idempotency_key):
+    if subscription.status != Subscription.Status.PENDING:
+        return None
+    return emails.confirmation_message(subscription=subscription, idempotency_key=idempotency_key)
 
 
 def asked_themselves(*, source, **kwargs):
@@ -53,10 +72,24 @@ def asked_themselves(*, source, **kwargs):
     max_attempts=8,
     backoff_base=30,
     only_if=asked_themselves,
+    batch=True,
 )
-def email_welcome(sender, *, subscription, idempotency_key, **kwargs):
-    if subscription.status == Subscription.Status.ACTIVE:
-        emails.email_welcome_send(subscription=subscription, idempotency_key=idempotency_key)
+def email_welcome(calls):
+    """Welcome each newly active subscription."""
+    return emails.emails_send(
+        {
+            call.idempotency_key: functools.partial(
+                _active_welcome, call.arguments["subscription"], call.idempotency_key
+            )
+            for call in calls
+        }
+    )
+
+
+def _active_welcome(subscription, idempotency_key):
+    if subscription.status != Subscription.Status.ACTIVE:
+        return None
+    return emails.welcome_message(subscription=subscription, idempotency_key=idempotency_key)
 
 
 @durable_receiver(
@@ -64,9 +97,20 @@ def email_welcome(sender, *, subscription, idempotency_key, **kwargs):
     id="newsletters.email_preferences_link",
     max_attempts=5,
     backoff_base=30,
+    batch=True,
 )
-def email_preferences_link(sender, *, profile, idempotency_key, **kwargs):
-    emails.email_preferences_link_send(profile=profile, idempotency_key=idempotency_key)
+def email_preferences_link(calls):
+    """Email each profile the link to their preference center."""
+    return emails.emails_send(
+        {
+            call.idempotency_key: functools.partial(
+                emails.preferences_link_message,
+                profile=call.arguments["profile"],
+                idempotency_key=call.idempotency_key,
+            )
+            for call in calls
+        }
+    )
 
 
 def bounce_is_permanent(event):

@@ -1,0 +1,82 @@
+"""The subscription emails are sent in batches: each person's email rendered on its own,
+the batch over one SMTP connection, each call retried or dead-lettered on its own."""
+
+import pytest
+from django.db import transaction
+from django.tasks import TaskResultStatus
+from django_tasks_db.models import DBTaskResult
+
+from signalpost.durable.models import DeadLetter
+from signalpost.newsletters.services import subscribe
+from tests.durable_helpers import run_worker_until_idle
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+PEOPLE = [f"person{number}@example.com" for number in range(6)]
+
+
+def subscribe_all(newsletter, addresses):
+    with transaction.atomic():
+        for address in addresses:
+            subscribe(email=address, newsletter=newsletter, source="form")
+
+
+def test_a_burst_of_confirmations_goes_over_one_connection(smtp_inbox, double_opt_in_newsletter):
+    subscribe_all(double_opt_in_newsletter, PEOPLE)
+    run_worker_until_idle()
+    messages = smtp_inbox.wait_for(len(PEOPLE))
+    assert sorted(message["To"] for message in messages) == PEOPLE
+    assert smtp_inbox.sessions == 1, "one SMTP connection for the batch"
+    for address in PEOPLE:
+        [message] = smtp_inbox.to(address)
+        assert "confirm" in message["Subject"].lower()
+    bodies = {message["To"]: message.get_body(("plain",)).get_content() for message in messages}
+    assert len(set(bodies.values())) == len(PEOPLE), "each rendered for its own person"
+    assert DBTaskResult.objects.exclude(status=TaskResultStatus.SUCCESSFUL).count() == 0
+
+
+def test_a_refused_address_fails_alone_and_the_batch_is_delivered(
+    smtp_inbox, double_opt_in_newsletter
+):
+    smtp_inbox.refuse.add(PEOPLE[2])
+    subscribe_all(double_opt_in_newsletter, PEOPLE)
+    run_worker_until_idle()
+    delivered = sorted(message["To"] for message in smtp_inbox.wait_for(len(PEOPLE) - 1))
+    assert delivered == [address for address in PEOPLE if address != PEOPLE[2]]
+    dead_letter = DeadLetter.objects.get()
+    assert dead_letter.attempts == 1, "550 is permanent: no retry"
+    assert dead_letter.error_class.endswith("PermanentFailure")
+    assert PEOPLE[2] in dead_letter.last_error
+
+
+def test_a_temporary_refusal_retries_only_that_email_with_the_same_message_id(
+    smtp_inbox, double_opt_in_newsletter, settings
+):
+    smtp_inbox.temporarily_refuse[PEOPLE[1]] = 1
+    subscribe_all(double_opt_in_newsletter, PEOPLE[:3])
+    run_worker_until_idle()
+    assert sorted(m["To"] for m in smtp_inbox.messages) == [PEOPLE[0], PEOPLE[2]]
+    retry = DBTaskResult.objects.get(status=TaskResultStatus.READY)
+    assert retry.args_kwargs["kwargs"]["attempt"] == 2
+    DBTaskResult.objects.filter(pk=retry.pk).update(run_after=retry.enqueued_at)
+    run_worker_until_idle()
+    [message] = smtp_inbox.to(PEOPLE[1])
+    key = retry.args_kwargs["kwargs"]["idempotency_key"]
+    assert message["Message-ID"].startswith(f"<{key}.confirmation@")
+    assert len(smtp_inbox.messages) == 3, "nobody else got a second email"
+
+
+def test_an_unreachable_server_retries_every_email_of_the_batch(settings, double_opt_in_newsletter):
+    from tests.mail import free_port
+
+    settings.MAILERS = {
+        "default": {
+            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "OPTIONS": {"host": "127.0.0.1", "port": free_port(), "timeout": 2},
+        }
+    }
+    subscribe_all(double_opt_in_newsletter, PEOPLE[:3])
+    run_worker_until_idle()
+    retries = DBTaskResult.objects.filter(status=TaskResultStatus.READY)
+    assert [row.args_kwargs["kwargs"]["attempt"] for row in retries] == [2, 2, 2]
+    assert not DeadLetter.objects.exists()
