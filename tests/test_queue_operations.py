@@ -122,3 +122,55 @@ def test_staff_without_permission_to_see_dead_letters_do_not_see_the_queue(clien
     client.force_login(make_user(username="editor", is_staff=True))
     assert client.get("/admin/queue/").status_code == 403
     assert client.get("/admin/queue/?format=json").status_code == 403
+
+
+def test_queue_metrics_show_throughput_per_receiver_latency_and_backlog(staff_client, test_dir):
+    for _ in range(3):
+        probe.send(sender=None, profile=make_profile(), label="ok")
+    probe.send(sender=None, profile=make_profile(), label="always-fail")
+    # Each of these waited 10 s (enqueued then, claimed now).
+    DBTaskResult.objects.update(enqueued_at=timezone.now() - timedelta(seconds=10))
+    run_worker_until_idle()
+    # Waiting: one, enqueued a minute ago.
+    probe.send(sender=None, profile=make_profile(), label="ok")
+    DBTaskResult.objects.filter(status=TaskResultStatus.READY).update(
+        enqueued_at=timezone.now() - timedelta(seconds=60)
+    )
+    finished_long_ago = DBTaskResult.objects.filter(status=TaskResultStatus.SUCCESSFUL).first()
+    DBTaskResult.objects.filter(pk=finished_long_ago.pk).update(
+        finished_at=timezone.now() - timedelta(hours=1),
+        started_at=timezone.now() - timedelta(hours=1),
+    )
+
+    metrics = staff_client.get("/admin/queue/?format=json").json()["metrics"]
+
+    assert metrics["window_seconds"] == 300
+    [probe_rate] = metrics["throughput"]
+    assert probe_rate["name"] == "tests.record_probe", "by the receiver's id"
+    # 3 ok + 3 attempts of always-fail, minus the one finished an hour ago.
+    assert probe_rate["tasks"] == 5
+    assert probe_rate["failed"] == 3
+    assert probe_rate["per_second"] == round(5 / 300, 3)
+    latency = metrics["latency"]
+    assert latency["tasks"] == 5
+    assert 9 <= latency["p50_seconds"] <= 60
+    assert latency["p99_seconds"] >= latency["p50_seconds"]
+    [backlog] = metrics["backlog"]
+    assert backlog["queue_name"] == "default"
+    assert backlog["waiting"] == 1
+    assert backlog["oldest_age_seconds"] >= 59
+
+    page = staff_client.get("/admin/queue/").content.decode()
+    assert "tests.<wbr>record_probe" in page
+    assert 'id="latency-p50"' in page
+    assert "Backlog per queue" in page
+
+
+def test_queue_metrics_of_an_empty_queue_say_so(staff_client):
+    metrics = staff_client.get("/admin/queue/?format=json").json()["metrics"]
+    assert metrics["throughput"] == []
+    assert metrics["latency"] == {"tasks": 0, "p50_seconds": None, "p99_seconds": None}
+    assert metrics["backlog"] == []
+    page = staff_client.get("/admin/queue/").content.decode()
+    assert "No task finished." in page
+    assert "no task started" in page

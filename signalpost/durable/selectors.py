@@ -1,6 +1,6 @@
 """Reads of the task queue, dead letters and workers."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -58,6 +58,7 @@ def queue_status(*, lease_seconds: float | None = None) -> dict[str, Any]:
         "workers": workers,
         "workers_alive": sum(worker["alive"] for worker in workers),
         "lease_seconds": lease.total_seconds(),
+        "metrics": queue_metrics(),
     }
 
 
@@ -96,3 +97,86 @@ def durable_calls_unknown() -> dict[str, int]:
         if isinstance(name, str) and durable_receiver_find(name) is None:
             names[name] = names.get(name, 0) + count
     return names
+
+
+METRICS_WINDOW_SECONDS = 300
+LATENCY_SAMPLE_MAX = 10_000
+
+
+def _percentile(values: list[float], fraction: float) -> float | None:
+    """The nearest-rank percentile of sorted ``values``; ``None`` if there are none."""
+    if not values:
+        return None
+    rank = max(1, -(-len(values) * fraction // 1))
+    return values[int(rank) - 1]
+
+
+def _wait_seconds(
+    enqueued_at: datetime, run_after: datetime, started_at: datetime | None, date_max: datetime
+) -> float:
+    """Seconds from when a task could first run to when it started."""
+    ready_at = run_after if date_max > run_after > enqueued_at else enqueued_at
+    if started_at is None:
+        return 0.0
+    return max(0.0, (started_at - ready_at).total_seconds())
+
+
+def queue_metrics(*, window_seconds: float = METRICS_WINDOW_SECONDS) -> dict[str, Any]:
+    """Return the queue's recent rates: tasks finished per second per receiver, the wait
+    from enqueue to start (p50, p99) and the backlog per queue.
+
+    A durable call counts under its receiver's id, any other task under its path. The
+    wait runs from when the task could first run (enqueued, or its ``run_after`` when
+    later: a retry's backoff is not waiting) to when a worker claimed it; over the
+    last ``LATENCY_SAMPLE_MAX`` tasks started in the window.
+    """
+    now = timezone.now()
+    since = now - timedelta(seconds=window_seconds)
+    finished = (
+        DBTaskResult.objects.filter(finished_at__gte=since)
+        .values("task_path", "args_kwargs__kwargs__receiver")
+        .annotate(
+            tasks=Count("id"),
+            failed=Count("id", filter=Q(status=TaskResultStatus.FAILED)),
+        )
+        .order_by()
+    )
+    throughput: dict[str, dict[str, Any]] = {}
+    for row in finished:
+        receiver = row["args_kwargs__kwargs__receiver"]
+        name = receiver if isinstance(receiver, str) else row["task_path"]
+        entry = throughput.setdefault(name, {"name": name, "tasks": 0, "failed": 0})
+        entry["tasks"] += row["tasks"]
+        entry["failed"] += row["failed"]
+    for entry in throughput.values():
+        entry["per_second"] = round(entry["tasks"] / window_seconds, 3)
+    date_max = get_date_max()
+    started = DBTaskResult.objects.filter(started_at__gte=since).order_by("-started_at")
+    waits = sorted(
+        _wait_seconds(enqueued_at, run_after, started_at, date_max)
+        for enqueued_at, run_after, started_at in started.values_list(
+            "enqueued_at", "run_after", "started_at"
+        )[:LATENCY_SAMPLE_MAX]
+    )
+    runnable = Q(run_after__lte=now) | Q(run_after=date_max)
+    backlog = [
+        {
+            "queue_name": row["queue_name"],
+            "waiting": row["waiting"],
+            "oldest_age_seconds": (now - row["oldest"]).total_seconds(),
+        }
+        for row in DBTaskResult.objects.filter(runnable, status=TaskResultStatus.READY)
+        .values("queue_name")
+        .annotate(waiting=Count("id"), oldest=Min("enqueued_at"))
+        .order_by("queue_name")
+    ]
+    return {
+        "window_seconds": window_seconds,
+        "throughput": sorted(throughput.values(), key=lambda entry: -entry["tasks"]),
+        "latency": {
+            "tasks": len(waits),
+            "p50_seconds": _percentile(waits, 0.50),
+            "p99_seconds": _percentile(waits, 0.99),
+        },
+        "backlog": backlog,
+    }

@@ -17,6 +17,9 @@ def queue_status_page(request: HttpRequest) -> HttpResponse:
     status = queue_status()
     if request.GET.get("format") == "json":
         return JsonResponse(status, encoder=DjangoJSONEncoder)
+    for entry in status["metrics"]["throughput"]:
+        # Long dotted ids may break after a dot on a phone.
+        entry["name_parts"] = entry["name"].split(".")
     return render(
         request,
         "durable/queue_status.html",

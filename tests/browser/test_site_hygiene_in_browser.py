@@ -12,8 +12,10 @@ from urllib.parse import urlsplit
 
 import pytest
 from django.contrib import admin
+from django.tasks import TaskResultStatus
 from django.urls import reverse
 from django.utils import timezone
+from django_tasks_db.models import DBTaskResult
 
 from signalpost.api.tokens import api_token_create
 from signalpost.durable.models import DeadLetter, WorkerProcess
@@ -316,3 +318,20 @@ def test_the_webhook_admin_pages_are_accessible_at_desktop_and_phone_widths(
     }
     found = {name: look(axe_page, live_server.url, path, name) for name, path in pages.items()}
     assert found == {name: {label: (200, []) for label in WIDTHS} for name in pages}
+
+
+def test_the_queue_page_with_its_metrics_is_accessible_at_desktop_and_phone_widths(
+    live_server, axe_page, site
+):
+    # Finished tasks of a receiver with a long id, and a waiting backlog.
+    DBTaskResult.objects.update(
+        status=TaskResultStatus.SUCCESSFUL, started_at=timezone.now(), finished_at=timezone.now()
+    )
+    log_in(axe_page, live_server.url)
+    found = look(axe_page, live_server.url, "/admin/queue/", "queue")
+    assert found == {label: (200, []) for label in WIDTHS}
+    assert axe_page.locator("#throughput").inner_text().count("newsletters.") >= 1
+    axe_page.set_viewport_size({"width": 390, "height": 900})
+    axe_page.goto(live_server.url + "/admin/queue/")
+    table_width = axe_page.evaluate("document.querySelector('#throughput').scrollWidth")
+    assert table_width <= 390, "the metrics tables fit a phone"
