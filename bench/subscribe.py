@@ -787,6 +787,9 @@ def summarize(phases):
         "machine": statistics.fmean(phase.cpu["machine"] for phase in phases),
         "emails per s": statistics.fmean(phase.cpu["emails per s"] for phase in phases),
         "per_round_rps": [len(phase.latencies) / phase.window for phase in phases],
+        "e2e_rps": sum(phase.end_to_end["in_time"] for phase in phases) / window,
+        "e2e_posts": sum(phase.end_to_end["posts"] for phase in phases),
+        "e2e_in_time": sum(phase.end_to_end["in_time"] for phase in phases),
     }
 
 
@@ -882,6 +885,8 @@ def main():
                 str(control_port),
                 "--delay-ms",
                 str(args.smtp_delay_ms),
+                "--arrivals-file",
+                str(Path(logdir) / "arrivals.txt"),
             ],
             env=os.environ,
             cwd=REPO_ROOT,
@@ -916,6 +921,10 @@ def main():
                         cwd=REPO_ROOT,
                         logdir=logdir,
                     )
+                    # The worker starts on an empty queue: what earlier phases left
+                    # waiting (the web-server-alone column queues without a worker)
+                    # is set aside, so the end-to-end figure is this phase's own.
+                    backlog_set_aside(target.db_name)
                     services.append(worker)
                     wait_worker_ready(worker, target.db_name)
                 before = sink_counts(control_port)["by_domain"].get(target.domain, 0)
@@ -939,8 +948,17 @@ def main():
                     result = run_phase_wrk(target, **phase_arguments)
                 else:
                     result = asyncio.run(run_phase(target, **phase_arguments))
+                window_end = time.time()
                 if worker is not None:
+                    # A POST at the end of the window has its E2E_DEADLINE too.
+                    time.sleep(E2E_DEADLINE)
                     worker.stop()
+                result.end_to_end = end_to_end(
+                    target,
+                    since=window_end - result.window,
+                    until=window_end,
+                    arrivals=Path(logdir) / "arrivals.txt",
+                )
                 after = sink_counts(control_port)["by_domain"].get(target.domain, 0)
                 emails[key] += after - before
                 phases[key].append(result)
@@ -972,6 +990,51 @@ def main():
             print(f"logs kept in {logdir}")
         else:
             shutil.rmtree(logdir, ignore_errors=True)
+
+
+E2E_DEADLINE = 10.0  # seconds from the POST to its email at the sink
+
+
+def backlog_set_aside(db_name):
+    """Mark the tasks waiting in ``db_name`` failed: a worker phase starts on an empty queue."""
+    with pg_connect(db_name) as connection:
+        connection.execute(
+            "UPDATE django_tasks_database_dbtaskresult SET status = 'FAILED', "
+            "exception_class_path = 'bench: set aside before a worker phase' "
+            "WHERE status = 'READY'"
+        )
+
+
+def end_to_end(target, *, since, until, arrivals):
+    """Return how many POSTs of the window [since, until] (epoch s) had their email at
+    the sink within E2E_DEADLINE: the request's time is its subscribe task's
+    enqueued_at (Signalpost) or its subscription's create_date (django-newsletter)."""
+    if target.kind == "signalpost":
+        sql = (
+            "SELECT extract(epoch FROM enqueued_at), lower(args_kwargs->'kwargs'->>'email') "
+            "FROM django_tasks_database_dbtaskresult "
+            "WHERE task_path = 'signalpost.newsletters.tasks.subscribe_from_form' "
+            "AND enqueued_at BETWEEN to_timestamp(%s) AND to_timestamp(%s)"
+        )
+    else:
+        sql = (
+            "SELECT extract(epoch FROM create_date), lower(email_field) "
+            "FROM newsletter_subscription "
+            "WHERE create_date BETWEEN to_timestamp(%s) AND to_timestamp(%s)"
+        )
+    with pg_connect(target.db_name) as connection:
+        posts = connection.execute(sql, (since, until)).fetchall()
+    arrived = {}
+    if arrivals.exists():
+        for line in arrivals.read_text().splitlines():
+            at, _, address = line.partition(" ")
+            arrived.setdefault(address, float(at))
+    in_time = sum(
+        1
+        for posted, address in posts
+        if address in arrived and arrived[address] - float(posted) <= E2E_DEADLINE
+    )
+    return {"posts": len(posts), "in_time": in_time}
 
 
 def check_rows(targets, phases, emails):
@@ -1081,6 +1144,14 @@ def report(args, summaries, checks, probes, emails):
             return f"{emails[key]} (by db_worker)"
         return f"{emails[key]} (no worker)"
 
+    row(
+        f"**end to end**: requests/s whose email reached the sink within {E2E_DEADLINE:g} s",
+        lambda k: f"**{summaries[k]['e2e_rps']:.1f}**",
+    )
+    row(
+        "POSTs in the windows / their emails in time",
+        lambda k: f"{summaries[k]['e2e_posts']} / {summaries[k]['e2e_in_time']}",
+    )
     row("emails to the sink during the phases", emails_cell)
     row("emails to the sink per second, in the window", lambda k: fmt(summaries[k]["emails per s"]))
     row("SQL statements per POST", lambda k: fmt(probe_of(k)["statements"], "{:g}"))

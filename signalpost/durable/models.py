@@ -9,7 +9,10 @@ class DeadLetter(models.Model):
         REPLAYING = "replaying", "Replaying"
         RESOLVED = "resolved", "Resolved by a replay"
 
-    receiver = models.CharField(max_length=255, help_text="module.function of the receiver")
+    receiver = models.CharField(
+        max_length=255,
+        help_text="The receiver's id (module.function for calls queued before ids existed).",
+    )
     signal_name = models.CharField(max_length=100)
     sender = models.JSONField(null=True, blank=True)
     payload = models.JSONField(help_text="The signal's arguments, as the task carried them.")

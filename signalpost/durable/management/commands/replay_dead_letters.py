@@ -15,7 +15,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("ids", nargs="*", type=int, help="Dead letter ids to replay.")
         parser.add_argument("--all", action="store_true", help="Replay every dead letter.")
-        parser.add_argument("--receiver", help="Only dead letters of this module.function.")
+        parser.add_argument("--receiver", help="Only dead letters of this receiver id.")
         parser.add_argument("--dry-run", action="store_true", help="List, replay nothing.")
 
     def handle(
