@@ -582,7 +582,8 @@ def bench_workers(*, n, pairs, logdir, pg_database):
 
 
 def worker_statements(n=20):
-    """Run the worker loop in this process over ``n`` tasks; return the SQL it sends."""
+    """Run django-tasks-db's own worker loop (not ``db_worker``'s batch loop, for comparison)
+    in this process over ``n`` tasks; return the SQL it sends."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
     from django_tasks_db.management.commands.db_worker import Worker
@@ -988,7 +989,7 @@ def report_workers(results, databases, settings, header, row):
         row("commits per task (pg_stat_database)", per_task(1, "commits_per_task", "{:.2f}")),
         row("WAL syncs per task (whole server)", per_task(1, "wal_syncs_per_task", "{:.2f}")),
         row(
-            "worker loop: SQL statements per task",
+            "django-tasks-db's own loop (for comparison): SQL statements per task",
             lambda r: (
                 f"{r['worker_statements']['statements_per_task']:.2f}"
                 + (
@@ -998,7 +999,10 @@ def report_workers(results, databases, settings, header, row):
                 )
             ),
         ),
-        row("in process, 1 worker: ms per task = claim txn + result UPDATE + rest", loop_split),
+        row(
+            "django-tasks-db's loop in process: ms per task = claim txn + result UPDATE + rest",
+            loop_split,
+        ),
         row("  share in the two writes (SQLite: under its one write lock)", write_share),
         row("enqueue N sends in one atomic(), tasks/s", rate(1, "enqueue_rate")),
     ]
@@ -1018,7 +1022,10 @@ def report_workers(results, databases, settings, header, row):
     print()
     for name in databases:
         statements = results[name]["worker_statements"]
-        print(f"   one task in the worker loop, {results[name]['database']['name']}:")
+        print(
+            f"   one task in django-tasks-db's own loop (db_worker now claims in batches), "
+            f"{results[name]['database']['name']}:"
+        )
         for sql in statements["one_task"]:
             print(f"     {sql}")
 
