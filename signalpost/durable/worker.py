@@ -134,7 +134,8 @@ class BatchWorker:
                 signal.signal(sig, signal.SIG_DFL)
             sys.exit(1)
         logger.warning(
-            "Received %s: finishing the running task, then exiting", signal.strsignal(signum)
+            "Received %s - shutting down gracefully: finishing the running task, then exiting",
+            signal.strsignal(signum),
         )
         self.running = False
         if not self.running_task:
