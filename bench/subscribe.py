@@ -1018,7 +1018,7 @@ def end_to_end(target, *, since, until, arrivals):
         )
     else:
         sql = (
-            "SELECT extract(epoch FROM create_date), lower(email_field) "
+            "SELECT extract(epoch FROM create_date), lower(email) "
             "FROM newsletter_subscription "
             "WHERE create_date BETWEEN to_timestamp(%s) AND to_timestamp(%s)"
         )
