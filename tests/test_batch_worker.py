@@ -144,3 +144,12 @@ def test_a_batch_call_whose_row_was_deleted_fails_alone(test_dir):
     assert labels(test_dir) == ["ok"]
     dead = DeadLetter.objects.get()
     assert dead.attempts == 1, "a permanent failure: no retry"
+
+
+def test_a_batch_receivers_calls_run_at_their_turn_in_priority_order(test_dir):
+    profile = make_profile()
+    batch_probe.send(sender=None, profile=profile, label="batch#1")
+    queue("urgent", priority=10)
+    batch_probe.send(sender=None, profile=profile, label="batch#2")
+    run_worker_until_idle()
+    assert labels(test_dir) == ["urgent", "batch#1", "batch#2"]

@@ -204,32 +204,37 @@ class BatchWorker:
         Rows not started when SIGTERM came go back to the queue.
         """
         outcomes: list[Outcome] = []
-        singles, batches = durable_batches_split(rows)
-        not_started = list(rows)
+        _singles, batches = durable_batches_split(rows)
+        not_started = {row.id for row in rows}
         try:
             payload_prefetch([row.args_kwargs for row in rows])
-            for durable_receiver, batch_rows in batches:
+            # In claim order; a batch receiver's calls run together, at its first one's turn.
+            group_of = {row.id: group for group in batches for row in group[1]}
+            for row in rows:
                 if not self.running:
                     break
+                if row.id not in not_started:
+                    continue
+                group = group_of.get(row.id)
+                if group is None:
+                    outcomes.append(self.run_task(row))
+                    not_started.discard(row.id)
+                    continue
+                durable_receiver, batch_rows = group
                 self.running_task = True
                 try:
                     errors = durable_batches_run(durable_receiver, batch_rows)
                 finally:
                     self.running_task = False
-                for row in batch_rows:
-                    outcomes.append(Outcome(row=row, error=errors.get(row.id)))
-                    not_started.remove(row)
-            for row in singles:
-                if not self.running:
-                    break
-                outcomes.append(self.run_task(row))
-                not_started.remove(row)
+                for batch_row in batch_rows:
+                    outcomes.append(Outcome(row=batch_row, error=errors.get(batch_row.id)))
+                    not_started.discard(batch_row.id)
         finally:
             payload_prefetch([])
             self.tasks_run += len(outcomes)
             self.record(outcomes)
             if not_started and not self.running:
-                self.release(not_started)
+                self.release([row for row in rows if row.id in not_started])
         return len(outcomes)
 
     def _task(self, row: DBTaskResult[Any, Any]) -> Task[..., Any]:
