@@ -1,8 +1,83 @@
-from django.contrib import admin, messages
+import re
 
-from signalpost.newsletters.models import Newsletter, Subscription, Topic
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.core.exceptions import PermissionDenied
+from django.db.models import TextField
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast
+from django.http import FileResponse, Http404, HttpResponseRedirect, StreamingHttpResponse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from signalpost.newsletters.imports import (
+    UPLOAD_MAX_BYTES,
+    ImportFileError,
+    subscribers_export,
+    subscriptions_export,
+)
+from signalpost.newsletters.models import Newsletter, SubscriberImport, Subscription, Topic
 from signalpost.newsletters.selectors import newsletters_with_active_count
-from signalpost.newsletters.services import subscription_confirm, unsubscribe
+from signalpost.newsletters.services import (
+    subscriber_import_start,
+    subscription_confirm,
+    subscription_confirmation_resend,
+    unsubscribe,
+)
+from signalpost.uploads import takes_files
+
+ATTRIBUTE_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+
+
+class AttributeFilter(admin.ListFilter):
+    """Filter by a profile attribute: ``plan`` (has it) or ``plan=pro`` (has that value).
+
+    A text box rather than a list of values: attribute keys and values are whatever
+    the API and imports stored, too many to list at a million profiles.
+    """
+
+    title = "attribute"
+    parameter_name = "attribute"
+    template = "admin/signalpost/attribute_filter.html"
+
+    def __init__(self, request, params, model, model_admin):
+        super().__init__(request, params, model, model_admin)
+        values = params.pop(self.parameter_name, None)
+        value = values[-1] if isinstance(values, list) else values
+        self.value = (value or "").strip()[:300]
+        self.used_parameters = {self.parameter_name: self.value} if self.value else {}
+
+    def has_output(self):
+        return True
+
+    def expected_parameters(self):
+        return [self.parameter_name]
+
+    def queryset(self, request, queryset):
+        if not self.value:
+            return queryset
+        key, has_value, wanted = (part.strip() for part in self.value.partition("="))
+        if not ATTRIBUTE_KEY.match(key) or "__" in key:
+            raise IncorrectLookupParameters(
+                "An attribute is a name (letters, digits, _ . -), optionally =value."
+            )
+        field = "profile__attributes" if queryset.model is Subscription else "attributes"
+        if not has_value:
+            return queryset.filter(**{f"{field}__has_key": key})
+        # As text on every database: "score=5" matches the number 5 and the string "5".
+        text = Cast(KeyTextTransform(key, field), output_field=TextField())
+        return queryset.alias(_attribute=text).filter(_attribute=wanted)
+
+    def choices(self, changelist):
+        # The other filters and the search stay as they are when this box is submitted.
+        others = {
+            name: value for name, value in changelist.params.items() if name != self.parameter_name
+        }
+        yield {"value": self.value, "others": others}
 
 
 @admin.register(Topic)
@@ -19,9 +94,28 @@ class NewsletterAdmin(admin.ModelAdmin):
     prepopulated_fields = {"slug": ["name"]}
     filter_horizontal = ["topics"]
 
+    change_form_template = "admin/newsletters/newsletter/change_form.html"
+
     def get_queryset(self, request):
         # Counted with the list's query, for active_subscribers: not a query per row.
         return newsletters_with_active_count(super().get_queryset(request))
+
+    def get_urls(self):
+        export = self.admin_site.admin_view(self.export_view)
+        return [
+            path("<path:object_id>/export.csv", export, name="newsletters_newsletter_export"),
+            *super().get_urls(),
+        ]
+
+    def export_view(self, request, object_id):
+        """Every subscriber of the newsletter as CSV, streamed (``imports.subscribers_export``)."""
+        if not request.user.has_perm("newsletters.view_subscription"):
+            raise PermissionDenied
+        newsletter = _object_or_404(Newsletter, object_id)
+        return _csv_download(
+            subscribers_export(newsletter=newsletter),
+            f"{newsletter.slug}-subscribers-{timezone.now():%Y%m%d}.csv",
+        )
 
     @admin.display(description="Active subscribers", ordering="active_subscriber_count")
     def active_subscribers(self, newsletter):
@@ -32,12 +126,59 @@ class NewsletterAdmin(admin.ModelAdmin):
 class SubscriptionAdmin(admin.ModelAdmin):
     """Subscriptions change state only through the services, so the signals fire."""
 
-    list_display = ["profile", "newsletter", "status", "source", "created_at", "subscribed_at"]
-    list_filter = ["status", "source", "newsletter"]
-    search_fields = ["profile__email"]
+    list_display = ["person", "newsletter", "status", "source", "created_at", "subscribed_at"]
+    list_filter = [
+        "newsletter",
+        "status",
+        "source",
+        ("created_at", admin.DateFieldListFilter),
+        ("subscribed_at", admin.DateFieldListFilter),
+        AttributeFilter,
+    ]
+    search_fields = ["profile__email", "profile__name"]
+    search_help_text = "Search by address or name."
     list_select_related = ["profile", "newsletter"]
     readonly_fields = [field.name for field in Subscription._meta.fields]
-    actions = ["confirm_selected", "unsubscribe_selected"]
+    actions = ["confirm_selected", "resend_confirmation_selected", "unsubscribe_selected"]
+    change_list_template = "admin/newsletters/subscription/change_list.html"
+
+    @admin.display(description="Subscriber", ordering="profile__email")
+    def person(self, subscription):
+        profile = subscription.profile
+        url = reverse("admin:accounts_profile_change", args=[profile.pk])
+        name = f" ({profile.name})" if profile.name else ""
+        return format_html('<a href="{}">{}</a>{}', url, profile.email, name)
+
+    def get_urls(self):
+        export = self.admin_site.admin_view(self.export_view)
+        return [
+            path("export.csv", export, name="newsletters_subscription_export"),
+            *super().get_urls(),
+        ]
+
+    def export_view(self, request):
+        """The subscriptions the list shows (its search and filters), as CSV, streamed."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        try:
+            changelist = self.get_changelist_instance(request)
+        except IncorrectLookupParameters:
+            return HttpResponseRedirect(reverse("admin:newsletters_subscription_changelist"))
+        return _csv_download(
+            subscriptions_export(subscriptions=changelist.get_queryset(request)),
+            f"subscribers-{timezone.now():%Y%m%d}.csv",
+        )
+
+    @admin.action(
+        description="Resend the confirmation email to selected pending", permissions=["change"]
+    )
+    def resend_confirmation_selected(self, request, queryset):
+        sent = 0
+        for subscription in queryset.filter(status=Subscription.Status.PENDING):
+            sent += subscription_confirmation_resend(subscription=subscription)
+        self.message_user(
+            request, f"Asked {sent} subscriber(s) to confirm again.", messages.SUCCESS
+        )
 
     def has_add_permission(self, request):
         return False
@@ -65,3 +206,143 @@ class SubscriptionAdmin(admin.ModelAdmin):
             ):
                 ended += 1
         self.message_user(request, f"Unsubscribed {ended} subscription(s).", messages.SUCCESS)
+
+
+def _object_or_404(model, object_id):
+    if not str(object_id).isdigit():
+        raise Http404(f"no such {model._meta.verbose_name}")
+    return get_object_or_404(model, pk=int(object_id))
+
+
+def _csv_download(lines, filename):
+    response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+class ImportForm(forms.Form):
+    """The import page's form: the newsletter, the file, and whether to ask for confirmations."""
+
+    newsletter = forms.ModelChoiceField(queryset=Newsletter.objects.order_by("name"))
+    file = forms.FileField(
+        label="CSV file",
+        help_text=(
+            f"UTF-8 CSV with an email column (optional: name, consent_at, consent_ip), at most "
+            f"{UPLOAD_MAX_BYTES // (1024 * 1024)} MB; bigger files: manage.py import_subscribers."
+        ),
+    )
+    confirm = forms.BooleanField(
+        required=False,
+        label="Ask new subscribers to confirm by email (double opt-in)",
+        help_text="Unticked, nobody is emailed and imported people are active at once.",
+    )
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        if upload.size > UPLOAD_MAX_BYTES:
+            raise forms.ValidationError(
+                f"The file is {upload.size:,} bytes; at most {UPLOAD_MAX_BYTES:,} here. "
+                "Import bigger files with manage.py import_subscribers."
+            )
+        return upload
+
+
+@admin.register(SubscriberImport)
+class SubscriberImportAdmin(admin.ModelAdmin):
+    """CSV imports from the browser: the upload form, each import's progress, its report."""
+
+    list_display = ["file_name", "newsletter", "status", "progress", "created_by", "created_at"]
+    list_filter = ["status", "newsletter"]
+    list_select_related = ["newsletter", "created_by"]
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path(
+                "add/", takes_files(view(self.import_view)), name="newsletters_subscriberimport_add"
+            ),
+            path(
+                "<path:object_id>/rejected.csv",
+                view(self.report_view),
+                name="newsletters_subscriberimport_report",
+            ),
+            path(
+                "<path:object_id>/change/",
+                view(self.progress_view),
+                name="newsletters_subscriberimport_change",
+            ),
+            *super().get_urls(),
+        ]
+
+    def has_change_permission(self, request, obj=None):
+        return False  # an import is what happened; it is not edited
+
+    @admin.display(description="Progress")
+    def progress(self, job):
+        return f"{job.percent}% · {job.imported} imported · {job.rejected} rejected"
+
+    def import_view(self, request):
+        """Upload a CSV: store it, queue the import, go to its progress page."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        initial = {}
+        if request.GET.get("newsletter", "").isdigit():
+            initial["newsletter"] = request.GET["newsletter"]
+        form = ImportForm(request.POST or None, request.FILES or None, initial=initial)
+        status = 200
+        if request.method == "POST":
+            if form.is_valid():
+                try:
+                    job = subscriber_import_start(
+                        newsletter=form.cleaned_data["newsletter"],
+                        upload=form.cleaned_data["file"],
+                        confirm=form.cleaned_data["confirm"],
+                        user=request.user,
+                    )
+                except ImportFileError as error:
+                    form.add_error("file", f"This file cannot be imported: {error}.")
+                else:
+                    return HttpResponseRedirect(
+                        reverse("admin:newsletters_subscriberimport_change", args=[job.pk])
+                    )
+            status = 400
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Import subscribers from CSV",
+            "form": form,
+        }
+        return TemplateResponse(
+            request, "admin/newsletters/subscriberimport/import.html", context, status=status
+        )
+
+    def progress_view(self, request, object_id):
+        """An import's progress bar, counts and rejected-rows report, refreshed in place."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        job = _object_or_404(SubscriberImport, object_id)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"Import of {job.file_name}",
+            "job": job,
+            "finished": job.status in {job.Status.DONE, job.Status.FAILED},
+        }
+        return TemplateResponse(
+            request, "admin/newsletters/subscriberimport/progress.html", context
+        )
+
+    def report_view(self, request, object_id):
+        """The rejected rows (line, email, reason) as the CSV the import wrote."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        job = _object_or_404(SubscriberImport, object_id)
+        if not job.report:
+            raise Http404("this import rejected no row")
+        name = job.file_name.rsplit(".", 1)[0] or "import"
+        return FileResponse(
+            job.report.open("rb"),
+            as_attachment=True,
+            filename=f"{name}.rejected.csv",
+            content_type="text/csv; charset=utf-8",
+        )

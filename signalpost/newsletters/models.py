@@ -1,4 +1,11 @@
+from django.conf import settings
+from django.core.files.storage import storages
 from django.db import models
+
+
+def _private_storage():
+    """Where uploaded subscriber files live: never under a URL the site serves."""
+    return storages["private"]
 
 
 class Topic(models.Model):
@@ -91,3 +98,48 @@ class Subscription(models.Model):
 
     def __str__(self):
         return f"{self.profile} → {self.newsletter} ({self.status})"
+
+
+class SubscriberImport(models.Model):
+    """A CSV import started from the admin: its file, its progress and its rejected rows.
+
+    The worker runs it (``newsletters.tasks.subscriber_import_run``) and counts as it
+    goes, so the page can show a progress bar; rejected rows go to ``report``.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Waiting for a worker"
+        RUNNING = "running", "Importing"
+        DONE = "done", "Done"
+        FAILED = "failed", "Refused"
+
+    newsletter = models.ForeignKey(Newsletter, on_delete=models.CASCADE, related_name="imports")
+    file = models.FileField(upload_to="imports/", storage=_private_storage)
+    file_name = models.CharField(max_length=255)
+    report = models.FileField(upload_to="imports/", storage=_private_storage, blank=True)
+    confirm = models.BooleanField(default=False)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
+    error = models.TextField(blank=True)
+    lines = models.PositiveIntegerField(default=0)
+    rows = models.PositiveIntegerField(default=0)
+    imported = models.PositiveIntegerField(default=0)
+    duplicates = models.PositiveIntegerField(default=0)
+    rejected = models.PositiveIntegerField(default=0)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.file_name} → {self.newsletter}"
+
+    @property
+    def percent(self):
+        """How far the import is, in percent of the file's data lines (100 once finished)."""
+        if self.status in {self.Status.DONE, self.Status.FAILED}:
+            return 100
+        return min(99, round(100 * self.rows / self.lines)) if self.lines else 0

@@ -14,6 +14,11 @@
           var fresh = new DOMParser().parseFromString(html, "text/html").getElementById(targetId);
           var current = document.getElementById(targetId);
           if (fresh && current) { current.replaceWith(fresh); }
+          // A finished job (an import that ended) stops the refreshing.
+          if (fresh && fresh.hasAttribute("data-refresh-done")) {
+            toggle.checked = false;
+            schedule();
+          }
           document.dispatchEvent(new CustomEvent("signalpost:refreshed", { detail: targetId }));
         })
         .catch(function () { /* try again at the next tick */ });
