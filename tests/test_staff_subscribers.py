@@ -5,7 +5,6 @@ import csv
 import io
 
 import pytest
-from django.core.files.storage import storages
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from signalpost.accounts.models import Profile
@@ -22,19 +21,12 @@ IMPORTS = "/admin/newsletters/subscriberimport/"
 
 
 @pytest.fixture(autouse=True)
-def private_files(tmp_path, settings):
-    """Uploaded files go to a directory of this test's own."""
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "private": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": tmp_path / "private"},
-        },
-    }
-    storages._storages = {}
-    storages.backends  # noqa: B018 (re-read the setting)
-    yield tmp_path / "private"
-    storages._storages = {}
+def private_files():
+    """Delete what the test's imports stored (the private storage of settings)."""
+    yield
+    for job in SubscriberImport.objects.all():
+        job.file.delete(save=False)
+        job.report.delete(save=False)
 
 
 @pytest.fixture
@@ -206,6 +198,7 @@ def test_a_csv_imported_in_the_browser_runs_on_the_worker_with_a_report(staff, w
     assert (job.status, job.rows, job.imported, job.duplicates, job.rejected) == (
         "done", 5, 1, 1, 3,
     )  # fmt: skip
+    assert not job.file, "the upload is deleted once imported"
     assert Subscription.objects.filter(profile__email="ann@example.com").exists()
     page = staff.get(f"{IMPORTS}{job.pk}/change/").content.decode()
     assert "data-refresh-done" in page and "Download the 3 rejected rows" in page

@@ -73,7 +73,8 @@ class ProfileAdmin(admin.ModelAdmin):
         """The profile page: the form, then every subscription with its staff actions
         and the activity trail (newest first)."""
         profile = self.get_object(request, object_id)
-        extra = dict(extra_context or {})
+        # Erasing (object tools) replaces Django's delete, which refuses anyone subscribed.
+        extra = {"show_delete": False, **(extra_context or {})}
         if profile is not None:
             extra["subscriptions"] = profile.subscription_records.select_related(
                 "newsletter"

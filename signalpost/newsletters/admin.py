@@ -127,6 +127,9 @@ class SubscriptionAdmin(admin.ModelAdmin):
     """Subscriptions change state only through the services, so the signals fire."""
 
     list_display = ["person", "newsletter", "status", "source", "created_at", "subscribed_at"]
+    # The person links to their profile page, where staff act; a subscription's own page
+    # (read-only) is one click from there.
+    list_display_links = None
     list_filter = [
         "newsletter",
         "status",

@@ -515,7 +515,9 @@ def subscriber_import_run(*, subscriber_import_id):
     moves; rejected rows go to a CSV report stored beside the file. Running it
     again (a worker lost midway) imports the file again: rows already written are
     counted as duplicates, as ever. A file refused as a whole ends ``failed`` with
-    the reason; nothing else is raised for its content.
+    the reason; nothing else is raised for its content. Any other error also ends it
+    ``failed`` (rows written so far stay) and is raised, for the task's traceback.
+    Once finished, the uploaded file is deleted: only the counts and the report stay.
     """
     Job = SubscriberImport
     job = Job.objects.select_related("newsletter").filter(pk=subscriber_import_id).first()
@@ -551,6 +553,13 @@ def subscriber_import_run(*, subscriber_import_id):
         except ImportFileError as error:
             job.status = Job.Status.FAILED
             job.error = str(error)
+        except Exception as error:
+            Job.objects.filter(pk=job.pk).update(
+                status=Job.Status.FAILED,
+                error=f"the import stopped ({type(error).__name__}); rows written so far stay",
+                finished_at=timezone.now(),
+            )
+            raise
         else:
             job.status = Job.Status.DONE
             job.rows, job.imported = report.rows, report.imported
@@ -559,5 +568,6 @@ def subscriber_import_run(*, subscriber_import_id):
                 report_file.seek(0)
                 job.report.save("rejected.csv", File(report_file), save=False)
     job.finished_at = timezone.now()
+    job.file.delete(save=False)
     job.save()
     return job

@@ -114,7 +114,8 @@ class SubscriberImport(models.Model):
         FAILED = "failed", "Refused"
 
     newsletter = models.ForeignKey(Newsletter, on_delete=models.CASCADE, related_name="imports")
-    file = models.FileField(upload_to="imports/", storage=_private_storage)
+    # Deleted once the import finished: the addresses need not lie around.
+    file = models.FileField(upload_to="imports/", storage=_private_storage, blank=True)
     file_name = models.CharField(max_length=255)
     report = models.FileField(upload_to="imports/", storage=_private_storage, blank=True)
     confirm = models.BooleanField(default=False)

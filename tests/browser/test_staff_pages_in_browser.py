@@ -5,13 +5,15 @@ var/screenshots/staff-*.png, checked with axe-core (no serious or critical
 violation) and for sideways scrolling.
 """
 
+import signal
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
+from signalpost.accounts.models import Profile
 from signalpost.durable.models import WorkerProcess
-from signalpost.newsletters.models import Subscription
+from signalpost.newsletters.models import SubscriberImport, Subscription
 from signalpost.newsletters.services import subscribe, unsubscribe
 from signalpost.publishing.models import Issue
 from signalpost.publishing.services import issue_create, issue_send
@@ -23,6 +25,7 @@ from tests.browser.test_site_hygiene_in_browser import (
     axe_violations,
     log_in,
 )
+from tests.durable_helpers import start_worker, stop
 from tests.factories import make_newsletter, make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -66,7 +69,12 @@ def check(page, base, path, name, *, ready=None):
         sideways = page.evaluate(SIDEWAYS)
         if sideways:
             print(name, width, "sticking out:", page.evaluate(OVERFLOW))
-        findings[label] = (response.status, sideways, axe_violations(page))
+        found = axe_violations(page)
+        if found:
+            import tests.axe_probe
+
+            print(name, width, tests.axe_probe.nodes(page))
+        findings[label] = (response.status, sideways, found)
     return findings
 
 
@@ -142,3 +150,144 @@ def test_the_queue_page_sits_in_the_admin_and_refreshes_itself(live_server, staf
     now = staff.locator("#as-of").inner_text()
     staff.wait_for_timeout(6_000)
     assert staff.locator("#as-of").inner_text() == now
+
+
+# Subscribers
+
+
+@pytest.fixture
+def private_files():
+    """Delete what the test's imports stored (the same private storage as the worker's)."""
+    yield
+    for job in SubscriberImport.objects.all():
+        job.file.delete(save=False)
+        job.report.delete(save=False)
+
+
+def test_staff_import_a_csv_and_watch_its_progress_to_the_rejected_rows(
+    live_server, staff, private_files, tmp_path
+):
+    letter = make_newsletter(slug="weekly", name="The Weekly")
+    rows = ["email,name"] + [f"reader{n}@example.com,Reader {n}" for n in range(30_000)]
+    rows[5] = "not-an-address,Broken"
+    content = ("\n".join(rows) + "\n").encode()
+    staff.set_viewport_size({"width": 1280, "height": 900})
+    staff.goto(f"{live_server.url}/admin/newsletters/newsletter/{letter.pk}/change/")
+    staff.get_by_role("link", name="Import CSV").click()
+    assert staff.get_by_label("Newsletter").input_value() == str(letter.pk)
+    staff.get_by_label("CSV file").set_input_files(
+        files=[{"name": "readers.csv", "mimeType": "text/csv", "buffer": content}]
+    )
+    staff.screenshot(path=str(SCREENSHOTS / "staff-import-form-1280.png"), full_page=True)
+    staff.get_by_role("button", name="Start the import").click()
+    staff.locator("#import-progress").wait_for()
+    assert "Waiting for a worker: 0%" in staff.locator("#import-progress").inner_text()
+    staff.evaluate(
+        """() => { window.loadedOnce = true; window.seen = [];
+        setInterval(() => window.seen.push(Number(
+            document.getElementById('import-bar').getAttribute('value'))), 100); }"""
+    )
+
+    worker = start_worker("import", tmp_path)
+    try:
+        staff.wait_for_function(
+            "() => document.getElementById('import-progress').dataset.status === 'done'",
+            timeout=90_000,
+        )
+    finally:
+        stop(worker, signal.SIGTERM)
+
+    assert staff.evaluate("window.loadedOnce") is True, "no reload"
+    seen = staff.evaluate("window.seen")
+    assert any(0 < value < 100 for value in seen), sorted(set(seen))
+    text = staff.locator("#import-progress").inner_text()
+    assert "Done: 100%" in text
+    assert staff.locator("#import-imported").inner_text() == "29999"
+    assert staff.locator("#import-rejected").inner_text() == "1"
+    for label, width in WIDTHS.items():
+        staff.set_viewport_size({"width": width, "height": 900})
+        staff.screenshot(path=str(SCREENSHOTS / f"staff-import-done-{width}.png"), full_page=True)
+        assert staff.evaluate(SIDEWAYS) == 0, label
+        assert axe_violations(staff) == [], label
+    with staff.expect_download() as download:
+        staff.locator("#import-report").click()
+    report = download.value.path().read_text()
+    assert download.value.suggested_filename == "readers.rejected.csv"
+    assert report.splitlines()[1].startswith("6,not-an-address,")
+
+
+def test_a_bad_upload_is_named_on_the_import_form(live_server, staff, private_files):
+    make_newsletter(slug="weekly", name="The Weekly")
+    for label, width in WIDTHS.items():
+        staff.set_viewport_size({"width": width, "height": 900})
+        staff.goto(live_server.url + "/admin/newsletters/subscriberimport/add/")
+        staff.get_by_label("Newsletter").select_option(label="The Weekly")
+        staff.get_by_label("CSV file").set_input_files(
+            files=[{"name": "empty.csv", "mimeType": "text/csv", "buffer": b""}]
+        )
+        staff.get_by_role("button", name="Start the import").click()
+        assert "The submitted file is empty." in staff.locator("#id_file_error").inner_text()
+        staff.screenshot(path=str(SCREENSHOTS / f"staff-import-error-{width}.png"), full_page=True)
+        assert staff.evaluate(SIDEWAYS) == 0, label
+        assert axe_violations(staff) == [], label
+
+
+def _people():
+    weekly = make_newsletter(slug="weekly", name="The Weekly")
+    careful = make_newsletter(slug="careful", name="The Careful", opt_in="double")
+    ann = subscribe(email="ann@example.com", name="Ann Lee", newsletter=weekly, source="admin")
+    subscribe(email="ann@example.com", newsletter=careful, source="form")
+    subscribe(email="bob@example.com", name="Bob Stone", newsletter=weekly, source="form")
+    for number in range(30):
+        subscribe(email=f"reader{number}@example.com", newsletter=weekly, source="admin")
+    Profile.objects.filter(email="ann@example.com").update(attributes={"plan": "pro"})
+    return ann.profile
+
+
+def test_staff_find_someone_and_act_on_their_profile(live_server, staff):
+    profile = _people()
+    subscriptions = "/admin/newsletters/subscription/"
+    assert check(staff, live_server.url, subscriptions, "subscribers") == CLEAN
+
+    staff.set_viewport_size({"width": 1280, "height": 900})
+    staff.goto(live_server.url + subscriptions)
+    staff.get_by_label("Name, or name=value").fill("plan=pro")
+    with staff.expect_navigation():
+        staff.get_by_role("button", name="Filter", exact=True).click()
+    assert staff.locator("#result_list tbody tr").count() == 2  # Ann's two subscriptions
+    staff.locator("#searchbar").fill("stone")
+    with staff.expect_navigation():
+        staff.locator("#searchbar").press("Enter")
+    assert staff.locator("#result_list tbody tr").count() == 0, "both filters hold"
+    staff.goto(live_server.url + subscriptions + "?q=stone")
+    assert staff.locator("#result_list tbody tr").count() == 1
+    with staff.expect_navigation():
+        staff.get_by_role("link", name="bob@example.com").click()
+    assert "Activity trail" in staff.content()
+
+    profile_page = f"/admin/accounts/profile/{profile.pk}/change/"
+    assert check(staff, live_server.url, profile_page, "profile") == CLEAN
+    staff.set_viewport_size({"width": 390, "height": 900})
+    staff.goto(live_server.url + profile_page)
+    with staff.expect_navigation():
+        staff.locator("#staff-subscriptions tr", has_text="The Careful").get_by_role(
+            "button", name="Resend confirmation"
+        ).click()
+    assert "is on its way" in staff.locator(".messagelist").inner_text()
+    with staff.expect_navigation():
+        staff.locator("#staff-subscriptions tr", has_text="The Weekly").get_by_role(
+            "button", name="Unsubscribe"
+        ).click()
+    assert "Unsubscribed from The Weekly." in staff.locator(".messagelist").inner_text()
+    assert "Unsubscribed" in staff.locator("#activity-trail").inner_text()
+    staff.screenshot(path=str(SCREENSHOTS / "staff-profile-after-actions-390.png"), full_page=True)
+
+    staff.get_by_role("link", name="Erase this person…").click()
+    assert (
+        check(staff, live_server.url, f"/admin/accounts/profile/{profile.pk}/erase/", "erase")
+        == CLEAN
+    )
+    with staff.expect_navigation():
+        staff.get_by_role("button", name="Yes, erase ann@example.com").click()
+    assert "Erased ann@example.com" in staff.locator(".messagelist").inner_text()
+    assert not Profile.objects.filter(email="ann@example.com").exists()
