@@ -1,14 +1,17 @@
+import contextlib
 import re
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import TextField
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
 from django.http import FileResponse, Http404, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
+from django.template import TemplateDoesNotExist
+from django.template.loader import get_template
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -20,9 +23,20 @@ from signalpost.newsletters.imports import (
     subscribers_export,
     subscriptions_export,
 )
-from signalpost.newsletters.models import Newsletter, SubscriberImport, Subscription, Topic
+from signalpost.newsletters.mailtemplates import template_check
+from signalpost.newsletters.models import (
+    EmailTemplate,
+    EmailTemplateVersion,
+    Newsletter,
+    SubscriberImport,
+    Subscription,
+    Topic,
+)
 from signalpost.newsletters.selectors import newsletters_with_active_count
 from signalpost.newsletters.services import (
+    email_template_delete,
+    email_template_revert,
+    email_template_save,
     subscriber_import_start,
     subscription_confirm,
     subscription_confirmation_resend,
@@ -349,3 +363,136 @@ class SubscriberImportAdmin(admin.ModelAdmin):
             filename=f"{name}.rejected.csv",
             content_type="text/csv; charset=utf-8",
         )
+
+
+class EmailTemplateForm(forms.ModelForm):
+    """A template is saved only if it renders with a sample recipient (and shows the
+    unsubscribe link where one is due): the reason is shown on the body field."""
+
+    class Meta:
+        model = EmailTemplate
+        fields = ["newsletter", "name", "body"]
+        widgets = {
+            "body": forms.Textarea(
+                attrs={
+                    "rows": 24,
+                    "class": "vLargeTextField signalpost-code",
+                    "spellcheck": "false",
+                }
+            )
+        }
+
+    def clean(self):
+        data = super().clean()
+        # Editing, name and newsletter are read-only: they are the instance's.
+        name = data.get("name", self.instance.name)
+        newsletter = data.get("newsletter", self.instance.newsletter if self.instance.pk else None)
+        body = data.get("body")
+        if name and body is not None and "body" not in self.errors:
+            try:
+                template_check(name=name, body=body, newsletter=newsletter)
+            except ValidationError as error:
+                self.add_error("body", error)
+        return data
+
+
+@admin.register(EmailTemplate)
+class EmailTemplateAdmin(admin.ModelAdmin):
+    """Email templates edited in the browser, each save a version that can be reverted to."""
+
+    form = EmailTemplateForm
+    list_display = ["name", "for_newsletter", "updated_by", "updated_at"]
+    list_filter = ["name", "newsletter"]
+    list_select_related = ["newsletter", "updated_by"]
+    change_form_template = "admin/newsletters/emailtemplate/change_form.html"
+
+    @admin.display(description="Newsletter", ordering="newsletter__name")
+    def for_newsletter(self, template):
+        return template.newsletter or "Every newsletter"
+
+    def get_readonly_fields(self, request, obj=None):
+        # Which template it is stays fixed; a different one is another template.
+        return ["newsletter", "name"] if obj is not None else []
+
+    def get_changeform_initial_data(self, request):
+        """``?name=welcome.html`` starts from the file of that name."""
+        initial = super().get_changeform_initial_data(request)
+        name = request.GET.get("name", "")
+        if name in EmailTemplate.Name.values:
+            with contextlib.suppress(TemplateDoesNotExist):
+                initial["body"] = get_template(f"emails/{name}").template.source
+        return initial
+
+    def get_urls(self):
+        return [
+            path(
+                "<path:object_id>/versions/<int:version_id>/revert/",
+                self.admin_site.admin_view(self.revert_view),
+                name="newsletters_emailtemplate_revert",
+            ),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        template = self.get_object(request, object_id)
+        extra = dict(extra_context or {})
+        if template is not None:
+            extra["versions"] = template.versions.select_related("created_by")[:50]
+            extra["preview"] = _preview(template)
+        return super().change_view(request, object_id, form_url, extra_context=extra)
+
+    def add_view(self, request, form_url="", extra_context=None):
+        extra = {**(extra_context or {}), "names": EmailTemplate.Name.choices}
+        return super().add_view(request, form_url, extra_context=extra)
+
+    def save_model(self, request, obj, form, change):
+        saved = email_template_save(
+            newsletter=obj.newsletter, name=obj.name, body=obj.body, user=request.user
+        )
+        obj.pk = saved.pk
+
+    def delete_model(self, request, obj):
+        email_template_delete(template=obj)
+
+    def revert_view(self, request, object_id, version_id):
+        """Ask once, then make an earlier version active again (as a new version)."""
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        template = _object_or_404(EmailTemplate, object_id)
+        version = get_object_or_404(EmailTemplateVersion, pk=version_id, template=template)
+        change_url = reverse("admin:newsletters_emailtemplate_change", args=[template.pk])
+        if request.method == "POST":
+            try:
+                email_template_revert(version=version, user=request.user)
+            except ValidationError as error:
+                self.message_user(
+                    request, f"That version cannot be used now: {' '.join(error.messages)}",
+                    messages.ERROR,
+                )  # fmt: skip
+            else:
+                self.message_user(
+                    request, f"Reverted to the version of {version.created_at:%Y-%m-%d %H:%M:%S}."
+                )
+            return HttpResponseRedirect(change_url)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"Revert {template.name}?",
+            "template": template,
+            "version": version,
+            "change_url": change_url,
+        }
+        return TemplateResponse(request, "admin/newsletters/emailtemplate/revert.html", context)
+
+
+def _preview(template):
+    """The saved template rendered for a sample recipient: ``(html, text)``, one of them."""
+    try:
+        output = template_check(
+            name=template.name, body=template.body, newsletter=template.newsletter
+        )
+    except ValidationError as error:
+        return {"error": " ".join(error.messages)}
+    if template.name.endswith(".html"):
+        return {"html": output}
+    return {"text": output}

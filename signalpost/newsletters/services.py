@@ -19,7 +19,14 @@ from signalpost.accounts.selectors import profile_by_email
 from signalpost.accounts.services import profile_get_or_create, profile_update
 from signalpost.durability import commit_without_flush
 from signalpost.newsletters.imports import UPLOAD_MAX_BYTES, ImportFileError, data_lines_count
-from signalpost.newsletters.models import Newsletter, SubscriberImport, Subscription
+from signalpost.newsletters.mailtemplates import template_check
+from signalpost.newsletters.models import (
+    EmailTemplate,
+    EmailTemplateVersion,
+    Newsletter,
+    SubscriberImport,
+    Subscription,
+)
 from signalpost.newsletters.writes import subscription_insert
 from signalpost.signals import (
     bounce_received,
@@ -391,3 +398,48 @@ def subscriber_import_start(
     job.save()
     subscriber_import_queue(subscriber_import=job)
     return job
+
+
+@transaction.atomic
+def email_template_save(
+    *, newsletter: Newsletter | None, name: str, body: str, user: Any, note: str = ""
+) -> EmailTemplate:
+    """Make ``body`` the active template ``name`` of ``newsletter`` (``None``: of every
+    newsletter without its own) and record it as a version by ``user``; return it.
+
+    Raises ``ValidationError`` (nothing is written) when ``body`` fails
+    ``mailtemplates.template_check``: a syntax error, a refused tag, no render with a
+    sample recipient, or mail about a newsletter without the unsubscribe link.
+    """
+    template_check(name=name, body=body, newsletter=newsletter)
+    template = (
+        EmailTemplate.objects.select_for_update().filter(newsletter=newsletter, name=name).first()
+    )
+    if template is None:
+        template = EmailTemplate(newsletter=newsletter, name=name)
+    template.body = body
+    template.updated_by = user
+    template.save()
+    EmailTemplateVersion.objects.create(
+        template=template, body=body, created_by=user, note=note[:200]
+    )
+    return template
+
+
+def email_template_revert(*, version: EmailTemplateVersion, user: Any) -> EmailTemplate:
+    """Make an earlier ``version`` active again, as a new version (history only grows);
+    checked like any save (``email_template_save``)."""
+    template = version.template
+    return email_template_save(
+        newsletter=template.newsletter,
+        name=template.name,
+        body=version.body,
+        user=user,
+        note=f"reverted to the version of {version.created_at:%Y-%m-%d %H:%M:%S} UTC",
+    )
+
+
+@transaction.atomic
+def email_template_delete(*, template: EmailTemplate) -> None:
+    """Delete a stored template and its versions: the file of its name is used again."""
+    template.delete()
