@@ -205,3 +205,14 @@ def test_reverting_needs_change_permission_and_known_ids(client, staff, weekly):
     assert staff.get(f"{TEMPLATES}abc/versions/{version.pk}/revert/").status_code == 404
     client.force_login(make_user(is_staff=True))
     assert client.post(f"{TEMPLATES}{template.pk}/versions/{version.pk}/revert/").status_code == 403
+
+
+def test_a_template_cannot_put_markup_into_the_admin_page(staff, weekly):
+    body = "<script>alert(1)</script> {{ unsubscribe_url }}"
+    save(staff, newsletter=weekly, name="welcome.txt", body=body)
+    save(staff, newsletter=weekly, name="welcome.html", body=body)
+
+    for template in EmailTemplate.objects.all():
+        page = staff.get(f"{TEMPLATES}{template.pk}/change/").content.decode()
+        assert "<script>alert(1)</script>" not in page
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page

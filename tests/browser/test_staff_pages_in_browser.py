@@ -291,3 +291,57 @@ def test_staff_find_someone_and_act_on_their_profile(live_server, staff):
         staff.get_by_role("button", name="Yes, erase ann@example.com").click()
     assert "Erased ann@example.com" in staff.locator(".messagelist").inner_text()
     assert not Profile.objects.filter(email="ann@example.com").exists()
+
+
+# Templates
+
+
+def test_staff_edit_preview_and_revert_an_email_template(live_server, staff):
+    letter = make_newsletter(slug="weekly", name="The Weekly")
+    templates = "/admin/newsletters/emailtemplate/"
+    assert check(staff, live_server.url, templates + "add/", "template-add") == CLEAN
+
+    staff.set_viewport_size({"width": 1280, "height": 900})
+    staff.goto(live_server.url + templates + "add/")
+    with staff.expect_navigation():
+        staff.get_by_role("link", name="welcome.html").click()
+    assert "emails/base.html" in staff.get_by_label("Body").input_value()
+    staff.get_by_label("Newsletter").select_option(label="The Weekly")
+    staff.get_by_label("Name").select_option("welcome.html")
+    staff.get_by_label("Body").fill("<p>Hello {{ profile.name }}</p>")  # no unsubscribe link
+    with staff.expect_navigation():
+        staff.get_by_role("button", name="Save and continue editing").click()
+    assert "must show the unsubscribe link" in staff.locator(".errorlist").inner_text()
+    staff.screenshot(path=str(SCREENSHOTS / "staff-template-refused-1280.png"), full_page=True)
+
+    first = (
+        '{% extends "emails/base.html" %}'
+        "{% block body %}<h1>First {{ profile.name }}</h1>{% endblock %}"
+    )
+    staff.get_by_label("Body").fill(first)
+    with staff.expect_navigation():
+        staff.get_by_role("button", name="Save and continue editing").click()
+    staff.get_by_label("Body").fill(first.replace("First", "Second"))
+    with staff.expect_navigation():
+        staff.get_by_role("button", name="Save and continue editing").click()
+    preview = staff.frame_locator("iframe[title='Preview at phone width']")
+    assert preview.locator("h1").inner_text() == "Second Sam Sample"
+    assert preview.get_by_role("link", name="Unsubscribe").count() == 1
+
+    change = staff.url.removeprefix(live_server.url)
+    assert check(staff, live_server.url, change, "template-change") == CLEAN
+    staff.set_viewport_size({"width": 390, "height": 900})
+    staff.goto(live_server.url + change)
+    with staff.expect_navigation():
+        staff.get_by_role("link", name="Revert to this").click()
+    assert (
+        check(staff, live_server.url, staff.url.removeprefix(live_server.url), "template-revert")
+        == CLEAN
+    )
+    with staff.expect_navigation():
+        staff.get_by_role("button", name="Yes, revert").click()
+    assert "Reverted to the version of" in staff.locator(".messagelist").inner_text()
+    preview = staff.frame_locator("iframe[title='Preview at phone width']")
+    assert preview.locator("h1").inner_text() == "First Sam Sample"
+    assert letter.email_templates.get().versions.count() == 3
+    staff.screenshot(path=str(SCREENSHOTS / "staff-template-reverted-390.png"), full_page=True)
