@@ -308,3 +308,31 @@ def test_exporting_needs_the_permission_to_see_subscriptions(client, weekly):
     client.force_login(make_user(is_staff=True))
     assert client.get(SUBSCRIPTIONS + "export.csv").status_code == 403
     assert client.get(f"/admin/newsletters/newsletter/{weekly.pk}/export.csv").status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("content", "status"),
+    [
+        (b'email,name\n"ann@example.com,Ann\nbob@example.com,Bob\n', "done"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 40, "failed"),
+        ("email\nbj\u00f6rn@example.com\n".encode("utf-16"), "failed"),
+        (b"email\n" + b"a" * 20_000 + b"@example.com\n", "done"),
+    ],
+    ids=["unclosed-quote", "binary", "utf-16", "huge-field"],
+)
+def test_a_malformed_csv_ends_with_its_reason_and_nothing_half_imported(
+    staff, weekly, content, status
+):
+    assert upload(staff, content, newsletter=weekly).status_code == 302
+    run_worker_until_idle()
+
+    job = SubscriberImport.objects.get()
+    assert job.status == status
+    assert job.imported == 0
+    assert not Subscription.objects.exists()
+    page = staff.get(f"{IMPORTS}{job.pk}/change/")
+    assert page.status_code == 200
+    if status == "failed":
+        assert job.error and job.error in page.content.decode()
+    else:
+        assert job.rejected >= 1 and job.report
