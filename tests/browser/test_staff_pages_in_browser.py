@@ -14,10 +14,11 @@ from django.utils import timezone
 from signalpost.accounts.models import Profile
 from signalpost.durable.models import WorkerProcess
 from signalpost.newsletters.models import SubscriberImport, Subscription
-from signalpost.newsletters.services import subscribe, unsubscribe
+from signalpost.newsletters.services import email_template_save, subscribe, unsubscribe
 from signalpost.publishing.models import Issue
 from signalpost.publishing.services import issue_create, issue_send
 from tests.browser.test_site_hygiene_in_browser import (
+    LISTEN_FOR_VIOLATIONS,
     PASSWORD,
     SCREENSHOTS,
     WIDTHS,
@@ -345,3 +346,26 @@ def test_staff_edit_preview_and_revert_an_email_template(live_server, staff):
     assert preview.locator("h1").inner_text() == "First Sam Sample"
     assert letter.email_templates.get().versions.count() == 3
     staff.screenshot(path=str(SCREENSHOTS / "staff-template-reverted-390.png"), full_page=True)
+
+
+def test_the_template_preview_shows_under_the_sites_own_csp(live_server, page):
+    """Without bypassing the CSP: the sandboxed srcdoc preview renders, nothing is blocked."""
+    letter = make_newsletter(slug="weekly", name="The Weekly")
+    make_user(username="staff", password=PASSWORD, is_staff=True, is_superuser=True)
+    template = email_template_save(
+        newsletter=letter,
+        name="welcome.html",
+        body='{% extends "emails/base.html" %}{% block body %}<h1>Hi</h1>{% endblock %}',
+        user=None,
+    )
+    page.add_init_script(LISTEN_FOR_VIOLATIONS)
+    log_in(page, live_server.url)
+
+    page.goto(f"{live_server.url}/admin/newsletters/emailtemplate/{template.pk}/change/")
+
+    frame = page.frame_locator("iframe[title='Preview at desktop width']")
+    assert frame.locator("h1").inner_text() == "Hi"
+    assert frame.locator(".card").evaluate("e => getComputedStyle(e).backgroundColor") == (
+        "rgb(255, 255, 255)"
+    ), "the email's own styles apply"
+    assert page.evaluate("window.__cspViolations") == []
