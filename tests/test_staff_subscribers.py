@@ -170,6 +170,11 @@ def test_erasing_from_the_profile_page_removes_the_person(staff, weekly):
 # Import
 
 
+def test_an_upload_named_with_control_characters_gets_a_clean_name(staff, weekly):
+    upload(staff, b"email\na@example.com\n", newsletter=weekly, name="a\x00b\x1b.csv")
+    assert SubscriberImport.objects.get().file_name == "ab.csv"
+
+
 def upload(client, content, *, newsletter, name="people.csv", confirm=False):
     data = {"newsletter": newsletter.pk, "file": SimpleUploadedFile(name, content, "text/csv")}
     if confirm:

@@ -63,11 +63,12 @@ def body_errors(response):
         ('{% extends "emails/missing.html" %}', "does not render"),
         ("Welcome {{ profile.name }}!", "unsubscribe link"),
         ("x" * (BODY_MAX_LENGTH + 1), "at most 100,000 characters"),
+        ("{{ unsubscribe_url }}\x00", "Null characters"),
     ],
     ids=[
         "syntax", "filter", "load", "include-file", "extends-relative", "extends-site",
         "include-variable", "debug", "nested-loops", "literal-loop", "padding", "lorem",
-        "missing-base", "no-unsubscribe", "oversized",
+        "missing-base", "no-unsubscribe", "oversized", "nul",
     ],
 )  # fmt: skip
 def test_a_template_that_cannot_be_sent_is_refused_on_the_body_field(staff, weekly, body, error):

@@ -74,6 +74,8 @@ class AttributeFilter(admin.ListFilter):
     def queryset(self, request, queryset):
         if not self.value:
             return queryset
+        if any(ord(character) < 32 for character in self.value):
+            raise IncorrectLookupParameters("An attribute filter has no control characters.")
         key, has_value, wanted = (part.strip() for part in self.value.partition("="))
         if not ATTRIBUTE_KEY.match(key) or "__" in key:
             raise IncorrectLookupParameters(

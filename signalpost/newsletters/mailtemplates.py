@@ -101,6 +101,8 @@ def template_compile(body: str) -> Template:
         raise ValidationError(
             f"A template has at most {BODY_MAX_LENGTH:,} characters; this one has {len(body):,}."
         )
+    if "\x00" in body:
+        raise ValidationError("A template cannot contain the NUL character.")
     refused = REFUSED_PARTS.search(body)
     if refused:
         raise ValidationError(

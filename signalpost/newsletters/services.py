@@ -386,7 +386,8 @@ def subscriber_import_start(
             f"the file is {upload.size:,} bytes; at most {UPLOAD_MAX_BYTES:,} here "
             "(use manage.py import_subscribers for bigger files)"
         )
-    name = (upload.name or "import.csv").rsplit("/", 1)[-1][:200]
+    name = "".join(c for c in (upload.name or "") if c.isprintable()).rsplit("/", 1)[-1][:200]
+    name = name or "import.csv"
     job = SubscriberImport(
         newsletter=newsletter,
         file_name=name,
