@@ -217,3 +217,51 @@ def test_a_template_cannot_put_markup_into_the_admin_page(staff, weekly):
         page = staff.get(f"{TEMPLATES}{template.pk}/change/").content.decode()
         assert "<script>alert(1)</script>" not in page
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_a_body_as_typed_is_previewed_without_being_saved(staff, weekly):
+    response = staff.post(
+        TEMPLATES + "preview/",
+        {
+            "newsletter": weekly.pk,
+            "name": "welcome.txt",
+            "body": "Hey {{ profile.name }} {{ unsubscribe_url }}",
+        },
+    )
+
+    assert response.status_code == 200
+    assert "Hey Sam Sample https://news.example.com/unsubscribe/SAMPLE" in response.content.decode()
+    assert not EmailTemplate.objects.exists()
+
+
+def test_the_preview_of_an_edit_keeps_the_saved_template_and_says_what_is_wrong(staff, weekly):
+    save(staff, newsletter=weekly, name="welcome.txt", body="One {{ unsubscribe_url }}")
+    template = EmailTemplate.objects.get()
+
+    response = staff.post(f"{TEMPLATES}preview/?template={template.pk}", {"body": "{% if %}"})
+
+    assert response.status_code == 400
+    assert "Template syntax error" in response.content.decode()
+    template.refresh_from_db()
+    assert template.body == "One {{ unsubscribe_url }}"
+
+
+@pytest.mark.parametrize(
+    ("query", "data", "status"),
+    [
+        ("", {"name": "nope.txt", "body": "x"}, 400),
+        ("", {"name": "welcome.txt", "newsletter": "abc", "body": "x"}, 404),
+        ("?template=abc", {"body": "x"}, 404),
+        ("?template=999", {"body": "x"}, 404),
+        ("", {}, 400),
+    ],
+    ids=["unknown-name", "bad-newsletter", "bad-template", "missing-template", "empty"],
+)
+def test_a_malformed_preview_request_is_refused_without_an_error_page(staff, query, data, status):
+    assert staff.post(f"{TEMPLATES}preview/{query}", data).status_code == status
+
+
+def test_previewing_needs_permission_and_a_post(client, staff):
+    assert staff.get(TEMPLATES + "preview/").status_code == 405
+    client.force_login(make_user(is_staff=True))
+    assert client.post(TEMPLATES + "preview/", {"name": "welcome.txt"}).status_code == 403

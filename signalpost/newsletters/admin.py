@@ -8,7 +8,13 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import TextField
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
-from django.http import FileResponse, Http404, HttpResponseRedirect, StreamingHttpResponse
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+    StreamingHttpResponse,
+)
 from django.shortcuts import get_object_or_404
 from django.template import TemplateDoesNotExist
 from django.template.loader import get_template
@@ -428,6 +434,11 @@ class EmailTemplateAdmin(admin.ModelAdmin):
     def get_urls(self):
         return [
             path(
+                "preview/",
+                self.admin_site.admin_view(self.preview_view),
+                name="newsletters_emailtemplate_preview",
+            ),
+            path(
                 "<path:object_id>/versions/<int:version_id>/revert/",
                 self.admin_site.admin_view(self.revert_view),
                 name="newsletters_emailtemplate_revert",
@@ -455,6 +466,40 @@ class EmailTemplateAdmin(admin.ModelAdmin):
 
     def delete_model(self, request, obj):
         email_template_delete(template=obj)
+
+    def preview_view(self, request):
+        """Preview a body as typed, without saving it (the form's "Preview" button posts
+        here into a new tab): the rendered email for a sample recipient, or why it would
+        be refused (400)."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not (self.has_add_permission(request) or self.has_change_permission(request)):
+            raise PermissionDenied
+        template_id = request.GET.get("template", "")
+        if template_id:
+            saved = _object_or_404(EmailTemplate, template_id)
+            name, newsletter = saved.name, saved.newsletter
+        else:
+            name = request.POST.get("name", "")
+            newsletter_id = request.POST.get("newsletter", "")
+            newsletter = _object_or_404(Newsletter, newsletter_id) if newsletter_id else None
+        body = request.POST.get("body", "")
+        if name not in EmailTemplate.Name.values:
+            preview = {"error": "Choose which template this is (Name) to preview it."}
+        else:
+            preview = _preview(EmailTemplate(name=name, newsletter=newsletter, body=body))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"Preview of {name or 'a template'} (not saved)",
+            "preview": preview,
+        }
+        return TemplateResponse(
+            request,
+            "admin/newsletters/emailtemplate/preview.html",
+            context,
+            status=400 if "error" in preview else 200,
+        )
 
     def revert_view(self, request, object_id, version_id):
         """Ask once, then make an earlier version active again (as a new version)."""

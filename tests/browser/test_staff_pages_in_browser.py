@@ -329,6 +329,24 @@ def test_staff_edit_preview_and_revert_an_email_template(live_server, staff):
     assert preview.locator("h1").inner_text() == "Second Sam Sample"
     assert preview.get_by_role("link", name="Unsubscribe").count() == 1
 
+    # Previewing an edit opens a tab with the email as typed; nothing is saved.
+    staff.get_by_label("Body").fill(first.replace("First", "Third"))
+    with staff.expect_popup() as popup_info:
+        staff.get_by_role("button", name="Preview without saving").click()
+    popup = popup_info.value
+    popup.wait_for_load_state()
+    frame = popup.frame_locator("iframe[title='Preview at phone width']")
+    assert frame.locator("h1").inner_text() == "Third Sam Sample"
+    for label, width in WIDTHS.items():
+        popup.set_viewport_size({"width": width, "height": 900})
+        popup.screenshot(
+            path=str(SCREENSHOTS / f"staff-template-preview-{width}.png"), full_page=True
+        )
+        assert popup.evaluate(SIDEWAYS) == 0, label
+        assert axe_violations(popup) == [], label
+    popup.close()
+    assert "Second" in letter.email_templates.get().body, "not saved"
+
     change = staff.url.removeprefix(live_server.url)
     assert check(staff, live_server.url, change, "template-change") == CLEAN
     staff.set_viewport_size({"width": 390, "height": 900})
