@@ -188,6 +188,12 @@ STATIC_ROOT = Path(ENV.get("STATIC_ROOT") or BASE_DIR / "var" / "static")
 # content-hashed names cached for a year. Development and tests read them in place.
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Files staff upload that hold personal data (subscriber CSVs and their reports):
+    # outside every served directory, read only through permission-checked admin views.
+    "private": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": ENV.get("PRIVATE_FILES_ROOT") or BASE_DIR / "var" / "private"},
+    },
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
         if PRODUCTION

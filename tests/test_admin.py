@@ -516,6 +516,6 @@ def test_the_newsletter_list_counts_only_active_subscribers(client, editor, lett
 
 def test_the_dashboard_shows_subscriber_growth_only_to_staff_who_may_see_it(client, letter):
     staff_with(client)
-    assert 'aria-labelledby="growth-title"' not in client.get("/admin/").content.decode()
+    assert 'id="signalpost-dashboard"' not in client.get("/admin/").content.decode()
     staff_with(client, "newsletters.view_subscription", "publishing.view_issue")
-    assert 'aria-labelledby="growth-title"' in client.get("/admin/").content.decode()
+    assert 'id="signalpost-dashboard"' in client.get("/admin/").content.decode()

@@ -1,11 +1,22 @@
 from django import forms
-from django.contrib import admin
-from django.core.exceptions import ValidationError
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.views.decorators.http import require_POST
 
 from signalpost.accounts.models import Profile
 from signalpost.accounts.services import profile_attributes_check
+from signalpost.activity.selectors import activities_for_profile
+from signalpost.newsletters.admin import AttributeFilter
 from signalpost.newsletters.models import Subscription
+from signalpost.newsletters.services import subscription_confirmation_resend, unsubscribe
 from signalpost.privacy.services import profile_erase
+
+# The profile page shows this many of a person's latest events (the trail is append-only).
+ACTIVITY_SHOWN = 200
 
 
 class SubscriptionInline(admin.TabularInline):
@@ -36,10 +47,70 @@ class ProfileForm(forms.ModelForm):
 class ProfileAdmin(admin.ModelAdmin):
     form = ProfileForm
     list_display = ["email", "name", "user", "created_at"]
+    list_filter = [("created_at", admin.DateFieldListFilter), AttributeFilter]
     search_fields = ["email", "name"]
     readonly_fields = ["subscriptions", "created_at", "updated_at"]
     raw_id_fields = ["user"]
     inlines = [SubscriptionInline]
+    change_form_template = "admin/accounts/profile/change_form.html"
+
+    def get_urls(self):
+        actions = [
+            path(
+                "<path:object_id>/erase/",
+                self.admin_site.admin_view(self.erase_view),
+                name="accounts_profile_erase",
+            ),
+            path(
+                "<path:object_id>/subscriptions/<int:subscription_id>/<str:action>/",
+                self.admin_site.admin_view(self.subscription_action_view),
+                name="accounts_profile_subscription_action",
+            ),
+        ]
+        return actions + super().get_urls()
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        """The profile page: the form, then every subscription with its staff actions
+        and the activity trail (newest first)."""
+        profile = self.get_object(request, object_id)
+        # Erasing (object tools) replaces Django's delete, which refuses anyone subscribed.
+        extra = {"show_delete": False, **(extra_context or {})}
+        if profile is not None:
+            extra["subscriptions"] = profile.subscription_records.select_related(
+                "newsletter"
+            ).order_by("newsletter__name")
+            extra["activities"] = activities_for_profile(profile=profile)[:ACTIVITY_SHOWN]
+            extra["activity_shown"] = ACTIVITY_SHOWN
+            extra["may_change_subscriptions"] = request.user.has_perm(
+                "newsletters.change_subscription"
+            )
+        return super().change_view(request, object_id, form_url, extra_context=extra)
+
+    def erase_view(self, request, object_id):
+        """Ask once, then erase the person (``privacy.services.profile_erase``): their
+        subscriptions, activity and address everywhere, unlike a plain delete."""
+        if not self.has_delete_permission(request):
+            raise PermissionDenied
+        if not object_id.isdigit():
+            raise Http404("no such profile")
+        profile = get_object_or_404(Profile, pk=int(object_id))
+        if request.method == "POST":
+            email = profile.email
+            profile_erase(profile=profile)
+            self.message_user(request, f"Erased {email} and everything held about them.")
+            return HttpResponseRedirect(reverse("admin:accounts_profile_changelist"))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"Erase {profile.email}?",
+            "profile": profile,
+            "subscriptions": profile.subscription_records.select_related("newsletter"),
+        }
+        return TemplateResponse(request, "admin/accounts/profile/erase.html", context)
+
+    def subscription_action_view(self, request, object_id, subscription_id, action):
+        """Unsubscribe, or resend the confirmation of, one of this person's subscriptions."""
+        return _subscription_action(request, object_id, subscription_id, action)
 
     def delete_model(self, request, obj):
         """Deleting a profile here erases it, as the command and the API do: a plain
@@ -49,3 +120,35 @@ class ProfileAdmin(admin.ModelAdmin):
     def delete_queryset(self, request, queryset):
         for profile in queryset:
             profile_erase(profile=profile)
+
+
+@require_POST
+def _subscription_action(request, object_id, subscription_id, action):
+    if not request.user.has_perm("newsletters.change_subscription"):
+        raise PermissionDenied
+    if not object_id.isdigit():
+        raise Http404("no such profile")
+    subscription = get_object_or_404(
+        Subscription.objects.select_related("profile", "newsletter"),
+        pk=subscription_id,
+        profile_id=object_id,
+    )
+    name = subscription.newsletter.name
+    if action == "unsubscribe":
+        ended = unsubscribe(
+            email=subscription.profile.email,
+            newsletter=subscription.newsletter,
+            reason=f"unsubscribed by staff ({request.user.get_username()})",
+        )
+        if ended:
+            messages.success(request, f"Unsubscribed from {name}.")
+        else:
+            messages.warning(request, f"The subscription to {name} had already ended.")
+    elif action == "resend":
+        if subscription_confirmation_resend(subscription=subscription):
+            messages.success(request, f"The confirmation email for {name} is on its way.")
+        else:
+            messages.warning(request, f"The subscription to {name} is not waiting to be confirmed.")
+    else:
+        raise PermissionDenied(f"unknown action {action!r}")
+    return HttpResponseRedirect(reverse("admin:accounts_profile_change", args=[object_id]))

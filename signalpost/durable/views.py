@@ -1,3 +1,4 @@
+from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import permission_required
 from django.core.serializers.json import DjangoJSONEncoder
@@ -23,5 +24,6 @@ def queue_status_page(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "durable/queue_status.html",
-        {"status": status, "title": "Task queue", "site_header": "Signalpost administration"},
+        # The admin's own context (sidebar, user links, site header): the page is one of its.
+        {**admin.site.each_context(request), "status": status, "title": "Task queue"},
     )

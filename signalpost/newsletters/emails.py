@@ -25,12 +25,21 @@ from signalpost.newsletters.links import (
     preferences_path,
     unsubscribe_path,
 )
+from signalpost.newsletters.mailtemplates import template_render_stored
+from signalpost.newsletters.selectors import email_template_stored
 
 css_inliner = css_inline.CSSInliner(keep_style_tags=False)
 
 
 def template_render(*, name, newsletter, context):
-    """Render ``emails/<name>``, preferring the newsletter's own ``emails/<slug>/<name>``."""
+    """Render ``emails/<name>``, preferring the newsletter's own ``emails/<slug>/<name>``.
+
+    A template stored in the admin (``EmailTemplate``: the newsletter's own, then the one
+    for every newsletter) comes before both files.
+    """
+    stored = email_template_stored(name=name, newsletter=newsletter)
+    if stored is not None:
+        return template_render_stored(stored, context)
     candidates = [f"emails/{name}"]
     if newsletter is not None:
         candidates.insert(0, f"emails/{newsletter.slug}/{name}")

@@ -10,17 +10,20 @@ import csv
 import io
 import queue
 import re
+import tempfile
 import threading
+import typing
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.core.exceptions import ValidationError
+from django.core.files import File
 from django.core.validators import EmailValidator
 from django.db import OperationalError, connection, connections, transaction
 from django.utils import timezone
 
 from signalpost.accounts.services import EMAIL_MAX_LENGTH, email_normalize, name_clean
-from signalpost.newsletters.models import Subscription
+from signalpost.newsletters.models import SubscriberImport, Subscription
 from signalpost.newsletters.writes import (
     batches_written_concurrently,
     subscriptions_insert_imported,
@@ -455,6 +458,19 @@ EXPORT_FIELDS = [
 
 def subscribers_export(*, newsletter, statuses=None):
     """Yield CSV lines (text) of ``newsletter``'s subscribers, streamed from the database."""
+    subscriptions = Subscription.objects.filter(newsletter=newsletter)
+    if statuses:
+        subscriptions = subscriptions.filter(status__in=statuses)
+    yield from _csv_lines(subscriptions, EXPORT_FIELDS)
+
+
+def subscriptions_export(*, subscriptions):
+    """Yield CSV lines of any ``subscriptions`` (as the admin's list filtered them), with
+    the newsletter's slug first; streamed, in id order."""
+    yield from _csv_lines(subscriptions, ["newsletter__slug", *EXPORT_FIELDS])
+
+
+def _csv_lines(subscriptions, fields):
     buffer = io.StringIO()
     writer = csv.writer(buffer)
 
@@ -465,14 +481,93 @@ def subscribers_export(*, newsletter, statuses=None):
         buffer.truncate()
         return text
 
-    yield line([lookup.removeprefix("profile__") for lookup in EXPORT_FIELDS])
-    subscriptions = Subscription.objects.filter(newsletter=newsletter).order_by("id")
-    if statuses:
-        subscriptions = subscriptions.filter(status__in=statuses)
-    for values in subscriptions.values_list(*EXPORT_FIELDS).iterator(chunk_size=2000):
+    yield line([lookup.removeprefix("profile__").replace("__", "_") for lookup in fields])
+    rows = subscriptions.order_by("id").values_list(*fields).iterator(chunk_size=2000)
+    for values in rows:
         yield line(
             [
                 value.isoformat() if isinstance(value, datetime) else formula_escape(value or "")
                 for value in values
             ]
         )
+
+
+# A browser import: the file is stored, the worker imports it and counts as it goes.
+UPLOAD_MAX_BYTES = 5 * 1024 * 1024
+PROGRESS_BATCH_SIZE = 1000
+
+
+def data_lines_count(binary: typing.BinaryIO) -> int:
+    """Count the lines after the header: what the progress bar counts up to."""
+    newlines = 0
+    last = b"\n"
+    for chunk in iter(lambda: binary.read(1 << 16), b""):
+        newlines += chunk.count(b"\n")
+        last = chunk[-1:]
+    binary.seek(0)
+    return max(0, newlines + (last != b"\n") - 1)
+
+
+def subscriber_import_run(*, subscriber_import_id):
+    """Import a stored ``SubscriberImport``'s file; return it, finished (or ``None``).
+
+    Counts are written after every batch (one UPDATE), so the admin's progress bar
+    moves; rejected rows go to a CSV report stored beside the file. Running it
+    again (a worker lost midway) imports the file again: rows already written are
+    counted as duplicates, as ever. A file refused as a whole ends ``failed`` with
+    the reason; nothing else is raised for its content. Any other error also ends it
+    ``failed`` (rows written so far stay) and is raised, for the task's traceback.
+    Once finished, the uploaded file is deleted: only the counts and the report stay.
+    """
+    Job = SubscriberImport
+    job = Job.objects.select_related("newsletter").filter(pk=subscriber_import_id).first()
+    if job is None or job.status in {Job.Status.DONE, Job.Status.FAILED}:
+        return job
+    Job.objects.filter(pk=job.pk).update(status=Job.Status.RUNNING)
+
+    def on_progress(report):
+        Job.objects.filter(pk=job.pk).update(
+            rows=report.rows,
+            imported=report.imported,
+            duplicates=report.duplicates,
+            rejected=report.rejected,
+        )
+
+    with tempfile.TemporaryFile("w+", newline="", encoding="utf-8") as report_file:
+        rejected = csv.writer(report_file)
+        rejected.writerow(["line", "email", "reason"])
+
+        def on_reject(number, email, reason):
+            rejected.writerow([number, formula_escape(email), reason])
+
+        try:
+            with job.file.open("rb") as binary:
+                report = subscribers_import(
+                    binary=binary,
+                    newsletter=job.newsletter,
+                    confirm=job.confirm,
+                    on_reject=on_reject,
+                    on_progress=on_progress,
+                    batch_size=PROGRESS_BATCH_SIZE,
+                )
+        except ImportFileError as error:
+            job.status = Job.Status.FAILED
+            job.error = str(error)
+        except Exception as error:
+            Job.objects.filter(pk=job.pk).update(
+                status=Job.Status.FAILED,
+                error=f"the import stopped ({type(error).__name__}); rows written so far stay",
+                finished_at=timezone.now(),
+            )
+            raise
+        else:
+            job.status = Job.Status.DONE
+            job.rows, job.imported = report.rows, report.imported
+            job.duplicates, job.rejected = report.duplicates, report.rejected
+            if report.rejected:
+                report_file.seek(0)
+                job.report.save("rejected.csv", File(report_file), save=False)
+    job.finished_at = timezone.now()
+    job.file.delete(save=False)
+    job.save()
+    return job

@@ -1,4 +1,11 @@
+from django.conf import settings
+from django.core.files.storage import storages
 from django.db import models
+
+
+def _private_storage():
+    """Where uploaded subscriber files live: never under a URL the site serves."""
+    return storages["private"]
 
 
 class Topic(models.Model):
@@ -91,3 +98,119 @@ class Subscription(models.Model):
 
     def __str__(self):
         return f"{self.profile} → {self.newsletter} ({self.status})"
+
+
+class SubscriberImport(models.Model):
+    """A CSV import started from the admin: its file, its progress and its rejected rows.
+
+    The worker runs it (``newsletters.tasks.subscriber_import_run``) and counts as it
+    goes, so the page can show a progress bar; rejected rows go to ``report``.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Waiting for a worker"
+        RUNNING = "running", "Importing"
+        DONE = "done", "Done"
+        FAILED = "failed", "Refused"
+
+    newsletter = models.ForeignKey(Newsletter, on_delete=models.CASCADE, related_name="imports")
+    # Deleted once the import finished: the addresses need not lie around.
+    file = models.FileField(upload_to="imports/", storage=_private_storage, blank=True)
+    file_name = models.CharField(max_length=255)
+    report = models.FileField(upload_to="imports/", storage=_private_storage, blank=True)
+    confirm = models.BooleanField(default=False)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
+    error = models.TextField(blank=True)
+    lines = models.PositiveIntegerField(default=0)
+    rows = models.PositiveIntegerField(default=0)
+    imported = models.PositiveIntegerField(default=0)
+    duplicates = models.PositiveIntegerField(default=0)
+    rejected = models.PositiveIntegerField(default=0)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.file_name} → {self.newsletter}"
+
+    @property
+    def percent(self):
+        """How far the import is, in percent of the file's data lines (100 once finished)."""
+        if self.status in {self.Status.DONE, self.Status.FAILED}:
+            return 100
+        return min(99, round(100 * self.rows / self.lines)) if self.lines else 0
+
+
+class EmailTemplate(models.Model):
+    """An email template edited in the admin, used instead of the file of the same name.
+
+    For one newsletter, or (``newsletter`` empty) for every newsletter without its own.
+    ``body`` is the active version; every saved version is kept in ``versions``.
+    """
+
+    class Name(models.TextChoices):
+        ISSUE_HTML = "issue.html", "Issue (HTML)"
+        ISSUE_TEXT = "issue.txt", "Issue (plain text)"
+        CONFIRMATION_SUBJECT = "confirmation_subject.txt", "Confirmation: subject"
+        CONFIRMATION_HTML = "confirmation.html", "Confirmation (HTML)"
+        CONFIRMATION_TEXT = "confirmation.txt", "Confirmation (plain text)"
+        WELCOME_SUBJECT = "welcome_subject.txt", "Welcome: subject"
+        WELCOME_HTML = "welcome.html", "Welcome (HTML)"
+        WELCOME_TEXT = "welcome.txt", "Welcome (plain text)"
+        PREFERENCES_SUBJECT = "preferences_link_subject.txt", "Preference link: subject"
+        PREFERENCES_HTML = "preferences_link.html", "Preference link (HTML)"
+        PREFERENCES_TEXT = "preferences_link.txt", "Preference link (plain text)"
+
+    newsletter = models.ForeignKey(
+        Newsletter,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="email_templates",
+        help_text="Empty: every newsletter that has no template of this name of its own.",
+    )
+    name = models.CharField(max_length=40, choices=Name.choices)
+    body = models.TextField()
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["newsletter", "name"], name="newsletters_emailtemplate_unique"
+            ),
+            models.UniqueConstraint(
+                fields=["name"],
+                condition=models.Q(newsletter__isnull=True),
+                name="newsletters_emailtemplate_unique_default",
+            ),
+        ]
+        ordering = ["newsletter__name", "name"]
+
+    def __str__(self):
+        return f"{self.name} ({self.newsletter or 'every newsletter'})"
+
+
+class EmailTemplateVersion(models.Model):
+    """One saved version of an ``EmailTemplate``: who saved what, when. Only ever added."""
+
+    template = models.ForeignKey(EmailTemplate, on_delete=models.CASCADE, related_name="versions")
+    body = models.TextField()
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    note = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"{self.template} at {self.created_at:%Y-%m-%d %H:%M}"

@@ -9,7 +9,7 @@ from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
 from signalpost.accounts.models import Profile
-from signalpost.newsletters.models import Newsletter, Subscription, Topic
+from signalpost.newsletters.models import EmailTemplate, Newsletter, Subscription, Topic
 from signalpost.rows import row_fetch
 
 LIVE_STATUSES = [Subscription.Status.PENDING, Subscription.Status.ACTIVE]
@@ -134,3 +134,16 @@ def subscriptions_batch_cte(*, subscription_ids: list[int]) -> tuple[str, list[A
         ids = " IN (SELECT value FROM json_each(%s))"
         return f"WITH batch AS MATERIALIZED ({select}{ids}) ", [json.dumps(subscription_ids)]
     return None
+
+
+def email_template_stored(*, name: str, newsletter: Newsletter | None) -> str | None:
+    """Return the body of the stored template ``name`` for ``newsletter`` (its own first,
+    then the one for every newsletter), or ``None`` when there is none: use the files."""
+    newsletters = Q(newsletter__isnull=True)
+    if newsletter is not None:
+        newsletters |= Q(newsletter=newsletter)
+    bodies: dict[int | None, str] = dict(
+        EmailTemplate.objects.filter(newsletters, name=name).values_list("newsletter_id", "body")
+    )
+    own = bodies.get(newsletter.pk) if newsletter is not None else None
+    return own if own is not None else bodies.get(None)

@@ -8,6 +8,7 @@ back together with the subscription.
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -17,7 +18,15 @@ from signalpost.accounts.models import Profile
 from signalpost.accounts.selectors import profile_by_email
 from signalpost.accounts.services import profile_get_or_create, profile_update
 from signalpost.durability import commit_without_flush
-from signalpost.newsletters.models import Newsletter, Subscription
+from signalpost.newsletters.imports import UPLOAD_MAX_BYTES, ImportFileError, data_lines_count
+from signalpost.newsletters.mailtemplates import template_check
+from signalpost.newsletters.models import (
+    EmailTemplate,
+    EmailTemplateVersion,
+    Newsletter,
+    SubscriberImport,
+    Subscription,
+)
 from signalpost.newsletters.writes import subscription_insert
 from signalpost.signals import (
     bounce_received,
@@ -164,6 +173,34 @@ def subscription_confirm(*, subscription: Subscription) -> Subscription:
         source=subscription.source,
     )
     return subscription
+
+
+@transaction.atomic
+def subscription_confirmation_resend(*, subscription: Subscription) -> bool:
+    """Ask a pending ``subscription`` to confirm again: send ``subscription_requested``.
+
+    For staff, who decide for themselves; the confirmation window that limits the
+    public form does not apply, but ``requested_at`` moves so the form's limit
+    counts from now. Returns ``False`` (and sends nothing) unless it is pending.
+    """
+    subscription = (
+        Subscription.objects.select_for_update()
+        .select_related("profile", "newsletter")
+        .get(pk=subscription.pk)
+    )
+    if subscription.status != Status.PENDING:
+        return False
+    subscription.requested_at = timezone.now()
+    subscription.save(update_fields=["requested_at"])
+    subscription_requested.send(
+        sender=Subscription,
+        profile=subscription.profile,
+        newsletter=subscription.newsletter,
+        subscription=subscription,
+        user_email=subscription.profile.email,
+        source=subscription.source,
+    )
+    return True
 
 
 @transaction.atomic
@@ -326,3 +363,84 @@ def _subscriptions_end_for_delivery_problem(
         setattr(subscription, timestamp_field, now)
         subscription.save(update_fields=["status", timestamp_field])
     return subscriptions
+
+
+@transaction.atomic
+def subscriber_import_start(
+    *, newsletter: Newsletter, upload: Any, confirm: bool, user: Any
+) -> SubscriberImport:
+    """Store ``upload`` (an uploaded CSV file) and queue its import into ``newsletter``;
+    return the ``SubscriberImport``, which the worker updates as it goes
+    (``imports.subscriber_import_run``).
+
+    Raises ``ImportFileError`` for an empty file or one over ``UPLOAD_MAX_BYTES``; the
+    rows themselves are checked by the import. The task is queued in this transaction:
+    a file stored is a file imported.
+    """
+    from signalpost.newsletters.tasks import subscriber_import_queue
+
+    if not upload.size:
+        raise ImportFileError("the file is empty")
+    if upload.size > UPLOAD_MAX_BYTES:
+        raise ImportFileError(
+            f"the file is {upload.size:,} bytes; at most {UPLOAD_MAX_BYTES:,} here "
+            "(use manage.py import_subscribers for bigger files)"
+        )
+    name = "".join(c for c in (upload.name or "") if c.isprintable()).rsplit("/", 1)[-1][:200]
+    name = name or "import.csv"
+    job = SubscriberImport(
+        newsletter=newsletter,
+        file_name=name,
+        confirm=confirm,
+        created_by=user,
+        lines=data_lines_count(upload),
+    )
+    job.file.save("upload.csv", upload, save=False)
+    job.save()
+    subscriber_import_queue(subscriber_import=job)
+    return job
+
+
+@transaction.atomic
+def email_template_save(
+    *, newsletter: Newsletter | None, name: str, body: str, user: Any, note: str = ""
+) -> EmailTemplate:
+    """Make ``body`` the active template ``name`` of ``newsletter`` (``None``: of every
+    newsletter without its own) and record it as a version by ``user``; return it.
+
+    Raises ``ValidationError`` (nothing is written) when ``body`` fails
+    ``mailtemplates.template_check``: a syntax error, a refused tag, no render with a
+    sample recipient, or mail about a newsletter without the unsubscribe link.
+    """
+    template_check(name=name, body=body, newsletter=newsletter)
+    template = (
+        EmailTemplate.objects.select_for_update().filter(newsletter=newsletter, name=name).first()
+    )
+    if template is None:
+        template = EmailTemplate(newsletter=newsletter, name=name)
+    template.body = body
+    template.updated_by = user
+    template.save()
+    EmailTemplateVersion.objects.create(
+        template=template, body=body, created_by=user, note=note[:200]
+    )
+    return template
+
+
+def email_template_revert(*, version: EmailTemplateVersion, user: Any) -> EmailTemplate:
+    """Make an earlier ``version`` active again, as a new version (history only grows);
+    checked like any save (``email_template_save``)."""
+    template = version.template
+    return email_template_save(
+        newsletter=template.newsletter,
+        name=template.name,
+        body=version.body,
+        user=user,
+        note=f"reverted to the version of {version.created_at:%Y-%m-%d %H:%M:%S} UTC",
+    )
+
+
+@transaction.atomic
+def email_template_delete(*, template: EmailTemplate) -> None:
+    """Delete a stored template and its versions: the file of its name is used again."""
+    template.delete()

@@ -24,7 +24,8 @@ from django.utils import timezone
 from signalpost.durability import commit_without_flush
 from signalpost.durable.policy import RetryPolicy
 from signalpost.durable.services import task_enqueue
-from signalpost.newsletters.models import Newsletter
+from signalpost.newsletters import imports
+from signalpost.newsletters.models import Newsletter, SubscriberImport
 from signalpost.newsletters.services import (
     USER_AGENT_MAX_LENGTH,
     ConsentEvidence,
@@ -153,3 +154,14 @@ def unsubscribe_queue(*, email, newsletter, reason):
 def preferences_link_request_queue(*, email):
     """Queue ``preferences_link_request`` for ``email`` (the public form)."""
     task_enqueue(preferences_link_from_form, email=email)
+
+
+@task(priority=PRIORITY - 1)
+def subscriber_import_from_admin(*, subscriber_import_id):
+    """Run a CSV import staff started in the admin (``imports.subscriber_import_run``)."""
+    imports.subscriber_import_run(subscriber_import_id=subscriber_import_id)
+
+
+def subscriber_import_queue(*, subscriber_import: SubscriberImport) -> None:
+    """Queue the import of a stored ``SubscriberImport`` (in the caller's transaction)."""
+    task_enqueue(subscriber_import_from_admin, subscriber_import_id=subscriber_import.pk)

@@ -133,12 +133,55 @@ def claimers_live(claimers: Iterable[str]) -> set[str]:
 
 def sends_latest(*, limit: int = 10) -> list[tuple[Issue, dict[str, Any]]]:
     """Return the latest issues sending or sent, newest first, with their progress."""
-    issues = (
+    issues = issues_with_delivery_counts(
         Issue.objects.filter(status__in=[Issue.Status.SENDING, Issue.Status.SENT])
         .select_related("newsletter")
-        .order_by("-sending_started_at")[:limit]
+        .order_by("-sending_started_at")
+    )[:limit]
+    # One query: the counts are subqueries of the issues shown, not a query per issue.
+    return [(issue, _progress_annotated(issue)) for issue in issues]
+
+
+def _progress_annotated(issue: Any) -> dict[str, Any]:
+    """The progress of an issue annotated by ``issues_with_delivery_counts`` (hence Any)."""
+    return {
+        "total": issue.deliveries_total,
+        "sent": issue.deliveries_sent,
+        "failed": issue.deliveries_failed,
+        "percent": progress_percent(
+            issue=issue, done=issue.deliveries_finished, total=issue.deliveries_total
+        ),
+    }
+
+
+def subscribers_new_and_lost(*, days: int = 30) -> list[tuple[date, int, int]]:
+    """Return ``[(date, new, lost)]`` for each of the last ``days`` days, all newsletters.
+
+    New: subscriptions that became active that day; lost: subscriptions that ended
+    that day (unsubscribed, bounced or complained). Two aggregate queries.
+    """
+    today = timezone.localdate()
+    first = today - timedelta(days=days - 1)
+    start = timezone.make_aware(datetime.combine(first, datetime.min.time()))
+    subscriptions = Subscription.objects.filter(subscribed_at__isnull=False).annotate(
+        ended_at=Coalesce("unsubscribed_at", "bounced_at", "complained_at")
     )
-    return [(issue, issue_progress(issue=issue)) for issue in issues]
+    new = dict(
+        subscriptions.filter(subscribed_at__gte=start)
+        .annotate(day=TruncDate("subscribed_at"))
+        .values_list("day")
+        .annotate(count=Count("id"))
+        .order_by()
+    )
+    lost = dict(
+        subscriptions.filter(ended_at__gte=start)
+        .annotate(day=TruncDate("ended_at"))
+        .values_list("day")
+        .annotate(count=Count("id"))
+        .order_by()
+    )
+    dates = [first + timedelta(days=offset) for offset in range(days)]
+    return [(day, new.get(day, 0), lost.get(day, 0)) for day in dates]
 
 
 def subscriber_growth(*, days: int = 30) -> tuple[list[date], dict[Newsletter, list[int]]]:
