@@ -24,7 +24,8 @@ from signalpost.newsletters.links import (
     unsubscribe_path,
 )
 
-css_inliner = css_inline.CSSInliner(keep_style_tags=False)
+# @media rules (dark mode) cannot be inlined: they stay in a <style> of their own.
+css_inliner = css_inline.CSSInliner(keep_style_tags=False, keep_at_rules=True)
 
 
 def template_render(*, name, newsletter, context):
