@@ -153,7 +153,12 @@ ANYMAIL_WEBHOOK_SECRET = ENV.get("ANYMAIL_WEBHOOK_SECRET", "" if PRODUCTION else
 if ANYMAIL_WEBHOOK_SECRET and ":" not in ANYMAIL_WEBHOOK_SECRET:
     raise ImproperlyConfigured("ANYMAIL_WEBHOOK_SECRET must be user:password")
 ANYMAIL = {"WEBHOOK_SECRET": ANYMAIL_WEBHOOK_SECRET}
+# Soft bounces end an address's subscriptions at LIMIT of them within WINDOW_DAYS, unless
+# mail got through in between: a delivery sent after the last soft bounce that has gone
+# DELIVERY_SETTLED_DAYS without bouncing (or a provider's "delivered" event) resets them.
 SIGNALPOST_SOFT_BOUNCE_LIMIT = int(ENV.get("SOFT_BOUNCE_LIMIT", "3"))
+SIGNALPOST_SOFT_BOUNCE_WINDOW_DAYS = int(ENV.get("SOFT_BOUNCE_WINDOW_DAYS", "30"))
+SIGNALPOST_DELIVERY_SETTLED_DAYS = int(ENV.get("DELIVERY_SETTLED_DAYS", "3"))
 # Webhook targets on loopback, private or link-local addresses are refused unless allowed.
 SIGNALPOST_WEBHOOKS_ALLOW_PRIVATE_TARGETS = env_flag(
     ENV, "WEBHOOKS_ALLOW_PRIVATE_TARGETS", default=False
