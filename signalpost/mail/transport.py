@@ -18,6 +18,13 @@ from signalpost.mail.messages import Letterhead, Message, address_is_plain
 from signalpost.mail.smtp import smtp_send
 
 
+class AddressNotCarried(smtplib.SMTPRecipientsRefused):
+    """An address this connection cannot carry, refused here as a server would (553).
+
+    Not a bounce: the address may well work through a server that speaks SMTPUTF8.
+    """
+
+
 class Transport:
     """Sends messages of one letterhead through ``mailer`` (default: the default mailer).
 
@@ -62,7 +69,7 @@ class Transport:
                 to = self.mailer.prep_address(to)
             except ValueError as error:
                 reply = f"5.1.3 {error}".encode(errors="replace")
-                raise smtplib.SMTPRecipientsRefused({to: (553, reply)}) from error
+                raise AddressNotCarried({to: (553, reply)}) from error
         smtp_send(
             self.mailer.connection,
             sender=self.envelope_from,

@@ -18,6 +18,7 @@ from signalpost.durable.policy import RetryPolicy
 from signalpost.mail.messages import Message
 from signalpost.mail.transport import message_send
 from signalpost.newsletters.models import Newsletter, Subscription
+from signalpost.newsletters.services import bounce_record
 from signalpost.publishing.models import Delivery, Issue
 from signalpost.publishing.rendering import IssueMessages, MarkdownRefused, markdown_to_html
 from signalpost.publishing.selectors import claimers_live, send_batches_live, sends_in_progress
@@ -371,6 +372,20 @@ def delivery_fail(*, delivery: Delivery, reason: str) -> Delivery:
             reason=error_for_storage(reason),
         )
     return delivery
+
+
+@transaction.atomic
+def delivery_hard_bounce(*, delivery: Delivery, reason: str) -> list[Subscription]:
+    """The recipient's server refused ``delivery``'s address for good: a hard bounce at once.
+
+    For a ``5xx`` refusal with a ``5.1.x`` enhanced code during the SMTP
+    transaction (no such user, bad address). Fails the delivery
+    (``delivery_failed``) and records the hard bounce
+    (``newsletters.services.bounce_record``), which ends every live
+    subscription of the address; returns those subscriptions.
+    """
+    delivery_fail(delivery=delivery, reason=reason)
+    return bounce_record(email=delivery.email, permanent=True, description=reason)
 
 
 @transaction.atomic
