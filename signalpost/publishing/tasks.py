@@ -19,11 +19,11 @@ from signalpost.publishing.models import Delivery, Issue
 from signalpost.publishing.rendering import IssueMessages
 from signalpost.publishing.sendrate import SendRate
 from signalpost.publishing.services import (
-    delivery_hard_bounce,
     deliveries_claim,
     deliveries_hold_back,
     deliveries_release,
     delivery_fail,
+    delivery_hard_bounce,
     delivery_retry_later,
     error_for_storage,
     issue_finish_if_done,
@@ -59,9 +59,7 @@ def is_hard_bounce(error):
     bad mailbox, bad domain, no such user...). Other ``5xx`` (policy, content,
     size) fail the delivery without judging the address; ``4xx`` is never a bounce.
     """
-    if not isinstance(error, smtplib.SMTPRecipientsRefused) or isinstance(
-        error, AddressNotCarried
-    ):
+    if not isinstance(error, smtplib.SMTPRecipientsRefused) or isinstance(error, AddressNotCarried):
         return False
     replies = list(error.recipients.values())
     return bool(replies) and all(
