@@ -169,6 +169,12 @@ SIGNALPOST_TRUSTED_PROXY_COUNT = int(ENV.get("TRUSTED_PROXY_COUNT", "0"))
 
 MAILERS = {"default": mailer_from_url(ENV.get("EMAIL_URL"))}
 DEFAULT_FROM_EMAIL = ENV.get("DEFAULT_FROM_EMAIL", "Signalpost <newsletters@localhost>")
+# DKIM signing of every message sent over SMTP (signalpost/mail/dkim.py): all three or none.
+# DKIM_PRIVATE_KEY is the PEM text ("\n" may stand for line ends); or a file holds it.
+DKIM_DOMAIN = ENV.get("DKIM_DOMAIN", "")
+DKIM_SELECTOR = ENV.get("DKIM_SELECTOR", "")
+DKIM_PRIVATE_KEY = ENV.get("DKIM_PRIVATE_KEY", "")
+DKIM_PRIVATE_KEY_FILE = ENV.get("DKIM_PRIVATE_KEY_FILE", "")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
