@@ -1,6 +1,7 @@
 """Django settings for Signalpost, read from the environment (docs/configuration.md)."""
 
 import os
+import re
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -169,6 +170,16 @@ SIGNALPOST_TRUSTED_PROXY_COUNT = int(ENV.get("TRUSTED_PROXY_COUNT", "0"))
 
 MAILERS = {"default": mailer_from_url(ENV.get("EMAIL_URL"))}
 DEFAULT_FROM_EMAIL = ENV.get("DEFAULT_FROM_EMAIL", "Signalpost <newsletters@localhost>")
+# Where bounces go: each message's envelope sender is BOUNCE_ADDRESS with a signed token
+# naming its recipient (VERP, signalpost/mail/verp.py); empty: the From address.
+# process_bounces reads BOUNCE_MAILBOX_URL unless given --mailbox.
+BOUNCE_ADDRESS = ENV.get("BOUNCE_ADDRESS", "")
+if BOUNCE_ADDRESS and not re.fullmatch(r"[A-Za-z0-9._-]{1,40}@[A-Za-z0-9.-]+", BOUNCE_ADDRESS):
+    raise ImproperlyConfigured(
+        "BOUNCE_ADDRESS must be a plain address such as bounces@news.example.org "
+        "(letters, digits, . _ - before the @; the token goes after a +)"
+    )
+BOUNCE_MAILBOX_URL = ENV.get("BOUNCE_MAILBOX_URL", "")
 # DKIM signing of every message sent over SMTP (signalpost/mail/dkim.py): all three or none.
 # DKIM_PRIVATE_KEY is the PEM text ("\n" may stand for line ends); or a file holds it.
 DKIM_DOMAIN = ENV.get("DKIM_DOMAIN", "")

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.template.loader import select_template
 
 from signalpost.durable.exceptions import PermanentFailure
+from signalpost.mail import verp
 from signalpost.mail.messages import Letterhead, Message, site_domain
 from signalpost.mail.transport import message_send
 from signalpost.newsletters.links import (
@@ -58,6 +59,7 @@ def message_build(*, kind, profile, newsletter, context, idempotency_key) -> Mes
         to=profile.email,
         message_id=f"<{idempotency_key}.{kind}@{site_domain()}>",
         unsubscribe_url=context.get("unsubscribe_url"),
+        envelope_sender=verp.return_path(kind="p", pk=profile.pk),
         text=template_render(name=f"{kind}.txt", newsletter=newsletter, context=context),
         html=css_inliner.inline(
             template_render(name=f"{kind}.html", newsletter=newsletter, context=context)

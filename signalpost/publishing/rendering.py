@@ -14,6 +14,7 @@ import secrets
 from django.conf import settings
 from django.utils.safestring import mark_safe
 
+from signalpost.mail import verp
 from signalpost.mail.messages import Letterhead, Message, site_domain
 from signalpost.newsletters import emails
 from signalpost.newsletters.links import PersonalLinks, absolute
@@ -219,6 +220,7 @@ class IssueMessages:
             unsubscribe_url=unsubscribe,
             text=text,
             html=body_html,
+            envelope_sender=verp.return_path(kind="d", pk=delivery.pk),
         )
 
 

@@ -1,8 +1,11 @@
 """Writing, scheduling and sending issues. Each function is one transaction."""
 
+import imaplib
 import logging
 import math
+import poplib
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +18,7 @@ from django.utils.text import slugify
 
 from signalpost.accounts.models import Profile
 from signalpost.durable.policy import RetryPolicy
+from signalpost.mail import bounces, mailboxes
 from signalpost.mail.messages import Message
 from signalpost.mail.transport import message_send
 from signalpost.newsletters.models import Newsletter, Subscription
@@ -386,6 +390,85 @@ def delivery_hard_bounce(*, delivery: Delivery, reason: str) -> list[Subscriptio
     """
     delivery_fail(delivery=delivery, reason=reason)
     return bounce_record(email=delivery.email, permanent=True, description=reason)
+
+
+@dataclass
+class BounceRun:
+    """What ``bounces_process`` did: messages by kind, and those it did not understand."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    not_understood: list[str] = field(default_factory=list)
+    ended: int = 0
+
+
+def bounces_process(*, mailbox_url: str, limit: int | None = None) -> BounceRun:
+    """Read the bounce mailbox at ``mailbox_url``; record its bounces; delete what was handled.
+
+    Each message is read (``mail.bounces.report_read``) and, when understood,
+    recorded in a transaction of its own (``bounce_report_record``) and then
+    deleted from the mailbox: hard and soft bounces, delays (not bounces) and
+    automatic replies alike. A message not understood stays in the mailbox and
+    is listed in the result. At most ``limit`` messages when given. Raises
+    ``mailboxes.MailboxError`` when the mailbox cannot be opened or read.
+    """
+    run = BounceRun()
+    with mailboxes.mailbox_open(mailbox_url) as mailbox:
+        try:
+            for seen, (key, raw) in enumerate(mailbox.messages()):
+                if limit is not None and seen >= limit:
+                    break
+                report = bounces.report_read(raw)
+                handled, ended = bounce_report_record(report=report)
+                kind = report.kind if handled else bounces.UNKNOWN
+                run.counts[kind] = run.counts.get(kind, 0) + 1
+                run.ended += len(ended)
+                if handled:
+                    mailbox.delete(key)
+                else:
+                    run.not_understood.append(f"{key}: {report.description or 'no subject'}")
+        except (OSError, imaplib.IMAP4.error, poplib.error_proto) as error:
+            raise mailboxes.MailboxError(f"the mailbox stopped answering: {error}") from None
+    return run
+
+
+@transaction.atomic
+def bounce_report_record(*, report: bounces.Report) -> tuple[bool, list[Subscription]]:
+    """Record what one returned message says; return (understood, subscriptions ended).
+
+    Its recipient is the one our VERP token names (a delivery, whose status
+    becomes ``bounced`` for a hard bounce, or a profile), else the report's own
+    recipients. Hard and soft bounces go through ``bounce_record``; delays and
+    automatic replies are understood and change nothing. A report that names
+    nobody, or that nothing understood, is not understood.
+    """
+    if report.kind in (bounces.DELAYED, bounces.IGNORED):
+        return True, []
+    if report.kind not in (bounces.HARD, bounces.SOFT):
+        return False, []
+    addresses = list(report.recipients)
+    if report.verp is not None:
+        kind, pk = report.verp
+        if kind == "d":
+            delivery = Delivery.objects.filter(pk=pk).first()
+            addresses = [delivery.email] if delivery is not None else []
+            if delivery is not None and report.kind == bounces.HARD:
+                Delivery.objects.filter(pk=pk, status=Delivery.Status.SENT).update(
+                    status=Delivery.Status.BOUNCED,
+                    last_error=error_for_storage(report.description),
+                )
+        else:
+            profile = Profile.objects.filter(pk=pk).first()
+            addresses = [profile.email] if profile is not None else []
+    if not addresses:
+        return False, []
+    ended: list[Subscription] = []
+    for address in addresses:
+        ended += bounce_record(
+            email=address,
+            permanent=report.kind == bounces.HARD,
+            description=report.description,
+        )
+    return True, ended
 
 
 @transaction.atomic
