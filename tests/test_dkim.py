@@ -190,3 +190,21 @@ def test_dkim_keygen_refuses_bad_names_and_never_overwrites(tmp_path):
         )
     assert key_file.read_text() == "not a key"
     assert not (tmp_path / "new.pem").exists()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"a  b \t c\t\r\n \r\n\r\n",
+        b"x\r\n",
+        b"",
+        b"\r\n\r\n",
+        b"a \r\nb\t\t\r\nc",
+        b"a \t",
+        b"\t\r\n",
+    ],
+)
+def test_body_canonicalisation_matches_dkimpys(body):
+    from dkim.canonicalization import Relaxed
+
+    assert dkim._relaxed_body(body) == Relaxed.canonicalize_body(body)

@@ -35,8 +35,9 @@ class Profile(models.Model):
         default=0,
         help_text="Soft bounces that count now: within the window, none delivered since.",
     )
+    # NULL, not [], when none: inserts that name their columns (imports) need not know it.
     soft_bounces = models.JSONField(
-        default=list,
+        null=True,
         blank=True,
         help_text="When the soft bounces that count happened (ISO 8601, oldest first).",
     )

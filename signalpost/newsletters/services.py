@@ -340,7 +340,7 @@ def soft_bounces_forget(*, email: str) -> bool:
     updated = (
         type(profile)
         .objects.filter(pk=profile.pk)
-        .update(soft_bounce_count=0, soft_bounces=[], updated_at=timezone.now())
+        .update(soft_bounce_count=0, soft_bounces=None, updated_at=timezone.now())
     )
     return bool(updated)
 
