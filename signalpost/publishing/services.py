@@ -1,6 +1,7 @@
 """Writing, scheduling and sending issues. Each function is one transaction."""
 
 import imaplib
+import itertools
 import logging
 import math
 import poplib
@@ -392,6 +393,10 @@ def delivery_hard_bounce(*, delivery: Delivery, reason: str) -> list[Subscriptio
     return bounce_record(email=delivery.email, permanent=True, description=reason)
 
 
+# Returned messages recorded per transaction by bounces_process.
+BOUNCE_CHUNK = 100
+
+
 @dataclass
 class BounceRun:
     """What ``bounces_process`` did: messages by kind, and those it did not understand."""
@@ -405,27 +410,36 @@ def bounces_process(*, mailbox_url: str, limit: int | None = None) -> BounceRun:
     """Read the bounce mailbox at ``mailbox_url``; record its bounces; delete what was handled.
 
     Each message is read (``mail.bounces.report_read``) and, when understood,
-    recorded in a transaction of its own (``bounce_report_record``) and then
-    deleted from the mailbox: hard and soft bounces, delays (not bounces) and
-    automatic replies alike. A message not understood stays in the mailbox and
-    is listed in the result. At most ``limit`` messages when given. Raises
-    ``mailboxes.MailboxError`` when the mailbox cannot be opened or read.
+    recorded (``bounce_report_record``) and then deleted from the mailbox: hard
+    and soft bounces, delays (not bounces) and automatic replies alike. Messages
+    are recorded ``BOUNCE_CHUNK`` to a transaction and deleted once it has
+    committed, so a crash leaves them to be read again, never lost. A message
+    not understood stays in the mailbox and is listed in the result. At most
+    ``limit`` messages when given. Raises ``mailboxes.MailboxError`` when the
+    mailbox cannot be opened or read.
     """
     run = BounceRun()
     with mailboxes.mailbox_open(mailbox_url) as mailbox:
         try:
-            for seen, (key, raw) in enumerate(mailbox.messages()):
-                if limit is not None and seen >= limit:
-                    break
-                report = bounces.report_read(raw)
-                handled, ended = bounce_report_record(report=report)
-                kind = report.kind if handled else bounces.UNKNOWN
-                run.counts[kind] = run.counts.get(kind, 0) + 1
-                run.ended += len(ended)
-                if handled:
+            messages = mailbox.messages()
+            if limit is not None:
+                messages = itertools.islice(messages, limit)
+            while chunk := list(itertools.islice(messages, BOUNCE_CHUNK)):
+                handled_keys = []
+                with transaction.atomic():
+                    for key, raw in chunk:
+                        report = bounces.report_read(raw)
+                        handled, ended = _bounce_report_record(report=report)
+                        kind = report.kind if handled else bounces.UNKNOWN
+                        run.counts[kind] = run.counts.get(kind, 0) + 1
+                        run.ended += len(ended)
+                        if handled:
+                            handled_keys.append(key)
+                        else:
+                            description = report.description or "no subject"
+                            run.not_understood.append(f"{key}: {description}")
+                for key in handled_keys:
                     mailbox.delete(key)
-                else:
-                    run.not_understood.append(f"{key}: {report.description or 'no subject'}")
         except (OSError, imaplib.IMAP4.error, poplib.error_proto) as error:
             raise mailboxes.MailboxError(f"the mailbox stopped answering: {error}") from None
     return run
@@ -441,6 +455,11 @@ def bounce_report_record(*, report: bounces.Report) -> tuple[bool, list[Subscrip
     automatic replies are understood and change nothing. A report that names
     nobody, or that nothing understood, is not understood.
     """
+    return _bounce_report_record(report=report)
+
+
+def _bounce_report_record(*, report: bounces.Report) -> tuple[bool, list[Subscription]]:
+    """``bounce_report_record`` inside a transaction the caller holds (no savepoint of its own)."""
     if report.kind in (bounces.DELAYED, bounces.IGNORED):
         return True, []
     if report.kind not in (bounces.HARD, bounces.SOFT):
