@@ -180,6 +180,10 @@ if BOUNCE_ADDRESS and not re.fullmatch(r"[A-Za-z0-9._-]{1,40}@[A-Za-z0-9.-]+", B
         "(letters, digits, . _ - before the @; the token goes after a +)"
     )
 BOUNCE_MAILBOX_URL = ENV.get("BOUNCE_MAILBOX_URL", "")
+# With BOUNCE_MAILBOX_URL the workers read it every BOUNCE_POLL_SECONDS, at most
+# BOUNCE_POLL_LIMIT messages a time (the rest on the next poll).
+BOUNCE_POLL_SECONDS = float(ENV.get("BOUNCE_POLL_SECONDS", "300"))
+BOUNCE_POLL_LIMIT = int(ENV.get("BOUNCE_POLL_LIMIT", "5000"))
 # DKIM signing of every message sent over SMTP (signalpost/mail/dkim.py): all three or none.
 # DKIM_PRIVATE_KEY is the PEM text ("\n" may stand for line ends); or a file holds it.
 DKIM_DOMAIN = ENV.get("DKIM_DOMAIN", "")

@@ -223,3 +223,22 @@ def test_report_read_classifies_what_a_bounce_says():
     assert report_read(samples.qmail(to=to, recipient="q@x.org")).recipients == ["q@x.org"]
     assert report_read(samples.auto_reply(to=to)).kind == "ignored"
     assert report_read(samples.garbage(to=to)).kind == "unknown"
+
+
+def test_the_workers_read_the_bounce_mailbox_on_their_heartbeat(sent, tmp_path, settings):
+    from signalpost.durable.maintenance import chores_forget
+    from signalpost.durable.signals import worker_beat
+
+    box = mailbox.Maildir(tmp_path / "Maildir", create=True)
+    for raw in returned(sent):
+        box.add(raw)
+    settings.BOUNCE_MAILBOX_URL = f"maildir://{tmp_path / 'Maildir'}"
+    settings.BOUNCE_POLL_SECONDS = 60
+    chores_forget()
+
+    worker_beat.send(sender=None, worker_id="w1")
+    worker_beat.send(sender=None, worker_id="w1")  # within the interval: not queued again
+    run_worker_until_idle()
+
+    assert statuses()["hard@example.com"] == "bounced"
+    assert len(mailbox.Maildir(tmp_path / "Maildir")) == 1

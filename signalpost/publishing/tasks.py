@@ -13,12 +13,14 @@ from django.db import connection, transaction
 from django.tasks import task
 
 from signalpost.durability import asynchronous_commit
+from signalpost.mail.mailboxes import MailboxError
 from signalpost.mail.smtp import SMTPDataRefused
 from signalpost.mail.transport import AddressNotCarried, Transport
 from signalpost.publishing.models import Delivery, Issue
 from signalpost.publishing.rendering import IssueMessages
 from signalpost.publishing.sendrate import SendRate
 from signalpost.publishing.services import (
+    bounces_process,
     deliveries_claim,
     deliveries_hold_back,
     deliveries_release,
@@ -311,3 +313,21 @@ def issue_send_when_due(*, issue_id, scheduled_at):
     ):
         return None
     return issue_send(issue=issue)
+
+
+@task
+def bounce_mailbox_read():
+    """Read ``BOUNCE_MAILBOX_URL`` as ``manage.py process_bounces`` does; return the counts.
+
+    An unreachable mailbox is logged and left for the next poll.
+    """
+    try:
+        run = bounces_process(
+            mailbox_url=settings.BOUNCE_MAILBOX_URL, limit=settings.BOUNCE_POLL_LIMIT
+        )
+    except MailboxError as error:
+        logger.warning("The bounce mailbox cannot be read: %s", error)
+        return None
+    for line in run.not_understood:
+        logger.warning("Not understood, left in the bounce mailbox: %s", line)
+    return {"counts": run.counts, "ended": run.ended, "not_understood": len(run.not_understood)}
