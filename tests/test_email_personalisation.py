@@ -109,6 +109,26 @@ def test_an_override_that_transforms_the_name_gets_the_readers_own(overrides):
     assert re.search(r"<p>Ann \d+</p>", built["ann@example.com"][1])
 
 
+@pytest.mark.parametrize(
+    ("source", "ann", "bob"),
+    [
+        ("{{ name|truncatechars:3 }}", "Ann", ""),
+        ("{{ name|first }}", "A", ""),
+        ("{{ name|slice:':2' }}", "An", ""),
+        ("{{ profile.email|truncatechars:4 }}", "ann…", "bob…"),
+    ],
+)
+def test_a_filter_that_keeps_only_part_of_a_value_gets_the_readers_own(overrides, source, ann, bob):
+    newsletter = make_newsletter(slug="parts")
+    overrides("parts", issue_txt=source, issue_html="<p>{{ name }}</p>")
+    issue = issue_create(newsletter=newsletter, subject="One", body_markdown="Body.")
+
+    built = copies(issue)
+
+    assert built["ann@example.com"][0] == ann
+    assert built["bob@example.com"][0] == bob
+
+
 def test_a_name_with_markup_is_escaped_in_html_and_as_written_in_text(overrides):
     newsletter = make_newsletter(slug="plain")
     issue = issue_create(newsletter=newsletter, subject="One", body_markdown="Body.")

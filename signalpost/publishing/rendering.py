@@ -146,10 +146,12 @@ class IssueMessages:
             "web_url": absolute(issue_web_path(issue)) if self.newsletter.is_public else "",
             "site_url": settings.SITE_URL,
         }
-        token = secrets.token_hex(6)
+        # Two sets that differ from their first character, in case and in length, so that
+        # any filter that looks inside a value (|first, |truncatechars, |lower, |length)
+        # gives the two renderings different text.
         self._placeholders = tuple(
-            {field: f"SP{token}{label}{field.upper()}{'X' * extra}" for field in _PERSONAL}
-            for label, extra in (("A", 0), ("B", 3))
+            {field: f"{start}{secrets.token_hex(6)}{field}{pad}" for field in _PERSONAL}
+            for start, pad in (("Sp", ""), ("qZ", "xyz"))
         )
         # has a name -> (text, html) with placeholders, or None: render for each reader.
         self._variants: dict[bool, tuple[str, str] | None] = {}
