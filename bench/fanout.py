@@ -325,6 +325,8 @@ class Signalpost:
             "CACHE_URL": REDIS_URL,
             "SEND_RATE_PER_SECOND": "0",
             "LOG_LEVEL": "WARNING",
+            # Every message with its own VERP return path, as production sends with bounces on.
+            "BOUNCE_ADDRESS": "bounces@example.com",
         }
         for name in ("SEND_BATCH_SIZE", "SEND_MAX_ATTEMPTS"):
             if name in os.environ:
@@ -383,9 +385,14 @@ class Signalpost:
                     [newsletter.pk],
                 )
             self.newsletters[size] = newsletter
-            # One issue per run: the patched run (--patch) sends a second one, same text.
-            for patched in [False, True] if self.args.patch else [False]:
-                self.issues[(size, patched)] = issue_create(
+            # One issue per run: the patched (--patch) and DKIM runs send one each, same text.
+            variants = [
+                "",
+                *(["patched"] if self.args.patch else []),
+                *(["dkim"] if self.args.dkim else []),
+            ]
+            for variant in variants:
+                self.issues[(size, variant)] = issue_create(
                     newsletter=newsletter, subject=SUBJECT, body_markdown=issue_body()
                 )
         with connection.cursor() as cursor:
@@ -408,7 +415,28 @@ class Signalpost:
     def body_html(self):
         return self.issues[min(self.issues)].body_html
 
-    def start_workers(self, tag, *, patch=None):
+    def dkim_env(self):
+        """DKIM settings with a fresh 2048-bit key (in the log directory), for ``--dkim``."""
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        key_file = Path(self.logdir) / "dkim.pem"
+        if not key_file.exists():
+            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            key_file.write_bytes(
+                key.private_bytes(
+                    serialization.Encoding.PEM,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.NoEncryption(),
+                )
+            )
+        return {
+            "DKIM_DOMAIN": "example.com",
+            "DKIM_SELECTOR": "bench",
+            "DKIM_PRIVATE_KEY_FILE": str(key_file),
+        }
+
+    def start_workers(self, tag, *, patch=None, dkim=False):
         from signalpost.durable.models import WorkerProcess
 
         workers = []
@@ -422,6 +450,8 @@ class Signalpost:
                 f"--worker-id={worker_id}",
             ]
             env = dict(self.env)
+            if dkim:
+                env.update(self.dkim_env())
             if patch or self.args.profile:
                 argv = [str(PROJECT_PYTHON), str(SUPPORT_DIR / "worker.py")]
             else:
@@ -448,7 +478,7 @@ class Signalpost:
         time.sleep(0.5)  # past registration, into the polling loop
         return workers
 
-    def send(self, size, *, patch=None):
+    def send(self, size, *, patch=None, dkim=False):
         """Send an issue to ``size`` subscribers with fresh workers; return the figures."""
         from django.db import connection
         from django.db.models import Count, Max, Min
@@ -456,8 +486,9 @@ class Signalpost:
         from signalpost.publishing.models import Delivery, Issue
         from signalpost.publishing.services import issue_send
 
-        issue = self.issues[(size, bool(patch))]
-        workers = self.start_workers(f"{size}{'-patched' if patch else ''}", patch=patch)
+        issue = self.issues[(size, "dkim" if dkim else "patched" if patch else "")]
+        tag = f"{size}{'-patched' if patch else ''}{'-dkim' if dkim else ''}"
+        workers = self.start_workers(tag, patch=patch, dkim=dkim)
         try:
             idle_kb = [proc_status_kb(worker.pid, "VmRSS") for worker in workers]
             with connection.cursor() as cursor:
@@ -723,7 +754,7 @@ def goals(results):
     newsletter = results.get("newsletter")
     lines = []
     for key, result in results.items():
-        if not key.startswith(("signalpost", "patched")):
+        if not key.startswith(("signalpost", "dkim", "patched")):
             continue
         rate = result["rate"]
         peak = max(result["peak_mb"])
@@ -781,6 +812,12 @@ def parse_args():
         metavar="FILE",
         help="also send each size with workers that run FILE after django.setup() "
         "(fanout_support/worker.py): to measure a proposed change without editing Signalpost",
+    )
+    parser.add_argument(
+        "--no-dkim",
+        dest="dkim",
+        action="store_false",
+        help="skip the column that sends each size again with DKIM signing on",
     )
     parser.add_argument("--keep-logs", action="store_true")
     args = parser.parse_args()
@@ -845,6 +882,9 @@ def main():
 
         def send_signalpost(size):
             step(f"signalpost-{size}", f"Signalpost, {size:,}", signalpost.send, size)
+            if args.dkim:
+                label = f"Signalpost + DKIM, {size:,}"
+                step(f"dkim-{size}", label, signalpost.send, size, dkim=True)
             if args.patch:
                 label = f"Signalpost + {Path(args.patch).stem}, {size:,}"
                 step(f"patched-{size}", label, signalpost.send, size, patch=args.patch)
@@ -879,7 +919,7 @@ def main():
 
     order = ["bare1-before", "bare2"]
     for size in args.sizes:
-        order += [f"signalpost-{size}", f"patched-{size}"]
+        order += [f"signalpost-{size}", f"dkim-{size}", f"patched-{size}"]
     order += ["newsletter", "bare1-after"]
     columns = [(results[key]["label"], results[key]) for key in order if key in results]
     notes = []
@@ -894,7 +934,16 @@ def main():
                 f"**check failed**: {result['label']}: the sink counted "
                 f"{result['sink']['messages']} messages, expected {result['recipients']}"
             )
-    if not notes:
+    for size in args.sizes:
+        plain, signed = results.get(f"signalpost-{size}"), results.get(f"dkim-{size}")
+        if plain and signed:
+            notes.append(
+                f"DKIM at {size:,}: sender CPU {signed['sender_cpu_ms']:.2f} ms per email signed "
+                f"vs {plain['sender_cpu_ms']:.2f} unsigned (+"
+                f"{signed['sender_cpu_ms'] - plain['sender_cpu_ms']:.2f} ms); "
+                f"{signed['rate'] / plain['rate']:.0%} of the unsigned rate."
+            )
+    if not any(note.startswith("**check failed") for note in notes):
         notes.append("Checks passed: every recipient delivered once, and counted once by the sink.")
     if newsletter:
         notes.append(

@@ -1,6 +1,7 @@
 """Django settings for Signalpost, read from the environment (docs/configuration.md)."""
 
 import os
+import re
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -158,7 +159,12 @@ ANYMAIL_WEBHOOK_SECRET = ENV.get("ANYMAIL_WEBHOOK_SECRET", "" if PRODUCTION else
 if ANYMAIL_WEBHOOK_SECRET and ":" not in ANYMAIL_WEBHOOK_SECRET:
     raise ImproperlyConfigured("ANYMAIL_WEBHOOK_SECRET must be user:password")
 ANYMAIL = {"WEBHOOK_SECRET": ANYMAIL_WEBHOOK_SECRET}
+# Soft bounces end an address's subscriptions at LIMIT of them within WINDOW_DAYS, unless
+# mail got through in between: a delivery sent after the last soft bounce that has gone
+# DELIVERY_SETTLED_DAYS without bouncing (or a provider's "delivered" event) resets them.
 SIGNALPOST_SOFT_BOUNCE_LIMIT = int(ENV.get("SOFT_BOUNCE_LIMIT", "3"))
+SIGNALPOST_SOFT_BOUNCE_WINDOW_DAYS = int(ENV.get("SOFT_BOUNCE_WINDOW_DAYS", "30"))
+SIGNALPOST_DELIVERY_SETTLED_DAYS = int(ENV.get("DELIVERY_SETTLED_DAYS", "3"))
 # Webhook targets on loopback, private or link-local addresses are refused unless allowed.
 SIGNALPOST_WEBHOOKS_ALLOW_PRIVATE_TARGETS = env_flag(
     ENV, "WEBHOOKS_ALLOW_PRIVATE_TARGETS", default=False
@@ -169,6 +175,26 @@ SIGNALPOST_TRUSTED_PROXY_COUNT = int(ENV.get("TRUSTED_PROXY_COUNT", "0"))
 
 MAILERS = {"default": mailer_from_url(ENV.get("EMAIL_URL"))}
 DEFAULT_FROM_EMAIL = ENV.get("DEFAULT_FROM_EMAIL", "Signalpost <newsletters@localhost>")
+# Where bounces go: each message's envelope sender is BOUNCE_ADDRESS with a signed token
+# naming its recipient (VERP, signalpost/mail/verp.py); empty: the From address.
+# process_bounces reads BOUNCE_MAILBOX_URL unless given --mailbox.
+BOUNCE_ADDRESS = ENV.get("BOUNCE_ADDRESS", "")
+if BOUNCE_ADDRESS and not re.fullmatch(r"[A-Za-z0-9._-]{1,40}@[A-Za-z0-9.-]+", BOUNCE_ADDRESS):
+    raise ImproperlyConfigured(
+        "BOUNCE_ADDRESS must be a plain address such as bounces@news.example.org "
+        "(letters, digits, . _ - before the @; the token goes after a +)"
+    )
+BOUNCE_MAILBOX_URL = ENV.get("BOUNCE_MAILBOX_URL", "")
+# With BOUNCE_MAILBOX_URL the workers read it every BOUNCE_POLL_SECONDS, at most
+# BOUNCE_POLL_LIMIT messages a time (the rest on the next poll).
+BOUNCE_POLL_SECONDS = float(ENV.get("BOUNCE_POLL_SECONDS", "300"))
+BOUNCE_POLL_LIMIT = int(ENV.get("BOUNCE_POLL_LIMIT", "5000"))
+# DKIM signing of every message sent over SMTP (signalpost/mail/dkim.py): all three or none.
+# DKIM_PRIVATE_KEY is the PEM text ("\n" may stand for line ends); or a file holds it.
+DKIM_DOMAIN = ENV.get("DKIM_DOMAIN", "")
+DKIM_SELECTOR = ENV.get("DKIM_SELECTOR", "")
+DKIM_PRIVATE_KEY = ENV.get("DKIM_PRIVATE_KEY", "")
+DKIM_PRIVATE_KEY_FILE = ENV.get("DKIM_PRIVATE_KEY_FILE", "")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

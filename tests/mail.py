@@ -23,6 +23,8 @@ class Inbox:
         self.refuse = set()
         self.refuse_senders = set()
         self.temporarily_refuse = {}
+        # address -> the whole reply to its RCPT, e.g. "554 5.7.1 Rejected by policy".
+        self.refuse_with = {}
         # Offer RFC 2920 PIPELINING in the EHLO reply, as Postfix, Exim and ESP relays do.
         self.pipelining = False
         # How many SMTP sessions said EHLO: one per connection.
@@ -43,6 +45,8 @@ class Inbox:
         return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address.lower() in self.refuse_with:
+            return self.refuse_with[address.lower()]
         if address.lower() in self.refuse:
             # As Postfix does: the reply names the recipient it refuses.
             return f"550 5.1.1 <{address}>: Recipient address rejected: No such mailbox"

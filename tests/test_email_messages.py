@@ -20,7 +20,7 @@ import pytest
 from django.utils import timezone
 
 from signalpost.accounts.models import Profile
-from signalpost.mail.messages import address_is_plain
+from signalpost.mail.messages import Letterhead, address_is_plain
 from signalpost.mail.transport import message_send
 from signalpost.newsletters import emails
 from signalpost.newsletters.links import (
@@ -175,7 +175,17 @@ def test_the_bytes_say_what_djangos_message_says(any_issue, kind, address, name)
     assert fast["Message-ID"] == message.message_id
     if kind in ("issue", "issue test"):
         assert "ümlaut | 😀" in text_part(fast)
-        assert "Trailing spaces here   \n" in text_part(fast).replace("\r\n", "\n")
+        assert "Trailing spaces here\n" in text_part(fast).replace("\r\n", "\n")
+
+
+def test_trailing_spaces_and_dots_survive_the_bytes():
+    letterhead = Letterhead(subject="Spaces")
+    body = "Trailing spaces here   \n. a dot\nand a tab\tinside, a=b\n"
+    message = letterhead.message(to="ann@example.com", message_id="<m@x>", text=body, html="<p>")
+
+    fast = parsed(message.as_bytes())
+
+    assert text_part(fast).replace("\r\n", "\n") == body
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -32,7 +32,14 @@ class Profile(models.Model):
     name = models.CharField(max_length=200, blank=True)
     attributes = models.JSONField(default=dict, blank=True)
     soft_bounce_count = models.PositiveIntegerField(
-        default=0, help_text="Soft bounces since the last hard one or since subscribing."
+        default=0,
+        help_text="Soft bounces that count now: within the window, none delivered since.",
+    )
+    # NULL, not [], when none: inserts that name their columns (imports) need not know it.
+    soft_bounces = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="When the soft bounces that count happened (ISO 8601, oldest first).",
     )
     subscriptions = models.ManyToManyField(
         "newsletters.Newsletter",

@@ -116,11 +116,20 @@ class Letterhead:
         )
 
     def message(
-        self, *, to: str, message_id: str, text: str, html: str, unsubscribe_url=None
+        self,
+        *,
+        to: str,
+        message_id: str,
+        text: str,
+        html: str,
+        unsubscribe_url=None,
+        envelope_sender=None,
     ) -> "Message":
         """Return the ``Message`` to ``to`` (a bare address) with these bodies.
 
         ``unsubscribe_url`` is required for list mail and refused otherwise.
+        ``envelope_sender`` (the SMTP ``MAIL FROM``, where bounces go) defaults to
+        the From address.
         """
         if (self.list_id is None) != (unsubscribe_url is None):
             raise ValueError("unsubscribe_url goes with a newsletter's email, and only there")
@@ -131,16 +140,28 @@ class Letterhead:
             unsubscribe_url=unsubscribe_url,
             text=text,
             html=html,
+            envelope_sender=envelope_sender,
         )
 
 
 class Message:
     """One recipient's email: a Django message for any backend, or bytes for SMTP."""
 
-    __slots__ = ("html", "letterhead", "message_id", "text", "to", "unsubscribe_url")
+    __slots__ = (
+        "envelope_sender",
+        "html",
+        "letterhead",
+        "message_id",
+        "text",
+        "to",
+        "unsubscribe_url",
+    )
 
-    def __init__(self, letterhead, *, to, message_id, unsubscribe_url, text, html):
+    def __init__(
+        self, letterhead, *, to, message_id, unsubscribe_url, text, html, envelope_sender=None
+    ):
         self.letterhead = letterhead
+        self.envelope_sender = envelope_sender
         self.to = to
         self.message_id = message_id
         self.unsubscribe_url = unsubscribe_url
@@ -176,6 +197,9 @@ class Message:
             headers=self.headers(),
         )
         message.attach_alternative(self.html, "text/html")
+        if self.envelope_sender:
+            # Django's SMTP backend ignores it; anymail passes it to ESPs that take one.
+            message.envelope_sender = self.envelope_sender  # type: ignore[attr-defined]
         return message
 
     def as_bytes(self) -> bytes:

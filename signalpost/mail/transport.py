@@ -5,7 +5,9 @@ one subscription email) over one connection of a mailer. With Django's SMTP
 backend each message goes as ``Message.as_bytes()`` through ``smtp.smtp_send``
 (pipelined, with a hook before the data), the envelope sender worked out once;
 any other backend (an ESP through anymail, the console, locmem in tests) gets
-``Message.email()``. Either way a send raises what Django's SMTP backend
+``Message.email()``. Over SMTP each message is DKIM-signed when DKIM is
+configured (``mail.dkim``) and goes with its own envelope sender when it has
+one (VERP: ``Message.envelope_sender``). Either way a send raises what Django's SMTP backend
 raises, so callers tell temporary from permanent refusals one way.
 """
 
@@ -14,8 +16,16 @@ import smtplib
 from django.core.mail import mailers
 from django.core.mail.backends.smtp import EmailBackend as SmtpBackend
 
+from signalpost.mail import dkim
 from signalpost.mail.messages import Letterhead, Message, address_is_plain
 from signalpost.mail.smtp import smtp_send
+
+
+class AddressNotCarried(smtplib.SMTPRecipientsRefused):
+    """An address this connection cannot carry, refused here as a server would (553).
+
+    Not a bounce: the address may well work through a server that speaks SMTPUTF8.
+    """
 
 
 class Transport:
@@ -28,8 +38,10 @@ class Transport:
     def __init__(self, letterhead: Letterhead, *, mailer=None):
         self.mailer = mailers.default if mailer is None else mailer
         self.envelope_from = None
+        self.signer = None
         if isinstance(self.mailer, SmtpBackend):
             self.envelope_from = self.mailer.prep_address(letterhead.from_email)
+            self.signer = dkim.signer()
 
     def open(self) -> None:
         """Connect to the mail server; raises ``SMTPException`` or ``OSError`` if unreachable."""
@@ -62,12 +74,15 @@ class Transport:
                 to = self.mailer.prep_address(to)
             except ValueError as error:
                 reply = f"5.1.3 {error}".encode(errors="replace")
-                raise smtplib.SMTPRecipientsRefused({to: (553, reply)}) from error
+                raise AddressNotCarried({to: (553, reply)}) from error
+        data = message.as_bytes()
+        if self.signer is not None:
+            data = self.signer.sign(data)
         smtp_send(
             self.mailer.connection,
-            sender=self.envelope_from,
+            sender=message.envelope_sender or self.envelope_from,
             recipient=to,
-            data=message.as_bytes(),
+            data=data,
             before_data=before_data,
         )
 

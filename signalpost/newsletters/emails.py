@@ -17,6 +17,7 @@ from django.core.mail import mailers
 from django.template.loader import select_template
 
 from signalpost.durable.exceptions import PermanentFailure
+from signalpost.mail import verp
 from signalpost.mail.messages import Letterhead, Message, site_domain
 from signalpost.mail.transport import Transport, message_send
 from signalpost.newsletters.links import (
@@ -28,7 +29,8 @@ from signalpost.newsletters.links import (
 from signalpost.newsletters.mailtemplates import template_render_stored
 from signalpost.newsletters.selectors import email_template_stored
 
-css_inliner = css_inline.CSSInliner(keep_style_tags=False)
+# @media rules (dark mode) cannot be inlined: they stay in a <style> of their own.
+css_inliner = css_inline.CSSInliner(keep_style_tags=False, keep_at_rules=True)
 
 
 def template_render(*, name, newsletter, context):
@@ -68,6 +70,7 @@ def message_build(*, kind, profile, newsletter, context, idempotency_key) -> Mes
         to=profile.email,
         message_id=f"<{idempotency_key}.{kind}@{site_domain()}>",
         unsubscribe_url=context.get("unsubscribe_url"),
+        envelope_sender=verp.return_path(kind="p", pk=profile.pk),
         text=template_render(name=f"{kind}.txt", newsletter=newsletter, context=context),
         html=css_inliner.inline(
             template_render(name=f"{kind}.html", newsletter=newsletter, context=context)

@@ -15,7 +15,7 @@ from django.dispatch import receiver
 from signalpost.durable.decorators import durable_receiver
 from signalpost.newsletters import emails
 from signalpost.newsletters.models import Subscription
-from signalpost.newsletters.services import bounce_record, complaint_record
+from signalpost.newsletters.services import bounce_record, complaint_record, soft_bounces_forget
 from signalpost.newsletters.writes import profile_subscriptions_add_imported
 from signalpost.signals import (
     preferences_link_requested,
@@ -132,9 +132,12 @@ def delivery_problem_record(sender, *, event, esp_name, **kwargs):
     description = event.description or event.mta_response or f"reported by {esp_name}"
     if event.event_type == EventType.COMPLAINED:
         complaint_record(email=event.recipient, description=description)
-    elif event.event_type in {EventType.BOUNCED, EventType.DEFERRED} or (
+    elif event.event_type == EventType.DELIVERED:
+        soft_bounces_forget(email=event.recipient)
+    elif event.event_type == EventType.BOUNCED or (
         event.event_type == EventType.REJECTED and event.reject_reason in {"bounced", "invalid"}
     ):
+        # A DEFERRED event (greylisting, a slow server) is a delay, not a bounce: ignored.
         bounce_record(
             email=event.recipient, permanent=bounce_is_permanent(event), description=description
         )

@@ -302,16 +302,24 @@ def bounce_record(*, email: str, permanent: bool, description: str = "") -> list
     """Record a bounce for ``email``; return the subscriptions it ended.
 
     A permanent (hard) bounce ends every pending or active subscription of the
-    address at once; soft bounces do after ``SIGNALPOST_SOFT_BOUNCE_LIMIT`` of
-    them. Each ended subscription sends ``bounce_received``.
+    address at once. A soft one (mailbox full, server unavailable: a bounce
+    after the mail was given up on, never a mere deferral, which callers do
+    not report) is noted; it ends them when ``SIGNALPOST_SOFT_BOUNCE_LIMIT``
+    soft bounces fall within ``SIGNALPOST_SOFT_BOUNCE_WINDOW_DAYS`` with no
+    mail delivered in between (``_soft_bounces_counting``). Each ended
+    subscription sends ``bounce_received``.
     """
     profile = profile_by_email(email=email)
     if profile is None:
         return []
     profile = type(profile).objects.select_for_update().get(pk=profile.pk)
     if not permanent:
-        profile.soft_bounce_count += 1
-        profile.save(update_fields=["soft_bounce_count", "updated_at"])
+        now = timezone.now()
+        counting = [*_soft_bounces_counting(profile=profile, now=now), now]
+        counting = counting[-max(settings.SIGNALPOST_SOFT_BOUNCE_LIMIT, 1) :]
+        profile.soft_bounces = [moment.isoformat() for moment in counting]
+        profile.soft_bounce_count = len(counting)
+        profile.save(update_fields=["soft_bounces", "soft_bounce_count", "updated_at"])
         if profile.soft_bounce_count < settings.SIGNALPOST_SOFT_BOUNCE_LIMIT:
             return []
     ended = _subscriptions_end_for_delivery_problem(
@@ -327,6 +335,51 @@ def bounce_record(*, email: str, permanent: bool, description: str = "") -> list
             description=description[:500],
         )
     return ended
+
+
+def _soft_bounces_counting(*, profile: Profile, now: datetime) -> list[datetime]:
+    """The profile's earlier soft bounces that still count at ``now``, oldest first.
+
+    Those older than the window drop out. All drop out if mail got through
+    since the last one: a delivery sent after it that has gone
+    ``SIGNALPOST_DELIVERY_SETTLED_DAYS`` without a bounce. (A bounce report
+    arrives after the message was handed over, so a delivery sent a moment ago
+    proves nothing yet.)
+    """
+    window_start = now - timedelta(days=settings.SIGNALPOST_SOFT_BOUNCE_WINDOW_DAYS)
+    moments = []
+    for text in profile.soft_bounces or []:
+        try:
+            moment = datetime.fromisoformat(text)
+        except (TypeError, ValueError):
+            continue
+        if moment >= window_start:
+            moments.append(moment)
+    moments.sort()
+    if not moments:
+        return []
+    settled_before = now - timedelta(days=settings.SIGNALPOST_DELIVERY_SETTLED_DAYS)
+    delivered = profile.deliveries.filter(
+        status="sent", sent_at__gt=moments[-1], sent_at__lte=settled_before
+    ).exists()
+    return [] if delivered else moments
+
+
+@transaction.atomic
+def soft_bounces_forget(*, email: str) -> bool:
+    """Mail to ``email`` was delivered (a provider says so): its soft bounces stop counting.
+
+    Returns whether there were any. One indexed read when there are none.
+    """
+    profile = profile_by_email(email=email)
+    if profile is None or not profile.soft_bounce_count:
+        return False
+    updated = (
+        type(profile)
+        .objects.filter(pk=profile.pk)
+        .update(soft_bounce_count=0, soft_bounces=None, updated_at=timezone.now())
+    )
+    return bool(updated)
 
 
 @transaction.atomic

@@ -1,9 +1,13 @@
 """Receivers that keep sends in step with subscriptions, in the sender's transaction."""
 
+from django.conf import settings
 from django.dispatch import receiver
 
+from signalpost.durable.maintenance import chore_due
+from signalpost.durable.services import task_enqueue
 from signalpost.durable.signals import worker_beat
 from signalpost.publishing.services import deliveries_skip_for, sends_recover
+from signalpost.publishing.tasks import bounce_mailbox_read
 from signalpost.signals import bounce_received, complaint_received, user_unsubscribed
 
 
@@ -24,3 +28,13 @@ def deliveries_skip_undeliverable(sender, *, profile, subscription, **kwargs):
 def sends_recover_stranded(sender, *, worker_id, **kwargs):
     """A send whose batch failed and could not even give its deliveries back still finishes."""
     sends_recover()
+
+
+@receiver(worker_beat, dispatch_uid="publishing.bounce_mailbox_poll")
+def bounce_mailbox_poll(sender, *, worker_id, **kwargs):
+    """With ``BOUNCE_MAILBOX_URL`` set, queue a read of the bounce mailbox every
+    ``BOUNCE_POLL_SECONDS`` (one worker of them all with a shared cache)."""
+    if settings.BOUNCE_MAILBOX_URL and chore_due(
+        "bounce_mailbox_read", every=settings.BOUNCE_POLL_SECONDS
+    ):
+        task_enqueue(bounce_mailbox_read)

@@ -1,8 +1,12 @@
 """Writing, scheduling and sending issues. Each function is one transaction."""
 
+import imaplib
+import itertools
 import logging
 import math
+import poplib
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -15,9 +19,11 @@ from django.utils.text import slugify
 
 from signalpost.accounts.models import Profile
 from signalpost.durable.policy import RetryPolicy
+from signalpost.mail import bounces, mailboxes
 from signalpost.mail.messages import Message
 from signalpost.mail.transport import message_send
 from signalpost.newsletters.models import Newsletter, Subscription
+from signalpost.newsletters.services import bounce_record
 from signalpost.publishing.models import Delivery, Issue
 from signalpost.publishing.rendering import IssueMessages, MarkdownRefused, markdown_to_html
 from signalpost.publishing.selectors import claimers_live, send_batches_live, sends_in_progress
@@ -371,6 +377,117 @@ def delivery_fail(*, delivery: Delivery, reason: str) -> Delivery:
             reason=error_for_storage(reason),
         )
     return delivery
+
+
+@transaction.atomic
+def delivery_hard_bounce(*, delivery: Delivery, reason: str) -> list[Subscription]:
+    """The recipient's server refused ``delivery``'s address for good: a hard bounce at once.
+
+    For a ``5xx`` refusal with a ``5.1.x`` enhanced code during the SMTP
+    transaction (no such user, bad address). Fails the delivery
+    (``delivery_failed``) and records the hard bounce
+    (``newsletters.services.bounce_record``), which ends every live
+    subscription of the address; returns those subscriptions.
+    """
+    delivery_fail(delivery=delivery, reason=reason)
+    return bounce_record(email=delivery.email, permanent=True, description=reason)
+
+
+# Returned messages recorded per transaction by bounces_process.
+BOUNCE_CHUNK = 100
+
+
+@dataclass
+class BounceRun:
+    """What ``bounces_process`` did: messages by kind, and those it did not understand."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    not_understood: list[str] = field(default_factory=list)
+    ended: int = 0
+
+
+def bounces_process(*, mailbox_url: str, limit: int | None = None) -> BounceRun:
+    """Read the bounce mailbox at ``mailbox_url``; record its bounces; delete what was handled.
+
+    Each message is read (``mail.bounces.report_read``) and, when understood,
+    recorded (``bounce_report_record``) and then deleted from the mailbox: hard
+    and soft bounces, delays (not bounces) and automatic replies alike. Messages
+    are recorded ``BOUNCE_CHUNK`` to a transaction and deleted once it has
+    committed, so a crash leaves them to be read again, never lost. A message
+    not understood stays in the mailbox and is listed in the result. At most
+    ``limit`` messages when given. Raises ``mailboxes.MailboxError`` when the
+    mailbox cannot be opened or read.
+    """
+    run = BounceRun()
+    with mailboxes.mailbox_open(mailbox_url) as mailbox:
+        try:
+            messages = mailbox.messages()
+            if limit is not None:
+                messages = itertools.islice(messages, limit)
+            while chunk := list(itertools.islice(messages, BOUNCE_CHUNK)):
+                handled_keys = []
+                with transaction.atomic():
+                    for key, raw in chunk:
+                        report = bounces.report_read(raw)
+                        handled, ended = _bounce_report_record(report=report)
+                        kind = report.kind if handled else bounces.UNKNOWN
+                        run.counts[kind] = run.counts.get(kind, 0) + 1
+                        run.ended += len(ended)
+                        if handled:
+                            handled_keys.append(key)
+                        else:
+                            description = report.description or "no subject"
+                            run.not_understood.append(f"{key}: {description}")
+                for key in handled_keys:
+                    mailbox.delete(key)
+        except (OSError, imaplib.IMAP4.error, poplib.error_proto) as error:
+            raise mailboxes.MailboxError(f"the mailbox stopped answering: {error}") from None
+    return run
+
+
+@transaction.atomic
+def bounce_report_record(*, report: bounces.Report) -> tuple[bool, list[Subscription]]:
+    """Record what one returned message says; return (understood, subscriptions ended).
+
+    Its recipient is the one our VERP token names (a delivery, whose status
+    becomes ``bounced`` for a hard bounce, or a profile), else the report's own
+    recipients. Hard and soft bounces go through ``bounce_record``; delays and
+    automatic replies are understood and change nothing. A report that names
+    nobody, or that nothing understood, is not understood.
+    """
+    return _bounce_report_record(report=report)
+
+
+def _bounce_report_record(*, report: bounces.Report) -> tuple[bool, list[Subscription]]:
+    """``bounce_report_record`` inside a transaction the caller holds (no savepoint of its own)."""
+    if report.kind in (bounces.DELAYED, bounces.IGNORED):
+        return True, []
+    if report.kind not in (bounces.HARD, bounces.SOFT):
+        return False, []
+    addresses = list(report.recipients)
+    if report.verp is not None:
+        kind, pk = report.verp
+        if kind == "d":
+            delivery = Delivery.objects.filter(pk=pk).first()
+            addresses = [delivery.email] if delivery is not None else []
+            if delivery is not None and report.kind == bounces.HARD:
+                Delivery.objects.filter(pk=pk, status=Delivery.Status.SENT).update(
+                    status=Delivery.Status.BOUNCED,
+                    last_error=error_for_storage(report.description),
+                )
+        else:
+            profile = Profile.objects.filter(pk=pk).first()
+            addresses = [profile.email] if profile is not None else []
+    if not addresses:
+        return False, []
+    ended: list[Subscription] = []
+    for address in addresses:
+        ended += bounce_record(
+            email=address,
+            permanent=report.kind == bounces.HARD,
+            description=report.description,
+        )
+    return True, ended
 
 
 @transaction.atomic

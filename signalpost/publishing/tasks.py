@@ -2,6 +2,7 @@
 
 import contextlib
 import logging
+import re
 import smtplib
 import sys
 import time
@@ -12,16 +13,19 @@ from django.db import connection, transaction
 from django.tasks import task
 
 from signalpost.durability import asynchronous_commit
+from signalpost.mail.mailboxes import MailboxError
 from signalpost.mail.smtp import SMTPDataRefused
-from signalpost.mail.transport import Transport
+from signalpost.mail.transport import AddressNotCarried, Transport
 from signalpost.publishing.models import Delivery, Issue
 from signalpost.publishing.rendering import IssueMessages
 from signalpost.publishing.sendrate import SendRate
 from signalpost.publishing.services import (
+    bounces_process,
     deliveries_claim,
     deliveries_hold_back,
     deliveries_release,
     delivery_fail,
+    delivery_hard_bounce,
     delivery_retry_later,
     error_for_storage,
     issue_finish_if_done,
@@ -36,6 +40,9 @@ logger = logging.getLogger(__name__)
 # How often a batch re-reads which of its deliveries are still to send, so an
 # unsubscribe during a send stops that recipient's message within about this.
 PENDING_RECHECK_SECONDS = 1.0
+# Refusals of a recipient that are hard bounces: these codes with a 5.1.x status.
+HARD_BOUNCE_CODES = frozenset({550, 551, 553, 554})
+_HARD_BOUNCE_STATUS = re.compile(r"\s*(?:<[^>]*>:?\s*)?5\.1\.\d{1,3}\b")
 
 
 def is_sender_refusal(error):
@@ -45,6 +52,26 @@ def is_sender_refusal(error):
     failure, retried as such, and never a recipient's.
     """
     return isinstance(error, (smtplib.SMTPSenderRefused, SMTPDataRefused))
+
+
+def is_hard_bounce(error):
+    """A refusal of the recipient that means the address does not work: a hard bounce.
+
+    ``550``/``551``/``553``/``554`` with a ``5.1.x`` enhanced status code (RFC 3463:
+    bad mailbox, bad domain, no such user...). Other ``5xx`` (policy, content,
+    size) fail the delivery without judging the address; ``4xx`` is never a bounce.
+    """
+    if not isinstance(error, smtplib.SMTPRecipientsRefused) or isinstance(error, AddressNotCarried):
+        return False
+    replies = list(error.recipients.values())
+    return bool(replies) and all(
+        code in HARD_BOUNCE_CODES and _HARD_BOUNCE_STATUS.match(_text(reply))
+        for code, reply in replies
+    )
+
+
+def _text(reply):
+    return reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
 
 
 def is_permanent(error):
@@ -243,6 +270,10 @@ def deliveries_send(*, issue, deliveries, progress=None):
                             f"{type(error).__name__}: {error}"
                         )
                         return outcome
+                    if is_hard_bounce(error):
+                        delivery_hard_bounce(delivery=delivery, reason=str(error))
+                        outcome["failed"] += 1
+                        continue
                     if is_permanent(error):
                         delivery_fail(delivery=delivery, reason=str(error))
                         outcome["failed"] += 1
@@ -282,3 +313,21 @@ def issue_send_when_due(*, issue_id, scheduled_at):
     ):
         return None
     return issue_send(issue=issue)
+
+
+@task
+def bounce_mailbox_read():
+    """Read ``BOUNCE_MAILBOX_URL`` as ``manage.py process_bounces`` does; return the counts.
+
+    An unreachable mailbox is logged and left for the next poll.
+    """
+    try:
+        run = bounces_process(
+            mailbox_url=settings.BOUNCE_MAILBOX_URL, limit=settings.BOUNCE_POLL_LIMIT
+        )
+    except MailboxError as error:
+        logger.warning("The bounce mailbox cannot be read: %s", error)
+        return None
+    for line in run.not_understood:
+        logger.warning("Not understood, left in the bounce mailbox: %s", line)
+    return {"counts": run.counts, "ended": run.ended, "not_understood": len(run.not_understood)}
