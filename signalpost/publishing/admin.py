@@ -206,11 +206,12 @@ class IssueAdmin(admin.ModelAdmin):
     @admin.action(description="Send the selected issues now", permissions=["send"])
     def send_now(self, request, queryset):
         for issue in queryset:
-            recipients = issue_send(issue=issue)
-            if recipients is None:
-                self.message_user(request, f"{issue} is already {issue.status}.", messages.WARNING)
+            if issue_send(issue=issue):
+                self.message_user(
+                    request, f"{issue}: sending to the subscribers active now (preparing)."
+                )
             else:
-                self.message_user(request, f"{issue}: sending to {recipients} subscribers.")
+                self.message_user(request, f"{issue} is already {issue.status}.", messages.WARNING)
 
     @admin.action(
         description="Schedule the selected issues at their scheduled time", permissions=["send"]

@@ -73,21 +73,26 @@ def issue_progress(*, issue: Issue) -> dict[str, Any]:
     total = sum(counts.values())
     done = sum(counts[status] for status in FINISHED)
     remaining = counts["queued"] + counts["sending"] + counts["held"]
+    # Until the last chunk is prepared the total is a count so far, not the total.
+    preparing = issue.preparing
     now = timezone.now()
     end = issue.sent_at or now
     elapsed = (end - issue.sending_started_at).total_seconds() if issue.sending_started_at else 0
     rate = counts["sent"] / elapsed if elapsed > 0 else 0.0
     eta = now + timedelta(seconds=remaining / rate) if rate and remaining else None
+    if preparing:
+        eta = None
     return {
         "issue": issue.pk,
         "status": issue.status,
+        "preparing": preparing,
         "total": total,
         "sent": counts["sent"],
         "failed": counts["failed"] + counts["bounced"],
         "skipped": counts["skipped"],
         "remaining": remaining,
         "held": counts["held"],
-        "percent": progress_percent(issue=issue, done=done, total=total),
+        "percent": 0.0 if preparing else progress_percent(issue=issue, done=done, total=total),
         "rate_per_second": round(rate, 1),
         "elapsed_seconds": round(elapsed, 1),
         "expected_finish": eta,
@@ -109,6 +114,17 @@ def send_batches_live(*, issue_id: int) -> QuerySet[DBTaskResult[Any, Any]]:
     return DBTaskResult.objects.filter(
         status__in=LIVE_TASK,
         task_path=issue_send_batch.module_path,
+        args_kwargs__kwargs__issue_id=issue_id,
+    )
+
+
+def send_preparing_live(*, issue_id: int) -> QuerySet[DBTaskResult[Any, Any]]:
+    """Return the preparing task of an issue's send, if one is waiting or running."""
+    from signalpost.publishing.tasks import issue_prepare
+
+    return DBTaskResult.objects.filter(
+        status__in=LIVE_TASK,
+        task_path=issue_prepare.module_path,
         args_kwargs__kwargs__issue_id=issue_id,
     )
 

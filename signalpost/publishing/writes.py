@@ -1,4 +1,5 @@
-"""Recording a batch's messages as sent: the batch sender's database part.
+"""The sends' database parts: creating a send's deliveries chunk by chunk, and
+recording a batch's messages as sent.
 
 This is the publishing app's persistence module. Each message sent is marked by
 one UPDATE of its delivery (``delivery_sent``); on PostgreSQL a batch marks
@@ -15,13 +16,90 @@ import uuid
 from types import TracebackType
 from typing import Any
 
+from dataclasses import dataclass
+from datetime import datetime
+
 from django.db import DatabaseError, connection
 from django.utils import timezone
 from psycopg import pq
 
+from signalpost.accounts.models import Profile
+from signalpost.newsletters.models import Subscription
 from signalpost.publishing.models import Delivery
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PreparedChunk:
+    """What ``deliveries_insert_chunk`` did: deliveries created, the id reached, whether last."""
+
+    created: int
+    through_id: int
+    last: bool
+
+
+def deliveries_insert_chunk(
+    *,
+    issue_id: int,
+    newsletter_id: int,
+    after_id: int,
+    last_id: int,
+    until: datetime,
+    size: int,
+) -> PreparedChunk:
+    """Create queued deliveries for the next ``size`` active subscriptions after ``after_id``.
+
+    The subscriptions are ``newsletter_id``'s, active now, with an id at most
+    ``last_id`` and subscribed at ``until`` or before (or with no time recorded):
+    who was subscribed at the click and still is. Two statements, both walking
+    the (newsletter, status, id) index: the chunk's upper id, then one INSERT ...
+    SELECT. On PostgreSQL the SELECT share-locks the subscriptions it reads, so
+    an unsubscribe racing the chunk either ends before (and is not read as
+    active) or waits for the chunk to commit (and its ``deliveries_skip_for``
+    then sees the new delivery). A delivery that exists already is left alone.
+    """
+    subscription = Subscription._meta
+    quote = connection.ops.quote_name
+    active = Subscription.Status.ACTIVE
+    subscriptions = quote(subscription.db_table)
+    bounds = (
+        f"SELECT COUNT(*), MAX(c.id) FROM (SELECT s.id FROM {subscriptions} s "
+        "WHERE s.newsletter_id = %s AND s.status = %s AND s.id > %s AND s.id <= %s "
+        "ORDER BY s.id LIMIT %s) c"
+    )
+    lock = " FOR SHARE OF s" if connection.vendor == "postgresql" else ""
+    insert = (
+        f"INSERT INTO {quote(Delivery._meta.db_table)} "
+        "(issue_id, profile_id, email, status, attempts, claimed_by, message_id, last_error) "
+        "SELECT %s, p.id, p.email, %s, 0, '', '', '' "
+        f"FROM {subscriptions} s JOIN {quote(Profile._meta.db_table)} p ON p.id = s.profile_id "
+        "WHERE s.newsletter_id = %s AND s.status = %s AND s.id > %s AND s.id <= %s "
+        f"AND (s.subscribed_at IS NULL OR s.subscribed_at <= %s){lock} "
+        "ON CONFLICT DO NOTHING"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(bounds, [newsletter_id, active, after_id, last_id, size])
+        found, through_id = cursor.fetchone()
+        if not found:
+            return PreparedChunk(created=0, through_id=last_id, last=True)
+        cursor.execute(
+            insert,
+            [
+                issue_id,
+                Delivery.Status.QUEUED,
+                newsletter_id,
+                active,
+                after_id,
+                through_id,
+                connection.ops.adapt_datetimefield_value(until),
+            ],
+        )
+        created: int = cursor.rowcount
+    last = found < size
+    return PreparedChunk(
+        created=created, through_id=last_id if last else through_id, last=last
+    )
 
 
 def delivery_sent(*, delivery: Delivery, message_id: str) -> None:
