@@ -13,11 +13,10 @@ import contextlib
 import functools
 import logging
 import uuid
-from types import TracebackType
-from typing import Any
-
 from dataclasses import dataclass
 from datetime import datetime
+from types import TracebackType
+from typing import Any
 
 from django.db import DatabaseError, connection
 from django.utils import timezone
@@ -97,9 +96,7 @@ def deliveries_insert_chunk(
         )
         created: int = cursor.rowcount
     last = found < size
-    return PreparedChunk(
-        created=created, through_id=last_id if last else through_id, last=last
-    )
+    return PreparedChunk(created=created, through_id=last_id if last else through_id, last=last)
 
 
 def delivery_sent(*, delivery: Delivery, message_id: str) -> None:
