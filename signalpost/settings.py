@@ -110,6 +110,22 @@ DATABASES = {"default": database_from_url(ENV.get("DATABASE_URL"), base_dir=BASE
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # A file, not memory, so the worker processes that tests start share the test database.
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / "test-signalpost.sqlite3")}
+# Behind PgBouncer in transaction pooling mode (docs/deploy.md), one session may
+# serve another client's next transaction: nothing may outlive a transaction on it.
+# So no prepared statements (psycopg prepares a query run 5 times; PgBouncer before
+# 1.21 loses them), no server-side cursors, no session settings
+# (signalpost.durability, publishing.writes.SentMarks ask this setting).
+SIGNALPOST_DATABASE_TRANSACTION_POOLING = env_flag(
+    ENV, "DATABASE_TRANSACTION_POOLING", default=False
+)
+if SIGNALPOST_DATABASE_TRANSACTION_POOLING and DATABASES["default"]["ENGINE"].endswith(
+    "postgresql"
+):
+    DATABASES["default"]["OPTIONS"] = {
+        **DATABASES["default"].get("OPTIONS", {}),
+        "prepare_threshold": None,
+    }
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CACHES = {"default": cache_from_url(ENV.get("CACHE_URL"))}

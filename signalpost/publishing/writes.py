@@ -18,6 +18,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any
 
+from django.conf import settings
 from django.db import DatabaseError, connection
 from django.utils import timezone
 from psycopg import pq
@@ -135,6 +136,15 @@ def _delivery_sent_sql() -> str:
     )
 
 
+@functools.cache
+def _delivery_sent_sql_numbered() -> str:
+    """``_delivery_sent_sql`` with libpq's ``$1``, ``$2``... placeholders."""
+    sql = _delivery_sent_sql()
+    for number in range(1, sql.count("%s") + 1):
+        sql = sql.replace("%s", f"${number}", 1)
+    return sql
+
+
 class SentMarks:
     """Marks each message sent while the next one's envelope is on its way, never later.
 
@@ -143,8 +153,9 @@ class SentMarks:
     before any other query. So at any moment at most one delivered message is
     unrecorded, as with a statement waited for after each message, but the
     database's round trip is off the sender's path. The UPDATE is prepared once
-    per batch, so PostgreSQL does not parse and plan it for every email.
-    Elsewhere ``mark()`` simply runs ``delivery_sent``. Use it as a context
+    per batch, so PostgreSQL does not parse and plan it for every email; behind
+    a transaction pooler (``DATABASE_TRANSACTION_POOLING``) it is sent unnamed,
+    parsed each time, as a pooler cannot keep a statement for a client. Elsewhere ``mark()`` simply runs ``delivery_sent``. Use it as a context
     manager: leaving settles the last mark.
     """
 
@@ -156,11 +167,15 @@ class SentMarks:
     def __enter__(self) -> "SentMarks":
         if connection.vendor != "postgresql":
             return self
+        if settings.SIGNALPOST_DATABASE_TRANSACTION_POOLING:
+            # A transaction pooler may run the next statement on another server
+            # connection, which does not have the statement prepared: unnamed then.
+            connection.ensure_connection()
+            self.pgconn = connection.connection.pgconn
+            return self
         connection.ensure_connection()
         pgconn = connection.connection.pgconn
-        sql = _delivery_sent_sql()
-        for number in range(1, sql.count("%s") + 1):
-            sql = sql.replace("%s", f"${number}", 1)
+        sql = _delivery_sent_sql_numbered()
         statement = f"signalpost_sent_{uuid.uuid4().hex}".encode()
         if pgconn.prepare(statement, sql.encode()).status == pq.ExecStatus.COMMAND_OK:
             self.pgconn, self.statement = pgconn, statement
@@ -199,7 +214,11 @@ class SentMarks:
             Delivery.Status.SENDING.value,
         ]
         # libpq's asynchronous call: it returns once the query is written.
-        self.pgconn.send_query_prepared(self.statement, [param.encode() for param in params])
+        encoded = [param.encode() for param in params]
+        if self.statement is None:
+            self.pgconn.send_query_params(_delivery_sent_sql_numbered().encode(), encoded)
+        else:
+            self.pgconn.send_query_prepared(self.statement, encoded)
         self.waiting = (delivery, message_id)
 
     def settle(self) -> None:
