@@ -155,7 +155,8 @@ class SentMarks:
     database's round trip is off the sender's path. The UPDATE is prepared once
     per batch, so PostgreSQL does not parse and plan it for every email; behind
     a transaction pooler (``DATABASE_TRANSACTION_POOLING``) it is sent unnamed,
-    parsed each time, as a pooler cannot keep a statement for a client. Elsewhere ``mark()`` simply runs ``delivery_sent``. Use it as a context
+    parsed each time, as a pooler cannot keep a statement for a client.
+    Elsewhere ``mark()`` simply runs ``delivery_sent``. Use it as a context
     manager: leaving settles the last mark.
     """
 
