@@ -74,6 +74,7 @@ def django_start(db_name):
             "DATABASE_URL": pg_url_for(db_name),
             "CACHE_URL": os.environ.get("CACHE_URL", "redis://127.0.0.1:6379/5"),
             "LOG_LEVEL": "WARNING",
+            "STATIC_ROOT": os.environ.get("STATIC_ROOT", str(REPO_ROOT / "var" / "static")),
         }
     )
     sys.path.insert(0, str(REPO_ROOT))
@@ -118,14 +119,14 @@ def seed(total):
     shares = [("the-daily", "The Daily", 0.80), ("weekly", "Weekly", 0.15), ("rare", "Rare", 0.05)]
     newsletters = []
     with connection.cursor() as cursor:
-        cursor.execute(SEED[0].format(total=total).replace("%", "%%"))
+        cursor.execute(SEED[0].format(total=total))
         for slug, name, share in shares:
             newsletter = Newsletter.objects.create(
                 slug=slug, name=name, opt_in="single", sender_email=f"{slug}@example.com"
             )
             newsletters.append(newsletter)
             count = int(total * share)
-            cursor.execute(SEED[1].format(newsletter=newsletter.pk, count=count).replace("%", "%%"))
+            cursor.execute(SEED[1].format(newsletter=newsletter.pk, count=count))
     largest = newsletters[0]
     for number in range(1, 4):
         issue = issue_create(
@@ -250,6 +251,8 @@ def main():
         if not reuse:
             print(f"seeding {args.db}: {args.subscriptions:,} subscriptions", flush=True)
             print(f"seeded in {seed(args.subscriptions):.0f} s", flush=True)
+        # Production pages name the hashed static files collectstatic records.
+        call_command("collectstatic", interactive=False, verbosity=0)
         from django.core.cache import cache
 
         cache.clear()

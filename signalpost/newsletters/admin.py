@@ -1,8 +1,9 @@
 from django.contrib import admin, messages
 
 from signalpost.newsletters.models import Newsletter, Subscription, Topic
-from signalpost.newsletters.selectors import newsletters_with_active_count
+from signalpost.newsletters.selectors import newsletter_active_count
 from signalpost.newsletters.services import subscription_confirm, unsubscribe
+from signalpost.postgresql.estimates import EstimatedCountPaginator
 
 
 @admin.register(Topic)
@@ -19,13 +20,10 @@ class NewsletterAdmin(admin.ModelAdmin):
     prepopulated_fields = {"slug": ["name"]}
     filter_horizontal = ["topics"]
 
-    def get_queryset(self, request):
-        # Counted with the list's query, for active_subscribers: not a query per row.
-        return newsletters_with_active_count(super().get_queryset(request))
-
-    @admin.display(description="Active subscribers", ordering="active_subscriber_count")
+    @admin.display(description="Active subscribers")
     def active_subscribers(self, newsletter):
-        return newsletter.active_subscriber_count
+        # Estimated past 20,000: counting a list of a million on each load took 350 ms.
+        return newsletter_active_count(newsletter=newsletter)
 
 
 @admin.register(Subscription)
@@ -36,6 +34,12 @@ class SubscriptionAdmin(admin.ModelAdmin):
     list_filter = ["status", "source", "newsletter"]
     search_fields = ["profile__email"]
     list_select_related = ["profile", "newsletter"]
+    # A list of millions: no exact count of all of them on every page (estimated
+    # past EstimatedCountPaginator's threshold), newest first by the primary key's
+    # index rather than by sorting every row's created_at.
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+    ordering = ["-pk"]
     readonly_fields = [field.name for field in Subscription._meta.fields]
     actions = ["confirm_selected", "unsubscribe_selected"]
 

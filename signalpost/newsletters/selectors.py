@@ -5,11 +5,11 @@ from collections.abc import Callable
 from typing import Any
 
 from django.db import connection
-from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import Prefetch, Q, QuerySet
 
 from signalpost.accounts.models import Profile
 from signalpost.newsletters.models import Newsletter, Subscription, Topic
+from signalpost.postgresql.estimates import count_estimated
 from signalpost.rows import row_fetch
 
 LIVE_STATUSES = [Subscription.Status.PENDING, Subscription.Status.ACTIVE]
@@ -64,20 +64,13 @@ def subscriptions_active(*, newsletter: Newsletter) -> QuerySet[Subscription]:
     ).select_related("profile")
 
 
-def newsletters_with_active_count(queryset: QuerySet[Newsletter]) -> QuerySet[Newsletter]:
-    """Annotate each newsletter with ``active_subscriber_count``.
-
-    A subquery rather than a join: with a join's GROUP BY, a list's own COUNT
-    queries would read every subscription too.
-    """
-    active = (
-        Subscription.objects.filter(newsletter=OuterRef("pk"), status=Subscription.Status.ACTIVE)
-        .order_by()
-        .values("newsletter")
-        .annotate(count=Count("pk"))
-        .values("count")
+def newsletter_active_count(*, newsletter: Newsletter) -> int:
+    """Return how many active subscribers ``newsletter`` has: exact up to 20,000, and
+    PostgreSQL's planner estimate past that (``postgresql.estimates``), which costs a
+    millisecond where counting a list of a million costs a few hundred."""
+    return count_estimated(
+        Subscription.objects.filter(newsletter=newsletter, status=Subscription.Status.ACTIVE)
     )
-    return queryset.annotate(active_subscriber_count=Coalesce(Subquery(active), 0))
 
 
 def subscription_of(*, profile_id: int, newsletter: Newsletter) -> Subscription | None:

@@ -8,6 +8,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
+from signalpost.postgresql.estimates import EstimatedCountPaginator
 from signalpost.publishing.models import Delivery, Issue
 from signalpost.publishing.selectors import (
     issue_progress,
@@ -244,6 +245,9 @@ class DeliveryAdmin(admin.ModelAdmin):
     list_filter = ["status", "issue__newsletter"]
     search_fields = ["email", "message_id"]
     list_select_related = ["issue", "issue__newsletter"]
+    # A million deliveries per issue to a list of millions: no exact count of all.
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
     raw_id_fields = ["issue", "profile"]
 
     def has_add_permission(self, request):

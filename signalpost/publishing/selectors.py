@@ -5,6 +5,7 @@ from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from django.core.cache import cache
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce, TruncDate
 from django.tasks import TaskResultStatus
@@ -147,14 +148,44 @@ def claimers_live(claimers: Iterable[str]) -> set[str]:
     return {str(task_id) for task_id in live}
 
 
+# A finished send's counts change only by late bounces: the dashboard may show
+# them this many seconds old rather than count a million deliveries on every load.
+FINISHED_PROGRESS_SECONDS = 600
+# The growth chart reads every subscription (three aggregates): at most this often.
+GROWTH_SECONDS = 300
+
+
 def sends_latest(*, limit: int = 10) -> list[tuple[Issue, dict[str, Any]]]:
-    """Return the latest issues sending or sent, newest first, with their progress."""
+    """Return the latest issues sending or sent, newest first, with their progress.
+
+    A sent issue's progress comes from the cache when counted in the last
+    ``FINISHED_PROGRESS_SECONDS``; a send in progress is counted each time.
+    """
     issues = (
         Issue.objects.filter(status__in=[Issue.Status.SENDING, Issue.Status.SENT])
         .select_related("newsletter")
         .order_by("-sending_started_at")[:limit]
     )
-    return [(issue, issue_progress(issue=issue)) for issue in issues]
+    return [(issue, _progress_of_latest(issue)) for issue in issues]
+
+
+def _progress_of_latest(issue: Issue) -> dict[str, Any]:
+    if issue.status != Issue.Status.SENT or issue.sent_at is None:
+        return issue_progress(issue=issue)
+    key = f"signalpost:sent-progress:{issue.pk}:{issue.sent_at.timestamp()}"
+    progress: dict[str, Any] = cache.get_or_set(
+        key, lambda: issue_progress(issue=issue), FINISHED_PROGRESS_SECONDS
+    )
+    return progress
+
+
+def subscriber_growth_recent(*, days: int = 30) -> tuple[list[date], dict[Newsletter, list[int]]]:
+    """``subscriber_growth``, computed at most every ``GROWTH_SECONDS`` (per day and length)."""
+    key = f"signalpost:growth:{timezone.localdate().isoformat()}:{days}"
+    growth: tuple[list[date], dict[Newsletter, list[int]]] = cache.get_or_set(
+        key, lambda: subscriber_growth(days=days), GROWTH_SECONDS
+    )
+    return growth
 
 
 def subscriber_growth(*, days: int = 30) -> tuple[list[date], dict[Newsletter, list[int]]]:

@@ -2,7 +2,7 @@
 
 from django import template
 
-from signalpost.publishing.selectors import sends_latest, subscriber_growth
+from signalpost.publishing.selectors import sends_latest, subscriber_growth_recent
 
 register = template.Library()
 
@@ -37,7 +37,7 @@ def chart_series(dates, series):
 
 @register.inclusion_tag("admin/signalpost_dashboard.html")
 def signalpost_dashboard(days=30):
-    dates, series = subscriber_growth(days=days)
+    dates, series = subscriber_growth_recent(days=days)
     lines, maximum = chart_series(dates, series)
     return {
         "dates": dates,
