@@ -40,6 +40,9 @@ class SubscriptionAdmin(admin.ModelAdmin):
     paginator = EstimatedCountPaginator
     show_full_result_count = False
     ordering = ["-pk"]
+    # Rendering a row (its links, checkbox, two related names) costs the page more
+    # than its query does: 50 a page kept it under 200 ms on a busy machine.
+    list_per_page = 50
     readonly_fields = [field.name for field in Subscription._meta.fields]
     actions = ["confirm_selected", "unsubscribe_selected"]
 

@@ -3,10 +3,10 @@
 import uuid
 from collections.abc import Iterable
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.core.cache import cache
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import Coalesce, TruncDate
 from django.tasks import TaskResultStatus
 from django.utils import timezone
@@ -36,30 +36,6 @@ def progress_percent(*, issue: Issue, done: int, total: int) -> float:
     if not total:
         return 100.0 if issue.sent_at else 0.0
     return round(100 * done / total, 1)
-
-
-def issues_with_delivery_counts(queryset: QuerySet[Issue]) -> QuerySet[Issue]:
-    """Annotate each issue with ``deliveries_total``, ``_sent``, ``_failed`` (bounced
-    too) and ``_finished``, for a list of issues with their progress.
-
-    A subquery per count rather than a join: a join's GROUP BY counts every
-    delivery of every issue before a page of them is cut out; a subquery reads
-    the issues shown only.
-    """
-
-    def count(*statuses: str) -> Coalesce:
-        deliveries = Delivery.objects.filter(issue=OuterRef("pk"))
-        if statuses:
-            deliveries = deliveries.filter(status__in=statuses)
-        counted = deliveries.order_by().values("issue").annotate(count=Count("pk"))
-        return Coalesce(Subquery(counted.values("count")), 0)
-
-    return queryset.annotate(
-        deliveries_total=count(),
-        deliveries_sent=count(Delivery.Status.SENT),
-        deliveries_failed=count(Delivery.Status.FAILED, Delivery.Status.BOUNCED),
-        deliveries_finished=count(*FINISHED),
-    )
 
 
 def issue_progress(*, issue: Issue) -> dict[str, Any]:
@@ -166,26 +142,24 @@ def sends_latest(*, limit: int = 10) -> list[tuple[Issue, dict[str, Any]]]:
         .select_related("newsletter")
         .order_by("-sending_started_at")[:limit]
     )
-    return [(issue, _progress_of_latest(issue)) for issue in issues]
+    return [(issue, issue_progress_recent(issue=issue)) for issue in issues]
 
 
-def _progress_of_latest(issue: Issue) -> dict[str, Any]:
+def issue_progress_recent(*, issue: Issue) -> dict[str, Any]:
+    """``issue_progress``, from the cache for a sent issue counted in the last
+    ``FINISHED_PROGRESS_SECONDS``: for lists that show many sends' progress."""
     if issue.status != Issue.Status.SENT or issue.sent_at is None:
         return issue_progress(issue=issue)
     key = f"signalpost:sent-progress:{issue.pk}:{issue.sent_at.timestamp()}"
-    progress: dict[str, Any] = cache.get_or_set(
-        key, lambda: issue_progress(issue=issue), FINISHED_PROGRESS_SECONDS
-    )
-    return progress
+    progress = cache.get_or_set(key, lambda: issue_progress(issue=issue), FINISHED_PROGRESS_SECONDS)
+    return cast(dict[str, Any], progress)
 
 
 def subscriber_growth_recent(*, days: int = 30) -> tuple[list[date], dict[Newsletter, list[int]]]:
     """``subscriber_growth``, computed at most every ``GROWTH_SECONDS`` (per day and length)."""
     key = f"signalpost:growth:{timezone.localdate().isoformat()}:{days}"
-    growth: tuple[list[date], dict[Newsletter, list[int]]] = cache.get_or_set(
-        key, lambda: subscriber_growth(days=days), GROWTH_SECONDS
-    )
-    return growth
+    growth = cache.get_or_set(key, lambda: subscriber_growth(days=days), GROWTH_SECONDS)
+    return cast(tuple[list[date], dict[Newsletter, list[int]]], growth)
 
 
 def subscriber_growth(*, days: int = 30) -> tuple[list[date], dict[Newsletter, list[int]]]:
