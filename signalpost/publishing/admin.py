@@ -1,5 +1,6 @@
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import ValidationError
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404
@@ -12,7 +13,7 @@ from signalpost.postgresql.estimates import EstimatedCountPaginator
 from signalpost.publishing.models import Delivery, Issue
 from signalpost.publishing.selectors import (
     issue_progress,
-    issue_progress_recent,
+    issues_progress,
 )
 from signalpost.publishing.services import (
     EDITABLE,
@@ -136,13 +137,14 @@ class IssueAdmin(admin.ModelAdmin):
             mark_safe(issue.body_html),  # sanitised with nh3 when saved
         )
 
+    def get_changelist(self, request, **kwargs):
+        return _IssueChangeList
+
     @admin.display(description="Progress")
     def progress_bar(self, issue):
-        if issue.status not in {Issue.Status.SENDING, Issue.Status.SENT}:
+        progress = getattr(issue, "progress", None)
+        if progress is None:
             return "—"
-        # A sent issue's counts come from the cache: counting a million deliveries for
-        # each sent issue on every load of the list took ~900 ms (bench/staff_pages.py).
-        progress = issue_progress_recent(issue=issue)
         return format_html(
             '<progress max="100" value="{}" style="width:10em"></progress> '
             "{}% · {} sent · {} failed",
@@ -232,6 +234,18 @@ class IssueAdmin(admin.ModelAdmin):
     def unschedule(self, request, queryset):
         count = sum(issue_unschedule(issue=issue) for issue in queryset)
         self.message_user(request, f"Unscheduled {count} issue(s).")
+
+
+class _IssueChangeList(ChangeList):
+    """Gives each issue of the page its ``progress`` (``issues_progress``): one query for
+    the page, none for sent issues counted lately; counting each sent issue's million
+    deliveries on every load took ~900 ms (bench/staff_pages.py)."""
+
+    def get_results(self, request):
+        super().get_results(request)
+        progress = issues_progress(self.result_list)
+        for issue in self.result_list:
+            issue.progress = progress.get(issue.pk)
 
 
 @admin.register(Delivery)

@@ -40,13 +40,47 @@ def progress_percent(*, issue: Issue, done: int, total: int) -> float:
 
 def issue_progress(*, issue: Issue) -> dict[str, Any]:
     """Return a send's progress: counts by state, rate and expected finish."""
-    counts = dict.fromkeys(Delivery.Status.values, 0)
-    counts.update(
+    counts = dict(
         Delivery.objects.filter(issue=issue)
         .values_list("status")
         .annotate(count=Count("id"))
         .order_by()
     )
+    return _progress_of(issue, counts)
+
+
+def issues_progress(issues: Iterable[Issue]) -> dict[int, dict[str, Any]]:
+    """Return ``issue_progress`` of each sending or sent issue of ``issues``, by id, for a
+    list of issues: a sent one's from the cache when counted in the last
+    ``FINISHED_PROGRESS_SECONDS``, the others' counted by one query for them all."""
+    started = {
+        issue.pk: issue
+        for issue in issues
+        if issue.status in (Issue.Status.SENDING, Issue.Status.SENT)
+    }
+    keys = {pk: _sent_progress_key(issue) for pk, issue in started.items()}
+    cached = cache.get_many([key for key in keys.values() if key])
+    progress = {pk: cached[key] for pk, key in keys.items() if key in cached}
+    missing = [pk for pk in started if pk not in progress]
+    counts: dict[int, dict[str, int]] = {pk: {} for pk in missing}
+    rows = (
+        Delivery.objects.filter(issue_id__in=missing)
+        .values_list("issue_id", "status")
+        .annotate(count=Count("id"))
+        .order_by()
+    )
+    for issue_id, status, count in rows if missing else []:
+        counts[issue_id][status] = count
+    fresh = {pk: _progress_of(started[pk], counts[pk]) for pk in missing}
+    cache.set_many(
+        {keys[pk]: value for pk, value in fresh.items() if keys[pk]}, FINISHED_PROGRESS_SECONDS
+    )
+    return {**progress, **fresh}
+
+
+def _progress_of(issue: Issue, stored: dict[str, int]) -> dict[str, Any]:
+    counts = dict.fromkeys(Delivery.Status.values, 0)
+    counts.update(stored)
     total = sum(counts.values())
     done = sum(counts[status] for status in FINISHED)
     remaining = counts["queued"] + counts["sending"] + counts["held"]
@@ -142,17 +176,15 @@ def sends_latest(*, limit: int = 10) -> list[tuple[Issue, dict[str, Any]]]:
         .select_related("newsletter")
         .order_by("-sending_started_at")[:limit]
     )
-    return [(issue, issue_progress_recent(issue=issue)) for issue in issues]
+    progress = issues_progress(issues)
+    return [(issue, progress[issue.pk]) for issue in issues]
 
 
-def issue_progress_recent(*, issue: Issue) -> dict[str, Any]:
-    """``issue_progress``, from the cache for a sent issue counted in the last
-    ``FINISHED_PROGRESS_SECONDS``: for lists that show many sends' progress."""
+def _sent_progress_key(issue: Issue) -> str:
+    """The cache key of a sent issue's progress, or "" for one still sending."""
     if issue.status != Issue.Status.SENT or issue.sent_at is None:
-        return issue_progress(issue=issue)
-    key = f"signalpost:sent-progress:{issue.pk}:{issue.sent_at.timestamp()}"
-    progress = cache.get_or_set(key, lambda: issue_progress(issue=issue), FINISHED_PROGRESS_SECONDS)
-    return cast(dict[str, Any], progress)
+        return ""
+    return f"signalpost:sent-progress:{issue.pk}:{issue.sent_at.timestamp()}"
 
 
 def subscriber_growth_recent(*, days: int = 30) -> tuple[list[date], dict[Newsletter, list[int]]]:
