@@ -500,13 +500,17 @@ class Signalpost:
             deadline = time.monotonic() + self.args.timeout
             with Phase(self.sink) as phase:
                 started = time.time()
-                recipients = issue_send(issue=issue)
+                issue_send(issue=issue)
                 queued = time.time() - started
                 sampled = time.monotonic()
                 while True:
-                    issue.refresh_from_db(fields=["status", "sent_at"])
+                    issue.refresh_from_db(fields=["status", "sent_at", "prepared_at"])
                     if issue.status == Issue.Status.SENT:
                         break
+                    if self.args.start_only and issue.prepared_at is not None:
+                        sent = Delivery.objects.filter(issue=issue, status=Delivery.Status.SENT)
+                        if sent.exists():
+                            break
                     for worker in workers:
                         if not worker.alive():
                             raise SystemExit(f"worker {worker.name} died:\n{worker.tail()}")
@@ -525,6 +529,11 @@ class Signalpost:
         finally:
             for worker in workers:
                 worker.stop()
+        if self.args.start_only:
+            # The send stops here: its queued tasks must not hold up the next size's.
+            from django_tasks_db.models import DBTaskResult
+
+            DBTaskResult.objects.filter(status="READY").delete()
         counts = dict(
             Delivery.objects.filter(issue=issue)
             .values_list("status")
@@ -535,6 +544,33 @@ class Signalpost:
             first=Min("sent_at"), last=Max("sent_at")
         )
         delivered = counts.get(Delivery.Status.SENT, 0)
+        issue.refresh_from_db()
+        recipients = issue.recipient_count
+        first_after = span["first"].timestamp() - started if delivered else None
+        prepared_after = issue.prepared_at.timestamp() - started
+        if self.args.start_only:
+            if os.environ.get("BENCH_FANOUT_TIMELINE"):
+                from django_tasks_db.models import DBTaskResult
+
+                for row in DBTaskResult.objects.exclude(started_at=None).order_by("started_at")[
+                    :40
+                ]:
+                    print(
+                        row.task_path.rsplit(".", 1)[1],
+                        row.worker_ids,
+                        round(row.enqueued_at.timestamp() - started, 2),
+                        round(row.started_at.timestamp() - started, 2),
+                        row.finished_at and round(row.finished_at.timestamp() - started, 2),
+                    )
+            return {
+                "kind": "start",
+                "recipients": recipients,
+                "queued": queued,
+                "first_after": first_after,
+                "prepared_after": prepared_after,
+                "delivered": delivered,
+                "peak_mb": [kb / 1024 for kb in peak_kb],
+            }
         total = issue.sent_at.timestamp() - started
         span_seconds = (span["last"] - span["first"]).total_seconds() if delivered > 1 else None
         pg_cpu = meter.seconds()
@@ -547,7 +583,8 @@ class Signalpost:
             "rate_span": (delivered - 1) / span_seconds if span_seconds else None,
             "total": total,
             "queued": queued,
-            "first_after": span["first"].timestamp() - started if delivered else None,
+            "first_after": first_after,
+            "prepared_after": prepared_after,
             "idle_mb": [kb / 1024 for kb in idle_kb],
             "peak_mb": [kb / 1024 for kb in peak_kb],
             "sender_cpu_ms": 1000 * sum(worker_cpu) / max(1, delivered),
@@ -720,10 +757,14 @@ def report(args, columns, notes):
     row("emails/s, first to last at the sink", lambda r: fmt(r["sink_rate"]))
     row("total time, s", lambda r: fmt(r["total"], "{:.1f}"))
     row(
-        "&nbsp;&nbsp;of which `issue_send()` (deliveries + queue), s",
+        "&nbsp;&nbsp;`issue_send()` (the request), s",
         lambda r: fmt(r.get("queued"), "{:.2f}"),
     )
     row("&nbsp;&nbsp;first email after, s", lambda r: fmt(r.get("first_after"), "{:.2f}"))
+    row(
+        "&nbsp;&nbsp;every delivery created after, s",
+        lambda r: fmt(r.get("prepared_after"), "{:.2f}"),
+    )
     row(
         "peak RSS per sending process, MB",
         lambda r: " / ".join(f"{mb:.0f}" for mb in r["peak_mb"]),
@@ -773,8 +814,34 @@ def goals(results):
         verdict.append(
             f"peak worker RSS {peak:.0f} MB ({'met' if peak < 150 else 'missed'}, goal < 150)"
         )
+        verdict += start_goals(result)
         lines.append(f"{result['label']}: " + "; ".join(verdict))
     return lines
+
+
+def start_goals(result):
+    """Issue #24's goals for starting a send: the request under 1 s, the first email
+    within 2 s of the click."""
+    request, first = result["queued"], result["first_after"]
+    return [
+        f"the request took {request:.2f} s ({'met' if request < 1 else 'missed'}, goal < 1 s)",
+        f"first email {fmt(first, '{:.2f}')} s after the click "
+        f"({'met' if first is not None and first < 2 else 'missed'}, goal < 2 s)",
+    ]
+
+
+def start_report(results):
+    print()
+    print("| send start | request, s | first email after, s | every delivery created after, s |")
+    print("|---|---:|---:|---:|")
+    for result in results.values():
+        print(
+            f"| {result['label']} | {result['queued']:.2f} "
+            f"| {fmt(result['first_after'], '{:.2f}')} | {result['prepared_after']:.1f} |"
+        )
+    print()
+    for result in results.values():
+        print(f"{result['label']}: " + "; ".join(start_goals(result)))
 
 
 def print_profiles(directory):
@@ -819,6 +886,12 @@ def parse_args():
         action="store_false",
         help="skip the column that sends each size again with DKIM signing on",
     )
+    parser.add_argument(
+        "--start-only",
+        action="store_true",
+        help="measure only how a send starts (the request, the first email, every delivery "
+        "created), then stop it: no comparisons, no full send",
+    )
     parser.add_argument("--keep-logs", action="store_true")
     args = parser.parse_args()
     if args.sizes:
@@ -855,7 +928,7 @@ def main():
         message_path.write_bytes(signalpost.prerendered_message())
         body_path = Path(logdir) / "body.html"
         body_path.write_text(signalpost.body_html(), encoding="utf-8")
-        if not args.skip_newsletter:
+        if not args.skip_newsletter and not args.start_only:
             newsletter = DjangoNewsletter(args, sink=sink)
             print(f"setting up {newsletter.db_name}: {args.dn_subscribers:,} subscriptions")
             newsletter.setup(args.dn_subscribers, body_path)
@@ -868,6 +941,15 @@ def main():
             results[key] = result
             print(f"{result['rate']:,.0f} emails/s in {result['total']:.1f} s", flush=True)
 
+        if args.start_only:
+            for size in args.sizes:
+                label = f"Signalpost, {size:,}"
+                print(f"{label} ...", end=" ", flush=True)
+                result = signalpost.send(size)
+                result["label"] = label
+                results[f"signalpost-{size}"] = result
+                print(f"first email after {fmt(result['first_after'], '{:.2f}')} s", flush=True)
+            return finish_start_only(results, began)
         count = args.bare_count
         step("bare1-before", "bare smtplib, 1 connection", run_bare, sink, message_path, count)
         step(
@@ -961,6 +1043,14 @@ def main():
     )
     if args.profile:
         print_profiles(args.profile)
+
+
+def finish_start_only(results, began):
+    start_report(results)
+    print(
+        f"\nload average at end: {os.getloadavg()[0]:.2f}; "
+        f"whole run {time.monotonic() - began:.0f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 import contextlib
 
+from django.conf import settings
 from django.db import connections
 
 
@@ -38,7 +39,9 @@ def asynchronous_commit(*, using="default"):
     marks, and those messages would be sent again.
     """
     connection = connections[using]
-    if connection.vendor != "postgresql":
+    if connection.vendor != "postgresql" or settings.SIGNALPOST_DATABASE_TRANSACTION_POOLING:
+        # Behind a transaction pooler a session setting would outlive this stretch
+        # on a server connection another client gets next: each commit waits.
         yield
         return
     with connection.cursor() as cursor:

@@ -111,6 +111,22 @@ DATABASES = {"default": database_from_url(ENV.get("DATABASE_URL"), base_dir=BASE
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # A file, not memory, so the worker processes that tests start share the test database.
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / "test-signalpost.sqlite3")}
+# Behind PgBouncer in transaction pooling mode (docs/deploy.md), one session may
+# serve another client's next transaction: nothing may outlive a transaction on it.
+# So no prepared statements (psycopg prepares a query run 5 times; PgBouncer before
+# 1.21 loses them), no server-side cursors, no session settings
+# (signalpost.durability, publishing.writes.SentMarks ask this setting).
+SIGNALPOST_DATABASE_TRANSACTION_POOLING = env_flag(
+    ENV, "DATABASE_TRANSACTION_POOLING", default=False
+)
+if SIGNALPOST_DATABASE_TRANSACTION_POOLING and DATABASES["default"]["ENGINE"].endswith(
+    "postgresql"
+):
+    DATABASES["default"]["OPTIONS"] = {
+        **DATABASES["default"].get("OPTIONS", {}),
+        "prepare_threshold": None,
+    }
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CACHES = {"default": cache_from_url(ENV.get("CACHE_URL"))}
@@ -147,6 +163,8 @@ SIGNALPOST_RATE_LIMITS = {
 # Sending issues: messages per batch task (one SMTP connection each), the rate
 # across every worker sharing the cache (0: no limit), attempts per recipient.
 SIGNALPOST_SEND_BATCH_SIZE = int(ENV.get("SEND_BATCH_SIZE", "500"))
+# Deliveries a send's preparing task creates at a time, after the click (~0.15 s each).
+SIGNALPOST_SEND_PREPARE_CHUNK_SIZE = int(ENV.get("SEND_PREPARE_CHUNK_SIZE", "10000"))
 SIGNALPOST_SEND_RATE_PER_SECOND = int(ENV.get("SEND_RATE_PER_SECOND", "0"))
 SIGNALPOST_SEND_MAX_ATTEMPTS = int(ENV.get("SEND_MAX_ATTEMPTS", "5"))
 # Seconds an issue's Markdown may take to render before it is refused

@@ -55,7 +55,9 @@ preferences_link_requested = DeclaredSignal(
 issue_sending_started = DeclaredSignal(
     "issue_sending_started",
     arguments=("issue", "newsletter", "recipient_count"),
-    doc="An issue's deliveries were created and its send began.",
+    doc="Every delivery of an issue's send was created (by the workers' preparing tasks, "
+    "after the click; its first batches may be out already): recipient_count is exact. Sent "
+    "by publishing.services.issue_prepare_chunk in the last chunk's transaction.",
 )
 
 issue_sent = DeclaredSignal(

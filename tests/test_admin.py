@@ -24,6 +24,7 @@ from signalpost.publishing.services import (
 )
 from signalpost.publishing.tasks import issue_send_when_due
 from tests.factories import make_newsletter, make_user
+from tests.sending import issue_send_prepared
 
 pytestmark = pytest.mark.django_db
 
@@ -250,7 +251,7 @@ def test_selected_draft_issues_can_be_deleted_together(client, letter, draft):
 
 
 def test_a_sent_issue_cannot_be_deleted_with_its_delivery_records(client, draft):
-    issue_send(issue=draft)
+    issue_send_prepared(issue=draft)
     client.force_login(make_user(is_staff=True, is_superuser=True))
 
     response = client.post(f"{ISSUES}{draft.pk}/delete/", {"post": "yes"})

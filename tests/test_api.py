@@ -5,6 +5,7 @@ import socket
 
 import pytest
 from django.core.management import call_command
+from django_tasks_db.models import DBTaskResult
 
 from signalpost.accounts.models import Profile
 from signalpost.api.models import ApiToken
@@ -13,6 +14,7 @@ from signalpost.newsletters.models import Subscription
 from signalpost.newsletters.services import subscribe
 from signalpost.publishing.models import Issue
 from signalpost.publishing.services import BODY_MAX_LENGTH
+from signalpost.publishing.tasks import issue_prepare
 from signalpost.webhooks.models import WebhookEndpoint
 from tests.factories import make_newsletter
 
@@ -166,7 +168,11 @@ def test_issues_drafted_sent_and_followed_through_the_api(api, weekly):
     issue_id = created.json()["id"]
     assert api("post", f"/issues/{issue_id}/send").json()["status"] == "sending"
     progress = api("get", f"/issues/{issue_id}").json()["progress"]
-    assert (progress["total"], progress["remaining"]) == (1, 1)
+    assert (progress["preparing"], progress["total"]) == (True, 0), "workers create deliveries"
+    [preparing] = DBTaskResult.objects.filter(task_path__endswith=".issue_prepare")
+    issue_prepare.call(**preparing.args_kwargs["kwargs"])  # as a worker runs it
+    progress = api("get", f"/issues/{issue_id}").json()["progress"]
+    assert (progress["preparing"], progress["total"], progress["remaining"]) == (False, 1, 1)
     bad = api("post", "/newsletters/weekly/issues", {"subject": "", "body_markdown": "x"})
     assert bad.status_code == 400 and bad.json()["errors"][0]["field"] == "subject"
 

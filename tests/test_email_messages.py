@@ -36,6 +36,7 @@ from signalpost.publishing.tasks import deliveries_send
 from tests.durable_helpers import run_worker_until_idle
 from tests.factories import make_newsletter
 from tests.mail import text_part
+from tests.sending import issue_send_prepared
 
 pytestmark = pytest.mark.django_db
 
@@ -311,7 +312,7 @@ def test_an_idn_recipient_is_sent_through_smtp_with_an_ascii_envelope(
 
     subscribe(email="editor@bücher.example", newsletter=issue.newsletter, source="admin")
     subscribe(email="ann@example.com", name="Ann", newsletter=issue.newsletter, source="admin")
-    assert issue_send(issue=issue) == 2
+    assert issue_send(issue=issue) is True
     run_worker_until_idle()
 
     messages = smtp_inbox.wait_for(2)
@@ -338,7 +339,7 @@ def test_other_mail_backends_get_an_ordinary_django_message(settings, issue):
     settings.MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
     subscribe(email="ann@example.com", name="Ann", newsletter=issue.newsletter, source="admin")
     mail.outbox = []
-    assert issue_send(issue=issue) == 1
+    assert issue_send_prepared(issue=issue) is True
     ids = deliveries_claim(issue_id=issue.pk, claimer="test", limit=10)
     deliveries = list(Delivery.objects.filter(id__in=ids).select_related("profile"))
 
@@ -376,7 +377,7 @@ def test_an_address_smtp_cannot_carry_fails_alone(smtp_inbox, issue):
     Subscription.objects.create(
         profile=odd, newsletter=issue.newsletter, status="active", source="import"
     )
-    assert issue_send(issue=issue) == 2
+    assert issue_send(issue=issue) is True
     run_worker_until_idle()
 
     assert [message["To"] for message in smtp_inbox.wait_for(1)] == ["ann@example.com"]

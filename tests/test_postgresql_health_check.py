@@ -5,11 +5,18 @@ import time
 
 import psycopg
 import pytest
+from django.conf import settings as django_settings
 from django.db import connection
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif("connection.vendor != 'postgresql'", reason="needs PostgreSQL"),
+    # These watch the client's own server backend (its pid, pg_terminate_backend); behind a
+    # transaction pooler the client has none of its own between transactions.
+    pytest.mark.skipif(
+        django_settings.SIGNALPOST_DATABASE_TRANSACTION_POOLING,
+        reason="a direct connection's backend; behind PgBouncer there is none per client",
+    ),
 ]
 
 

@@ -13,11 +13,12 @@ from django.db import connection
 
 from signalpost.newsletters.services import subscribe
 from signalpost.publishing.models import Delivery
-from signalpost.publishing.services import issue_create, issue_send
+from signalpost.publishing.services import issue_create
 from signalpost.publishing.writes import SentMarks, delivery_sent
 from tests.durable_helpers import run_worker_until_idle
 from tests.factories import make_newsletter
 from tests.mail import Inbox, smtp_mailers, smtp_server_start
+from tests.sending import issue_send_prepared
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -31,7 +32,8 @@ def readers_issue(*, slug, readers):
     for number in range(readers):
         subscribe(email=f"reader{number}@example.com", newsletter=letter, source="admin")
     issue = issue_create(newsletter=letter, subject=slug.title(), body_markdown="Hello.")
-    assert issue_send(issue=issue) == readers
+    assert issue_send_prepared(issue=issue) is True
+    assert issue.deliveries.count() == readers
     return issue
 
 
@@ -127,7 +129,7 @@ def test_a_prepared_mark_stores_what_delivery_sent_stores():
 
     delivery_sent(delivery=first, message_id="<first@example.com>")
     with SentMarks() as marks:
-        assert marks.statement is not None, "the prepared, asynchronous path is taken"
+        assert marks.pgconn is not None, "the asynchronous path is taken"
         marks.mark(second, message_id="<second@example.com>")
 
     def stored(delivery):
@@ -143,3 +145,26 @@ def test_a_prepared_mark_stores_what_delivery_sent_stores():
     first.refresh_from_db()
     second.refresh_from_db()
     assert (first.message_id, second.message_id) == ("<first@example.com>", "<second@example.com>")
+
+
+def test_behind_a_transaction_pooler_no_statement_or_setting_outlives_a_transaction(settings):
+    from signalpost.durability import asynchronous_commit
+
+    settings.SIGNALPOST_DATABASE_TRANSACTION_POOLING = True
+    issue = readers_issue(slug="pooled", readers=2)
+    first, second = Delivery.objects.filter(issue=issue).order_by("pk")
+    Delivery.objects.filter(issue=issue).update(status=Delivery.Status.SENDING)
+
+    with asynchronous_commit(), SentMarks() as marks:
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            assert cursor.fetchone()[0] == "on", "no session setting"
+        assert marks.statement is None, "no named prepared statement"
+        marks.mark(first, message_id="<first@example.com>")
+        marks.mark(second, message_id="<second@example.com>")
+
+    statuses = set(Delivery.objects.filter(issue=issue).values_list("status", flat=True))
+    assert statuses == {"sent"}
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements")
+        assert cursor.fetchone()[0] == 0

@@ -23,7 +23,7 @@ from django_tasks_db.models import DBTaskResult
 from signalpost.newsletters.models import Subscription
 from signalpost.newsletters.services import subscribe
 from signalpost.publishing.models import Delivery
-from signalpost.publishing.services import issue_create, issue_send
+from signalpost.publishing.services import issue_create
 from signalpost.signals import bounce_received, complaint_received
 from signalpost.webhooks import connections as webhook_connections
 from signalpost.webhooks.connections import opener_for
@@ -33,6 +33,7 @@ from signalpost.webhooks.services import endpoint_create, endpoint_delete
 from tests.durable_helpers import run_worker_until_idle
 from tests.factories import make_newsletter
 from tests.recorders import SignalRecorder
+from tests.sending import issue_send_prepared
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -480,7 +481,7 @@ def test_a_hard_bounce_from_the_provider_ends_every_subscription(client, db):
     for letter in (weekly, daily):
         subscribe(email="gone@example.com", newsletter=letter, source="admin")
     issue = issue_create(newsletter=weekly, subject="Hi", body_markdown="x")
-    issue_send(issue=issue)
+    issue_send_prepared(issue=issue)
 
     with SignalRecorder(bounce_received) as bounced:
         assert postmark(client, bounce("gone@example.com")).status_code == 200

@@ -6,6 +6,9 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.views.decorators.http import require_POST
+from django.contrib import admin
+from django.core.exceptions import ValidationError
+from django.db.models.functions import Lower
 
 from signalpost.accounts.models import Profile
 from signalpost.accounts.services import profile_attributes_check
@@ -13,6 +16,7 @@ from signalpost.activity.selectors import activities_for_profile
 from signalpost.newsletters.admin import AttributeFilter
 from signalpost.newsletters.models import Subscription
 from signalpost.newsletters.services import subscription_confirmation_resend, unsubscribe
+from signalpost.postgresql.estimates import EstimatedCountPaginator
 from signalpost.privacy.services import profile_erase
 
 # The profile page shows this many of a person's latest events (the trail is append-only).
@@ -49,6 +53,12 @@ class ProfileAdmin(admin.ModelAdmin):
     list_display = ["email", "name", "user", "created_at"]
     list_filter = [("created_at", admin.DateFieldListFilter), AttributeFilter]
     search_fields = ["email", "name"]
+    # A list of millions: no exact count of all of them on every page; sorted by
+    # LOWER(email), whose unique index gives the first page without a sort; the
+    # search's icontains has trigram indexes on PostgreSQL (migration 0005).
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+    ordering = [Lower("email")]
     readonly_fields = ["subscriptions", "created_at", "updated_at"]
     raw_id_fields = ["user"]
     inlines = [SubscriptionInline]

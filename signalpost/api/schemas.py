@@ -96,6 +96,9 @@ class IssueOut(Schema):
 
 class ProgressOut(Schema):
     status: str
+    preparing: bool = Field(
+        description="The deliveries are still being created: total counts them so far."
+    )
     total: int
     sent: int
     failed: int

@@ -23,6 +23,14 @@ class Issue(models.Model):
     sending_started_at = models.DateTimeField(null=True, blank=True, editable=False)
     sent_at = models.DateTimeField(null=True, blank=True, editable=False)
     recipient_count = models.PositiveIntegerField(default=0, editable=False)
+    # Who gets a send is fixed at the click (issue_send) and the deliveries are
+    # created by workers in chunks of subscription ids after it (issue_prepare_chunk):
+    # the subscriptions active then, up to this id, subscribed by this time.
+    recipients_until = models.DateTimeField(null=True, blank=True, editable=False)
+    recipients_last_subscription_id = models.BigIntegerField(null=True, editable=False)
+    # The highest subscription id whose delivery (if any) is created; set when all are.
+    prepared_through_id = models.BigIntegerField(default=0, editable=False)
+    prepared_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, editable=False
     )
@@ -42,6 +50,11 @@ class Issue(models.Model):
 
     def __str__(self):
         return f"{self.newsletter}: {self.subject}"
+
+    @property
+    def preparing(self) -> bool:
+        """Whether the send has started and its deliveries are still being created."""
+        return self.status == self.Status.SENDING and self.prepared_at is None
 
 
 class Delivery(models.Model):

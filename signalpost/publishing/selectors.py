@@ -3,9 +3,10 @@
 import uuid
 from collections.abc import Iterable
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.core.cache import cache
+from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import Coalesce, TruncDate
 from django.tasks import TaskResultStatus
 from django.utils import timezone
@@ -37,57 +38,72 @@ def progress_percent(*, issue: Issue, done: int, total: int) -> float:
     return round(100 * done / total, 1)
 
 
-def issues_with_delivery_counts(queryset: QuerySet[Issue]) -> QuerySet[Issue]:
-    """Annotate each issue with ``deliveries_total``, ``_sent``, ``_failed`` (bounced
-    too) and ``_finished``, for a list of issues with their progress.
-
-    A subquery per count rather than a join: a join's GROUP BY counts every
-    delivery of every issue before a page of them is cut out; a subquery reads
-    the issues shown only.
-    """
-
-    def count(*statuses: str) -> Coalesce:
-        deliveries = Delivery.objects.filter(issue=OuterRef("pk"))
-        if statuses:
-            deliveries = deliveries.filter(status__in=statuses)
-        counted = deliveries.order_by().values("issue").annotate(count=Count("pk"))
-        return Coalesce(Subquery(counted.values("count")), 0)
-
-    return queryset.annotate(
-        deliveries_total=count(),
-        deliveries_sent=count(Delivery.Status.SENT),
-        deliveries_failed=count(Delivery.Status.FAILED, Delivery.Status.BOUNCED),
-        deliveries_finished=count(*FINISHED),
-    )
-
-
 def issue_progress(*, issue: Issue) -> dict[str, Any]:
     """Return a send's progress: counts by state, rate and expected finish."""
-    counts = dict.fromkeys(Delivery.Status.values, 0)
-    counts.update(
+    counts = dict(
         Delivery.objects.filter(issue=issue)
         .values_list("status")
         .annotate(count=Count("id"))
         .order_by()
     )
+    return _progress_of(issue, counts)
+
+
+def issues_progress(issues: Iterable[Issue]) -> dict[int, dict[str, Any]]:
+    """Return ``issue_progress`` of each sending or sent issue of ``issues``, by id, for a
+    list of issues: a sent one's from the cache when counted in the last
+    ``FINISHED_PROGRESS_SECONDS``, the others' counted by one query for them all."""
+    started = {
+        issue.pk: issue
+        for issue in issues
+        if issue.status in (Issue.Status.SENDING, Issue.Status.SENT)
+    }
+    keys = {pk: _sent_progress_key(issue) for pk, issue in started.items()}
+    cached = cache.get_many([key for key in keys.values() if key])
+    progress = {pk: cached[key] for pk, key in keys.items() if key in cached}
+    missing = [pk for pk in started if pk not in progress]
+    counts: dict[int, dict[str, int]] = {pk: {} for pk in missing}
+    rows = (
+        Delivery.objects.filter(issue_id__in=missing)
+        .values_list("issue_id", "status")
+        .annotate(count=Count("id"))
+        .order_by()
+    )
+    for issue_id, status, count in rows if missing else []:
+        counts[issue_id][status] = count
+    fresh = {pk: _progress_of(started[pk], counts[pk]) for pk in missing}
+    cache.set_many(
+        {keys[pk]: value for pk, value in fresh.items() if keys[pk]}, FINISHED_PROGRESS_SECONDS
+    )
+    return {**progress, **fresh}
+
+
+def _progress_of(issue: Issue, stored: dict[str, int]) -> dict[str, Any]:
+    counts = dict.fromkeys(Delivery.Status.values, 0)
+    counts.update(stored)
     total = sum(counts.values())
     done = sum(counts[status] for status in FINISHED)
     remaining = counts["queued"] + counts["sending"] + counts["held"]
+    # Until the last chunk is prepared the total is a count so far, not the total.
+    preparing = issue.preparing
     now = timezone.now()
     end = issue.sent_at or now
     elapsed = (end - issue.sending_started_at).total_seconds() if issue.sending_started_at else 0
     rate = counts["sent"] / elapsed if elapsed > 0 else 0.0
     eta = now + timedelta(seconds=remaining / rate) if rate and remaining else None
+    if preparing:
+        eta = None
     return {
         "issue": issue.pk,
         "status": issue.status,
+        "preparing": preparing,
         "total": total,
         "sent": counts["sent"],
         "failed": counts["failed"] + counts["bounced"],
         "skipped": counts["skipped"],
         "remaining": remaining,
         "held": counts["held"],
-        "percent": progress_percent(issue=issue, done=done, total=total),
+        "percent": 0.0 if preparing else progress_percent(issue=issue, done=done, total=total),
         "rate_per_second": round(rate, 1),
         "elapsed_seconds": round(elapsed, 1),
         "expected_finish": eta,
@@ -113,6 +129,17 @@ def send_batches_live(*, issue_id: int) -> QuerySet[DBTaskResult[Any, Any]]:
     )
 
 
+def send_preparing_live(*, issue_id: int) -> QuerySet[DBTaskResult[Any, Any]]:
+    """Return the preparing task of an issue's send, if one is waiting or running."""
+    from signalpost.publishing.tasks import issue_prepare
+
+    return DBTaskResult.objects.filter(
+        status__in=LIVE_TASK,
+        task_path=issue_prepare.module_path,
+        args_kwargs__kwargs__issue_id=issue_id,
+    )
+
+
 def claimers_live(claimers: Iterable[str]) -> set[str]:
     """Return which of ``claimers`` (deliveries' ``claimed_by``) are tasks waiting or running.
 
@@ -131,27 +158,26 @@ def claimers_live(claimers: Iterable[str]) -> set[str]:
     return {str(task_id) for task_id in live}
 
 
+# A finished send's counts change only by late bounces: the dashboard may show
+# them this many seconds old rather than count a million deliveries on every load.
+FINISHED_PROGRESS_SECONDS = 600
+# The growth chart reads every subscription (three aggregates): at most this often.
+GROWTH_SECONDS = 300
+
+
 def sends_latest(*, limit: int = 10) -> list[tuple[Issue, dict[str, Any]]]:
-    """Return the latest issues sending or sent, newest first, with their progress."""
-    issues = issues_with_delivery_counts(
+    """Return the latest issues sending or sent, newest first, with their progress.
+
+    A sent issue's progress comes from the cache when counted in the last
+    ``FINISHED_PROGRESS_SECONDS``; a send in progress is counted each time.
+    """
+    issues = (
         Issue.objects.filter(status__in=[Issue.Status.SENDING, Issue.Status.SENT])
         .select_related("newsletter")
-        .order_by("-sending_started_at")
-    )[:limit]
-    # One query: the counts are subqueries of the issues shown, not a query per issue.
-    return [(issue, _progress_annotated(issue)) for issue in issues]
-
-
-def _progress_annotated(issue: Any) -> dict[str, Any]:
-    """The progress of an issue annotated by ``issues_with_delivery_counts`` (hence Any)."""
-    return {
-        "total": issue.deliveries_total,
-        "sent": issue.deliveries_sent,
-        "failed": issue.deliveries_failed,
-        "percent": progress_percent(
-            issue=issue, done=issue.deliveries_finished, total=issue.deliveries_total
-        ),
-    }
+        .order_by("-sending_started_at")[:limit]
+    )
+    progress = issues_progress(issues)
+    return [(issue, progress[issue.pk]) for issue in issues]
 
 
 def subscribers_new_and_lost(*, days: int = 30) -> list[tuple[date, int, int]]:
@@ -182,6 +208,27 @@ def subscribers_new_and_lost(*, days: int = 30) -> list[tuple[date, int, int]]:
     )
     dates = [first + timedelta(days=offset) for offset in range(days)]
     return [(day, new.get(day, 0), lost.get(day, 0)) for day in dates]
+
+
+def _sent_progress_key(issue: Issue) -> str:
+    """The cache key of a sent issue's progress, or "" for one still sending."""
+    if issue.status != Issue.Status.SENT or issue.sent_at is None:
+        return ""
+    return f"signalpost:sent-progress:{issue.pk}:{issue.sent_at.timestamp()}"
+
+
+def subscriber_growth_recent(*, days: int = 30) -> tuple[list[date], dict[Newsletter, list[int]]]:
+    """``subscriber_growth``, computed at most every ``GROWTH_SECONDS`` (per day and length)."""
+    key = f"signalpost:growth:{timezone.localdate().isoformat()}:{days}"
+    growth = cache.get_or_set(key, lambda: subscriber_growth(days=days), GROWTH_SECONDS)
+    return cast(tuple[list[date], dict[Newsletter, list[int]]], growth)
+
+
+def subscribers_new_and_lost_recent(*, days: int = 30) -> list[tuple[date, int, int]]:
+    """``subscribers_new_and_lost``, computed at most every ``GROWTH_SECONDS``."""
+    key = f"signalpost:new-and-lost:{timezone.localdate().isoformat()}:{days}"
+    flow = cache.get_or_set(key, lambda: subscribers_new_and_lost(days=days), GROWTH_SECONDS)
+    return cast(list[tuple[date, int, int]], flow)
 
 
 def subscriber_growth(*, days: int = 30) -> tuple[list[date], dict[Newsletter, list[int]]]:

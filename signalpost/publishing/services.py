@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, transaction
 from django.db.models import Count, F, Max
 from django.utils import timezone
 from django.utils.text import slugify
@@ -20,13 +20,20 @@ from django.utils.text import slugify
 from signalpost.accounts.models import Profile
 from signalpost.durable.policy import RetryPolicy
 from signalpost.mail import bounces, mailboxes
+from signalpost.durable.services import task_enqueue
 from signalpost.mail.messages import Message
 from signalpost.mail.transport import message_send
 from signalpost.newsletters.models import Newsletter, Subscription
 from signalpost.newsletters.services import bounce_record
 from signalpost.publishing.models import Delivery, Issue
 from signalpost.publishing.rendering import IssueMessages, MarkdownRefused, markdown_to_html
-from signalpost.publishing.selectors import claimers_live, send_batches_live, sends_in_progress
+from signalpost.publishing.selectors import (
+    claimers_live,
+    send_batches_live,
+    send_preparing_live,
+    sends_in_progress,
+)
+from signalpost.publishing.writes import deliveries_insert_chunk
 from signalpost.redaction import addresses_redact
 from signalpost.signals import delivery_failed, issue_sending_started, issue_sent
 
@@ -195,33 +202,114 @@ def issue_unschedule(*, issue: Issue) -> bool:
 
 
 @transaction.atomic
-def issue_send(*, issue: Issue) -> int | None:
-    """Start sending ``issue`` to every active subscriber now; return the recipient count.
+def issue_send(*, issue: Issue) -> bool:
+    """Start sending ``issue`` to every active subscriber now; return whether this call did.
 
-    The deliveries are created by one INSERT ... SELECT, whatever the list's
-    size, from the subscriptions active at this moment; batch tasks that any
-    number of workers share send them. Sending an issue that is already
-    sending or sent does nothing and returns ``None``.
+    Returns at once whatever the list's size: it fixes who the recipients are
+    (the subscriptions active at this moment: a later subscriber does not get
+    the issue, one who leaves before their message goes out does not either)
+    and queues the first ``issue_prepare`` task; workers create the deliveries
+    in chunks (``issue_prepare_chunk``) and send them in batches as each chunk
+    lands. Sending an issue that is already sending or sent does nothing and
+    returns ``False``.
     """
+    issue = Issue.objects.select_for_update().get(pk=issue.pk)
+    if issue.status not in EDITABLE:
+        return False
+    last_id = Subscription.objects.aggregate(last=Max("id"))["last"] or 0
+    issue.status = Issue.Status.SENDING
+    issue.sending_started_at = issue.recipients_until = timezone.now()
+    issue.recipients_last_subscription_id = last_id
+    issue.prepared_through_id = 0
+    issue.prepared_at = None
+    issue.recipient_count = 0
+    issue.save(
+        update_fields=[
+            "status",
+            "sending_started_at",
+            "recipients_until",
+            "recipients_last_subscription_id",
+            "prepared_through_id",
+            "prepared_at",
+            "recipient_count",
+            "updated_at",
+        ]
+    )
+    _prepare_enqueue(issue_id=issue.pk, after_id=0)
+    return True
+
+
+def _send_halted(issue_id: int) -> bool:
+    """Whether staff paused or cancelled the send: its preparing stops at the next chunk.
+
+    The one place preparing asks; the integrator points it at the selector
+    that decides it for the batch tasks (pause and cancel, issue #19).
+    """
+    return False
+
+
+def _prepare_enqueue(*, issue_id: int, after_id: int) -> None:
+    from signalpost.publishing.tasks import issue_prepare
+
+    task_enqueue(issue_prepare, issue_id=issue_id, after_id=after_id)
+
+
+def _batches_enqueue(*, issue_id: int, deliveries: int) -> int:
+    """Queue enough batch tasks for ``deliveries`` more queued deliveries; return how many."""
     from signalpost.publishing.tasks import issue_send_batch
 
-    issue = Issue.objects.select_for_update().select_related("newsletter").get(pk=issue.pk)
-    if issue.status not in EDITABLE:
-        return None
-    recipients = _deliveries_create(issue=issue)
-    issue.status = Issue.Status.SENDING
-    issue.sending_started_at = timezone.now()
-    issue.recipient_count = recipients
-    issue.save(update_fields=["status", "sending_started_at", "recipient_count", "updated_at"])
-    issue_sending_started.send(
-        sender=Issue, issue=issue, newsletter=issue.newsletter, recipient_count=recipients
-    )
-    batches = math.ceil(recipients / settings.SIGNALPOST_SEND_BATCH_SIZE)
+    batches = math.ceil(deliveries / settings.SIGNALPOST_SEND_BATCH_SIZE)
     for _ in range(batches):
-        issue_send_batch.enqueue(issue_id=issue.pk)
-    if not batches:
-        issue_finish_if_done(issue_id=issue.pk)
-    return recipients
+        task_enqueue(issue_send_batch, issue_id=issue_id)
+    return batches
+
+
+def issue_prepare_chunk(*, issue_id: int, after_id: int) -> bool:
+    """Create the deliveries of a send's chunk of subscriptions after ``after_id``, queue
+    their batches and the next chunk's ``issue_prepare`` task; return whether one follows.
+
+    One transaction with the issue locked, in which the cursor
+    (``prepared_through_id``) moves with the rows it covers: a chunk whose
+    cursor has moved on (its task ran again after its worker died) does
+    nothing, so no delivery is created twice and the chain never forks. A
+    halted send (``_send_halted``) or one no longer sending prepares nothing
+    and stops; the workers' ``sends_recover`` goes on once it is resumed. The
+    last chunk records the recipient count, sends ``issue_sending_started``
+    and finishes the send if every delivery is out already.
+    """
+    with transaction.atomic():
+        issue = Issue.objects.select_for_update().select_related("newsletter").get(pk=issue_id)
+        if not issue.preparing or issue.prepared_through_id != after_id:
+            return False
+        if _send_halted(issue_id):
+            return False
+        chunk = deliveries_insert_chunk(
+            issue_id=issue_id,
+            newsletter_id=issue.newsletter_id,
+            after_id=after_id,
+            last_id=issue.recipients_last_subscription_id or 0,
+            until=issue.recipients_until or issue.sending_started_at or timezone.now(),
+            size=settings.SIGNALPOST_SEND_PREPARE_CHUNK_SIZE,
+        )
+        _batches_enqueue(issue_id=issue_id, deliveries=chunk.created)
+        issue.prepared_through_id = chunk.through_id
+        update_fields = ["prepared_through_id", "updated_at"]
+        if chunk.last:
+            issue.prepared_at = timezone.now()
+            issue.recipient_count = Delivery.objects.filter(issue_id=issue_id).count()
+            update_fields += ["prepared_at", "recipient_count"]
+        issue.save(update_fields=update_fields)
+        if not chunk.last:
+            _prepare_enqueue(issue_id=issue_id, after_id=chunk.through_id)
+            return True
+        issue_sending_started.send(
+            sender=Issue,
+            issue=issue,
+            newsletter=issue.newsletter,
+            recipient_count=issue.recipient_count,
+        )
+    issue_finish_if_done(issue_id=issue_id)
+    return False
 
 
 ERROR_MAX_LENGTH = 2000
@@ -235,29 +323,6 @@ def error_for_storage(reason: str) -> str:
     deliveries too. The delivery row says whose it is; the error need not.
     """
     return addresses_redact(reason)[:ERROR_MAX_LENGTH]
-
-
-def _deliveries_create(*, issue: Issue) -> int:
-    """Insert a queued delivery for each active subscriber, in one statement; return the count."""
-    delivery = Delivery._meta
-    subscription = Subscription._meta
-    profile_table = subscription.get_field("profile").related_model._meta.db_table
-    quote = connection.ops.quote_name
-    sql = (
-        f"INSERT INTO {quote(delivery.db_table)} "
-        "(issue_id, profile_id, email, status, attempts, claimed_by, message_id, last_error) "
-        f"SELECT %s, p.id, p.email, %s, 0, '', '', '' "
-        f"FROM {quote(subscription.db_table)} s "
-        f"JOIN {quote(profile_table)} p ON p.id = s.profile_id "
-        "WHERE s.newsletter_id = %s AND s.status = %s"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(
-            sql,
-            [issue.pk, Delivery.Status.QUEUED, issue.newsletter_id, Subscription.Status.ACTIVE],
-        )
-        created: int = cursor.rowcount
-        return created
 
 
 @transaction.atomic
@@ -513,7 +578,7 @@ def issue_finish_if_done(*, issue_id: int) -> bool:
     if Delivery.objects.filter(issue_id=issue_id, status__in=unfinished).exists():
         return False
     issue = Issue.objects.select_for_update().select_related("newsletter").get(pk=issue_id)
-    if issue.status != Issue.Status.SENDING:
+    if issue.status != Issue.Status.SENDING or issue.preparing:
         return False
     counts = dict(
         Delivery.objects.filter(issue=issue)
@@ -573,7 +638,10 @@ def sends_recover() -> int:
 
 
 def _send_stranded(*, issue_id: int) -> bool:
-    """Whether a send needs restarting: work that no batch task is waiting or running for."""
+    """Whether a send needs restarting: work that no batch task is waiting or running for,
+    or a send still preparing (and not halted) without its preparing task."""
+    if _preparing_stranded(issue_id=issue_id):
+        return True
     claimers = _claimers_of(issue_id=issue_id)
     if claimers - claimers_live(claimers):
         return True
@@ -581,10 +649,23 @@ def _send_stranded(*, issue_id: int) -> bool:
         issue_id=issue_id, status__in=[Delivery.Status.QUEUED, Delivery.Status.SENDING]
     )
     if not unfinished.exists():
-        # Held deliveries wait for staff (issue_send_resume); otherwise only
-        # the final bookkeeping is missing.
+        # Held deliveries wait for staff (issue_send_resume), more deliveries
+        # for the preparing task; otherwise only the final bookkeeping is missing.
+        if Issue.objects.filter(pk=issue_id, prepared_at__isnull=True).exists():
+            return False
         return not Delivery.objects.filter(issue_id=issue_id, status=Delivery.Status.HELD).exists()
     return not send_batches_live(issue_id=issue_id).exists()
+
+
+def _preparing_stranded(*, issue_id: int) -> bool:
+    preparing = Issue.objects.filter(
+        pk=issue_id, status=Issue.Status.SENDING, prepared_at__isnull=True
+    ).exists()
+    return (
+        preparing
+        and not _send_halted(issue_id)
+        and not send_preparing_live(issue_id=issue_id).exists()
+    )
 
 
 def _claimers_of(*, issue_id: int) -> set[str]:
@@ -598,8 +679,6 @@ def _claimers_of(*, issue_id: int) -> set[str]:
 def _send_restart(*, issue_id: int, release_held: bool = False) -> int:
     """The work of ``issue_send_resume`` (``release_held``) and ``_issue_send_recover``, in
     the caller's transaction."""
-    from signalpost.publishing.tasks import issue_send_batch
-
     issue = Issue.objects.select_for_update().filter(pk=issue_id).first()
     if issue is None or issue.status != Issue.Status.SENDING:
         return 0
@@ -607,6 +686,13 @@ def _send_restart(*, issue_id: int, release_held: bool = False) -> int:
         Delivery.objects.filter(issue_id=issue_id, status=Delivery.Status.HELD).update(
             status=Delivery.Status.QUEUED
         )
+    restarted = 0
+    if _preparing_stranded(issue_id=issue_id):
+        # Its preparing task is gone (dead-lettered after the database failed
+        # it again and again): the cursor on the issue says where to go on.
+        _prepare_enqueue(issue_id=issue_id, after_id=issue.prepared_through_id)
+        logger.warning("Restarted preparing the send of issue %s", issue_id)
+        restarted = 1
     claimers = _claimers_of(issue_id=issue_id)
     for claimer in claimers - claimers_live(claimers):
         # Its batch task failed and could not give them back (the database was
@@ -620,14 +706,12 @@ def _send_restart(*, issue_id: int, release_held: bool = False) -> int:
     queued = Delivery.objects.filter(issue_id=issue_id, status=Delivery.Status.QUEUED).count()
     if not queued:
         issue_finish_if_done(issue_id=issue_id)
-        return 0
+        return restarted
     if send_batches_live(issue_id=issue_id).exists():
-        return 0
-    batches = math.ceil(queued / settings.SIGNALPOST_SEND_BATCH_SIZE)
-    for _ in range(batches):
-        issue_send_batch.enqueue(issue_id=issue_id)
+        return restarted
+    batches = _batches_enqueue(issue_id=issue_id, deliveries=queued)
     logger.warning("Restarted the send of issue %s: %s batch task(s) queued", issue_id, batches)
-    return batches
+    return restarted + batches
 
 
 def send_retry_policy() -> RetryPolicy:

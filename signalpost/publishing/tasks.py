@@ -29,6 +29,7 @@ from signalpost.publishing.services import (
     delivery_retry_later,
     error_for_storage,
     issue_finish_if_done,
+    issue_prepare_chunk,
     issue_send,
     retry_at,
     retry_delay_seconds,
@@ -297,6 +298,19 @@ def deliveries_send(*, issue, deliveries, progress=None):
         with contextlib.suppress(Exception):
             transport.close()
     return outcome
+
+
+# Above the batches: preparing runs ahead of sending, so the total is known
+# early and batches never wait for deliveries to claim. Below the public forms'
+# tasks (newsletters.tasks.PRIORITY): someone waiting on a page comes first.
+PREPARE_PRIORITY = 5
+
+
+@task(priority=PREPARE_PRIORITY)
+def issue_prepare(*, issue_id, after_id):
+    """Create the deliveries of a send's chunk after subscription ``after_id``, queueing
+    their batches and the next chunk's task; see ``services.issue_prepare_chunk``."""
+    return {"more": issue_prepare_chunk(issue_id=issue_id, after_id=after_id)}
 
 
 @task

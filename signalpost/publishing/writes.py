@@ -1,4 +1,5 @@
-"""Recording a batch's messages as sent: the batch sender's database part.
+"""The sends' database parts: creating a send's deliveries chunk by chunk, and
+recording a batch's messages as sent.
 
 This is the publishing app's persistence module. Each message sent is marked by
 one UPDATE of its delivery (``delivery_sent``); on PostgreSQL a batch marks
@@ -12,16 +13,91 @@ import contextlib
 import functools
 import logging
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 
+from django.conf import settings
 from django.db import DatabaseError, connection
 from django.utils import timezone
 from psycopg import pq
 
+from signalpost.accounts.models import Profile
+from signalpost.newsletters.models import Subscription
 from signalpost.publishing.models import Delivery
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PreparedChunk:
+    """What ``deliveries_insert_chunk`` did: deliveries created, the id reached, whether last."""
+
+    created: int
+    through_id: int
+    last: bool
+
+
+def deliveries_insert_chunk(
+    *,
+    issue_id: int,
+    newsletter_id: int,
+    after_id: int,
+    last_id: int,
+    until: datetime,
+    size: int,
+) -> PreparedChunk:
+    """Create queued deliveries for the next ``size`` active subscriptions after ``after_id``.
+
+    The subscriptions are ``newsletter_id``'s, active now, with an id at most
+    ``last_id`` and subscribed at ``until`` or before (or with no time recorded):
+    who was subscribed at the click and still is. Two statements, both walking
+    the (newsletter, status, id) index: the chunk's upper id, then one INSERT ...
+    SELECT. On PostgreSQL the SELECT share-locks the subscriptions it reads, so
+    an unsubscribe racing the chunk either ends before (and is not read as
+    active) or waits for the chunk to commit (and its ``deliveries_skip_for``
+    then sees the new delivery). A delivery that exists already is left alone.
+    """
+    subscription = Subscription._meta
+    quote = connection.ops.quote_name
+    active = Subscription.Status.ACTIVE
+    subscriptions = quote(subscription.db_table)
+    bounds = (
+        f"SELECT COUNT(*), MAX(c.id) FROM (SELECT s.id FROM {subscriptions} s "
+        "WHERE s.newsletter_id = %s AND s.status = %s AND s.id > %s AND s.id <= %s "
+        "ORDER BY s.id LIMIT %s) c"
+    )
+    lock = " FOR SHARE OF s" if connection.vendor == "postgresql" else ""
+    insert = (
+        f"INSERT INTO {quote(Delivery._meta.db_table)} "
+        "(issue_id, profile_id, email, status, attempts, claimed_by, message_id, last_error) "
+        "SELECT %s, p.id, p.email, %s, 0, '', '', '' "
+        f"FROM {subscriptions} s JOIN {quote(Profile._meta.db_table)} p ON p.id = s.profile_id "
+        "WHERE s.newsletter_id = %s AND s.status = %s AND s.id > %s AND s.id <= %s "
+        f"AND (s.subscribed_at IS NULL OR s.subscribed_at <= %s){lock} "
+        "ON CONFLICT DO NOTHING"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(bounds, [newsletter_id, active, after_id, last_id, size])
+        found, through_id = cursor.fetchone()
+        if not found:
+            return PreparedChunk(created=0, through_id=last_id, last=True)
+        cursor.execute(
+            insert,
+            [
+                issue_id,
+                Delivery.Status.QUEUED,
+                newsletter_id,
+                active,
+                after_id,
+                through_id,
+                connection.ops.adapt_datetimefield_value(until),
+            ],
+        )
+        created: int = cursor.rowcount
+    last = found < size
+    return PreparedChunk(created=created, through_id=last_id if last else through_id, last=last)
 
 
 def delivery_sent(*, delivery: Delivery, message_id: str) -> None:
@@ -60,6 +136,15 @@ def _delivery_sent_sql() -> str:
     )
 
 
+@functools.cache
+def _delivery_sent_sql_numbered() -> str:
+    """``_delivery_sent_sql`` with libpq's ``$1``, ``$2``... placeholders."""
+    sql = _delivery_sent_sql()
+    for number in range(1, sql.count("%s") + 1):
+        sql = sql.replace("%s", f"${number}", 1)
+    return sql
+
+
 class SentMarks:
     """Marks each message sent while the next one's envelope is on its way, never later.
 
@@ -68,7 +153,9 @@ class SentMarks:
     before any other query. So at any moment at most one delivered message is
     unrecorded, as with a statement waited for after each message, but the
     database's round trip is off the sender's path. The UPDATE is prepared once
-    per batch, so PostgreSQL does not parse and plan it for every email.
+    per batch, so PostgreSQL does not parse and plan it for every email; behind
+    a transaction pooler (``DATABASE_TRANSACTION_POOLING``) it is sent unnamed,
+    parsed each time, as a pooler cannot keep a statement for a client.
     Elsewhere ``mark()`` simply runs ``delivery_sent``. Use it as a context
     manager: leaving settles the last mark.
     """
@@ -81,11 +168,15 @@ class SentMarks:
     def __enter__(self) -> "SentMarks":
         if connection.vendor != "postgresql":
             return self
+        if settings.SIGNALPOST_DATABASE_TRANSACTION_POOLING:
+            # A transaction pooler may run the next statement on another server
+            # connection, which does not have the statement prepared: unnamed then.
+            connection.ensure_connection()
+            self.pgconn = connection.connection.pgconn
+            return self
         connection.ensure_connection()
         pgconn = connection.connection.pgconn
-        sql = _delivery_sent_sql()
-        for number in range(1, sql.count("%s") + 1):
-            sql = sql.replace("%s", f"${number}", 1)
+        sql = _delivery_sent_sql_numbered()
         statement = f"signalpost_sent_{uuid.uuid4().hex}".encode()
         if pgconn.prepare(statement, sql.encode()).status == pq.ExecStatus.COMMAND_OK:
             self.pgconn, self.statement = pgconn, statement
@@ -124,7 +215,11 @@ class SentMarks:
             Delivery.Status.SENDING.value,
         ]
         # libpq's asynchronous call: it returns once the query is written.
-        self.pgconn.send_query_prepared(self.statement, [param.encode() for param in params])
+        encoded = [param.encode() for param in params]
+        if self.statement is None:
+            self.pgconn.send_query_params(_delivery_sent_sql_numbered().encode(), encoded)
+        else:
+            self.pgconn.send_query_prepared(self.statement, encoded)
         self.waiting = (delivery, message_id)
 
     def settle(self) -> None:

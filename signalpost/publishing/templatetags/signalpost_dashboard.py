@@ -14,8 +14,8 @@ from django import template
 
 from signalpost.publishing.selectors import (
     sends_latest,
-    subscriber_growth,
-    subscribers_new_and_lost,
+    subscriber_growth_recent,
+    subscribers_new_and_lost_recent,
 )
 
 register = template.Library()
@@ -126,7 +126,7 @@ def flow_chart(days: list[tuple[date, int, int]]) -> dict[str, Any]:
 
 @register.inclusion_tag("admin/signalpost_dashboard.html")
 def signalpost_dashboard(days: int = 30) -> dict[str, Any]:
-    dates, series = subscriber_growth(days=days)
+    dates, series = subscriber_growth_recent(days=days)
     charts = [
         growth_chart(dates, counts, colour=COLOURS[index % len(COLOURS)], name=newsletter.name)
         for index, (newsletter, counts) in enumerate(series.items())
@@ -134,7 +134,7 @@ def signalpost_dashboard(days: int = 30) -> dict[str, Any]:
     return {
         "dates": dates,
         "charts": charts,
-        "flow": flow_chart(subscribers_new_and_lost(days=days)),
+        "flow": flow_chart(subscribers_new_and_lost_recent(days=days)),
         "geometry": {
             "width": WIDTH,
             "height": HEIGHT,

@@ -85,11 +85,10 @@ class Command(BaseCommand):
             self.stdout.write(f"{issue.subject!r} is on its way: no batch task was missing.")
 
     def send(self, found):
-        recipients = issue_send(issue=found)
-        if recipients is None:
-            self.stdout.write(f"{found.subject!r} is already {found.status}; following it.")
+        if issue_send(issue=found):
+            self.stdout.write(f"Sending {found.subject!r} to the subscribers active now.")
         else:
-            self.stdout.write(f"Sending {found.subject!r} to {recipients} subscribers.")
+            self.stdout.write(f"{found.subject!r} is already {found.status}; following it.")
 
     def schedule(self, issue, at):
         try:
@@ -139,6 +138,11 @@ class Command(BaseCommand):
         filled = int(BAR_WIDTH * progress["percent"] / 100)
         bar = "#" * filled + "-" * (BAR_WIDTH - filled)
         eta = progress["expected_finish"]
+        if progress.get("preparing"):
+            return (
+                f"[{bar}] preparing: {progress['total']} recipients so far, "
+                f"{progress['sent']} sent, {progress['rate_per_second']}/s"
+            )
         return (
             f"[{bar}] {progress['percent']:5.1f}% {progress['sent']}/{progress['total']} sent, "
             f"{progress['failed']} failed, {progress['rate_per_second']}/s"
