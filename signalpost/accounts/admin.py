@@ -1,14 +1,12 @@
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models.functions import Lower
 from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.views.decorators.http import require_POST
-from django.contrib import admin
-from django.core.exceptions import ValidationError
-from django.db.models.functions import Lower
 
 from signalpost.accounts.models import Profile
 from signalpost.accounts.services import profile_attributes_check

@@ -48,6 +48,7 @@ from signalpost.newsletters.services import (
     subscription_confirmation_resend,
     unsubscribe,
 )
+from signalpost.postgresql.estimates import EstimatedCountPaginator
 from signalpost.uploads import takes_files
 
 ATTRIBUTE_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
@@ -100,8 +101,6 @@ class AttributeFilter(admin.ListFilter):
             name: value for name, value in changelist.params.items() if name != self.parameter_name
         }
         yield {"value": self.value, "others": others}
-from signalpost.newsletters.services import subscription_confirm, unsubscribe
-from signalpost.postgresql.estimates import EstimatedCountPaginator
 
 
 @admin.register(Topic)

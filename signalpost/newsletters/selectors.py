@@ -10,7 +10,6 @@ from django.db.models import Case, Count, IntegerField, Prefetch, Q, QuerySet, V
 
 from signalpost.accounts.models import Profile
 from signalpost.newsletters.models import EmailTemplate, Newsletter, Subscription, Topic
-from signalpost.newsletters.models import Newsletter, Subscription, Topic
 from signalpost.postgresql.estimates import EXACT_BELOW, rows_estimate
 from signalpost.rows import row_fetch
 

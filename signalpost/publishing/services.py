@@ -19,8 +19,8 @@ from django.utils.text import slugify
 
 from signalpost.accounts.models import Profile
 from signalpost.durable.policy import RetryPolicy
-from signalpost.mail import bounces, mailboxes
 from signalpost.durable.services import task_enqueue
+from signalpost.mail import bounces, mailboxes
 from signalpost.mail.messages import Message
 from signalpost.mail.transport import message_send
 from signalpost.newsletters.models import Newsletter, Subscription

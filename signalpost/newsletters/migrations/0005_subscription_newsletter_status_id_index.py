@@ -7,7 +7,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('accounts', '0004_profile_email_canonical'),
-        ('newsletters', '0002_subscription_keys_covered_indexes'),
+        ('newsletters', '0004_emailtemplate'),
     ]
 
     operations = [

@@ -39,7 +39,7 @@ class Migration(migrations.Migration):
     atomic = False
 
     dependencies = [
-        ("accounts", "0004_profile_email_canonical"),
+        ("accounts", "0005_profile_soft_bounces"),
     ]
 
     operations = [
