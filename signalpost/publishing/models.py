@@ -9,7 +9,9 @@ class Issue(models.Model):
         DRAFT = "draft", "Draft"
         SCHEDULED = "scheduled", "Scheduled"
         SENDING = "sending", "Sending"
+        PAUSED = "paused", "Paused"
         SENT = "sent", "Sent"
+        CANCELLED = "cancelled", "Cancelled"
 
     newsletter = models.ForeignKey(
         "newsletters.Newsletter", on_delete=models.PROTECT, related_name="issues"
@@ -55,6 +57,7 @@ class Delivery(models.Model):
         BOUNCED = "bounced", "Bounced"
         SKIPPED = "skipped", "Skipped (left before it was sent)"
         HELD = "held", "Held (the mail server refused the sender)"
+        CANCELLED = "cancelled", "Cancelled (the send was cancelled before it)"
 
     issue = models.ForeignKey(Issue, on_delete=models.CASCADE, related_name="deliveries")
     profile = models.ForeignKey(

@@ -27,7 +27,21 @@ FINISHED = [
     Delivery.Status.FAILED,
     Delivery.Status.BOUNCED,
     Delivery.Status.SKIPPED,
+    Delivery.Status.CANCELLED,
 ]
+
+
+def issue_send_halted(*, issue_id: int) -> bool:
+    """Whether the send of ``issue_id`` must stop sending messages now.
+
+    The one place that decides it: every task that sends (or prepares) a send's
+    messages asks here between small groups of messages, so a pause or a
+    cancel (``issue_pause``, ``issue_cancel``) stops every worker within
+    ``tasks.HALT_RECHECK_SECONDS``. True unless the issue is sending: paused,
+    cancelled, finished or deleted. One primary-key read of one column.
+    """
+    status = Issue.objects.filter(pk=issue_id).values_list("status", flat=True).first()
+    return status != Issue.Status.SENDING
 
 
 def progress_percent(*, issue: Issue, done: int, total: int) -> float:
@@ -85,6 +99,7 @@ def issue_progress(*, issue: Issue) -> dict[str, Any]:
         "sent": counts["sent"],
         "failed": counts["failed"] + counts["bounced"],
         "skipped": counts["skipped"],
+        "cancelled": counts["cancelled"],
         "remaining": remaining,
         "held": counts["held"],
         "percent": progress_percent(issue=issue, done=done, total=total),

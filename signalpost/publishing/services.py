@@ -20,9 +20,20 @@ from signalpost.mail.transport import message_send
 from signalpost.newsletters.models import Newsletter, Subscription
 from signalpost.publishing.models import Delivery, Issue
 from signalpost.publishing.rendering import IssueMessages, MarkdownRefused, markdown_to_html
-from signalpost.publishing.selectors import claimers_live, send_batches_live, sends_in_progress
+from signalpost.publishing.selectors import (
+    claimers_live,
+    send_batches_live,
+    sends_in_progress,
+)
 from signalpost.redaction import addresses_redact
-from signalpost.signals import delivery_failed, issue_sending_started, issue_sent
+from signalpost.signals import (
+    delivery_failed,
+    issue_cancelled,
+    issue_paused,
+    issue_resumed,
+    issue_sending_started,
+    issue_sent,
+)
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -419,6 +430,154 @@ def issue_finish_if_done(*, issue_id: int) -> bool:
     return True
 
 
+class SendStateRefused(ValidationError):
+    """The issue's send is not in a state the action applies to (pausing a draft, say)."""
+
+
+def _issue_lock(*, issue_id: int) -> Issue:
+    return Issue.objects.select_for_update().select_related("newsletter").get(pk=issue_id)
+
+
+def _deliveries_count(*, issue_id: int, statuses: list[str]) -> int:
+    return Delivery.objects.filter(issue_id=issue_id, status__in=statuses).count()
+
+
+UNSENT = [Delivery.Status.QUEUED, Delivery.Status.SENDING, Delivery.Status.HELD]
+
+
+@transaction.atomic
+def issue_pause(*, issue: Issue) -> bool:
+    """Pause a running send; return whether it was running (False: it was paused already).
+
+    Only the issue's status changes here. Every batch asks ``issue_send_halted``
+    between messages (at most ``tasks.HALT_RECHECK_SECONDS`` apart), so no worker
+    starts another message of it within a second; each batch then gives its
+    unsent deliveries back to the queue (``deliveries_give_back_halted``). A
+    message already handed to the mail server is recorded as sent. Sends
+    ``issue_paused`` once per pause. Raises ``SendStateRefused`` unless the
+    issue is sending or paused.
+    """
+    locked = _issue_lock(issue_id=issue.pk)
+    if locked.status == Issue.Status.PAUSED:
+        return False
+    if locked.status != Issue.Status.SENDING:
+        raise SendStateRefused(
+            {"status": f"A {locked.status} issue is not being sent: nothing to pause."}
+        )
+    locked.status = Issue.Status.PAUSED
+    locked.save(update_fields=["status", "updated_at"])
+    issue.status = locked.status
+    issue_paused.send(
+        sender=Issue,
+        issue=locked,
+        newsletter=locked.newsletter,
+        sent_count=_deliveries_count(issue_id=locked.pk, statuses=[Delivery.Status.SENT]),
+        remaining_count=_deliveries_count(issue_id=locked.pk, statuses=UNSENT),
+    )
+    return True
+
+
+@transaction.atomic
+def issue_resume(*, issue: Issue) -> int:
+    """Continue a paused (or stopped) send where it stopped; return the batch tasks queued.
+
+    A paused issue becomes sending again and ``issue_resumed`` is sent; then, as
+    for a send that stopped (``issue_send_resume``): held deliveries go back to
+    the queue, claims of batches that died are released, and batch tasks are
+    queued for what is queued and no live batch will take. Each delivery sent
+    before the pause stays sent and is not sent again. On a send that is
+    running this only restarts what is stranded. Raises ``SendStateRefused``
+    unless the issue is paused or sending.
+    """
+    locked = _issue_lock(issue_id=issue.pk)
+    if locked.status not in {Issue.Status.PAUSED, Issue.Status.SENDING}:
+        raise SendStateRefused(
+            {"status": f"A {locked.status} issue is not paused: nothing to resume."}
+        )
+    if locked.status == Issue.Status.PAUSED:
+        locked.status = Issue.Status.SENDING
+        locked.save(update_fields=["status", "updated_at"])
+        issue_resumed.send(
+            sender=Issue,
+            issue=locked,
+            newsletter=locked.newsletter,
+            remaining_count=_deliveries_count(issue_id=locked.pk, statuses=UNSENT),
+        )
+    issue.status = locked.status
+    return _send_restart(issue_id=locked.pk, release_held=True)
+
+
+@transaction.atomic
+def issue_cancel(*, issue: Issue) -> int:
+    """End a running or paused send for good; return how many deliveries it cancelled.
+
+    Every delivery not sent yet (queued, held, or claimed by a batch that is
+    gone) becomes ``cancelled``, never ``failed``; a batch at work stops within
+    a second (``issue_send_halted``) and cancels what it had claimed. Sends
+    ``issue_cancelled`` once; cancelling again does nothing and returns 0.
+    Raises ``SendStateRefused`` unless the issue is sending, paused or cancelled.
+    """
+    locked = _issue_lock(issue_id=issue.pk)
+    if locked.status == Issue.Status.CANCELLED:
+        return 0
+    if locked.status not in {Issue.Status.PAUSED, Issue.Status.SENDING}:
+        hint = " (unschedule it instead)" if locked.status == Issue.Status.SCHEDULED else ""
+        raise SendStateRefused(
+            {"status": f"A {locked.status} issue is not being sent: nothing to cancel{hint}."}
+        )
+    locked.status = Issue.Status.CANCELLED
+    locked.save(update_fields=["status", "updated_at"])
+    issue.status = locked.status
+    cancelled = Delivery.objects.filter(
+        issue_id=locked.pk, status__in=[Delivery.Status.QUEUED, Delivery.Status.HELD]
+    ).update(status=Delivery.Status.CANCELLED, claimed_by="")
+    claimers = _claimers_of(issue_id=locked.pk)
+    dead = claimers - claimers_live(claimers)
+    if dead:
+        cancelled += Delivery.objects.filter(
+            issue_id=locked.pk, status=Delivery.Status.SENDING, claimed_by__in=dead
+        ).update(status=Delivery.Status.CANCELLED, claimed_by="")
+    issue_cancelled.send(
+        sender=Issue,
+        issue=locked,
+        newsletter=locked.newsletter,
+        sent_count=_deliveries_count(issue_id=locked.pk, statuses=[Delivery.Status.SENT]),
+        cancelled_count=cancelled,
+    )
+    return cancelled
+
+
+@transaction.atomic
+def deliveries_give_back_halted(*, issue_id: int, claimer: str, tried: bool = False) -> int:
+    """Give back what a batch had claimed and not sent when its send halted; return how many.
+
+    Paused: they go back to the queue, for the batches of the resume. Cancelled:
+    they are cancelled. Sending again (resumed before this batch noticed the
+    pause): back to the queue, with a batch task to send them. Locks the issue,
+    so this and ``issue_cancel`` / ``issue_resume`` see each other whole. The
+    claim counts as an attempt only if ``tried`` (a batch rerun after its
+    worker died may have sent one of them without recording it).
+    """
+    from signalpost.publishing.tasks import issue_send_batch
+
+    issue = Issue.objects.select_for_update().filter(pk=issue_id).first()
+    unsent = Delivery.objects.filter(
+        issue_id=issue_id, status=Delivery.Status.SENDING, claimed_by=claimer
+    )
+    if issue is None:
+        return 0
+    if issue.status == Issue.Status.CANCELLED:
+        return unsent.update(status=Delivery.Status.CANCELLED, claimed_by="")
+    given_back = unsent.update(
+        status=Delivery.Status.QUEUED,
+        claimed_by="",
+        attempts=F("attempts") if tried else F("attempts") - 1,
+    )
+    if given_back and issue.status == Issue.Status.SENDING:
+        issue_send_batch.enqueue(issue_id=issue_id)
+    return given_back
+
+
 def issue_send_resume(*, issue: Issue) -> int:
     """Restart a send that stopped; return how many batch tasks were queued.
 
@@ -504,9 +663,12 @@ def _send_restart(*, issue_id: int, release_held: bool = False) -> int:
     if not queued:
         issue_finish_if_done(issue_id=issue_id)
         return 0
-    if send_batches_live(issue_id=issue_id).exists():
+    # Batches still waiting take their share; a pause may have let others end early.
+    batches = math.ceil(queued / settings.SIGNALPOST_SEND_BATCH_SIZE) - (
+        send_batches_live(issue_id=issue_id).count()
+    )
+    if batches <= 0:
         return 0
-    batches = math.ceil(queued / settings.SIGNALPOST_SEND_BATCH_SIZE)
     for _ in range(batches):
         issue_send_batch.enqueue(issue_id=issue_id)
     logger.warning("Restarted the send of issue %s: %s batch task(s) queued", issue_id, batches)

@@ -16,9 +16,11 @@ from signalpost.mail.smtp import SMTPDataRefused
 from signalpost.mail.transport import Transport
 from signalpost.publishing.models import Delivery, Issue
 from signalpost.publishing.rendering import IssueMessages
+from signalpost.publishing.selectors import issue_send_halted
 from signalpost.publishing.sendrate import SendRate
 from signalpost.publishing.services import (
     deliveries_claim,
+    deliveries_give_back_halted,
     deliveries_hold_back,
     deliveries_release,
     delivery_fail,
@@ -36,6 +38,9 @@ logger = logging.getLogger(__name__)
 # How often a batch re-reads which of its deliveries are still to send, so an
 # unsubscribe during a send stops that recipient's message within about this.
 PENDING_RECHECK_SECONDS = 1.0
+# How often a batch asks whether its send was paused or cancelled
+# (``selectors.issue_send_halted``): a pause stops every worker within about this.
+HALT_RECHECK_SECONDS = 0.25
 
 
 def is_sender_refusal(error):
@@ -82,9 +87,12 @@ def issue_send_batch(context, *, issue_id, failures=0):
 
 
 def batch_send(*, issue_id, claimer, failures, progress):
+    if issue_send_halted(issue_id=issue_id):
+        # A rerun after its worker died may hold claims from before: they go back
+        # (or are cancelled), counted as tried since one may have been sent.
+        deliveries_give_back_halted(issue_id=issue_id, claimer=claimer, tried=True)
+        return {"sent": 0, "halted": True}
     issue = Issue.objects.select_related("newsletter").get(pk=issue_id)
-    if issue.status != Issue.Status.SENDING:
-        return {"sent": 0}
     ids = deliveries_claim(
         issue_id=issue_id, claimer=claimer, limit=settings.SIGNALPOST_SEND_BATCH_SIZE
     )
@@ -102,6 +110,9 @@ def batch_send(*, issue_id, claimer, failures, progress):
         outcome = deliveries_send(issue=issue, deliveries=deliveries, progress=progress)
     # Every delivery has its outcome now: none is in flight if what follows fails.
     progress.pop("delivery_id", None)
+    if outcome["halted"]:
+        deliveries_give_back_halted(issue_id=issue_id, claimer=claimer)
+        return {key: outcome[key] for key in ("sent", "failed", "retry", "halted")}
     if outcome["sender_refused"]:
         batch_sender_refused(
             issue=issue, claimer=claimer, reason=outcome["sender_refused"], failures=failures
@@ -192,10 +203,18 @@ def deliveries_send(*, issue, deliveries, progress=None):
     progress = {} if progress is None else progress
     messages = IssueMessages(issue)
     rate = SendRate(settings.SIGNALPOST_SEND_RATE_PER_SECOND)
-    outcome = {"sent": 0, "failed": 0, "retry": 0, "max_attempts": 0, "sender_refused": None}
+    outcome = {
+        "sent": 0,
+        "failed": 0,
+        "retry": 0,
+        "max_attempts": 0,
+        "sender_refused": None,
+        "halted": False,
+    }
     transport = Transport(messages.letterhead)
     pending_ids = {delivery.pk for delivery in deliveries}
     rechecked_at = time.monotonic()
+    halt_checked_at = float("-inf")
 
     def retry_later(delivery, error):
         if delivery_retry_later(delivery=delivery, error=error) is None:
@@ -214,6 +233,14 @@ def deliveries_send(*, issue, deliveries, progress=None):
     try:
         with SentMarks() as marks:
             for index, delivery in enumerate(deliveries):
+                if time.monotonic() - halt_checked_at > HALT_RECHECK_SECONDS:
+                    # Paused or cancelled: stop before the next message. The
+                    # caller gives back what is still claimed.
+                    marks.settle()
+                    if issue_send_halted(issue_id=issue.pk):
+                        outcome["halted"] = True
+                        return outcome
+                    halt_checked_at = time.monotonic()
                 progress["delivery_id"] = delivery.pk
                 if time.monotonic() - rechecked_at > PENDING_RECHECK_SECONDS:
                     marks.settle()
