@@ -44,6 +44,48 @@ def issue_send_halted(*, issue_id: int) -> bool:
     return status != Issue.Status.SENDING
 
 
+def issue_preview_message(*, issue: Issue, subject: str, body_html: str) -> Any:
+    """Return the ``mail.messages.Message`` a sample recipient would get of ``issue`` with
+    this ``subject`` and (rendered) ``body_html``, nothing saved: the newsletter's
+    template, its CSS inlined, personalised for a made-up reader (Ada, whose links
+    lead to no real subscription)."""
+    from signalpost.accounts.models import Profile
+    from signalpost.publishing.rendering import IssueMessages
+
+    draft = Issue(
+        pk=issue.pk,
+        newsletter=issue.newsletter,
+        subject=subject,
+        slug=issue.slug,
+        body_markdown=issue.body_markdown,
+        body_html=body_html,
+        status=issue.status,
+    )
+    sample = Profile(pk=0, email=PREVIEW_READER_EMAIL, name=PREVIEW_READER_NAME)
+    delivery = Delivery(pk=0, issue=draft, email=PREVIEW_READER_EMAIL)
+    return IssueMessages(draft).personalise(
+        delivery, profile=sample, message_id=f"<issue-{issue.pk}.preview@preview>"
+    )
+
+
+PREVIEW_READER_NAME = "Ada"
+PREVIEW_READER_EMAIL = "ada@example.com"
+
+
+def issue_recipients_count(*, issue: Issue) -> int:
+    """Return how many people ``issue`` goes (or went) to.
+
+    Not sent yet: the newsletter's active subscribers counted now, exactly (what
+    sending now would create deliveries for). Sending or sent: the count its
+    send started with.
+    """
+    if issue.status in {Issue.Status.DRAFT, Issue.Status.SCHEDULED}:
+        return Subscription.objects.filter(
+            newsletter_id=issue.newsletter_id, status=Subscription.Status.ACTIVE
+        ).count()
+    return issue.recipient_count
+
+
 def progress_percent(*, issue: Issue, done: int, total: int) -> float:
     """Return how far a send is, in percent: finished deliveries of all of them."""
     if not total:

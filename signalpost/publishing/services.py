@@ -2,6 +2,7 @@
 
 import logging
 import math
+import re
 import uuid
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -693,6 +694,64 @@ def retry_delay_seconds(attempts: int) -> float:
 
 def retry_at(attempts: int) -> datetime:
     return timezone.now() + timedelta(seconds=retry_delay_seconds(attempts))
+
+
+TEST_RECIPIENTS_MAX = 20
+
+
+def test_recipients_parse(*, raw: str) -> list[str]:
+    """Return the addresses in ``raw`` (separated by commas, semicolons or lines), each in
+    its canonical form, without repeats; raise ``ValidationError`` on ``to_emails``
+    naming every address refused and why, if there are none, or more than
+    ``TEST_RECIPIENTS_MAX``. The same address rules as subscribing
+    (``accounts.services.email_normalize``)."""
+    from signalpost.accounts.services import email_normalize
+
+    pieces = [piece.strip() for piece in re.split(r"[,;\n\r]+", raw or "") if piece.strip()]
+    if not pieces:
+        raise ValidationError({"to_emails": "Enter at least one email address."})
+    if len(pieces) > TEST_RECIPIENTS_MAX:
+        raise ValidationError(
+            {"to_emails": f"A test goes to at most {TEST_RECIPIENTS_MAX} addresses."}
+        )
+    addresses: list[str] = []
+    errors: list[str] = []
+    for piece in pieces:
+        try:
+            address = email_normalize(piece)
+        except ValidationError as error:
+            shown = piece if len(piece) <= 80 else piece[:77] + "..."
+            errors.append(f"{shown!r}: {error.messages[0]}")
+            continue
+        if address not in addresses:
+            addresses.append(address)
+    if errors:
+        raise ValidationError({"to_emails": errors})
+    return addresses
+
+
+def issue_send_tests(*, issue: Issue, to_emails: list[str]) -> tuple[list[str], list[str]]:
+    """Email ``issue`` as a test to each of ``to_emails`` (from ``test_recipients_parse``);
+    return ``(reached, refused)``: the addresses sent to, and for each other one why not.
+
+    Sent at once over the mail server, not queued; nothing is recorded. The
+    server refusing one address stops nothing: the others are still tried.
+    """
+    if len(to_emails) > TEST_RECIPIENTS_MAX:
+        raise ValidationError(
+            {"to_emails": f"A test goes to at most {TEST_RECIPIENTS_MAX} addresses."}
+        )
+    reached: list[str] = []
+    refused: list[str] = []
+    for address in to_emails:
+        try:
+            issue_send_test(issue=issue, to_email=address)
+        except Exception as error:  # a refusal or an unreachable server, for this address
+            logger.warning("Test of issue %s not sent: %s", issue.pk, type(error).__name__)
+            refused.append(f"{address}: not sent ({error_for_storage(str(error))[:200]})")
+        else:
+            reached.append(address)
+    return reached, refused
 
 
 def issue_send_test(*, issue: Issue, to_email: str) -> Message:
