@@ -4,6 +4,7 @@ import logging
 import math
 import re
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -439,7 +440,7 @@ def _issue_lock(*, issue_id: int) -> Issue:
     return Issue.objects.select_for_update().select_related("newsletter").get(pk=issue_id)
 
 
-def _deliveries_count(*, issue_id: int, statuses: list[str]) -> int:
+def _deliveries_count(*, issue_id: int, statuses: Sequence[str]) -> int:
     return Delivery.objects.filter(issue_id=issue_id, status__in=statuses).count()
 
 
