@@ -423,7 +423,7 @@ def test_staff_write_preview_test_and_send_from_the_admin(client, smtp_inbox, le
     assert issue.body_html == "<p>Some <em>text</em></p>"
     assert issue.created_by == editor
     change = client.get(f"/admin/publishing/issue/{issue.pk}/change/").content.decode()
-    assert "<em>text</em>" in change, "the preview"
+    assert "&lt;em&gt;text&lt;/em&gt;" in change, "the preview, the real email in a frame"
 
     client.post(
         "/admin/publishing/issue/",

@@ -7,7 +7,6 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
-from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from signalpost.publishing.models import Delivery, Issue
@@ -208,12 +207,16 @@ class IssueAdmin(admin.ModelAdmin):
 
     @admin.display(description="Preview")
     def preview(self, issue):
+        """The email as a reader gets it (a sample reader), in a sandboxed frame."""
         if not issue.pk:
-            return "Save the draft to see its preview."
+            return "Save the draft, then write it with its preview beside it."
+        message = issue_preview_message(
+            issue=issue, subject=issue.subject, body_html=issue.body_html
+        )
         return format_html(
-            '<div class="issue-preview" style="border:1px solid #ccc;padding:1em;max-width:48em">'
-            "{}</div>",
-            mark_safe(issue.body_html),  # sanitised with nh3 when saved
+            '<iframe class="issue-preview-frame" title="The email as a reader sees it" '
+            'sandbox="" srcdoc="{}"></iframe>',
+            message.html,
         )
 
     @admin.display(description="Recipients")
