@@ -24,6 +24,7 @@ from signalpost.publishing.services import (
     SendStateRefused,
     issue_cancel,
     issue_create,
+    issue_image_add,
     issue_pause,
     issue_render,
     issue_resume,
@@ -36,6 +37,7 @@ from signalpost.publishing.services import (
     issue_validate,
     test_recipients_parse,
 )
+from signalpost.uploads import takes_files
 
 # Issues whose send can be followed, paused, resumed or cancelled from their page.
 UNDER_WAY = {Issue.Status.SENDING, Issue.Status.PAUSED}
@@ -80,6 +82,30 @@ class WriteForm(forms.Form):
                 if field in self.fields and field not in self.errors:
                     self.add_error(field, field_errors)
         return cleaned_data
+
+
+class ImageForm(forms.Form):
+    image = forms.FileField(
+        label="Add an image",
+        required=False,
+        help_text="JPEG, PNG, GIF or WebP, at most 5 MB; made at most 1,200 px wide. "
+        "It goes in as Markdown where the cursor is (at the end without JavaScript).",
+        widget=forms.ClearableFileInput(
+            attrs={"accept": "image/jpeg,image/png,image/gif,image/webp"}
+        ),
+    )
+    alt = forms.CharField(
+        label="Image description",
+        required=False,
+        max_length=200,
+        help_text="What the image shows, for readers who cannot see it.",
+    )
+
+
+def image_markdown(*, url, alt):
+    """The Markdown of an image, its description kept from closing the brackets."""
+    described = " ".join(alt.replace("[", "(").replace("]", ")").split()) or "image"
+    return f"![{described}]({url})"
 
 
 class TestSendForm(forms.Form):
@@ -250,11 +276,10 @@ class IssueAdmin(admin.ModelAdmin):
 
     def get_urls(self):
         def view(function, name):
-            return path(
-                f"<int:issue_id>/{name}/",
-                self.admin_site.admin_view(function),
-                name=f"publishing_issue_{name}",
-            )
+            wrapped = self.admin_site.admin_view(function)
+            if name in {"write", "image"}:
+                wrapped = takes_files(wrapped)  # an image uploaded into the body
+            return path(f"<int:issue_id>/{name}/", wrapped, name=f"publishing_issue_{name}")
 
         return [
             view(self.progress_view, "progress"),
@@ -265,6 +290,7 @@ class IssueAdmin(admin.ModelAdmin):
             view(self.cancel_view, "cancel"),
             view(self.write_view, "write"),
             view(self.preview_view, "preview"),
+            view(self.image_view, "image"),
             *super().get_urls(),
         ]
 
@@ -306,7 +332,18 @@ class IssueAdmin(admin.ModelAdmin):
             request.POST or None,
             initial={"subject": issue.subject, "body_markdown": issue.body_markdown},
         )
-        if request.method == "POST" and form.is_valid():
+        image_form = ImageForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and image_form.is_valid() and image_form.cleaned_data["image"]:
+            try:
+                url = issue_image_add(issue=issue, upload=image_form.cleaned_data["image"])
+            except ValidationError as error:
+                image_form.add_error("image", error.message_dict["image"])
+            else:
+                data = request.POST.copy()
+                markdown = image_markdown(url=url, alt=image_form.cleaned_data["alt"])
+                data["body_markdown"] = f"{data.get('body_markdown', '').rstrip()}\n\n{markdown}\n"
+                form = WriteForm(data)
+        if request.method == "POST" and form.is_valid() and not image_form.errors:
             try:
                 issue = issue_update(
                     issue=issue,
@@ -327,6 +364,8 @@ class IssueAdmin(admin.ModelAdmin):
             "write.html",
             f"Write “{issue.subject}”",
             form=form,
+            image_form=image_form,
+            image_url=reverse("admin:publishing_issue_image", args=[issue.pk]),
             preview=preview,
             preview_url=reverse("admin:publishing_issue_preview", args=[issue.pk]),
             may_send=self.has_send_permission(request),
@@ -346,6 +385,25 @@ class IssueAdmin(admin.ModelAdmin):
             body_html=form.cleaned_data["body_html"],
         )
         return JsonResponse({"subject": message.subject, "html": message.html, "errors": {}})
+
+    @method_decorator_post
+    def image_view(self, request, issue_id):
+        """JSON for the writing page's script: store the image, answer its Markdown."""
+        issue = self._issue_for_writing(request, issue_id)
+        form = ImageForm(request.POST, request.FILES)
+        if not form.is_valid() or not form.cleaned_data["image"]:
+            errors = form.errors.get_json_data() or {
+                "image": [{"message": "Choose an image to upload.", "code": "required"}]
+            }
+            return JsonResponse({"errors": errors}, status=400)
+        try:
+            url = issue_image_add(issue=issue, upload=form.cleaned_data["image"])
+        except ValidationError as error:
+            errors = {"image": [{"message": m, "code": "invalid"} for m in error.messages]}
+            return JsonResponse({"errors": errors}, status=400)
+        return JsonResponse(
+            {"url": url, "markdown": image_markdown(url=url, alt=form.cleaned_data["alt"])}
+        )
 
     def send_view(self, request, issue_id):
         """Send now or schedule, after one confirmation that states the newsletter, the

@@ -11,8 +11,11 @@ from django.tasks import TaskResultStatus
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
+from signalpost.accounts.models import Profile
+from signalpost.mail.messages import Message
 from signalpost.newsletters.models import Newsletter, Subscription
 from signalpost.publishing.models import Delivery, Issue
+from signalpost.publishing.rendering import IssueMessages
 
 
 def issues_sent(*, newsletter: Newsletter) -> QuerySet[Issue]:
@@ -44,14 +47,11 @@ def issue_send_halted(*, issue_id: int) -> bool:
     return status != Issue.Status.SENDING
 
 
-def issue_preview_message(*, issue: Issue, subject: str, body_html: str) -> Any:
+def issue_preview_message(*, issue: Issue, subject: str, body_html: str) -> Message:
     """Return the ``mail.messages.Message`` a sample recipient would get of ``issue`` with
     this ``subject`` and (rendered) ``body_html``, nothing saved: the newsletter's
     template, its CSS inlined, personalised for a made-up reader (Ada, whose links
     lead to no real subscription)."""
-    from signalpost.accounts.models import Profile
-    from signalpost.publishing.rendering import IssueMessages
-
     draft = Issue(
         pk=issue.pk,
         newsletter=issue.newsletter,

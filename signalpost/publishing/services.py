@@ -1,21 +1,28 @@
 """Writing, scheduling and sending issues. Each function is one transaction."""
 
+import io
 import logging
 import math
 import re
 import uuid
+import warnings
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Count, F, Max
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from signalpost.accounts.models import Profile
+from signalpost.accounts.services import email_normalize
 from signalpost.durable.policy import RetryPolicy
 from signalpost.mail.messages import Message
 from signalpost.mail.transport import message_send
@@ -697,6 +704,76 @@ def retry_at(attempts: int) -> datetime:
     return timezone.now() + timedelta(seconds=retry_delay_seconds(attempts))
 
 
+IMAGE_DIRECTORY = "issues"
+IMAGE_MAX_BYTES = 5 * 1024 * 1024
+# Decoded size: a small file can unpack to gigabytes of pixels (a decompression bomb).
+IMAGE_MAX_PIXELS = 40_000_000
+# Wider than any email column (600-700 px) at twice the density, no wider.
+IMAGE_WIDTH = 1200
+IMAGE_FORMATS = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp"}
+_IMAGE_NAME = re.compile(r"[0-9]+/[0-9a-f]{32}\.(?:jpg|png|gif|webp)")
+
+
+def image_name_valid(name: str) -> bool:
+    """Whether ``name`` (below ``IMAGE_DIRECTORY``) is one ``issue_image_add`` could give."""
+    return bool(_IMAGE_NAME.fullmatch(name))
+
+
+def issue_image_add(*, issue: Issue, upload: Any) -> str:
+    """Store an image for ``issue``'s body; return its absolute URL, served from the site.
+
+    ``upload`` is an uploaded file. It is decoded (Pillow) to prove it is a JPEG,
+    PNG, GIF or WebP of at most ``IMAGE_MAX_BYTES`` and ``IMAGE_MAX_PIXELS``,
+    turned upright, made at most ``IMAGE_WIDTH`` wide, and encoded again, which
+    drops its metadata (camera, place). Stored once through Django's storage API
+    under a random name; the issue itself does not change (the caller inserts
+    the Markdown). Raises ``ValidationError`` on ``image`` saying what is wrong.
+    """
+    status = Issue.objects.filter(pk=issue.pk).values_list("status", flat=True).first()
+    if status not in EDITABLE:
+        raise ValidationError({"image": f"A {status} issue cannot be changed."})
+    size = getattr(upload, "size", None) or 0
+    if size > IMAGE_MAX_BYTES:
+        raise ValidationError(
+            {"image": f"An image has at most {IMAGE_MAX_BYTES // (1024 * 1024)} MB."}
+        )
+    if not size:
+        raise ValidationError({"image": "The file is empty."})
+    unreadable = "Not an image that can be read: upload a JPEG, PNG, GIF or WebP file."
+    too_big = f"The image has more than {IMAGE_MAX_PIXELS:,} pixels."
+    try:
+        with warnings.catch_warnings():
+            # IMAGE_MAX_PIXELS, checked below, is the limit; Pillow's own warns first.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opened = Image.open(upload)
+        with opened:
+            kind = opened.format or ""
+            if kind not in IMAGE_FORMATS:
+                raise ValidationError({"image": unreadable})
+            if opened.width * opened.height > IMAGE_MAX_PIXELS:
+                raise ValidationError({"image": too_big})
+            image = ImageOps.exif_transpose(opened)
+            if image.width > IMAGE_WIDTH:
+                height = max(1, round(image.height * IMAGE_WIDTH / image.width))
+                image = image.resize((IMAGE_WIDTH, height), Image.Resampling.LANCZOS)
+            if kind == "JPEG" and image.mode not in {"RGB", "L"}:
+                image = image.convert("RGB")
+            encoded = io.BytesIO()
+            image.save(encoded, format=kind, **({"quality": 85} if kind == "JPEG" else {}))
+    except ValidationError:
+        raise
+    except Image.DecompressionBombError:
+        raise ValidationError({"image": too_big}) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        raise ValidationError({"image": unreadable}) from None
+    name = default_storage.save(
+        f"{IMAGE_DIRECTORY}/{issue.pk}/{uuid.uuid4().hex}.{IMAGE_FORMATS[kind]}",
+        ContentFile(encoded.getvalue()),
+    )
+    path = reverse("issue_image", args=[name.removeprefix(f"{IMAGE_DIRECTORY}/")])
+    return f"{settings.SITE_URL}{path}"  # as newsletters.links.absolute
+
+
 TEST_RECIPIENTS_MAX = 20
 
 
@@ -706,8 +783,6 @@ def test_recipients_parse(*, raw: str) -> list[str]:
     naming every address refused and why, if there are none, or more than
     ``TEST_RECIPIENTS_MAX``. The same address rules as subscribing
     (``accounts.services.email_normalize``)."""
-    from signalpost.accounts.services import email_normalize
-
     pieces = [piece.strip() for piece in re.split(r"[,;\n\r]+", raw or "") if piece.strip()]
     if not pieces:
         raise ValidationError({"to_emails": "Enter at least one email address."})

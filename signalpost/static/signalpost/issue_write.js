@@ -60,8 +60,60 @@
     });
   }
 
-  form.addEventListener("input", function () {
+  form.addEventListener("input", function (event) {
+    if (event.target.type === "file" || event.target.name === "alt") return;
     clearTimeout(timer);
     timer = setTimeout(preview, 400);
   });
+
+  // An image chosen is uploaded at once and its Markdown goes where the cursor is.
+  var image = form.elements.image;
+  var body = form.elements.body_markdown;
+  function imageError(message) {
+    var box = document.getElementById("image-errors");
+    box.textContent = "";
+    box.parentNode.classList.toggle("errors", Boolean(message));
+    if (!message) return;
+    var ul = document.createElement("ul");
+    ul.className = "errorlist";
+    var li = document.createElement("li");
+    li.textContent = message;
+    ul.appendChild(li);
+    box.appendChild(ul);
+  }
+  if (image && body) {
+    image.addEventListener("change", function () {
+      if (!image.files.length) return;
+      var data = new FormData();
+      data.append("image", image.files[0]);
+      data.append("alt", form.elements.alt.value);
+      imageError("");
+      status.textContent = "Uploading the image…";
+      fetch(form.dataset.imageUrl, {
+        method: "POST",
+        body: data,
+        credentials: "same-origin",
+        headers: {"X-CSRFToken": form.elements.csrfmiddlewaretoken.value},
+      }).then(function (response) {
+        return response.json().then(function (data) { return {ok: response.ok, data: data}; });
+      }).then(function (answer) {
+        image.value = "";
+        if (!answer.ok) {
+          var errors = (answer.data.errors && answer.data.errors.image) || [{message: "The image was refused."}];
+          imageError(errors[0].message);
+          status.textContent = "The image was not added.";
+          return;
+        }
+        var at = body.selectionStart || body.value.length;
+        var before = body.value.slice(0, at);
+        var insert = (before && !/\n\n$/.test(before) ? "\n\n" : "") + answer.data.markdown + "\n";
+        body.value = before + insert + body.value.slice(at);
+        body.selectionStart = body.selectionEnd = at + insert.length;
+        form.elements.alt.value = "";
+        preview();
+      }).catch(function () {
+        imageError("Could not upload the image; try again.");
+      });
+    });
+  }
 })();
