@@ -2,7 +2,10 @@
 send after one confirmation, pause, resume and cancel; each page at 1280 and 390 px with
 no sideways scrolling and no serious or critical axe-core violation."""
 
+import io
+
 import pytest
+from PIL import Image
 
 from signalpost.newsletters.services import subscribe
 from signalpost.publishing.models import Issue
@@ -70,7 +73,17 @@ def fits_and_passes_axe(browser, base, path, name, screenshot):
     return problems
 
 
-def test_the_preview_follows_the_text_as_it_is_typed(live_server, page, draft, screenshot):
+def png(width, height):
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (30, 120, 200)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_the_preview_follows_the_text_as_it_is_typed(
+    live_server, page, draft, screenshot, settings, tmp_path
+):
+    settings.SITE_URL = live_server.url
+    settings.MEDIA_ROOT = tmp_path / "media"
     page.add_init_script(LISTEN_FOR_VIOLATIONS)
     path = f"/admin/publishing/issue/{draft.pk}/write/"
     log_in(page, live_server.url, path)
@@ -86,6 +99,14 @@ def test_the_preview_follows_the_text_as_it_is_typed(live_server, page, draft, s
     page.locator("#subject-errors .errorlist").wait_for()
     page.get_by_label("Subject").fill("Spring letter, revised")
     page.locator("#preview-subject", has_text="Spring letter, revised").wait_for()
+    page.get_by_label("Image description").fill("A blue field")
+    page.get_by_label("Add an image").set_input_files(
+        files=[{"name": "field.png", "mimeType": "image/png", "buffer": png(2400, 800)}]
+    )
+    frame.locator('img[alt="A blue field"]').wait_for()
+    assert "![A blue field](" in page.get_by_label("Body (Markdown)").input_value()
+    width = frame.locator('img[alt="A blue field"]').evaluate("img => img.naturalWidth")
+    assert width == 1200, "resized once, and loaded from the site under its CSP"
     screenshot(page, "typed-1280")
     assert page.evaluate("window.__cspViolations") == [], "the frame and script obey the CSP"
     assert Issue.objects.get(pk=draft.pk).subject == "Spring letter", "typing saves nothing"
