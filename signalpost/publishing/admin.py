@@ -260,7 +260,7 @@ class IssueAdmin(admin.ModelAdmin):
 
     @admin.display(description="Progress")
     def progress_bar(self, issue):
-        if issue.status not in {Issue.Status.SENDING, Issue.Status.SENT}:
+        if issue.status not in STARTED:
             return "—"
         percent = progress_percent(
             issue=issue, done=issue.deliveries_finished, total=issue.deliveries_total

@@ -191,7 +191,14 @@ def claimers_live(claimers: Iterable[str]) -> set[str]:
 def sends_latest(*, limit: int = 10) -> list[tuple[Issue, dict[str, Any]]]:
     """Return the latest issues sending or sent, newest first, with their progress."""
     issues = (
-        Issue.objects.filter(status__in=[Issue.Status.SENDING, Issue.Status.SENT])
+        Issue.objects.filter(
+            status__in=[
+                Issue.Status.SENDING,
+                Issue.Status.PAUSED,
+                Issue.Status.SENT,
+                Issue.Status.CANCELLED,
+            ]
+        )
         .select_related("newsletter")
         .order_by("-sending_started_at")[:limit]
     )
