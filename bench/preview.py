@@ -46,7 +46,7 @@ CSRF = "b" * 32  # an unmasked CSRF secret: the cookie and the header carry the 
 
 def markdown_body(target=20_000):
     """About ``target`` characters of an ordinary newsletter's Markdown."""
-    parts = ["Hello{{ name }}, and welcome to this week's long read.\n"]
+    parts = ["Hello{{ name }}, and welcome to this week's long read.\n\n"]
     number = 0
     while sum(map(len, parts)) < target:
         number += 1
@@ -60,7 +60,7 @@ def markdown_body(target=20_000):
             "- change one thing at a time;\n"
             "- keep the numbers, and the command that made them.\n\n"
             "> A benchmark that cannot be rerun is an anecdote.\n\n"
-            "```\nflock /tmp/bench.lock .venv/bin/python bench/preview.py\n```\n"
+            "```\nflock /tmp/bench.lock .venv/bin/python bench/preview.py\n```\n\n"
         )
     return "".join(parts)[:target]
 

@@ -27,6 +27,7 @@ from signalpost.publishing.services import (
     issue_image_add,
     issue_pause,
     issue_render,
+    issue_render_preview,
     issue_resume,
     issue_schedule,
     issue_send,
@@ -61,7 +62,8 @@ class ScheduleForm(forms.Form):
 
 
 class WriteForm(forms.Form):
-    """The writing page's subject and body; ``clean`` renders the body (``body_html``)."""
+    """The writing page's subject and body; ``clean`` renders the body (``body_html``),
+    for the live preview (``preview``) by the parts that changed."""
 
     subject = forms.CharField(max_length=200)
     body_markdown = forms.CharField(
@@ -71,12 +73,16 @@ class WriteForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 24, "spellcheck": "true"}),
     )
 
+    def __init__(self, *args, preview=False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.render = issue_render_preview if preview else issue_render
+
     def clean(self):
         cleaned_data = super().clean()
         body = cleaned_data.get("body_markdown", "")
         try:
             issue_validate(subject=cleaned_data.get("subject", ""), body_markdown=body)
-            cleaned_data["body_html"] = issue_render(body_markdown=body)
+            cleaned_data["body_html"] = self.render(body_markdown=body)
         except ValidationError as error:
             for field, field_errors in error.message_dict.items():
                 if field in self.fields and field not in self.errors:
@@ -376,7 +382,7 @@ class IssueAdmin(admin.ModelAdmin):
         """JSON for the writing page: the email as the sample reader gets it, or the errors
         by field. Nothing is saved."""
         issue = self._issue_for_writing(request, issue_id)
-        form = WriteForm(request.POST)
+        form = WriteForm(request.POST, preview=True)
         if not form.is_valid():
             return JsonResponse({"errors": form.errors.get_json_data()}, status=400)
         message = issue_preview_message(

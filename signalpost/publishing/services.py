@@ -28,7 +28,12 @@ from signalpost.mail.messages import Message
 from signalpost.mail.transport import message_send
 from signalpost.newsletters.models import Newsletter, Subscription
 from signalpost.publishing.models import Delivery, Issue
-from signalpost.publishing.rendering import IssueMessages, MarkdownRefused, markdown_to_html
+from signalpost.publishing.rendering import (
+    IssueMessages,
+    MarkdownRefused,
+    markdown_to_html,
+    markdown_to_html_for_preview,
+)
 from signalpost.publishing.selectors import (
     claimers_live,
     send_batches_live,
@@ -115,6 +120,15 @@ def issue_render(*, body_markdown: str) -> str:
     """
     try:
         return markdown_to_html(body_markdown)
+    except MarkdownRefused as error:
+        raise ValidationError({"body_markdown": str(error)}) from error
+
+
+def issue_render_preview(*, body_markdown: str) -> str:
+    """``issue_render`` for the writing page's live preview: the same HTML, but parts of a
+    long body already rendered are not rendered again (``markdown_to_html_for_preview``)."""
+    try:
+        return markdown_to_html_for_preview(body_markdown)
     except MarkdownRefused as error:
         raise ValidationError({"body_markdown": str(error)}) from error
 
