@@ -108,7 +108,7 @@ class ImageForm(forms.Form):
     )
 
 
-def image_markdown(*, url, alt):
+def _image_markdown(*, url, alt):
     """The Markdown of an image, its description kept from closing the brackets."""
     described = " ".join(alt.replace("[", "(").replace("]", ")").split()) or "image"
     return f"![{described}]({url})"
@@ -130,7 +130,7 @@ class TestSendForm(forms.Form):
             raise ValidationError(error.message_dict["to_emails"]) from error
 
 
-def method_decorator_post(view):
+def _post_only(view):
     """``require_POST`` for a ModelAdmin method."""
     from django.utils.decorators import method_decorator
 
@@ -346,7 +346,7 @@ class IssueAdmin(admin.ModelAdmin):
                 image_form.add_error("image", error.message_dict["image"])
             else:
                 data = request.POST.copy()
-                markdown = image_markdown(url=url, alt=image_form.cleaned_data["alt"])
+                markdown = _image_markdown(url=url, alt=image_form.cleaned_data["alt"])
                 data["body_markdown"] = f"{data.get('body_markdown', '').rstrip()}\n\n{markdown}\n"
                 form = WriteForm(data)
         if request.method == "POST" and form.is_valid() and not image_form.errors:
@@ -377,7 +377,7 @@ class IssueAdmin(admin.ModelAdmin):
             may_send=self.has_send_permission(request),
         )
 
-    @method_decorator_post
+    @_post_only
     def preview_view(self, request, issue_id):
         """JSON for the writing page: the email as the sample reader gets it, or the errors
         by field. Nothing is saved."""
@@ -392,7 +392,7 @@ class IssueAdmin(admin.ModelAdmin):
         )
         return JsonResponse({"subject": message.subject, "html": message.html, "errors": {}})
 
-    @method_decorator_post
+    @_post_only
     def image_view(self, request, issue_id):
         """JSON for the writing page's script: store the image, answer its Markdown."""
         issue = self._issue_for_writing(request, issue_id)
@@ -408,7 +408,7 @@ class IssueAdmin(admin.ModelAdmin):
             errors = {"image": [{"message": m, "code": "invalid"} for m in error.messages]}
             return JsonResponse({"errors": errors}, status=400)
         return JsonResponse(
-            {"url": url, "markdown": image_markdown(url=url, alt=form.cleaned_data["alt"])}
+            {"url": url, "markdown": _image_markdown(url=url, alt=form.cleaned_data["alt"])}
         )
 
     def send_view(self, request, issue_id):
@@ -481,7 +481,7 @@ class IssueAdmin(admin.ModelAdmin):
             self.message_user(request, done(result))
         return self._back(issue)
 
-    @method_decorator_post
+    @_post_only
     def pause_view(self, request, issue_id):
         return self._control(
             request,
@@ -494,7 +494,7 @@ class IssueAdmin(admin.ModelAdmin):
             ),
         )
 
-    @method_decorator_post
+    @_post_only
     def resume_view(self, request, issue_id):
         return self._control(request, issue_id, issue_resume, lambda _: "Resumed where it stopped.")
 
