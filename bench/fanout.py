@@ -306,6 +306,46 @@ def run_bare(sink, message_path, count, *, processes=1):
     }
 
 
+class PauseResume:
+    """``--pause-at F``: pause the send once the sink has F of its messages, wait until
+    nothing more arrives, resume. Measures the time from the pause to the last message
+    that still arrived, and how many did."""
+
+    QUIET_SECONDS = 3.0
+
+    def __init__(self, fraction, sink, issue):
+        self.fraction, self.sink, self.issue = fraction, sink, issue
+        self.state = "waiting" if fraction else "off"
+
+    def step(self, recipients):
+        from signalpost.publishing.services import issue_pause, issue_resume
+
+        if self.state == "waiting":
+            stats = self.sink.stats()
+            if stats["messages"] >= self.fraction * recipients:
+                self.paused_at = time.time()
+                issue_pause(issue=self.issue)
+                self.at_pause = self.sink.stats()["messages"]
+                self.state = "paused"
+        elif self.state == "paused":
+            stats = self.sink.stats()
+            if time.time() - max(stats["last_at"] or 0, self.paused_at) >= self.QUIET_SECONDS:
+                self.last_after = max(0.0, (stats["last_at"] or 0) - self.paused_at)
+                self.after_pause = stats["messages"] - self.at_pause
+                self.at_resume = stats["messages"]
+                self.held = time.time() - self.paused_at
+                issue_resume(issue=self.issue)
+                self.state = "resumed"
+
+    def figures(self):
+        return {
+            "sent_at_pause": self.at_pause,
+            "messages_after_pause": self.after_pause,
+            "last_message_after_s": self.last_after,
+            "paused_s": self.held,
+        }
+
+
 class Signalpost:
     def __init__(self, args, *, sink, logdir):
         self.args = args
@@ -498,12 +538,15 @@ class Signalpost:
             meter.begin()
             worker_cpu = [proc_cpu_seconds(worker.pid) for worker in workers]
             deadline = time.monotonic() + self.args.timeout
+            pause = PauseResume(self.args.pause_at, self.sink, issue) if not patch else None
             with Phase(self.sink) as phase:
                 started = time.time()
                 issue_send(issue=issue)
                 queued = time.time() - started
                 sampled = time.monotonic()
                 while True:
+                    if pause is not None:
+                        pause.step(size)
                     issue.refresh_from_db(fields=["status", "sent_at", "prepared_at"])
                     if issue.status == Issue.Status.SENT:
                         break
@@ -598,6 +641,7 @@ class Signalpost:
             / phase.wall,
             "busy_cores": phase.machine / phase.wall,
             "batches": math.ceil(recipients / self.batch_size()),
+            "pause": pause.figures() if pause is not None and pause.state != "off" else None,
         }
 
     def batch_size(self):
@@ -893,6 +937,14 @@ def parse_args():
         "created), then stop it: no comparisons, no full send",
     )
     parser.add_argument("--keep-logs", action="store_true")
+    parser.add_argument(
+        "--pause-at",
+        type=float,
+        default=None,
+        metavar="F",
+        help="pause each Signalpost send once F (0-1) of it reached the sink, resume when "
+        "nothing has arrived for 3 s; report the time from pause to the last message",
+    )
     args = parser.parse_args()
     if args.sizes:
         args.sizes = [int(size) for size in args.sizes.split(",")]
@@ -1027,6 +1079,19 @@ def main():
             )
     if not any(note.startswith("**check failed") for note in notes):
         notes.append("Checks passed: every recipient delivered once, and counted once by the sink.")
+    for result in results.values():
+        if result.get("pause"):
+            figures = result["pause"]
+            notes.append(
+                f"{result['label']}: paused at {figures['sent_at_pause']:,} messages; "
+                f"{figures['messages_after_pause']:,} more arrived, the last "
+                f"{figures['last_message_after_s'] * 1000:,.0f} ms after the pause; resumed "
+                f"after {figures['paused_s']:.1f} s (the rate above includes the pause)."
+            )
+    if not [note for note in notes if note.startswith("**check failed")]:
+        notes.insert(
+            0, "Checks passed: every recipient delivered once, and counted once by the sink."
+        )
     if newsletter:
         notes.append(
             f"django-newsletter {newsletter.versions[0]} on Django {newsletter.versions[1]}; "

@@ -228,6 +228,10 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(ENV.get("STATIC_ROOT") or BASE_DIR / "var" / "static")
+# Images uploaded into issues (publishing.services.issue_image_add), served by the
+# site itself at /media/issues/ (docs/publishing.md). Back this folder up.
+MEDIA_ROOT = Path(ENV.get("MEDIA_ROOT") or BASE_DIR / "var" / "media")
+MEDIA_URL = "/media/"
 # Production serves the files collectstatic gathered (WhiteNoise): compressed, with
 # content-hashed names cached for a year. Development and tests read them in place.
 STORAGES = {

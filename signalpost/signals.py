@@ -66,6 +66,27 @@ issue_sent = DeclaredSignal(
     doc="Every delivery of an issue reached a final state.",
 )
 
+issue_paused = DeclaredSignal(
+    "issue_paused",
+    arguments=("issue", "newsletter", "sent_count", "remaining_count"),
+    doc="A send was paused: no worker starts another of its messages (within a second). "
+    "Sent by publishing.services.issue_pause inside its transaction, once per pause.",
+)
+
+issue_resumed = DeclaredSignal(
+    "issue_resumed",
+    arguments=("issue", "newsletter", "remaining_count"),
+    doc="A paused send was resumed where it stopped. Sent by publishing.services.issue_resume "
+    "inside its transaction, once per resume of a paused send.",
+)
+
+issue_cancelled = DeclaredSignal(
+    "issue_cancelled",
+    arguments=("issue", "newsletter", "sent_count", "cancelled_count"),
+    doc="A send (running or paused) was cancelled: its unsent deliveries are cancelled, "
+    "never sent. Sent by publishing.services.issue_cancel inside its transaction, once.",
+)
+
 delivery_failed = DeclaredSignal(
     "delivery_failed",
     arguments=("delivery", "issue", "profile", "user_email", "reason"),
@@ -101,6 +122,9 @@ CATALOGUE = (
     preferences_link_requested,
     issue_sending_started,
     issue_sent,
+    issue_paused,
+    issue_resumed,
+    issue_cancelled,
     delivery_failed,
     bounce_received,
     complaint_received,

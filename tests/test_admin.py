@@ -97,9 +97,9 @@ def test_an_editor_who_may_change_issues_still_cannot_send_them(client, draft):
 
 def test_staff_with_the_send_permission_can_send_an_issue(client, draft):
     staff_with(client, "publishing.view_issue", "publishing.send_issue")
-    assert {"send_now", "schedule"} <= actions_offered(client, ISSUES)
+    assert client.get(f"{ISSUES}{draft.pk}/send/").status_code == 200
 
-    run_action(client, ISSUES, "send_now", draft.pk)
+    client.post(f"{ISSUES}{draft.pk}/send/", {"send": "1"})
 
     draft.refresh_from_db()
     assert draft.status in {Issue.Status.SENDING, Issue.Status.SENT}
@@ -356,6 +356,13 @@ def time_fields(when):
     return {"scheduled_at_0": f"{when:%Y-%m-%d}", "scheduled_at_1": f"{when:%H:%M:%S}"}
 
 
+def schedule_from_the_send_page(client, issue):
+    """Press Schedule on the send page with the time it offers: the one typed in the form."""
+    page = client.get(f"{ISSUES}{issue.pk}/send/")
+    offered = page.context["schedule_form"]["scheduled_at"].value()
+    client.post(f"{ISSUES}{issue.pk}/send/", {"schedule": "1", "scheduled_at": offered})
+
+
 def due_checks():
     """The pending send-when-due tasks, oldest first, as (scheduled_at, run it now)."""
     tasks = DBTaskResult.objects.filter(task_path__endswith=".issue_send_when_due")
@@ -370,7 +377,7 @@ def test_the_time_typed_when_adding_an_issue_is_the_one_it_is_scheduled_at(clien
     client.post(f"{ISSUES}add/", issue_form(letter, **time_fields(when)))
     issue = Issue.objects.get()
 
-    run_action(client, ISSUES, "schedule", issue.pk)
+    schedule_from_the_send_page(client, issue)
 
     issue.refresh_from_db()
     assert (issue.status, issue.scheduled_at) == (Issue.Status.SCHEDULED, when)
@@ -381,7 +388,7 @@ def test_the_time_typed_when_changing_a_draft_is_the_one_it_is_scheduled_at(clie
     when = in_two_days_at_nine()
     client.post(f"{ISSUES}{draft.pk}/change/", issue_form(draft.newsletter, **time_fields(when)))
 
-    run_action(client, ISSUES, "schedule", draft.pk)
+    schedule_from_the_send_page(client, draft)
 
     draft.refresh_from_db()
     assert (draft.status, draft.scheduled_at) == (Issue.Status.SCHEDULED, when)

@@ -127,6 +127,7 @@ PUBLIC_PAGES = {
     "newsletter": lambda jane, weekly: "/n/weekly/",
     "newsletter_feed": lambda jane, weekly: "/n/weekly/feed/",
     "issue": lambda jane, weekly: "/n/weekly/first/",
+    "issue_image": lambda jane, weekly: f"/media/issues/1/{'0' * 32}.png",
     "admin_login": lambda jane, weekly: "/admin/login/",
     "queue_status": lambda jane, weekly: "/admin/queue/",
     "healthz": lambda jane, weekly: "/healthz",

@@ -29,7 +29,14 @@ from signalpost.newsletters.services import ConsentEvidence, subscribe, unsubscr
 from signalpost.privacy.services import profile_erase, profile_export
 from signalpost.publishing.models import Issue
 from signalpost.publishing.selectors import issue_progress
-from signalpost.publishing.services import issue_create, issue_send
+from signalpost.publishing.services import (
+    SendStateRefused,
+    issue_cancel,
+    issue_create,
+    issue_pause,
+    issue_resume,
+    issue_send,
+)
 from signalpost.ratelimit import client_ip, client_rate_allows, rate_limit_allows
 from signalpost.webhooks.models import WebhookEndpoint
 from signalpost.webhooks.services import endpoint_create, endpoint_delete, endpoint_secret_rotate
@@ -435,6 +442,49 @@ def issue_send_now(request, issue_id: int = ID):
     issue_send(issue=issue)
     issue.refresh_from_db()
     return Status(202, issue_out(issue))
+
+
+STATE = {409: schemas.ErrorOut}
+
+
+def _issue_send_control(issue_id, action):
+    issue = get_object_or_404(Issue.objects.select_related("newsletter"), pk=issue_id)
+    try:
+        action(issue=issue)
+    except SendStateRefused as refused:
+        return error(409, refused.message_dict["status"][0], "status")
+    issue.refresh_from_db()
+    return Status(200, {**issue_out(issue), "progress": issue_progress(issue=issue)})
+
+
+@issues.post(
+    "/{issue_id}/pause", response={200: schemas.IssueProgressOut, **ERRORS, **NOT_FOUND, **STATE}
+)
+def issue_send_pause(request, issue_id: int = ID):
+    """Pause the issue's send: no new message leaves within a second. Pausing twice is
+    harmless; 409 unless the issue is sending or paused."""
+    return _issue_send_control(issue_id, issue_pause)
+
+
+@issues.post(
+    "/{issue_id}/resume",
+    response={200: schemas.IssueProgressOut, **ERRORS, **NOT_FOUND, **STATE},
+)
+def issue_send_continue(request, issue_id: int = ID):
+    """Resume a paused send where it stopped (nobody gets a message twice); on a send that
+    is running, restart what a failure stranded. 409 unless paused or sending."""
+    return _issue_send_control(issue_id, issue_resume)
+
+
+@issues.post(
+    "/{issue_id}/cancel",
+    response={200: schemas.IssueProgressOut, **ERRORS, **NOT_FOUND, **STATE},
+)
+def issue_send_cancel(request, issue_id: int = ID):
+    """Cancel a running or paused send: what is not sent yet is cancelled (counted as
+    cancelled, not failed). Cancelling twice is harmless; 409 unless sending, paused or
+    cancelled."""
+    return _issue_send_control(issue_id, issue_cancel)
 
 
 webhooks = Router(tags=["webhooks"])

@@ -103,6 +103,7 @@ class ProgressOut(Schema):
     sent: int
     failed: int
     skipped: int
+    cancelled: int
     remaining: int
     held: int
     percent: float

@@ -1,32 +1,141 @@
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
-from django.core.exceptions import ValidationError
-from django.http import JsonResponse
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
-from django.utils.safestring import mark_safe
+from django.views.decorators.http import require_POST
 
 from signalpost.postgresql.estimates import EstimatedCountPaginator
 from signalpost.publishing.models import Delivery, Issue
 from signalpost.publishing.selectors import (
+    issue_preview_message,
     issue_progress,
+    issue_recipients_count,
     issues_progress,
 )
 from signalpost.publishing.services import (
     EDITABLE,
     KEEP,
+    TEST_RECIPIENTS_MAX,
+    SendStateRefused,
+    issue_cancel,
     issue_create,
+    issue_image_add,
+    issue_pause,
     issue_render,
+    issue_render_preview,
+    issue_resume,
     issue_schedule,
     issue_send,
     issue_send_test,
+    issue_send_tests,
     issue_unschedule,
     issue_update,
     issue_validate,
+    test_recipients_parse,
 )
+from signalpost.uploads import takes_files
+
+# Issues whose send can be followed, paused, resumed or cancelled from their page.
+UNDER_WAY = {Issue.Status.SENDING, Issue.Status.PAUSED}
+STARTED = {Issue.Status.SENDING, Issue.Status.PAUSED, Issue.Status.SENT, Issue.Status.CANCELLED}
+DATETIME_LOCAL = "%Y-%m-%dT%H:%M"
+
+
+class ScheduleForm(forms.Form):
+    scheduled_at = forms.DateTimeField(
+        label="Send at",
+        help_text="Your local time, as the admin shows times.",
+        input_formats=[DATETIME_LOCAL, "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"],
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format=DATETIME_LOCAL),
+    )
+
+    def clean_scheduled_at(self):
+        at = self.cleaned_data["scheduled_at"]
+        if at <= timezone.now():
+            raise ValidationError("A scheduled time must be in the future.")
+        return at
+
+
+class WriteForm(forms.Form):
+    """The writing page's subject and body; ``clean`` renders the body (``body_html``),
+    for the live preview (``preview``) by the parts that changed."""
+
+    subject = forms.CharField(max_length=200)
+    body_markdown = forms.CharField(
+        label="Body (Markdown)",
+        required=False,
+        strip=False,
+        widget=forms.Textarea(attrs={"rows": 24, "spellcheck": "true"}),
+    )
+
+    def __init__(self, *args, preview=False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.render = issue_render_preview if preview else issue_render
+
+    def clean(self):
+        cleaned_data = super().clean()
+        body = cleaned_data.get("body_markdown", "")
+        try:
+            issue_validate(subject=cleaned_data.get("subject", ""), body_markdown=body)
+            cleaned_data["body_html"] = self.render(body_markdown=body)
+        except ValidationError as error:
+            for field, field_errors in error.message_dict.items():
+                if field in self.fields and field not in self.errors:
+                    self.add_error(field, field_errors)
+        return cleaned_data
+
+
+class ImageForm(forms.Form):
+    image = forms.FileField(
+        label="Add an image",
+        required=False,
+        help_text="JPEG, PNG, GIF or WebP, at most 5 MB; made at most 1,200 px wide. "
+        "It goes in as Markdown where the cursor is (at the end without JavaScript).",
+        widget=forms.ClearableFileInput(
+            attrs={"accept": "image/jpeg,image/png,image/gif,image/webp"}
+        ),
+    )
+    alt = forms.CharField(
+        label="Image description",
+        required=False,
+        max_length=200,
+        help_text="What the image shows, for readers who cannot see it.",
+    )
+
+
+def _image_markdown(*, url, alt):
+    """The Markdown of an image, its description kept from closing the brackets."""
+    described = " ".join(alt.replace("[", "(").replace("]", ")").split()) or "image"
+    return f"![{described}]({url})"
+
+
+class TestSendForm(forms.Form):
+    to_emails = forms.CharField(
+        label="Send a test to",
+        help_text=f"Up to {TEST_RECIPIENTS_MAX} addresses, separated by commas or lines.",
+        max_length=TEST_RECIPIENTS_MAX * 260,
+        error_messages={"required": "Enter at least one email address."},
+        widget=forms.Textarea(attrs={"rows": 4, "autocomplete": "email"}),
+    )
+
+    def clean_to_emails(self):
+        try:
+            return test_recipients_parse(raw=self.cleaned_data["to_emails"])
+        except ValidationError as error:
+            raise ValidationError(error.message_dict["to_emails"]) from error
+
+
+def _post_only(view):
+    """``require_POST`` for a ModelAdmin method."""
+    from django.utils.decorators import method_decorator
+
+    return method_decorator(require_POST)(view)
 
 
 class IssueForm(forms.ModelForm):
@@ -75,8 +184,10 @@ class IssueAdmin(admin.ModelAdmin):
     list_display = ["subject", "newsletter", "status", "scheduled_at", "sent_at", "progress_bar"]
     list_filter = ["status", "newsletter"]
     search_fields = ["subject"]
-    readonly_fields = ["status", "slug", "preview", "recipient_count"]
-    actions = ["send_test_to_me", "send_now", "schedule", "unschedule"]
+    readonly_fields = ["status", "slug", "preview", "recipients"]
+    # Sending is a button on the issue's page that states the recipients and asks once
+    # (send_view), never a bulk action that "select all" would turn on every draft.
+    actions = ["send_test_to_me", "unschedule"]
     change_form_template = "admin/publishing/issue/change_form.html"
 
     def has_change_permission(self, request, obj=None):
@@ -129,13 +240,26 @@ class IssueAdmin(admin.ModelAdmin):
 
     @admin.display(description="Preview")
     def preview(self, issue):
+        """The email as a reader gets it (a sample reader), in a sandboxed frame."""
         if not issue.pk:
-            return "Save the draft to see its preview."
-        return format_html(
-            '<div class="issue-preview" style="border:1px solid #ccc;padding:1em;max-width:48em">'
-            "{}</div>",
-            mark_safe(issue.body_html),  # sanitised with nh3 when saved
+            return "Save the draft, then write it with its preview beside it."
+        message = issue_preview_message(
+            issue=issue, subject=issue.subject, body_html=issue.body_html
         )
+        return format_html(
+            '<iframe class="issue-preview-frame" title="The email as a reader sees it" '
+            'sandbox="" srcdoc="{}"></iframe>',
+            message.html,
+        )
+
+    @admin.display(description="Recipients")
+    def recipients(self, issue):
+        if not issue.pk:
+            return "—"
+        count = issue_recipients_count(issue=issue)
+        if issue.status in EDITABLE:
+            return f"{count} active subscribers now"
+        return f"{count} when the send started"
 
     def get_changelist(self, request, **kwargs):
         return _IssueChangeList
@@ -143,7 +267,7 @@ class IssueAdmin(admin.ModelAdmin):
     @admin.display(description="Progress")
     def progress_bar(self, issue):
         progress = getattr(issue, "progress", None)
-        if progress is None:
+        if progress is None or issue.status not in STARTED:
             return "—"
         return format_html(
             '<progress max="100" value="{}" style="width:10em"></progress> '
@@ -155,14 +279,246 @@ class IssueAdmin(admin.ModelAdmin):
         )
 
     def get_urls(self):
+        def view(function, name):
+            wrapped = self.admin_site.admin_view(function)
+            if name in {"write", "image"}:
+                wrapped = takes_files(wrapped)  # an image uploaded into the body
+            return path(f"<int:issue_id>/{name}/", wrapped, name=f"publishing_issue_{name}")
+
         return [
-            path(
-                "<int:issue_id>/progress/",
-                self.admin_site.admin_view(self.progress_view),
-                name="publishing_issue_progress",
-            ),
+            view(self.progress_view, "progress"),
+            view(self.send_view, "send"),
+            view(self.test_view, "test"),
+            view(self.pause_view, "pause"),
+            view(self.resume_view, "resume"),
+            view(self.cancel_view, "cancel"),
+            view(self.write_view, "write"),
+            view(self.preview_view, "preview"),
+            view(self.image_view, "image"),
             *super().get_urls(),
         ]
+
+    def _issue_for_sending(self, request, issue_id):
+        """The issue, if the user may send it; 404 or 403 otherwise."""
+        issue = get_object_or_404(Issue.objects.select_related("newsletter"), pk=issue_id)
+        if not (self.has_view_permission(request, issue) and self.has_send_permission(request)):
+            raise PermissionDenied
+        return issue
+
+    def _page(self, request, issue, template, title, **context):
+        return TemplateResponse(
+            request,
+            f"admin/publishing/issue/{template}",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "title": title,
+                "issue": issue,
+                "change_url": reverse("admin:publishing_issue_change", args=[issue.pk]),
+                **context,
+            },
+        )
+
+    def _back(self, issue):
+        return HttpResponseRedirect(reverse("admin:publishing_issue_change", args=[issue.pk]))
+
+    def _issue_for_writing(self, request, issue_id):
+        issue = get_object_or_404(Issue.objects.select_related("newsletter"), pk=issue_id)
+        if not self.has_change_permission(request, issue):
+            raise PermissionDenied
+        return issue
+
+    def write_view(self, request, issue_id):
+        """Editor and preview side by side. The script previews as you type (preview_view);
+        without it, Save shows the saved issue's preview."""
+        issue = self._issue_for_writing(request, issue_id)
+        form = WriteForm(
+            request.POST or None,
+            initial={"subject": issue.subject, "body_markdown": issue.body_markdown},
+        )
+        image_form = ImageForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and image_form.is_valid() and image_form.cleaned_data["image"]:
+            try:
+                url = issue_image_add(issue=issue, upload=image_form.cleaned_data["image"])
+            except ValidationError as error:
+                image_form.add_error("image", error.message_dict["image"])
+            else:
+                data = request.POST.copy()
+                markdown = _image_markdown(url=url, alt=image_form.cleaned_data["alt"])
+                data["body_markdown"] = f"{data.get('body_markdown', '').rstrip()}\n\n{markdown}\n"
+                form = WriteForm(data)
+        if request.method == "POST" and form.is_valid() and not image_form.errors:
+            try:
+                issue = issue_update(
+                    issue=issue,
+                    subject=form.cleaned_data["subject"],
+                    body_markdown=form.cleaned_data["body_markdown"],
+                )
+            except ValidationError as error:
+                form.add_error(None, error)
+            else:
+                self.message_user(request, "Saved.")
+                return HttpResponseRedirect(request.path)
+        preview = issue_preview_message(
+            issue=issue, subject=issue.subject, body_html=issue.body_html
+        )
+        return self._page(
+            request,
+            issue,
+            "write.html",
+            f"Write “{issue.subject}”",
+            form=form,
+            image_form=image_form,
+            image_url=reverse("admin:publishing_issue_image", args=[issue.pk]),
+            preview=preview,
+            preview_url=reverse("admin:publishing_issue_preview", args=[issue.pk]),
+            may_send=self.has_send_permission(request),
+        )
+
+    @_post_only
+    def preview_view(self, request, issue_id):
+        """JSON for the writing page: the email as the sample reader gets it, or the errors
+        by field. Nothing is saved."""
+        issue = self._issue_for_writing(request, issue_id)
+        form = WriteForm(request.POST, preview=True)
+        if not form.is_valid():
+            return JsonResponse({"errors": form.errors.get_json_data()}, status=400)
+        message = issue_preview_message(
+            issue=issue,
+            subject=form.cleaned_data["subject"],
+            body_html=form.cleaned_data["body_html"],
+        )
+        return JsonResponse({"subject": message.subject, "html": message.html, "errors": {}})
+
+    @_post_only
+    def image_view(self, request, issue_id):
+        """JSON for the writing page's script: store the image, answer its Markdown."""
+        issue = self._issue_for_writing(request, issue_id)
+        form = ImageForm(request.POST, request.FILES)
+        if not form.is_valid() or not form.cleaned_data["image"]:
+            errors = form.errors.get_json_data() or {
+                "image": [{"message": "Choose an image to upload.", "code": "required"}]
+            }
+            return JsonResponse({"errors": errors}, status=400)
+        try:
+            url = issue_image_add(issue=issue, upload=form.cleaned_data["image"])
+        except ValidationError as error:
+            errors = {"image": [{"message": m, "code": "invalid"} for m in error.messages]}
+            return JsonResponse({"errors": errors}, status=400)
+        return JsonResponse(
+            {"url": url, "markdown": _image_markdown(url=url, alt=form.cleaned_data["alt"])}
+        )
+
+    def send_view(self, request, issue_id):
+        """Send now or schedule, after one confirmation that states the newsletter, the
+        subject and the exact number of recipients."""
+        issue = self._issue_for_sending(request, issue_id)
+        if issue.status not in EDITABLE:
+            self.message_user(request, f"This issue is {issue.status} already.", messages.WARNING)
+            return self._back(issue)
+        schedule_form = ScheduleForm(
+            initial={"scheduled_at": issue.scheduled_at} if issue.scheduled_at else None
+        )
+        if request.method == "POST":
+            if "schedule" in request.POST:
+                schedule_form = ScheduleForm(request.POST)
+                if schedule_form.is_valid():
+                    at = schedule_form.cleaned_data["scheduled_at"]
+                    try:
+                        issue_schedule(issue=issue, at=at)
+                    except ValidationError as error:
+                        schedule_form.add_error(None, error.messages[0])
+                    else:
+                        local = timezone.localtime(at)
+                        self.message_user(request, f"Scheduled for {local:%Y-%m-%d %H:%M %Z}.")
+                        return self._back(issue)
+            else:
+                if issue_send(issue=issue):
+                    self.message_user(
+                        request,
+                        "Sending to the subscribers active now: the progress below counts "
+                        "them while their deliveries are prepared.",
+                    )
+                else:
+                    issue.refresh_from_db()
+                    self.message_user(
+                        request, f"This issue is {issue.status} already.", messages.WARNING
+                    )
+                return self._back(issue)
+        return self._page(
+            request,
+            issue,
+            "send.html",
+            f"Send “{issue.subject}”",
+            recipients=issue_recipients_count(issue=issue),
+            schedule_form=schedule_form,
+        )
+
+    def test_view(self, request, issue_id):
+        """Email the issue as a test to any addresses (each checked as a subscriber's is)."""
+        issue = self._issue_for_sending(request, issue_id)
+        form = TestSendForm(request.POST or None, initial={"to_emails": request.user.email or ""})
+        if request.method == "POST" and form.is_valid():
+            reached, refused = issue_send_tests(
+                issue=issue, to_emails=form.cleaned_data["to_emails"]
+            )
+            if reached:
+                self.message_user(request, f"Test sent to {', '.join(reached)}.")
+            for reason in refused:
+                self.message_user(request, reason, messages.ERROR)
+            if not refused:
+                return self._back(issue)
+        return self._page(
+            request, issue, "test.html", f"Send a test of “{issue.subject}”", form=form
+        )
+
+    def _control(self, request, issue_id, action, done):
+        issue = self._issue_for_sending(request, issue_id)
+        try:
+            result = action(issue=issue)
+        except SendStateRefused as refused:
+            self.message_user(request, refused.message_dict["status"][0], messages.ERROR)
+        else:
+            self.message_user(request, done(result))
+        return self._back(issue)
+
+    @_post_only
+    def pause_view(self, request, issue_id):
+        return self._control(
+            request,
+            issue_id,
+            issue_pause,
+            lambda paused: (
+                "Paused: no more messages leave until you resume."
+                if paused
+                else "The send was paused already."
+            ),
+        )
+
+    @_post_only
+    def resume_view(self, request, issue_id):
+        return self._control(request, issue_id, issue_resume, lambda _: "Resumed where it stopped.")
+
+    def cancel_view(self, request, issue_id):
+        """Cancel a running or paused send, after one confirmation."""
+        issue = self._issue_for_sending(request, issue_id)
+        if request.method == "POST":
+            return self._control(
+                request,
+                issue_id,
+                issue_cancel,
+                lambda cancelled: f"Cancelled: {cancelled} messages will not be sent.",
+            )
+        if issue.status not in UNDER_WAY:
+            self.message_user(request, f"A {issue.status} issue has no send to cancel.")
+            return self._back(issue)
+        return self._page(
+            request,
+            issue,
+            "cancel.html",
+            f"Cancel the send of “{issue.subject}”",
+            progress=issue_progress(issue=issue),
+        )
 
     def progress_view(self, request, issue_id):
         """JSON the change page polls to move its progress bar without a reload."""
@@ -174,11 +530,15 @@ class IssueAdmin(admin.ModelAdmin):
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = extra_context or {}
         issue = self.get_object(request, object_id)
-        if issue is not None and issue.status in {Issue.Status.SENDING, Issue.Status.SENT}:
-            extra_context["progress"] = issue_progress(issue=issue)
-            extra_context["progress_url"] = reverse(
-                "admin:publishing_issue_progress", args=[issue.pk]
-            )
+        if issue is not None:
+            if issue.status in STARTED:
+                extra_context["progress"] = issue_progress(issue=issue)
+                extra_context["progress_url"] = reverse(
+                    "admin:publishing_issue_progress", args=[issue.pk]
+                )
+            extra_context["may_send"] = self.has_send_permission(request)
+            extra_context["under_way"] = issue.status in UNDER_WAY
+            extra_context["editable"] = issue.status in EDITABLE
         return super().change_view(request, object_id, form_url, extra_context)
 
     # A test reaches a real inbox and shows the issue before it is sent: sending anything
@@ -200,33 +560,6 @@ class IssueAdmin(admin.ModelAdmin):
 
     def has_send_permission(self, request):
         return request.user.has_perm(f"{self.opts.app_label}.send_issue")
-
-    @admin.action(description="Send the selected issues now", permissions=["send"])
-    def send_now(self, request, queryset):
-        for issue in queryset:
-            if issue_send(issue=issue):
-                self.message_user(
-                    request, f"{issue}: sending to the subscribers active now (preparing)."
-                )
-            else:
-                self.message_user(request, f"{issue} is already {issue.status}.", messages.WARNING)
-
-    @admin.action(
-        description="Schedule the selected issues at their scheduled time", permissions=["send"]
-    )
-    def schedule(self, request, queryset):
-        for issue in queryset:
-            if issue.scheduled_at is None or issue.scheduled_at <= timezone.now():
-                self.message_user(
-                    request, f"{issue}: set a scheduled time in the future first.", messages.ERROR
-                )
-                continue
-            try:
-                issue_schedule(issue=issue, at=issue.scheduled_at)
-            except ValidationError as error:
-                self.message_user(request, f"{issue}: {error.messages[0]}", messages.ERROR)
-            else:
-                self.message_user(request, f"{issue}: scheduled for {issue.scheduled_at:%c}.")
 
     @admin.action(
         description="Turn the selected scheduled issues back into drafts", permissions=["change"]

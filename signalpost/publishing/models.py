@@ -9,7 +9,9 @@ class Issue(models.Model):
         DRAFT = "draft", "Draft"
         SCHEDULED = "scheduled", "Scheduled"
         SENDING = "sending", "Sending"
+        PAUSED = "paused", "Paused"
         SENT = "sent", "Sent"
+        CANCELLED = "cancelled", "Cancelled"
 
     newsletter = models.ForeignKey(
         "newsletters.Newsletter", on_delete=models.PROTECT, related_name="issues"
@@ -53,8 +55,9 @@ class Issue(models.Model):
 
     @property
     def preparing(self) -> bool:
-        """Whether the send has started and its deliveries are still being created."""
-        return self.status == self.Status.SENDING and self.prepared_at is None
+        """Whether the send has started and its deliveries are still being created (or
+        will be, once a pause ends)."""
+        return self.status in (self.Status.SENDING, self.Status.PAUSED) and self.prepared_at is None
 
 
 class Delivery(models.Model):
@@ -68,6 +71,7 @@ class Delivery(models.Model):
         BOUNCED = "bounced", "Bounced"
         SKIPPED = "skipped", "Skipped (left before it was sent)"
         HELD = "held", "Held (the mail server refused the sender)"
+        CANCELLED = "cancelled", "Cancelled (the send was cancelled before it)"
 
     issue = models.ForeignKey(Issue, on_delete=models.CASCADE, related_name="deliveries")
     profile = models.ForeignKey(

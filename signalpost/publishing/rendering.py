@@ -9,7 +9,11 @@ reader's values is rendered per reader instead (``IssueMessages``).
 """
 
 import html
+import re
 import secrets
+import threading
+import time
+from collections import OrderedDict
 
 from django.conf import settings
 from django.utils.safestring import mark_safe
@@ -57,6 +61,75 @@ def markdown_to_html(text: str) -> str:
         return markdown_sandbox.render(text, timeout=timeout)
     except markdown_sandbox.RenderFailed as failure:
         raise MarkdownRefused(REFUSALS[failure.kind].format(timeout=timeout)) from failure
+
+
+# What makes one part of a body change another's HTML: reference links, footnotes and
+# abbreviations defined anywhere apply everywhere; raw HTML blocks may span headings.
+_WHOLE_BODY_ONLY = re.compile(r"^ {0,3}(\[[^\]]*\]:|\*\[[^\]]*\]:|<)", re.MULTILINE)
+_HEADING = re.compile(r"#{1,6}(?: |$)")
+_FENCE = re.compile(r" {0,3}(`{3,}|~{3,})")
+_SECTIONS_KEPT = 512
+_sections: OrderedDict[str, str] = OrderedDict()
+_sections_lock = threading.Lock()
+
+
+def markdown_sections(text: str) -> list[str] | None:
+    """Split ``text`` before each top-level heading (``#`` at the start of a line after a
+    blank line, outside code fences) into parts whose HTML, joined by newlines, is the
+    whole body's; ``None`` when a part could change another's (reference links,
+    footnotes, abbreviations, raw HTML)."""
+    if _WHOLE_BODY_ONLY.search(text):
+        return None
+    sections: list[str] = []
+    current: list[str] = []
+    fence = ""
+    blank_before = True
+    for line in text.split("\n"):
+        opening = _FENCE.match(line)
+        if fence:
+            if opening and opening.group(1)[0] == fence[0] and len(opening.group(1)) >= len(fence):
+                fence = ""
+        elif opening:
+            fence = opening.group(1)
+        elif blank_before and current and _HEADING.match(line):
+            sections.append("\n".join(current))
+            current = []
+        current.append(line)
+        blank_before = not line.strip()
+    sections.append("\n".join(current))
+    return sections
+
+
+def markdown_to_html_for_preview(text: str) -> str:
+    """``markdown_to_html`` for the writing page's live preview: typing changes one part of
+    a long body, so each part between top-level headings is rendered once and remembered
+    (the last 512 parts of this process). The deadline holds for the whole body. Falls
+    back to rendering the whole body when parts could affect each other."""
+    sections = markdown_sections(text)
+    if sections is None or len(sections) == 1:
+        return markdown_to_html(text)
+    timeout = settings.SIGNALPOST_MARKDOWN_RENDER_TIMEOUT
+    deadline = time.monotonic() + timeout
+    parts = []
+    for section in sections:
+        with _sections_lock:
+            known = _sections.get(section)
+            if known is not None:
+                _sections.move_to_end(section)
+        if known is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise MarkdownRefused(REFUSALS["timeout"].format(timeout=timeout))
+            try:
+                known = markdown_sandbox.render(section, timeout=left)
+            except markdown_sandbox.RenderFailed as failure:
+                raise MarkdownRefused(REFUSALS[failure.kind].format(timeout=timeout)) from failure
+            with _sections_lock:
+                _sections[section] = known
+                while len(_sections) > _SECTIONS_KEPT:
+                    _sections.popitem(last=False)
+        parts.append(known)
+    return "\n".join(part for part in parts if part)
 
 
 def issue_web_path(issue):

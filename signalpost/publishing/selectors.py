@@ -12,8 +12,11 @@ from django.tasks import TaskResultStatus
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
+from signalpost.accounts.models import Profile
+from signalpost.mail.messages import Message
 from signalpost.newsletters.models import Newsletter, Subscription
 from signalpost.publishing.models import Delivery, Issue
+from signalpost.publishing.rendering import IssueMessages
 
 
 def issues_sent(*, newsletter: Newsletter) -> QuerySet[Issue]:
@@ -28,7 +31,60 @@ FINISHED = [
     Delivery.Status.FAILED,
     Delivery.Status.BOUNCED,
     Delivery.Status.SKIPPED,
+    Delivery.Status.CANCELLED,
 ]
+
+
+def issue_send_halted(*, issue_id: int) -> bool:
+    """Whether the send of ``issue_id`` must stop sending messages now.
+
+    The one place that decides it: every task that sends (or prepares) a send's
+    messages asks here between small groups of messages, so a pause or a
+    cancel (``issue_pause``, ``issue_cancel``) stops every worker within
+    ``tasks.HALT_RECHECK_SECONDS``. True unless the issue is sending: paused,
+    cancelled, finished or deleted. One primary-key read of one column.
+    """
+    status = Issue.objects.filter(pk=issue_id).values_list("status", flat=True).first()
+    return status != Issue.Status.SENDING
+
+
+def issue_preview_message(*, issue: Issue, subject: str, body_html: str) -> Message:
+    """Return the ``mail.messages.Message`` a sample recipient would get of ``issue`` with
+    this ``subject`` and (rendered) ``body_html``, nothing saved: the newsletter's
+    template, its CSS inlined, personalised for a made-up reader (Ada, whose links
+    lead to no real subscription)."""
+    draft = Issue(
+        pk=issue.pk,
+        newsletter=issue.newsletter,
+        subject=subject,
+        slug=issue.slug,
+        body_markdown=issue.body_markdown,
+        body_html=body_html,
+        status=issue.status,
+    )
+    sample = Profile(pk=0, email=PREVIEW_READER_EMAIL, name=PREVIEW_READER_NAME)
+    delivery = Delivery(pk=0, issue=draft, email=PREVIEW_READER_EMAIL)
+    return IssueMessages(draft).personalise(
+        delivery, profile=sample, message_id=f"<issue-{issue.pk}.preview@preview>"
+    )
+
+
+PREVIEW_READER_NAME = "Ada"
+PREVIEW_READER_EMAIL = "ada@example.com"
+
+
+def issue_recipients_count(*, issue: Issue) -> int:
+    """Return how many people ``issue`` goes (or went) to.
+
+    Not sent yet: the newsletter's active subscribers counted now, exactly (what
+    sending now would create deliveries for). Sending or sent: the count its
+    send started with.
+    """
+    if issue.status in {Issue.Status.DRAFT, Issue.Status.SCHEDULED}:
+        return Subscription.objects.filter(
+            newsletter_id=issue.newsletter_id, status=Subscription.Status.ACTIVE
+        ).count()
+    return issue.recipient_count
 
 
 def progress_percent(*, issue: Issue, done: int, total: int) -> float:
@@ -101,6 +157,7 @@ def _progress_of(issue: Issue, stored: dict[str, int]) -> dict[str, Any]:
         "sent": counts["sent"],
         "failed": counts["failed"] + counts["bounced"],
         "skipped": counts["skipped"],
+        "cancelled": counts["cancelled"],
         "remaining": remaining,
         "held": counts["held"],
         "percent": 0.0 if preparing else progress_percent(issue=issue, done=done, total=total),
@@ -172,7 +229,14 @@ def sends_latest(*, limit: int = 10) -> list[tuple[Issue, dict[str, Any]]]:
     ``FINISHED_PROGRESS_SECONDS``; a send in progress is counted each time.
     """
     issues = (
-        Issue.objects.filter(status__in=[Issue.Status.SENDING, Issue.Status.SENT])
+        Issue.objects.filter(
+            status__in=[
+                Issue.Status.SENDING,
+                Issue.Status.PAUSED,
+                Issue.Status.SENT,
+                Issue.Status.CANCELLED,
+            ]
+        )
         .select_related("newsletter")
         .order_by("-sending_started_at")[:limit]
     )

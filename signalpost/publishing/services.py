@@ -1,23 +1,32 @@
 """Writing, scheduling and sending issues. Each function is one transaction."""
 
 import imaplib
+import io
 import itertools
 import logging
 import math
 import poplib
+import re
 import uuid
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.db import DatabaseError, transaction
 from django.db.models import Count, F, Max
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from signalpost.accounts.models import Profile
+from signalpost.accounts.services import email_normalize
 from signalpost.durable.policy import RetryPolicy
 from signalpost.durable.services import task_enqueue
 from signalpost.mail import bounces, mailboxes
@@ -26,16 +35,29 @@ from signalpost.mail.transport import message_send
 from signalpost.newsletters.models import Newsletter, Subscription
 from signalpost.newsletters.services import bounce_record
 from signalpost.publishing.models import Delivery, Issue
-from signalpost.publishing.rendering import IssueMessages, MarkdownRefused, markdown_to_html
+from signalpost.publishing.rendering import (
+    IssueMessages,
+    MarkdownRefused,
+    markdown_to_html,
+    markdown_to_html_for_preview,
+)
 from signalpost.publishing.selectors import (
     claimers_live,
+    issue_send_halted,
     send_batches_live,
     send_preparing_live,
     sends_in_progress,
 )
 from signalpost.publishing.writes import deliveries_insert_chunk
 from signalpost.redaction import addresses_redact
-from signalpost.signals import delivery_failed, issue_sending_started, issue_sent
+from signalpost.signals import (
+    delivery_failed,
+    issue_cancelled,
+    issue_paused,
+    issue_resumed,
+    issue_sending_started,
+    issue_sent,
+)
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -108,6 +130,15 @@ def issue_render(*, body_markdown: str) -> str:
     """
     try:
         return markdown_to_html(body_markdown)
+    except MarkdownRefused as error:
+        raise ValidationError({"body_markdown": str(error)}) from error
+
+
+def issue_render_preview(*, body_markdown: str) -> str:
+    """``issue_render`` for the writing page's live preview: the same HTML, but parts of a
+    long body already rendered are not rendered again (``markdown_to_html_for_preview``)."""
+    try:
+        return markdown_to_html_for_preview(body_markdown)
     except MarkdownRefused as error:
         raise ValidationError({"body_markdown": str(error)}) from error
 
@@ -239,15 +270,6 @@ def issue_send(*, issue: Issue) -> bool:
     return True
 
 
-def _send_halted(issue_id: int) -> bool:
-    """Whether staff paused or cancelled the send: its preparing stops at the next chunk.
-
-    The one place preparing asks; the integrator points it at the selector
-    that decides it for the batch tasks (pause and cancel, issue #19).
-    """
-    return False
-
-
 def _prepare_enqueue(*, issue_id: int, after_id: int) -> None:
     from signalpost.publishing.tasks import issue_prepare
 
@@ -272,7 +294,7 @@ def issue_prepare_chunk(*, issue_id: int, after_id: int) -> bool:
     (``prepared_through_id``) moves with the rows it covers: a chunk whose
     cursor has moved on (its task ran again after its worker died) does
     nothing, so no delivery is created twice and the chain never forks. A
-    halted send (``_send_halted``) or one no longer sending prepares nothing
+    halted send (``selectors.issue_send_halted``) or one no longer sending prepares nothing
     and stops; the workers' ``sends_recover`` goes on once it is resumed. The
     last chunk records the recipient count, sends ``issue_sending_started``
     and finishes the send if every delivery is out already.
@@ -281,7 +303,7 @@ def issue_prepare_chunk(*, issue_id: int, after_id: int) -> bool:
         issue = Issue.objects.select_for_update().select_related("newsletter").get(pk=issue_id)
         if not issue.preparing or issue.prepared_through_id != after_id:
             return False
-        if _send_halted(issue_id):
+        if issue_send_halted(issue_id=issue_id):
             return False
         chunk = deliveries_insert_chunk(
             issue_id=issue_id,
@@ -601,6 +623,152 @@ def issue_finish_if_done(*, issue_id: int) -> bool:
     return True
 
 
+class SendStateRefused(ValidationError):
+    """The issue's send is not in a state the action applies to (pausing a draft, say)."""
+
+
+def _issue_lock(*, issue_id: int) -> Issue:
+    return Issue.objects.select_for_update().select_related("newsletter").get(pk=issue_id)
+
+
+def _deliveries_count(*, issue_id: int, statuses: Sequence[str]) -> int:
+    return Delivery.objects.filter(issue_id=issue_id, status__in=statuses).count()
+
+
+UNSENT = [Delivery.Status.QUEUED, Delivery.Status.SENDING, Delivery.Status.HELD]
+
+
+@transaction.atomic
+def issue_pause(*, issue: Issue) -> bool:
+    """Pause a running send; return whether it was running (False: it was paused already).
+
+    Only the issue's status changes here. Every batch asks ``issue_send_halted``
+    between messages (at most ``tasks.HALT_RECHECK_SECONDS`` apart), so no worker
+    starts another message of it within a second; each batch then gives its
+    unsent deliveries back to the queue (``deliveries_give_back_halted``). A
+    message already handed to the mail server is recorded as sent. Sends
+    ``issue_paused`` once per pause. Raises ``SendStateRefused`` unless the
+    issue is sending or paused.
+    """
+    locked = _issue_lock(issue_id=issue.pk)
+    if locked.status == Issue.Status.PAUSED:
+        return False
+    if locked.status != Issue.Status.SENDING:
+        raise SendStateRefused(
+            {"status": f"A {locked.status} issue is not being sent: nothing to pause."}
+        )
+    locked.status = Issue.Status.PAUSED
+    locked.save(update_fields=["status", "updated_at"])
+    issue.status = locked.status
+    issue_paused.send(
+        sender=Issue,
+        issue=locked,
+        newsletter=locked.newsletter,
+        sent_count=_deliveries_count(issue_id=locked.pk, statuses=[Delivery.Status.SENT]),
+        remaining_count=_deliveries_count(issue_id=locked.pk, statuses=UNSENT),
+    )
+    return True
+
+
+@transaction.atomic
+def issue_resume(*, issue: Issue) -> int:
+    """Continue a paused (or stopped) send where it stopped; return the batch tasks queued.
+
+    A paused issue becomes sending again and ``issue_resumed`` is sent; then, as
+    for a send that stopped (``issue_send_resume``): held deliveries go back to
+    the queue, claims of batches that died are released, and batch tasks are
+    queued for what is queued and no live batch will take. Each delivery sent
+    before the pause stays sent and is not sent again. On a send that is
+    running this only restarts what is stranded. Raises ``SendStateRefused``
+    unless the issue is paused or sending.
+    """
+    locked = _issue_lock(issue_id=issue.pk)
+    if locked.status not in {Issue.Status.PAUSED, Issue.Status.SENDING}:
+        raise SendStateRefused(
+            {"status": f"A {locked.status} issue is not paused: nothing to resume."}
+        )
+    if locked.status == Issue.Status.PAUSED:
+        locked.status = Issue.Status.SENDING
+        locked.save(update_fields=["status", "updated_at"])
+        issue_resumed.send(
+            sender=Issue,
+            issue=locked,
+            newsletter=locked.newsletter,
+            remaining_count=_deliveries_count(issue_id=locked.pk, statuses=UNSENT),
+        )
+    issue.status = locked.status
+    return _send_restart(issue_id=locked.pk, release_held=True)
+
+
+@transaction.atomic
+def issue_cancel(*, issue: Issue) -> int:
+    """End a running or paused send for good; return how many deliveries it cancelled.
+
+    Every delivery not sent yet (queued, held, or claimed by a batch that is
+    gone) becomes ``cancelled``, never ``failed``; a batch at work stops within
+    a second (``issue_send_halted``) and cancels what it had claimed. Sends
+    ``issue_cancelled`` once; cancelling again does nothing and returns 0.
+    Raises ``SendStateRefused`` unless the issue is sending, paused or cancelled.
+    """
+    locked = _issue_lock(issue_id=issue.pk)
+    if locked.status == Issue.Status.CANCELLED:
+        return 0
+    if locked.status not in {Issue.Status.PAUSED, Issue.Status.SENDING}:
+        hint = " (unschedule it instead)" if locked.status == Issue.Status.SCHEDULED else ""
+        raise SendStateRefused(
+            {"status": f"A {locked.status} issue is not being sent: nothing to cancel{hint}."}
+        )
+    locked.status = Issue.Status.CANCELLED
+    locked.save(update_fields=["status", "updated_at"])
+    issue.status = locked.status
+    cancelled = Delivery.objects.filter(
+        issue_id=locked.pk, status__in=[Delivery.Status.QUEUED, Delivery.Status.HELD]
+    ).update(status=Delivery.Status.CANCELLED, claimed_by="")
+    claimers = _claimers_of(issue_id=locked.pk)
+    dead = claimers - claimers_live(claimers)
+    if dead:
+        cancelled += Delivery.objects.filter(
+            issue_id=locked.pk, status=Delivery.Status.SENDING, claimed_by__in=dead
+        ).update(status=Delivery.Status.CANCELLED, claimed_by="")
+    issue_cancelled.send(
+        sender=Issue,
+        issue=locked,
+        newsletter=locked.newsletter,
+        sent_count=_deliveries_count(issue_id=locked.pk, statuses=[Delivery.Status.SENT]),
+        cancelled_count=cancelled,
+    )
+    return cancelled
+
+
+@transaction.atomic
+def deliveries_give_back_halted(*, issue_id: int, claimer: str, tried: bool = False) -> int:
+    """Give back what a batch had claimed and not sent when its send halted; return how many.
+
+    Paused: they go back to the queue, for the batches of the resume. Cancelled:
+    they are cancelled. Sending again (resumed before this batch noticed the
+    pause): back to the queue, with a batch task to send them. Locks the issue,
+    so this and ``issue_cancel`` / ``issue_resume`` see each other whole. The
+    claim counts as an attempt only if ``tried`` (a batch rerun after its
+    worker died may have sent one of them without recording it).
+    """
+    issue = Issue.objects.select_for_update().filter(pk=issue_id).first()
+    unsent = Delivery.objects.filter(
+        issue_id=issue_id, status=Delivery.Status.SENDING, claimed_by=claimer
+    )
+    if issue is None:
+        return 0
+    if issue.status == Issue.Status.CANCELLED:
+        return unsent.update(status=Delivery.Status.CANCELLED, claimed_by="")
+    given_back = unsent.update(
+        status=Delivery.Status.QUEUED,
+        claimed_by="",
+        attempts=F("attempts") if tried else F("attempts") - 1,
+    )
+    if given_back and issue.status == Issue.Status.SENDING:
+        _batches_enqueue(issue_id=issue_id, deliveries=given_back)
+    return given_back
+
+
 def issue_send_resume(*, issue: Issue) -> int:
     """Restart a send that stopped; return how many batch tasks were queued.
 
@@ -663,7 +831,7 @@ def _preparing_stranded(*, issue_id: int) -> bool:
     ).exists()
     return (
         preparing
-        and not _send_halted(issue_id)
+        and not issue_send_halted(issue_id=issue_id)
         and not send_preparing_live(issue_id=issue_id).exists()
     )
 
@@ -707,9 +875,15 @@ def _send_restart(*, issue_id: int, release_held: bool = False) -> int:
     if not queued:
         issue_finish_if_done(issue_id=issue_id)
         return restarted
-    if send_batches_live(issue_id=issue_id).exists():
+    # Batches still waiting take their share; a pause may have let others end early.
+    missing = math.ceil(queued / settings.SIGNALPOST_SEND_BATCH_SIZE) - (
+        send_batches_live(issue_id=issue_id).count()
+    )
+    if missing <= 0:
         return restarted
-    batches = _batches_enqueue(issue_id=issue_id, deliveries=queued)
+    batches = _batches_enqueue(
+        issue_id=issue_id, deliveries=missing * settings.SIGNALPOST_SEND_BATCH_SIZE
+    )
     logger.warning("Restarted the send of issue %s: %s batch task(s) queued", issue_id, batches)
     return restarted + batches
 
@@ -732,6 +906,132 @@ def retry_delay_seconds(attempts: int) -> float:
 
 def retry_at(attempts: int) -> datetime:
     return timezone.now() + timedelta(seconds=retry_delay_seconds(attempts))
+
+
+IMAGE_DIRECTORY = "issues"
+IMAGE_MAX_BYTES = 5 * 1024 * 1024
+# Decoded size: a small file can unpack to gigabytes of pixels (a decompression bomb).
+IMAGE_MAX_PIXELS = 40_000_000
+# Wider than any email column (600-700 px) at twice the density, no wider.
+IMAGE_WIDTH = 1200
+IMAGE_FORMATS = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp"}
+_IMAGE_NAME = re.compile(r"[0-9]+/[0-9a-f]{32}\.(?:jpg|png|gif|webp)")
+
+
+def image_name_valid(name: str) -> bool:
+    """Whether ``name`` (below ``IMAGE_DIRECTORY``) is one ``issue_image_add`` could give."""
+    return bool(_IMAGE_NAME.fullmatch(name))
+
+
+def issue_image_add(*, issue: Issue, upload: Any) -> str:
+    """Store an image for ``issue``'s body; return its absolute URL, served from the site.
+
+    ``upload`` is an uploaded file. It is decoded (Pillow) to prove it is a JPEG,
+    PNG, GIF or WebP of at most ``IMAGE_MAX_BYTES`` and ``IMAGE_MAX_PIXELS``,
+    turned upright, made at most ``IMAGE_WIDTH`` wide, and encoded again, which
+    drops its metadata (camera, place). Stored once through Django's storage API
+    under a random name; the issue itself does not change (the caller inserts
+    the Markdown). Raises ``ValidationError`` on ``image`` saying what is wrong.
+    """
+    status = Issue.objects.filter(pk=issue.pk).values_list("status", flat=True).first()
+    if status not in EDITABLE:
+        raise ValidationError({"image": f"A {status} issue cannot be changed."})
+    size = getattr(upload, "size", None) or 0
+    if size > IMAGE_MAX_BYTES:
+        raise ValidationError(
+            {"image": f"An image has at most {IMAGE_MAX_BYTES // (1024 * 1024)} MB."}
+        )
+    if not size:
+        raise ValidationError({"image": "The file is empty."})
+    unreadable = "Not an image that can be read: upload a JPEG, PNG, GIF or WebP file."
+    too_big = f"The image has more than {IMAGE_MAX_PIXELS:,} pixels."
+    try:
+        with warnings.catch_warnings():
+            # IMAGE_MAX_PIXELS, checked below, is the limit; Pillow's own warns first.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opened = Image.open(upload)
+        with opened:
+            kind = opened.format or ""
+            if kind not in IMAGE_FORMATS:
+                raise ValidationError({"image": unreadable})
+            if opened.width * opened.height > IMAGE_MAX_PIXELS:
+                raise ValidationError({"image": too_big})
+            image = ImageOps.exif_transpose(opened)
+            if image.width > IMAGE_WIDTH:
+                height = max(1, round(image.height * IMAGE_WIDTH / image.width))
+                image = image.resize((IMAGE_WIDTH, height), Image.Resampling.LANCZOS)
+            if kind == "JPEG" and image.mode not in {"RGB", "L"}:
+                image = image.convert("RGB")
+            encoded = io.BytesIO()
+            image.save(encoded, format=kind, **({"quality": 85} if kind == "JPEG" else {}))
+    except ValidationError:
+        raise
+    except Image.DecompressionBombError:
+        raise ValidationError({"image": too_big}) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        raise ValidationError({"image": unreadable}) from None
+    name = default_storage.save(
+        f"{IMAGE_DIRECTORY}/{issue.pk}/{uuid.uuid4().hex}.{IMAGE_FORMATS[kind]}",
+        ContentFile(encoded.getvalue()),
+    )
+    path = reverse("issue_image", args=[name.removeprefix(f"{IMAGE_DIRECTORY}/")])
+    return f"{settings.SITE_URL}{path}"  # as newsletters.links.absolute
+
+
+TEST_RECIPIENTS_MAX = 20
+
+
+def test_recipients_parse(*, raw: str) -> list[str]:
+    """Return the addresses in ``raw`` (separated by commas, semicolons or lines), each in
+    its canonical form, without repeats; raise ``ValidationError`` on ``to_emails``
+    naming every address refused and why, if there are none, or more than
+    ``TEST_RECIPIENTS_MAX``. The same address rules as subscribing
+    (``accounts.services.email_normalize``)."""
+    pieces = [piece.strip() for piece in re.split(r"[,;\n\r]+", raw or "") if piece.strip()]
+    if not pieces:
+        raise ValidationError({"to_emails": "Enter at least one email address."})
+    if len(pieces) > TEST_RECIPIENTS_MAX:
+        raise ValidationError(
+            {"to_emails": f"A test goes to at most {TEST_RECIPIENTS_MAX} addresses."}
+        )
+    addresses: list[str] = []
+    errors: list[str] = []
+    for piece in pieces:
+        try:
+            address = email_normalize(piece)
+        except ValidationError as error:
+            shown = piece if len(piece) <= 80 else piece[:77] + "..."
+            errors.append(f"{shown!r}: {error.messages[0]}")
+            continue
+        if address not in addresses:
+            addresses.append(address)
+    if errors:
+        raise ValidationError({"to_emails": errors})
+    return addresses
+
+
+def issue_send_tests(*, issue: Issue, to_emails: list[str]) -> tuple[list[str], list[str]]:
+    """Email ``issue`` as a test to each of ``to_emails`` (from ``test_recipients_parse``);
+    return ``(reached, refused)``: the addresses sent to, and for each other one why not.
+
+    Sent at once over the mail server, not queued; nothing is recorded. The
+    server refusing one address stops nothing: the others are still tried.
+    """
+    if len(to_emails) > TEST_RECIPIENTS_MAX:
+        raise ValidationError(
+            {"to_emails": f"A test goes to at most {TEST_RECIPIENTS_MAX} addresses."}
+        )
+    reached: list[str] = []
+    refused: list[str] = []
+    for address in to_emails:
+        try:
+            issue_send_test(issue=issue, to_email=address)
+        except Exception as error:  # a refusal or an unreachable server, for this address
+            logger.warning("Test of issue %s not sent: %s", issue.pk, type(error).__name__)
+            refused.append(f"{address}: not sent ({error_for_storage(str(error))[:200]})")
+        else:
+            reached.append(address)
+    return reached, refused
 
 
 def issue_send_test(*, issue: Issue, to_email: str) -> Message:

@@ -18,10 +18,12 @@ from signalpost.mail.smtp import SMTPDataRefused
 from signalpost.mail.transport import AddressNotCarried, Transport
 from signalpost.publishing.models import Delivery, Issue
 from signalpost.publishing.rendering import IssueMessages
+from signalpost.publishing.selectors import issue_send_halted
 from signalpost.publishing.sendrate import SendRate
 from signalpost.publishing.services import (
     bounces_process,
     deliveries_claim,
+    deliveries_give_back_halted,
     deliveries_hold_back,
     deliveries_release,
     delivery_fail,
@@ -44,6 +46,9 @@ PENDING_RECHECK_SECONDS = 1.0
 # Refusals of a recipient that are hard bounces: these codes with a 5.1.x status.
 HARD_BOUNCE_CODES = frozenset({550, 551, 553, 554})
 _HARD_BOUNCE_STATUS = re.compile(r"\s*(?:<[^>]*>:?\s*)?5\.1\.\d{1,3}\b")
+# How often a batch asks whether its send was paused or cancelled
+# (``selectors.issue_send_halted``): a pause stops every worker within about this.
+HALT_RECHECK_SECONDS = 0.25
 
 
 def is_sender_refusal(error):
@@ -110,9 +115,12 @@ def issue_send_batch(context, *, issue_id, failures=0):
 
 
 def batch_send(*, issue_id, claimer, failures, progress):
+    if issue_send_halted(issue_id=issue_id):
+        # A rerun after its worker died may hold claims from before: they go back
+        # (or are cancelled), counted as tried since one may have been sent.
+        deliveries_give_back_halted(issue_id=issue_id, claimer=claimer, tried=True)
+        return {"sent": 0, "halted": True}
     issue = Issue.objects.select_related("newsletter").get(pk=issue_id)
-    if issue.status != Issue.Status.SENDING:
-        return {"sent": 0}
     ids = deliveries_claim(
         issue_id=issue_id, claimer=claimer, limit=settings.SIGNALPOST_SEND_BATCH_SIZE
     )
@@ -130,6 +138,9 @@ def batch_send(*, issue_id, claimer, failures, progress):
         outcome = deliveries_send(issue=issue, deliveries=deliveries, progress=progress)
     # Every delivery has its outcome now: none is in flight if what follows fails.
     progress.pop("delivery_id", None)
+    if outcome["halted"]:
+        deliveries_give_back_halted(issue_id=issue_id, claimer=claimer)
+        return {key: outcome[key] for key in ("sent", "failed", "retry", "halted")}
     if outcome["sender_refused"]:
         batch_sender_refused(
             issue=issue, claimer=claimer, reason=outcome["sender_refused"], failures=failures
@@ -220,10 +231,18 @@ def deliveries_send(*, issue, deliveries, progress=None):
     progress = {} if progress is None else progress
     messages = IssueMessages(issue)
     rate = SendRate(settings.SIGNALPOST_SEND_RATE_PER_SECOND)
-    outcome = {"sent": 0, "failed": 0, "retry": 0, "max_attempts": 0, "sender_refused": None}
+    outcome = {
+        "sent": 0,
+        "failed": 0,
+        "retry": 0,
+        "max_attempts": 0,
+        "sender_refused": None,
+        "halted": False,
+    }
     transport = Transport(messages.letterhead)
     pending_ids = {delivery.pk for delivery in deliveries}
     rechecked_at = time.monotonic()
+    halt_checked_at = float("-inf")
 
     def retry_later(delivery, error):
         if delivery_retry_later(delivery=delivery, error=error) is None:
@@ -242,6 +261,14 @@ def deliveries_send(*, issue, deliveries, progress=None):
     try:
         with SentMarks() as marks:
             for index, delivery in enumerate(deliveries):
+                if time.monotonic() - halt_checked_at > HALT_RECHECK_SECONDS:
+                    # Paused or cancelled: stop before the next message. The
+                    # caller gives back what is still claimed.
+                    marks.settle()
+                    if issue_send_halted(issue_id=issue.pk):
+                        outcome["halted"] = True
+                        return outcome
+                    halt_checked_at = time.monotonic()
                 progress["delivery_id"] = delivery.pk
                 if time.monotonic() - rechecked_at > PENDING_RECHECK_SECONDS:
                     marks.settle()

@@ -59,5 +59,8 @@ EVENTS = {
     ERASED_EVENT: (signals.profile_erased, erased_data),
     "issue.sending": (signals.issue_sending_started, issue_data),
     "issue.sent": (signals.issue_sent, issue_data),
+    "issue.paused": (signals.issue_paused, issue_data),
+    "issue.resumed": (signals.issue_resumed, issue_data),
+    "issue.cancelled": (signals.issue_cancelled, issue_data),
     "delivery.failed": (signals.delivery_failed, delivery_data),
 }

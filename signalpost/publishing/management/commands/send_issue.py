@@ -10,9 +10,12 @@ from signalpost.durable.selectors import queue_status
 from signalpost.publishing.models import Issue
 from signalpost.publishing.selectors import issue_progress
 from signalpost.publishing.services import (
+    SendStateRefused,
+    issue_cancel,
+    issue_pause,
+    issue_resume,
     issue_schedule,
     issue_send,
-    issue_send_resume,
     issue_send_test,
 )
 
@@ -22,7 +25,8 @@ BAR_WIDTH = 30
 class Command(BaseCommand):
     help = (
         "Send an issue now (and follow its progress), schedule it with --at, email a test "
-        "with --test-to, or restart a send that stopped with --resume. Workers (manage.py "
+        "with --test-to, pause a running send with --pause, continue it with --resume (which "
+        "also restarts a send that stopped), or end it with --cancel. Workers (manage.py "
         "db_worker) do the sending."
     )
 
@@ -31,12 +35,25 @@ class Command(BaseCommand):
         parser.add_argument("issue", help="The issue's slug.")
         parser.add_argument("--at", help="Schedule for this ISO 8601 time instead of now.")
         parser.add_argument("--test-to", metavar="EMAIL", help="Only email a test to EMAIL.")
-        parser.add_argument(
+        control = parser.add_mutually_exclusive_group()
+        control.add_argument(
+            "--pause",
+            action="store_true",
+            help="Pause a running send: no worker starts another of its messages within a "
+            "second. --resume continues it; --cancel ends it.",
+        )
+        control.add_argument(
             "--resume",
             action="store_true",
-            help="Restart a send that stopped: what its failed batches left claimed goes "
-            "back to the queue, with batch tasks to send it. Never sends anything twice; "
-            "harmless on a send that is going well.",
+            help="Continue a paused send where it stopped, or restart a send that stopped: "
+            "what its failed batches left claimed goes back to the queue, with batch tasks "
+            "to send it. Never sends anything twice; harmless on a send that is going well.",
+        )
+        control.add_argument(
+            "--cancel",
+            action="store_true",
+            help="Cancel a running or paused send: every message not sent yet is cancelled "
+            "(counted as cancelled, not failed).",
         )
         parser.add_argument(
             "--no-wait", action="store_true", help="Start the send and return at once."
@@ -45,7 +62,20 @@ class Command(BaseCommand):
             "--timeout", type=float, default=None, help="Stop following after this many seconds."
         )
 
-    def handle(self, *, newsletter, issue, at, test_to, resume, no_wait, timeout, **options):
+    def handle(
+        self,
+        *,
+        newsletter,
+        issue,
+        at,
+        test_to,
+        pause,
+        resume,
+        cancel,
+        no_wait,
+        timeout,
+        **options,
+    ):
         found = (
             Issue.objects.select_related("newsletter")
             .filter(newsletter__slug=newsletter, slug=issue)
@@ -63,6 +93,9 @@ class Command(BaseCommand):
         if at:
             self.schedule(found, at)
             return
+        if pause or cancel:
+            self.pause(found) if pause else self.cancel(found)
+            return
         if resume:
             self.resume(found)
         else:
@@ -73,13 +106,45 @@ class Command(BaseCommand):
             self.stderr.write("No worker is running: start one with manage.py db_worker.")
         self.follow(found, timeout=timeout)
 
-    def resume(self, issue):
-        if issue.status != Issue.Status.SENDING:
-            raise CommandError(
-                f"{issue.subject!r} is {issue.status}, not sending: nothing to resume."
+    def pause(self, issue):
+        try:
+            paused = issue_pause(issue=issue)
+        except SendStateRefused as error:
+            raise CommandError(error.messages[0]) from error
+        progress = issue_progress(issue=issue)
+        if paused:
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"Paused {issue.subject!r}: {progress['sent']} sent, "
+                    f"{progress['remaining']} to send. Continue with --resume."
+                )
             )
-        batches = issue_send_resume(issue=issue)
-        if batches:
+        else:
+            self.stdout.write(f"{issue.subject!r} was paused already.")
+
+    def cancel(self, issue):
+        try:
+            cancelled = issue_cancel(issue=issue)
+        except SendStateRefused as error:
+            raise CommandError(error.messages[0]) from error
+        progress = issue_progress(issue=issue)
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Cancelled {issue.subject!r}: {progress['sent']} sent, {cancelled} cancelled now."
+            )
+        )
+
+    def resume(self, issue):
+        was_paused = issue.status == Issue.Status.PAUSED
+        try:
+            batches = issue_resume(issue=issue)
+        except SendStateRefused as error:
+            raise CommandError(
+                f"{issue.subject!r} is {issue.status}, not paused or sending: nothing to resume."
+            ) from error
+        if was_paused:
+            self.stdout.write(f"Resumed {issue.subject!r}: {batches} batch task(s) queued.")
+        elif batches:
             self.stdout.write(f"Resuming {issue.subject!r}: {batches} batch task(s) queued.")
         else:
             self.stdout.write(f"{issue.subject!r} is on its way: no batch task was missing.")
@@ -118,18 +183,22 @@ class Command(BaseCommand):
             elif line != last_line:
                 self.stdout.write(line)
             last_line = line
-            if issue.status == Issue.Status.SENT:
+            if issue.status in {Issue.Status.SENT, Issue.Status.CANCELLED}:
                 break
+            if issue.status == Issue.Status.PAUSED:
+                self.stdout.write("")
+                raise CommandError("The send is paused; continue it with --resume.")
             if timeout is not None and time.monotonic() - started > timeout:
                 self.stdout.write("")
                 raise CommandError("Still sending; follow it in the admin or run this again.")
             time.sleep(1)
         if interactive:
             self.stdout.write("")
+        ended = "Cancelled" if issue.status == Issue.Status.CANCELLED else "Sent"
         self.stdout.write(
             self.style.SUCCESS(
-                f"Sent: {progress['sent']} delivered, {progress['failed']} failed, "
-                f"{progress['skipped']} skipped."
+                f"{ended}: {progress['sent']} delivered, {progress['failed']} failed, "
+                f"{progress['skipped']} skipped, {progress['cancelled']} cancelled."
             )
         )
 
