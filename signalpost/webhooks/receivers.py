@@ -98,6 +98,21 @@ def webhooks_delivery_failed(sender, *, signal, idempotency_key, attempt, **argu
     _messages_queue("delivery.failed", idempotency_key, arguments)
 
 
+@webhook_receiver(signals.issue_paused, id="webhooks.issue.paused")
+def webhooks_issue_paused(sender, *, signal, idempotency_key, attempt, **arguments):
+    _messages_queue("issue.paused", idempotency_key, arguments)
+
+
+@webhook_receiver(signals.issue_resumed, id="webhooks.issue.resumed")
+def webhooks_issue_resumed(sender, *, signal, idempotency_key, attempt, **arguments):
+    _messages_queue("issue.resumed", idempotency_key, arguments)
+
+
+@webhook_receiver(signals.issue_cancelled, id="webhooks.issue.cancelled")
+def webhooks_issue_cancelled(sender, *, signal, idempotency_key, attempt, **arguments):
+    _messages_queue("issue.cancelled", idempotency_key, arguments)
+
+
 @receiver(profile_erased, dispatch_uid="webhooks.messages_forget_profile")
 def webhooks_messages_forget_profile(sender, *, user_email, **kwargs):
     """Events already queued or sent about the person carry their address and name."""
