@@ -467,7 +467,12 @@ def email_template_save(
     """
     template_check(name=name, body=body, newsletter=newsletter)
     template = (
-        EmailTemplate.objects.select_for_update().filter(newsletter=newsletter, name=name).first()
+        # No ordering: the model's (by newsletter name) would outer-join the newsletter,
+        # which PostgreSQL cannot lock FOR UPDATE.
+        EmailTemplate.objects.select_for_update(of=("self",))
+        .filter(newsletter=newsletter, name=name)
+        .order_by("pk")
+        .first()
     )
     if template is None:
         template = EmailTemplate(newsletter=newsletter, name=name)
