@@ -14,10 +14,10 @@ from signalpost.publishing.services import (
     TEST_RECIPIENTS_MAX,
     issue_create,
     issue_pause,
-    issue_send,
 )
 from tests.durable_helpers import run_worker_until_idle
 from tests.factories import make_newsletter, make_user
+from tests.sending import issue_send_prepared
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -177,7 +177,7 @@ def test_a_test_with_a_bad_address_sends_nothing_and_names_it(
 
 
 def test_the_issue_page_pauses_resumes_and_cancels_its_send(client, sender, draft, smtp_inbox):
-    issue_send(issue=draft)
+    issue_send_prepared(issue=draft)
     change = page(client, f"{ISSUES}{draft.pk}/change/")
     assert "Pause the send" in change and "Cancel the send" in change
     client.post(f"{ISSUES}{draft.pk}/pause/")
@@ -204,7 +204,7 @@ def test_pausing_a_draft_from_a_stale_page_says_why_and_changes_nothing(client, 
 
 
 def test_a_paused_send_can_be_cancelled(client, sender, draft):
-    issue_send(issue=draft)
+    issue_send_prepared(issue=draft)
     issue_pause(issue=draft)
     client.post(f"{ISSUES}{draft.pk}/cancel/")
     assert Issue.objects.get(pk=draft.pk).status == "cancelled"
@@ -282,6 +282,6 @@ def test_without_javascript_save_keeps_the_text_and_shows_its_preview(client, se
 
 
 def test_a_sent_issue_cannot_be_rewritten(client, sender, draft):
-    issue_send(issue=draft)
+    issue_send_prepared(issue=draft)
     assert client.get(f"{ISSUES}{draft.pk}/write/").status_code == 403
     assert client.post(f"{ISSUES}{draft.pk}/preview/", {"subject": "x"}).status_code == 403

@@ -20,7 +20,6 @@ from signalpost.publishing.services import (
     issue_create,
     issue_pause,
     issue_resume,
-    issue_send,
 )
 from signalpost.publishing.writes import SentMarks
 from signalpost.signals import issue_cancelled, issue_paused, issue_resumed
@@ -28,6 +27,7 @@ from signalpost.webhooks.events import EVENTS
 from tests.durable_helpers import run_worker_until_idle
 from tests.factories import make_newsletter
 from tests.recorders import SignalRecorder
+from tests.sending import issue_send_prepared
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -81,7 +81,7 @@ def test_a_paused_send_stops_and_resume_sends_the_rest_exactly_once(
     smtp_inbox, issue, halting_after
 ):
     halting_after(2, issue_pause)
-    issue_send(issue=issue)
+    issue_send_prepared(issue=issue)
     run_worker_until_idle()
 
     assert len(smtp_inbox.envelopes) == 2, "nothing leaves after the pause"
@@ -99,7 +99,7 @@ def test_a_paused_send_stops_and_resume_sends_the_rest_exactly_once(
 
 
 def test_a_batch_waiting_when_the_send_is_paused_sends_nothing(smtp_inbox, issue):
-    issue_send(issue=issue)
+    issue_send_prepared(issue=issue)
     issue_pause(issue=issue)
     run_worker_until_idle()
     assert smtp_inbox.envelopes == []
@@ -111,7 +111,7 @@ def test_a_cancelled_send_counts_what_it_never_sent_as_cancelled_not_failed(
     smtp_inbox, issue, halting_after
 ):
     halting_after(3, issue_cancel)
-    issue_send(issue=issue)
+    issue_send_prepared(issue=issue)
     run_worker_until_idle()
 
     assert len(smtp_inbox.envelopes) == 3
@@ -124,7 +124,7 @@ def test_a_cancelled_send_counts_what_it_never_sent_as_cancelled_not_failed(
 
 
 def test_cancelling_a_paused_send_cancels_every_unsent_delivery(smtp_inbox, issue):
-    issue_send(issue=issue)
+    issue_send_prepared(issue=issue)
     issue_pause(issue=issue)
     with SignalRecorder(issue_cancelled) as recorder:
         assert issue_cancel(issue=issue) == 6
@@ -138,7 +138,7 @@ def test_cancelling_a_paused_send_cancels_every_unsent_delivery(smtp_inbox, issu
 
 
 def test_pause_resume_and_cancel_send_their_signals_once_each(issue):
-    issue_send(issue=issue)
+    issue_send_prepared(issue=issue)
     with (
         SignalRecorder(issue_paused) as paused,
         SignalRecorder(issue_resumed) as resumed,
@@ -192,7 +192,7 @@ def api(client, db):
 
 
 def test_the_api_pauses_resumes_and_cancels_a_send(api, issue, smtp_inbox):
-    issue_send(issue=issue)
+    issue_send_prepared(issue=issue)
     paused = api(f"/issues/{issue.pk}/pause")
     assert paused.status_code == 200
     assert paused.json()["status"] == "paused"
@@ -236,7 +236,7 @@ def test_the_api_answers_unknown_or_malformed_ids_without_a_500(
 
 
 def test_the_api_ignores_a_body_and_refuses_without_a_token(client, api, issue):
-    issue_send(issue=issue)
+    issue_send_prepared(issue=issue)
     assert client.post(f"/api/v1/issues/{issue.pk}/pause").status_code == 401
     assert Issue.objects.get(pk=issue.pk).status == "sending"
     hostile = api(f"/issues/{issue.pk}/pause", body={"status": "sent", "x": "<script>"})
@@ -254,7 +254,7 @@ def send_issue(*arguments):
 
 
 def test_send_issue_pauses_resumes_and_cancels(smtp_inbox, issue):
-    issue_send(issue=issue)
+    issue_send_prepared(issue=issue)
     assert "Paused 'Big news': 0 sent, 6 to send" in send_issue("--pause")
     assert "paused already" in send_issue("--pause")
     assert "Resumed 'Big news'" in send_issue("--resume")

@@ -10,12 +10,14 @@ from django_tasks_db.models import DBTaskResult
 
 from signalpost.newsletters.models import Subscription
 from signalpost.newsletters.services import subscribe, subscription_confirm, subscription_end
-from signalpost.publishing import services
 from signalpost.publishing.models import Delivery, Issue
 from signalpost.publishing.selectors import issue_progress
 from signalpost.publishing.services import (
+    issue_cancel,
     issue_create,
+    issue_pause,
     issue_prepare_chunk,
+    issue_resume,
     issue_send,
     sends_recover,
 )
@@ -186,22 +188,37 @@ def test_a_chunk_run_again_after_its_worker_died_creates_nothing_twice(letter, s
     assert batches == 2, "one batch task per chunk of deliveries, none for the repeat"
 
 
-def test_a_halted_send_stops_preparing_and_goes_on_when_it_is_not(letter, settings, monkeypatch):
+def test_a_paused_send_stops_preparing_and_goes_on_when_resumed(letter, settings):
     settings.SIGNALPOST_SEND_PREPARE_CHUNK_SIZE = 2
     readers(letter, 3)
     issue = draft(letter)
     issue_send(issue=issue)
-    monkeypatch.setattr(services, "_send_halted", lambda issue_id: True)
+    issue_pause(issue=issue)
 
     assert prepare_next(issue) is False
     prepare_tasks(issue).delete()
-    assert sends_recover() == 0, "a halted send is left alone"
+    assert sends_recover() == 0, "a paused send is left alone"
     assert not Delivery.objects.exists()
 
-    monkeypatch.setattr(services, "_send_halted", lambda issue_id: False)
-    assert sends_recover() == 1, "the preparing task is queued again"
+    issue_resume(issue=issue)
     [task] = prepare_tasks(issue)
     assert task.args_kwargs["kwargs"] == {"issue_id": issue.pk, "after_id": 0}
+
+
+def test_a_send_cancelled_while_preparing_creates_no_more_deliveries(letter, settings):
+    settings.SIGNALPOST_SEND_PREPARE_CHUNK_SIZE = 2
+    readers(letter, 5)
+    issue = draft(letter)
+    issue_send(issue=issue)
+    assert prepare_next(issue) is True, "the first chunk of two is prepared"
+
+    assert issue_cancel(issue=issue) == 2
+    assert prepare_next(issue) is False
+    assert sends_recover() == 0
+    statuses = Counter(Delivery.objects.values_list("status", flat=True))
+    assert statuses == {"cancelled": 2}
+    issue.refresh_from_db()
+    assert issue.status == "cancelled"
 
 
 def test_a_send_whose_preparing_task_was_lost_still_finishes(smtp_inbox, letter, settings):
