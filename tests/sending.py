@@ -14,7 +14,13 @@ def issue_send_prepared(*, issue: Issue) -> bool:
     deliveries; a test about sending, not preparing, starts from there.
     """
     started = issue_send(issue=issue)
-    more = started
+    issue_prepare_rest(issue=issue)
+    return started
+
+
+def issue_prepare_rest(*, issue: Issue) -> None:
+    """Run what is left of ``issue``'s preparing here, as the workers' preparing tasks would."""
+    more = True
     while more:
         cursor = Issue.objects.values_list("prepared_through_id", flat=True).get(pk=issue.pk)
         more = issue_prepare_chunk(issue_id=issue.pk, after_id=cursor)
@@ -22,4 +28,3 @@ def issue_send_prepared(*, issue: Issue) -> bool:
     DBTaskResult.objects.filter(
         task_path=issue_prepare.module_path, args_kwargs__kwargs__issue_id=issue.pk
     ).delete()
-    return started

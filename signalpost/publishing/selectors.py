@@ -15,6 +15,7 @@ from django_tasks_db.models import DBTaskResult
 from signalpost.accounts.models import Profile
 from signalpost.mail.messages import Message
 from signalpost.newsletters.models import Newsletter, Subscription
+from signalpost.postgresql.estimates import EXACT_BELOW, rows_estimate
 from signalpost.publishing.models import Delivery, Issue
 from signalpost.publishing.rendering import IssueMessages
 
@@ -281,15 +282,26 @@ def _sent_progress_key(issue: Issue) -> str:
     return f"signalpost:sent-progress:{issue.pk}:{issue.sent_at.timestamp()}"
 
 
+def _subscriptions_many() -> bool:
+    """Whether the charts are worth caching: past ``EXACT_BELOW`` subscriptions (PostgreSQL's
+    estimate; never on SQLite). Below that they cost a few milliseconds and stay current."""
+    estimate = rows_estimate(Subscription.objects.all())
+    return estimate is not None and estimate >= EXACT_BELOW
+
+
 def subscriber_growth_recent(*, days: int = 30) -> tuple[list[date], dict[Newsletter, list[int]]]:
-    """``subscriber_growth``, computed at most every ``GROWTH_SECONDS`` (per day and length)."""
+    """``subscriber_growth``; on a large list computed at most every ``GROWTH_SECONDS``."""
+    if not _subscriptions_many():
+        return subscriber_growth(days=days)
     key = f"signalpost:growth:{timezone.localdate().isoformat()}:{days}"
     growth = cache.get_or_set(key, lambda: subscriber_growth(days=days), GROWTH_SECONDS)
     return cast(tuple[list[date], dict[Newsletter, list[int]]], growth)
 
 
 def subscribers_new_and_lost_recent(*, days: int = 30) -> list[tuple[date, int, int]]:
-    """``subscribers_new_and_lost``, computed at most every ``GROWTH_SECONDS``."""
+    """``subscribers_new_and_lost``; on a large list computed at most every ``GROWTH_SECONDS``."""
+    if not _subscriptions_many():
+        return subscribers_new_and_lost(days=days)
     key = f"signalpost:new-and-lost:{timezone.localdate().isoformat()}:{days}"
     flow = cache.get_or_set(key, lambda: subscribers_new_and_lost(days=days), GROWTH_SECONDS)
     return cast(list[tuple[date, int, int]], flow)

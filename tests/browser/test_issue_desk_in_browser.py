@@ -16,6 +16,7 @@ from tests.browser.test_site_hygiene_in_browser import (
     axe_violations,
 )
 from tests.factories import make_newsletter, make_user
+from tests.sending import issue_prepare_rest
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -143,6 +144,7 @@ def test_test_send_confirmed_send_pause_resume_and_cancel(
     page.get_by_role("button", name="Send now to 12 subscribers").click()
     page.wait_for_url(f"{live_server.url}{change}")
     assert "Sending to the subscribers active now" in page.content()
+    issue_prepare_rest(issue=draft)  # the workers' part, which this test runs without
 
     page.get_by_role("button", name="Pause the send").click()
     page.wait_for_url(f"{live_server.url}{change}")

@@ -28,6 +28,7 @@ from tests.browser.test_site_hygiene_in_browser import (
 )
 from tests.durable_helpers import start_worker, stop
 from tests.factories import make_newsletter, make_user
+from tests.sending import issue_prepare_rest
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -100,6 +101,16 @@ def _dashboard_data():
     return small, big, issue
 
 
+def test_the_dashboard_says_a_send_is_preparing_until_its_deliveries_exist(live_server, staff):
+    _small, _big, issue = _dashboard_data()
+    staff.goto(live_server.url + "/admin/")
+    assert "Preparing: 0 recipients so far" in staff.locator("#latest-sends").inner_text()
+
+    issue_prepare_rest(issue=issue)
+    staff.goto(live_server.url + "/admin/")
+    assert "0.0% · 0 sent · 0 failed of 240" in staff.locator("#latest-sends").inner_text()
+
+
 def test_the_dashboard_reads_right_at_desktop_and_phone_widths(live_server, staff):
     _dashboard_data()
 
@@ -121,7 +132,7 @@ def test_the_dashboard_reads_right_at_desktop_and_phone_widths(live_server, staf
             box = header.bounding_box()
             line = float(header.evaluate("h => parseFloat(getComputedStyle(h).lineHeight) || 16"))
             assert box["height"] < 2.5 * line, (width, header.inner_text(), box)
-        assert "0.0% · 0 sent · 0 failed of 240" in staff.locator("#latest-sends").inner_text()
+        assert "Preparing: 0 recipients so far" in staff.locator("#latest-sends").inner_text()
     assert "3 new" in staff.locator("#flow-summary").inner_text()
     assert "1 lost" in staff.locator("#flow-summary").inner_text()
 
