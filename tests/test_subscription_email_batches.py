@@ -80,3 +80,22 @@ def test_an_unreachable_server_retries_every_email_of_the_batch(settings, double
     retries = DBTaskResult.objects.filter(status=TaskResultStatus.READY)
     assert [row.args_kwargs["kwargs"]["attempt"] for row in retries] == [2, 2, 2]
     assert not DeadLetter.objects.exists()
+
+
+def test_a_confirmation_email_goes_ahead_of_the_form_tasks_still_waiting(
+    client, double_opt_in_newsletter
+):
+    """In a burst of sign-ups the worker sends each email before taking the next form:
+    workers claim higher priorities first (tests/test_batch_worker.py)."""
+    for address in PEOPLE[:3]:
+        response = client.post(
+            "/subscribe/", {"user_email": address, "newsletter": double_opt_in_newsletter.slug}
+        )
+        assert response.status_code == 200
+    [form_priority] = set(DBTaskResult.objects.values_list("priority", flat=True))
+    subscribe(email=PEOPLE[3], newsletter=double_opt_in_newsletter, source="form")
+
+    email = DBTaskResult.objects.get(
+        args_kwargs__kwargs__receiver="newsletters.email_confirmation_request"
+    )
+    assert email.priority > form_priority

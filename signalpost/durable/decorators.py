@@ -94,13 +94,18 @@ def _wrap(durable_receiver: DurableReceiver, only_if: Callable[..., bool] | None
 
 
 def _policy(
-    max_attempts: int, backoff_base: float, backoff_max: float, queue_name: str
+    max_attempts: int,
+    backoff_base: float,
+    backoff_max: float,
+    queue_name: str,
+    priority: int = 0,
 ) -> RetryPolicy:
     return RetryPolicy(
         max_attempts=max_attempts,
         backoff_base=backoff_base,
         backoff_max=backoff_max,
         queue_name=queue_name,
+        priority=priority,
     )
 
 
@@ -119,6 +124,7 @@ def durable_receiver(
     backoff_base: float = 10.0,
     backoff_max: float = 3600.0,
     queue_name: str = "default",
+    priority: int = 0,
     only_if: Callable[..., bool] | None = None,
     batch: bool = False,
     formerly: Iterable[str] = (),
@@ -142,10 +148,11 @@ def durable_receiver(
     ``calls`` (a list of ``durable.batches.DurableCall``) and returns the failed
     ones' errors by idempotency key (``durable.batches``). ``formerly`` lists ids
     this receiver had before, so calls queued under them still run here.
+    ``priority`` (-100 to 100) orders its calls among the tasks due in its queue.
     """
     if not id or not isinstance(id, str) or len(id) > 200:
         raise TypeError("durable_receiver needs id=, a string of at most 200 characters")
-    policy = _policy(max_attempts, backoff_base, backoff_max, queue_name)
+    policy = _policy(max_attempts, backoff_base, backoff_max, queue_name, priority)
 
     def decorate(function: Callable[..., Any]) -> Any:
         declared = DurableReceiver(

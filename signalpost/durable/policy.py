@@ -14,7 +14,8 @@ class RetryPolicy:
     """At most ``max_attempts`` runs, waiting about ``base * 2**(n-1)`` seconds (capped at
     ``backoff_max``) before retry ``n``, with equal jitter so that receivers failing
     together do not retry together. Without ``jitter`` the wait is exactly that.
-    ``queue_name`` is where a durable receiver's calls run.
+    ``queue_name`` is where a durable receiver's calls run, ``priority`` their place
+    among the due tasks there (higher first, as django.tasks orders them).
     """
 
     max_attempts: int = 5
@@ -22,6 +23,7 @@ class RetryPolicy:
     backoff_max: float = 3600.0
     queue_name: str = "default"
     jitter: bool = True
+    priority: int = 0
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:

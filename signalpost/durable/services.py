@@ -37,9 +37,9 @@ ERROR_MAX_LENGTH = 20_000
 FORGOTTEN_ARGUMENTS: dict[str, list[object] | dict[str, object]] = {"args": [], "kwargs": {}}
 
 
-# run_durable_receiver.using(queue_name=...), made once per queue (using() copies and
-# validates the task: a tenth of an enqueue's CPU).
-_tasks_by_queue: dict[str, Task[..., Any]] = {}
+# run_durable_receiver.using(queue_name=..., priority=...), made once per queue and
+# priority (using() copies and validates the task: a tenth of an enqueue's CPU).
+_tasks_by_queue: dict[tuple[str, int], Task[..., Any]] = {}
 
 
 def durable_call_enqueue(
@@ -57,10 +57,13 @@ def durable_call_enqueue(
     from signalpost.durable.tasks import run_durable_receiver
 
     path = durable_receiver.id
-    queue_name = durable_receiver.policy.queue_name
-    task = _tasks_by_queue.get(queue_name)
+    policy = durable_receiver.policy
+    key = (policy.queue_name, policy.priority)
+    task = _tasks_by_queue.get(key)
     if task is None:
-        task = _tasks_by_queue[queue_name] = run_durable_receiver.using(queue_name=queue_name)
+        task = _tasks_by_queue[key] = run_durable_receiver.using(
+            queue_name=policy.queue_name, priority=policy.priority
+        )
     call = {
         "receiver": path,
         "signal": signal_name(signal),
@@ -119,7 +122,9 @@ def durable_call_failed(
     if not permanent and policy is not None and attempt < policy.max_attempts:
         delay = policy.delay_before(attempt + 1)
         run_durable_receiver.using(
-            queue_name=policy.queue_name, run_after=now + timedelta(seconds=delay)
+            queue_name=policy.queue_name,
+            priority=policy.priority,
+            run_after=now + timedelta(seconds=delay),
         ).enqueue(**{**call, "attempt": attempt + 1})
         logger.warning(
             "Durable receiver %s failed (attempt %s of %s), retrying in %.1fs: %s",

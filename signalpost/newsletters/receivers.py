@@ -16,6 +16,7 @@ from signalpost.durable.decorators import durable_receiver
 from signalpost.newsletters import emails
 from signalpost.newsletters.models import Subscription
 from signalpost.newsletters.services import bounce_record, complaint_record, soft_bounces_forget
+from signalpost.newsletters.tasks import PRIORITY as FORM_PRIORITY
 from signalpost.newsletters.writes import profile_subscriptions_add_imported
 from signalpost.signals import (
     preferences_link_requested,
@@ -23,6 +24,11 @@ from signalpost.signals import (
     subscription_requested,
     user_subscribed,
 )
+
+# A person who just submitted a form waits for its email: the email runs before any
+# form task still waiting, so a burst of sign-ups does not hold every email back
+# until the burst ends (bench/subscribe.py, end to end).
+EMAIL_PRIORITY = FORM_PRIORITY + 1
 
 # Welcome only people who asked themselves; imports and staff additions stay silent.
 WELCOMED_SOURCES = {Subscription.Source.FORM, Subscription.Source.API}
@@ -40,6 +46,7 @@ def profiles_add_imported(sender, *, newsletter, subscription_ids, **kwargs):
 @durable_receiver(
     subscription_requested,
     id="newsletters.email_confirmation_request",
+    priority=EMAIL_PRIORITY,
     max_attempts=8,
     backoff_base=30,
     batch=True,
@@ -69,6 +76,7 @@ def asked_themselves(*, source, **kwargs):
 @durable_receiver(
     user_subscribed,
     id="newsletters.email_welcome",
+    priority=EMAIL_PRIORITY,
     max_attempts=8,
     backoff_base=30,
     only_if=asked_themselves,
@@ -95,6 +103,7 @@ def _active_welcome(subscription, idempotency_key):
 @durable_receiver(
     preferences_link_requested,
     id="newsletters.email_preferences_link",
+    priority=EMAIL_PRIORITY,
     max_attempts=5,
     backoff_base=30,
     batch=True,
