@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from io import StringIO
 from pathlib import Path
 
@@ -34,21 +35,31 @@ def run_worker_until_idle(*extra):
             signal.signal(sig, handler)
 
 
+# A time no waiting task reaches (django-tasks-db's own "no run_after" is the year 9999).
+_ASIDE = datetime(9000, 1, 1, tzinfo=UTC)
+
+
 def run_form_requests():
     """Run the queued work of the public forms (subscribe, unsubscribe, preference link)
-    and nothing else: what those pages did inline before they queued it. The emails it
-    queues in turn stay queued.
+    and nothing else: what those pages did inline before they queued it. The emails
+    waiting, and those it queues in turn, stay queued.
 
-    The form tasks go first (their priority is higher), so a worker that runs as many
-    tasks as are waiting runs exactly those.
+    Emails run ahead of form tasks in a worker (``newsletters.receivers.EMAIL_PRIORITY``),
+    so the other waiting tasks are set aside (their ``run_after`` moved to ``_ASIDE``) while
+    a worker runs as many tasks as there are forms waiting: it claims them in one batch.
     """
-    waiting = (
-        DBTaskResult.objects.ready()
-        .filter(task_path__startswith="signalpost.newsletters.tasks.")
-        .count()
-    )
-    if waiting:
+    forms = "signalpost.newsletters.tasks."
+    waiting = DBTaskResult.objects.ready().filter(task_path__startswith=forms).count()
+    if not waiting:
+        return
+    others = DBTaskResult.objects.ready().exclude(task_path__startswith=forms)
+    aside = list(others.values_list("id", "run_after"))
+    DBTaskResult.objects.filter(id__in=[pk for pk, _ in aside]).update(run_after=_ASIDE)
+    try:
         run_worker_until_idle(f"--max-tasks={waiting}")
+    finally:
+        for pk, run_after in aside:
+            DBTaskResult.objects.filter(id=pk).update(run_after=run_after)
 
 
 def database_url_of_test_database():

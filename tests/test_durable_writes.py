@@ -46,9 +46,9 @@ def test_a_durable_call_writes_the_task_row_enqueue_writes(monkeypatch, double_o
     written_by_subscribe = {str(pk) for pk in DBTaskResult.objects.values_list("pk", flat=True)}
     fast = DBTaskResult.objects.get(pk=fast_id)
     call = {**fast.args_kwargs["kwargs"], "idempotency_key": "another key"}
-    by_enqueue = run_durable_receiver.using(queue_name=CONFIRMATION.policy.queue_name).enqueue(
-        **call
-    )
+    by_enqueue = run_durable_receiver.using(
+        queue_name=CONFIRMATION.policy.queue_name, priority=CONFIRMATION.policy.priority
+    ).enqueue(**call)
 
     def comparable(pk):
         values = row(DBTaskResult, pk, leave_out=("id", "enqueued_at"))
