@@ -270,8 +270,14 @@ class IssueMessages:
         """The same for every attempt, so a resend after a crash can be recognised."""
         return f"<issue-{self.issue.pk}.delivery-{delivery.pk}@{self.domain}>"
 
-    def personalise(self, delivery, *, profile, message_id=None) -> Message:
-        """Return one recipient's ``Message`` of this issue (Message-ID: the delivery's)."""
+    def personalise(self, delivery, *, profile, message_id=None, before_render=None) -> Message:
+        """Return one recipient's ``Message`` of this issue (Message-ID: the delivery's).
+
+        ``before_render`` is called before any template is rendered for this reader
+        (the first of a variant, or a reader whose variant renders per reader): a
+        template may query the database, and the sender's pipelined sent mark
+        (``writes.SentMarks``) must be settled first.
+        """
         unsubscribe = self.links.unsubscribe_url(profile=profile)
         values = {
             "name": profile.name or "",
@@ -279,7 +285,10 @@ class IssueMessages:
             "unsubscribe": unsubscribe,
             "preferences": self.links.preferences_url(profile=profile),
         }
-        variant = self._variant(bool(values["name"]))
+        has_name = bool(values["name"])
+        if before_render is not None and self._variants.get(has_name) is None:
+            before_render()
+        variant = self._variant(has_name)
         if variant is None:
             text, body_html = self._render(values)
         else:

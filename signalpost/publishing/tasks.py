@@ -286,7 +286,9 @@ def deliveries_send(*, issue, deliveries, progress=None):
                     delivery_fail(delivery=delivery, reason="the profile was erased")
                     outcome["failed"] += 1
                     continue
-                message = messages.personalise(delivery, profile=delivery.profile)
+                message = messages.personalise(
+                    delivery, profile=delivery.profile, before_render=marks.settle
+                )
                 rate.acquire()
                 try:
                     transport.send(message, before_data=marks.settle)
