@@ -36,7 +36,7 @@ def main():
     from signalpost.publishing.models import Delivery, Issue
     from signalpost.publishing.rendering import IssueMessages
 
-    settings.SITE_URL = "https://news.example.com"
+    settings.SIGNALPOST_SITE_URL = "https://news.example.com"
     newsletter = Newsletter(
         pk=1,
         slug="weekly",

@@ -2,8 +2,9 @@
 
 import contextlib
 
-from django.conf import settings
 from django.db import connections
+
+from signalpost.conf import conf
 
 
 def commit_without_flush(*, using: str = "default") -> None:
@@ -39,7 +40,7 @@ def asynchronous_commit(*, using="default"):
     marks, and those messages would be sent again.
     """
     connection = connections[using]
-    if connection.vendor != "postgresql" or settings.SIGNALPOST_DATABASE_TRANSACTION_POOLING:
+    if connection.vendor != "postgresql" or conf.DATABASE_TRANSACTION_POOLING:
         # Behind a transaction pooler a session setting would outlive this stretch
         # on a server connection another client gets next: each commit waits.
         yield

@@ -6,12 +6,12 @@ balancer or uptime monitor may ask every second.
 
 from datetime import timedelta
 
-from django.conf import settings
 from django.core.cache import cache
 from django.db import DatabaseError
 from django.db.models import Max
 from django.utils import timezone
 
+from signalpost.conf import conf
 from signalpost.durable.models import WorkerProcess
 
 CACHE_PROBE_KEY = "signalpost:healthz"
@@ -35,7 +35,7 @@ def health_status():
         cache.get(CACHE_PROBE_KEY)
     except Exception:  # Any backend's connection error.
         report["cache"] = "unreachable"
-    allowed = timedelta(seconds=2 * settings.SIGNALPOST_WORKER_LEASE_SECONDS)
+    allowed = timedelta(seconds=2 * conf.WORKER_LEASE_SECONDS)
     worker_alive = heartbeat_at is not None and now - heartbeat_at <= allowed
     if heartbeat_at is not None:
         report["worker"] = {

@@ -29,6 +29,7 @@ from django.http import JsonResponse, UnreadablePostError
 from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import render
 
+from signalpost.conf import conf
 from signalpost.uploads import FileRefused
 
 FORM_CONTENT_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
@@ -42,14 +43,14 @@ def request_body_max_bytes(request):
     (``api:subscribers_import_csv``) or namespace (``admin``); the first match,
     most specific first, wins; any other view takes ``SIGNALPOST_REQUEST_BODY_MAX_BYTES``.
     """
-    limits = settings.SIGNALPOST_REQUEST_BODY_MAX_BYTES_BY_VIEW
+    limits = conf.REQUEST_BODY_MAX_BYTES_BY_VIEW
     match = request.resolver_match
     namespaces = match.namespaces
     names = [match.view_name, *(":".join(namespaces[:n]) for n in range(len(namespaces), 0, -1))]
     for name in names:
         if name in limits:
             return limits[name]
-    return settings.SIGNALPOST_REQUEST_BODY_MAX_BYTES
+    return conf.REQUEST_BODY_MAX_BYTES
 
 
 def _content_length(request):

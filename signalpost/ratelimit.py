@@ -5,9 +5,9 @@ import ipaddress
 import logging
 import time
 
-from django.conf import settings
 from django.core.cache import cache
 
+from signalpost.conf import conf
 from signalpost.config import rate_parse
 
 logger = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ def rate_limit_allows(*, scope, key):
     A cache that is down lets requests through: an outage of the cache must not
     become an outage of subscribing.
     """
-    limit = rate_parse(settings.SIGNALPOST_RATE_LIMITS[scope])
+    limit = rate_parse(conf.RATE_LIMITS[scope])
     if limit is None:
         return True
     if key is None:
@@ -67,7 +67,7 @@ def client_ip(request):
     outermost trusted proxy saw; otherwise the connection's own address.
     """
     candidates = [request.META.get("REMOTE_ADDR", "")]
-    proxies = settings.SIGNALPOST_TRUSTED_PROXY_COUNT
+    proxies = conf.TRUSTED_PROXY_COUNT
     if proxies:
         hops = [hop.strip() for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
         if len(hops) >= proxies:

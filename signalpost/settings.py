@@ -35,7 +35,7 @@ ALLOWED_HOSTS = env_list(
     "ALLOWED_HOSTS",
     default=[] if PRODUCTION else ["127.0.0.1", "localhost", "[::1]", "testserver"],
 )
-SITE_URL = ENV.get("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+SIGNALPOST_SITE_URL = ENV.get("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 
 INSTALLED_APPS = [
     # First, so its templates (admin/base_site.html) override the admin's own.
@@ -196,23 +196,25 @@ DEFAULT_FROM_EMAIL = ENV.get("DEFAULT_FROM_EMAIL", "Signalpost <newsletters@loca
 # Where bounces go: each message's envelope sender is BOUNCE_ADDRESS with a signed token
 # naming its recipient (VERP, signalpost/mail/verp.py); empty: the From address.
 # process_bounces reads BOUNCE_MAILBOX_URL unless given --mailbox.
-BOUNCE_ADDRESS = ENV.get("BOUNCE_ADDRESS", "")
-if BOUNCE_ADDRESS and not re.fullmatch(r"[A-Za-z0-9._-]{1,40}@[A-Za-z0-9.-]+", BOUNCE_ADDRESS):
+SIGNALPOST_BOUNCE_ADDRESS = ENV.get("BOUNCE_ADDRESS", "")
+if SIGNALPOST_BOUNCE_ADDRESS and not re.fullmatch(
+    r"[A-Za-z0-9._-]{1,40}@[A-Za-z0-9.-]+", SIGNALPOST_BOUNCE_ADDRESS
+):
     raise ImproperlyConfigured(
         "BOUNCE_ADDRESS must be a plain address such as bounces@news.example.org "
         "(letters, digits, . _ - before the @; the token goes after a +)"
     )
-BOUNCE_MAILBOX_URL = ENV.get("BOUNCE_MAILBOX_URL", "")
+SIGNALPOST_BOUNCE_MAILBOX_URL = ENV.get("BOUNCE_MAILBOX_URL", "")
 # With BOUNCE_MAILBOX_URL the workers read it every BOUNCE_POLL_SECONDS, at most
 # BOUNCE_POLL_LIMIT messages a time (the rest on the next poll).
-BOUNCE_POLL_SECONDS = float(ENV.get("BOUNCE_POLL_SECONDS", "300"))
-BOUNCE_POLL_LIMIT = int(ENV.get("BOUNCE_POLL_LIMIT", "5000"))
+SIGNALPOST_BOUNCE_POLL_SECONDS = float(ENV.get("BOUNCE_POLL_SECONDS", "300"))
+SIGNALPOST_BOUNCE_POLL_LIMIT = int(ENV.get("BOUNCE_POLL_LIMIT", "5000"))
 # DKIM signing of every message sent over SMTP (signalpost/mail/dkim.py): all three or none.
 # DKIM_PRIVATE_KEY is the PEM text ("\n" may stand for line ends); or a file holds it.
-DKIM_DOMAIN = ENV.get("DKIM_DOMAIN", "")
-DKIM_SELECTOR = ENV.get("DKIM_SELECTOR", "")
-DKIM_PRIVATE_KEY = ENV.get("DKIM_PRIVATE_KEY", "")
-DKIM_PRIVATE_KEY_FILE = ENV.get("DKIM_PRIVATE_KEY_FILE", "")
+SIGNALPOST_DKIM_DOMAIN = ENV.get("DKIM_DOMAIN", "")
+SIGNALPOST_DKIM_SELECTOR = ENV.get("DKIM_SELECTOR", "")
+SIGNALPOST_DKIM_PRIVATE_KEY = ENV.get("DKIM_PRIVATE_KEY", "")
+SIGNALPOST_DKIM_PRIVATE_KEY_FILE = ENV.get("DKIM_PRIVATE_KEY_FILE", "")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

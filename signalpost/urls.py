@@ -16,5 +16,5 @@ urlpatterns = [
     path("", include("signalpost.newsletters.urls")),
     path("", include("signalpost.publishing.urls")),
 ]
-if settings.ANYMAIL_WEBHOOK_SECRET:
+if getattr(settings, "ANYMAIL", {}).get("WEBHOOK_SECRET"):
     urlpatterns.insert(-2, path("anymail/", include("anymail.urls")))

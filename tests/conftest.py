@@ -36,7 +36,7 @@ def smtp_inbox(settings):
     """Send email to a real SMTP server on loopback; yield what it receives."""
     controller, inbox, port = smtp_server_start()
     settings.MAILERS = smtp_mailers(port)
-    settings.SITE_URL = "https://news.example.com"
+    settings.SIGNALPOST_SITE_URL = "https://news.example.com"
     yield inbox
     controller.stop()
 

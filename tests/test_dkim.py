@@ -55,10 +55,10 @@ def published(tmp_path, settings):
     line = out.getvalue()
     assert line.startswith("s2026._domainkey.news.example.com. IN TXT")
     record = "".join(re.findall(r'"([^"]*)"', line)).encode()
-    settings.DKIM_DOMAIN = "news.example.com"
-    settings.DKIM_SELECTOR = "s2026"
-    settings.DKIM_PRIVATE_KEY_FILE = str(key_file)
-    settings.DKIM_PRIVATE_KEY = ""
+    settings.SIGNALPOST_DKIM_DOMAIN = "news.example.com"
+    settings.SIGNALPOST_DKIM_SELECTOR = "s2026"
+    settings.SIGNALPOST_DKIM_PRIVATE_KEY_FILE = str(key_file)
+    settings.SIGNALPOST_DKIM_PRIVATE_KEY = ""
     return record
 
 
@@ -78,7 +78,7 @@ def verified(raw, record):
 
 @pytest.fixture
 def newsletter_issue(db, settings):
-    settings.SITE_URL = "https://news.example.com"
+    settings.SIGNALPOST_SITE_URL = "https://news.example.com"
     letter = make_newsletter(
         slug="cronica",
         name="La Crónica «semanal», with a name long enough to need folding in List-Id",
@@ -167,7 +167,7 @@ def test_without_dkim_settings_nothing_is_signed(smtp_inbox, newsletter_issue):
 )
 def test_half_a_dkim_configuration_is_refused_clearly(settings, settings_given):
     for name in ("DKIM_DOMAIN", "DKIM_SELECTOR", "DKIM_PRIVATE_KEY", "DKIM_PRIVATE_KEY_FILE"):
-        setattr(settings, name, settings_given.get(name, ""))
+        setattr(settings, f"SIGNALPOST_{name}", settings_given.get(name, ""))
 
     with pytest.raises(ImproperlyConfigured, match="DKIM"):
         dkim.signer()

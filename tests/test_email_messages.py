@@ -63,7 +63,7 @@ def make_issue(newsletter, subject):
 
 @pytest.fixture
 def issue(db, settings):
-    settings.SITE_URL = "https://news.example.com"
+    settings.SIGNALPOST_SITE_URL = "https://news.example.com"
     return make_issue(
         make_newsletter(
             slug="cronica",
@@ -266,7 +266,7 @@ def test_a_name_typed_by_a_subscriber_cannot_add_a_header(issue, kind):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_names_and_subjects_typed_by_staff_cannot_add_a_header(settings, kind):
-    settings.SITE_URL = "https://news.example.com"
+    settings.SIGNALPOST_SITE_URL = "https://news.example.com"
     newsletter = make_newsletter(
         slug="sneaky",
         name="Sneaky\r\nBcc: victim@example.com",

@@ -28,7 +28,7 @@ ISSUES = "/admin/publishing/issue/"
 @pytest.fixture(autouse=True)
 def media(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
-    settings.SITE_URL = "https://news.example.com"
+    settings.SIGNALPOST_SITE_URL = "https://news.example.com"
     return settings.MEDIA_ROOT
 
 

@@ -36,7 +36,7 @@ READERS = ["hard@example.com", "soft@example.com", "slow@example.com", "qmail@ex
 @pytest.fixture
 def sent(smtp_inbox, settings):
     """An issue sent to READERS with VERP; return each reader's envelope sender."""
-    settings.BOUNCE_ADDRESS = "bounces@news.example.com"
+    settings.SIGNALPOST_BOUNCE_ADDRESS = "bounces@news.example.com"
     letter = make_newsletter(slug="weekly")
     for address in READERS:
         subscribe(email=address, newsletter=letter, source="admin")
@@ -192,7 +192,7 @@ def test_bad_mailbox_urls_are_refused_naming_the_option(db, url, message):
 
 
 def test_hostile_and_broken_messages_are_not_understood_and_kept(db, tmp_path, settings):
-    settings.BOUNCE_ADDRESS = "bounces@news.example.com"
+    settings.SIGNALPOST_BOUNCE_ADDRESS = "bounces@news.example.com"
     box = mailbox.Maildir(tmp_path / "M", create=True)
     hostile = [
         b"",
@@ -232,8 +232,8 @@ def test_the_workers_read_the_bounce_mailbox_on_their_heartbeat(sent, tmp_path, 
     box = mailbox.Maildir(tmp_path / "Maildir", create=True)
     for raw in returned(sent):
         box.add(raw)
-    settings.BOUNCE_MAILBOX_URL = f"maildir://{tmp_path / 'Maildir'}"
-    settings.BOUNCE_POLL_SECONDS = 60
+    settings.SIGNALPOST_BOUNCE_MAILBOX_URL = f"maildir://{tmp_path / 'Maildir'}"
+    settings.SIGNALPOST_BOUNCE_POLL_SECONDS = 60
     chores_forget()
 
     worker_beat.send(sender=None, worker_id="w1")

@@ -23,6 +23,7 @@ from signalpost.accounts.services import email_normalize, profile_attributes_set
 from signalpost.api import schemas
 from signalpost.api.parser import BodyRefused, StrictJSONParser
 from signalpost.api.tokens import api_token_authenticate
+from signalpost.conf import conf
 from signalpost.newsletters.imports import ImportFileError, subscribers_import
 from signalpost.newsletters.models import Newsletter, Subscription
 from signalpost.newsletters.services import ConsentEvidence, subscribe, unsubscribe
@@ -363,7 +364,7 @@ def profile_data_erase(request, response: HttpResponse, email: str):
     return {"status": "erased"}
 
 
-IMPORT_MAX_BYTES = settings.SIGNALPOST_REQUEST_BODY_MAX_BYTES_BY_VIEW["api:subscribers_import_csv"]
+IMPORT_MAX_BYTES = conf.REQUEST_BODY_MAX_BYTES_BY_VIEW["api:subscribers_import_csv"]
 
 
 @newsletters.post(

@@ -1,7 +1,8 @@
 from importlib import import_module
 
 from django.apps import AppConfig
-from django.conf import settings
+
+from signalpost.conf import conf
 
 
 class DurableConfig(AppConfig):
@@ -16,5 +17,5 @@ class DurableConfig(AppConfig):
 
         # Durable receivers declared outside the apps (the tests', the benchmarks'):
         # a worker must know their ids before it runs their calls.
-        for module in settings.SIGNALPOST_DURABLE_RECEIVER_MODULES:
+        for module in conf.DURABLE_RECEIVER_MODULES:
             import_module(module.strip())

@@ -10,9 +10,10 @@ import threading
 import time
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
+
+from signalpost.conf import conf
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,6 @@ def retention_cutoff(chore: str, *, days: float) -> datetime | None:
     ``days`` of 0 or less keeps everything; the chore runs once per
     ``MAINTENANCE_INTERVAL_SECONDS`` (see ``chore_due``).
     """
-    if days <= 0 or not chore_due(chore, every=settings.SIGNALPOST_MAINTENANCE_INTERVAL_SECONDS):
+    if days <= 0 or not chore_due(chore, every=conf.MAINTENANCE_INTERVAL_SECONDS):
         return None
     return timezone.now() - timedelta(days=days)

@@ -6,9 +6,9 @@ nothing of profiles; see accounts.receivers.)
 
 import logging
 
-from django.conf import settings
 from django.dispatch import receiver
 
+from signalpost.conf import conf
 from signalpost.durable import checks  # noqa: F401  (registers the system checks)
 from signalpost.durable.maintenance import retention_cutoff
 from signalpost.durable.services import task_results_prune
@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 @receiver(worker_beat, dispatch_uid="durable.task_results_prune_old")
 def task_results_prune_old(sender: object, *, worker_id: str, **kwargs: object) -> None:
     """Finished task rows older than ``TASK_RESULTS_RETENTION_DAYS`` go, once per interval."""
-    days = settings.SIGNALPOST_TASK_RESULTS_RETENTION_DAYS
+    days = conf.TASK_RESULTS_RETENTION_DAYS
     cutoff = retention_cutoff("task_results_prune", days=days)
     if cutoff is None:
         return

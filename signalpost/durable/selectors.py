@@ -3,12 +3,12 @@
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.conf import settings
 from django.db.models import Count, Min, Q
 from django.tasks import TaskResultStatus
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult, get_date_max
 
+from signalpost.conf import conf
 from signalpost.durable.decorators import durable_receiver_find
 from signalpost.durable.models import DeadLetter, WorkerProcess
 
@@ -19,7 +19,7 @@ def queue_status(*, lease_seconds: float | None = None) -> dict[str, Any]:
     ``waiting`` tasks can run now; ``scheduled`` ones (retries in backoff) later.
     """
     now = timezone.now()
-    lease = timedelta(seconds=lease_seconds or settings.SIGNALPOST_WORKER_LEASE_SECONDS)
+    lease = timedelta(seconds=lease_seconds or conf.WORKER_LEASE_SECONDS)
     runnable = Q(run_after__lte=now) | Q(run_after=get_date_max())
     ready = Q(status=TaskResultStatus.READY)
     tasks = DBTaskResult.objects.aggregate(
@@ -64,7 +64,7 @@ def queue_status(*, lease_seconds: float | None = None) -> dict[str, Any]:
 
 def workers_alive_besides(worker: WorkerProcess, *, lease_seconds: float | None = None) -> bool:
     """Return whether a worker other than ``worker`` has a fresh heartbeat."""
-    lease = timedelta(seconds=lease_seconds or settings.SIGNALPOST_WORKER_LEASE_SECONDS)
+    lease = timedelta(seconds=lease_seconds or conf.WORKER_LEASE_SECONDS)
     return (
         WorkerProcess.objects.exclude(pk=worker.pk)
         .filter(heartbeat_at__gte=timezone.now() - lease)

@@ -24,8 +24,9 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+
+from signalpost.conf import conf
 
 SIGNED_HEADERS = (
     "from",
@@ -118,8 +119,8 @@ def dns_record(key: rsa.RSAPrivateKey, *, domain: str, selector: str) -> tuple[s
 
 def signer() -> Signer | None:
     """The signer the settings describe, or ``None`` when DKIM signing is off."""
-    domain, selector = settings.DKIM_DOMAIN, settings.DKIM_SELECTOR
-    key, key_file = settings.DKIM_PRIVATE_KEY, settings.DKIM_PRIVATE_KEY_FILE
+    domain, selector = conf.DKIM_DOMAIN, conf.DKIM_SELECTOR
+    key, key_file = conf.DKIM_PRIVATE_KEY, conf.DKIM_PRIVATE_KEY_FILE
     if not (domain or selector or key or key_file):
         return None
     return _signer(domain, selector, key, key_file)

@@ -30,6 +30,8 @@ from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.utils.timezone import get_current_timezone
 
+from signalpost.conf import conf
+
 ONE_CLICK = "List-Unsubscribe=One-Click"
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]+")
 # ListEmail's policy: folding only past RFC 5322's line limit keeps List-Unsubscribe a URL.
@@ -60,7 +62,7 @@ def header_safe(text: str) -> str:
 
 def site_domain() -> str:
     """The host name of ``SITE_URL``: the right-hand side of Message-IDs and List-Ids."""
-    return urlsplit(settings.SITE_URL).hostname or "localhost"
+    return urlsplit(conf.SITE_URL).hostname or "localhost"
 
 
 def newsletter_from(newsletter) -> str:

@@ -11,8 +11,9 @@ and a forged address is ignored. ``p<id>`` names a profile (subscription emails)
 import base64
 import re
 
-from django.conf import settings
 from django.utils.crypto import constant_time_compare, salted_hmac
+
+from signalpost.conf import conf
 
 _SALT = "signalpost.mail.verp"
 _TOKEN = re.compile(r"([dp])([0-9a-z]{1,13})-([a-z2-7]{12})")
@@ -38,7 +39,7 @@ def return_path(*, kind: str, pk: int | None) -> str | None:
 
     ``None`` without ``BOUNCE_ADDRESS`` or without a primary key (a test email).
     """
-    address = settings.BOUNCE_ADDRESS
+    address = conf.BOUNCE_ADDRESS
     if not address or not pk:
         return None
     local, _, domain = address.rpartition("@")
@@ -48,7 +49,7 @@ def return_path(*, kind: str, pk: int | None) -> str | None:
 
 def recipient_of(address: str) -> tuple[str, int] | None:
     """``(kind, pk)`` named by a VERP ``address`` of ours with a valid MAC, else ``None``."""
-    bounce = settings.BOUNCE_ADDRESS
+    bounce = conf.BOUNCE_ADDRESS
     if not bounce or "@" not in address:
         return None
     local, _, domain = bounce.rpartition("@")

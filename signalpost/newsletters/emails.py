@@ -12,10 +12,10 @@ import contextlib
 import smtplib
 
 import css_inline
-from django.conf import settings
 from django.core.mail import mailers
 from django.template.loader import select_template
 
+from signalpost.conf import conf
 from signalpost.durable.exceptions import PermanentFailure
 from signalpost.mail import verp
 from signalpost.mail.messages import Letterhead, Message, site_domain
@@ -59,7 +59,7 @@ def message_build(*, kind, profile, newsletter, context, idempotency_key) -> Mes
         "profile": profile,
         "newsletter": newsletter,
         "preferences_url": absolute(preferences_path(profile=profile)),
-        "site_url": settings.SITE_URL,
+        "site_url": conf.SITE_URL,
     }
     if newsletter is not None:
         context["unsubscribe_url"] = absolute(
@@ -151,7 +151,7 @@ def confirmation_message(*, subscription, idempotency_key):
     profile, newsletter = subscription.profile, subscription.newsletter
     context = {
         "confirmation_url": absolute(confirmation_path(profile=profile, newsletter=newsletter)),
-        "expires_days": settings.SIGNALPOST_CONFIRMATION_MAX_AGE_SECONDS // 86400,
+        "expires_days": conf.CONFIRMATION_MAX_AGE_SECONDS // 86400,
     }
     return message_build(
         kind="confirmation",
@@ -175,7 +175,7 @@ def welcome_message(*, subscription, idempotency_key):
 
 def preferences_link_message(*, profile, idempotency_key):
     """Return the email with ``profile``'s link to their preference center."""
-    context = {"expires_days": settings.SIGNALPOST_PREFERENCES_MAX_AGE_SECONDS // 86400}
+    context = {"expires_days": conf.PREFERENCES_MAX_AGE_SECONDS // 86400}
     return message_build(
         kind="preferences_link",
         profile=profile,

@@ -1,13 +1,13 @@
 """The signed links in emails and pages: paths, and absolute URLs under ``SITE_URL``."""
 
-from django.conf import settings
 from django.urls import reverse
 
+from signalpost.conf import conf
 from signalpost.newsletters import tokens
 
 
 def absolute(path):
-    return f"{settings.SITE_URL}{path}"
+    return f"{conf.SITE_URL}{path}"
 
 
 def confirmation_path(*, profile, newsletter):

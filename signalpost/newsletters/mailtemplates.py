@@ -17,7 +17,6 @@ a newsletter, shows the unsubscribe link (``{{ unsubscribe_url }}``).
 import re
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.template import Context, Engine, Template, TemplateSyntaxError
 from django.template.base import VariableDoesNotExist
@@ -25,6 +24,8 @@ from django.template.defaulttags import DebugNode, ForNode
 from django.template.loader_tags import ExtendsNode, IncludeNode
 from django.template.loaders.app_directories import Loader as AppDirectoriesLoader
 from django.utils.safestring import mark_safe
+
+from signalpost.conf import conf
 
 BODY_MAX_LENGTH = 100_000
 OUTPUT_MAX_LENGTH = 1_000_000
@@ -136,7 +137,7 @@ def sample_context(*, name: str, newsletter: Any) -> dict[str, Any]:
         "name": profile["name"],
         "newsletter": newsletter,
         "preferences_url": "https://news.example.com/preferences/SAMPLE/",
-        "site_url": settings.SITE_URL,
+        "site_url": conf.SITE_URL,
         "unsubscribe_url": UNSUBSCRIBE_SAMPLE if newsletter is not None else None,
         "confirmation_url": "https://news.example.com/confirm/SAMPLE/",
         "expires_days": 7,

@@ -10,13 +10,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from signalpost.accounts.models import Profile
 from signalpost.accounts.selectors import profile_by_email
 from signalpost.accounts.services import profile_get_or_create, profile_update
+from signalpost.conf import conf
 from signalpost.durability import commit_without_flush
 from signalpost.newsletters.imports import UPLOAD_MAX_BYTES, ImportFileError, data_lines_count
 from signalpost.newsletters.mailtemplates import template_check
@@ -121,7 +121,7 @@ def subscribe(
     else:
         subscription.status = Status.PENDING
         subscription.requested_at = now
-        if settings.SIGNALPOST_SUBSCRIBE_ASYNC_COMMIT:
+        if conf.SUBSCRIBE_ASYNC_COMMIT:
             # Nobody has consented yet: a request a database crash loses is one
             # confirmation email that never comes, and the person asks again.
             commit_without_flush()
@@ -143,7 +143,7 @@ def _confirmation_requested_recently(subscription: Subscription, *, now: datetim
     and subscribing again would send a confirmation email each round. Someone who
     left by mistake can come back at once through the preference center.
     """
-    window = timedelta(seconds=settings.SIGNALPOST_CONFIRMATION_WINDOW_SECONDS)
+    window = timedelta(seconds=conf.CONFIRMATION_WINDOW_SECONDS)
     return subscription.requested_at is not None and subscription.requested_at > now - window
 
 
@@ -316,11 +316,11 @@ def bounce_record(*, email: str, permanent: bool, description: str = "") -> list
     if not permanent:
         now = timezone.now()
         counting = [*_soft_bounces_counting(profile=profile, now=now), now]
-        counting = counting[-max(settings.SIGNALPOST_SOFT_BOUNCE_LIMIT, 1) :]
+        counting = counting[-max(conf.SOFT_BOUNCE_LIMIT, 1) :]
         profile.soft_bounces = [moment.isoformat() for moment in counting]
         profile.soft_bounce_count = len(counting)
         profile.save(update_fields=["soft_bounces", "soft_bounce_count", "updated_at"])
-        if profile.soft_bounce_count < settings.SIGNALPOST_SOFT_BOUNCE_LIMIT:
+        if profile.soft_bounce_count < conf.SOFT_BOUNCE_LIMIT:
             return []
     ended = _subscriptions_end_for_delivery_problem(
         profile=profile, status=Status.BOUNCED, timestamp_field="bounced_at"
@@ -346,7 +346,7 @@ def _soft_bounces_counting(*, profile: Profile, now: datetime) -> list[datetime]
     arrives after the message was handed over, so a delivery sent a moment ago
     proves nothing yet.)
     """
-    window_start = now - timedelta(days=settings.SIGNALPOST_SOFT_BOUNCE_WINDOW_DAYS)
+    window_start = now - timedelta(days=conf.SOFT_BOUNCE_WINDOW_DAYS)
     moments = []
     for text in profile.soft_bounces or []:
         try:
@@ -358,7 +358,7 @@ def _soft_bounces_counting(*, profile: Profile, now: datetime) -> list[datetime]
     moments.sort()
     if not moments:
         return []
-    settled_before = now - timedelta(days=settings.SIGNALPOST_DELIVERY_SETTLED_DAYS)
+    settled_before = now - timedelta(days=conf.DELIVERY_SETTLED_DAYS)
     delivered = profile.deliveries.filter(
         status="sent", sent_at__gt=moments[-1], sent_at__lte=settled_before
     ).exists()

@@ -16,11 +16,11 @@ traceback.
 import logging
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.db import transaction
 from django.tasks import task
 from django.utils import timezone
 
+from signalpost.conf import conf
 from signalpost.durability import commit_without_flush
 from signalpost.durable.policy import RetryPolicy
 from signalpost.durable.services import task_enqueue
@@ -128,7 +128,7 @@ def subscribe_queue(*, email, newsletter, name, consent):
     The subscription is pending or active (with ``user_subscribed`` and the welcome,
     or ``subscription_requested`` and the confirmation email) once the worker ran it.
     """
-    if newsletter.opt_in == Newsletter.OptIn.DOUBLE and settings.SIGNALPOST_SUBSCRIBE_ASYNC_COMMIT:
+    if newsletter.opt_in == Newsletter.OptIn.DOUBLE and conf.SUBSCRIBE_ASYNC_COMMIT:
         # At most a confirmation email comes of it: see subscribe().
         commit_without_flush()
     task_enqueue(

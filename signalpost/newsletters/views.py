@@ -1,6 +1,5 @@
 """The public pages. Each view translates the request and calls one service."""
 
-from django.conf import settings
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
@@ -9,6 +8,7 @@ from django.views.decorators.http import require_http_methods, require_safe
 
 from signalpost.accounts.models import Profile
 from signalpost.accounts.services import EMAIL_MAX_LENGTH
+from signalpost.conf import conf
 from signalpost.newsletters import tokens
 from signalpost.newsletters.forms import (
     PreferencesForm,
@@ -163,7 +163,7 @@ def confirm_page(request, slug, token):
         request,
         token=token,
         purpose=tokens.CONFIRM,
-        max_age=settings.SIGNALPOST_CONFIRMATION_MAX_AGE_SECONDS,
+        max_age=conf.CONFIRMATION_MAX_AGE_SECONDS,
         newsletter=newsletter,
     )
     if problem:
@@ -225,7 +225,7 @@ def preferences_link_owner(request, token):
         request,
         token=token,
         purpose=tokens.PREFERENCES,
-        max_age=settings.SIGNALPOST_PREFERENCES_MAX_AGE_SECONDS,
+        max_age=conf.PREFERENCES_MAX_AGE_SECONDS,
     )
     if problem:
         return None, problem

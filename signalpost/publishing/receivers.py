@@ -1,8 +1,8 @@
 """Receivers that keep sends in step with subscriptions, in the sender's transaction."""
 
-from django.conf import settings
 from django.dispatch import receiver
 
+from signalpost.conf import conf
 from signalpost.durable.maintenance import chore_due
 from signalpost.durable.services import task_enqueue
 from signalpost.durable.signals import worker_beat
@@ -34,7 +34,5 @@ def sends_recover_stranded(sender, *, worker_id, **kwargs):
 def bounce_mailbox_poll(sender, *, worker_id, **kwargs):
     """With ``BOUNCE_MAILBOX_URL`` set, queue a read of the bounce mailbox every
     ``BOUNCE_POLL_SECONDS`` (one worker of them all with a shared cache)."""
-    if settings.BOUNCE_MAILBOX_URL and chore_due(
-        "bounce_mailbox_read", every=settings.BOUNCE_POLL_SECONDS
-    ):
+    if conf.BOUNCE_MAILBOX_URL and chore_due("bounce_mailbox_read", every=conf.BOUNCE_POLL_SECONDS):
         task_enqueue(bounce_mailbox_read)

@@ -15,9 +15,9 @@ import threading
 import time
 from collections import OrderedDict
 
-from django.conf import settings
 from django.utils.safestring import mark_safe
 
+from signalpost.conf import conf
 from signalpost.mail import verp
 from signalpost.mail.messages import Letterhead, Message, site_domain
 from signalpost.newsletters import emails
@@ -56,7 +56,7 @@ def markdown_to_html(text: str) -> str:
     killed after ``SIGNALPOST_MARKDOWN_RENDER_TIMEOUT`` seconds. Raises
     ``MarkdownRefused``, with a message for the writer, for a body it gives no HTML for.
     """
-    timeout = settings.SIGNALPOST_MARKDOWN_RENDER_TIMEOUT
+    timeout = conf.MARKDOWN_RENDER_TIMEOUT
     try:
         return markdown_sandbox.render(text, timeout=timeout)
     except markdown_sandbox.RenderFailed as failure:
@@ -108,7 +108,7 @@ def markdown_to_html_for_preview(text: str) -> str:
     sections = markdown_sections(text)
     if sections is None or len(sections) == 1:
         return markdown_to_html(text)
-    timeout = settings.SIGNALPOST_MARKDOWN_RENDER_TIMEOUT
+    timeout = conf.MARKDOWN_RENDER_TIMEOUT
     deadline = time.monotonic() + timeout
     parts = []
     for section in sections:
@@ -217,7 +217,7 @@ class IssueMessages:
             "preview_text": getattr(issue, "preview_text", "") or plaintext.preview_text(body_html),
             # A private newsletter's issues have no public page to link to.
             "web_url": absolute(issue_web_path(issue)) if self.newsletter.is_public else "",
-            "site_url": settings.SITE_URL,
+            "site_url": conf.SITE_URL,
         }
         # Two sets that differ from their first character, in case and in length, so that
         # any filter that looks inside a value (|first, |truncatechars, |lower, |length)

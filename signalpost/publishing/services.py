@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
@@ -27,6 +26,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from signalpost.accounts.models import Profile
 from signalpost.accounts.services import email_normalize
+from signalpost.conf import conf
 from signalpost.durable.policy import RetryPolicy
 from signalpost.durable.services import task_enqueue
 from signalpost.mail import bounces, mailboxes
@@ -280,7 +280,7 @@ def _batches_enqueue(*, issue_id: int, deliveries: int) -> int:
     """Queue enough batch tasks for ``deliveries`` more queued deliveries; return how many."""
     from signalpost.publishing.tasks import issue_send_batch
 
-    batches = math.ceil(deliveries / settings.SIGNALPOST_SEND_BATCH_SIZE)
+    batches = math.ceil(deliveries / conf.SEND_BATCH_SIZE)
     for _ in range(batches):
         task_enqueue(issue_send_batch, issue_id=issue_id)
     return batches
@@ -311,7 +311,7 @@ def issue_prepare_chunk(*, issue_id: int, after_id: int) -> bool:
             after_id=after_id,
             last_id=issue.recipients_last_subscription_id or 0,
             until=issue.recipients_until or issue.sending_started_at or timezone.now(),
-            size=settings.SIGNALPOST_SEND_PREPARE_CHUNK_SIZE,
+            size=conf.SEND_PREPARE_CHUNK_SIZE,
         )
         _batches_enqueue(issue_id=issue_id, deliveries=chunk.created)
         issue.prepared_through_id = chunk.through_id
@@ -397,7 +397,7 @@ def deliveries_release(
             attempts=F("attempts") - 1,
             last_error=error_for_storage(reason),
         )
-    limit = settings.SIGNALPOST_SEND_MAX_ATTEMPTS
+    limit = conf.SEND_MAX_ATTEMPTS
     for delivery in unfinished.filter(attempts__gte=limit).select_related("issue", "profile"):
         delivery_fail(
             delivery=delivery, reason=f"gave up after {delivery.attempts} attempts: {reason}"
@@ -876,14 +876,12 @@ def _send_restart(*, issue_id: int, release_held: bool = False) -> int:
         issue_finish_if_done(issue_id=issue_id)
         return restarted
     # Batches still waiting take their share; a pause may have let others end early.
-    missing = math.ceil(queued / settings.SIGNALPOST_SEND_BATCH_SIZE) - (
+    missing = math.ceil(queued / conf.SEND_BATCH_SIZE) - (
         send_batches_live(issue_id=issue_id).count()
     )
     if missing <= 0:
         return restarted
-    batches = _batches_enqueue(
-        issue_id=issue_id, deliveries=missing * settings.SIGNALPOST_SEND_BATCH_SIZE
-    )
+    batches = _batches_enqueue(issue_id=issue_id, deliveries=missing * conf.SEND_BATCH_SIZE)
     logger.warning("Restarted the send of issue %s: %s batch task(s) queued", issue_id, batches)
     return restarted + batches
 
@@ -892,7 +890,7 @@ def send_retry_policy() -> RetryPolicy:
     """How a delivery is retried: ``SIGNALPOST_SEND_MAX_ATTEMPTS`` attempts in all; its batch
     waits 30 s after the first failure, doubling up to an hour, without jitter."""
     return RetryPolicy(
-        max_attempts=settings.SIGNALPOST_SEND_MAX_ATTEMPTS,
+        max_attempts=conf.SEND_MAX_ATTEMPTS,
         backoff_base=30,
         backoff_max=3600,
         jitter=False,
@@ -975,7 +973,7 @@ def issue_image_add(*, issue: Issue, upload: Any) -> str:
         ContentFile(encoded.getvalue()),
     )
     path = reverse("issue_image", args=[name.removeprefix(f"{IMAGE_DIRECTORY}/")])
-    return f"{settings.SITE_URL}{path}"  # as newsletters.links.absolute
+    return f"{conf.SITE_URL}{path}"  # as newsletters.links.absolute
 
 
 TEST_RECIPIENTS_MAX = 20

@@ -8,10 +8,10 @@ import sys
 import time
 from datetime import datetime
 
-from django.conf import settings
 from django.db import connection, transaction
 from django.tasks import task
 
+from signalpost.conf import conf
 from signalpost.durability import asynchronous_commit
 from signalpost.mail.mailboxes import MailboxError
 from signalpost.mail.smtp import SMTPDataRefused
@@ -121,9 +121,7 @@ def batch_send(*, issue_id, claimer, failures, progress):
         deliveries_give_back_halted(issue_id=issue_id, claimer=claimer, tried=True)
         return {"sent": 0, "halted": True}
     issue = Issue.objects.select_related("newsletter").get(pk=issue_id)
-    ids = deliveries_claim(
-        issue_id=issue_id, claimer=claimer, limit=settings.SIGNALPOST_SEND_BATCH_SIZE
-    )
+    ids = deliveries_claim(issue_id=issue_id, claimer=claimer, limit=conf.SEND_BATCH_SIZE)
     if not ids:
         issue_finish_if_done(issue_id=issue_id)
         return {"sent": 0}
@@ -154,7 +152,7 @@ def batch_send(*, issue_id, claimer, failures, progress):
 def batch_sender_refused(*, issue, claimer, reason, failures):
     """Retry a batch whose sender the mail server refused; hold the send once retries are spent."""
     failures += 1
-    hold = failures >= settings.SIGNALPOST_SEND_MAX_ATTEMPTS
+    hold = failures >= conf.SEND_MAX_ATTEMPTS
     with transaction.atomic():
         held = deliveries_hold_back(issue_id=issue.pk, claimer=claimer, reason=reason, hold=hold)
         if not hold:
@@ -230,7 +228,7 @@ def deliveries_send(*, issue, deliveries, progress=None):
     """
     progress = {} if progress is None else progress
     messages = IssueMessages(issue)
-    rate = SendRate(settings.SIGNALPOST_SEND_RATE_PER_SECOND)
+    rate = SendRate(conf.SEND_RATE_PER_SECOND)
     outcome = {
         "sent": 0,
         "failed": 0,
@@ -365,9 +363,7 @@ def bounce_mailbox_read():
     An unreachable mailbox is logged and left for the next poll.
     """
     try:
-        run = bounces_process(
-            mailbox_url=settings.BOUNCE_MAILBOX_URL, limit=settings.BOUNCE_POLL_LIMIT
-        )
+        run = bounces_process(mailbox_url=conf.BOUNCE_MAILBOX_URL, limit=conf.BOUNCE_POLL_LIMIT)
     except MailboxError as error:
         logger.warning("The bounce mailbox cannot be read: %s", error)
         return None

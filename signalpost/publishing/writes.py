@@ -18,12 +18,12 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any
 
-from django.conf import settings
 from django.db import DatabaseError, connection
 from django.utils import timezone
 from psycopg import pq
 
 from signalpost.accounts.models import Profile
+from signalpost.conf import conf
 from signalpost.newsletters.models import Subscription
 from signalpost.publishing.models import Delivery
 
@@ -168,7 +168,7 @@ class SentMarks:
     def __enter__(self) -> "SentMarks":
         if connection.vendor != "postgresql":
             return self
-        if settings.SIGNALPOST_DATABASE_TRANSACTION_POOLING:
+        if conf.DATABASE_TRANSACTION_POOLING:
             # A transaction pooler may run the next statement on another server
             # connection, which does not have the statement prepared: unnamed then.
             connection.ensure_connection()

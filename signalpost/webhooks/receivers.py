@@ -10,12 +10,12 @@ import functools
 import logging
 import uuid
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from signalpost import signals
+from signalpost.conf import conf
 from signalpost.durable.decorators import durable_receiver
 from signalpost.durable.maintenance import retention_cutoff
 from signalpost.durable.signals import worker_beat
@@ -136,7 +136,7 @@ def webhooks_subscriber_erased(sender, *, profile_id, user_email, **kwargs):
 def messages_prune_old(sender, *, worker_id, **kwargs):
     """Delivered and given-up messages older than ``WEBHOOK_MESSAGES_RETENTION_DAYS`` go,
     with their attempts, once per maintenance interval (pending ones stay)."""
-    days = settings.SIGNALPOST_WEBHOOK_MESSAGES_RETENTION_DAYS
+    days = conf.WEBHOOK_MESSAGES_RETENTION_DAYS
     cutoff = retention_cutoff("webhook_messages_prune", days=days)
     if cutoff is None:
         return

@@ -10,7 +10,6 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import URLValidator
@@ -18,6 +17,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from signalpost.conf import conf
 from signalpost.durable.policy import RetryPolicy
 from signalpost.redaction import json_mentions, text_redact
 from signalpost.webhooks.connections import opener_for
@@ -214,9 +214,7 @@ def message_post(*, message: WebhookMessage) -> bool:
 def retry_policy() -> RetryPolicy:
     """How a failed delivery is retried: ``SIGNALPOST_WEBHOOK_MAX_ATTEMPTS`` attempts in all,
     10 s after the first, doubling up to an hour, with jitter."""
-    return RetryPolicy(
-        max_attempts=settings.SIGNALPOST_WEBHOOK_MAX_ATTEMPTS, backoff_base=10, backoff_max=3600
-    )
+    return RetryPolicy(max_attempts=conf.WEBHOOK_MAX_ATTEMPTS, backoff_base=10, backoff_max=3600)
 
 
 @transaction.atomic

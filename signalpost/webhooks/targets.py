@@ -5,7 +5,7 @@ import socket
 from typing import Any
 from urllib.parse import urlsplit
 
-from django.conf import settings
+from signalpost.conf import conf
 
 # Ranges that do not lead to the public internet although Python 3.12.1 calls
 # them global: IETF protocol assignments such as 192.0.0.8, the local-use
@@ -74,7 +74,7 @@ def target_check(url: str) -> list[tuple[socket.AddressFamily, Any]] | None:
         raise TargetRefused("the URL has no host")
     if parts.username or parts.password:
         raise TargetRefused("credentials in the URL are not allowed")
-    if settings.SIGNALPOST_WEBHOOKS_ALLOW_PRIVATE_TARGETS:
+    if conf.WEBHOOKS_ALLOW_PRIVATE_TARGETS:
         return None
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)

@@ -83,7 +83,7 @@ def png(width, height):
 def test_the_preview_follows_the_text_as_it_is_typed(
     live_server, page, draft, screenshot, settings, tmp_path
 ):
-    settings.SITE_URL = live_server.url
+    settings.SIGNALPOST_SITE_URL = live_server.url
     settings.MEDIA_ROOT = tmp_path / "media"
     page.add_init_script(LISTEN_FOR_VIOLATIONS)
     path = f"/admin/publishing/issue/{draft.pk}/write/"

@@ -28,7 +28,7 @@ EMAIL = "grace@example.com"
 @pytest.fixture
 def site_url(live_server, smtp_inbox, settings):
     """Links in emails point at the live server (``smtp_inbox`` sets another site)."""
-    settings.SITE_URL = live_server.url
+    settings.SIGNALPOST_SITE_URL = live_server.url
     return live_server.url
 
 

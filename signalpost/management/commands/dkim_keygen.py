@@ -5,9 +5,9 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from signalpost.conf import conf
 from signalpost.mail.dkim import dns_record
 
 LABEL_CHARACTERS = set("abcdefghijklmnopqrstuvwxyz0123456789-.")
@@ -21,8 +21,8 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--key-file", required=True, help="where the private key goes")
-        parser.add_argument("--domain", default=settings.DKIM_DOMAIN, help="the d= domain")
-        parser.add_argument("--selector", default=settings.DKIM_SELECTOR or "signalpost")
+        parser.add_argument("--domain", default=conf.DKIM_DOMAIN, help="the d= domain")
+        parser.add_argument("--selector", default=conf.DKIM_SELECTOR or "signalpost")
         parser.add_argument("--bits", type=int, default=2048, choices=[2048, 3072, 4096])
 
     def handle(self, *args, key_file, domain, selector, bits, **options):

@@ -3,11 +3,11 @@ import os
 from argparse import ArgumentParser, ArgumentTypeError
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import CommandError
 from django.utils.autoreload import DJANGO_AUTORELOAD_ENV, run_with_reloader
 from django_tasks_db.management.commands import db_worker
 
+from signalpost.conf import conf
 from signalpost.durable.heartbeat import WorkerHeartbeat
 from signalpost.durable.worker import BatchWorker
 
@@ -42,14 +42,14 @@ class Command(db_worker.Command):
         parser.add_argument(
             "--lease",
             type=_positive_seconds,
-            default=settings.SIGNALPOST_WORKER_LEASE_SECONDS,
+            default=conf.WORKER_LEASE_SECONDS,
             help="Seconds without a heartbeat after which this worker's running tasks are "
             "taken for lost and run again (default: %(default)s, WORKER_LEASE_SECONDS).",
         )
         parser.add_argument(
             "--batch-size",
             type=_batch_size,
-            default=settings.SIGNALPOST_WORKER_BATCH_SIZE,
+            default=conf.WORKER_BATCH_SIZE,
             help="The most tasks claimed at once (default: %(default)s, WORKER_BATCH_SIZE); "
             "1 claims one task at a time.",
         )

@@ -1,8 +1,8 @@
 """``manage.py process_bounces --mailbox URL``: record the bounces waiting in a mailbox."""
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from signalpost.conf import conf
 from signalpost.mail.mailboxes import MailboxError
 from signalpost.publishing.services import bounces_process
 
@@ -15,7 +15,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--mailbox", default=settings.BOUNCE_MAILBOX_URL)
+        parser.add_argument("--mailbox", default=conf.BOUNCE_MAILBOX_URL)
         parser.add_argument("--limit", type=int, default=None, help="read at most this many")
 
     def handle(self, *args, mailbox, limit, **options):
