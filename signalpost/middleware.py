@@ -27,9 +27,9 @@ from django.core.exceptions import (
 )
 from django.http import JsonResponse, UnreadablePostError
 from django.http.multipartparser import MultiPartParserError
-from django.shortcuts import render
 
 from signalpost.conf import conf
+from signalpost.pages import render_page
 from signalpost.uploads import FileRefused
 
 FORM_CONTENT_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
@@ -66,7 +66,7 @@ def _refusal(request, *, status, message, field=None):
         return JsonResponse({"errors": [{"field": field, "message": message}]}, status=status)
     title = "Request too large" if status == 413 else "Bad request"
     context = {"title": title, "message": message}
-    return render(request, "400.html", context, status=status)
+    return render_page(request, "400.html", context, status=status)
 
 
 def _form_charset_refusal(request):

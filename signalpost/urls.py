@@ -13,8 +13,7 @@ urlpatterns = [
     path("admin/queue/", queue_status_page, name="queue_status"),
     path("admin/", admin.site.urls),
     path("api/v1/", api.urls),
-    path("", include("signalpost.newsletters.urls")),
-    path("", include("signalpost.publishing.urls")),
+    path("", include("signalpost.public_urls")),
 ]
 if getattr(settings, "ANYMAIL", {}).get("WEBHOOK_SECRET"):
-    urlpatterns.insert(-2, path("anymail/", include("anymail.urls")))
+    urlpatterns.insert(-1, path("anymail/", include("anymail.urls")))

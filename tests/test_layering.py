@@ -19,7 +19,9 @@ LAYERS = [
         "infrastructure",
         [
             "signalpost",  # signalpost/__init__.py
+            "signalpost.conf",
             "signalpost.config",
+            "signalpost.pages",
             "signalpost.dispatch",
             "signalpost.signals",
             "signalpost.introspection",
@@ -47,6 +49,8 @@ LAYERS = [
         [
             "signalpost.api",
             "signalpost.urls",
+            "signalpost.public_urls",
+            "signalpost.checks",
             "signalpost.demo",
             "signalpost.management",
             "signalpost.settings",

@@ -22,7 +22,8 @@ def test_every_page_links_the_navigation_and_stylesheet(client):
     for path in ["/", "/subscribe/", "/unsubscribe/"]:
         content = client.get(path).content
         assert nav_hrefs(content) == [
-            reverse(name).encode() for name in ("home", "subscribe", "preferences_request")
+            reverse(f"signalpost:{name}").encode()
+            for name in ("home", "subscribe", "preferences_request")
         ]
         assert stylesheet_href(content).endswith(b"signalpost/site.css")
 
@@ -47,9 +48,9 @@ def test_a_site_served_under_a_prefix_links_under_it_and_others_do_not_inherit_i
 
 
 def test_a_prefix_per_request_is_served_right_and_not_all_remembered(client):
-    from signalpost import context_processors
+    from signalpost import pages
 
     for number in range(40):
         content = served_under(f"/p{number}/", client, "/unsubscribe/")
         assert nav_hrefs(content)[1] == f"/p{number}/subscribe/".encode()
-    assert len(context_processors._links_by_prefix) <= context_processors.LINKS_KEPT_MAX
+    assert len(pages._links_by_prefix) <= pages.LINKS_KEPT_MAX

@@ -12,17 +12,17 @@ def absolute(path):
 
 def confirmation_path(*, profile, newsletter):
     token = tokens.token_make(purpose=tokens.CONFIRM, profile=profile, newsletter=newsletter)
-    return reverse("confirm", args=[newsletter.slug, token])
+    return reverse("signalpost:confirm", args=[newsletter.slug, token])
 
 
 def unsubscribe_path(*, profile, newsletter):
     token = tokens.token_make(purpose=tokens.UNSUBSCRIBE, profile=profile, newsletter=newsletter)
-    return reverse("one_click_unsubscribe", args=[newsletter.slug, token])
+    return reverse("signalpost:one_click_unsubscribe", args=[newsletter.slug, token])
 
 
 def preferences_path(*, profile):
     token = tokens.token_make(purpose=tokens.PREFERENCES, profile=profile)
-    return reverse("preferences", args=[token])
+    return reverse("signalpost:preferences", args=[token])
 
 
 # Tokens are URL-safe base64 and ":", which reverse() leaves as they are.
@@ -38,8 +38,10 @@ class PersonalLinks:
 
     def __init__(self, *, newsletter):
         self.newsletter = newsletter
-        unsubscribe = absolute(reverse("one_click_unsubscribe", args=[newsletter.slug, TOKEN_SLOT]))
-        preferences = absolute(reverse("preferences", args=[TOKEN_SLOT]))
+        unsubscribe = absolute(
+            reverse("signalpost:one_click_unsubscribe", args=[newsletter.slug, TOKEN_SLOT])
+        )
+        preferences = absolute(reverse("signalpost:preferences", args=[TOKEN_SLOT]))
         self.unsubscribe_around = unsubscribe.rsplit(TOKEN_SLOT, 1)
         self.preferences_around = preferences.rsplit(TOKEN_SLOT, 1)
 

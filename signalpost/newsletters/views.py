@@ -1,7 +1,8 @@
 """The public pages. Each view translates the request and calls one service."""
 
 from django.http import JsonResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404
+from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_safe
@@ -35,6 +36,7 @@ from signalpost.newsletters.tasks import (
     subscribe_queue,
     unsubscribe_queue,
 )
+from signalpost.pages import render_page
 from signalpost.privacy.services import profile_export
 from signalpost.ratelimit import client_ip, client_rate_allows, rate_limit_allows
 
@@ -58,7 +60,7 @@ def prefill(request):
 
 
 def too_many_requests(request):
-    response = render(request, "newsletters/too_many_requests.html", status=429)
+    response = render_page(request, "newsletters/too_many_requests.html", status=429)
     response["Retry-After"] = "3600"
     return response
 
@@ -69,7 +71,7 @@ def link_problem(request, *, problem, newsletter=None, purpose):
     context = {"problem": problem, "newsletter": newsletter, "purpose": purpose}
     if purpose == "preferences":
         context["form"] = PreferencesLinkForm()
-    return render(request, "newsletters/link_problem.html", context, status=status)
+    return render_page(request, "newsletters/link_problem.html", context, status=status)
 
 
 def read_link(request, *, token, purpose, max_age, newsletter=None):
@@ -93,19 +95,28 @@ def read_link(request, *, token, purpose, max_age, newsletter=None):
 @require_safe
 def home(request):
     topics, untopical = topics_with_public_newsletters()
-    return render(request, "newsletters/home.html", {"topics": topics, "untopical": untopical})
+    context = {"topics": topics, "untopical": untopical, "admin_url": _admin_url()}
+    return render_page(request, "newsletters/home.html", context)
+
+
+def _admin_url():
+    """Where staff create newsletters: the admin wherever the project put it, if anywhere."""
+    try:
+        return reverse("admin:index")
+    except NoReverseMatch:
+        return ""
 
 
 @require_http_methods(["GET", "HEAD", "POST"])
 def subscribe_page(request):
     if request.method != "POST":
         form = SubscribeForm(initial=prefill(request))
-        return render(request, "newsletters/subscribe.html", {"form": form})
+        return render_page(request, "newsletters/subscribe.html", {"form": form})
     if not client_rate_allows(request, scope="subscribe_ip"):
         return too_many_requests(request)
     form = SubscribeForm(request.POST)
     if not form.is_valid():
-        return render(request, "newsletters/subscribe.html", {"form": form}, status=400)
+        return render_page(request, "newsletters/subscribe.html", {"form": form}, status=400)
     email = form.cleaned_data["user_email"]
     newsletter = form.cleaned_data["newsletter"]
     # A bot (honeypot) or an address submitted too often gets the same answer
@@ -119,7 +130,7 @@ def subscribe_page(request):
             consent=consent_from(request),
         )
     # The answer depends only on what was submitted, never on who was subscribed.
-    return render(
+    return render_page(
         request,
         "newsletters/subscribe_done.html",
         {
@@ -134,14 +145,14 @@ def subscribe_page(request):
 def unsubscribe_page(request):
     if request.method != "POST":
         form = UnsubscribeForm(initial=prefill(request))
-        return render(request, "newsletters/unsubscribe.html", {"form": form})
+        return render_page(request, "newsletters/unsubscribe.html", {"form": form})
     # The form ends anyone's subscription given the address (the tutorial's form): the
     # limit keeps one client from unsubscribing a list of addresses.
     if not client_rate_allows(request, scope="unsubscribe_ip"):
         return too_many_requests(request)
     form = UnsubscribeForm(request.POST)
     if not form.is_valid():
-        return render(request, "newsletters/unsubscribe.html", {"form": form}, status=400)
+        return render_page(request, "newsletters/unsubscribe.html", {"form": form}, status=400)
     # Queued for any address, so that the answer comes as fast for a stranger.
     unsubscribe_queue(
         email=form.cleaned_data["user_email"],
@@ -152,7 +163,7 @@ def unsubscribe_page(request):
         "user_email": form.cleaned_data["user_email"],
         "newsletter": form.cleaned_data["newsletter"],
     }
-    return render(request, "newsletters/unsubscribe_done.html", context)
+    return render_page(request, "newsletters/unsubscribe_done.html", context)
 
 
 @require_http_methods(["GET", "HEAD", "POST"])
@@ -179,7 +190,7 @@ def confirm_page(request, slug, token):
         "confirmed_now": request.method == "POST",
         "preferences_url": preferences_path(profile=subscription.profile),
     }
-    return render(request, "newsletters/confirm.html", context)
+    return render_page(request, "newsletters/confirm.html", context)
 
 
 @csrf_exempt  # RFC 8058: mail providers POST without cookies; the signed token authenticates.
@@ -200,23 +211,25 @@ def one_click_unsubscribe(request, slug, token):
         "done": request.method == "POST",
         "preferences_url": preferences_path(profile=profile) if profile else None,
     }
-    return render(request, "newsletters/one_click_unsubscribe.html", context)
+    return render_page(request, "newsletters/one_click_unsubscribe.html", context)
 
 
 @require_http_methods(["GET", "HEAD", "POST"])
 def preferences_request_page(request):
     if request.method != "POST":
         form = PreferencesLinkForm(initial=prefill(request))
-        return render(request, "newsletters/preferences_request.html", {"form": form})
+        return render_page(request, "newsletters/preferences_request.html", {"form": form})
     if not client_rate_allows(request, scope="subscribe_ip"):
         return too_many_requests(request)
     form = PreferencesLinkForm(request.POST)
     if not form.is_valid():
-        return render(request, "newsletters/preferences_request.html", {"form": form}, status=400)
+        return render_page(
+            request, "newsletters/preferences_request.html", {"form": form}, status=400
+        )
     email = form.cleaned_data["user_email"]
     if not form.is_bot() and rate_limit_allows(scope="preferences_address", key=email):
         preferences_link_request_queue(email=email)
-    return render(request, "newsletters/preferences_request_done.html", {"user_email": email})
+    return render_page(request, "newsletters/preferences_request_done.html", {"user_email": email})
 
 
 def preferences_link_owner(request, token):
@@ -261,7 +274,7 @@ def preferences_page(request, token):
             choices=choices,
         )
     context = {"form": form, "profile": profile, "saved": saved, "token": token}
-    return render(request, "newsletters/preferences.html", context, status=status)
+    return render_page(request, "newsletters/preferences.html", context, status=status)
 
 
 @require_safe

@@ -24,10 +24,10 @@ class NewsletterFeed(Feed):
         return newsletter.description
 
     def link(self, newsletter):
-        return reverse("newsletter", args=[newsletter.slug])
+        return reverse("signalpost:newsletter", args=[newsletter.slug])
 
     def feed_url(self, newsletter):
-        return reverse("newsletter_feed", args=[newsletter.slug])
+        return reverse("signalpost:newsletter_feed", args=[newsletter.slug])
 
     def items(self, newsletter):
         return issues_sent(newsletter=newsletter).select_related("newsletter")[:FEED_LENGTH]
@@ -39,7 +39,7 @@ class NewsletterFeed(Feed):
         return issue.body_html
 
     def item_link(self, issue):
-        return reverse("issue", args=[issue.newsletter.slug, issue.slug])
+        return reverse("signalpost:issue", args=[issue.newsletter.slug, issue.slug])
 
     def item_pubdate(self, issue):
         return issue.sent_at

@@ -135,7 +135,7 @@ def markdown_to_html_for_preview(text: str) -> str:
 def issue_web_path(issue):
     from django.urls import reverse
 
-    return reverse("issue", args=[issue.newsletter.slug, issue.slug])
+    return reverse("signalpost:issue", args=[issue.newsletter.slug, issue.slug])
 
 
 class _Observed(str):

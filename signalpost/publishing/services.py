@@ -972,7 +972,7 @@ def issue_image_add(*, issue: Issue, upload: Any) -> str:
         f"{IMAGE_DIRECTORY}/{issue.pk}/{uuid.uuid4().hex}.{IMAGE_FORMATS[kind]}",
         ContentFile(encoded.getvalue()),
     )
-    path = reverse("issue_image", args=[name.removeprefix(f"{IMAGE_DIRECTORY}/")])
+    path = reverse("signalpost:issue_image", args=[name.removeprefix(f"{IMAGE_DIRECTORY}/")])
     return f"{conf.SITE_URL}{path}"  # as newsletters.links.absolute
 
 

@@ -2,12 +2,13 @@ import mimetypes
 
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_safe
 
 from signalpost.newsletters.forms import SubscribeForm
 from signalpost.newsletters.models import Newsletter
+from signalpost.pages import render_page
 from signalpost.publishing.models import Issue
 from signalpost.publishing.selectors import issues_sent
 from signalpost.publishing.services import IMAGE_DIRECTORY, image_name_valid
@@ -23,13 +24,13 @@ def newsletter_page(request, slug):
     """A newsletter's page: what it is, a subscribe form, its archive."""
     newsletter = public_newsletter_or_404(request, slug)
     if newsletter is None:
-        return render(request, "newsletters/not_found.html", status=404)
+        return render_page(request, "newsletters/not_found.html", status=404)
     context = {
         "newsletter": newsletter,
         "form": SubscribeForm(initial={"newsletter": newsletter.slug}),
         "issues": issues_sent(newsletter=newsletter),
     }
-    return render(request, "publishing/newsletter.html", context)
+    return render_page(request, "publishing/newsletter.html", context)
 
 
 @require_safe
@@ -56,9 +57,9 @@ def issue_page(request, slug, issue_slug):
         else None
     )
     if issue is None:
-        return render(request, "newsletters/not_found.html", status=404)
+        return render_page(request, "newsletters/not_found.html", status=404)
     context = {"newsletter": newsletter, "issue": issue, "body_html": mark_safe(issue.body_html)}
-    return render(request, "publishing/issue.html", context)
+    return render_page(request, "publishing/issue.html", context)
 
 
 @require_safe
