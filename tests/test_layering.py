@@ -19,6 +19,7 @@ LAYERS = [
         "infrastructure",
         [
             "signalpost",  # signalpost/__init__.py
+            "signalpost.checks",
             "signalpost.conf",
             "signalpost.config",
             "signalpost.pages",
@@ -50,7 +51,6 @@ LAYERS = [
             "signalpost.api",
             "signalpost.urls",
             "signalpost.public_urls",
-            "signalpost.checks",
             "signalpost.demo",
             "signalpost.management",
             "signalpost.settings",

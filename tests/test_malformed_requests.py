@@ -131,6 +131,7 @@ PUBLIC_PAGES = {
     "admin_login": lambda jane, weekly: "/admin/login/",
     "queue_status": lambda jane, weekly: "/admin/queue/",
     "healthz": lambda jane, weekly: "/healthz",
+    "account_newsletters": lambda jane, weekly: "/account/newsletters/",
 }
 FORM_PAGES = ["subscribe", "unsubscribe", "preferences_request", "preferences", "admin_login"]
 TOKEN_FORM_PAGES = ["confirm", "one_click_unsubscribe"]

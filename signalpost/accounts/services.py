@@ -167,6 +167,19 @@ def profile_attributes_set(*, profile: Profile, attributes: dict[str, Any]) -> P
     return profile
 
 
+def user_email(user: Any) -> str | None:
+    """Return ``user``'s address from its model's email field (``EMAIL_FIELD``), normalised,
+    or ``None`` for a model without one, an empty one or one no email could reach."""
+    field_name = user.get_email_field_name() if hasattr(user, "get_email_field_name") else "email"
+    raw = getattr(user, field_name, None)
+    if not isinstance(raw, str) or not raw:
+        return None
+    try:
+        return email_normalize(raw)
+    except ValidationError:
+        return None
+
+
 @transaction.atomic
 def profile_link_user(*, user: "User") -> Profile | None:
     """Create or link the profile for ``user``'s email address; return it or ``None``.
@@ -174,9 +187,10 @@ def profile_link_user(*, user: "User") -> Profile | None:
     A profile already linked to another user is left alone, and so is a user
     without a valid email address.
     """
-    try:
-        email = email_normalize(user.email)
-    except ValidationError:
+    # A user model without an email field (a custom AUTH_USER_MODEL) has no profile
+    # until its user subscribes with an address (newsletters.services.user_subscribe).
+    email = user_email(user)
+    if email is None:
         return None
     current = Profile.objects.filter(user=user).first()
     if current is not None and current.email == email:
@@ -202,3 +216,19 @@ def profile_link_user(*, user: "User") -> Profile | None:
         profile.user = user
         profile.save(update_fields=["user", "updated_at"])
     return profile
+
+
+@transaction.atomic
+def profile_user_attach(*, profile: Profile, user: Any) -> bool:
+    """Link ``profile`` to ``user`` when neither is linked yet; return whether they now are.
+
+    A user has at most one profile (``user.profile``), and a profile one user: an
+    address already another user's, or a second address of this user, stays as it is.
+    """
+    if profile.user_id is not None:
+        return bool(profile.user_id == user.pk)
+    if Profile.objects.filter(user=user).exists():
+        return False
+    profile.user = user
+    profile.save(update_fields=["user", "updated_at"])
+    return True

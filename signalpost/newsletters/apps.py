@@ -1,5 +1,8 @@
 from django.apps import AppConfig
 
+# The project's checks too: they say so when the app 'signalpost' is missing.
+from signalpost import checks  # noqa: F401
+
 
 class NewslettersConfig(AppConfig):
     """Newsletters, their topics and who is subscribed to them."""

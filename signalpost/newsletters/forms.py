@@ -128,3 +128,27 @@ class PreferencesForm(forms.Form):
     def __init__(self, *args, choices, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["newsletters"].queryset = choices
+
+
+class AccountNewsletterForm(forms.Form):
+    """One toggle of the "Your newsletters" component: join or leave one newsletter."""
+
+    SUBSCRIBE = "subscribe"
+    UNSUBSCRIBE = "unsubscribe"
+
+    # Private newsletters too: a signed-in subscriber may leave one, never join it here.
+    newsletter = NewsletterChoiceField(public_only=False)
+    action = forms.ChoiceField(
+        choices=[(SUBSCRIBE, "Subscribe"), (UNSUBSCRIBE, "Unsubscribe")],
+        error_messages={
+            "required": "action is missing: subscribe or unsubscribe.",
+            "invalid_choice": "action must be subscribe or unsubscribe.",
+        },
+    )
+
+    def clean(self):
+        cleaned = super().clean()
+        newsletter = cleaned.get("newsletter")
+        if cleaned.get("action") == self.SUBSCRIBE and newsletter and not newsletter.is_public:
+            self.add_error("newsletter", NEWSLETTER_ERRORS["invalid_choice"])
+        return cleaned

@@ -169,3 +169,19 @@ def email_template_stored(*, name: str, newsletter: Newsletter | None) -> str | 
     )
     own = bodies.get(newsletter.pk) if newsletter is not None else None
     return own if own is not None else bodies.get(None)
+
+
+def newsletters_for_user(*, user: Any) -> list[tuple[Newsletter, str | None]]:
+    """Return ``(newsletter, status)`` for the account component: every public newsletter
+    and any other ``user`` is subscribed to, by name, with their live subscription's status
+    (``pending`` or ``active``) or ``None``. Two queries; one for a user without a profile."""
+    profile = Profile.objects.filter(user=user).first() if user.is_authenticated else None
+    statuses: dict[int, str] = {}
+    if profile is not None:
+        statuses = dict(
+            Subscription.objects.filter(profile=profile, status__in=LIVE_STATUSES).values_list(
+                "newsletter_id", "status"
+            )
+        )
+    newsletters = Newsletter.objects.filter(Q(is_public=True) | Q(pk__in=list(statuses)))
+    return [(newsletter, statuses.get(newsletter.pk)) for newsletter in newsletters]

@@ -10,12 +10,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from signalpost.accounts.models import Profile
 from signalpost.accounts.selectors import profile_by_email
-from signalpost.accounts.services import profile_get_or_create, profile_update
+from signalpost.accounts.services import (
+    profile_get_or_create,
+    profile_update,
+    profile_user_attach,
+    user_email,
+)
+from signalpost.accounts.users import user_verified_email
 from signalpost.conf import conf
 from signalpost.durability import commit_without_flush
 from signalpost.newsletters.imports import UPLOAD_MAX_BYTES, ImportFileError, data_lines_count
@@ -134,6 +141,47 @@ def subscribe(
     else:
         subscription_requested.send(sender=Subscription, **signal_arguments)
     return subscription
+
+
+@transaction.atomic
+def user_subscribe(
+    *, user: Any, newsletter: Newsletter, consent: ConsentEvidence | None = None
+) -> Subscription:
+    """Subscribe a signed-in ``user`` of the site to ``newsletter`` and return the subscription.
+
+    With the address the site verified for them (``SIGNALPOST_VERIFIED_EMAIL``) it is
+    active at once: no confirmation email, ``user_subscribed`` is sent. Otherwise their
+    account's own address follows the newsletter's opt-in like any form (double opt-in:
+    pending, ``subscription_requested``, a confirmation email). Either way through
+    ``subscribe``, and the address's profile becomes ``user.profile`` if neither has one.
+
+    Raises ``ValidationError`` (code ``no_address``) for a user without an address.
+    """
+    verified = user_verified_email(user)
+    email = verified or user_email(user)
+    if email is None:
+        raise ValidationError(
+            "Your account has no email address to send newsletters to.", code="no_address"
+        )
+    subscription = subscribe(
+        email=email,
+        newsletter=newsletter,
+        source=Source.FORM,
+        consent=consent,
+        address_verified=verified is not None,
+    )
+    profile_user_attach(profile=subscription.profile, user=user)
+    return subscription
+
+
+@transaction.atomic
+def user_unsubscribe(*, user: Any, newsletter: Newsletter) -> Subscription | None:
+    """End signed-in ``user``'s subscription to ``newsletter`` (see ``subscription_end``);
+    ``None`` when they had none. Only ever their own profile's."""
+    profile = Profile.objects.filter(user=user).first() if user.is_authenticated else None
+    if profile is None:
+        return None
+    return subscription_end(profile=profile, newsletter=newsletter, reason="account page")
 
 
 def _confirmation_requested_recently(subscription: Subscription, *, now: datetime) -> bool:

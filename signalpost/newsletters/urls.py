@@ -6,6 +6,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("subscribe/", views.subscribe_page, name="subscribe"),
     path("unsubscribe/", views.unsubscribe_page, name="unsubscribe"),
+    path("account/newsletters/", views.account_newsletters_page, name="account_newsletters"),
     path("preferences/", views.preferences_request_page, name="preferences_request"),
     path("preferences/<str:token>/", views.preferences_page, name="preferences"),
     path("preferences/<str:token>/data.json", views.preferences_data_page, name="preferences_data"),

@@ -1,9 +1,11 @@
 """The public pages. Each view translates the request and calls one service."""
 
-from django.http import JsonResponse
+from django.core.exceptions import ValidationError
+from django.http import HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_safe
 
@@ -12,6 +14,7 @@ from signalpost.accounts.services import EMAIL_MAX_LENGTH
 from signalpost.conf import conf
 from signalpost.newsletters import tokens
 from signalpost.newsletters.forms import (
+    AccountNewsletterForm,
     PreferencesForm,
     PreferencesLinkForm,
     SubscribeForm,
@@ -30,6 +33,8 @@ from signalpost.newsletters.services import (
     preferences_update,
     subscription_confirm,
     subscription_end,
+    user_subscribe,
+    user_unsubscribe,
 )
 from signalpost.newsletters.tasks import (
     preferences_link_request_queue,
@@ -287,3 +292,41 @@ def preferences_data_page(request, token):
     response["Content-Disposition"] = 'attachment; filename="signalpost-my-data.json"'
     response["Cache-Control"] = "no-store"
     return response
+
+
+@require_http_methods(["POST"])
+def account_newsletters_page(request):
+    """A toggle of the "Your newsletters" component (``{% your_newsletters %}``) on the
+    site's account page: the signed-in user joins or leaves one newsletter, then goes
+    back to ``next``. Only ever their own subscriptions: who they are comes from the
+    session, never from the form."""
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        context = {"problem": "signed_out"}
+        return render_page(request, "newsletters/account_problem.html", context, status=403)
+    if not client_rate_allows(request, scope="subscribe_ip"):
+        return too_many_requests(request)
+    form = AccountNewsletterForm(request.POST)
+    if not form.is_valid():
+        context = {"problem": "form", "form": form}
+        return render_page(request, "newsletters/account_problem.html", context, status=400)
+    newsletter = form.cleaned_data["newsletter"]
+    if form.cleaned_data["action"] == AccountNewsletterForm.SUBSCRIBE:
+        try:
+            user_subscribe(user=user, newsletter=newsletter, consent=consent_from(request))
+        except ValidationError as error:
+            context = {"problem": "no_address", "message": error.messages[0]}
+            return render_page(request, "newsletters/account_problem.html", context, status=400)
+    else:
+        user_unsubscribe(user=user, newsletter=newsletter)
+    return HttpResponseRedirect(_next_or_home(request), status=303)
+
+
+def _next_or_home(request):
+    """The page the toggle came from (``next``) when it is this site's, else Signalpost's home."""
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return reverse("signalpost:home")

@@ -1,0 +1,1 @@
+"""Host projects that run Signalpost inside them (docs/integrate.md), and their hooks."""
