@@ -22,7 +22,7 @@ DEFAULTS: dict[str, Any] = {
     "VERIFIED_EMAIL": None,
     # Emails' branding when a newsletter sets none of its own.
     "BRAND_LOGO_URL": "",
-    "BRAND_COLOR": "#1f4fd1",
+    "BRAND_COLOR": "",
     "BRAND_POSTAL_ADDRESS": "",
     # The task worker and its maintenance.
     "WORKER_LEASE_SECONDS": 30.0,

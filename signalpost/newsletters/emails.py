@@ -20,6 +20,7 @@ from signalpost.durable.exceptions import PermanentFailure
 from signalpost.mail import verp
 from signalpost.mail.messages import Letterhead, Message, site_domain
 from signalpost.mail.transport import Transport, message_send
+from signalpost.newsletters.branding import brand_for
 from signalpost.newsletters.links import (
     absolute,
     confirmation_path,
@@ -39,6 +40,7 @@ def template_render(*, name, newsletter, context):
     A template stored in the admin (``EmailTemplate``: the newsletter's own, then the one
     for every newsletter) comes before both files.
     """
+    context = {"brand": brand_for(newsletter), **context}
     stored = email_template_stored(name=name, newsletter=newsletter)
     if stored is not None:
         return template_render_stored(stored, context)

@@ -26,6 +26,7 @@ from django.template.loaders.app_directories import Loader as AppDirectoriesLoad
 from django.utils.safestring import mark_safe
 
 from signalpost.conf import conf
+from signalpost.newsletters.branding import brand_for
 
 BODY_MAX_LENGTH = 100_000
 OUTPUT_MAX_LENGTH = 1_000_000
@@ -141,6 +142,7 @@ def sample_context(*, name: str, newsletter: Any) -> dict[str, Any]:
         "unsubscribe_url": UNSUBSCRIBE_SAMPLE if newsletter is not None else None,
         "confirmation_url": "https://news.example.com/confirm/SAMPLE/",
         "expires_days": 7,
+        "brand": brand_for(newsletter),
     }
     if name.startswith("issue"):
         context.update(

@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.core.files.storage import storages
+from django.core.validators import RegexValidator
 from django.db import models
 
 
@@ -21,6 +22,12 @@ class Topic(models.Model):
         return self.name
 
 
+# A CSS colour written into emails' stylesheets: nothing but #rrggbb may get there.
+BRAND_COLOR_VALIDATOR = RegexValidator(
+    r"^#[0-9a-fA-F]{6}$", "Enter a colour as #rrggbb, e.g. #0b5cad.", code="invalid"
+)
+
+
 class Newsletter(models.Model):
     class OptIn(models.TextChoices):
         DOUBLE = "double", "Double opt-in (subscriber confirms by email)"
@@ -37,6 +44,24 @@ class Newsletter(models.Model):
     sender_name = models.CharField(max_length=100, blank=True)
     sender_email = models.EmailField(blank=True)
     reply_to = models.EmailField(blank=True)
+    # Its emails' branding; each left empty takes the site's (SIGNALPOST_BRAND_*).
+    brand_logo_url = models.URLField(
+        "logo URL",
+        blank=True,
+        help_text="An image at the top of every email (https, about 600 px wide at most).",
+    )
+    brand_color = models.CharField(
+        "colour",
+        max_length=7,
+        blank=True,
+        validators=[BRAND_COLOR_VALIDATOR],
+        help_text="Buttons and links in emails, as #rrggbb; dark enough to read on white.",
+    )
+    postal_address = models.TextField(
+        max_length=300,
+        blank=True,
+        help_text="The sender's postal address in every email's footer (CAN-SPAM asks for one).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
