@@ -14,7 +14,9 @@ service or a host site (docs/integrate.md). One message per problem, each with i
 - ``signalpost.W001``: ``SIGNALPOST_SITE_URL`` is left at its development default while
   ``DEBUG`` is off (every email would link to 127.0.0.1);
 - ``signalpost.W002``: ``RequestBodyMiddleware`` is missing (oversized and hostile bodies
-  get Django's defaults instead of Signalpost's clear 400 and 413 answers).
+  get Django's defaults instead of Signalpost's clear 400 and 413 answers);
+- ``signalpost.W003``: ``STORAGES`` has no ``private`` entry, so staff cannot import
+  subscribers (the uploaded lists hold personal data: never in a served folder).
 """
 
 from typing import Any
@@ -235,3 +237,19 @@ def _block_names(template: Any) -> set[str]:
         if isinstance(parent_name, str):
             names |= _block_names(get_template(parent_name))
     return names
+
+
+@register(Tags.compatibility)
+def private_storage_check(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """``STORAGES['private']`` exists for the subscriber lists staff upload."""
+    if "private" in settings.STORAGES:
+        return []
+    return [
+        Warning(
+            "STORAGES has no 'private' entry: staff cannot import subscribers until it has",
+            hint="Add STORAGES['private'] = {'BACKEND': "
+            "'django.core.files.storage.FileSystemStorage', 'OPTIONS': {'location': "
+            "BASE_DIR / 'private'}}: a folder no URL serves (the lists hold personal data).",
+            id="signalpost.W003",
+        )
+    ]

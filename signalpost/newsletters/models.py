@@ -1,11 +1,31 @@
 from django.conf import settings
-from django.core.files.storage import storages
+from django.core.exceptions import ImproperlyConfigured
+from django.core.files.storage import Storage, storages
 from django.core.validators import RegexValidator
 from django.db import models
+
+PRIVATE_STORAGE_MISSING = (
+    "Subscriber imports keep the uploaded files in STORAGES['private'], which this project "
+    "does not define: add a storage outside every served folder, e.g. STORAGES['private'] = "
+    "{'BACKEND': 'django.core.files.storage.FileSystemStorage', "
+    "'OPTIONS': {'location': BASE_DIR / 'private'}}."
+)
+
+
+class _PrivateStorageMissing(Storage):
+    """Stands in for ``STORAGES['private']`` in a project without one: refuses every use
+    with the fix (manage.py check warns of it, signalpost.W003)."""
+
+    def _refuse(self, *args, **kwargs):
+        raise ImproperlyConfigured(PRIVATE_STORAGE_MISSING)
+
+    _open = _save = delete = exists = listdir = size = url = path = _refuse
 
 
 def _private_storage():
     """Where uploaded subscriber files live: never under a URL the site serves."""
+    if "private" not in settings.STORAGES:
+        return _PrivateStorageMissing()
     return storages["private"]
 
 
