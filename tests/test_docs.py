@@ -78,3 +78,27 @@ def test_every_environment_variable_read_is_in_the_configuration_page():
     configuration = (ROOT / "docs" / "configuration.md").read_text()
     missing = sorted(name for name in names if f"`{name}`" not in configuration)
     assert missing == []
+
+
+def test_every_signalpost_setting_is_in_the_configuration_page():
+    from signalpost.conf import DEFAULTS, PREFIX
+
+    configuration = (ROOT / "docs" / "configuration.md").read_text()
+    missing = sorted(name for name in DEFAULTS if f"`{PREFIX}{name}`" not in configuration)
+    assert missing == []
+
+
+def test_no_app_reads_a_signalpost_setting_around_signalpost_conf():
+    """A host project sets only what it changes: every app reads its settings with their
+    defaults through signalpost.conf, never straight from django.conf.settings."""
+    from signalpost.conf import DEFAULTS
+
+    own = "|".join(["SIGNALPOST_[A-Z_]+", *DEFAULTS])
+    direct = re.compile(rf"\bsettings\.({own})\b")
+    found = [
+        f"{path.relative_to(ROOT)}: settings.{match.group(1)}"
+        for path in sorted((ROOT / "signalpost").rglob("*.py"))
+        if path.name != "settings.py"
+        for match in direct.finditer(path.read_text())
+    ]
+    assert found == []
