@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Count, Q
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
+from django.urls import reverse
 from django.utils import timezone
 from ninja import NinjaAPI, Path, Router, Status, Swagger
 from ninja.errors import AuthenticationError, HttpError
@@ -42,7 +43,6 @@ from signalpost.ratelimit import client_ip, client_rate_allows, rate_limit_allow
 from signalpost.webhooks.models import WebhookEndpoint
 from signalpost.webhooks.services import endpoint_create, endpoint_delete, endpoint_secret_rotate
 
-API_ROOT = "/api/v1"
 ERRORS = {400: schemas.ErrorOut, 401: schemas.ErrorOut, 413: schemas.ErrorOut}
 NOT_FOUND = {404: schemas.ErrorOut}
 LIMITED = {429: schemas.ErrorOut}
@@ -197,7 +197,9 @@ def person_in_path_deprecated(response, *, successor):
     """Mark an answer of an old path that names a person (RFC 9745, RFC 8594)."""
     response["Deprecation"] = f"@{int(PERSON_IN_PATH_DEPRECATED.timestamp())}"
     response["Sunset"] = format_datetime(PERSON_IN_PATH_SUNSET, usegmt=True)
-    response["Link"] = f'<{API_ROOT}{successor}>; rel="successor-version"'
+    # Wherever the project mounted the API (a host site: under its own prefix).
+    root = reverse("api:api-root").rstrip("/")
+    response["Link"] = f'<{root}{successor}>; rel="successor-version"'
 
 
 subscriptions = Router(tags=["subscriptions"])
