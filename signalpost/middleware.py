@@ -66,7 +66,7 @@ def _refusal(request, *, status, message, field=None):
         return JsonResponse({"errors": [{"field": field, "message": message}]}, status=status)
     title = "Request too large" if status == 413 else "Bad request"
     context = {"title": title, "message": message}
-    return render_page(request, "400.html", context, status=status)
+    return render_page(request, "signalpost/400.html", context, status=status)
 
 
 def _form_charset_refusal(request):

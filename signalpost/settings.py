@@ -92,7 +92,9 @@ TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
         # Per-newsletter email templates of a deployment: templates/emails/<slug>/<name>.
-        "DIRS": [BASE_DIR / "templates"],
+        # Then this project's own error pages (400, 404, 500): not the apps', so that a
+        # site installing the apps keeps its own.
+        "DIRS": [BASE_DIR / "templates", Path(__file__).resolve().parent / "project_templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
