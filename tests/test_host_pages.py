@@ -5,6 +5,7 @@ import re
 from pathlib import Path
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.template import TemplateDoesNotExist
 from django.template.loader import get_template
 from django.test import Client
@@ -71,3 +72,12 @@ def test_a_refused_body_answers_inside_the_hosts_layout(host):
     )
     assert response.status_code == 400
     assert b'<header class="host">The Host</header>' in response.content
+
+
+def test_the_admin_works_in_a_host_without_the_queue_page(host, settings):
+    settings.ROOT_URLCONF = "tests.hosts.urls_with_admin"
+    staff = get_user_model().objects.create_superuser("boss", "boss@example.com", "pw")
+    host.force_login(staff)
+    response = host.get("/staff/")
+    assert response.status_code == 200
+    assert b"Task queue" not in response.content
