@@ -8,6 +8,7 @@ or carrying the request's nonce.
 """
 
 from django.conf import settings
+from django.urls import NoReverseMatch, get_script_prefix, reverse
 from django.utils.csp import CSP
 
 CSP_PUBLIC = {
@@ -38,10 +39,18 @@ class StaffContentSecurityPolicyMiddleware:
 
     def __init__(self, get_response):
         self.get_response = get_response
-        self.admin_prefix = "/admin/"
+        # Wherever the project mounted the admin (a host site: perhaps /staff/), if at all.
+        try:
+            self.admin_prefix = reverse("admin:index").removeprefix(get_script_prefix()[:-1])
+        except NoReverseMatch:
+            self.admin_prefix = None
 
     def __call__(self, request):
         response = self.get_response(request)
-        if request.path_info.startswith(self.admin_prefix) and settings.SECURE_CSP:
+        if (
+            self.admin_prefix
+            and request.path_info.startswith(self.admin_prefix)
+            and settings.SECURE_CSP
+        ):
             response._csp_config = CSP_STAFF
         return response
