@@ -174,7 +174,7 @@ def email_template_stored(*, name: str, newsletter: Newsletter | None) -> str | 
 def newsletters_for_user(*, user: Any) -> list[tuple[Newsletter, str | None]]:
     """Return ``(newsletter, status)`` for the account component: every public newsletter
     and any other ``user`` is subscribed to, by name, with their live subscription's status
-    (``pending`` or ``active``) or ``None``. Two queries; one for a user without a profile."""
+    (``pending`` or ``active``) or ``None``. Three queries; two for a user without a profile."""
     profile = Profile.objects.filter(user=user).first() if user.is_authenticated else None
     statuses: dict[int, str] = {}
     if profile is not None:
