@@ -114,6 +114,6 @@ def test_the_development_site_url_in_production_is_a_warning(settings):
 
 @pytest.mark.django_db
 def test_manage_py_check_stops_on_a_misconfiguration(settings):
-    settings.TASKS = {}
-    with pytest.raises(SystemCheckError, match=r"signalpost\.E003"):
+    settings.SIGNALPOST_VERIFIED_EMAIL = "nowhere.at.all"
+    with pytest.raises(SystemCheckError, match=r"signalpost\.E006"):
         call_command("check")
