@@ -131,7 +131,15 @@ def main():
     args = parser.parse_args()
     print(f"load average at start: {os.getloadavg()}", flush=True)
     logdir = tempfile.mkdtemp(prefix="signalpost-preview-")
-    fanout_args = argparse.Namespace(workers=2, profile=None, patch=None, timeout=args.timeout)
+    fanout_args = argparse.Namespace(
+        workers=2,
+        profile=None,
+        patch=None,
+        timeout=args.timeout,
+        dkim=False,
+        pause_at=None,
+        start_only=False,
+    )
     sink = Sink(logdir)
     signalpost = Signalpost(fanout_args, sink=sink, logdir=logdir)
     web = workers = None
