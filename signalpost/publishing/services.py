@@ -538,10 +538,11 @@ def bounces_process(*, mailbox_url: str, limit: int | None = None) -> BounceRun:
     committed, so a crash leaves them to be read again, never lost. A message
     not understood stays in the mailbox and is listed in the result. At most
     ``limit`` messages when given. Raises ``mailboxes.MailboxError`` when the
-    mailbox cannot be opened or read.
+    mailbox cannot be opened or read, or its TLS certificate does not verify
+    (against ``BOUNCE_MAILBOX_CA_FILE`` when set).
     """
     run = BounceRun()
-    with mailboxes.mailbox_open(mailbox_url) as mailbox:
+    with mailboxes.mailbox_open(mailbox_url, ca_file=settings.BOUNCE_MAILBOX_CA_FILE) as mailbox:
         try:
             messages = mailbox.messages()
             if limit is not None:
