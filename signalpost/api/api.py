@@ -449,13 +449,12 @@ def issue_text_update(request, payload: schemas.IssueUpdateIn, issue_id: int = I
     issue = get_object_or_404(Issue.objects.select_related("newsletter"), pk=issue_id)
     if issue.status not in EDITABLE:
         return error(409, f"A {issue.status} issue cannot be changed.", "status")
+    given = payload.dict(exclude_none=True)
     issue = issue_update(
         issue=issue,
-        subject=issue.subject if payload.subject is None else payload.subject,
-        body_markdown=issue.body_markdown
-        if payload.body_markdown is None
-        else payload.body_markdown,
-        preview_text=issue.preview_text if payload.preview_text is None else payload.preview_text,
+        subject=given.get("subject", issue.subject),
+        body_markdown=given.get("body_markdown", issue.body_markdown),
+        preview_text=given.get("preview_text", issue.preview_text),
     )
     return Status(200, issue_out(issue))
 
