@@ -203,6 +203,9 @@ if BOUNCE_ADDRESS and not re.fullmatch(r"[A-Za-z0-9._-]{1,40}@[A-Za-z0-9.-]+", B
         "(letters, digits, . _ - before the @; the token goes after a +)"
     )
 BOUNCE_MAILBOX_URL = ENV.get("BOUNCE_MAILBOX_URL", "")
+# imaps:// and pop3s:// trust only this CA file (PEM: a private CA, or the server's
+# self-signed certificate) when set; otherwise the system's CAs.
+BOUNCE_MAILBOX_CA_FILE = ENV.get("BOUNCE_MAILBOX_CA_FILE", "")
 # With BOUNCE_MAILBOX_URL the workers read it every BOUNCE_POLL_SECONDS, at most
 # BOUNCE_POLL_LIMIT messages a time (the rest on the next poll).
 BOUNCE_POLL_SECONDS = float(ENV.get("BOUNCE_POLL_SECONDS", "300"))

@@ -30,12 +30,14 @@ from signalpost.privacy.services import profile_erase, profile_export
 from signalpost.publishing.models import Issue
 from signalpost.publishing.selectors import issue_progress
 from signalpost.publishing.services import (
+    EDITABLE,
     SendStateRefused,
     issue_cancel,
     issue_create,
     issue_pause,
     issue_resume,
     issue_send,
+    issue_update,
 )
 from signalpost.ratelimit import client_ip, client_rate_allows, rate_limit_allows
 from signalpost.webhooks.models import WebhookEndpoint
@@ -45,6 +47,7 @@ API_ROOT = "/api/v1"
 ERRORS = {400: schemas.ErrorOut, 401: schemas.ErrorOut, 413: schemas.ErrorOut}
 NOT_FOUND = {404: schemas.ErrorOut}
 LIMITED = {429: schemas.ErrorOut}
+STATE = {409: schemas.ErrorOut}
 
 
 class TokenAuth(HttpBearer):
@@ -407,6 +410,7 @@ def issue_out(issue):
         "id": issue.pk,
         "newsletter": issue.newsletter.slug,
         "subject": issue.subject,
+        "preview_text": issue.preview_text,
         "slug": issue.slug,
         "status": issue.status,
         "scheduled_at": issue.scheduled_at,
@@ -422,7 +426,10 @@ def issue_draft_create(request, slug: str, payload: schemas.IssueIn):
     """Create a draft issue of a newsletter."""
     newsletter = newsletter_or_404(slug)
     issue = issue_create(
-        newsletter=newsletter, subject=payload.subject, body_markdown=payload.body_markdown
+        newsletter=newsletter,
+        subject=payload.subject,
+        body_markdown=payload.body_markdown,
+        preview_text=payload.preview_text,
     )
     return Status(201, issue_out(issue))
 
@@ -435,6 +442,23 @@ def issue_read(request, issue_id: int = ID):
     return {**issue_out(issue), "progress": progress}
 
 
+@issues.patch("/{issue_id}", response={200: schemas.IssueOut, **ERRORS, **NOT_FOUND, **STATE})
+def issue_text_update(request, payload: schemas.IssueUpdateIn, issue_id: int = ID):
+    """Change a draft's or scheduled issue's subject, body or preview text (a field left out
+    is kept); 409 once it is sending or sent."""
+    issue = get_object_or_404(Issue.objects.select_related("newsletter"), pk=issue_id)
+    if issue.status not in EDITABLE:
+        return error(409, f"A {issue.status} issue cannot be changed.", "status")
+    given = payload.dict(exclude_none=True)
+    issue = issue_update(
+        issue=issue,
+        subject=given.get("subject", issue.subject),
+        body_markdown=given.get("body_markdown", issue.body_markdown),
+        preview_text=given.get("preview_text", issue.preview_text),
+    )
+    return Status(200, issue_out(issue))
+
+
 @issues.post("/{issue_id}/send", response={202: schemas.IssueOut, **ERRORS, **NOT_FOUND})
 def issue_send_now(request, issue_id: int = ID):
     """Start sending the issue to every active subscriber; sending twice sends once."""
@@ -442,9 +466,6 @@ def issue_send_now(request, issue_id: int = ID):
     issue_send(issue=issue)
     issue.refresh_from_db()
     return Status(202, issue_out(issue))
-
-
-STATE = {409: schemas.ErrorOut}
 
 
 def _issue_send_control(issue_id, action):
