@@ -21,7 +21,6 @@ from django.utils.csp import CSP
 
 from signalpost.newsletters.models import Newsletter
 from signalpost.newsletters.origins import origin_normalize
-from signalpost.security import CSP_PUBLIC
 
 OWN = "own"
 LISTED = "listed"
@@ -85,10 +84,10 @@ def page_back(request, *, origin: str) -> str:
 
 
 def frame_policy(newsletter: Newsletter) -> dict[str, object]:
-    """The Content-Security-Policy of the endpoint's pages: the public one, with only the
-    newsletter's listed origins allowed to frame them (none when it lists none)."""
+    """The Content-Security-Policy of the endpoint's pages: the site's (``SECURE_CSP``), with
+    only the newsletter's listed origins allowed to frame them (none when it lists none)."""
     ancestors = newsletter.embed_origin_list if newsletter.embed_allowed else []
-    return {**CSP_PUBLIC, "frame-ancestors": ancestors or [CSP.NONE]}
+    return {**(settings.SECURE_CSP or {}), "frame-ancestors": ancestors or [CSP.NONE]}
 
 
 def cors_headers(*, origin: str | None, standing: str) -> dict[str, str]:
