@@ -1,5 +1,6 @@
 """The public pages. Each view translates the request and calls one service."""
 
+import re
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -47,6 +48,8 @@ from signalpost.privacy.services import profile_export
 from signalpost.ratelimit import client_ip, client_rate_allows, rate_limit_allows
 
 PREFILL_MAX_LENGTH = EMAIL_MAX_LENGTH
+# A newsletter's slug (a SlugField of 60): anything else names none, and never reaches SQL.
+SLUG = re.compile(r"[-a-zA-Z0-9_]{1,60}")
 
 
 def consent_from(request):
@@ -419,7 +422,7 @@ def embed_subscribe(request, slug):
     CORS headers for listed origins only.
     """
     framed = request.method == "GET" or request.POST.get("frame") == "1"
-    newsletter = newsletter_by_slug(slug, public_only=True) if len(slug) <= 60 else None
+    newsletter = newsletter_by_slug(slug, public_only=True) if SLUG.fullmatch(slug) else None
     if newsletter is None:
         response = _embed_problem(request, "unknown", framed=framed)
     elif not newsletter.embed_allowed:
