@@ -335,7 +335,7 @@ def _wants_json(request):
     return "application/json" in request.headers.get("Accept", "")
 
 
-def _embed_problem(request, problem, *, newsletter=None, framed=False):
+def _embed_problem(request, problem, *, framed):
     status, field, title, message = EMBED_PROBLEMS[problem]
     if _wants_json(request):
         response = JsonResponse({"errors": [{"field": field, "message": str(message)}]})
@@ -421,7 +421,8 @@ def embed_subscribe(request, slug):
     answer is a page, or JSON for the script (``Accept: application/json``), with
     CORS headers for listed origins only.
     """
-    framed = request.method == "GET" or request.POST.get("frame") == "1"
+    # The iframe's page, and what its form's POST gets back: without the site's navigation.
+    framed = request.method in {"GET", "HEAD"} or request.POST.get("frame") == "1"
     newsletter = newsletter_by_slug(slug, public_only=True) if SLUG.fullmatch(slug) else None
     if newsletter is None:
         response = _embed_problem(request, "unknown", framed=framed)
