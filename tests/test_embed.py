@@ -7,6 +7,7 @@ tests/browser/test_embed_in_browser.py.
 import json
 
 import pytest
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django_tasks_db.models import DBTaskResult
 
@@ -383,6 +384,13 @@ def test_snippets_name_the_newsletters_real_urls(weekly, settings):
     assert 'src="https://news.example.com/embed/weekly/"' in snippets["iframe"]
     for snippet in snippets.values():
         assert "csrf" not in snippet
+
+
+def test_the_script_is_small_and_loads_nothing_else():
+    script = (settings.BASE_DIR / "signalpost" / "static" / "signalpost" / "embed.js").read_text()
+    assert len(script.encode()) < 4096
+    assert "import" not in script and "http" not in script
+    assert "data-failed" in embed_snippets(make_newsletter())["script"]
 
 
 def test_a_hostile_newsletter_name_is_escaped_in_the_snippets_and_on_the_page(admin_client, weekly):

@@ -1,5 +1,6 @@
 /* Signalpost's embeddable subscribe form: submits each <form data-signalpost-subscribe>
-   in place and shows the answer in its [data-signalpost-answer] element. No dependencies.
+   in place and shows the answer in its [data-signalpost-answer] element (whose
+   data-failed text, in the snippet's language, says when it could not). No dependencies.
    Without this script (or without JavaScript) the form posts as any form does and the
    answer is a page on the Signalpost site. docs/subscribers.md#embedding */
 (function () {
@@ -20,9 +21,13 @@
     return answer;
   }
 
+  function failed(form) {
+    return answerOf(form).getAttribute("data-failed") || FAILED;
+  }
+
   function show(form, text, ok) {
     var answer = answerOf(form);
-    answer.textContent = text;
+    answer.textContent = text || failed(form);
     answer.setAttribute("data-state", ok ? "sent" : "error");
   }
 
@@ -31,7 +36,7 @@
     if (body && Array.isArray(body.errors) && body.errors.length) {
       return body.errors.map(function (error) { return String(error.message); }).join(" ");
     }
-    return FAILED;
+    return "";
   }
 
   function submit(event) {
@@ -50,10 +55,10 @@
       return response.json().then(function (body) {
         show(form, messageOf(body), response.ok);
         if (response.ok) form.reset();
-      }, function () { show(form, FAILED, false); });
+      }, function () { show(form, "", false); });
     }, function () {
       // A network failure, or this page's origin is not on the newsletter's list (CORS).
-      show(form, FAILED, false);
+      show(form, "", false);
     }).then(function () {
       if (button) button.disabled = false;
     });
