@@ -9,6 +9,7 @@ browser will not show the iframe.
 """
 
 import functools
+import re
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
@@ -112,6 +113,10 @@ def staff_snippets(browser, base, newsletter, screenshot):
             key: page.locator(f"#snippet-{key}").input_value()
             for key in ("form", "script", "iframe")
         }
+        page.get_by_role("button", name="Copy iframe").click()
+        expect(page.locator('[data-copied-for="snippet-iframe"]')).to_have_text(
+            re.compile("Copied|Selected")
+        )
     finally:
         context.close()
     return snippets, problems
