@@ -106,7 +106,7 @@ CASES = [
     Case("preferences", "/preferences/, known: profile", "/preferences/", None, "profile"),
     Case(
         "embed-single",
-        "/embed/single/ (another site), known: active",
+        "/embed/ single opt-in, known: active",
         "/embed/single/",
         "single",
         "active",
