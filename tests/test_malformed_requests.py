@@ -61,7 +61,8 @@ def send(client, method, url, body, content_type, **extra):
 
 @pytest.fixture
 def weekly(db):
-    return make_newsletter(slug="weekly", name="The Weekly")
+    # Open to forms on any website, so the embedded form's endpoint reads the bodies too.
+    return make_newsletter(slug="weekly", name="The Weekly", embed_allowed=True)
 
 
 @pytest.fixture
@@ -131,8 +132,16 @@ PUBLIC_PAGES = {
     "admin_login": lambda jane, weekly: "/admin/login/",
     "queue_status": lambda jane, weekly: "/admin/queue/",
     "healthz": lambda jane, weekly: "/healthz",
+    "embed_subscribe": lambda jane, weekly: "/embed/weekly/",
 }
-FORM_PAGES = ["subscribe", "unsubscribe", "preferences_request", "preferences", "admin_login"]
+FORM_PAGES = [
+    "subscribe",
+    "unsubscribe",
+    "preferences_request",
+    "preferences",
+    "admin_login",
+    "embed_subscribe",
+]
 TOKEN_FORM_PAGES = ["confirm", "one_click_unsubscribe"]
 
 
@@ -238,7 +247,15 @@ def spooled(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "name", ["subscribe", "unsubscribe", "preferences_request", "preferences", *TOKEN_FORM_PAGES]
+    "name",
+    [
+        "subscribe",
+        "unsubscribe",
+        "preferences_request",
+        "preferences",
+        "embed_subscribe",
+        *TOKEN_FORM_PAGES,
+    ],
 )
 def test_a_file_sent_to_a_form_is_refused_and_not_stored(browser, jane, weekly, spooled, name):
     body, content_type = multipart(

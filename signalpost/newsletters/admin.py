@@ -23,6 +23,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from signalpost.newsletters.embedding import embed_snippets
 from signalpost.newsletters.imports import (
     UPLOAD_MAX_BYTES,
     ImportFileError,
@@ -123,12 +124,79 @@ class NewsletterAdmin(admin.ModelAdmin):
         # Counted once for the whole list (cached on large deployments), not per row.
         return newsletters_with_active_count(super().get_queryset(request))
 
+    fieldsets = [
+        (
+            None,
+            {
+                "fields": [
+                    "name",
+                    "slug",
+                    "description",
+                    "topics",
+                    "opt_in",
+                    "is_public",
+                    "sender_name",
+                    "sender_email",
+                    "reply_to",
+                ]
+            },
+        ),
+        (
+            "Subscribe form on other websites",
+            {
+                "fields": ["embed_allowed", "embed_origins"],
+                "description": "The snippets to copy are on the newsletter's "
+                "“Embed on a website” page (button at the top, once saved).",
+            },
+        ),
+    ]
+
     def get_urls(self):
         export = self.admin_site.admin_view(self.export_view)
+        embed = self.admin_site.admin_view(self.embed_view)
         return [
             path("<path:object_id>/export.csv", export, name="newsletters_newsletter_export"),
+            path("<path:object_id>/embed/", embed, name="newsletters_newsletter_embed"),
             *super().get_urls(),
         ]
+
+    def embed_view(self, request, object_id):
+        """The snippets that put the newsletter's subscribe form on another website."""
+        newsletter = _object_or_404(Newsletter, object_id)
+        if not self.has_view_permission(request, newsletter):
+            raise PermissionDenied
+        snippets = embed_snippets(newsletter)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "original": newsletter,
+            "title": f"Embed {newsletter.name} on a website",
+            "newsletter": newsletter,
+            "origins": newsletter.embed_origin_list,
+            "snippets": [
+                (
+                    "form",
+                    "Plain form",
+                    "Works without JavaScript: the answer is a page on this site.",
+                    snippets["form"],
+                ),
+                (
+                    "script",
+                    "Form and script",
+                    "Submits in place and shows the answer beside the form; without "
+                    "JavaScript it works as the plain form. Needs your site's origin listed.",
+                    snippets["script"],
+                ),
+                (
+                    "iframe",
+                    "Iframe",
+                    "The form on a page of this site, inside yours. Shows only on the "
+                    "listed origins.",
+                    snippets["iframe"],
+                ),
+            ],
+        }
+        return TemplateResponse(request, "admin/newsletters/newsletter/embed.html", context)
 
     def export_view(self, request, object_id):
         """Every subscriber of the newsletter as CSV, streamed (``imports.subscribers_export``)."""

@@ -83,7 +83,9 @@ class HoneypotForm(forms.Form):
         return bool(self.cleaned_data.get(self.honeypot_field))
 
 
-class SubscribeForm(HoneypotForm):
+class EmbeddedSubscribeForm(HoneypotForm):
+    """The form another website carries: one newsletter's, named by its URL."""
+
     user_email = AddressField()
     name = forms.CharField(
         label="Name (optional)",
@@ -91,6 +93,10 @@ class SubscribeForm(HoneypotForm):
         required=False,
         widget=forms.TextInput(attrs={"autocomplete": "name"}),
     )
+    field_order = ["user_email", "name", "website"]
+
+
+class SubscribeForm(EmbeddedSubscribeForm):
     newsletter = NewsletterChoiceField(public_only=True)
     field_order = ["user_email", "name", "newsletter", "website"]
 

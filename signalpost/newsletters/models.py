@@ -1,6 +1,11 @@
+import contextlib
+
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.files.storage import storages
 from django.db import models
+
+from signalpost.newsletters.origins import origin_normalize, origins_parse, origins_validate
 
 
 def _private_storage():
@@ -37,6 +42,21 @@ class Newsletter(models.Model):
     sender_name = models.CharField(max_length=100, blank=True)
     sender_email = models.EmailField(blank=True)
     reply_to = models.EmailField(blank=True)
+    # The subscribe form other websites may embed (docs/subscribers.md#embedding).
+    embed_allowed = models.BooleanField(
+        "embedding allowed",
+        default=False,
+        help_text="Other websites may carry this newsletter's subscribe form. "
+        "Subscribing through it always takes a confirmation by email.",
+    )
+    embed_origins = models.TextField(
+        "allowed origins",
+        blank=True,
+        validators=[origins_validate],
+        help_text="The sites that may carry the form, one a line as scheme://host[:port] "
+        "(https://blog.example.com). Empty: the plain form from any site, but no link "
+        "back, no script answers and no iframe: those need the site listed here.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -44,6 +64,18 @@ class Newsletter(models.Model):
 
     def __str__(self):
         return self.name
+
+    def clean(self):
+        super().clean()
+        # Stored as browsers send them, one a line.
+        with contextlib.suppress(ValidationError):  # clean_fields reported it on the field
+            self.embed_origins = "\n".join(origins_parse(self.embed_origins))
+
+    @property
+    def embed_origin_list(self) -> list[str]:
+        """The allowed origins in the form browsers send them (lines that are none left out)."""
+        origins = (origin_normalize(line) for line in self.embed_origins.splitlines())
+        return [origin for origin in origins if origin]
 
 
 class Subscription(models.Model):
@@ -61,6 +93,7 @@ class Subscription(models.Model):
         API = "api", "API"
         IMPORT = "import", "Import"
         ADMIN = "admin", "Admin"
+        EMBED = "embed", "Form on another website"
 
     # Neither key has an index of its own: the unique (profile, newsletter)
     # constraint and the (newsletter, status) index start with them, and every

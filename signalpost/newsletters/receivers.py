@@ -31,7 +31,7 @@ from signalpost.signals import (
 EMAIL_PRIORITY = FORM_PRIORITY + 1
 
 # Welcome only people who asked themselves; imports and staff additions stay silent.
-WELCOMED_SOURCES = {Subscription.Source.FORM, Subscription.Source.API}
+WELCOMED_SOURCES = {Subscription.Source.FORM, Subscription.Source.API, Subscription.Source.EMBED}
 
 
 @receiver(subscribers_imported, dispatch_uid="newsletters.profiles_add_imported")

@@ -69,9 +69,10 @@ def subscribe(
 ) -> Subscription:
     """Subscribe ``email`` to ``newsletter`` and return the ``Subscription``.
 
-    Single opt-in newsletters, staff adding someone by hand and a person who
-    proved they own the address (``address_verified``, as through a signed
-    preference-center link) activate at once and send ``user_subscribed``.
+    Single opt-in newsletters (except from a form embedded on another website,
+    ``source="embed"``, which always confirms), staff adding someone by hand and a
+    person who proved they own the address (``address_verified``, as through a
+    signed preference-center link) activate at once and send ``user_subscribed``.
     Otherwise the subscription is pending and ``subscription_requested`` is
     sent, at most once per confirmation window however often the address is
     submitted. Subscribing an active address changes nothing and sends
@@ -96,9 +97,10 @@ def subscribe(
         return subscription
     if subscription.status in ENDED_STATUSES and source == Source.IMPORT:
         return subscription
-    activate = (
-        newsletter.opt_in == Newsletter.OptIn.SINGLE or source == Source.ADMIN or address_verified
-    )
+    # A form on another website always confirms by email: whoever runs that site
+    # could submit any address, and the person never saw this site's form.
+    single_opt_in = newsletter.opt_in == Newsletter.OptIn.SINGLE and source != Source.EMBED
+    activate = single_opt_in or source == Source.ADMIN or address_verified
     now = timezone.now()
     if not activate and _confirmation_requested_recently(subscription, now=now):
         return subscription
