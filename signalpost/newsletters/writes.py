@@ -9,22 +9,23 @@ import batch, ``test_databases_without_the_sql_path_import_the_same_rows`` and
 ``tests/test_import_export.py``, which run the whole import both ways).
 """
 
+import json
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from django.db import connection
+from django.db import connection, models
 from django.db.models.options import Options
 
 from signalpost.accounts.models import Profile
 from signalpost.newsletters import selectors
-from signalpost.newsletters.models import Newsletter, Subscription
+from signalpost.newsletters.models import Newsletter, Subscription, Suppression
 from signalpost.rows import row_insert
 
 Status = Subscription.Status
 
-# A checked import row: (email, name, consent_at, consent_ip).
-ImportRow = tuple[str, str, datetime | None, str | None]
+# A checked import row: (email, name, consent_at, consent_ip, attributes as JSON text or None).
+ImportRow = tuple[str, str, datetime | None, str | None, str | None]
 
 
 def subscription_insert(*, subscription: Subscription) -> Subscription:
@@ -52,7 +53,9 @@ def subscriptions_insert_imported(
     """Write one import batch: a profile for each new address, a subscription for each
     profile not yet subscribed to ``newsletter``; return the new subscriptions' ids.
 
-    ``rows`` holds checked ``(email, name, consent_at, consent_ip)`` tuples. On PostgreSQL
+    ``rows`` holds checked ``(email, name, consent_at, consent_ip, attributes)`` tuples;
+    ``attributes`` (JSON text, or ``None`` for none) is a new profile's, and an existing
+    profile keeps its own. On PostgreSQL
     and SQLite by ``batch_write_sql``, elsewhere by ``batch_write_portable`` (``bulk_create``):
     the same rows either way.
     """
@@ -65,7 +68,10 @@ def batch_write_portable(
     *, rows: Sequence[ImportRow], newsletter: Newsletter, now: datetime, status: str
 ) -> list[int]:
     Profile.objects.bulk_create(
-        [Profile(email=email, name=name) for email, name, _, _ in rows],
+        [
+            Profile(email=email, name=name, attributes=json.loads(attributes) if attributes else {})
+            for email, name, _, _, attributes in rows
+        ],
         ignore_conflicts=True,
         batch_size=500,
     )
@@ -88,7 +94,7 @@ def batch_write_portable(
             consent_at=consent_at or now,
             consent_ip=consent_ip,
         )
-        for email, _, consent_at, consent_ip in rows
+        for email, _, consent_at, consent_ip, _ in rows
         if profile_ids[email] not in existing
     ]
     Subscription.objects.bulk_create(fresh, ignore_conflicts=True, batch_size=500)
@@ -106,9 +112,10 @@ def batch_write_portable(
 IMPORT_TABLE = "signalpost_import"
 IMPORT_TABLE_CREATE = {
     "postgresql": f"CREATE TEMPORARY TABLE IF NOT EXISTS {IMPORT_TABLE} "
-    "(email text, name text, consent_at timestamptz, consent_ip inet) ON COMMIT DELETE ROWS",
+    "(email text, name text, consent_at timestamptz, consent_ip inet, attributes jsonb) "
+    "ON COMMIT DELETE ROWS",
     "sqlite": f"CREATE TEMP TABLE IF NOT EXISTS {IMPORT_TABLE} "
-    "(email, name, consent_at, consent_ip)",
+    "(email, name, consent_at, consent_ip, attributes)",
 }
 # Keeps the planner from pulling the derived table up into the INSERT's SELECT, where the
 # profile lookup would run twice a row, once for the filter and once for the value (EXPLAIN
@@ -142,7 +149,7 @@ def batch_write_sql(
         f"INSERT INTO {quote(profile.db_table)} "
         f"({columns(profile, 'email', 'name', 'attributes', 'soft_bounce_count')}, "
         f"{columns(profile, 'created_at', 'updated_at')}) "
-        f"SELECT email, name, '{{}}', 0, %s, %s FROM {IMPORT_TABLE} WHERE true "
+        f"SELECT email, name, COALESCE(attributes, '{{}}'), 0, %s, %s FROM {IMPORT_TABLE} WHERE true "
         "ORDER BY email ON CONFLICT DO NOTHING"
     )
     # Both INSERTs take the batch in address order. Two writers whose batches share new
@@ -169,17 +176,17 @@ def batch_write_sql(
         cursor.execute(IMPORT_TABLE_CREATE[vendor])
         if vendor == "postgresql":
             with cursor.cursor.copy(
-                f"COPY {IMPORT_TABLE} (email, name, consent_at, consent_ip) FROM STDIN"
+                f"COPY {IMPORT_TABLE} (email, name, consent_at, consent_ip, attributes) FROM STDIN"
             ) as copy:
                 for row in rows:
                     copy.write_row(row)
         else:
             cursor.executemany(
-                f"INSERT INTO {IMPORT_TABLE} (email, name, consent_at, consent_ip) "
-                "VALUES (%s, %s, %s, %s)",
+                f"INSERT INTO {IMPORT_TABLE} (email, name, consent_at, consent_ip, attributes) "
+                "VALUES (%s, %s, %s, %s, %s)",
                 [
-                    (email, name, adapt(consent_at), consent_ip)
-                    for email, name, consent_at, consent_ip in rows
+                    (email, name, adapt(consent_at), consent_ip, attributes)
+                    for email, name, consent_at, consent_ip, attributes in rows
                 ],
             )
         cursor.execute(profile_insert, [now_value, now_value])
@@ -237,3 +244,31 @@ def profile_subscriptions_add_imported(
             "SELECT profile_id, %s FROM batch WHERE status = %s ON CONFLICT DO NOTHING",
             [*batch_params, newsletter.pk, Subscription.Status.ACTIVE.value],
         )
+
+
+def suppressed_hashes_among(*, hashes: Sequence[str], newsletter_id: int) -> set[str]:
+    """Return which of ``hashes`` have a suppression for newsletter ``newsletter_id`` or for
+    every newsletter: what ``Suppression.objects.filter(...).values_list("email_hash")``
+    gives, in one statement whose text is the same for every batch (an array or JSON text
+    parameter, as ``selectors.subscriptions_batch_cte``)."""
+    meta = Suppression._meta
+    quote: Callable[[str | None], str] = connection.ops.quote_name  # type: ignore[assignment]
+    column = quote(meta.get_field("email_hash").column)  # type: ignore[union-attr]
+    newsletter = quote(meta.get_field("newsletter").column)  # type: ignore[union-attr]
+    if connection.vendor == "postgresql":
+        among, param = "= ANY(%s::text[])", list(hashes)
+    elif connection.vendor == "sqlite":
+        among, param = "IN (SELECT value FROM json_each(%s))", json.dumps(list(hashes))
+    else:
+        return set(
+            Suppression.objects.filter(email_hash__in=hashes)
+            .filter(models.Q(newsletter__isnull=True) | models.Q(newsletter_id=newsletter_id))
+            .values_list("email_hash", flat=True)
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {column} FROM {quote(meta.db_table)} WHERE {column} {among} "
+            f"AND ({newsletter} IS NULL OR {newsletter} = %s)",
+            [param, newsletter_id],
+        )
+        return {row[0] for row in cursor.fetchall()}
