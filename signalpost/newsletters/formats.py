@@ -85,11 +85,11 @@ def _time(row: Row, column: str) -> datetime | None:
     if not value:
         return None
     try:
-        moment = datetime.fromisoformat(value)
+        moment: datetime | None = datetime.fromisoformat(value)
     except ValueError:
         moment = _go_time(value)
-        if moment is None:
-            raise ValidationError(f"{column} is not a time: {value[:40]!r}") from None
+    if moment is None:
+        raise ValidationError(f"{column} is not a time: {value[:40]!r}")
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
@@ -249,9 +249,7 @@ def _mailchimp(row: Row) -> Mapped:
     mapped["consent_ip"] = _ip(row.get("confirm_ip", "") if confirmed else "") or _ip(
         row.get("optin_ip", "")
     )
-    merge_fields = {
-        key: value.strip() for key, value in row.items() if key not in MAILCHIMP_SYSTEM
-    }
+    merge_fields = {key: value.strip() for key, value in row.items() if key not in MAILCHIMP_SYSTEM}
     mapped["attributes"] = _attributes(merge_fields, _tags(row.get("tags", "")))
     return mapped
 

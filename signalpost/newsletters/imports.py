@@ -25,6 +25,7 @@ from django.db import OperationalError, connection, connections, transaction
 from django.utils import timezone
 
 from signalpost.accounts.services import EMAIL_MAX_LENGTH, email_normalize, name_clean
+from signalpost.newsletters.cells import formula_escape, formula_unescape
 from signalpost.newsletters.formats import FORMATS, format_recognise, formats_known
 from signalpost.newsletters.models import SubscriberImport, Subscription
 from signalpost.newsletters.suppressions import email_hash, suppressed_among, suppressions_add
@@ -185,26 +186,6 @@ def email_check(raw_email):
     if len(email) <= EMAIL_MAX_LENGTH and email.isascii() and EMAIL_COMMON.fullmatch(email):
         return email
     return email_normalize(raw_email)
-
-
-# A spreadsheet runs a cell starting with one of these as a formula, so the export puts
-# an apostrophe in front (as spreadsheets themselves do) and the import takes it off again:
-# a name typed into the public form as =HYPERLINK(...) stays a name. A value that really
-# starts with apostrophes before one of these ('=x) gets one more, so that it too comes
-# back as it was: export then import gives back every value unchanged.
-FORMULA_STARTS = frozenset("=+-@\t\r")
-
-
-def _formula_like(value):
-    return value.lstrip("'")[:1] in FORMULA_STARTS
-
-
-def formula_escape(value):
-    return f"'{value}" if _formula_like(value) else value
-
-
-def formula_unescape(value):
-    return value[1:] if value[:1] == "'" and _formula_like(value) else value
 
 
 def row_check(row):
@@ -670,6 +651,9 @@ def subscriber_import_run(*, subscriber_import_id):
             imported=report.imported,
             duplicates=report.duplicates,
             rejected=report.rejected,
+            skipped=report.skipped,
+            suppressed=report.suppressed,
+            recognised_format=report.format,
         )
 
     with tempfile.TemporaryFile("w+", newline="", encoding="utf-8") as report_file:
@@ -679,6 +663,9 @@ def subscriber_import_run(*, subscriber_import_id):
         def on_reject(number, email, reason):
             rejected.writerow([number, formula_escape(email), reason])
 
+        def on_skip(number, email, reason):
+            rejected.writerow([number, formula_escape(email), f"skipped: {reason}"])
+
         try:
             with job.file.open("rb") as binary:
                 report = subscribers_import(
@@ -686,8 +673,10 @@ def subscriber_import_run(*, subscriber_import_id):
                     newsletter=job.newsletter,
                     confirm=job.confirm,
                     on_reject=on_reject,
+                    on_skip=on_skip,
                     on_progress=on_progress,
                     batch_size=PROGRESS_BATCH_SIZE,
+                    format_name=job.format or None,
                 )
         except ImportFileError as error:
             job.status = Job.Status.FAILED
@@ -703,7 +692,9 @@ def subscriber_import_run(*, subscriber_import_id):
             job.status = Job.Status.DONE
             job.rows, job.imported = report.rows, report.imported
             job.duplicates, job.rejected = report.duplicates, report.rejected
-            if report.rejected:
+            job.skipped, job.suppressed = report.skipped, report.suppressed
+            job.recognised_format = report.format
+            if report.rejected or report.skipped:
                 report_file.seek(0)
                 job.report.save("rejected.csv", File(report_file), save=False)
     job.finished_at = timezone.now()

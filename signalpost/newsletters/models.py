@@ -270,4 +270,6 @@ class Suppression(models.Model):
         ordering = ["-created_at", "-id"]
 
     def __str__(self):
-        return f"{self.email or '(erased)'}: {self.reason} ({self.newsletter or 'every newsletter'})"
+        return (
+            f"{self.email or '(erased)'}: {self.reason} ({self.newsletter or 'every newsletter'})"
+        )

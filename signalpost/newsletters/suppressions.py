@@ -18,6 +18,7 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from signalpost.newsletters.cells import formula_escape
 from signalpost.newsletters.models import Newsletter, Subscription, Suppression
 from signalpost.newsletters.writes import suppressed_hashes_among
 from signalpost.signals import address_suppressed, suppression_lifted, user_unsubscribed
@@ -54,12 +55,10 @@ def _covering(newsletter: Newsletter | None) -> Q:
     return Q(newsletter__isnull=True) | Q(newsletter=newsletter)
 
 
-def address_suppressed(*, email: str, newsletter: Newsletter | None) -> bool:
+def address_is_suppressed(*, email: str, newsletter: Newsletter | None) -> bool:
     """Return whether ``email`` (normalised) may not be mailed about ``newsletter``
     (``None``: whether it may not be mailed at all)."""
-    return Suppression.objects.filter(
-        _covering(newsletter), email_hash=email_hash(email)
-    ).exists()
+    return Suppression.objects.filter(_covering(newsletter), email_hash=email_hash(email)).exists()
 
 
 def suppressed_among(*, hashes: Sequence[str], newsletter: Newsletter) -> set[str]:
@@ -102,9 +101,7 @@ def suppressions_add(
         return 0
     hashes = {key[0] for key in wanted}
     existing = set(
-        Suppression.objects.filter(email_hash__in=hashes).values_list(
-            "email_hash", "newsletter_id"
-        )
+        Suppression.objects.filter(email_hash__in=hashes).values_list("email_hash", "newsletter_id")
     )
     fresh = [row for key, row in wanted.items() if key not in existing]
     Suppression.objects.bulk_create(fresh, ignore_conflicts=True, batch_size=1000)
@@ -197,8 +194,6 @@ def suppressions_export(*, suppressions: QuerySet[Suppression]) -> Iterator[str]
         buffer.seek(0)
         buffer.truncate()
         return text
-
-    from signalpost.newsletters.imports import formula_escape
 
     yield line(EXPORT_COLUMNS)
     rows = (

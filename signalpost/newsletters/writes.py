@@ -149,8 +149,8 @@ def batch_write_sql(
         f"INSERT INTO {quote(profile.db_table)} "
         f"({columns(profile, 'email', 'name', 'attributes', 'soft_bounce_count')}, "
         f"{columns(profile, 'created_at', 'updated_at')}) "
-        f"SELECT email, name, COALESCE(attributes, '{{}}'), 0, %s, %s FROM {IMPORT_TABLE} WHERE true "
-        "ORDER BY email ON CONFLICT DO NOTHING"
+        f"SELECT email, name, COALESCE(attributes, '{{}}'), 0, %s, %s FROM {IMPORT_TABLE} "
+        "WHERE true ORDER BY email ON CONFLICT DO NOTHING"
     )
     # Both INSERTs take the batch in address order. Two writers whose batches share new
     # addresses then wait for each other's unique-index entries in the same order, and one
@@ -253,8 +253,9 @@ def suppressed_hashes_among(*, hashes: Sequence[str], newsletter_id: int) -> set
     parameter, as ``selectors.subscriptions_batch_cte``)."""
     meta = Suppression._meta
     quote: Callable[[str | None], str] = connection.ops.quote_name  # type: ignore[assignment]
-    column = quote(meta.get_field("email_hash").column)  # type: ignore[union-attr]
-    newsletter = quote(meta.get_field("newsletter").column)  # type: ignore[union-attr]
+    column = quote(meta.get_field("email_hash").column)
+    newsletter = quote(meta.get_field("newsletter").column)
+    param: list[str] | str
     if connection.vendor == "postgresql":
         among, param = "= ANY(%s::text[])", list(hashes)
     elif connection.vendor == "sqlite":
