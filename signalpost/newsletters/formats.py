@@ -189,6 +189,7 @@ def _native(row: Row) -> Mapped:
 MAILCHIMP_SYSTEM = frozenset(
     {
         "email address",
+        "email",
         "member_rating",
         "optin_time",
         "optin_ip",

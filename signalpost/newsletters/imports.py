@@ -83,7 +83,9 @@ def csv_open(binary, *, format_name=None):
     """
     numbered = decoded_lines(binary)
     bad_lines = {}
-    current = [0]
+    # The number of the line read last, and whether it ended with a line break (only the
+    # file's last line can lack one: a row cut short there is a truncated file).
+    current = [0, True]
 
     def text_lines():
         for number, text in numbered:
@@ -91,6 +93,7 @@ def csv_open(binary, *, format_name=None):
                 bad_lines[number] = True
                 text = "\n"
             current[0] = number
+            current[1] = text.endswith(("\n", "\r"))
             yield text
 
     csv.field_size_limit(FIELD_MAX_LENGTH)
@@ -130,6 +133,7 @@ def csv_open(binary, *, format_name=None):
 
 
 def _csv_rows(reader, columns, email_column, current, bad_lines):
+    width = len(columns)
     while True:
         first_line = current[0] + 1
         try:
@@ -144,6 +148,14 @@ def _csv_rows(reader, columns, email_column, current, bad_lines):
             yield number, None, "not UTF-8: save the file as UTF-8 and import this row again"
             continue
         if not any(value.strip() for value in values):
+            continue
+        if len(values) < width and not current[1]:
+            yield (
+                number,
+                None,
+                f"the file ends in the middle of this row ({len(values)} of {width} fields): "
+                "was it cut short? Export it again and import this row again",
+            )
             continue
         row = dict(zip(columns, values, strict=False))
         row["email"] = row.get(email_column, "")
