@@ -73,11 +73,18 @@ class Source:
 
     def columns(self, table: str) -> set[str] | None:
         """The columns of ``table``, or ``None`` when there is no such table."""
-        with self.connection.cursor() as cursor:
-            if table not in self.connection.introspection.table_names(cursor):
-                return None
-            description = self.connection.introspection.get_table_description(cursor, table)
-        return {column.name for column in description}
+        if self.vendor == "sqlite":
+            found = {row[1] for row in self.rows(f'PRAGMA table_info("{table}")')}
+        else:
+            found = {
+                row[0]
+                for row in self.rows(
+                    "SELECT column_name FROM information_schema.columns "
+                    "WHERE table_name = %s AND table_schema = current_schema()",
+                    (table,),
+                )
+            }
+        return found or None
 
     def close(self) -> None:
         self.connection.close()
@@ -107,11 +114,17 @@ def source_open(url: str) -> Source:
             "connect_timeout": 10,
             "options": "-c default_transaction_read_only=on",
         }
-    connection = ConnectionHandler({ALIAS: database})[ALIAS]
+    # A handler of its own: the site's connections never see it. (A handler needs a default.)
+    connection = ConnectionHandler({"default": {}, ALIAS: database})[ALIAS]
     try:
         connection.ensure_connection()
         with connection.cursor() as cursor:
-            connection.introspection.table_names(cursor)
+            # Reading the schema is what tells a file that is not a database.
+            cursor.execute(
+                "SELECT count(*) FROM sqlite_master"
+                if connection.vendor == "sqlite"
+                else "SELECT count(*) FROM information_schema.tables"
+            )
     except DatabaseError as error:
         reason = (str(error).strip().splitlines() or ["refused"])[0][:300]
         connection.close()
