@@ -30,9 +30,12 @@ def write(tmp_path, content, name="export.csv"):
     return path
 
 
-def run_import(path, *extra, newsletter="weekly"):
+def run_import(*arguments, newsletter="weekly"):
+    """Run the command with ``arguments`` (files, then options) on ``newsletter``."""
     out = StringIO()
-    call_command("import_subscribers", str(path), f"--newsletter={newsletter}", *extra, stdout=out)
+    call_command(
+        "import_subscribers", *map(str, arguments), f"--newsletter={newsletter}", stdout=out
+    )
     return out.getvalue()
 
 
@@ -352,3 +355,29 @@ def test_the_import_keeps_the_same_rows_whether_written_in_one_batch_or_many(wee
     assert json.loads(json.dumps(Profile.objects.get(email="ada@example.com").attributes))[
         "tags"
     ] == ["VIP", "Early readers"]
+
+
+def test_a_mailchimp_audiences_three_files_import_in_one_command(tmp_path, weekly):
+    files = [
+        write(tmp_path, exports.MAILCHIMP_SUBSCRIBED, "subscribed.csv"),
+        write(tmp_path, exports.MAILCHIMP_UNSUBSCRIBED, "unsubscribed.csv"),
+        write(tmp_path, exports.MAILCHIMP_CLEANED, "cleaned.csv"),
+    ]
+
+    out = run_import(*files)
+
+    assert (
+        f"{files[1]}: mailchimp: 2 rows: 0 imported, 0 duplicates, 0 rejected, 2 suppressed" in out
+    )
+    assert "7 rows: 3 imported, 0 duplicates, 1 rejected, 3 suppressed in" in out
+    assert len(statuses()) == 3 and Suppression.objects.count() == 3
+
+
+def test_one_unknown_file_among_several_stops_them_all_before_any_row(tmp_path, weekly):
+    good = write(tmp_path, exports.MAILCHIMP_SUBSCRIBED, "subscribed.csv")
+    bad = write(tmp_path, "Mail\nann@example.com\n", "mystery.csv")
+
+    with pytest.raises(CommandError, match=r"mystery\.csv: no email column"):
+        run_import(good, bad)
+
+    assert Profile.objects.count() == 0
