@@ -16,8 +16,10 @@ from datetime import datetime
 
 from django.db import transaction
 from django.db.models import Q, QuerySet
+from django.db.models.functions import Lower
 from django.utils import timezone
 
+from signalpost.accounts.models import Profile
 from signalpost.newsletters.cells import formula_escape
 from signalpost.newsletters.models import Newsletter, Subscription, Suppression
 from signalpost.newsletters.writes import suppressed_hashes_among
@@ -120,8 +122,11 @@ def suppressions_add(
 
 def _subscriptions_end(*, emails: list[str], newsletter: Newsletter | None, reason: str) -> None:
     """End the pending or active subscriptions of ``emails`` that a new suppression covers."""
-    subscriptions = Subscription.objects.select_for_update().filter(
-        profile__email__in=emails, status__in=LIVE_STATUSES
+    # LOWER(email), the unique index's expression: ``profile__email__in`` would scan them all.
+    profiles = Profile.objects.alias(email_lower=Lower("email")).filter(email_lower__in=emails)
+    # Only the subscriptions are locked: two import writers must not queue on a newsletter.
+    subscriptions = Subscription.objects.select_for_update(of=("self",)).filter(
+        profile__in=profiles.values("pk"), status__in=LIVE_STATUSES
     )
     if newsletter is not None:
         subscriptions = subscriptions.filter(newsletter=newsletter)
