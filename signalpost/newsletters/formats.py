@@ -117,6 +117,20 @@ def _boolean(row: Row, column: str) -> bool:
     raise ValidationError(f"{column} is not true or false: {value[:40]!r}")
 
 
+# A dotted-quad IPv4 address is already in ipaddress's form: one match instead of a parse
+# (ipaddress.ip_address costs ~4 µs, and an export has two IPs a row).
+IPV4 = re.compile(
+    r"(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+)
+
+
+def ip_normalize(value: str) -> str:
+    """``value`` as ``str(ipaddress.ip_address(value))``; raise ``ValueError`` if not an IP."""
+    if IPV4.fullmatch(value):
+        return value
+    return str(ipaddress.ip_address(value))
+
+
 def _ip(value: str) -> str:
     """An IP address as text, or "" when there is none or it is not one (other services
     record whatever their proxy saw; a missing IP is no reason to refuse the person)."""
@@ -124,7 +138,7 @@ def _ip(value: str) -> str:
     if not value:
         return ""
     try:
-        return str(ipaddress.ip_address(value))
+        return ip_normalize(value)
     except ValueError:
         return ""
 

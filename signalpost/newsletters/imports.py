@@ -8,7 +8,6 @@ for double opt-in confirmations.
 
 import csv
 import io
-import ipaddress
 import json
 import queue
 import re
@@ -26,7 +25,12 @@ from django.utils import timezone
 
 from signalpost.accounts.services import EMAIL_MAX_LENGTH, email_normalize, name_clean
 from signalpost.newsletters.cells import formula_escape, formula_unescape
-from signalpost.newsletters.formats import FORMATS, format_recognise, formats_known
+from signalpost.newsletters.formats import (
+    FORMATS,
+    format_recognise,
+    formats_known,
+    ip_normalize,
+)
 from signalpost.newsletters.models import SubscriberImport, Subscription
 from signalpost.newsletters.suppressions import email_hash, suppressed_among, suppressions_add
 from signalpost.newsletters.writes import (
@@ -221,7 +225,7 @@ def row_check(row):
     consent_ip = (row.get("consent_ip") or "").strip() or None
     if consent_ip:
         try:
-            consent_ip = str(ipaddress.ip_address(consent_ip))
+            consent_ip = ip_normalize(consent_ip)
         except ValueError as error:
             raise ValidationError(f"consent_ip is not an IP address: {consent_ip!r}") from error
     return email, name, consent_at, consent_ip

@@ -22,7 +22,7 @@ from django.utils import timezone
 from signalpost.accounts.models import Profile
 from signalpost.newsletters.cells import formula_escape
 from signalpost.newsletters.models import Newsletter, Subscription, Suppression
-from signalpost.newsletters.writes import suppressed_hashes_among
+from signalpost.newsletters.writes import suppressed_hashes_among, suppressions_insert
 from signalpost.signals import address_suppressed, suppression_lifted, user_unsubscribed
 
 Reason = Suppression.Reason
@@ -106,7 +106,7 @@ def suppressions_add(
         Suppression.objects.filter(email_hash__in=hashes).values_list("email_hash", "newsletter_id")
     )
     fresh = [row for key, row in wanted.items() if key not in existing]
-    Suppression.objects.bulk_create(fresh, ignore_conflicts=True, batch_size=1000)
+    suppressions_insert(suppressions=fresh)
     groups: dict[tuple[int | None, str], list[Suppression]] = {}
     for row in fresh:
         groups.setdefault((row.newsletter_id, row.reason), []).append(row)
