@@ -3,7 +3,7 @@
 A format is recognised by its header (``format_recognise``) or named by the person
 importing. Its ``map`` turns one row (a dict of lower-cased column names) into the
 native row the import checks and writes: ``email``, ``name``, ``consent_at``,
-``consent_ip``, and possibly ``attributes`` (a dict for the new profile), ``suppress``
+``consent_ip``, and possibly ``attributes`` (the new profile's, as JSON text), ``suppress``
 (a ``Suppression.Reason``: the address goes on the suppression list instead) with
 ``suppressed_at``, or ``skip`` (why the row is left out). A problem with a value raises
 ``ValidationError`` naming the column: the row is rejected and reported.
@@ -172,8 +172,9 @@ def _tags(value: str) -> list[str]:
     return [name.strip() for name in names if name.strip()]
 
 
-def _attributes(values: dict[str, Any], tags: list[str]) -> dict[str, Any] | None:
-    """The attributes a new profile gets, or ``None`` for none; oversized ones refused."""
+def _attributes(values: dict[str, Any], tags: list[str]) -> str | None:
+    """The attributes a new profile gets, as JSON text (what the import's batch carries),
+    or ``None`` for none; oversized ones refused."""
     attributes = {key: value for key, value in values.items() if value not in ("", None)}
     if tags:
         attributes[TAGS_ATTRIBUTE] = tags
@@ -184,9 +185,10 @@ def _attributes(values: dict[str, Any], tags: list[str]) -> dict[str, Any] | Non
             raise ValidationError(
                 f"{key} is {len(value):,} characters; at most {ATTRIBUTE_VALUE_MAX_LENGTH:,}"
             )
-    if len(json.dumps(attributes)) > ATTRIBUTES_MAX_LENGTH:
+    text = json.dumps(attributes)
+    if len(text) > ATTRIBUTES_MAX_LENGTH:
         raise ValidationError(f"the attributes are over {ATTRIBUTES_MAX_LENGTH:,} characters")
-    return attributes
+    return text
 
 
 # --- Signalpost's own columns -----------------------------------------------------------

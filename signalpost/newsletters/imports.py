@@ -8,7 +8,6 @@ for double opt-in confirmations.
 
 import csv
 import io
-import json
 import queue
 import re
 import tempfile
@@ -360,7 +359,7 @@ def subscribers_import(
             batch.append(
                 (
                     *checked,
-                    json.dumps(attributes) if attributes else None,
+                    attributes,
                     number,
                     suppress,
                     suppressed_at,
