@@ -585,6 +585,7 @@ class SuppressionAdmin(admin.ModelAdmin):
     list_filter = ["reason", "newsletter", "source"]
     search_fields = ["email"]
     search_help_text = "Part of an address; a whole address also finds an erased one."
+    empty_value_display = "Every newsletter"
     list_select_related = ["newsletter"]
     date_hierarchy = "suppressed_at"
     actions = None
