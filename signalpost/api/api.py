@@ -1,5 +1,6 @@
 """The REST API, /api/v1/. Endpoints translate JSON and call the same services as the pages."""
 
+import enum
 import io
 import re
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ from signalpost.accounts.services import email_normalize, profile_attributes_set
 from signalpost.api import schemas
 from signalpost.api.parser import BodyRefused, StrictJSONParser
 from signalpost.api.tokens import api_token_authenticate
+from signalpost.newsletters.formats import FORMAT_NAMES
 from signalpost.newsletters.imports import ImportFileError, subscribers_import
 from signalpost.newsletters.models import Newsletter, Subscription
 from signalpost.newsletters.services import ConsentEvidence, subscribe, unsubscribe
@@ -366,6 +368,9 @@ def profile_data_erase(request, response: HttpResponse, email: str):
     return {"status": "erased"}
 
 
+ImportFormatName = enum.Enum(  # type: ignore[misc]
+    "ImportFormatName", {name: name for name in FORMAT_NAMES}, type=str
+)
 IMPORT_MAX_BYTES = settings.SIGNALPOST_REQUEST_BODY_MAX_BYTES_BY_VIEW["api:subscribers_import_csv"]
 
 
@@ -378,27 +383,41 @@ IMPORT_MAX_BYTES = settings.SIGNALPOST_REQUEST_BODY_MAX_BYTES_BY_VIEW["api:subsc
             "required": True,
             "content": {"text/csv": {"schema": {"type": "string"}}},
             "description": "CSV with an email column (optional: name, consent_at, consent_ip), "
-            "at most 5 MB; use manage.py import_subscribers for bigger files.",
+            "or a Mailchimp, Substack, Buttondown or listmonk export (recognised by its "
+            "columns, or named by `format`), at most 5 MB; use manage.py import_subscribers "
+            "for bigger files.",
         }
     },
 )
-def subscribers_import_csv(request, slug: str, confirm: bool = False):
-    """Import subscribers from a small CSV; existing subscriptions are left as they are."""
+def subscribers_import_csv(
+    request, slug: str, confirm: bool = False, format: ImportFormatName | None = None
+):
+    """Import subscribers from a small CSV; existing subscriptions are left as they are,
+    suppressed addresses are skipped, and the export's unsubscribed, cleaned, bounced and
+    complained addresses go on the suppression list. The answer names the format
+    recognised (or given as `format`)."""
     newsletter = newsletter_or_404(slug)
     if len(request.body) > IMPORT_MAX_BYTES:
         raise HttpError(413, f"At most {IMPORT_MAX_BYTES:,} bytes; use import_subscribers.")
     try:
         report = subscribers_import(
-            binary=io.BytesIO(request.body), newsletter=newsletter, confirm=confirm
+            binary=io.BytesIO(request.body),
+            newsletter=newsletter,
+            confirm=confirm,
+            format_name=format.value if format else None,
         )
     except ImportFileError as exc:
         raise DjangoValidationError({"file": [str(exc)]}) from exc
     return {
+        "format": report.format,
         "rows": report.rows,
         "imported": report.imported,
         "duplicates": report.duplicates,
         "rejected": report.rejected,
+        "skipped": report.skipped,
+        "suppressed": report.suppressed,
         "rejections": report.rejections,
+        "skips": report.skips,
     }
 
 

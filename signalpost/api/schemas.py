@@ -155,8 +155,12 @@ class WebhookSecretOut(WebhookOut):
 
 
 class ImportReportOut(Schema):
+    format: str
     rows: int
     imported: int
     duplicates: int
     rejected: int
+    skipped: int
+    suppressed: int
     rejections: list[dict]
+    skips: list[dict]

@@ -24,6 +24,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from signalpost.newsletters.embedding import embed_snippets
+from signalpost.newsletters.formats import FORMATS
 from signalpost.newsletters.imports import (
     UPLOAD_MAX_BYTES,
     ImportFileError,
@@ -37,6 +38,7 @@ from signalpost.newsletters.models import (
     Newsletter,
     SubscriberImport,
     Subscription,
+    Suppression,
     Topic,
 )
 from signalpost.newsletters.selectors import newsletters_with_active_count
@@ -49,6 +51,7 @@ from signalpost.newsletters.services import (
     subscription_confirmation_resend,
     unsubscribe,
 )
+from signalpost.newsletters.suppressions import suppressions_export, suppressions_search
 from signalpost.postgresql.estimates import EstimatedCountPaginator
 from signalpost.uploads import takes_files
 
@@ -330,9 +333,20 @@ class ImportForm(forms.Form):
     file = forms.FileField(
         label="CSV file",
         help_text=(
-            f"UTF-8 CSV with an email column (optional: name, consent_at, consent_ip), at most "
+            f"UTF-8 CSV with an email column (optional: name, consent_at, consent_ip), or an "
+            f"export from Mailchimp, Substack, Buttondown or listmonk; at most "
             f"{UPLOAD_MAX_BYTES // (1024 * 1024)} MB; bigger files: manage.py import_subscribers."
         ),
+    )
+    format = forms.ChoiceField(
+        label="Format",
+        required=False,
+        choices=[
+            ("", "Recognise it from the columns"),
+            *((f.name, f.label) for f in FORMATS.values()),
+        ],
+        help_text="Unsubscribed, cleaned, bounced and complained people in an export go on the "
+        "suppression list: they are never mailed.",
     )
     confirm = forms.BooleanField(
         required=False,
@@ -382,7 +396,9 @@ class SubscriberImportAdmin(admin.ModelAdmin):
 
     @admin.display(description="Progress")
     def progress(self, job):
-        return f"{job.percent}% · {job.imported} imported · {job.rejected} rejected"
+        return f"{job.percent}% · {job.imported} imported · {job.rejected} rejected" + (
+            f" · {job.suppressed} suppressed" if job.suppressed else ""
+        )
 
     def import_view(self, request):
         """Upload a CSV: store it, queue the import, go to its progress page."""
@@ -401,6 +417,7 @@ class SubscriberImportAdmin(admin.ModelAdmin):
                         upload=form.cleaned_data["file"],
                         confirm=form.cleaned_data["confirm"],
                         user=request.user,
+                        format_name=form.cleaned_data["format"],
                     )
                 except ImportFileError as error:
                     form.add_error("file", f"This file cannot be imported: {error}.")
@@ -441,7 +458,7 @@ class SubscriberImportAdmin(admin.ModelAdmin):
             raise PermissionDenied
         job = _object_or_404(SubscriberImport, object_id)
         if not job.report:
-            raise Http404("this import rejected no row")
+            raise Http404("this import rejected or skipped no row")
         name = job.file_name.rsplit(".", 1)[0] or "import"
         return FileResponse(
             job.report.open("rb"),
@@ -621,3 +638,65 @@ def _preview(template):
     if template.name.endswith(".html"):
         return {"html": output}
     return {"text": output}
+
+
+@admin.register(Suppression)
+class SuppressionAdmin(admin.ModelAdmin):
+    """The suppression list: searchable, filterable, exportable; never edited by hand.
+
+    Only the person lifts a suppression (by confirming a new double opt-in), so staff
+    can look, search (a whole address also finds an erased one by its hash) and
+    export, but not add, change or delete.
+    """
+
+    list_display = ["address", "scope", "reason", "source", "suppressed_at"]
+    list_filter = ["reason", "newsletter", "source"]
+    search_fields = ["email"]
+    search_help_text = "Part of an address; a whole address also finds an erased one."
+    empty_value_display = "Every newsletter"
+    list_select_related = ["newsletter"]
+    date_hierarchy = "suppressed_at"
+    actions = None
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path(
+                "export.csv",
+                view(self.export_view),
+                name="newsletters_suppression_export",
+            ),
+            *super().get_urls(),
+        ]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_search_results(self, request, queryset, search_term):
+        return suppressions_search(queryset, search_term), False
+
+    @admin.display(description="Address", ordering="email")
+    def address(self, suppression):
+        return suppression.email or f"(erased; SHA-256 {suppression.email_hash[:12]}…)"
+
+    @admin.display(description="For", ordering="newsletter__name")
+    def scope(self, suppression):
+        return suppression.newsletter or "Every newsletter"
+
+    def export_view(self, request):
+        """The list as the changelist shows it (search and filters), as CSV, streamed."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        changelist = self.get_changelist_instance(request)
+        response = StreamingHttpResponse(
+            suppressions_export(suppressions=changelist.get_queryset(request)),
+            content_type="text/csv; charset=utf-8",
+        )
+        response["Content-Disposition"] = 'attachment; filename="suppressions.csv"'
+        return response

@@ -161,6 +161,11 @@ class SubscriberImport(models.Model):
     imported = models.PositiveIntegerField(default=0)
     duplicates = models.PositiveIntegerField(default=0)
     rejected = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0)
+    suppressed = models.PositiveIntegerField(default=0)
+    # Asked for ("" recognises it from the columns), then what the import recognised.
+    format = models.CharField(max_length=20, blank=True)
+    recognised_format = models.CharField(max_length=20, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -249,3 +254,55 @@ class EmailTemplateVersion(models.Model):
 
     def __str__(self):
         return f"{self.template} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class Suppression(models.Model):
+    """An address that must never be mailed: for one newsletter, or (``newsletter`` empty)
+    for every newsletter.
+
+    Written by imports (another service's unsubscribed, cleaned, bounced, complained or
+    blocklisted people) and by Signalpost's own hard bounces and complaints. Only the
+    person lifts it, by confirming a new double opt-in (``suppressions.suppression_lift``).
+    ``email_hash`` (SHA-256 of the stored address) is what every check compares: erasure
+    blanks ``email`` and keeps the hash, so an erased address stays suppressed.
+    """
+
+    class Reason(models.TextChoices):
+        UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
+        CLEANED = "cleaned", "Cleaned (undeliverable)"
+        BOUNCED = "bounced", "Bounced"
+        COMPLAINED = "complained", "Complained (spam report)"
+        BLOCKLISTED = "blocklisted", "Blocklisted"
+
+    email = models.CharField(max_length=254, blank=True, db_index=True)
+    email_hash = models.CharField(max_length=64)
+    newsletter = models.ForeignKey(
+        Newsletter,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="suppressions",
+        help_text="Empty: every newsletter.",
+    )
+    reason = models.CharField(max_length=12, choices=Reason.choices)
+    source = models.CharField(max_length=40, help_text="import:<format>, bounce or complaint.")
+    suppressed_at = models.DateTimeField(help_text="When it happened, as the source says.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["email_hash", "newsletter"], name="newsletters_suppression_unique"
+            ),
+            models.UniqueConstraint(
+                fields=["email_hash"],
+                condition=models.Q(newsletter__isnull=True),
+                name="newsletters_suppression_unique_global",
+            ),
+        ]
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return (
+            f"{self.email or '(erased)'}: {self.reason} ({self.newsletter or 'every newsletter'})"
+        )
