@@ -2,6 +2,8 @@ from django.conf import settings
 from django.core.files.storage import storages
 from django.db import models
 
+from signalpost.newsletters.languages import language_choices
+
 
 def _private_storage():
     """Where uploaded subscriber files live: never under a URL the site serves."""
@@ -37,6 +39,15 @@ class Newsletter(models.Model):
     sender_name = models.CharField(max_length=100, blank=True)
     sender_email = models.EmailField(blank=True)
     reply_to = models.EmailField(blank=True)
+    language = models.CharField(
+        max_length=15,
+        blank=True,
+        choices=language_choices,
+        help_text=(
+            "The language of its emails, issue pages and archive. Empty: the site's "
+            "default for emails; each reader's own on the pages."
+        ),
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
