@@ -131,8 +131,16 @@ PUBLIC_PAGES = {
     "admin_login": lambda jane, weekly: "/admin/login/",
     "queue_status": lambda jane, weekly: "/admin/queue/",
     "healthz": lambda jane, weekly: "/healthz",
+    "set_language": lambda jane, weekly: "/language/",
 }
-FORM_PAGES = ["subscribe", "unsubscribe", "preferences_request", "preferences", "admin_login"]
+FORM_PAGES = [
+    "subscribe",
+    "unsubscribe",
+    "preferences_request",
+    "preferences",
+    "admin_login",
+    "set_language",
+]
 TOKEN_FORM_PAGES = ["confirm", "one_click_unsubscribe"]
 
 
