@@ -6,7 +6,7 @@ import pytest
 
 from signalpost.newsletters import emails
 from signalpost.newsletters.services import subscribe
-from tests.browser.test_site_hygiene_in_browser import _axe_required, axe_violations
+from tests.browser.test_site_hygiene_in_browser import _axe_required, fit_and_axe_problems
 from tests.factories import make_newsletter
 
 try:
@@ -46,12 +46,7 @@ def problems_at_each_width(page, name, screenshot):
     for width in WIDTHS:
         page.set_viewport_size({"width": width, "height": 900})
         screenshot(page, f"{name}-{width}")
-        overflow = page.evaluate(
-            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
-        )
-        if overflow > 0:
-            problems.append(f"{name} at {width}px scrolls sideways by {overflow}px")
-        problems += [f"{name} at {width}px: {found}" for found in axe_violations(page)]
+        problems += fit_and_axe_problems(page, name, width)
     return problems
 
 
