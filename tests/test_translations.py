@@ -152,11 +152,16 @@ class _ShownText(HTMLParser):
             self.parts.append(data)
 
 
+def shown_pieces(content):
+    """Each piece of text shown on a page, stripped, in order."""
+    parser = _ShownText()
+    parser.feed(content)
+    return [" ".join(part.split()) for part in parser.parts if part.strip()]
+
+
 def shown_text(content, *, is_html=True):
     if is_html:
-        parser = _ShownText()
-        parser.feed(content)
-        content = " ".join(parser.parts)
+        content = " ".join(shown_pieces(content))
     return " ".join(URL.sub(" ", html.unescape(content)).split())
 
 
@@ -389,3 +394,66 @@ def test_every_subscriber_email_is_written_in_its_newsletters_language(world, la
             if found:
                 left_in_english[what] = found
     assert left_in_english == {}
+
+
+# What these pages show that is the same in every language: the data, names, languages.
+SAME_IN_EVERY_LANGUAGE = {
+    "Signalpost",
+    NEWSLETTER_NAME,
+    DESCRIPTION,
+    "Nova 7",
+    "Kultur",
+    "Nº 1",
+    "·",
+    ",",
+    ".",
+    "English",
+    "Deutsch",
+    "español",
+    "français",
+    "zoe@example.com",
+    "ana@example.com",
+    "Zoë",
+    "(JSON).",
+}
+
+
+@pytest.mark.parametrize("language", SHIPPED)
+def test_no_piece_of_a_page_reads_the_same_as_in_english(world, language):
+    """Catches a string nobody wrapped, even a single word such as a field's label: every
+    piece of text a page shows in English and in ``language`` alike is data, or a
+    catalogue entry whose translation is the English itself."""
+    same_by_translation = {
+        entry.msgid
+        for entry in catalogue(language).translated_entries()
+        if entry.msgstr == entry.msgid
+    }
+    zoe, ana, newsletter = world["zoe"], world["ana"], world["newsletter"]
+    paths = [
+        "/",
+        "/subscribe/?newsletter=kiosk",
+        "/unsubscribe/",
+        "/preferences/",
+        links.preferences_path(profile=zoe),
+        links.confirmation_path(profile=ana, newsletter=newsletter),
+        links.unsubscribe_path(profile=zoe, newsletter=newsletter),
+        "/n/kiosk/",
+        "/n/kiosk/n1/",
+        "/n/nothing/",
+        "/nothing/here/",
+    ]
+    same = {}
+    for path in paths:
+        english = set(shown_pieces(Client(HTTP_ACCEPT_LANGUAGE="en").get(path).content.decode()))
+        shown = shown_pieces(Client(HTTP_ACCEPT_LANGUAGE=language).get(path).content.decode())
+        alike = [
+            piece
+            for piece in shown
+            if piece in english
+            and re.search(r"[A-Za-z]", piece)
+            and not set(piece.split(" · ")) <= SAME_IN_EVERY_LANGUAGE | same_by_translation
+            and not re.fullmatch(r"[\d.,: ]+\w*", piece)  # a date or a number
+        ]
+        if alike:
+            same[path] = alike
+    assert same == {}

@@ -50,6 +50,7 @@ class NewsletterChoiceField(forms.ModelChoiceField):
 
     def __init__(self, *, public_only, **kwargs):
         self.public_only = public_only
+        kwargs.setdefault("label", _("Newsletter"))
         newsletters = Newsletter.objects.all()
         super().__init__(
             queryset=newsletters.filter(is_public=True) if public_only else newsletters,
