@@ -48,7 +48,7 @@ def sent_issue(
 def test_a_newsletters_emails_are_in_its_language_whatever_the_worker_last_spoke(zeitung):
     with translation.override("fr"):
         message = confirmation(zeitung)
-    assert message.subject == "Bestätigen Sie Ihr Abonnement von Die Zeitung"
+    assert message.subject == "Bestätigen Sie Ihr Abonnement für Die Zeitung"
     assert "Bitte bestätigen Sie, dass ann@example.com" in message.text
     assert '<html lang="de">' in message.html
     assert "Abonnement bestätigen" in message.html
@@ -108,7 +108,7 @@ def test_a_worker_process_sends_each_newsletter_in_its_own_language(
         stop(worker)
     subjects = sorted(message["Subject"] for message in received)
     assert subjects == [
-        "Bestätigen Sie Ihr Abonnement von Die Zeitung",
+        "Bestätigen Sie Ihr Abonnement für Die Zeitung",
         "Confirme su suscripción a Plain",
     ]
     assert Subscription.objects.filter(newsletter=zeitung, status="pending").exists()
