@@ -226,6 +226,7 @@ AUTH_PASSWORD_VALIDATORS = [
 # The languages of the site and its emails (docs/languages.md): a page follows its
 # reader's choice (the switcher, else Accept-Language), a newsletter's emails its own
 # language; SITE_LANGUAGE is the default of both.
+# Each named in itself: the switcher lists them so.
 LANGUAGES = [("en", "English"), ("de", "Deutsch"), ("es", "Español"), ("fr", "Français")]
 LANGUAGE_CODE = ENV.get("SITE_LANGUAGE", "en").strip() or "en"
 if LANGUAGE_CODE not in dict(LANGUAGES):

@@ -158,7 +158,7 @@ def test_pages_follow_the_browsers_language(db):
     assert '<html lang="es">' in content
     assert page["Content-Language"] == "es"
     assert "<h1>Suscribirse</h1>" in content
-    assert 'lang="es" selected>español</option>' in content
+    assert 'lang="es" selected>Español</option>' in content
 
 
 def test_a_browser_asking_for_no_shipped_language_gets_the_sites_default(db, settings):
