@@ -133,6 +133,7 @@ PUBLIC_PAGES = {
     "queue_status": lambda jane, weekly: "/admin/queue/",
     "healthz": lambda jane, weekly: "/healthz",
     "embed_subscribe": lambda jane, weekly: "/embed/weekly/",
+    "set_language": lambda jane, weekly: "/language/",
 }
 FORM_PAGES = [
     "subscribe",
@@ -141,6 +142,7 @@ FORM_PAGES = [
     "preferences",
     "admin_login",
     "embed_subscribe",
+    "set_language",
 ]
 TOKEN_FORM_PAGES = ["confirm", "one_click_unsubscribe"]
 

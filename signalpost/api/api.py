@@ -156,6 +156,7 @@ def newsletter_out(newsletter):
         "topics": [topic.name for topic in newsletter.topics.all()],
         "opt_in": newsletter.opt_in,
         "is_public": newsletter.is_public,
+        "language": newsletter.language,
         "active_subscribers": newsletter.active_subscribers,
     }
 

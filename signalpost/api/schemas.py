@@ -33,6 +33,8 @@ class NewsletterOut(Schema):
     topics: list[str]
     opt_in: Literal["double", "single"]
     is_public: bool
+    # Empty: the site's default language (docs/languages.md).
+    language: str
     active_subscribers: int
 
 

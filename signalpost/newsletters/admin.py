@@ -141,6 +141,7 @@ class NewsletterAdmin(admin.ModelAdmin):
                     "sender_name",
                     "sender_email",
                     "reply_to",
+                    "language",
                 ]
             },
         ),

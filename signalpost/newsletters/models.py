@@ -6,6 +6,7 @@ from django.core.files.storage import storages
 from django.db import models
 
 from signalpost.newsletters.origins import origin_normalize, origins_parse, origins_validate
+from signalpost.newsletters.languages import language_choices
 
 
 def _private_storage():
@@ -56,6 +57,15 @@ class Newsletter(models.Model):
         help_text="The sites that may carry the form, one a line as scheme://host[:port] "
         "(https://blog.example.com). Empty: the plain form from any site, but no link "
         "back, no script answers and no iframe: those need the site listed here.",
+    )
+    language = models.CharField(
+        max_length=15,
+        blank=True,
+        choices=language_choices,
+        help_text=(
+            "The language of its emails, issue pages and archive. Empty: the site's "
+            "default for emails; each reader's own on the pages."
+        ),
     )
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -23,6 +23,7 @@ from signalpost.newsletters.forms import (
     SubscribeForm,
     UnsubscribeForm,
 )
+from signalpost.newsletters.languages import page_render
 from signalpost.newsletters.links import preferences_path
 from signalpost.newsletters.models import Newsletter
 from signalpost.newsletters.selectors import (
@@ -80,7 +81,9 @@ def link_problem(request, *, problem, newsletter=None, purpose):
     context = {"problem": problem, "newsletter": newsletter, "purpose": purpose}
     if purpose == "preferences":
         context["form"] = PreferencesLinkForm()
-    return render(request, "newsletters/link_problem.html", context, status=status)
+    return page_render(
+        request, "newsletters/link_problem.html", context, newsletter=newsletter, status=status
+    )
 
 
 def read_link(request, *, token, purpose, max_age, newsletter=None):
@@ -199,7 +202,7 @@ def confirm_page(request, slug, token):
         "confirmed_now": request.method == "POST",
         "preferences_url": preferences_path(profile=subscription.profile),
     }
-    return render(request, "newsletters/confirm.html", context)
+    return page_render(request, "newsletters/confirm.html", context, newsletter=newsletter)
 
 
 @csrf_exempt  # RFC 8058: mail providers POST without cookies; the signed token authenticates.
@@ -220,7 +223,9 @@ def one_click_unsubscribe(request, slug, token):
         "done": request.method == "POST",
         "preferences_url": preferences_path(profile=profile) if profile else None,
     }
-    return render(request, "newsletters/one_click_unsubscribe.html", context)
+    return page_render(
+        request, "newsletters/one_click_unsubscribe.html", context, newsletter=newsletter
+    )
 
 
 @require_http_methods(["GET", "HEAD", "POST"])

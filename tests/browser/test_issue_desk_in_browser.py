@@ -13,7 +13,7 @@ from signalpost.publishing.services import issue_create
 from tests.browser.test_site_hygiene_in_browser import (
     LISTEN_FOR_VIOLATIONS,
     _axe_required,
-    axe_violations,
+    fit_and_axe_problems,
 )
 from tests.factories import make_newsletter, make_user
 from tests.sending import issue_prepare_rest
@@ -63,12 +63,7 @@ def fits_and_passes_axe(browser, base, path, name, screenshot):
             page.set_viewport_size({"width": width, "height": 900})
             page.goto(base + path)
             screenshot(page, f"{name}-{width}")
-            overflow = page.evaluate(
-                "document.documentElement.scrollWidth - document.documentElement.clientWidth"
-            )
-            if overflow > 0:
-                problems.append(f"{name} at {width}px scrolls sideways by {overflow}px")
-            problems += [f"{name} at {width}px: {found}" for found in axe_violations(page)]
+            problems += fit_and_axe_problems(page, name, width)
     finally:
         context.close()
     return problems

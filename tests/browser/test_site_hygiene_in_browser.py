@@ -164,6 +164,18 @@ def axe_violations(page):
     ]
 
 
+def fit_and_axe_problems(page, name, width):
+    """What is wrong with the page now shown at ``width``: sideways scrolling, and serious
+    or critical axe-core violations, each named with ``name`` and the width."""
+    problems = []
+    overflow = page.evaluate(
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    if overflow > 0:
+        problems.append(f"{name} at {width}px scrolls sideways by {overflow}px")
+    return problems + [f"{name} at {width}px: {found}" for found in axe_violations(page)]
+
+
 def _axe_required():
     """Skip without axe-core, or fail where the browser tests must run (CI)."""
     if not AXE.exists():
