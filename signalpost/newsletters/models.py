@@ -5,8 +5,8 @@ from django.core.exceptions import ValidationError
 from django.core.files.storage import storages
 from django.db import models
 
-from signalpost.newsletters.origins import origin_normalize, origins_parse, origins_validate
 from signalpost.newsletters.languages import language_choices
+from signalpost.newsletters.origins import origin_normalize, origins_parse, origins_validate
 
 
 def _private_storage():
