@@ -153,7 +153,7 @@ def main():
         from signalpost.publishing.models import Delivery, Issue
         from signalpost.publishing.services import issue_create, issue_send
 
-        sending = signalpost.issues[(args.size, False)]
+        sending = signalpost.issues[(args.size, "")]
         draft = issue_create(
             newsletter=sending.newsletter, subject="Draft", body_markdown="Being written."
         )
