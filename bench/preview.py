@@ -201,13 +201,13 @@ def main():
         workers = signalpost.start_workers("preview")
         load_before = os.getloadavg()
         started = time.time()
-        recipients = issue_send(issue=sending)
+        issue_send(issue=sending)  # returns whether this call started it; preparing is async
         busy = []
         deadline = time.monotonic() + args.timeout
         while True:
             busy.append(previewer.once())
             if len(busy) % 10 == 0:
-                sending.refresh_from_db(fields=["status", "sent_at"])
+                sending.refresh_from_db(fields=["status", "sent_at", "recipient_count"])
                 if sending.status == Issue.Status.SENT:
                     break
             if time.monotonic() > deadline:
@@ -220,6 +220,7 @@ def main():
             .annotate(count=Count("id"))
             .order_by()
         )
+        recipients = sending.recipient_count
         sink_messages = sink.stats()["messages"]
         print(f"during the send: {json.dumps(summary(busy))}", flush=True)
         quiet_s, busy_s = summary(quiet), summary(busy)
