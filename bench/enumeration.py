@@ -20,7 +20,9 @@ once, so each known try meets the state it is named for, whatever the code does 
 Each unknown address is new. Every address is submitted once, so the per-address limits
 cost the same cache calls for both.
 
-Each case GETs its form once (CSRF cookie and token), then runs pairs: one POST for a
+Each case GETs its form once (CSRF cookie and token; the embedded form's case instead posts
+without either, with ``Origin: https://blog.example.org``, an origin both newsletters
+list), then runs pairs: one POST for a
 known address and one for an unknown one, in alternating order (known first in even
 pairs), each over a new connection (gunicorn's sync worker closes it), timed from
 connect to the last byte. The first ``--warmup`` pairs are not counted. A case stops
@@ -68,6 +70,8 @@ class Case:
     form_path: str
     newsletter: str | None
     known_state: str  # profile, active (see SEED)
+    # The embedded form: posted cross-origin from ORIGIN, without a CSRF cookie or token.
+    embedded: bool = False
 
 
 CASES = [
@@ -100,7 +104,17 @@ CASES = [
         "profile",
     ),
     Case("preferences", "/preferences/, known: profile", "/preferences/", None, "profile"),
+    Case(
+        "embed-single",
+        "/embed/ single opt-in, known: active",
+        "/embed/single/",
+        "single",
+        "active",
+        embedded=True,
+    ),
 ]
+# The other website the embedded form's case posts from (listed by both newsletters).
+ORIGIN = "https://blog.example.org"
 
 # Run by manage.py shell in the code under test: newsletters and the known addresses.
 SEED = """
@@ -112,6 +126,8 @@ from signalpost.newsletters.services import subscribe
 single = Newsletter.objects.create(slug="single", name="Single", opt_in="single")
 double = Newsletter.objects.create(slug="double", name="Double", opt_in="double")
 newsletters = {"single": single, "double": double}
+if any(field.name == "embed_allowed" for field in Newsletter._meta.fields):  # --code-from
+    Newsletter.objects.update(embed_allowed=True, embed_origins="https://blog.example.org")
 for case in json.loads(sys.stdin.read()):
     for email in case["emails"]:
         if case["state"] == "active":
@@ -159,20 +175,16 @@ def get_form(port, path):
     return cookie, TOKEN_PATTERN.search(body)[1]
 
 
-def timed_post(port, path, body, cookie):
+def timed_post(port, path, body, cookie, *, origin=None):
     """POST ``body`` over a new connection; return (seconds, status, answer)."""
+    headers = {"Host": "127.0.0.1", "Content-Type": "application/x-www-form-urlencoded"}
+    if cookie:
+        headers["Cookie"] = cookie
+    if origin:
+        headers["Origin"] = origin
     started = time.perf_counter()
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    connection.request(
-        "POST",
-        path,
-        body=body,
-        headers={
-            "Host": "127.0.0.1",
-            "Content-Type": "application/x-www-form-urlencoded",
-            "Cookie": cookie,
-        },
-    )
+    connection.request("POST", path, body=body, headers=headers)
     response = connection.getresponse()
     answer = response.read()
     elapsed = time.perf_counter() - started
@@ -181,7 +193,7 @@ def timed_post(port, path, body, cookie):
 
 
 def run_case(case, port, args):
-    cookie, token = get_form(port, case.form_path)
+    cookie, token = ("", None) if case.embedded else get_form(port, case.form_path)
     result = Result()
     deadline = time.monotonic() + args.seconds
     for number in range(args.warmup + args.pairs):
@@ -192,10 +204,18 @@ def run_case(case, port, args):
         order = ("known", "unknown") if number % 2 == 0 else ("unknown", "known")
         for kind in order:
             email = address(kind, case, number)
-            fields = {"csrfmiddlewaretoken": token, "user_email": email}
-            if case.newsletter:
+            fields = {"user_email": email}
+            if token:
+                fields["csrfmiddlewaretoken"] = token
+            if case.newsletter and not case.embedded:  # the embedded form's URL names it
                 fields["newsletter"] = case.newsletter
-            seconds, status, answer = timed_post(port, case.form_path, urlencode(fields), cookie)
+            seconds, status, answer = timed_post(
+                port,
+                case.form_path,
+                urlencode(fields),
+                cookie,
+                origin=ORIGIN if case.embedded else None,
+            )
             answers[kind] = (status, answer.replace(email, "ADDRESS"))
             milliseconds[kind] = seconds * 1000
         if answers["known"] != answers["unknown"] or answers["known"][0] != 200:

@@ -44,8 +44,16 @@ What it does:
 goes. ``--repo PATH`` runs ``manage.py`` from another checkout (a worktree with a proposed
 change) with this same script.
 
-Goals (from the issue): at least 50,000 rows a second on PostgreSQL, and memory flat in
-the file's size (the peak RSS of the larger file within 10 MiB of the smaller one's).
+``--formats native,mailchimp`` (the default) runs each size twice: the native file above,
+and a Mailchimp audience export of the same number of rows as Mailchimp writes it, three
+files in one command (``subscribed_...`` with the same invalid and duplicate rows, its
+merge fields, opt-in and confirm times and IPs, TAGS; ``unsubscribed_...`` and
+``cleaned_...`` with 5% of the rows each, new addresses, which go on the suppression list).
+Its check adds the suppression rows.
+
+Goals (from the issues): at least 50,000 rows a second on PostgreSQL; memory flat in the
+file's size (the peak RSS of the larger file within 10 MiB of the smaller one's); the
+Mailchimp export at least 90% of the native file's rows a second.
 """
 
 import argparse
@@ -88,6 +96,7 @@ QUICK_SIZES = (10_000, 100_000)
 SUMMARY = re.compile(
     r"^(\d+) rows: (\d+) imported, (\d+) duplicates, (\d+) rejected.* in ([\d.]+)s\.$"
 )
+SUPPRESSED = re.compile(r", (\d+) suppressed")
 PROGRESS = re.compile(r"% (\d+) rows: (\d+) imported, (\d+) duplicates, (\d+) rejected")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -120,6 +129,12 @@ def parse_args():
         default="1,2",
         help="comma-separated writer counts to run on PostgreSQL, side by side (default 1,2)",
     )
+    parser.add_argument(
+        "--formats",
+        default="native,mailchimp",
+        help="comma-separated: native (email,name), mailchimp (an audience's three files, "
+        f"{SUPPRESSED_SHARE:.0%} unsubscribed or cleaned); default both",
+    )
     parser.add_argument("--seed", type=int, default=20261123)
     parser.add_argument(
         "--time-limit",
@@ -146,6 +161,9 @@ def parse_args():
     args.writers = [int(count) for count in args.writers.split(",") if count.strip()]
     if not args.writers or not all(1 <= count <= 8 for count in args.writers):
         parser.error("--writers: counts from 1 to 8")
+    args.formats = [name.strip() for name in args.formats.split(",") if name.strip()]
+    if not args.formats or set(args.formats) - set(FORMAT_LABELS):
+        parser.error("--formats: native, mailchimp")
     args.repo = args.repo.resolve()
     args.databases = [name.strip() for name in args.databases.split(",") if name.strip()]
     unknown = set(args.databases) - {"postgresql", "sqlite"}
@@ -178,40 +196,50 @@ def invalid_email(rng, number):
     return ""
 
 
-def csv_generate(path, rows, *, seed):
-    """Write ``rows`` data rows to ``path``; return what an import of it must report."""
+def people(rows, *, seed, counts):
+    """Yield ``(email, first, last, name)`` for ``rows`` rows, about 1% invalid and 1%
+    duplicates (see the module's docstring); ``counts`` gets "valid", "invalid" and
+    "duplicates"."""
     rng = random.Random(seed)
     valid = []
     invalid = duplicates = 0
+    for number in range(rows):
+        first, last = rng.choice(FIRST), rng.choice(LAST)
+        name = f"{first} {last}"
+        draw = rng.random()
+        if draw < INVALID_SHARE:
+            invalid += 1
+            email = invalid_email(rng, number)
+        elif draw < INVALID_SHARE + DUPLICATE_SHARE and valid:
+            duplicates += 1
+            if rng.random() < 0.5:
+                email = valid[-rng.randint(1, min(50, len(valid)))]
+            else:
+                email = valid[rng.randrange(len(valid))]
+            variant = rng.randrange(3)
+            if variant == 0:
+                email = email.upper()
+            elif variant == 1:
+                email = f"  {email} "
+        else:
+            email = f"{ascii_name(first)}.{ascii_name(last)}{number}@{rng.choice(DOMAINS)}"
+            valid.append(email)
+        if number % 10 == 3:
+            name = f"  {first}   {last} "
+        elif number % 10 == 7:
+            name = f"{last}, {first}"
+        yield email, first, last, name
+    counts.update(valid=len(valid), invalid=invalid, duplicates=duplicates)
+
+
+def csv_generate(path, rows, *, seed):
+    """Write ``rows`` data rows to ``path``; return what an import of it must report."""
+    counts = {}
     with path.open("w", newline="", encoding="utf-8") as file:
         writer = csv.writer(file, lineterminator="\n")
         writer.writerow(["email", "name"])
         chunk = []
-        for number in range(rows):
-            first, last = rng.choice(FIRST), rng.choice(LAST)
-            name = f"{first} {last}"
-            draw = rng.random()
-            if draw < INVALID_SHARE:
-                invalid += 1
-                email = invalid_email(rng, number)
-            elif draw < INVALID_SHARE + DUPLICATE_SHARE and valid:
-                duplicates += 1
-                if rng.random() < 0.5:
-                    email = valid[-rng.randint(1, min(50, len(valid)))]
-                else:
-                    email = valid[rng.randrange(len(valid))]
-                variant = rng.randrange(3)
-                if variant == 0:
-                    email = email.upper()
-                elif variant == 1:
-                    email = f"  {email} "
-            else:
-                email = f"{ascii_name(first)}.{ascii_name(last)}{number}@{rng.choice(DOMAINS)}"
-                valid.append(email)
-            if number % 10 == 3:
-                name = f"  {first}   {last} "
-            elif number % 10 == 7:
-                name = f"{last}, {first}"
+        for email, _, _, name in people(rows, seed=seed, counts=counts):
             chunk.append((email, name))
             if len(chunk) >= 10_000:
                 writer.writerows(chunk)
@@ -219,10 +247,128 @@ def csv_generate(path, rows, *, seed):
         writer.writerows(chunk)
     return {
         "rows": rows,
-        "imported": len(valid),
-        "duplicates": duplicates,
-        "rejected": invalid,
+        "imported": counts["valid"],
+        "duplicates": counts["duplicates"],
+        "rejected": counts["invalid"],
+        "suppressed": 0,
         "bytes": path.stat().st_size,
+        "paths": [path],
+    }
+
+
+# A Mailchimp audience export: one file per status, each with the merge fields (here First
+# Name, Last Name and Company) and Mailchimp's own columns; the unsubscribed and cleaned
+# files add theirs. Times are UTC, TAGS a list of quoted names.
+MAILCHIMP_COLUMNS = [
+    "Email Address",
+    "First Name",
+    "Last Name",
+    "Company",
+    "MEMBER_RATING",
+    "OPTIN_TIME",
+    "OPTIN_IP",
+    "CONFIRM_TIME",
+    "CONFIRM_IP",
+    "LATITUDE",
+    "LONGITUDE",
+    "GMTOFF",
+    "DSTOFF",
+    "TIMEZONE",
+    "CC",
+    "REGION",
+    "LAST_CHANGED",
+    "LEID",
+    "EUID",
+    "NOTES",
+    "TAGS",
+]
+MAILCHIMP_UNSUBSCRIBED = [
+    "UNSUB_TIME",
+    "UNSUB_CAMPAIGN_TITLE",
+    "UNSUB_CAMPAIGN_ID",
+    "UNSUB_REASON",
+    "UNSUB_REASON_OTHER",
+]
+MAILCHIMP_CLEANED = ["CLEAN_TIME", "CLEAN_CAMPAIGN_TITLE", "CLEAN_CAMPAIGN_ID"]
+SUPPRESSED_SHARE = 0.10  # unsubscribed and cleaned rows, half each
+FORMAT_LABELS = {"native": "", "mailchimp": ", Mailchimp"}
+FORMAT_GOAL = 0.90  # the Mailchimp export's rate, at least this share of the native file's
+
+
+def _mailchimp_row(number, email, first, last):
+    moment = (
+        f"2024-{1 + number % 12:02d}-{1 + number % 28:02d} {number % 24:02d}:{number % 60:02d}:07"
+    )
+    return [
+        email,
+        first,
+        last,
+        "Analytical Engines, Ltd" if number % 3 == 0 else "",
+        "2",
+        moment,
+        f"203.0.{number % 256}.{(number // 256) % 256}",
+        moment,
+        f"198.51.{number % 256}.{(number // 7) % 256}",
+        "51.5",
+        "-0.12",
+        "0",
+        "1",
+        "Europe/London",
+        "GB",
+        "ENG",
+        moment,
+        str(50_000_000 + number),
+        f"{number:010x}",
+        "",
+        '"VIP","Early readers"' if number % 5 == 0 else "",
+    ]
+
+
+def mailchimp_generate(directory, rows, *, seed):
+    """Write a Mailchimp audience of ``rows`` rows as its three files (subscribed, with the
+    same invalid and duplicate rows as the native file; 5% unsubscribed, 5% cleaned, new
+    addresses); return what importing them must report."""
+    suppressed = int(rows * SUPPRESSED_SHARE)
+    subscribed_rows = rows - suppressed
+    counts = {}
+    paths = [
+        directory / f"{kind}_members_export_{rows}.csv"
+        for kind in ("subscribed", "unsubscribed", "cleaned")
+    ]
+    with paths[0].open("w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)  # Mailchimp ends lines with CRLF
+        writer.writerow(MAILCHIMP_COLUMNS)
+        chunk = []
+        for number, (email, first, last, _) in enumerate(
+            people(subscribed_rows, seed=seed, counts=counts)
+        ):
+            chunk.append(_mailchimp_row(number, email, first, last))
+            if len(chunk) >= 10_000:
+                writer.writerows(chunk)
+                chunk.clear()
+        writer.writerows(chunk)
+    for path, extra, size, start in (
+        (paths[1], MAILCHIMP_UNSUBSCRIBED, suppressed // 2, 0),
+        (paths[2], MAILCHIMP_CLEANED, suppressed - suppressed // 2, suppressed // 2),
+    ):
+        with path.open("w", newline="", encoding="utf-8") as file:
+            writer = csv.writer(file)
+            writer.writerow(MAILCHIMP_COLUMNS + extra)
+            for number in range(start, start + size):
+                row = _mailchimp_row(number, f"gone{number}@example.org", "Gone", "Away")
+                if extra is MAILCHIMP_UNSUBSCRIBED:
+                    row += [row[16], "March issue", "a1b2c3", "No longer interested", ""]
+                else:
+                    row += [row[16], "April issue", "d4e5f6"]
+                writer.writerow(row)
+    return {
+        "rows": rows,
+        "imported": counts["valid"],
+        "duplicates": counts["duplicates"],
+        "rejected": counts["invalid"],
+        "suppressed": suppressed,
+        "bytes": sum(path.stat().st_size for path in paths),
+        "paths": paths,
     }
 
 
@@ -339,16 +485,27 @@ CHECKS = {
     "profile.subscriptions": "SELECT count(*) FROM accounts_profile_subscriptions",
     "activity": "SELECT count(*) FROM activity_activity WHERE event = 'imported'",
 }
+SUPPRESSIONS = "SELECT count(*) FROM newsletters_suppression"
 
 
 # --- one measured run ---------------------------------------------------------------------
 
 
-def import_run(database, csv_path, workdir, repo, *, time_limit, writers, profile_path=None):
-    """Run the command on a fresh database; return its measurements."""
+def import_run(database, paths, workdir, repo, *, time_limit, writers, profile_path=None):
+    """Run the command on ``paths`` (one file, or a Mailchimp audience's three) on a fresh
+    database; return its measurements."""
     url = database.fresh()
     report_path = workdir / "rejected.csv"
     report_path.unlink(missing_ok=True)
+    # One file: its report where the benchmark says; several: FILE.rejected.csv each.
+    report_paths = (
+        [report_path]
+        if len(paths) == 1
+        else [path.with_suffix(path.suffix + ".rejected.csv") for path in paths]
+    )
+    for path in report_paths:
+        path.unlink(missing_ok=True)
+    report_option = ["--report", report_path] if len(paths) == 1 else []
     usage_path = workdir / "rusage.json"
     usage_path.unlink(missing_ok=True)
     load = os.getloadavg()[0]
@@ -364,11 +521,10 @@ def import_run(database, csv_path, workdir, repo, *, time_limit, writers, profil
             *profiler,
             "manage.py",
             "import_subscribers",
-            csv_path,
+            *paths,
             "--newsletter",
             SLUG,
-            "--report",
-            report_path,
+            *report_option,
             "--writers",
             str(writers),
         ],
@@ -417,15 +573,19 @@ def import_run(database, csv_path, workdir, repo, *, time_limit, writers, profil
         if match:
             keys = ("rows", "imported", "duplicates", "rejected")
             reported = dict(zip(keys, map(int, match.groups()[:4]), strict=True))
+            suppressed = SUPPRESSED.search(line)
+            reported["suppressed"] = int(suppressed.group(1)) if suppressed else 0
     if reported is None and "The file has no rows." in output:
-        reported = {"rows": 0, "imported": 0, "duplicates": 0, "rejected": 0}
+        reported = {"rows": 0, "imported": 0, "duplicates": 0, "rejected": 0, "suppressed": 0}
     if reported is None and not stopped.is_set():
         raise SystemExit(f"no summary line in the command's output:\n{output[-3000:]}")
     counts = {name: database.count(sql) for name, sql in CHECKS.items()}
+    suppressions = database.count(SUPPRESSIONS)
     report_rows = 0
-    if report_path.exists():
-        with report_path.open(newline="") as file:
-            report_rows = sum(1 for _ in csv.reader(file)) - 1
+    for path in report_paths:
+        if path.exists():
+            with path.open(newline="") as file:
+                report_rows += sum(1 for _ in csv.reader(file)) - 1
     return {
         "wall": usage["wall"],
         "stopped": stopped.is_set(),
@@ -435,6 +595,7 @@ def import_run(database, csv_path, workdir, repo, *, time_limit, writers, profil
         "progress": progress,
         "reported": reported,
         "counts": counts,
+        "suppressions": suppressions,
         "report_rows": report_rows,
         "load": load,
     }
@@ -454,7 +615,11 @@ def problems_of(result, expected):
             problems.append(f"{counts['profiles']} profiles, the command reported {last}")
         return problems
     reported = result["reported"]
-    for key in ("rows", "imported", "duplicates", "rejected"):
+    if result["suppressions"] != expected["suppressed"]:
+        problems.append(
+            f"{result['suppressions']} suppression rows, expected {expected['suppressed']}"
+        )
+    for key in ("rows", "imported", "duplicates", "rejected", "suppressed"):
         if reported[key] != expected[key]:
             problems.append(f"command says {key}={reported[key]}, file has {expected[key]}")
     for name, value in counts.items():
@@ -465,6 +630,11 @@ def problems_of(result, expected):
             f"{result['report_rows']} rows in the report, expected {expected['rejected']}"
         )
     return problems
+
+
+def rates_wall(result, rows):
+    done, seconds = rows_and_seconds(result, rows)
+    return done / seconds
 
 
 def rows_and_seconds(result, rows):
@@ -564,6 +734,7 @@ def table_print(results):
             size = f"{rows:,} ({expected['bytes'] / 1e6:.1f})"
             outcome = (
                 f"{reported['imported']:,} / {reported['duplicates']:,} / {reported['rejected']:,}"
+                + (f" (+ {reported['suppressed']:,} suppressed)" if reported["suppressed"] else "")
             )
             rate = f"**{fmt_rate(rows, seconds)}**"
         server = f"{result['backend_cpu']:.1f}" if result["backend_cpu"] is not None else "-"
@@ -586,6 +757,18 @@ def goals_print(results, sizes):
     print()
     big = max(sizes)
     small = min(sizes)
+    for (label, rows), result in results.items():
+        native = (label.removesuffix(FORMAT_LABELS["mailchimp"]), rows)
+        if label == native[0] or native not in results or not rows:
+            continue
+        rate = rates_wall(result, rows)
+        native_rate = rates_wall(results[native], rows)
+        ratio = rate / native_rate
+        print(
+            f"Goal Mailchimp >= {FORMAT_GOAL:.0%} of native ({label}, {rows:,} rows): "
+            f"{rate:,.0f} vs {native_rate:,.0f} rows/s, {ratio:.0%}: "
+            f"{'met' if ratio >= FORMAT_GOAL else 'missed'}."
+        )
     for (label, rows), result in results.items():
         if label.startswith("PostgreSQL") and rows == big:
             done, seconds = rows_and_seconds(result, rows)
@@ -621,17 +804,25 @@ def main():
     profiles = []
     failed = False
     try:
+        # (format, rows): (paths, expected). Native: the header-only file too (start-up).
         files = {}
-        for rows in [0, *sorted(set(args.sizes))]:
-            path = workdir / f"subscribers-{rows}.csv"
-            t0 = time.monotonic()
-            files[rows] = (path, csv_generate(path, rows, seed=args.seed))
-            if rows:
-                print(
-                    f"generated {path.name}: {files[rows][1]['bytes'] / 1e6:.1f} MB "
-                    f"in {time.monotonic() - t0:.1f} s",
-                    flush=True,
-                )
+        for kind in args.formats:
+            for rows in (
+                [0, *sorted(set(args.sizes))] if kind == "native" else sorted(set(args.sizes))
+            ):
+                t0 = time.monotonic()
+                if kind == "native":
+                    path = workdir / f"subscribers-{rows}.csv"
+                    expected = csv_generate(path, rows, seed=args.seed)
+                else:
+                    expected = mailchimp_generate(workdir, rows, seed=args.seed)
+                files[(kind, rows)] = (expected["paths"], expected)
+                if rows:
+                    print(
+                        f"generated {kind} {rows:,} rows: {expected['bytes'] / 1e6:.1f} MB "
+                        f"in {time.monotonic() - t0:.1f} s",
+                        flush=True,
+                    )
         for name in args.databases:
             database = PostgreSQL() if name == "postgresql" else SQLite(workdir)
             databases.append(database)
@@ -641,13 +832,14 @@ def main():
             print(f"{database.label}: migrated in {time.monotonic() - t0:.1f} s", flush=True)
             # SQLite writes with one connection whatever --writers says.
             for writers in args.writers if name == "postgresql" else [1]:
-                label = database.label
+                base_label = database.label
                 if name == "postgresql":
-                    label += f", {writers} writer{'s' if writers > 1 else ''}"
-                for rows, (path, expected) in files.items():
+                    base_label += f", {writers} writer{'s' if writers > 1 else ''}"
+                for (kind, rows), (paths, expected) in files.items():
+                    label = base_label + FORMAT_LABELS[kind]
                     result = import_run(
                         database,
-                        path,
+                        paths,
                         workdir,
                         args.repo,
                         time_limit=args.time_limit,
@@ -671,7 +863,7 @@ def main():
                 profile_path = workdir / f"{name}.prof"
                 import_run(
                     database,
-                    files[rows][0],
+                    files[(args.formats[0], rows)][0],
                     workdir,
                     args.repo,
                     time_limit=0,

@@ -131,7 +131,15 @@ def main():
     args = parser.parse_args()
     print(f"load average at start: {os.getloadavg()}", flush=True)
     logdir = tempfile.mkdtemp(prefix="signalpost-preview-")
-    fanout_args = argparse.Namespace(workers=2, profile=None, patch=None, timeout=args.timeout)
+    fanout_args = argparse.Namespace(
+        workers=2,
+        profile=None,
+        patch=None,
+        timeout=args.timeout,
+        dkim=False,
+        pause_at=None,
+        start_only=False,
+    )
     sink = Sink(logdir)
     signalpost = Signalpost(fanout_args, sink=sink, logdir=logdir)
     web = workers = None
@@ -145,7 +153,7 @@ def main():
         from signalpost.publishing.models import Delivery, Issue
         from signalpost.publishing.services import issue_create, issue_send
 
-        sending = signalpost.issues[(args.size, False)]
+        sending = signalpost.issues[(args.size, "")]
         draft = issue_create(
             newsletter=sending.newsletter, subject="Draft", body_markdown="Being written."
         )
@@ -193,13 +201,13 @@ def main():
         workers = signalpost.start_workers("preview")
         load_before = os.getloadavg()
         started = time.time()
-        recipients = issue_send(issue=sending)
+        issue_send(issue=sending)  # returns whether this call started it; preparing is async
         busy = []
         deadline = time.monotonic() + args.timeout
         while True:
             busy.append(previewer.once())
             if len(busy) % 10 == 0:
-                sending.refresh_from_db(fields=["status", "sent_at"])
+                sending.refresh_from_db(fields=["status", "sent_at", "recipient_count"])
                 if sending.status == Issue.Status.SENT:
                     break
             if time.monotonic() > deadline:
@@ -212,6 +220,7 @@ def main():
             .annotate(count=Count("id"))
             .order_by()
         )
+        recipients = sending.recipient_count
         sink_messages = sink.stats()["messages"]
         print(f"during the send: {json.dumps(summary(busy))}", flush=True)
         quiet_s, busy_s = summary(quiet), summary(busy)

@@ -57,6 +57,7 @@ DEFAULTS: dict[str, Any] = {
     "DELIVERY_SETTLED_DAYS": 3,
     "BOUNCE_ADDRESS": "",
     "BOUNCE_MAILBOX_URL": "",
+    "BOUNCE_MAILBOX_CA_FILE": "",
     "BOUNCE_POLL_SECONDS": 300.0,
     "BOUNCE_POLL_LIMIT": 5000,
     "DKIM_DOMAIN": "",
@@ -113,6 +114,7 @@ class SignalpostSettings:
     DELIVERY_SETTLED_DAYS: int
     BOUNCE_ADDRESS: str
     BOUNCE_MAILBOX_URL: str
+    BOUNCE_MAILBOX_CA_FILE: str
     BOUNCE_POLL_SECONDS: float
     BOUNCE_POLL_LIMIT: int
     DKIM_DOMAIN: str

@@ -31,6 +31,8 @@ NEWSLETTERS = [
         "description": "CSS, accessibility and the platform, once a month.",
         "topics": ["web"],
         "opt_in": Newsletter.OptIn.DOUBLE,
+        # Try the embeddable form: save a snippet in a folder, `python -m http.server 8080`.
+        "embed_origins": "http://localhost:8080\nhttp://127.0.0.1:8080",
     },
     {
         "slug": "data-letters",
@@ -78,6 +80,8 @@ def demo_data_load():
                 "opt_in": spec.get("opt_in", Newsletter.OptIn.SINGLE),
                 "sender_name": spec["name"],
                 "sender_email": f"{spec['slug']}@newsletters.example.com",
+                "embed_allowed": "embed_origins" in spec,
+                "embed_origins": spec.get("embed_origins", ""),
             },
         )
         newsletter.topics.add(*(topics[slug] for slug in spec["topics"]))

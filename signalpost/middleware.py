@@ -27,6 +27,8 @@ from django.core.exceptions import (
 )
 from django.http import JsonResponse, UnreadablePostError
 from django.http.multipartparser import MultiPartParserError
+from django.utils.formats import number_format
+from django.utils.translation import gettext as _
 
 from signalpost.conf import conf
 from signalpost.pages import render_page
@@ -53,6 +55,11 @@ def request_body_max_bytes(request):
     return conf.REQUEST_BODY_MAX_BYTES
 
 
+def _number(value: int) -> str:
+    """``value`` with the active language's digit grouping (65,536; 65.536)."""
+    return number_format(value, force_grouping=True)
+
+
 def _content_length(request):
     try:
         return max(int(request.META.get("CONTENT_LENGTH") or 0), 0)
@@ -64,7 +71,7 @@ def _refusal(request, *, status, message, field=None):
     """The API's JSON error, or the site's error page, saying ``message``."""
     if API_NAMESPACE in request.resolver_match.namespaces:
         return JsonResponse({"errors": [{"field": field, "message": message}]}, status=status)
-    title = "Request too large" if status == 413 else "Bad request"
+    title = _("Request too large") if status == 413 else _("Bad request")
     context = {"title": title, "message": message}
     return render_page(request, "signalpost/400.html", context, status=status)
 
@@ -79,7 +86,9 @@ def _form_charset_refusal(request):
     except LookupError:
         utf8 = False
     if not utf8:
-        message = f"Form data must be sent as UTF-8; this request says charset={charset}."
+        message = _("Form data must be sent as UTF-8; this request says charset=%(charset)s.") % {
+            "charset": charset
+        }
         return _refusal(request, status=400, message=message)
     # "utf8", "UTF_8": Django reads only the exact name "utf-8" as UTF-8.
     request.encoding = "utf-8"
@@ -96,11 +105,14 @@ class RequestBodyMiddleware:
     def process_view(self, request, view_func, view_args, view_kwargs):
         fault = getattr(request, "content_type_fault", None)
         if fault:
-            return _refusal(request, status=400, message=f"{fault} Send a valid one.")
+            message = _("%(fault)s Send a valid one.") % {"fault": fault}
+            return _refusal(request, status=400, message=message)
         limit = request_body_max_bytes(request)
         length = _content_length(request)
         if length > limit:
-            message = f"The request body has {length:,} bytes; at most {limit:,} are taken here."
+            message = _(
+                "The request body has %(length)s bytes; at most %(limit)s are taken here."
+            ) % {"length": _number(length), "limit": _number(limit)}
             return _refusal(request, status=413, message=message)
         if request.method != "POST" or request.content_type not in FORM_CONTENT_TYPES:
             return None
@@ -111,19 +123,20 @@ class RequestBodyMiddleware:
             request.POST  # noqa: B018 (parse it now, under the rules above)
         except RequestDataTooBig:
             limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-            message = f"The form data has more than {limit:,} bytes."
+            message = _("The form data has more than %(limit)s bytes.") % {"limit": _number(limit)}
             return _refusal(request, status=413, message=message)
         except TooManyFieldsSent:
             limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
-            message = f"The form data has more than {limit:,} fields."
+            message = _("The form data has more than %(limit)s fields.") % {"limit": _number(limit)}
             return _refusal(request, status=400, message=message)
         except FileRefused as exc:
             return _refusal(request, status=400, message=str(exc), field=exc.field)
         except (BadRequest, SuspiciousOperation, MultiPartParserError) as exc:
-            message = f"The form data cannot be read ({exc})."
+            message = _("The form data cannot be read (%(error)s).") % {"error": exc}
             return _refusal(request, status=400, message=message)
         except UnreadablePostError:
-            return _refusal(request, status=400, message="The request body was cut short.")
+            message = _("The request body was cut short.")
+            return _refusal(request, status=400, message=message)
         return None
 
 

@@ -70,6 +70,8 @@ MIDDLEWARE = [
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "signalpost.security.StaffContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The language of each page: the switcher's cookie, else Accept-Language (docs/languages.md).
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -207,6 +209,9 @@ if SIGNALPOST_BOUNCE_ADDRESS and not re.fullmatch(
         "(letters, digits, . _ - before the @; the token goes after a +)"
     )
 SIGNALPOST_BOUNCE_MAILBOX_URL = ENV.get("BOUNCE_MAILBOX_URL", "")
+# imaps:// and pop3s:// trust only this CA file (PEM: a private CA, or the server's
+# self-signed certificate) when set; otherwise the system's CAs.
+SIGNALPOST_BOUNCE_MAILBOX_CA_FILE = ENV.get("BOUNCE_MAILBOX_CA_FILE", "")
 # With BOUNCE_MAILBOX_URL the workers read it every BOUNCE_POLL_SECONDS, at most
 # BOUNCE_POLL_LIMIT messages a time (the rest on the next poll).
 SIGNALPOST_BOUNCE_POLL_SECONDS = float(ENV.get("BOUNCE_POLL_SECONDS", "300"))
@@ -225,7 +230,16 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
-LANGUAGE_CODE = "en-us"
+# The languages of the site and its emails (docs/languages.md): a page follows its
+# reader's choice (the switcher, else Accept-Language), a newsletter's emails its own
+# language; SITE_LANGUAGE is the default of both.
+# Each named in itself: the switcher lists them so.
+LANGUAGES = [("en", "English"), ("de", "Deutsch"), ("es", "Español"), ("fr", "Français")]
+LANGUAGE_CODE = ENV.get("SITE_LANGUAGE", "en").strip() or "en"
+if LANGUAGE_CODE not in dict(LANGUAGES):
+    raise ImproperlyConfigured(
+        f"SITE_LANGUAGE must be one of {', '.join(dict(LANGUAGES))}; got {LANGUAGE_CODE!r}"
+    )
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True

@@ -114,6 +114,25 @@ profile_erased = DeclaredSignal(
     "in the transaction where you can.",
 )
 
+address_suppressed = DeclaredSignal(
+    "address_suppressed",
+    arguments=("emails", "newsletter", "reason", "source"),
+    doc="Addresses went on the suppression list: never mailed again about newsletter (None: "
+    "about any newsletter) until the person confirms a new double opt-in. emails lists the "
+    "addresses newly suppressed (one for a bounce or complaint, up to a batch for an "
+    "import); reason is a Suppression.Reason, source import:<format>, bounce or complaint. "
+    "Sent by newsletters.suppressions.suppressions_add inside its transaction, once per "
+    "newsletter scope and reason.",
+)
+
+suppression_lifted = DeclaredSignal(
+    "suppression_lifted",
+    arguments=("user_email", "newsletter", "subscription"),
+    doc="A suppressed address confirmed a new double opt-in to newsletter: its suppression "
+    "for that newsletter and any for every newsletter are gone. Sent by "
+    "newsletters.suppressions.suppression_lift inside subscription_confirm's transaction.",
+)
+
 CATALOGUE = (
     subscription_requested,
     user_subscribed,
@@ -129,4 +148,6 @@ CATALOGUE = (
     bounce_received,
     complaint_received,
     profile_erased,
+    address_suppressed,
+    suppression_lifted,
 )

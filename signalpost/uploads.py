@@ -8,6 +8,7 @@ own handlers after it serve the views marked with :func:`takes_files`.
 
 from django.core.exceptions import BadRequest
 from django.core.files.uploadhandler import FileUploadHandler
+from django.utils.translation import gettext as _
 
 
 class FileRefused(BadRequest):
@@ -35,7 +36,8 @@ class FilesRefusedUploadHandler(FileUploadHandler):
 
     def new_file(self, field_name, *args, **kwargs):
         if not view_takes_files(self.request):
-            raise FileRefused(f"{field_name}: files are not accepted here.", field=field_name)
+            message = _("%(field)s: files are not accepted here.") % {"field": field_name}
+            raise FileRefused(message, field=field_name)
 
     def receive_data_chunk(self, raw_data, start):
         return raw_data

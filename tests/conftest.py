@@ -1,5 +1,6 @@
 import pytest
 from django.core.cache import cache
+from django.utils import translation
 
 from tests.factories import make_newsletter
 from tests.mail import smtp_mailers, smtp_server_start
@@ -11,6 +12,15 @@ def clear_cache():
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def default_language():
+    """A request through the test client leaves its language active in this thread (Django's
+    LocaleMiddleware activates per request and never resets): each test starts from none."""
+    translation.deactivate()
+    yield
+    translation.deactivate()
 
 
 @pytest.fixture

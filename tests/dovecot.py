@@ -2,8 +2,10 @@
 
 Started from a configuration written to a temporary directory, on free ports,
 with one user whose mail is a Maildir there; stopped afterwards. Not the system
-service. Run as root, its login processes run as ``dovenull`` and the mail as
-``dovecot`` (Dovecot refuses root for both); otherwise everything runs as the user.
+service. It listens for IMAPS and POP3S too, with a self-signed certificate for
+127.0.0.1 made at start (``openssl``), which ``ca_file`` holds. Run as root, its
+login processes run as ``dovenull`` and the mail as ``dovecot`` (Dovecot refuses
+root for both); otherwise everything runs as the user.
 """
 
 import grp
@@ -25,22 +27,47 @@ USER, PASSWORD = "bounces", "a secret with spaces, & and /"
 
 @dataclass
 class Dovecot:
-    imap_port: int
-    pop3_port: int
+    ports: dict[str, int]  # by scheme: imap, imaps, pop3, pop3s
     directory: Path
+
+    @property
+    def imap_port(self):
+        return self.ports["imap"]
+
+    @property
+    def pop3_port(self):
+        return self.ports["pop3"]
+
+    @property
+    def ca_file(self):
+        """The server's self-signed certificate (PEM): trusting it trusts the server."""
+        return str(self.directory / "cert.pem")
 
     def url(self, scheme):
         from urllib.parse import quote
 
-        port = self.imap_port if scheme == "imap" else self.pop3_port
-        return f"{scheme}://{USER}:{quote(PASSWORD, safe='')}@127.0.0.1:{port}/"
+        return f"{scheme}://{USER}:{quote(PASSWORD, safe='')}@127.0.0.1:{self.ports[scheme]}/"
 
 
 def dovecot_missing():
-    return (
-        None
-        if DOVECOT.exists()
-        else f"{DOVECOT} does not exist (apt-get install dovecot-imapd dovecot-pop3d)"
+    if not DOVECOT.exists():
+        return f"{DOVECOT} does not exist (apt-get install dovecot-imapd dovecot-pop3d)"
+    if shutil.which("openssl") is None:
+        return "openssl is needed to make the test Dovecot's certificate (apt-get install openssl)"
+    return None
+
+
+def certificate_make(directory):
+    """A self-signed certificate for 127.0.0.1 and localhost, valid for a day."""
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-nodes", "-days", "1"),
+            *("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"),
+            *("-keyout", directory / "key.pem", "-out", directory / "cert.pem"),
+            *("-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"),
+        ],
+        check=True,
+        capture_output=True,
     )
 
 
@@ -61,7 +88,8 @@ def dovecot_start():
     mail.mkdir()
     os.chown(mail, uid, gid)
     (directory / "passwd").write_text(f"{USER}:{{PLAIN}}{PASSWORD}\n")
-    imap_port, pop3_port = free_port(), free_port()
+    certificate_make(directory)
+    ports = {scheme: free_port() for scheme in ("imap", "imaps", "pop3", "pop3s")}
     config = directory / "dovecot.conf"
     config.write_text(
         f"""
@@ -70,7 +98,9 @@ state_dir = {directory}/state
 log_path = {directory}/dovecot.log
 protocols = imap pop3
 listen = 127.0.0.1
-ssl = no
+ssl = yes
+ssl_cert = <{directory}/cert.pem
+ssl_key = <{directory}/key.pem
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 default_internal_user = {internal}
@@ -91,20 +121,24 @@ service imap-login {{
   chroot =
   inet_listener imap {{
     address = 127.0.0.1
-    port = {imap_port}
+    port = {ports["imap"]}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {ports["imaps"]}
+    ssl = yes
   }}
 }}
 service pop3-login {{
   chroot =
   inet_listener pop3 {{
     address = 127.0.0.1
-    port = {pop3_port}
+    port = {ports["pop3"]}
   }}
   inet_listener pop3s {{
-    port = 0
+    address = 127.0.0.1
+    port = {ports["pop3s"]}
+    ssl = yes
   }}
 }}
 service submission-login {{
@@ -123,7 +157,7 @@ service anvil {{
         stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 15
-    for port in (imap_port, pop3_port):
+    for port in ports.values():
         while True:
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=1):
@@ -136,7 +170,7 @@ service anvil {{
                         "Dovecot did not start: " + (log.read_text() if log.exists() else "")
                     ) from None
                 time.sleep(0.1)
-    return process, Dovecot(imap_port, pop3_port, directory)
+    return process, Dovecot(ports, directory)
 
 
 def dovecot_stop(process, server):

@@ -101,6 +101,17 @@ def start_worker(worker_id, test_dir, *extra):
     )
 
 
+def workers_send_to_inbox(settings, monkeypatch, *, batch_size, rate_per_second):
+    """Point the worker processes a test starts (``start_worker``) at its SMTP sink
+    (``smtp_inbox``), sending batches of ``batch_size`` at ``rate_per_second``; the batch
+    size holds in this process too."""
+    settings.SIGNALPOST_SEND_BATCH_SIZE = batch_size
+    port = settings.MAILERS["default"]["OPTIONS"]["port"]
+    monkeypatch.setenv("EMAIL_URL", f"smtp://127.0.0.1:{port}")
+    monkeypatch.setenv("SEND_BATCH_SIZE", str(batch_size))
+    monkeypatch.setenv("SEND_RATE_PER_SECOND", str(rate_per_second))
+
+
 def wait_for(condition, *, timeout, interval=0.1, what="condition"):
     """Poll ``condition`` until it returns something truthy; return that, or fail."""
     deadline = time.monotonic() + timeout

@@ -74,39 +74,38 @@ def test_an_override_that_tests_the_name_says_what_it_says_for_each_reader(overr
     assert "Dear reader friend" in built["bob@example.com"][1]
 
 
-def test_an_override_that_compares_the_name_decides_by_the_readers_own(overrides):
+@pytest.mark.parametrize(
+    ("issue_txt", "issue_html", "texts", "ann_html"),
+    [
+        pytest.param(
+            '{% if name == "Ann" %}VIP {% endif %}{% if "y" in name %}has y {% endif %}'
+            "{% if profile.email < 'b' %}early {% endif %}{{ name }}",
+            "<p>{{ name }}</p>",
+            ("VIP early Ann", "", "has y Cyrus"),
+            r"<p>Ann</p>",
+            id="compares",
+        ),
+        pytest.param(
+            "{{ name|lower }} {{ name|length }} {{ profile.email|upper }} "
+            "{{ name|truncatechars:3 }}",
+            "<p>{{ name|title }} {{ unsubscribe_url|length }}</p>",
+            ("ann 3 ANN@EXAMPLE.COM Ann", " 0 BOB@EXAMPLE.COM ", "cyrus 5 CY@EXAMPLE.COM Cy…"),
+            r"<p>Ann \d+</p>",
+            id="transforms",
+        ),
+    ],
+)
+def test_an_override_that_compares_or_transforms_the_name_decides_by_the_readers_own(
+    overrides, issue_txt, issue_html, texts, ann_html
+):
     newsletter = make_newsletter(slug="picky")
-    overrides(
-        "picky",
-        issue_txt='{% if name == "Ann" %}VIP {% endif %}{% if "y" in name %}has y {% endif %}'
-        "{% if profile.email < 'b' %}early {% endif %}{{ name }}",
-        issue_html="<p>{{ name }}</p>",
-    )
+    overrides("picky", issue_txt=issue_txt, issue_html=issue_html)
     issue = issue_create(newsletter=newsletter, subject="One", body_markdown="Body.")
 
     built = copies(issue)
 
-    assert built["ann@example.com"][0] == "VIP early Ann"
-    assert built["bob@example.com"][0] == ""
-    assert built["cy@example.com"][0] == "has y Cyrus"
-
-
-def test_an_override_that_transforms_the_name_gets_the_readers_own(overrides):
-    newsletter = make_newsletter(slug="filters")
-    overrides(
-        "filters",
-        issue_txt="{{ name|lower }} {{ name|length }} {{ profile.email|upper }} "
-        "{{ name|truncatechars:3 }}",
-        issue_html="<p>{{ name|title }} {{ unsubscribe_url|length }}</p>",
-    )
-    issue = issue_create(newsletter=newsletter, subject="One", body_markdown="Body.")
-
-    built = copies(issue)
-
-    assert built["ann@example.com"][0] == "ann 3 ANN@EXAMPLE.COM Ann"
-    assert built["bob@example.com"][0] == " 0 BOB@EXAMPLE.COM "
-    assert built["cy@example.com"][0] == "cyrus 5 CY@EXAMPLE.COM Cy…"
-    assert re.search(r"<p>Ann \d+</p>", built["ann@example.com"][1])
+    assert tuple(built[address][0] for address, _ in READERS) == texts
+    assert re.search(ann_html, built["ann@example.com"][1])
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ from django_tasks_db.models import DBTaskResult
 import signalpost.newsletters.tasks
 import signalpost.ratelimit
 from signalpost.accounts.services import profile_get_or_create
-from signalpost.newsletters.models import Subscription
+from signalpost.newsletters.models import Newsletter, Subscription
 from signalpost.newsletters.services import subscribe, subscription_end
 from tests.durable_helpers import run_form_requests
 
@@ -79,10 +79,10 @@ class Work:
     cache_calls: list
 
 
-def work_of_post(client, monkeypatch, path, email, **fields):
+def work_of_post(client, monkeypatch, path, email, *, headers=None, **fields):
     queued_before = set(DBTaskResult.objects.values_list("id", flat=True))
     with CaptureQueriesContext(connection) as queries, cache_calls_recorded(monkeypatch) as calls:
-        response = client.post(path, {"user_email": email, **fields})
+        response = client.post(path, {"user_email": email, **fields}, headers=headers)
     queued = DBTaskResult.objects.exclude(id__in=queued_before).order_by("enqueued_at")
     return Work(
         status=response.status_code,
@@ -93,12 +93,12 @@ def work_of_post(client, monkeypatch, path, email, **fields):
     )
 
 
-def assert_same_work(client, monkeypatch, path, **fields):
+def assert_same_work(client, monkeypatch, path, *, headers=None, **fields):
     """POST ``path`` for a throwaway address (warming every cache), then for a stranger and
     for ``KNOWN``: the last two must do the same work."""
-    work_of_post(client, monkeypatch, path, "warm-up@example.com", **fields)
-    stranger = work_of_post(client, monkeypatch, path, STRANGER, **fields)
-    known = work_of_post(client, monkeypatch, path, KNOWN, **fields)
+    work_of_post(client, monkeypatch, path, "warm-up@example.com", headers=headers, **fields)
+    stranger = work_of_post(client, monkeypatch, path, STRANGER, headers=headers, **fields)
+    known = work_of_post(client, monkeypatch, path, KNOWN, headers=headers, **fields)
     assert stranger.status == known.status == 200
     assert known.statements == stranger.statements
     assert known.tasks == stranger.tasks
@@ -158,6 +158,19 @@ def test_subscribing_a_known_address_to_a_double_opt_in_newsletter_works_as_a_st
 ):
     known_as(double_opt_in_newsletter)
     assert_same_work(client, monkeypatch, "/subscribe/", newsletter="careful", name="Jane")
+
+
+@pytest.mark.parametrize("known_as", SUBSCRIBE_STATES, ids=lambda state: state.__name__)
+@pytest.mark.parametrize("accept", ["text/html", "application/json"])
+def test_subscribing_a_known_address_through_an_embedded_form_works_as_a_strangers(
+    client, monkeypatch, newsletter, known_as, accept
+):
+    Newsletter.objects.filter(pk=newsletter.pk).update(
+        embed_allowed=True, embed_origins="https://blog.example.org"
+    )
+    known_as(newsletter)
+    headers = {"Origin": "https://blog.example.org", "Accept": accept}
+    assert_same_work(client, monkeypatch, "/embed/weekly/", headers=headers, name="Jane")
 
 
 @pytest.mark.parametrize(

@@ -61,7 +61,8 @@ def send(client, method, url, body, content_type, **extra):
 
 @pytest.fixture
 def weekly(db):
-    return make_newsletter(slug="weekly", name="The Weekly")
+    # Open to forms on any website, so the embedded form's endpoint reads the bodies too.
+    return make_newsletter(slug="weekly", name="The Weekly", embed_allowed=True)
 
 
 @pytest.fixture
@@ -132,8 +133,18 @@ PUBLIC_PAGES = {
     "queue_status": lambda jane, weekly: "/admin/queue/",
     "healthz": lambda jane, weekly: "/healthz",
     "account_newsletters": lambda jane, weekly: "/account/newsletters/",
+    "embed_subscribe": lambda jane, weekly: "/embed/weekly/",
+    "set_language": lambda jane, weekly: "/language/",
 }
-FORM_PAGES = ["subscribe", "unsubscribe", "preferences_request", "preferences", "admin_login"]
+FORM_PAGES = [
+    "subscribe",
+    "unsubscribe",
+    "preferences_request",
+    "preferences",
+    "admin_login",
+    "embed_subscribe",
+    "set_language",
+]
 TOKEN_FORM_PAGES = ["confirm", "one_click_unsubscribe"]
 
 
@@ -239,7 +250,15 @@ def spooled(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "name", ["subscribe", "unsubscribe", "preferences_request", "preferences", *TOKEN_FORM_PAGES]
+    "name",
+    [
+        "subscribe",
+        "unsubscribe",
+        "preferences_request",
+        "preferences",
+        "embed_subscribe",
+        *TOKEN_FORM_PAGES,
+    ],
 )
 def test_a_file_sent_to_a_form_is_refused_and_not_stored(browser, jane, weekly, spooled, name):
     body, content_type = multipart(

@@ -6,8 +6,13 @@ import pytest
 
 from signalpost.accounts.models import Profile
 from signalpost.newsletters import selectors
-from signalpost.newsletters.models import Subscription
-from signalpost.newsletters.writes import profile_subscriptions_add_imported, subscription_insert
+from signalpost.newsletters.models import Subscription, Suppression
+from signalpost.newsletters.suppressions import email_hash
+from signalpost.newsletters.writes import (
+    profile_subscriptions_add_imported,
+    subscription_insert,
+    suppressions_insert,
+)
 from tests.factories import make_newsletter, make_profile
 from tests.row_helpers import assert_recent, row
 
@@ -72,3 +77,41 @@ def test_imported_subscriptions_join_profile_subscriptions_as_bulk_create_joins_
         )
 
     assert added(cte=True) == added(cte=False) == [(False, "active"), (True, "active")]
+
+
+@pytest.mark.django_db
+def test_suppression_rows_equal_the_rows_bulk_create_writes_and_skip_the_same_conflicts():
+    letter = make_newsletter()
+    moment = datetime(2024, 2, 2, 12, 0, 0, 123456, tzinfo=UTC)
+
+    def rows():
+        return [
+            Suppression(
+                email=f"{name}@example.com",
+                email_hash=email_hash(f"{name}@example.com"),
+                newsletter=newsletter,
+                reason=reason,
+                source="import:mailchimp",
+                suppressed_at=moment,
+            )
+            for name, newsletter, reason in [
+                ("ann", letter, "unsubscribed"),
+                ("bo", None, "cleaned"),
+                ("bo", None, "bounced"),  # the same address for every newsletter: skipped
+            ]
+        ]
+
+    Suppression.objects.bulk_create(rows(), ignore_conflicts=True)
+    by_bulk_create = [
+        row(Suppression, pk)
+        for pk in Suppression.objects.order_by("pk").values_list("pk", flat=True)
+    ]
+    Suppression.objects.all().delete()
+
+    suppressions_insert(suppressions=rows())
+
+    stored = Suppression.objects.order_by("pk")
+    assert [row(Suppression, item.pk) for item in stored] == by_bulk_create
+    assert len(by_bulk_create) == 2
+    for item in stored:
+        assert_recent(item.created_at)

@@ -10,6 +10,7 @@ nothing understands stays in the mailbox and is reported.
 import imaplib
 import mailbox
 import os
+import re
 from io import StringIO
 
 import pytest
@@ -24,7 +25,14 @@ from signalpost.newsletters.services import subscribe
 from signalpost.publishing.models import Delivery
 from signalpost.publishing.services import issue_create, issue_send
 from tests import bounce_samples as samples
-from tests.dovecot import PASSWORD, USER, dovecot_missing, dovecot_start, dovecot_stop
+from tests.dovecot import (
+    PASSWORD,
+    USER,
+    certificate_make,
+    dovecot_missing,
+    dovecot_start,
+    dovecot_stop,
+)
 from tests.durable_helpers import run_worker_until_idle
 from tests.factories import make_newsletter
 
@@ -153,14 +161,47 @@ def imap_subjects(server):
     return subjects
 
 
-@pytest.mark.parametrize("scheme", ["imap", "pop3"])
-def test_process_bounces_reads_a_real_dovecot_over_imap_and_pop3(sent, dovecot, scheme):
+@pytest.mark.parametrize("scheme", ["imap", "pop3", "imaps", "pop3s"])
+def test_process_bounces_reads_a_real_dovecot_over_imap_and_pop3_with_or_without_tls(
+    sent, dovecot, scheme, settings
+):
+    # The TLS variants trust the test server's self-signed certificate, and only it.
+    settings.BOUNCE_MAILBOX_CA_FILE = dovecot.ca_file
     imap_append(dovecot, returned(sent))
 
     output = run(dovecot.url(scheme))
 
     assert_recorded(output)
     assert imap_subjects(dovecot) == ["Question about my subscription 6"]
+
+
+@pytest.mark.parametrize("scheme", ["imaps", "pop3s"])
+def test_a_certificate_that_does_not_verify_is_a_clear_error_and_nothing_is_read(
+    db, dovecot, scheme, settings, tmp_path
+):
+    imap_append(dovecot, [samples.garbage(to="bounces@news.example.com", n=1)])
+    # The system's CAs do not know the test server's self-signed certificate.
+    settings.BOUNCE_MAILBOX_CA_FILE = ""
+    with pytest.raises(CommandError, match="certificate does not verify") as refused:
+        run(dovecot.url(scheme))
+    assert "BOUNCE_MAILBOX_CA_FILE" in str(refused.value)
+    assert "Traceback" not in str(refused.value)
+    assert PASSWORD not in str(refused.value)
+
+    # Another self-signed certificate, for the same name, is no better.
+    other = tmp_path / "other"
+    other.mkdir()
+    certificate_make(other)
+    settings.BOUNCE_MAILBOX_CA_FILE = str(other / "cert.pem")
+    with pytest.raises(
+        CommandError, match=f"does not verify against the CA file {re.escape(str(other))}"
+    ):
+        run(dovecot.url(scheme))
+
+    settings.BOUNCE_MAILBOX_CA_FILE = str(tmp_path / "missing.pem")
+    with pytest.raises(CommandError, match=r"cannot use the CA file .*missing\.pem"):
+        run(dovecot.url(scheme))
+    assert len(imap_subjects(dovecot)) == 1, "nothing read, nothing deleted"
 
 
 def test_a_wrong_password_or_a_dead_server_is_a_clear_error(dovecot):

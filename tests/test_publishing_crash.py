@@ -9,7 +9,7 @@ import pytest
 from signalpost.newsletters.services import subscribe
 from signalpost.publishing.models import Delivery, Issue
 from signalpost.publishing.services import issue_create, issue_send
-from tests.durable_helpers import start_worker, stop, wait_for
+from tests.durable_helpers import start_worker, stop, wait_for, workers_send_to_inbox
 from tests.factories import make_newsletter
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -20,11 +20,7 @@ RECIPIENTS = 200
 def test_a_send_killed_mid_way_finishes_after_a_restart(
     tmp_path, smtp_inbox, settings, monkeypatch
 ):
-    settings.SIGNALPOST_SEND_BATCH_SIZE = 50
-    port = settings.MAILERS["default"]["OPTIONS"]["port"]
-    monkeypatch.setenv("EMAIL_URL", f"smtp://127.0.0.1:{port}")
-    monkeypatch.setenv("SEND_BATCH_SIZE", "50")
-    monkeypatch.setenv("SEND_RATE_PER_SECOND", "60")
+    workers_send_to_inbox(settings, monkeypatch, batch_size=50, rate_per_second=60)
     letter = make_newsletter(slug="weekly")
     for number in range(RECIPIENTS):
         subscribe(email=f"reader{number}@example.com", newsletter=letter, source="admin")

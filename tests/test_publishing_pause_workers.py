@@ -17,7 +17,7 @@ from signalpost.publishing.services import (
     issue_resume,
     issue_send,
 )
-from tests.durable_helpers import start_worker, stop, wait_for
+from tests.durable_helpers import start_worker, stop, wait_for, workers_send_to_inbox
 from tests.factories import make_newsletter
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -27,11 +27,7 @@ RECIPIENTS = 300
 
 @pytest.fixture
 def big_send(smtp_inbox, settings, monkeypatch):
-    settings.SIGNALPOST_SEND_BATCH_SIZE = 150
-    port = settings.MAILERS["default"]["OPTIONS"]["port"]
-    monkeypatch.setenv("EMAIL_URL", f"smtp://127.0.0.1:{port}")
-    monkeypatch.setenv("SEND_BATCH_SIZE", "150")
-    monkeypatch.setenv("SEND_RATE_PER_SECOND", "40")
+    workers_send_to_inbox(settings, monkeypatch, batch_size=150, rate_per_second=40)
     letter = make_newsletter(slug="weekly")
     for number in range(RECIPIENTS):
         subscribe(email=f"reader{number}@example.com", newsletter=letter, source="admin")

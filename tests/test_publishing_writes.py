@@ -42,7 +42,10 @@ class MarkCheckingInbox(Inbox):
 
     def __init__(self, dsn):
         super().__init__()
-        self.database = psycopg.connect(dsn, autocommit=True)
+        # Never prepared (psycopg prepares a query run 5 times): behind PgBouncer's
+        # transaction pooling a prepared statement stays on whichever server session ran
+        # it, where another client (this suite's pg_prepared_statements check) finds it.
+        self.database = psycopg.connect(dsn, autocommit=True, prepare_threshold=None)
         self.sent_before = []
 
     async def handle_DATA(self, server, session, envelope):

@@ -5,7 +5,16 @@ import asyncio
 import pytest
 
 from signalpost.dispatch import DeclaredSignal
-from signalpost.signals import CATALOGUE, user_subscribed
+from signalpost.newsletters.services import subscribe, subscription_confirm
+from signalpost.newsletters.suppressions import suppressions_add
+from signalpost.signals import (
+    CATALOGUE,
+    address_suppressed,
+    suppression_lifted,
+    user_subscribed,
+)
+from tests.factories import make_newsletter
+from tests.recorders import SignalRecorder
 
 ARGUMENTS = {
     "profile": "p",
@@ -75,3 +84,35 @@ def test_every_catalogue_signal_is_named_and_documented():
     }
     for signal in subscription_signals:
         assert "user_email" in signal.arguments
+
+
+def test_a_suppression_sends_address_suppressed_once_with_its_declared_arguments(db):
+    weekly = make_newsletter(slug="weekly")
+    with SignalRecorder(address_suppressed) as recorded:
+        suppressions_add(
+            entries=[
+                ("a@example.com", "unsubscribed", None),
+                ("b@example.com", "unsubscribed", None),
+            ],
+            newsletter=weekly,
+            source="import:listmonk",
+        )
+
+    [call] = recorded.calls
+    assert set(call) == {"signal", *address_suppressed.arguments}
+    assert call["emails"] == ["a@example.com", "b@example.com"]
+
+
+def test_a_confirmation_that_lifts_a_suppression_sends_suppression_lifted_once(db):
+    weekly = make_newsletter(slug="weekly", opt_in="single")
+    suppressions_add(
+        entries=[("a@example.com", "cleaned", None)], newsletter=None, source="import:mailchimp"
+    )
+    pending = subscribe(email="a@example.com", newsletter=weekly, source="form")
+    with SignalRecorder(suppression_lifted) as recorded:
+        subscription_confirm(subscription=pending)
+        subscription_confirm(subscription=pending)
+
+    [call] = recorded.calls
+    assert set(call) == {"signal", *suppression_lifted.arguments}
+    assert (call["user_email"], call["newsletter"]) == ("a@example.com", weekly)

@@ -21,7 +21,8 @@ from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from signalpost.newsletters.models import Subscription
-from signalpost.newsletters.services import subscribe
+from signalpost.newsletters.services import subscribe, subscription_confirm
+from signalpost.newsletters.suppressions import suppressions_add
 from signalpost.publishing.models import Delivery
 from signalpost.publishing.services import issue_create
 from signalpost.signals import bounce_received, complaint_received
@@ -529,3 +530,49 @@ def test_tracking_webhooks_need_the_shared_secret(client, db):
 def test_a_bounce_for_an_unknown_address_changes_nothing(client, db):
     assert postmark(client, bounce("stranger@example.com")).status_code == 200
     assert not Subscription.objects.exists()
+
+
+def test_an_imported_unsubscribe_and_its_lifting_post_signed_events(hook_receiver):
+    receiver = hook_receiver()
+    endpoint = endpoint_create(
+        url=receiver.url, events=["subscriber.suppressed", "subscriber.suppression_lifted"]
+    )
+    letter = make_newsletter(slug="weekly")
+    suppressions_add(
+        entries=[("jane@example.com", "unsubscribed", None), ("sam@example.com", "bounced", None)],
+        newsletter=letter,
+        source="import:mailchimp",
+    )
+    pending = subscribe(email="jane@example.com", newsletter=letter, source="form")
+    subscription_confirm(subscription=pending)
+    run_worker_until_idle()
+
+    events = sorted(
+        (json.loads(body) for headers, body in receiver.requests),
+        key=lambda event: (event["type"], str(event["data"].get("newsletter"))),
+    )
+    assert all(verify(endpoint.secret, headers, body) for headers, body in receiver.requests)
+    assert [(event["type"], event["data"]) for event in events] == [
+        (
+            "subscriber.suppressed",
+            {
+                "emails": ["sam@example.com"],
+                "newsletter": None,
+                "reason": "bounced",
+                "source": "import:mailchimp",
+            },
+        ),
+        (
+            "subscriber.suppressed",
+            {
+                "emails": ["jane@example.com"],
+                "newsletter": "weekly",
+                "reason": "unsubscribed",
+                "source": "import:mailchimp",
+            },
+        ),
+        (
+            "subscriber.suppression_lifted",
+            {"email": "jane@example.com", "newsletter": "weekly", "status": "active"},
+        ),
+    ]

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
+from django.utils.translation import gettext as _
 
 from signalpost.accounts.models import Profile
 from signalpost.accounts.writes import profile_insert_or_get
@@ -33,7 +34,8 @@ def name_clean(raw_name: str | None) -> str:
 def _email_length_check(email: str) -> None:
     if len(email) > EMAIL_MAX_LENGTH:
         raise ValidationError(
-            f"An email address has at most {EMAIL_MAX_LENGTH} characters.", code="max_length"
+            _("An email address has at most %(count)d characters.") % {"count": EMAIL_MAX_LENGTH},
+            code="max_length",
         )
 
 
@@ -50,17 +52,17 @@ def email_normalize(raw_email: str) -> str:
     """
     email = (raw_email or "").strip().lower()
     if not email:
-        raise ValidationError("Enter an email address.", code="required")
+        raise ValidationError(_("Enter an email address."), code="required")
     _email_length_check(email)
     local_part, at, domain = email.rpartition("@")
     # validate_email's case-insensitive [A-Z] also admits U+017F (long s), which lower() keeps.
     if not at or not local_part.isascii():
-        raise ValidationError("Enter a valid email address.", code="invalid")
+        raise ValidationError(_("Enter a valid email address."), code="invalid")
     if not domain.isascii():
         try:
             domain = domain.encode("idna").decode("ascii")
         except UnicodeError as error:
-            raise ValidationError("Enter a valid email address.", code="invalid") from error
+            raise ValidationError(_("Enter a valid email address."), code="invalid") from error
     quoted = QUOTED_LOCAL_PART.fullmatch(local_part)
     if quoted and DOT_ATOM.fullmatch(unquoted := QUOTED_PAIR.sub(r"\1", quoted[1])):
         local_part = unquoted
@@ -82,18 +84,23 @@ def _deliverable_check(*, local_part: str, domain: str) -> None:
     """
     if CONTROL_CHARACTERS.search(local_part):
         raise ValidationError(
-            "An email address cannot contain control characters.", code="undeliverable"
+            _("An email address cannot contain control characters."), code="undeliverable"
         )
     if domain.startswith("["):
         raise ValidationError(
-            "An address at an IP address such as [127.0.0.1] is not accepted: "
-            "use the mail domain's name, as in name@example.com.",
+            _(
+                "An address at an IP address such as [127.0.0.1] is not accepted: "
+                "use the mail domain's name, as in name@example.com."
+            ),
             code="undeliverable",
         )
     if "." not in domain:
         raise ValidationError(
-            f"The domain {domain!r} has no dot: mail cannot be delivered to a local host name. "
-            "Use a full domain, as in name@example.com.",
+            _(
+                "The domain %(domain)s has no dot: mail cannot be delivered to a local host "
+                "name. Use a full domain, as in name@example.com."
+            )
+            % {"domain": repr(domain)},
             code="undeliverable",
         )
 

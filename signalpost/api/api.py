@@ -1,5 +1,6 @@
 """The REST API, /api/v1/. Endpoints translate JSON and call the same services as the pages."""
 
+import enum
 import io
 import re
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from signalpost.api import schemas
 from signalpost.api.parser import BodyRefused, StrictJSONParser
 from signalpost.api.tokens import api_token_authenticate
 from signalpost.conf import conf
+from signalpost.newsletters.formats import FORMAT_NAMES
 from signalpost.newsletters.imports import ImportFileError, subscribers_import
 from signalpost.newsletters.models import Newsletter, Subscription
 from signalpost.newsletters.services import ConsentEvidence, subscribe, unsubscribe
@@ -32,12 +34,14 @@ from signalpost.privacy.services import profile_erase, profile_export
 from signalpost.publishing.models import Issue
 from signalpost.publishing.selectors import issue_progress
 from signalpost.publishing.services import (
+    EDITABLE,
     SendStateRefused,
     issue_cancel,
     issue_create,
     issue_pause,
     issue_resume,
     issue_send,
+    issue_update,
 )
 from signalpost.ratelimit import client_ip, client_rate_allows, rate_limit_allows
 from signalpost.webhooks.models import WebhookEndpoint
@@ -46,6 +50,7 @@ from signalpost.webhooks.services import endpoint_create, endpoint_delete, endpo
 ERRORS = {400: schemas.ErrorOut, 401: schemas.ErrorOut, 413: schemas.ErrorOut}
 NOT_FOUND = {404: schemas.ErrorOut}
 LIMITED = {429: schemas.ErrorOut}
+STATE = {409: schemas.ErrorOut}
 
 
 class TokenAuth(HttpBearer):
@@ -152,6 +157,7 @@ def newsletter_out(newsletter):
         "topics": [topic.name for topic in newsletter.topics.all()],
         "opt_in": newsletter.opt_in,
         "is_public": newsletter.is_public,
+        "language": newsletter.language,
         "active_subscribers": newsletter.active_subscribers,
     }
 
@@ -366,6 +372,9 @@ def profile_data_erase(request, response: HttpResponse, email: str):
     return {"status": "erased"}
 
 
+ImportFormatName = enum.Enum(  # type: ignore[misc]
+    "ImportFormatName", {name: name for name in FORMAT_NAMES}, type=str
+)
 IMPORT_MAX_BYTES = conf.REQUEST_BODY_MAX_BYTES_BY_VIEW["api:subscribers_import_csv"]
 
 
@@ -378,27 +387,41 @@ IMPORT_MAX_BYTES = conf.REQUEST_BODY_MAX_BYTES_BY_VIEW["api:subscribers_import_c
             "required": True,
             "content": {"text/csv": {"schema": {"type": "string"}}},
             "description": "CSV with an email column (optional: name, consent_at, consent_ip), "
-            "at most 5 MB; use manage.py import_subscribers for bigger files.",
+            "or a Mailchimp, Substack, Buttondown or listmonk export (recognised by its "
+            "columns, or named by `format`), at most 5 MB; use manage.py import_subscribers "
+            "for bigger files.",
         }
     },
 )
-def subscribers_import_csv(request, slug: str, confirm: bool = False):
-    """Import subscribers from a small CSV; existing subscriptions are left as they are."""
+def subscribers_import_csv(
+    request, slug: str, confirm: bool = False, format: ImportFormatName | None = None
+):
+    """Import subscribers from a small CSV; existing subscriptions are left as they are,
+    suppressed addresses are skipped, and the export's unsubscribed, cleaned, bounced and
+    complained addresses go on the suppression list. The answer names the format
+    recognised (or given as `format`)."""
     newsletter = newsletter_or_404(slug)
     if len(request.body) > IMPORT_MAX_BYTES:
         raise HttpError(413, f"At most {IMPORT_MAX_BYTES:,} bytes; use import_subscribers.")
     try:
         report = subscribers_import(
-            binary=io.BytesIO(request.body), newsletter=newsletter, confirm=confirm
+            binary=io.BytesIO(request.body),
+            newsletter=newsletter,
+            confirm=confirm,
+            format_name=format.value if format else None,
         )
     except ImportFileError as exc:
         raise DjangoValidationError({"file": [str(exc)]}) from exc
     return {
+        "format": report.format,
         "rows": report.rows,
         "imported": report.imported,
         "duplicates": report.duplicates,
         "rejected": report.rejected,
+        "skipped": report.skipped,
+        "suppressed": report.suppressed,
         "rejections": report.rejections,
+        "skips": report.skips,
     }
 
 
@@ -410,6 +433,7 @@ def issue_out(issue):
         "id": issue.pk,
         "newsletter": issue.newsletter.slug,
         "subject": issue.subject,
+        "preview_text": issue.preview_text,
         "slug": issue.slug,
         "status": issue.status,
         "scheduled_at": issue.scheduled_at,
@@ -425,7 +449,10 @@ def issue_draft_create(request, slug: str, payload: schemas.IssueIn):
     """Create a draft issue of a newsletter."""
     newsletter = newsletter_or_404(slug)
     issue = issue_create(
-        newsletter=newsletter, subject=payload.subject, body_markdown=payload.body_markdown
+        newsletter=newsletter,
+        subject=payload.subject,
+        body_markdown=payload.body_markdown,
+        preview_text=payload.preview_text,
     )
     return Status(201, issue_out(issue))
 
@@ -438,6 +465,23 @@ def issue_read(request, issue_id: int = ID):
     return {**issue_out(issue), "progress": progress}
 
 
+@issues.patch("/{issue_id}", response={200: schemas.IssueOut, **ERRORS, **NOT_FOUND, **STATE})
+def issue_text_update(request, payload: schemas.IssueUpdateIn, issue_id: int = ID):
+    """Change a draft's or scheduled issue's subject, body or preview text (a field left out
+    is kept); 409 once it is sending or sent."""
+    issue = get_object_or_404(Issue.objects.select_related("newsletter"), pk=issue_id)
+    if issue.status not in EDITABLE:
+        return error(409, f"A {issue.status} issue cannot be changed.", "status")
+    given = payload.dict(exclude_none=True)
+    issue = issue_update(
+        issue=issue,
+        subject=given.get("subject", issue.subject),
+        body_markdown=given.get("body_markdown", issue.body_markdown),
+        preview_text=given.get("preview_text", issue.preview_text),
+    )
+    return Status(200, issue_out(issue))
+
+
 @issues.post("/{issue_id}/send", response={202: schemas.IssueOut, **ERRORS, **NOT_FOUND})
 def issue_send_now(request, issue_id: int = ID):
     """Start sending the issue to every active subscriber; sending twice sends once."""
@@ -445,9 +489,6 @@ def issue_send_now(request, issue_id: int = ID):
     issue_send(issue=issue)
     issue.refresh_from_db()
     return Status(202, issue_out(issue))
-
-
-STATE = {409: schemas.ErrorOut}
 
 
 def _issue_send_control(issue_id, action):

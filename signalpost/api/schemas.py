@@ -3,7 +3,13 @@ from typing import Literal
 
 from ninja import Field, Schema
 
+from signalpost.publishing.models import PREVIEW_TEXT_MAX_LENGTH
 from signalpost.publishing.services import BODY_MAX_LENGTH, SUBJECT_MAX_LENGTH
+
+PREVIEW_TEXT_DESCRIPTION = (
+    "What inboxes show after the subject (the email's hidden preheader): one line. "
+    "Empty: the body's first sentence."
+)
 
 
 class FieldError(Schema):
@@ -27,6 +33,8 @@ class NewsletterOut(Schema):
     topics: list[str]
     opt_in: Literal["double", "single"]
     is_public: bool
+    # Empty: the site's default language (docs/languages.md).
+    language: str
     active_subscribers: int
 
 
@@ -81,12 +89,26 @@ class ErasedOut(Schema):
 class IssueIn(Schema):
     subject: str = Field(max_length=SUBJECT_MAX_LENGTH)
     body_markdown: str = Field(max_length=BODY_MAX_LENGTH)
+    preview_text: str = Field(
+        "", max_length=PREVIEW_TEXT_MAX_LENGTH, description=PREVIEW_TEXT_DESCRIPTION
+    )
+
+
+class IssueUpdateIn(Schema):
+    """A draft's or scheduled issue's text; a field left out (or null) is kept."""
+
+    subject: str | None = Field(None, max_length=SUBJECT_MAX_LENGTH)
+    body_markdown: str | None = Field(None, max_length=BODY_MAX_LENGTH)
+    preview_text: str | None = Field(
+        None, max_length=PREVIEW_TEXT_MAX_LENGTH, description=PREVIEW_TEXT_DESCRIPTION
+    )
 
 
 class IssueOut(Schema):
     id: int
     newsletter: str
     subject: str
+    preview_text: str
     slug: str
     status: str
     scheduled_at: datetime | None
@@ -135,8 +157,12 @@ class WebhookSecretOut(WebhookOut):
 
 
 class ImportReportOut(Schema):
+    format: str
     rows: int
     imported: int
     duplicates: int
     rejected: int
+    skipped: int
+    suppressed: int
     rejections: list[dict]
+    skips: list[dict]

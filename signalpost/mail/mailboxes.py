@@ -3,7 +3,9 @@
 ``maildir:///path``, ``imap://user:password@host[:port][/folder]``, ``imaps://...``,
 ``pop3://user:password@host[:port]`` and ``pop3s://...`` (user and password
 percent-encoded). Messages are read one at a time, so memory stays flat however
-many the mailbox holds. ``delete(key)`` takes effect at once for a Maildir, at
+many the mailbox holds. ``imaps`` and ``pop3s`` verify the server's certificate and
+name against the system's CAs, or only against ``ca_file`` when given (a private
+CA, or a self-signed certificate itself). ``delete(key)`` takes effect at once for a Maildir, at
 ``close()`` for IMAP (EXPUNGE) and POP3 (QUIT). A message not deleted stays as it was.
 """
 
@@ -43,8 +45,9 @@ class Mailbox:
         self.close()
 
 
-def mailbox_open(url: str) -> Mailbox:
-    """Open the mailbox ``url`` names; raise ``MailboxError`` for a bad URL or server."""
+def mailbox_open(url: str, *, ca_file: str = "") -> Mailbox:
+    """Open the mailbox ``url`` names; raise ``MailboxError`` for a bad URL or server, or a
+    TLS certificate that does not verify (against ``ca_file`` when given)."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in SCHEMES:
@@ -58,13 +61,33 @@ def mailbox_open(url: str) -> Mailbox:
     except ValueError:
         raise MailboxError("the mailbox URL's port is not a number from 1 to 65535") from None
     user, password = unquote(parts.username), unquote(parts.password)
+    tls = _tls_context(ca_file) if scheme.endswith("s") else None
     try:
         if scheme.startswith("imap"):
             folder = unquote(parts.path.lstrip("/")) or "INBOX"
-            return _Imap(scheme, parts.hostname, port, user, password, folder)
-        return _Pop3(scheme, parts.hostname, port, user, password)
+            return _Imap(tls, parts.hostname, port, user, password, folder)
+        return _Pop3(tls, parts.hostname, port, user, password)
+    except ssl.SSLCertVerificationError as error:
+        trust = f"the CA file {ca_file}" if ca_file else "the system's CAs"
+        raise MailboxError(
+            f"cannot read {scheme}://{parts.hostname}: its TLS certificate does not verify "
+            f"against {trust} ({error.verify_message}); for a private CA or a self-signed "
+            "certificate, set BOUNCE_MAILBOX_CA_FILE to it (PEM)"
+        ) from None
     except (OSError, imaplib.IMAP4.error, poplib.error_proto) as error:
         raise MailboxError(f"cannot read {scheme}://{parts.hostname}: {_said(error)}") from None
+
+
+def _tls_context(ca_file: str) -> ssl.SSLContext:
+    """A client context that verifies the certificate and the host name: against the
+    system's CAs, or against ``ca_file`` (PEM) alone."""
+    if not ca_file:
+        return ssl.create_default_context()
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as error:
+        said = getattr(error, "strerror", None) or _said(error)
+        raise MailboxError(f"cannot use the CA file {ca_file}: {said}") from None
 
 
 def _said(error: BaseException) -> str:
@@ -99,11 +122,9 @@ class _Maildir(Mailbox):
 
 
 class _Imap(Mailbox):
-    def __init__(self, scheme, host, port, user, password, folder):
-        if scheme == "imaps":
-            self.client = imaplib.IMAP4_SSL(
-                host, port or 993, ssl_context=ssl.create_default_context(), timeout=TIMEOUT
-            )
+    def __init__(self, tls, host, port, user, password, folder):
+        if tls is not None:
+            self.client = imaplib.IMAP4_SSL(host, port or 993, ssl_context=tls, timeout=TIMEOUT)
         else:
             self.client = imaplib.IMAP4(host, port or 143, timeout=TIMEOUT)
         self.client.login(user, password)
@@ -143,11 +164,9 @@ class _Imap(Mailbox):
 
 
 class _Pop3(Mailbox):
-    def __init__(self, scheme, host, port, user, password):
-        if scheme == "pop3s":
-            self.client = poplib.POP3_SSL(
-                host, port or 995, context=ssl.create_default_context(), timeout=TIMEOUT
-            )
+    def __init__(self, tls, host, port, user, password):
+        if tls is not None:
+            self.client = poplib.POP3_SSL(host, port or 995, context=tls, timeout=TIMEOUT)
         else:
             self.client = poplib.POP3(host, port or 110, timeout=TIMEOUT)
         self.client.user(user)

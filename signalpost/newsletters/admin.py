@@ -23,6 +23,8 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from signalpost.newsletters.embedding import embed_snippets
+from signalpost.newsletters.formats import FORMATS
 from signalpost.newsletters.imports import (
     UPLOAD_MAX_BYTES,
     ImportFileError,
@@ -36,6 +38,7 @@ from signalpost.newsletters.models import (
     Newsletter,
     SubscriberImport,
     Subscription,
+    Suppression,
     Topic,
 )
 from signalpost.newsletters.selectors import newsletters_with_active_count
@@ -48,6 +51,7 @@ from signalpost.newsletters.services import (
     subscription_confirmation_resend,
     unsubscribe,
 )
+from signalpost.newsletters.suppressions import suppressions_export, suppressions_search
 from signalpost.postgresql.estimates import EstimatedCountPaginator
 from signalpost.uploads import takes_files
 
@@ -123,12 +127,80 @@ class NewsletterAdmin(admin.ModelAdmin):
         # Counted once for the whole list (cached on large deployments), not per row.
         return newsletters_with_active_count(super().get_queryset(request))
 
+    fieldsets = [
+        (
+            None,
+            {
+                "fields": [
+                    "name",
+                    "slug",
+                    "description",
+                    "topics",
+                    "opt_in",
+                    "is_public",
+                    "sender_name",
+                    "sender_email",
+                    "reply_to",
+                    "language",
+                ]
+            },
+        ),
+        (
+            "Subscribe form on other websites",
+            {
+                "fields": ["embed_allowed", "embed_origins"],
+                "description": "The snippets to copy are on the newsletter's "
+                "“Embed on a website” page (button at the top, once saved).",
+            },
+        ),
+    ]
+
     def get_urls(self):
         export = self.admin_site.admin_view(self.export_view)
+        embed = self.admin_site.admin_view(self.embed_view)
         return [
             path("<path:object_id>/export.csv", export, name="newsletters_newsletter_export"),
+            path("<path:object_id>/embed/", embed, name="newsletters_newsletter_embed"),
             *super().get_urls(),
         ]
+
+    def embed_view(self, request, object_id):
+        """The snippets that put the newsletter's subscribe form on another website."""
+        newsletter = _object_or_404(Newsletter, object_id)
+        if not self.has_view_permission(request, newsletter):
+            raise PermissionDenied
+        snippets = embed_snippets(newsletter)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "original": newsletter,
+            "title": f"Embed {newsletter.name} on a website",
+            "newsletter": newsletter,
+            "origins": newsletter.embed_origin_list,
+            "snippets": [
+                (
+                    "form",
+                    "Plain form",
+                    "Works without JavaScript: the answer is a page on this site.",
+                    snippets["form"],
+                ),
+                (
+                    "script",
+                    "Form and script",
+                    "Submits in place and shows the answer beside the form; without "
+                    "JavaScript it works as the plain form. Needs your site's origin listed.",
+                    snippets["script"],
+                ),
+                (
+                    "iframe",
+                    "Iframe",
+                    "The form on a page of this site, inside yours. Shows only on the "
+                    "listed origins.",
+                    snippets["iframe"],
+                ),
+            ],
+        }
+        return TemplateResponse(request, "admin/newsletters/newsletter/embed.html", context)
 
     def export_view(self, request, object_id):
         """Every subscriber of the newsletter as CSV, streamed (``imports.subscribers_export``)."""
@@ -262,9 +334,20 @@ class ImportForm(forms.Form):
     file = forms.FileField(
         label="CSV file",
         help_text=(
-            f"UTF-8 CSV with an email column (optional: name, consent_at, consent_ip), at most "
+            f"UTF-8 CSV with an email column (optional: name, consent_at, consent_ip), or an "
+            f"export from Mailchimp, Substack, Buttondown or listmonk; at most "
             f"{UPLOAD_MAX_BYTES // (1024 * 1024)} MB; bigger files: manage.py import_subscribers."
         ),
+    )
+    format = forms.ChoiceField(
+        label="Format",
+        required=False,
+        choices=[
+            ("", "Recognise it from the columns"),
+            *((f.name, f.label) for f in FORMATS.values()),
+        ],
+        help_text="Unsubscribed, cleaned, bounced and complained people in an export go on the "
+        "suppression list: they are never mailed.",
     )
     confirm = forms.BooleanField(
         required=False,
@@ -314,7 +397,9 @@ class SubscriberImportAdmin(admin.ModelAdmin):
 
     @admin.display(description="Progress")
     def progress(self, job):
-        return f"{job.percent}% · {job.imported} imported · {job.rejected} rejected"
+        return f"{job.percent}% · {job.imported} imported · {job.rejected} rejected" + (
+            f" · {job.suppressed} suppressed" if job.suppressed else ""
+        )
 
     def import_view(self, request):
         """Upload a CSV: store it, queue the import, go to its progress page."""
@@ -333,6 +418,7 @@ class SubscriberImportAdmin(admin.ModelAdmin):
                         upload=form.cleaned_data["file"],
                         confirm=form.cleaned_data["confirm"],
                         user=request.user,
+                        format_name=form.cleaned_data["format"],
                     )
                 except ImportFileError as error:
                     form.add_error("file", f"This file cannot be imported: {error}.")
@@ -373,7 +459,7 @@ class SubscriberImportAdmin(admin.ModelAdmin):
             raise PermissionDenied
         job = _object_or_404(SubscriberImport, object_id)
         if not job.report:
-            raise Http404("this import rejected no row")
+            raise Http404("this import rejected or skipped no row")
         name = job.file_name.rsplit(".", 1)[0] or "import"
         return FileResponse(
             job.report.open("rb"),
@@ -553,3 +639,65 @@ def _preview(template):
     if template.name.endswith(".html"):
         return {"html": output}
     return {"text": output}
+
+
+@admin.register(Suppression)
+class SuppressionAdmin(admin.ModelAdmin):
+    """The suppression list: searchable, filterable, exportable; never edited by hand.
+
+    Only the person lifts a suppression (by confirming a new double opt-in), so staff
+    can look, search (a whole address also finds an erased one by its hash) and
+    export, but not add, change or delete.
+    """
+
+    list_display = ["address", "scope", "reason", "source", "suppressed_at"]
+    list_filter = ["reason", "newsletter", "source"]
+    search_fields = ["email"]
+    search_help_text = "Part of an address; a whole address also finds an erased one."
+    empty_value_display = "Every newsletter"
+    list_select_related = ["newsletter"]
+    date_hierarchy = "suppressed_at"
+    actions = None
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path(
+                "export.csv",
+                view(self.export_view),
+                name="newsletters_suppression_export",
+            ),
+            *super().get_urls(),
+        ]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_search_results(self, request, queryset, search_term):
+        return suppressions_search(queryset, search_term), False
+
+    @admin.display(description="Address", ordering="email")
+    def address(self, suppression):
+        return suppression.email or f"(erased; SHA-256 {suppression.email_hash[:12]}…)"
+
+    @admin.display(description="For", ordering="newsletter__name")
+    def scope(self, suppression):
+        return suppression.newsletter or "Every newsletter"
+
+    def export_view(self, request):
+        """The list as the changelist shows it (search and filters), as CSV, streamed."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        changelist = self.get_changelist_instance(request)
+        response = StreamingHttpResponse(
+            suppressions_export(suppressions=changelist.get_queryset(request)),
+            content_type="text/csv; charset=utf-8",
+        )
+        response["Content-Disposition"] = 'attachment; filename="suppressions.csv"'
+        return response

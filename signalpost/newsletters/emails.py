@@ -9,11 +9,14 @@ newsletter overrides any of them with ``templates/emails/<slug>/<name>``.
 """
 
 import contextlib
+import functools
 import smtplib
 
 import css_inline
+from django.conf import settings
 from django.core.mail import mailers
 from django.template.loader import select_template
+from django.utils import translation
 
 from signalpost.conf import conf
 from signalpost.durable.exceptions import PermanentFailure
@@ -21,6 +24,7 @@ from signalpost.mail import verp
 from signalpost.mail.messages import Letterhead, Message, site_domain
 from signalpost.mail.transport import Transport, message_send
 from signalpost.newsletters.branding import brand_for
+from signalpost.newsletters.languages import email_language, language_supported
 from signalpost.newsletters.links import (
     absolute,
     confirmation_path,
@@ -28,34 +32,54 @@ from signalpost.newsletters.links import (
     unsubscribe_path,
 )
 from signalpost.newsletters.mailtemplates import template_render_stored
-from signalpost.newsletters.selectors import email_template_stored
+from signalpost.newsletters.selectors import (
+    email_template_stored,
+    newsletter_languages_subscribed,
+)
 
 # @media rules (dark mode) cannot be inlined: they stay in a <style> of their own.
 css_inliner = css_inline.CSSInliner(keep_style_tags=False, keep_at_rules=True)
 
 
-def template_render(*, name, newsletter, context):
+def template_render(*, name, newsletter, context, language=None):
     """Render ``emails/<name>``, preferring the newsletter's own ``emails/<slug>/<name>``.
 
     A template stored in the admin (``EmailTemplate``: the newsletter's own, then the one
-    for every newsletter) comes before both files.
+    for every newsletter) comes before both files. It is rendered in ``language``, by
+    default the newsletter's (``languages.email_language``): never in whatever language
+    the worker process last had active.
     """
     context = {"brand": brand_for(newsletter), **context}
     stored = email_template_stored(name=name, newsletter=newsletter)
-    if stored is not None:
-        return template_render_stored(stored, context)
-    candidates = [f"emails/{name}"]
-    if newsletter is not None:
-        candidates.insert(0, f"emails/{newsletter.slug}/{name}")
-    return select_template(candidates).render(context)
+    with translation.override(language or email_language(newsletter)):
+        if stored is not None:
+            return template_render_stored(stored, context)
+        candidates = [f"emails/{name}"]
+        if newsletter is not None:
+            candidates.insert(0, f"emails/{newsletter.slug}/{name}")
+        return select_template(candidates).render(context)
 
 
-def message_build(*, kind, profile, newsletter, context, idempotency_key) -> Message:
-    """Return the ``Message`` of subscription email ``kind`` for ``profile``.
+def profile_email_language(profile):
+    """The language of an email to ``profile`` about no one newsletter (the preference
+    link): that of every newsletter they receive when they share one, else the site's."""
+    languages = {
+        code or settings.LANGUAGE_CODE for code in newsletter_languages_subscribed(profile=profile)
+    }
+    if len(languages) == 1:
+        (code,) = languages
+        return language_supported(code) or settings.LANGUAGE_CODE
+    return settings.LANGUAGE_CODE
+
+
+def message_build(*, kind, profile, newsletter, context, idempotency_key, language=None) -> Message:
+    """Return the ``Message`` of subscription email ``kind`` for ``profile``, in
+    ``language`` (by default the newsletter's, ``template_render``).
 
     The Message-ID comes from the idempotency key: a rerun of the same durable
     call sends the same Message-ID, which receiving systems can de-duplicate.
     """
+    render = functools.partial(template_render, newsletter=newsletter, language=language)
     context = {
         **context,
         "profile": profile,
@@ -67,16 +91,14 @@ def message_build(*, kind, profile, newsletter, context, idempotency_key) -> Mes
         context["unsubscribe_url"] = absolute(
             unsubscribe_path(profile=profile, newsletter=newsletter)
         )
-    subject = template_render(name=f"{kind}_subject.txt", newsletter=newsletter, context=context)
+    subject = render(name=f"{kind}_subject.txt", context=context)
     return Letterhead(subject=subject, newsletter=newsletter).message(
         to=profile.email,
         message_id=f"<{idempotency_key}.{kind}@{site_domain()}>",
         unsubscribe_url=context.get("unsubscribe_url"),
         envelope_sender=verp.return_path(kind="p", pk=profile.pk),
-        text=template_render(name=f"{kind}.txt", newsletter=newsletter, context=context),
-        html=css_inliner.inline(
-            template_render(name=f"{kind}.html", newsletter=newsletter, context=context)
-        ),
+        text=render(name=f"{kind}.txt", context=context),
+        html=css_inliner.inline(render(name=f"{kind}.html", context=context)),
     )
 
 
@@ -184,6 +206,7 @@ def preferences_link_message(*, profile, idempotency_key):
         newsletter=None,
         context=context,
         idempotency_key=idempotency_key,
+        language=profile_email_language(profile),
     )
 
 

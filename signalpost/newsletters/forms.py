@@ -1,17 +1,27 @@
 from django import forms
+from django.utils.functional import lazy
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from signalpost.accounts.services import EMAIL_MAX_LENGTH, email_normalize
 from signalpost.newsletters.models import Newsletter
 from signalpost.newsletters.selectors import newsletter_by_slug
 
+
+def _email_too_long() -> str:
+    return gettext("An email address has at most %(count)d characters.") % {
+        "count": EMAIL_MAX_LENGTH
+    }
+
+
 EMAIL_ERRORS = {
-    "required": "user_email is missing: enter your email address.",
-    "invalid": "That is not a valid email address.",
-    "max_length": f"An email address has at most {EMAIL_MAX_LENGTH} characters.",
+    "required": _("user_email is missing: enter your email address."),
+    "invalid": _("That is not a valid email address."),
+    "max_length": lazy(_email_too_long, str)(),
 }
 NEWSLETTER_ERRORS = {
-    "required": "newsletter is missing: choose a newsletter.",
-    "invalid_choice": "There is no such newsletter.",
+    "required": _("newsletter is missing: choose a newsletter."),
+    "invalid_choice": _("There is no such newsletter."),
 }
 
 
@@ -21,7 +31,7 @@ class AddressField(forms.CharField):
     widget = forms.EmailInput(attrs={"autocomplete": "email"})
 
     def __init__(self, **kwargs):
-        kwargs.setdefault("label", "Email address")
+        kwargs.setdefault("label", _("Email address"))
         super().__init__(max_length=EMAIL_MAX_LENGTH, error_messages=EMAIL_ERRORS, **kwargs)
 
     def to_python(self, value):
@@ -40,6 +50,7 @@ class NewsletterChoiceField(forms.ModelChoiceField):
 
     def __init__(self, *, public_only, **kwargs):
         self.public_only = public_only
+        kwargs.setdefault("label", _("Newsletter"))
         newsletters = Newsletter.objects.all()
         super().__init__(
             queryset=newsletters.filter(is_public=True) if public_only else newsletters,
@@ -73,7 +84,7 @@ class HoneypotForm(forms.Form):
 
     honeypot_field = "website"
     website = forms.CharField(
-        label="Leave this field empty",
+        label=_("Leave this field empty"),
         required=False,
         max_length=200,
         widget=forms.TextInput(attrs={"autocomplete": "off", "tabindex": "-1"}),
@@ -83,14 +94,20 @@ class HoneypotForm(forms.Form):
         return bool(self.cleaned_data.get(self.honeypot_field))
 
 
-class SubscribeForm(HoneypotForm):
+class EmbeddedSubscribeForm(HoneypotForm):
+    """The form another website carries: one newsletter's, named by its URL."""
+
     user_email = AddressField()
     name = forms.CharField(
-        label="Name (optional)",
+        label=_("Name (optional)"),
         max_length=200,
         required=False,
         widget=forms.TextInput(attrs={"autocomplete": "name"}),
     )
+    field_order = ["user_email", "name", "website"]
+
+
+class SubscribeForm(EmbeddedSubscribeForm):
     newsletter = NewsletterChoiceField(public_only=True)
     field_order = ["user_email", "name", "newsletter", "website"]
 
@@ -108,20 +125,20 @@ class PreferencesLinkForm(HoneypotForm):
 
 class PreferencesForm(forms.Form):
     name = forms.CharField(
-        label="Your name",
+        label=_("Your name"),
         max_length=200,
         required=False,
         widget=forms.TextInput(attrs={"autocomplete": "name"}),
     )
     newsletters = forms.ModelMultipleChoiceField(
-        label="Newsletters you receive",
+        label=_("Newsletters you receive"),
         queryset=Newsletter.objects.none(),
         to_field_name="slug",
         required=False,
         widget=forms.CheckboxSelectMultiple,
         error_messages={
-            "invalid_choice": "newsletters: there is no newsletter %(value)s.",
-            "invalid_pk_value": "newsletters: %(pk)s is not a newsletter.",
+            "invalid_choice": _("newsletters: there is no newsletter %(value)s."),
+            "invalid_pk_value": _("newsletters: %(pk)s is not a newsletter."),
         },
     )
 

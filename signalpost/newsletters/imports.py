@@ -23,7 +23,15 @@ from django.db import OperationalError, connection, connections, transaction
 from django.utils import timezone
 
 from signalpost.accounts.services import EMAIL_MAX_LENGTH, email_normalize, name_clean
+from signalpost.newsletters.cells import formula_escape, formula_unescape
+from signalpost.newsletters.formats import (
+    FORMATS,
+    format_recognise,
+    formats_known,
+    ip_normalize,
+)
 from signalpost.newsletters.models import SubscriberImport, Subscription
+from signalpost.newsletters.suppressions import email_hash, suppressed_among, suppressions_add
 from signalpost.newsletters.writes import (
     batches_written_concurrently,
     subscriptions_insert_imported,
@@ -37,7 +45,6 @@ WRITERS_MAX = 8
 DEADLOCK_ATTEMPTS = 3
 DEADLOCK_SQLSTATE = "40P01"
 FIELD_MAX_LENGTH = 10_000
-EMAIL_COLUMNS = ("email", "e-mail", "email_address", "user_email", "emailaddress")
 Status = Subscription.Status
 
 
@@ -47,11 +54,15 @@ class ImportFileError(ValueError):
 
 @dataclass
 class ImportReport:
+    format: str = ""
     rows: int = 0
     imported: int = 0
     duplicates: int = 0
     rejected: int = 0
+    skipped: int = 0
+    suppressed: int = 0
     rejections: list = field(default_factory=list)
+    skips: list = field(default_factory=list)
     rejections_kept: int = 100
 
 
@@ -65,10 +76,19 @@ def decoded_lines(binary):
         yield number, text
 
 
-def csv_rows(binary):
-    """Yield ``(line number, row dict or None, problem)`` from a CSV byte stream."""
+def csv_open(binary, *, format_name=None):
+    """Read the header of the CSV byte stream ``binary``; return ``(format, rows)``.
+
+    ``format`` is the ``ImportFormat`` named by ``format_name``, or else the one its
+    columns are recognised as; ``rows`` yields ``(line number, row dict or None,
+    problem)``. Raises ``ImportFileError`` for a header that is not CSV, a named format
+    whose columns are missing, or columns no format knows (naming what it found).
+    """
     numbered = decoded_lines(binary)
     bad_lines = {}
+    # The number of the line read last, and whether it ended with a line break (only the
+    # file's last line can lack one: a row cut short there is a truncated file).
+    current = [0, True]
 
     def text_lines():
         for number, text in numbered:
@@ -76,23 +96,47 @@ def csv_rows(binary):
                 bad_lines[number] = True
                 text = "\n"
             current[0] = number
+            current[1] = text.endswith(("\n", "\r"))
             yield text
 
-    current = [0]
     csv.field_size_limit(FIELD_MAX_LENGTH)
     reader = csv.reader(text_lines())
     try:
         header = next(reader)
     except StopIteration:
-        return
+        return FORMATS["signalpost"], iter(())
     except csv.Error as error:
         raise ImportFileError(f"the header is not CSV: {error}") from error
-    columns = [column.strip().lower() for column in header]
-    email_column = next((c for c in EMAIL_COLUMNS if c in columns), None)
-    if email_column is None:
+    if bad_lines.pop(1, False):
         raise ImportFileError(
-            f"no email column (looked for {', '.join(EMAIL_COLUMNS)}); found: {', '.join(columns)}"
+            "the header is not UTF-8 (a Latin-1 or Windows file?): save it as UTF-8"
         )
+    columns = [column.strip().lower() for column in header]
+    found = ", ".join(c[:40] for c in columns[:30]) or "none"
+    if format_name:
+        if format_name not in FORMATS:
+            raise ImportFileError(
+                f"no format {format_name[:40]!r}; the formats known: {formats_known()}"
+            )
+        import_format = FORMATS[format_name]
+        missing = import_format.missing(columns)
+        if missing:
+            raise ImportFileError(
+                f"not a {import_format.label}: no column {', '.join(missing)}; found: {found}"
+            )
+    else:
+        import_format = format_recognise(columns)
+        if import_format is None:
+            raise ImportFileError(
+                f"no email column, and no format known has these columns (found: {found}); "
+                f"the formats known: {formats_known()}"
+            )
+    email_column = next((c for c in import_format.email_columns if c in columns), "")
+    return import_format, _csv_rows(reader, columns, email_column, current, bad_lines)
+
+
+def _csv_rows(reader, columns, email_column, current, bad_lines):
+    width = len(columns)
     while True:
         first_line = current[0] + 1
         try:
@@ -108,6 +152,14 @@ def csv_rows(binary):
             continue
         if not any(value.strip() for value in values):
             continue
+        if len(values) < width and not current[1]:
+            yield (
+                number,
+                None,
+                f"the file ends in the middle of this row ({len(values)} of {width} fields): "
+                "was it cut short? Export it again and import this row again",
+            )
+            continue
         row = dict(zip(columns, values, strict=False))
         row["email"] = row.get(email_column, "")
         if "\n" in row["email"]:
@@ -122,6 +174,11 @@ def csv_rows(binary):
             )
             continue
         yield number, row, None
+
+
+def csv_rows(binary, *, format_name=None):
+    """Yield ``(line number, row dict or None, problem)`` from a CSV byte stream."""
+    return csv_open(binary, format_name=format_name)[1]
 
 
 # The addresses nearly every file is made of: a dot-atom local part and Django's own domain
@@ -146,72 +203,83 @@ def email_check(raw_email):
     return email_normalize(raw_email)
 
 
-# A spreadsheet runs a cell starting with one of these as a formula, so the export puts
-# an apostrophe in front (as spreadsheets themselves do) and the import takes it off again:
-# a name typed into the public form as =HYPERLINK(...) stays a name. A value that really
-# starts with apostrophes before one of these ('=x) gets one more, so that it too comes
-# back as it was: export then import gives back every value unchanged.
-FORMULA_STARTS = frozenset("=+-@\t\r")
-
-
-def _formula_like(value):
-    return value.lstrip("'")[:1] in FORMULA_STARTS
-
-
-def formula_escape(value):
-    return f"'{value}" if _formula_like(value) else value
-
-
-def formula_unescape(value):
-    return value[1:] if value[:1] == "'" and _formula_like(value) else value
-
-
 def row_check(row):
-    """Return ``(email, name, consent_at, consent_ip)`` for a row, or raise ``ValidationError``."""
-    email = email_check(formula_unescape(row.get("email", "").strip()))
-    name = name_clean(formula_unescape(row.get("name", "").strip()))
-    consent_at = None
-    if row.get("consent_at", "").strip():
-        try:
-            consent_at = datetime.fromisoformat(row["consent_at"].strip())
-        except ValueError as error:
-            raise ValidationError(
-                f"consent_at is not an ISO 8601 time: {row['consent_at']!r}"
-            ) from error
-        if timezone.is_naive(consent_at):
-            consent_at = timezone.make_aware(consent_at)
-    consent_ip = row.get("consent_ip", "").strip() or None
-    if consent_ip:
-        import ipaddress
+    """Return ``(email, name, consent_at, consent_ip)`` for a row, or raise ``ValidationError``.
 
+    ``consent_at`` may be text (ISO 8601) or already a ``datetime`` (a format made it).
+    """
+    email = email_check(formula_unescape(row.get("email", "").strip()))
+    name = name_clean(formula_unescape((row.get("name") or "").strip()))
+    consent_at = row.get("consent_at") or None
+    if isinstance(consent_at, str):
+        text = consent_at.strip()
+        consent_at = None
+        if text:
+            try:
+                consent_at = datetime.fromisoformat(text)
+            except ValueError as error:
+                raise ValidationError(f"consent_at is not an ISO 8601 time: {text!r}") from error
+    if consent_at is not None and timezone.is_naive(consent_at):
+        consent_at = timezone.make_aware(consent_at)
+    consent_ip = (row.get("consent_ip") or "").strip() or None
+    if consent_ip:
         try:
-            consent_ip = str(ipaddress.ip_address(consent_ip))
+            consent_ip = ip_normalize(consent_ip)
         except ValueError as error:
             raise ValidationError(f"consent_ip is not an IP address: {consent_ip!r}") from error
     return email, name, consent_at, consent_ip
 
 
+def _mapped(row):
+    return row
+
+
+# A row on its way to a batch: what writes.ImportRow holds, then the row's line, and for an
+# address the file says must not be mailed, the suppression reason and when.
+ROW_LINE, ROW_SUPPRESS, ROW_SUPPRESSED_AT = 5, 6, 7
+
+
 def subscribers_import(
     *,
-    binary,
+    binary=None,
     newsletter,
     confirm=False,
     on_reject=None,
+    on_skip=None,
     on_progress=None,
     batch_size=BATCH_SIZE,
     writers=1,
+    format_name=None,
+    rows=None,
+    format_label=None,
 ):
     """Import the CSV in ``binary`` (a byte stream) into ``newsletter``; return an ``ImportReport``.
 
+    The file's format is ``format_name`` or recognised from its columns
+    (``formats.format_recognise``); another service's rows are mapped into the same
+    batches as Signalpost's own. ``rows`` (``(line, native row dict, problem)``, already
+    mapped) replaces ``binary`` for a source that is not a file (``django_newsletter``).
+
     Each batch is one transaction. Existing subscriptions are left as they are
-    (counted as duplicates): an import never brings back someone who left.
-    With ``writers`` above 1 on PostgreSQL, that many threads, each with its own
-    connection, write batches while this one reads and checks the next ones; each
-    address always goes to the same writer.
+    (counted as duplicates): an import never brings back someone who left, nor an
+    address on the suppression list (skipped, with its line). Rows the file marks
+    unsubscribed, cleaned, bounced or complained go on the suppression list instead
+    (``suppressions.suppressions_add``). With ``writers`` above 1 on PostgreSQL, that
+    many threads, each with its own connection, write batches while this one reads
+    and checks the next ones; each address always goes to the same writer.
     """
     if not 1 <= writers <= WRITERS_MAX:
         raise ValueError(f"writers must be 1 to {WRITERS_MAX}, not {writers}")
-    report = ImportReport()
+    if rows is None:
+        import_format, rows = csv_open(binary, format_name=format_name)
+        # Signalpost's own columns need no mapping, and name no attributes or suppression.
+        mapper = import_format.map if import_format.name != "signalpost" else None
+        report = ImportReport(format=import_format.name)
+        source = f"import:{import_format.name}"
+    else:
+        mapper = _mapped
+        report = ImportReport(format=format_label or "")
+        source = f"import:{format_label}"
 
     def reject(number, email, reason):
         report.rejected += 1
@@ -220,15 +288,27 @@ def subscribers_import(
         if on_reject:
             on_reject(number, email, reason)
 
+    def skip(number, email, reason):
+        report.skipped += 1
+        if len(report.skips) < report.rejections_kept:
+            report.skips.append({"line": number, "email": email, "reason": reason})
+        if on_skip:
+            on_skip(number, email, reason)
+
     def count(written):
-        for rows, imported in written:
-            report.imported += imported
-            report.duplicates += rows - imported
+        for rows_written, outcome in written:
+            report.imported += outcome.imported
+            report.suppressed += outcome.suppressed
+            for number, email, reason in outcome.skipped:
+                skip(number, email, reason)
+            report.duplicates += (
+                rows_written - outcome.imported - outcome.suppressed - len(outcome.skipped)
+            )
             if on_progress:
                 on_progress(report)
 
-    def write(rows):
-        return batch_write(rows=rows, newsletter=newsletter, confirm=confirm)
+    def write(batch):
+        return batch_write(rows=batch, newsletter=newsletter, confirm=confirm, source=source)
 
     # Inside the caller's transaction every row must be written in it: other connections
     # would commit on their own, and wait for that transaction's rows while it waits for them.
@@ -249,16 +329,25 @@ def subscribers_import(
     batches = [[] for _ in range(writer.lanes)]
     seen_in_batches = [set() for _ in range(writer.lanes)]
     try:
-        for number, row, problem in csv_rows(binary):
+        for number, row, problem in rows:
             report.rows += 1
             if problem:
                 reject(number, "", problem)
                 continue
             try:
-                checked = row_check(row)
+                mapped = mapper(row) if mapper is not None else row
+                checked = row_check(mapped)
             except ValidationError as error:
                 reject(number, row.get("email", "")[:254], "; ".join(error.messages))
                 continue
+            if mapper is None:
+                attributes = suppress = suppressed_at = None
+            else:
+                if "skip" in mapped:
+                    skip(number, checked[0], mapped["skip"])
+                    continue
+                attributes = mapped.get("attributes")
+                suppress, suppressed_at = mapped.get("suppress"), mapped.get("suppressed_at")
             # The hash of a str is the same throughout a process, which is all a lane needs.
             lane = hash(checked[0]) % writer.lanes
             seen_in_batch = seen_in_batches[lane]
@@ -267,7 +356,15 @@ def subscribers_import(
                 continue
             seen_in_batch.add(checked[0])
             batch = batches[lane]
-            batch.append(checked)
+            batch.append(
+                (
+                    *checked,
+                    attributes,
+                    number,
+                    suppress,
+                    suppressed_at,
+                )
+            )
             if len(batch) >= batch_size:
                 count(writer.submit(batch, lane=lane))
                 batches[lane] = []
@@ -407,13 +504,42 @@ def batch_write_retrying(write):
     return write_retrying
 
 
+@dataclass(frozen=True)
+class BatchOutcome:
+    imported: int
+    suppressed: int
+    skipped: list  # (line, email, reason)
+
+
 @transaction.atomic
-def batch_write(*, rows, newsletter, confirm):
-    """Write one batch of checked rows; return how many subscriptions it created."""
+def batch_write(*, rows, newsletter, confirm, source="import:signalpost"):
+    """Write one batch of checked rows; return its ``BatchOutcome``.
+
+    Rows for suppressed addresses are skipped; rows the file marks suppressed go on
+    the list (``suppressions_add``); the rest become subscriptions.
+    """
     now = timezone.now()
     status = Status.PENDING if confirm else Status.ACTIVE
+    subscribing, suppressing = [], []
+    for row in rows:
+        (suppressing if row[ROW_SUPPRESS] else subscribing).append(row)
+    skipped = []
+    if subscribing:
+        hashes = {row[0]: email_hash(row[0]) for row in subscribing}
+        suppressed = suppressed_among(hashes=list(hashes.values()), newsletter=newsletter)
+        if suppressed:
+            kept = []
+            for row in subscribing:
+                if hashes[row[0]] in suppressed:
+                    skipped.append((row[ROW_LINE], row[0], SUPPRESSED_SKIP))
+                else:
+                    kept.append(row)
+            subscribing = kept
     created_ids = subscriptions_insert_imported(
-        rows=rows, newsletter=newsletter, now=now, status=status
+        rows=[row[:ROW_LINE] for row in subscribing],
+        newsletter=newsletter,
+        now=now,
+        status=status,
     )
     if created_ids:
         subscribers_imported.send(
@@ -424,7 +550,16 @@ def batch_write(*, rows, newsletter, confirm):
         )
         if confirm:
             confirmations_request(subscription_ids=created_ids)
-    return len(created_ids)
+    if suppressing:
+        suppressions_add(
+            entries=[(row[0], row[ROW_SUPPRESS], row[ROW_SUPPRESSED_AT]) for row in suppressing],
+            newsletter=newsletter,
+            source=source,
+        )
+    return BatchOutcome(imported=len(created_ids), suppressed=len(suppressing), skipped=skipped)
+
+
+SUPPRESSED_SKIP = "on the suppression list: only the person can come back, by confirming"
 
 
 def confirmations_request(*, subscription_ids):
@@ -531,6 +666,9 @@ def subscriber_import_run(*, subscriber_import_id):
             imported=report.imported,
             duplicates=report.duplicates,
             rejected=report.rejected,
+            skipped=report.skipped,
+            suppressed=report.suppressed,
+            recognised_format=report.format,
         )
 
     with tempfile.TemporaryFile("w+", newline="", encoding="utf-8") as report_file:
@@ -540,6 +678,9 @@ def subscriber_import_run(*, subscriber_import_id):
         def on_reject(number, email, reason):
             rejected.writerow([number, formula_escape(email), reason])
 
+        def on_skip(number, email, reason):
+            rejected.writerow([number, formula_escape(email), f"skipped: {reason}"])
+
         try:
             with job.file.open("rb") as binary:
                 report = subscribers_import(
@@ -547,8 +688,10 @@ def subscriber_import_run(*, subscriber_import_id):
                     newsletter=job.newsletter,
                     confirm=job.confirm,
                     on_reject=on_reject,
+                    on_skip=on_skip,
                     on_progress=on_progress,
                     batch_size=PROGRESS_BATCH_SIZE,
+                    format_name=job.format or None,
                 )
         except ImportFileError as error:
             job.status = Job.Status.FAILED
@@ -564,7 +707,9 @@ def subscriber_import_run(*, subscriber_import_id):
             job.status = Job.Status.DONE
             job.rows, job.imported = report.rows, report.imported
             job.duplicates, job.rejected = report.duplicates, report.rejected
-            if report.rejected:
+            job.skipped, job.suppressed = report.skipped, report.suppressed
+            job.recognised_format = report.format
+            if report.rejected or report.skipped:
                 report_file.seek(0)
                 job.report.save("rejected.csv", File(report_file), save=False)
     job.finished_at = timezone.now()

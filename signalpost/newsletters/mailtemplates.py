@@ -2,7 +2,9 @@
 
 A stored template is Django template language, compiled by an engine of its own:
 
-- no ``{% load %}`` at all (no library is registered), so no tag beyond the built-ins;
+- no ``{% load %}`` but of ``i18n`` (the shipped files use ``{% translate %}``; it is
+  rendered in the newsletter's language, docs/languages.md), so no other tag beyond
+  the built-ins;
 - ``{% extends %}`` and ``{% include %}`` only of the email templates shipped as files
   (``emails/<name>.html|txt``, named literally), never another file on the server;
 - no width-padding filters or ``{% lorem %}`` (a few characters asking for gigabytes);
@@ -59,7 +61,9 @@ class EmailFilesLoader(AppDirectoriesLoader):
 
 ENGINE = Engine(
     loaders=["signalpost.newsletters.mailtemplates.EmailFilesLoader"],
-    libraries={},
+    # Translation only: the shipped templates this engine extends (and staff start from)
+    # say everything through {% translate %} and {% blocktranslate %}.
+    libraries={"i18n": "django.templatetags.i18n"},
     autoescape=True,
     debug=False,
 )

@@ -1,8 +1,13 @@
+import contextlib
+
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.core.files.storage import Storage, storages
 from django.core.validators import RegexValidator
 from django.db import models
+
+from signalpost.newsletters.languages import language_choices
+from signalpost.newsletters.origins import origin_normalize, origins_parse, origins_validate
 
 PRIVATE_STORAGE_MISSING = (
     "Subscriber imports keep the uploaded files in STORAGES['private'], which this project "
@@ -64,6 +69,30 @@ class Newsletter(models.Model):
     sender_name = models.CharField(max_length=100, blank=True)
     sender_email = models.EmailField(blank=True)
     reply_to = models.EmailField(blank=True)
+    # The subscribe form other websites may embed (docs/subscribers.md#embedding).
+    embed_allowed = models.BooleanField(
+        "embedding allowed",
+        default=False,
+        help_text="Other websites may carry this newsletter's subscribe form. "
+        "Subscribing through it always takes a confirmation by email.",
+    )
+    embed_origins = models.TextField(
+        "allowed origins",
+        blank=True,
+        validators=[origins_validate],
+        help_text="The sites that may carry the form, one a line as scheme://host[:port] "
+        "(https://blog.example.com). Empty: the plain form from any site, but no link "
+        "back, no script answers and no iframe: those need the site listed here.",
+    )
+    language = models.CharField(
+        max_length=15,
+        blank=True,
+        choices=language_choices,
+        help_text=(
+            "The language of its emails, issue pages and archive. Empty: the site's "
+            "default for emails; each reader's own on the pages."
+        ),
+    )
     # Its emails' branding; each left empty takes the site's (SIGNALPOST_BRAND_*).
     brand_logo_url = models.URLField(
         "logo URL",
@@ -90,6 +119,18 @@ class Newsletter(models.Model):
     def __str__(self):
         return self.name
 
+    def clean(self):
+        super().clean()
+        # Stored as browsers send them, one a line.
+        with contextlib.suppress(ValidationError):  # clean_fields reported it on the field
+            self.embed_origins = "\n".join(origins_parse(self.embed_origins))
+
+    @property
+    def embed_origin_list(self) -> list[str]:
+        """The allowed origins in the form browsers send them (lines that are none left out)."""
+        origins = (origin_normalize(line) for line in self.embed_origins.splitlines())
+        return [origin for origin in origins if origin]
+
 
 class Subscription(models.Model):
     """One profile's subscription to one newsletter, with its state and its evidence."""
@@ -106,6 +147,7 @@ class Subscription(models.Model):
         API = "api", "API"
         IMPORT = "import", "Import"
         ADMIN = "admin", "Admin"
+        EMBED = "embed", "Form on another website"
 
     # Neither key has an index of its own: the unique (profile, newsletter)
     # constraint and the (newsletter, status) index start with them, and every
@@ -173,6 +215,11 @@ class SubscriberImport(models.Model):
     imported = models.PositiveIntegerField(default=0)
     duplicates = models.PositiveIntegerField(default=0)
     rejected = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0)
+    suppressed = models.PositiveIntegerField(default=0)
+    # Asked for ("" recognises it from the columns), then what the import recognised.
+    format = models.CharField(max_length=20, blank=True)
+    recognised_format = models.CharField(max_length=20, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -261,3 +308,55 @@ class EmailTemplateVersion(models.Model):
 
     def __str__(self):
         return f"{self.template} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class Suppression(models.Model):
+    """An address that must never be mailed: for one newsletter, or (``newsletter`` empty)
+    for every newsletter.
+
+    Written by imports (another service's unsubscribed, cleaned, bounced, complained or
+    blocklisted people) and by Signalpost's own hard bounces and complaints. Only the
+    person lifts it, by confirming a new double opt-in (``suppressions.suppression_lift``).
+    ``email_hash`` (SHA-256 of the stored address) is what every check compares: erasure
+    blanks ``email`` and keeps the hash, so an erased address stays suppressed.
+    """
+
+    class Reason(models.TextChoices):
+        UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
+        CLEANED = "cleaned", "Cleaned (undeliverable)"
+        BOUNCED = "bounced", "Bounced"
+        COMPLAINED = "complained", "Complained (spam report)"
+        BLOCKLISTED = "blocklisted", "Blocklisted"
+
+    email = models.CharField(max_length=254, blank=True, db_index=True)
+    email_hash = models.CharField(max_length=64)
+    newsletter = models.ForeignKey(
+        Newsletter,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="suppressions",
+        help_text="Empty: every newsletter.",
+    )
+    reason = models.CharField(max_length=12, choices=Reason.choices)
+    source = models.CharField(max_length=40, help_text="import:<format>, bounce or complaint.")
+    suppressed_at = models.DateTimeField(help_text="When it happened, as the source says.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["email_hash", "newsletter"], name="newsletters_suppression_unique"
+            ),
+            models.UniqueConstraint(
+                fields=["email_hash"],
+                condition=models.Q(newsletter__isnull=True),
+                name="newsletters_suppression_unique_global",
+            ),
+        ]
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return (
+            f"{self.email or '(erased)'}: {self.reason} ({self.newsletter or 'every newsletter'})"
+        )

@@ -31,7 +31,7 @@ from signalpost.signals import (
 EMAIL_PRIORITY = FORM_PRIORITY + 1
 
 # Welcome only people who asked themselves; imports and staff additions stay silent.
-WELCOMED_SOURCES = {Subscription.Source.FORM, Subscription.Source.API}
+WELCOMED_SOURCES = {Subscription.Source.FORM, Subscription.Source.API, Subscription.Source.EMBED}
 
 
 @receiver(subscribers_imported, dispatch_uid="newsletters.profiles_add_imported")
@@ -53,20 +53,38 @@ def profiles_add_imported(sender, *, newsletter, subscription_ids, **kwargs):
 )
 def email_confirmation_request(calls):
     """Email each pending subscription its confirmation link."""
+    return _emails_send_each(
+        calls, _while_status(Subscription.Status.PENDING, emails.confirmation_message)
+    )
+
+
+def _emails_send_each(calls, message_build):
+    """Send one email per call over one connection (``emails.emails_send``).
+
+    ``message_build(arguments, idempotency_key)`` returns a call's ``Message``, or
+    ``None`` when its email no longer makes sense. Returns the failed calls' errors.
+    """
     return emails.emails_send(
         {
             call.idempotency_key: functools.partial(
-                _pending_confirmation, call.arguments["subscription"], call.idempotency_key
+                message_build, call.arguments, call.idempotency_key
             )
             for call in calls
         }
     )
 
 
-def _pending_confirmation(subscription, idempotency_key):
-    if subscription.status != Subscription.Status.PENDING:
-        return None
-    return emails.confirmation_message(subscription=subscription, idempotency_key=idempotency_key)
+def _while_status(status, subscription_message):
+    """A message builder for ``_emails_send_each``: ``subscription_message`` for the call's
+    subscription while it has ``status`` (confirmed or ended meanwhile: nothing)."""
+
+    def message_build(arguments, idempotency_key):
+        subscription = arguments["subscription"]
+        if subscription.status != status:
+            return None
+        return subscription_message(subscription=subscription, idempotency_key=idempotency_key)
+
+    return message_build
 
 
 def asked_themselves(*, source, **kwargs):
@@ -84,20 +102,9 @@ def asked_themselves(*, source, **kwargs):
 )
 def email_welcome(calls):
     """Welcome each newly active subscription."""
-    return emails.emails_send(
-        {
-            call.idempotency_key: functools.partial(
-                _active_welcome, call.arguments["subscription"], call.idempotency_key
-            )
-            for call in calls
-        }
+    return _emails_send_each(
+        calls, _while_status(Subscription.Status.ACTIVE, emails.welcome_message)
     )
-
-
-def _active_welcome(subscription, idempotency_key):
-    if subscription.status != Subscription.Status.ACTIVE:
-        return None
-    return emails.welcome_message(subscription=subscription, idempotency_key=idempotency_key)
 
 
 @durable_receiver(
@@ -110,15 +117,12 @@ def _active_welcome(subscription, idempotency_key):
 )
 def email_preferences_link(calls):
     """Email each profile the link to their preference center."""
-    return emails.emails_send(
-        {
-            call.idempotency_key: functools.partial(
-                emails.preferences_link_message,
-                profile=call.arguments["profile"],
-                idempotency_key=call.idempotency_key,
-            )
-            for call in calls
-        }
+    return _emails_send_each(calls, _preferences_link)
+
+
+def _preferences_link(arguments, idempotency_key):
+    return emails.preferences_link_message(
+        profile=arguments["profile"], idempotency_key=idempotency_key
     )
 
 

@@ -130,6 +130,12 @@ def newsletters_subscribed(*, profile: Profile) -> QuerySet[Newsletter]:
     )
 
 
+def newsletter_languages_subscribed(*, profile: Profile) -> set[str]:
+    """Return the languages (``""``: the site's default) of the newsletters ``profile``
+    has a pending or active subscription to."""
+    return set(newsletters_subscribed(profile=profile).values_list("language", flat=True))
+
+
 def subscriptions_batch_cte(*, subscription_ids: list[int]) -> tuple[str, list[Any]] | None:
     """Return ``(sql, params)`` for ``WITH batch AS MATERIALIZED (SELECT profile_id, status
     ...)`` over the subscriptions ``subscription_ids``, or ``None`` on a database without it.

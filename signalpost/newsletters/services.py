@@ -33,6 +33,12 @@ from signalpost.newsletters.models import (
     Newsletter,
     SubscriberImport,
     Subscription,
+    Suppression,
+)
+from signalpost.newsletters.suppressions import (
+    address_is_suppressed,
+    suppression_lift,
+    suppressions_add,
 )
 from signalpost.newsletters.writes import subscription_insert
 from signalpost.signals import (
@@ -76,9 +82,13 @@ def subscribe(
 ) -> Subscription:
     """Subscribe ``email`` to ``newsletter`` and return the ``Subscription``.
 
-    Single opt-in newsletters, staff adding someone by hand and a person who
-    proved they own the address (``address_verified``, as through a signed
-    preference-center link) activate at once and send ``user_subscribed``.
+    Single opt-in newsletters (except from a form embedded on another website,
+    ``source="embed"``, which always confirms), staff adding someone by hand and a
+    person who proved they own the address (``address_verified``, as through a
+    signed preference-center link) activate at once and send ``user_subscribed``,
+    unless the address is on the suppression list for ``newsletter``: then it
+    always goes through double opt-in (an import leaves it alone), and only the
+    person's confirmation lifts the suppression.
     Otherwise the subscription is pending and ``subscription_requested`` is
     sent, at most once per confirmation window however often the address is
     submitted. Subscribing an active address changes nothing and sends
@@ -103,9 +113,15 @@ def subscribe(
         return subscription
     if subscription.status in ENDED_STATUSES and source == Source.IMPORT:
         return subscription
-    activate = (
-        newsletter.opt_in == Newsletter.OptIn.SINGLE or source == Source.ADMIN or address_verified
-    )
+    # A suppressed address comes back only by confirming a new double opt-in itself: never
+    # through an import, and never at once, whatever the newsletter's policy or the source.
+    suppressed = address_is_suppressed(email=profile.email, newsletter=newsletter)
+    if suppressed and source == Source.IMPORT:
+        return subscription
+    # A form on another website always confirms by email: whoever runs that site
+    # could submit any address, and the person never saw this site's form.
+    single_opt_in = newsletter.opt_in == Newsletter.OptIn.SINGLE and source != Source.EMBED
+    activate = not suppressed and (single_opt_in or source == Source.ADMIN or address_verified)
     now = timezone.now()
     if not activate and _confirmation_requested_recently(subscription, now=now):
         return subscription
@@ -200,7 +216,9 @@ def subscription_confirm(*, subscription: Subscription) -> Subscription:
     """Activate a pending ``subscription`` (double opt-in confirmed); return it.
 
     Confirming twice is harmless: only the first activation sends
-    ``user_subscribed``. A subscription that ended meanwhile stays ended.
+    ``user_subscribed``. A subscription that ended meanwhile stays ended. The
+    confirmation is the person's new double opt-in: it lifts any suppression of
+    the address for this newsletter (``suppressions.suppression_lift``).
     """
     subscription = (
         Subscription.objects.select_for_update()
@@ -212,6 +230,7 @@ def subscription_confirm(*, subscription: Subscription) -> Subscription:
     subscription.status = Status.ACTIVE
     subscription.subscribed_at = timezone.now()
     subscription.save(update_fields=["status", "subscribed_at"])
+    suppression_lift(subscription=subscription)
     user_subscribed.send(
         sender=Subscription,
         profile=subscription.profile,
@@ -336,10 +355,11 @@ def preferences_update(
 def preferences_link_request(*, email: str) -> bool:
     """Email the preference-center link to ``email`` if it has a profile; return whether.
 
-    Callers answer the same either way.
+    Not to an address suppressed for every newsletter (it bounced or complained): the
+    subscribe form's confirmation is its way back. Callers answer the same either way.
     """
     profile = profile_by_email(email=email)
-    if profile is None:
+    if profile is None or address_is_suppressed(email=profile.email, newsletter=None):
         return False
     preferences_link_requested.send(sender=Newsletter, profile=profile, user_email=profile.email)
     return True
@@ -354,7 +374,8 @@ def bounce_record(*, email: str, permanent: bool, description: str = "") -> list
     after the mail was given up on, never a mere deferral, which callers do
     not report) is noted; it ends them when ``SIGNALPOST_SOFT_BOUNCE_LIMIT``
     soft bounces fall within ``SIGNALPOST_SOFT_BOUNCE_WINDOW_DAYS`` with no
-    mail delivered in between (``_soft_bounces_counting``). Each ended
+    mail delivered in between (``_soft_bounces_counting``), and suppresses it as
+    a hard one does. Each ended
     subscription sends ``bounce_received``.
     """
     profile = profile_by_email(email=email)
@@ -372,6 +393,11 @@ def bounce_record(*, email: str, permanent: bool, description: str = "") -> list
             return []
     ended = _subscriptions_end_for_delivery_problem(
         profile=profile, status=Status.BOUNCED, timestamp_field="bounced_at"
+    )
+    suppressions_add(
+        entries=[(profile.email, Suppression.Reason.BOUNCED, None)],
+        newsletter=None,
+        source="bounce",
     )
     for subscription in ended:
         bounce_received.send(
@@ -432,12 +458,18 @@ def soft_bounces_forget(*, email: str) -> bool:
 
 @transaction.atomic
 def complaint_record(*, email: str, description: str = "") -> list[Subscription]:
-    """Record a spam complaint for ``email``: every live subscription ends; return them."""
+    """Record a spam complaint for ``email``: every live subscription ends and the address
+    goes on the suppression list for every newsletter; return the ended subscriptions."""
     profile = profile_by_email(email=email)
     if profile is None:
         return []
     ended = _subscriptions_end_for_delivery_problem(
         profile=profile, status=Status.COMPLAINED, timestamp_field="complained_at"
+    )
+    suppressions_add(
+        entries=[(profile.email, Suppression.Reason.COMPLAINED, None)],
+        newsletter=None,
+        source="complaint",
     )
     for subscription in ended:
         complaint_received.send(
@@ -468,7 +500,7 @@ def _subscriptions_end_for_delivery_problem(
 
 @transaction.atomic
 def subscriber_import_start(
-    *, newsletter: Newsletter, upload: Any, confirm: bool, user: Any
+    *, newsletter: Newsletter, upload: Any, confirm: bool, user: Any, format_name: str = ""
 ) -> SubscriberImport:
     """Store ``upload`` (an uploaded CSV file) and queue its import into ``newsletter``;
     return the ``SubscriberImport``, which the worker updates as it goes
@@ -493,6 +525,7 @@ def subscriber_import_start(
         newsletter=newsletter,
         file_name=name,
         confirm=confirm,
+        format=format_name or "",
         created_by=user,
         lines=data_lines_count(upload),
     )

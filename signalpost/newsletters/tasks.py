@@ -55,7 +55,7 @@ def _run_or_retry(this_task, service, *, attempt, **kwargs):
         raise
 
 
-def _subscribe(*, email, newsletter_id, name, consent):
+def _subscribe(*, email, newsletter_id, name, consent, source):
     newsletter = Newsletter.objects.filter(pk=newsletter_id).first()
     if newsletter is None:
         return  # deleted since the request
@@ -63,7 +63,7 @@ def _subscribe(*, email, newsletter_id, name, consent):
         email=email,
         newsletter=newsletter,
         name=name,
-        source=Source.FORM,
+        source=source,
         consent=ConsentEvidence(
             at=datetime.fromisoformat(consent["at"]),
             ip=consent["ip"],
@@ -83,8 +83,9 @@ def _preferences_link(*, email):
 
 
 @task(priority=PRIORITY)
-def subscribe_from_form(*, email, newsletter_id, name, consent, attempt=1):
-    """Run ``subscribe`` for a ``/subscribe/`` POST; ``consent`` holds its at, ip, user_agent."""
+def subscribe_from_form(*, email, newsletter_id, name, consent, source="form", attempt=1):
+    """Run ``subscribe`` for a ``/subscribe/`` POST, or an embedded form's (``source="embed"``);
+    ``consent`` holds its at, ip, user_agent."""
     _run_or_retry(
         subscribe_from_form,
         _subscribe,
@@ -93,6 +94,7 @@ def subscribe_from_form(*, email, newsletter_id, name, consent, attempt=1):
         newsletter_id=newsletter_id,
         name=name,
         consent=consent,
+        source=source,
     )
 
 
@@ -122,13 +124,15 @@ def preferences_link_from_form(*, email, attempt=1):
 
 
 @transaction.atomic
-def subscribe_queue(*, email, newsletter, name, consent):
-    """Queue ``subscribe`` of ``email`` to ``newsletter`` from the public form.
+def subscribe_queue(*, email, newsletter, name, consent, source=Source.FORM):
+    """Queue ``subscribe`` of ``email`` to ``newsletter`` from a public form: the site's
+    (``source`` form) or one embedded on another website (``source`` embed).
 
     The subscription is pending or active (with ``user_subscribed`` and the welcome,
     or ``subscription_requested`` and the confirmation email) once the worker ran it.
     """
-    if newsletter.opt_in == Newsletter.OptIn.DOUBLE and conf.SUBSCRIBE_ASYNC_COMMIT:
+    confirms = newsletter.opt_in == Newsletter.OptIn.DOUBLE or source == Source.EMBED
+    if confirms and conf.SUBSCRIBE_ASYNC_COMMIT:
         # At most a confirmation email comes of it: see subscribe().
         commit_without_flush()
     task_enqueue(
@@ -136,6 +140,7 @@ def subscribe_queue(*, email, newsletter, name, consent):
         email=email,
         newsletter_id=newsletter.pk,
         name=name,
+        source=Source(source).value,
         consent={
             "at": consent.at.isoformat(),
             "ip": consent.ip,

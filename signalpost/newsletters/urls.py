@@ -10,6 +10,7 @@ urlpatterns = [
     path("preferences/", views.preferences_request_page, name="preferences_request"),
     path("preferences/<str:token>/", views.preferences_page, name="preferences"),
     path("preferences/<str:token>/data.json", views.preferences_data_page, name="preferences_data"),
+    path("embed/<str:slug>/", views.embed_subscribe, name="embed_subscribe"),
     path("n/<slug:slug>/confirm/<str:token>/", views.confirm_page, name="confirm"),
     path(
         "n/<slug:slug>/unsubscribe/<str:token>/",

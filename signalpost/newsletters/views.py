@@ -1,28 +1,37 @@
 """The public pages. Each view translates the request and calls one service."""
 
+import re
+from urllib.parse import urlsplit
+
 from django.core.exceptions import ValidationError
-from django.http import HttpResponseRedirect, JsonResponse
+from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
+from django.utils.cache import patch_vary_headers
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext_lazy as _
+from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_safe
 
 from signalpost.accounts.models import Profile
 from signalpost.accounts.services import EMAIL_MAX_LENGTH
 from signalpost.conf import conf
-from signalpost.newsletters import tokens
+from signalpost.newsletters import embedding, tokens
 from signalpost.newsletters.forms import (
     AccountNewsletterForm,
+    EmbeddedSubscribeForm,
     PreferencesForm,
     PreferencesLinkForm,
     SubscribeForm,
     UnsubscribeForm,
 )
+from signalpost.newsletters.languages import page_render
 from signalpost.newsletters.links import preferences_path
 from signalpost.newsletters.models import Newsletter
 from signalpost.newsletters.selectors import (
+    newsletter_by_slug,
     newsletters_for_preferences,
     newsletters_subscribed,
     subscription_of,
@@ -30,6 +39,7 @@ from signalpost.newsletters.selectors import (
 )
 from signalpost.newsletters.services import (
     ConsentEvidence,
+    Source,
     preferences_update,
     subscription_confirm,
     subscription_end,
@@ -46,6 +56,8 @@ from signalpost.privacy.services import profile_export
 from signalpost.ratelimit import client_ip, client_rate_allows, rate_limit_allows
 
 PREFILL_MAX_LENGTH = EMAIL_MAX_LENGTH
+# A newsletter's slug (a SlugField of 60): anything else names none, and never reaches SQL.
+SLUG = re.compile(r"[-a-zA-Z0-9_]{1,60}")
 
 
 def consent_from(request):
@@ -76,7 +88,9 @@ def link_problem(request, *, problem, newsletter=None, purpose):
     context = {"problem": problem, "newsletter": newsletter, "purpose": purpose}
     if purpose == "preferences":
         context["form"] = PreferencesLinkForm()
-    return render_page(request, "newsletters/link_problem.html", context, status=status)
+    return page_render(
+        request, "newsletters/link_problem.html", context, newsletter=newsletter, status=status
+    )
 
 
 def read_link(request, *, token, purpose, max_age, newsletter=None):
@@ -112,6 +126,24 @@ def _admin_url():
         return ""
 
 
+def subscribe_submitted(request, *, form, newsletter, source):
+    """Queue the subscription a valid subscribe ``form`` asks for, unless it should not be.
+
+    A bot (honeypot) or an address submitted too often gets the same answer as anyone
+    else and causes nothing. Queued for any address: the same work, so the same time,
+    known or not. The site's form and the embedded one both come through here.
+    """
+    email = form.cleaned_data["user_email"]
+    if not form.is_bot() and rate_limit_allows(scope="subscribe_address", key=email):
+        subscribe_queue(
+            email=email,
+            newsletter=newsletter,
+            name=form.cleaned_data["name"],
+            consent=consent_from(request),
+            source=source,
+        )
+
+
 @require_http_methods(["GET", "HEAD", "POST"])
 def subscribe_page(request):
     if request.method != "POST":
@@ -124,16 +156,7 @@ def subscribe_page(request):
         return render_page(request, "newsletters/subscribe.html", {"form": form}, status=400)
     email = form.cleaned_data["user_email"]
     newsletter = form.cleaned_data["newsletter"]
-    # A bot (honeypot) or an address submitted too often gets the same answer
-    # as anyone else and causes nothing.
-    if not form.is_bot() and rate_limit_allows(scope="subscribe_address", key=email):
-        # Queued for any address: the same work, so the same time, known or not.
-        subscribe_queue(
-            email=email,
-            newsletter=newsletter,
-            name=form.cleaned_data["name"],
-            consent=consent_from(request),
-        )
+    subscribe_submitted(request, form=form, newsletter=newsletter, source=Source.FORM)
     # The answer depends only on what was submitted, never on who was subscribed.
     return render_page(
         request,
@@ -195,7 +218,7 @@ def confirm_page(request, slug, token):
         "confirmed_now": request.method == "POST",
         "preferences_url": preferences_path(profile=subscription.profile),
     }
-    return render_page(request, "newsletters/confirm.html", context)
+    return page_render(request, "newsletters/confirm.html", context, newsletter=newsletter)
 
 
 @csrf_exempt  # RFC 8058: mail providers POST without cookies; the signed token authenticates.
@@ -216,7 +239,9 @@ def one_click_unsubscribe(request, slug, token):
         "done": request.method == "POST",
         "preferences_url": preferences_path(profile=profile) if profile else None,
     }
-    return render_page(request, "newsletters/one_click_unsubscribe.html", context)
+    return page_render(
+        request, "newsletters/one_click_unsubscribe.html", context, newsletter=newsletter
+    )
 
 
 @require_http_methods(["GET", "HEAD", "POST"])
@@ -330,3 +355,154 @@ def _next_or_home(request):
     ):
         return target
     return reverse("signalpost:home")
+
+
+# ------------------------------------------------------------ the form on other websites
+
+EMBED_PROBLEMS = {
+    # problem -> (status, field, title, message); the message names the problem.
+    "unknown": (
+        404,
+        "newsletter",
+        _("No such newsletter"),
+        _("newsletter: there is no public newsletter at this address."),
+    ),
+    "not_embeddable": (
+        403,
+        "newsletter",
+        _("Not open to other websites"),
+        _("newsletter: this newsletter does not take subscriptions from other websites."),
+    ),
+    "origin": (
+        403,
+        "origin",
+        _("Not open to this website"),
+        _(
+            "origin: this newsletter does not take subscriptions from the page you came "
+            "from. Subscribe on its own page instead."
+        ),
+    ),
+    "rate": (
+        429,
+        None,
+        _("Too many requests"),
+        _("Too many subscription requests came from your network. Try again in an hour."),
+    ),
+}
+
+
+def _wants_json(request):
+    """Whether the embedded form's script sent ``request`` (it asks for JSON)."""
+    return "application/json" in request.headers.get("Accept", "")
+
+
+def _embed_problem(request, problem, *, framed):
+    status, field, title, message = EMBED_PROBLEMS[problem]
+    if _wants_json(request):
+        response = JsonResponse({"errors": [{"field": field, "message": str(message)}]})
+        response.status_code = status
+    else:
+        context = {"title": title, "message": message, "base_template": _embed_base(framed)}
+        response = render_page(request, "newsletters/embed_problem.html", context, status=status)
+    if status == 429:
+        response["Retry-After"] = "3600"
+    return response
+
+
+def _embed_base(framed):
+    return "newsletters/embed_base.html" if framed else conf.BASE_TEMPLATE
+
+
+def _embed_form_page(request, *, newsletter, form, framed, status=200):
+    context = {
+        "newsletter": newsletter,
+        "form": form,
+        "framed": framed,
+        "base_template": _embed_base(framed),
+    }
+    return render_page(request, "newsletters/embed_form.html", context, status=status)
+
+
+def _embed_answer(request, *, newsletter, standing, origin, framed):
+    """The answer to a POST (or preflight) to ``newsletter``'s embedded form from
+    ``origin``, which stands as ``standing`` (``embedding.origin_standing``)."""
+    if request.method == "OPTIONS":
+        # A preflight: the script's own requests need none, but a page may add headers.
+        response = HttpResponse(status=204)
+        if standing == embedding.LISTED:
+            response["Access-Control-Allow-Methods"] = "POST"
+            response["Access-Control-Allow-Headers"] = "Accept, Content-Type"
+            response["Access-Control-Max-Age"] = "600"
+        return response
+    if standing == embedding.REFUSED:
+        return _embed_problem(request, "origin", framed=framed)
+    if not client_rate_allows(request, scope="subscribe_ip"):
+        return _embed_problem(request, "rate", framed=framed)
+    form = EmbeddedSubscribeForm(request.POST)
+    if not form.is_valid():
+        if _wants_json(request):
+            errors = [
+                {"field": field, "message": str(message)}
+                for field, messages in form.errors.items()
+                for message in messages
+            ]
+            return JsonResponse({"errors": errors}, status=400)
+        return _embed_form_page(
+            request, newsletter=newsletter, form=form, framed=framed, status=400
+        )
+    subscribe_submitted(request, form=form, newsletter=newsletter, source=Source.EMBED)
+    email = form.cleaned_data["user_email"]
+    # The answer depends only on what was submitted, never on who was subscribed.
+    message = _(
+        "We sent a confirmation link to %(email)s. Your subscription to %(name)s starts "
+        "when you follow it."
+    ) % {"email": email, "name": newsletter.name}
+    if _wants_json(request):
+        return JsonResponse({"status": "confirmation_sent", "message": message})
+    context = {
+        "user_email": email,
+        "newsletter": newsletter,
+        "base_template": _embed_base(framed),
+    }
+    if standing == embedding.LISTED and origin is not None:
+        context["back_url"] = embedding.page_back(request, origin=origin)
+        context["back_host"] = urlsplit(origin).netloc
+    return render_page(request, "newsletters/embed_done.html", context)
+
+
+@csrf_exempt  # Another website's form cannot carry this site's CSRF token; no cookie is read.
+@xframe_options_exempt  # Who may frame these pages is the CSP's frame-ancestors, per newsletter.
+@require_http_methods(["GET", "HEAD", "POST", "OPTIONS"])
+def embed_subscribe(request, slug):
+    """The subscribe form other websites embed (docs/subscribers.md#embedding).
+
+    GET: the form alone, for an ``<iframe>`` on the newsletter's listed sites. POST:
+    subscribe, always by double opt-in, with every protection of ``/subscribe/``
+    (rate limits per IP and address, the honeypot, one answer for everyone). The
+    answer is a page, or JSON for the script (``Accept: application/json``), with
+    CORS headers for listed origins only.
+    """
+    # The iframe's page, and what its form's POST gets back: without the site's navigation.
+    framed = request.method in {"GET", "HEAD"} or request.POST.get("frame") == "1"
+    newsletter = newsletter_by_slug(slug, public_only=True) if SLUG.fullmatch(slug) else None
+    if newsletter is None:
+        response = _embed_problem(request, "unknown", framed=framed)
+    elif not newsletter.embed_allowed:
+        response = _embed_problem(request, "not_embeddable", framed=framed)
+    elif request.method in {"GET", "HEAD"}:
+        response = _embed_form_page(
+            request, newsletter=newsletter, form=EmbeddedSubscribeForm(), framed=True
+        )
+    else:
+        origin = embedding.request_origin(request)
+        standing = embedding.origin_standing(request, newsletter=newsletter, origin=origin)
+        response = _embed_answer(
+            request, newsletter=newsletter, standing=standing, origin=origin, framed=framed
+        )
+        for header, value in embedding.cors_headers(origin=origin, standing=standing).items():
+            response[header] = value
+    if newsletter is not None:
+        response._csp_config = embedding.frame_policy(newsletter)
+    patch_vary_headers(response, ["Origin", "Accept"])
+    response["Cache-Control"] = "no-store"
+    return response

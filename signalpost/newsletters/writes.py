@@ -9,22 +9,24 @@ import batch, ``test_databases_without_the_sql_path_import_the_same_rows`` and
 ``tests/test_import_export.py``, which run the whole import both ways).
 """
 
+import json
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from django.db import connection
+from django.db import connection, models
 from django.db.models.options import Options
+from django.utils import timezone
 
 from signalpost.accounts.models import Profile
 from signalpost.newsletters import selectors
-from signalpost.newsletters.models import Newsletter, Subscription
+from signalpost.newsletters.models import Newsletter, Subscription, Suppression
 from signalpost.rows import row_insert
 
 Status = Subscription.Status
 
-# A checked import row: (email, name, consent_at, consent_ip).
-ImportRow = tuple[str, str, datetime | None, str | None]
+# A checked import row: (email, name, consent_at, consent_ip, attributes as JSON text or None).
+ImportRow = tuple[str, str, datetime | None, str | None, str | None]
 
 
 def subscription_insert(*, subscription: Subscription) -> Subscription:
@@ -52,7 +54,9 @@ def subscriptions_insert_imported(
     """Write one import batch: a profile for each new address, a subscription for each
     profile not yet subscribed to ``newsletter``; return the new subscriptions' ids.
 
-    ``rows`` holds checked ``(email, name, consent_at, consent_ip)`` tuples. On PostgreSQL
+    ``rows`` holds checked ``(email, name, consent_at, consent_ip, attributes)`` tuples;
+    ``attributes`` (JSON text, or ``None`` for none) is a new profile's, and an existing
+    profile keeps its own. On PostgreSQL
     and SQLite by ``batch_write_sql``, elsewhere by ``batch_write_portable`` (``bulk_create``):
     the same rows either way.
     """
@@ -65,7 +69,10 @@ def batch_write_portable(
     *, rows: Sequence[ImportRow], newsletter: Newsletter, now: datetime, status: str
 ) -> list[int]:
     Profile.objects.bulk_create(
-        [Profile(email=email, name=name) for email, name, _, _ in rows],
+        [
+            Profile(email=email, name=name, attributes=json.loads(attributes) if attributes else {})
+            for email, name, _, _, attributes in rows
+        ],
         ignore_conflicts=True,
         batch_size=500,
     )
@@ -88,7 +95,7 @@ def batch_write_portable(
             consent_at=consent_at or now,
             consent_ip=consent_ip,
         )
-        for email, _, consent_at, consent_ip in rows
+        for email, _, consent_at, consent_ip, _ in rows
         if profile_ids[email] not in existing
     ]
     Subscription.objects.bulk_create(fresh, ignore_conflicts=True, batch_size=500)
@@ -106,9 +113,10 @@ def batch_write_portable(
 IMPORT_TABLE = "signalpost_import"
 IMPORT_TABLE_CREATE = {
     "postgresql": f"CREATE TEMPORARY TABLE IF NOT EXISTS {IMPORT_TABLE} "
-    "(email text, name text, consent_at timestamptz, consent_ip inet) ON COMMIT DELETE ROWS",
+    "(email text, name text, consent_at timestamptz, consent_ip inet, attributes jsonb) "
+    "ON COMMIT DELETE ROWS",
     "sqlite": f"CREATE TEMP TABLE IF NOT EXISTS {IMPORT_TABLE} "
-    "(email, name, consent_at, consent_ip)",
+    "(email, name, consent_at, consent_ip, attributes)",
 }
 # Keeps the planner from pulling the derived table up into the INSERT's SELECT, where the
 # profile lookup would run twice a row, once for the filter and once for the value (EXPLAIN
@@ -142,8 +150,8 @@ def batch_write_sql(
         f"INSERT INTO {quote(profile.db_table)} "
         f"({columns(profile, 'email', 'name', 'attributes', 'soft_bounce_count')}, "
         f"{columns(profile, 'created_at', 'updated_at')}) "
-        f"SELECT email, name, '{{}}', 0, %s, %s FROM {IMPORT_TABLE} WHERE true "
-        "ORDER BY email ON CONFLICT DO NOTHING"
+        f"SELECT email, name, COALESCE(attributes, '{{}}'), 0, %s, %s FROM {IMPORT_TABLE} "
+        "WHERE true ORDER BY email ON CONFLICT DO NOTHING"
     )
     # Both INSERTs take the batch in address order. Two writers whose batches share new
     # addresses then wait for each other's unique-index entries in the same order, and one
@@ -169,17 +177,17 @@ def batch_write_sql(
         cursor.execute(IMPORT_TABLE_CREATE[vendor])
         if vendor == "postgresql":
             with cursor.cursor.copy(
-                f"COPY {IMPORT_TABLE} (email, name, consent_at, consent_ip) FROM STDIN"
+                f"COPY {IMPORT_TABLE} (email, name, consent_at, consent_ip, attributes) FROM STDIN"
             ) as copy:
                 for row in rows:
                     copy.write_row(row)
         else:
             cursor.executemany(
-                f"INSERT INTO {IMPORT_TABLE} (email, name, consent_at, consent_ip) "
-                "VALUES (%s, %s, %s, %s)",
+                f"INSERT INTO {IMPORT_TABLE} (email, name, consent_at, consent_ip, attributes) "
+                "VALUES (%s, %s, %s, %s, %s)",
                 [
-                    (email, name, adapt(consent_at), consent_ip)
-                    for email, name, consent_at, consent_ip in rows
+                    (email, name, adapt(consent_at), consent_ip, attributes)
+                    for email, name, consent_at, consent_ip, attributes in rows
                 ],
             )
         cursor.execute(profile_insert, [now_value, now_value])
@@ -236,4 +244,69 @@ def profile_subscriptions_add_imported(
             f"({quote(field.m2m_column_name())}, {quote(field.m2m_reverse_name())}) "
             "SELECT profile_id, %s FROM batch WHERE status = %s ON CONFLICT DO NOTHING",
             [*batch_params, newsletter.pk, Subscription.Status.ACTIVE.value],
+        )
+
+
+def suppressed_hashes_among(*, hashes: Sequence[str], newsletter_id: int) -> set[str]:
+    """Return which of ``hashes`` have a suppression for newsletter ``newsletter_id`` or for
+    every newsletter: what ``Suppression.objects.filter(...).values_list("email_hash")``
+    gives, in one statement whose text is the same for every batch (an array or JSON text
+    parameter, as ``selectors.subscriptions_batch_cte``)."""
+    meta = Suppression._meta
+    quote: Callable[[str | None], str] = connection.ops.quote_name  # type: ignore[assignment]
+    column = quote(meta.get_field("email_hash").column)
+    newsletter = quote(meta.get_field("newsletter").column)
+    param: list[str] | str
+    if connection.vendor == "postgresql":
+        among, param = "= ANY(%s::text[])", list(hashes)
+    elif connection.vendor == "sqlite":
+        among, param = "IN (SELECT value FROM json_each(%s))", json.dumps(list(hashes))
+    else:
+        return set(
+            Suppression.objects.filter(email_hash__in=hashes)
+            .filter(models.Q(newsletter__isnull=True) | models.Q(newsletter_id=newsletter_id))
+            .values_list("email_hash", flat=True)
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {column} FROM {quote(meta.db_table)} WHERE {column} {among} "
+            f"AND ({newsletter} IS NULL OR {newsletter} = %s)",
+            [param, newsletter_id],
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
+def suppressions_insert(*, suppressions: Sequence[Suppression]) -> None:
+    """INSERT the unsaved ``suppressions``, skipping any whose address is already
+    suppressed there: the rows ``bulk_create(..., ignore_conflicts=True)`` writes.
+
+    One statement text whatever the count, run by ``executemany`` (pipelined by psycopg):
+    ``bulk_create`` compiled every value of every object, ~100 µs a row, as much as
+    the rest of an import row costs (bench/README.md, # Import).
+    """
+    if not suppressions:
+        return
+    meta = Suppression._meta
+    quote: Callable[[str | None], str] = connection.ops.quote_name  # type: ignore[assignment]
+    names = ["email", "email_hash", "newsletter", "reason", "source", "suppressed_at", "created_at"]
+    # Concrete fields: a column each (the stubs allow a reverse relation).
+    columns = ", ".join(quote(meta.get_field(name).column) for name in names)  # type: ignore[union-attr]
+    adapt = connection.ops.adapt_datetimefield_value
+    now = adapt(timezone.now())
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"INSERT INTO {quote(meta.db_table)} ({columns}) "
+            f"VALUES ({', '.join(['%s'] * len(names))}) ON CONFLICT DO NOTHING",
+            [
+                (
+                    row.email,
+                    row.email_hash,
+                    row.newsletter_id,
+                    row.reason,
+                    row.source,
+                    adapt(row.suppressed_at),
+                    now,
+                )
+                for row in suppressions
+            ],
         )

@@ -16,6 +16,7 @@ from django.db.models import Model, Q
 from signalpost.accounts.models import Profile
 from signalpost.activity.models import Activity
 from signalpost.newsletters.models import Subscription
+from signalpost.newsletters.suppressions import suppressions_forget_address
 from signalpost.publishing.models import Delivery
 from signalpost.redaction import addresses_redact, text_forget
 from signalpost.signals import profile_erased
@@ -83,6 +84,7 @@ def profile_export(*, profile: Profile) -> dict[str, Any]:
 def profile_erase(*, profile: Profile) -> str:
     """Erase ``profile``: its subscriptions, activity and name go; deliveries stay, anonymised.
 
+    A suppression of the address keeps its SHA-256 and loses the address itself.
     Every other copy of the address goes in this transaction too: here the SMTP
     errors on deliveries (anyone's) and the admin history of the profile and its
     subscriptions; through ``profile_erased`` (sent with the address it had) the task
@@ -100,6 +102,9 @@ def profile_erase(*, profile: Profile) -> str:
         email=email, objects={Profile: [profile_id], Subscription: subscription_ids}
     )
     profile.delete()
+    # The address stays suppressed (an erased person must not be mailed again because a
+    # later import brings them back), but only as its hash.
+    suppressions_forget_address(email=email)
     profile_erased.send(sender=Profile, profile_id=profile_id, user_email=email)
     return email
 

@@ -11,7 +11,8 @@ from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
 from signalpost.postgresql.estimates import EstimatedCountPaginator
-from signalpost.publishing.models import Delivery, Issue
+from signalpost.publishing.models import PREVIEW_TEXT_MAX_LENGTH, Delivery, Issue
+from signalpost.publishing.rendering import inbox_preview_text
 from signalpost.publishing.selectors import (
     issue_preview_message,
     issue_progress,
@@ -67,6 +68,12 @@ class WriteForm(forms.Form):
     for the live preview (``preview``) by the parts that changed."""
 
     subject = forms.CharField(max_length=200)
+    preview_text = forms.CharField(
+        required=False,
+        max_length=PREVIEW_TEXT_MAX_LENGTH,
+        help_text=Issue._meta.get_field("preview_text").help_text,
+        widget=forms.TextInput(attrs={"aria-describedby": "preview_text-help"}),
+    )
     body_markdown = forms.CharField(
         label="Body (Markdown)",
         required=False,
@@ -82,7 +89,11 @@ class WriteForm(forms.Form):
         cleaned_data = super().clean()
         body = cleaned_data.get("body_markdown", "")
         try:
-            issue_validate(subject=cleaned_data.get("subject", ""), body_markdown=body)
+            issue_validate(
+                subject=cleaned_data.get("subject", ""),
+                body_markdown=body,
+                preview_text=cleaned_data.get("preview_text", ""),
+            )
             cleaned_data["body_html"] = self.render(body_markdown=body)
         except ValidationError as error:
             for field, field_errors in error.message_dict.items():
@@ -141,7 +152,7 @@ def _post_only(view):
 class IssueForm(forms.ModelForm):
     class Meta:
         model = Issue
-        fields = ["newsletter", "subject", "body_markdown", "scheduled_at"]
+        fields = ["newsletter", "subject", "preview_text", "body_markdown", "scheduled_at"]
         widgets = {"body_markdown": forms.Textarea(attrs={"rows": 24, "class": "vLargeTextField"})}
 
     def clean(self):
@@ -152,6 +163,7 @@ class IssueForm(forms.ModelForm):
                 subject=cleaned_data.get("subject", ""),
                 body_markdown=cleaned_data.get("body_markdown", ""),
                 scheduled_at=self.new_scheduled_at(),
+                preview_text=cleaned_data.get("preview_text", ""),
             )
         except ValidationError as error:
             self.add_service_errors(error)
@@ -221,6 +233,7 @@ class IssueAdmin(admin.ModelAdmin):
                     subject=data["subject"],
                     body_markdown=data["body_markdown"],
                     scheduled_at=scheduled_at,
+                    preview_text=data["preview_text"],
                 )
             else:
                 issue = issue_create(
@@ -229,6 +242,7 @@ class IssueAdmin(admin.ModelAdmin):
                     body_markdown=data["body_markdown"],
                     created_by=request.user,
                     scheduled_at=data["scheduled_at"],
+                    preview_text=data["preview_text"],
                 )
         except ValidationError as error:
             # The issue started sending after the form was shown, or (rarely) rendering the
@@ -334,7 +348,11 @@ class IssueAdmin(admin.ModelAdmin):
         issue = self._issue_for_writing(request, issue_id)
         form = WriteForm(
             request.POST or None,
-            initial={"subject": issue.subject, "body_markdown": issue.body_markdown},
+            initial={
+                "subject": issue.subject,
+                "preview_text": issue.preview_text,
+                "body_markdown": issue.body_markdown,
+            },
         )
         image_form = ImageForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and image_form.is_valid() and image_form.cleaned_data["image"]:
@@ -353,6 +371,7 @@ class IssueAdmin(admin.ModelAdmin):
                     issue=issue,
                     subject=form.cleaned_data["subject"],
                     body_markdown=form.cleaned_data["body_markdown"],
+                    preview_text=form.cleaned_data["preview_text"],
                 )
             except ValidationError as error:
                 form.add_error(None, error)
@@ -371,6 +390,9 @@ class IssueAdmin(admin.ModelAdmin):
             image_form=image_form,
             image_url=reverse("admin:publishing_issue_image", args=[issue.pk]),
             preview=preview,
+            preview_text=inbox_preview_text(
+                preview_text=issue.preview_text, body_html=issue.body_html
+            ),
             preview_url=reverse("admin:publishing_issue_preview", args=[issue.pk]),
             may_send=self.has_send_permission(request),
         )
@@ -383,12 +405,23 @@ class IssueAdmin(admin.ModelAdmin):
         form = WriteForm(request.POST, preview=True)
         if not form.is_valid():
             return JsonResponse({"errors": form.errors.get_json_data()}, status=400)
+        data = form.cleaned_data
         message = issue_preview_message(
             issue=issue,
-            subject=form.cleaned_data["subject"],
-            body_html=form.cleaned_data["body_html"],
+            subject=data["subject"],
+            body_html=data["body_html"],
+            preview_text=data["preview_text"],
         )
-        return JsonResponse({"subject": message.subject, "html": message.html, "errors": {}})
+        return JsonResponse(
+            {
+                "subject": message.subject,
+                "preview_text": inbox_preview_text(
+                    preview_text=data["preview_text"], body_html=data["body_html"]
+                ),
+                "html": message.html,
+                "errors": {},
+            }
+        )
 
     @_post_only
     def image_view(self, request, issue_id):

@@ -1,8 +1,10 @@
 from django.contrib.syndication.views import Feed
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
+from django.utils import translation
 from django.utils.feedgenerator import Atom1Feed
 
+from signalpost.newsletters.languages import newsletter_language
 from signalpost.newsletters.models import Newsletter
 from signalpost.publishing.selectors import issues_sent
 
@@ -13,6 +15,11 @@ class NewsletterFeed(Feed):
     """The Atom feed of a public newsletter's sent issues."""
 
     feed_type = Atom1Feed
+
+    def get_feed(self, obj, request):
+        # Its xml:lang: the newsletter's language, else the request's.
+        with translation.override(newsletter_language(obj) or translation.get_language()):
+            return super().get_feed(obj, request)
 
     def get_object(self, request, slug):
         return get_object_or_404(Newsletter, slug=slug, is_public=True)

@@ -1,6 +1,9 @@
 from django.conf import settings
 from django.db import models
 
+# Inboxes show 40 to 140 characters of it, depending on the client and the screen.
+PREVIEW_TEXT_MAX_LENGTH = 150
+
 
 class Issue(models.Model):
     """One post of a newsletter: written in Markdown, sent to its subscribers, archived."""
@@ -20,6 +23,14 @@ class Issue(models.Model):
     slug = models.SlugField(max_length=100)
     body_markdown = models.TextField("body (Markdown)")
     body_html = models.TextField(editable=False, blank=True)
+    # The line an inbox shows after the subject (the email's hidden preheader); blank:
+    # the body's first sentence.
+    preview_text = models.CharField(
+        max_length=PREVIEW_TEXT_MAX_LENGTH,
+        blank=True,
+        help_text="What the inbox shows after the subject, one line of at most "
+        f"{PREVIEW_TEXT_MAX_LENGTH} characters. Leave it empty to show the body's first sentence.",
+    )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
     scheduled_at = models.DateTimeField(null=True, blank=True)
     sending_started_at = models.DateTimeField(null=True, blank=True, editable=False)

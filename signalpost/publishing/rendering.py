@@ -138,6 +138,12 @@ def issue_web_path(issue):
     return reverse("signalpost:issue", args=[issue.newsletter.slug, issue.slug])
 
 
+def inbox_preview_text(*, preview_text: str, body_html: str) -> str:
+    """What inboxes show after the subject (the email's hidden preheader): an issue's own
+    ``preview_text``, or else the first sentence of its ``body_html``."""
+    return preview_text.strip() or plaintext.preview_text(body_html)
+
+
 class _Observed(str):
     """A personal value whose comparisons (``==``, ``in``, ``<``...) are noted in ``seen``.
 
@@ -214,7 +220,9 @@ class IssueMessages:
             "newsletter": self.newsletter,
             "body_html": mark_safe(body_html),  # sanitised by markdown_to_html
             "body_text": plaintext.html_to_text(body_html),
-            "preview_text": getattr(issue, "preview_text", "") or plaintext.preview_text(body_html),
+            "preview_text": inbox_preview_text(
+                preview_text=issue.preview_text, body_html=body_html
+            ),
             # A private newsletter's issues have no public page to link to.
             "web_url": absolute(issue_web_path(issue)) if self.newsletter.is_public else "",
             "site_url": conf.SITE_URL,

@@ -49,11 +49,13 @@ def issue_send_halted(*, issue_id: int) -> bool:
     return status != Issue.Status.SENDING
 
 
-def issue_preview_message(*, issue: Issue, subject: str, body_html: str) -> Message:
+def issue_preview_message(
+    *, issue: Issue, subject: str, body_html: str, preview_text: str | None = None
+) -> Message:
     """Return the ``mail.messages.Message`` a sample recipient would get of ``issue`` with
-    this ``subject`` and (rendered) ``body_html``, nothing saved: the newsletter's
-    template, its CSS inlined, personalised for a made-up reader (Ada, whose links
-    lead to no real subscription)."""
+    this ``subject``, (rendered) ``body_html`` and ``preview_text`` (``None``: the
+    issue's), nothing saved: the newsletter's template, its CSS inlined, personalised
+    for a made-up reader (Ada, whose links lead to no real subscription)."""
     draft = Issue(
         pk=issue.pk,
         newsletter=issue.newsletter,
@@ -61,6 +63,7 @@ def issue_preview_message(*, issue: Issue, subject: str, body_html: str) -> Mess
         slug=issue.slug,
         body_markdown=issue.body_markdown,
         body_html=body_html,
+        preview_text=issue.preview_text if preview_text is None else preview_text,
         status=issue.status,
     )
     sample = Profile(pk=0, email=PREVIEW_READER_EMAIL, name=PREVIEW_READER_NAME)

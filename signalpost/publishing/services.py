@@ -34,7 +34,7 @@ from signalpost.mail.messages import Message
 from signalpost.mail.transport import message_send
 from signalpost.newsletters.models import Newsletter, Subscription
 from signalpost.newsletters.services import bounce_record
-from signalpost.publishing.models import Delivery, Issue
+from signalpost.publishing.models import PREVIEW_TEXT_MAX_LENGTH, Delivery, Issue
 from signalpost.publishing.rendering import (
     IssueMessages,
     MarkdownRefused,
@@ -78,7 +78,11 @@ KEEP = object()
 
 
 def issue_validate(
-    *, subject: str, body_markdown: str, scheduled_at: datetime | None = None
+    *,
+    subject: str,
+    body_markdown: str,
+    scheduled_at: datetime | None = None,
+    preview_text: str = "",
 ) -> None:
     """Raise ValidationError, by field, if the issue's text or a new scheduled time is refused.
 
@@ -99,8 +103,20 @@ def issue_validate(
         errors["body_markdown"] = "The body cannot contain NUL characters."
     if scheduled_at is not None and scheduled_at <= timezone.now():
         errors["scheduled_at"] = "A scheduled time must be in the future."
+    if len(preview_text) > PREVIEW_TEXT_MAX_LENGTH:
+        errors["preview_text"] = (
+            f"The preview text has at most {PREVIEW_TEXT_MAX_LENGTH} characters."
+        )
+    elif _CONTROL_CHARACTERS.search(preview_text):
+        errors["preview_text"] = (
+            "The preview text is one line, without control characters (line breaks, tabs, NUL)."
+        )
     if errors:
         raise ValidationError(errors)
+
+
+# Line breaks (header injection, were the text ever put in a header), NUL and the rest.
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
 
 
 def _issue_slug_for(*, newsletter: Newsletter, subject: str, exclude_pk: int | None = None) -> str:
@@ -150,12 +166,20 @@ def issue_create(
     body_markdown: str,
     created_by: "User | None" = None,
     scheduled_at: datetime | None = None,
+    preview_text: str = "",
 ) -> Issue:
     """Create a draft issue with its HTML rendered; return it.
 
     ``scheduled_at`` is only remembered: ``issue_schedule`` schedules the draft.
+    ``preview_text`` is what inboxes show after the subject (blank: the body's first
+    sentence).
     """
-    issue_validate(subject=subject, body_markdown=body_markdown, scheduled_at=scheduled_at)
+    issue_validate(
+        subject=subject,
+        body_markdown=body_markdown,
+        scheduled_at=scheduled_at,
+        preview_text=preview_text,
+    )
     body_html = issue_render(body_markdown=body_markdown)
     with transaction.atomic():
         return Issue.objects.create(
@@ -164,6 +188,7 @@ def issue_create(
             slug=_issue_slug_for(newsletter=newsletter, subject=subject),
             body_markdown=body_markdown,
             body_html=body_html,
+            preview_text=preview_text.strip(),
             created_by=created_by,
             scheduled_at=scheduled_at,
         )
@@ -175,14 +200,20 @@ def issue_update(
     subject: str,
     body_markdown: str,
     scheduled_at: Any = KEEP,  # a datetime, None, or KEEP
+    preview_text: Any = KEEP,  # a str, or KEEP
 ) -> Issue:
     """Change a draft or scheduled issue's text and time; a sending or sent issue cannot change.
 
     A scheduled issue given a new time is rescheduled (through ``issue_schedule``),
     and given ``None`` becomes a draft; a draft's time is only remembered. Leaving
-    ``scheduled_at`` out keeps the time and the schedule as they are.
+    ``scheduled_at`` out keeps the time and the schedule as they are; leaving
+    ``preview_text`` out keeps it.
     """
-    issue_validate(subject=subject, body_markdown=body_markdown)
+    issue_validate(
+        subject=subject,
+        body_markdown=body_markdown,
+        preview_text="" if preview_text is KEEP else preview_text,
+    )
     body_html = issue_render(body_markdown=body_markdown)
     with transaction.atomic():
         issue = Issue.objects.select_for_update().get(pk=issue.pk)
@@ -194,7 +225,11 @@ def issue_update(
         issue.subject = subject.strip()
         issue.body_markdown = body_markdown
         issue.body_html = body_html
-        issue.save(update_fields=["subject", "body_markdown", "body_html", "updated_at"])
+        if preview_text is not KEEP:
+            issue.preview_text = preview_text.strip()
+        issue.save(
+            update_fields=["subject", "body_markdown", "body_html", "preview_text", "updated_at"]
+        )
         if moved and issue.status == Issue.Status.SCHEDULED:
             if scheduled_at is None:
                 issue_unschedule(issue=issue)
@@ -503,10 +538,11 @@ def bounces_process(*, mailbox_url: str, limit: int | None = None) -> BounceRun:
     committed, so a crash leaves them to be read again, never lost. A message
     not understood stays in the mailbox and is listed in the result. At most
     ``limit`` messages when given. Raises ``mailboxes.MailboxError`` when the
-    mailbox cannot be opened or read.
+    mailbox cannot be opened or read, or its TLS certificate does not verify
+    (against ``BOUNCE_MAILBOX_CA_FILE`` when set).
     """
     run = BounceRun()
-    with mailboxes.mailbox_open(mailbox_url) as mailbox:
+    with mailboxes.mailbox_open(mailbox_url, ca_file=conf.BOUNCE_MAILBOX_CA_FILE) as mailbox:
         try:
             messages = mailbox.messages()
             if limit is not None:

@@ -7,6 +7,7 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_safe
 
 from signalpost.newsletters.forms import SubscribeForm
+from signalpost.newsletters.languages import page_render
 from signalpost.newsletters.models import Newsletter
 from signalpost.pages import render_page
 from signalpost.publishing.models import Issue
@@ -30,7 +31,7 @@ def newsletter_page(request, slug):
         "form": SubscribeForm(initial={"newsletter": newsletter.slug}),
         "issues": issues_sent(newsletter=newsletter),
     }
-    return render_page(request, "publishing/newsletter.html", context)
+    return page_render(request, "publishing/newsletter.html", context, newsletter=newsletter)
 
 
 @require_safe
@@ -59,7 +60,7 @@ def issue_page(request, slug, issue_slug):
     if issue is None:
         return render_page(request, "newsletters/not_found.html", status=404)
     context = {"newsletter": newsletter, "issue": issue, "body_html": mark_safe(issue.body_html)}
-    return render_page(request, "publishing/issue.html", context)
+    return page_render(request, "publishing/issue.html", context, newsletter=newsletter)
 
 
 @require_safe

@@ -24,7 +24,7 @@ from psycopg import pq
 
 from signalpost.accounts.models import Profile
 from signalpost.conf import conf
-from signalpost.newsletters.models import Subscription
+from signalpost.newsletters.models import Subscription, Suppression
 from signalpost.publishing.models import Delivery
 
 logger = logging.getLogger(__name__)
@@ -52,7 +52,9 @@ def deliveries_insert_chunk(
 
     The subscriptions are ``newsletter_id``'s, active now, with an id at most
     ``last_id`` and subscribed at ``until`` or before (or with no time recorded):
-    who was subscribed at the click and still is. Two statements, both walking
+    who was subscribed at the click and still is, and whose address is not on the
+    suppression list for the newsletter (a suppression ends the subscriptions it covers;
+    this holds even if a row slipped past that). Two statements, both walking
     the (newsletter, status, id) index: the chunk's upper id, then one INSERT ...
     SELECT. On PostgreSQL the SELECT share-locks the subscriptions it reads, so
     an unsubscribe racing the chunk either ends before (and is not read as
@@ -75,8 +77,10 @@ def deliveries_insert_chunk(
         "SELECT %s, p.id, p.email, %s, 0, '', '', '' "
         f"FROM {subscriptions} s JOIN {quote(Profile._meta.db_table)} p ON p.id = s.profile_id "
         "WHERE s.newsletter_id = %s AND s.status = %s AND s.id > %s AND s.id <= %s "
-        f"AND (s.subscribed_at IS NULL OR s.subscribed_at <= %s){lock} "
-        "ON CONFLICT DO NOTHING"
+        f"AND (s.subscribed_at IS NULL OR s.subscribed_at <= %s) "
+        f"AND NOT EXISTS (SELECT 1 FROM {quote(Suppression._meta.db_table)} x "
+        "WHERE x.email = p.email AND (x.newsletter_id IS NULL OR x.newsletter_id = %s))"
+        f"{lock} ON CONFLICT DO NOTHING"
     )
     with connection.cursor() as cursor:
         cursor.execute(bounds, [newsletter_id, active, after_id, last_id, size])
@@ -93,6 +97,7 @@ def deliveries_insert_chunk(
                 after_id,
                 through_id,
                 connection.ops.adapt_datetimefield_value(until),
+                newsletter_id,
             ],
         )
         created: int = cursor.rowcount

@@ -42,6 +42,19 @@ def erased_data(*, profile_id, user_email, **kwargs):
     return {"email": user_email}
 
 
+def suppressed_data(*, emails, newsletter, reason, source, **kwargs):
+    return {
+        "emails": list(emails),
+        "newsletter": newsletter.slug if newsletter else None,
+        "reason": reason,
+        "source": source,
+    }
+
+
+def suppression_lifted_data(*, user_email, newsletter, subscription, **kwargs):
+    return {"email": user_email, "newsletter": newsletter.slug, "status": subscription.status}
+
+
 ERASED_EVENT = "subscriber.erased"
 
 # The keys of an event's data that name a person: an endpoint's answer that echoes
@@ -56,6 +69,8 @@ EVENTS = {
     "subscriber.unsubscribed": (signals.user_unsubscribed, subscription_data),
     "subscriber.bounced": (signals.bounce_received, bounce_data),
     "subscriber.complained": (signals.complaint_received, bounce_data),
+    "subscriber.suppressed": (signals.address_suppressed, suppressed_data),
+    "subscriber.suppression_lifted": (signals.suppression_lifted, suppression_lifted_data),
     ERASED_EVENT: (signals.profile_erased, erased_data),
     "issue.sending": (signals.issue_sending_started, issue_data),
     "issue.sent": (signals.issue_sent, issue_data),

@@ -83,6 +83,18 @@ def webhooks_subscriber_complained(sender, *, signal, idempotency_key, attempt, 
     _messages_queue("subscriber.complained", idempotency_key, arguments)
 
 
+@webhook_receiver(signals.address_suppressed, id="webhooks.subscriber.suppressed")
+def webhooks_subscriber_suppressed(sender, *, signal, idempotency_key, attempt, **arguments):
+    _messages_queue("subscriber.suppressed", idempotency_key, arguments)
+
+
+@webhook_receiver(signals.suppression_lifted, id="webhooks.subscriber.suppression_lifted")
+def webhooks_subscriber_suppression_lifted(
+    sender, *, signal, idempotency_key, attempt, **arguments
+):
+    _messages_queue("subscriber.suppression_lifted", idempotency_key, arguments)
+
+
 @webhook_receiver(signals.issue_sending_started, id="webhooks.issue.sending")
 def webhooks_issue_sending(sender, *, signal, idempotency_key, attempt, **arguments):
     _messages_queue("issue.sending", idempotency_key, arguments)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.test_site_hygiene_in_browser import _axe_required, width_problems
+from tests.browser.test_site_hygiene_in_browser import _axe_required, fit_and_axe_problems
 from tests.mail import free_port, html_part, smtp_server_start
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -174,13 +174,13 @@ def test_the_host_runs_the_installed_wheel_not_the_repository(installed, tmp_pat
 
 
 def look(page, screenshot, name):
-    """Screenshot the page at each width; return what is wrong with it (width_problems)."""
+    """Screenshot the page at each width; return what is wrong with it (fit_and_axe_problems)."""
     problems = []
     for width in WIDTHS:
         page.set_viewport_size({"width": width, "height": 900})
         page.reload()
         screenshot(page, f"{name}-{width}")
-        problems += width_problems(page, name, width)
+        problems += fit_and_axe_problems(page, name, width)
     return problems
 
 

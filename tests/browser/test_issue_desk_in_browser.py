@@ -13,7 +13,7 @@ from signalpost.publishing.services import issue_create
 from tests.browser.test_site_hygiene_in_browser import (
     LISTEN_FOR_VIOLATIONS,
     _axe_required,
-    width_problems,
+    fit_and_axe_problems,
 )
 from tests.factories import make_newsletter, make_user
 from tests.sending import issue_prepare_rest
@@ -63,7 +63,7 @@ def fits_and_passes_axe(browser, base, path, name, screenshot):
             page.set_viewport_size({"width": width, "height": 900})
             page.goto(base + path)
             screenshot(page, f"{name}-{width}")
-            problems += width_problems(page, name, width)
+            problems += fit_and_axe_problems(page, name, width)
     finally:
         context.close()
     return problems
@@ -95,6 +95,11 @@ def test_the_preview_follows_the_text_as_it_is_typed(
     page.locator("#subject-errors .errorlist").wait_for()
     page.get_by_label("Subject").fill("Spring letter, revised")
     page.locator("#preview-subject", has_text="Spring letter, revised").wait_for()
+    assert page.locator("#preview-text").inner_text() == "And a bold line.", "first sentence"
+    page.get_by_label("Preview text").fill("Inside: <b>tulips</b> & more")
+    page.locator("#preview-text", has_text="Inside: <b>tulips</b> & more").wait_for()
+    hidden = frame.locator("div.preview").evaluate("div => div.textContent")
+    assert hidden.startswith("Inside: <b>tulips</b> & more"), "the email's hidden preheader"
     page.get_by_label("Image description").fill("A blue field")
     page.get_by_label("Add an image").set_input_files(
         files=[{"name": "field.png", "mimeType": "image/png", "buffer": png(2400, 800)}]
@@ -112,7 +117,11 @@ def test_the_preview_follows_the_text_as_it_is_typed(
     screenshot(page, "typed-390")
     page.get_by_role("button", name="Save").click()
     page.wait_for_url(f"{live_server.url}{path}")
-    assert Issue.objects.get(pk=draft.pk).subject == "Spring letter, revised"
+    saved = Issue.objects.get(pk=draft.pk)
+    assert (saved.subject, saved.preview_text) == (
+        "Spring letter, revised",
+        "Inside: <b>tulips</b> & more",
+    )
 
 
 def test_test_send_confirmed_send_pause_resume_and_cancel(

@@ -164,8 +164,9 @@ def axe_violations(page):
     ]
 
 
-def width_problems(page, name, width):
-    """What is wrong with the page now shown at ``width``: sideways scrolling, axe findings."""
+def fit_and_axe_problems(page, name, width):
+    """What is wrong with the page now shown at ``width``: sideways scrolling, and serious
+    or critical axe-core violations, each named with ``name`` and the width."""
     problems = []
     overflow = page.evaluate(
         "document.documentElement.scrollWidth - document.documentElement.clientWidth"

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from signalpost.accounts.models import Profile
 from signalpost.durable.models import WorkerProcess
-from signalpost.newsletters.models import SubscriberImport, Subscription
+from signalpost.newsletters.models import SubscriberImport, Subscription, Suppression
 from signalpost.newsletters.services import email_template_save, subscribe, unsubscribe
 from signalpost.publishing.models import Issue
 from signalpost.publishing.services import issue_create, issue_send
@@ -29,6 +29,7 @@ from tests.browser.test_site_hygiene_in_browser import (
 from tests.durable_helpers import start_worker, stop
 from tests.factories import make_newsletter, make_user
 from tests.sending import issue_prepare_rest
+from tests.service_exports import MAILCHIMP_UNSUBSCRIBED
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -81,6 +82,15 @@ def check(page, base, path, name, *, ready=None):
 
 
 CLEAN = {label: (200, 0, []) for label in WIDTHS}
+
+
+def shown_clean_at_each_width(page, name):
+    """Screenshot the page as it is at each width; assert no sideways scroll, no violation."""
+    for label, width in WIDTHS.items():
+        page.set_viewport_size({"width": width, "height": 900})
+        page.screenshot(path=str(SCREENSHOTS / f"staff-{name}-{width}.png"), full_page=True)
+        assert page.evaluate(SIDEWAYS) == 0, label
+        assert axe_violations(page) == [], label
 
 
 def _dashboard_data():
@@ -352,13 +362,7 @@ def test_staff_edit_preview_and_revert_an_email_template(live_server, staff):
     popup.wait_for_load_state()
     frame = popup.frame_locator("iframe[title='Preview at phone width']")
     assert frame.locator("h1").inner_text() == "Third Sam Sample"
-    for label, width in WIDTHS.items():
-        popup.set_viewport_size({"width": width, "height": 900})
-        popup.screenshot(
-            path=str(SCREENSHOTS / f"staff-template-preview-{width}.png"), full_page=True
-        )
-        assert popup.evaluate(SIDEWAYS) == 0, label
-        assert axe_violations(popup) == [], label
+    shown_clean_at_each_width(popup, "template-preview")
     popup.close()
     assert "Second" in letter.email_templates.get().body, "not saved"
 
@@ -402,3 +406,51 @@ def test_the_template_preview_shows_under_the_sites_own_csp(live_server, page):
         "rgb(255, 255, 255)"
     ), "the email's own styles apply"
     assert page.evaluate("window.__cspViolations") == []
+
+
+def test_staff_import_a_mailchimp_export_and_find_its_suppressed_people(
+    live_server, staff, private_files, tmp_path
+):
+    letter = make_newsletter(slug="weekly", name="The Weekly")
+    staff.set_viewport_size({"width": 1280, "height": 900})
+    staff.goto(f"{live_server.url}/admin/newsletters/subscriberimport/add/?newsletter={letter.pk}")
+    staff.get_by_label("CSV file").set_input_files(
+        files=[
+            {
+                "name": "unsubscribed_members_export.csv",
+                "mimeType": "text/csv",
+                "buffer": MAILCHIMP_UNSUBSCRIBED.encode(),
+            }
+        ]
+    )
+    assert staff.get_by_label("Format").input_value() == "", "recognised from the columns"
+    staff.screenshot(path=str(SCREENSHOTS / "staff-import-format-1280.png"), full_page=True)
+    staff.get_by_role("button", name="Start the import").click()
+    staff.locator("#import-progress").wait_for()
+    worker = start_worker("mailchimp", tmp_path)
+    try:
+        staff.wait_for_function(
+            "() => document.getElementById('import-progress').dataset.status === 'done'",
+            timeout=60_000,
+        )
+    finally:
+        stop(worker, signal.SIGTERM)
+    assert staff.locator("#import-suppressed").inner_text() == "2"
+    assert (
+        "Format: mailchimp (recognised from its columns)."
+        in staff.locator("#import-format").inner_text()
+    )
+    shown_clean_at_each_width(staff, "import-suppressed")
+    assert Suppression.objects.count() == 2
+
+    assert check(staff, live_server.url, "/admin/newsletters/suppression/", "suppressions") == CLEAN
+    staff.locator("#searchbar").fill("angry")
+    staff.locator("#searchbar").press("Enter")
+    staff.wait_for_load_state()
+    rows = staff.locator("#result_list tbody tr").all_inner_texts()
+    assert len(rows) == 1 and "angry@example.com" in rows[0] and "Every newsletter" in rows[0]
+    with staff.expect_download() as download:
+        staff.locator("#export-suppressions").click()
+    exported = download.value.path().read_text().splitlines()
+    assert exported[0] == "email,email_sha256,newsletter,reason,source,suppressed_at"
+    assert len(exported) == 2 and exported[1].startswith("angry@example.com,")

@@ -8,13 +8,14 @@
   if (!form || !frame || !window.fetch || !window.FormData) return;
   var status = document.getElementById("preview-status");
   var subject = document.getElementById("preview-subject");
+  var previewText = document.getElementById("preview-text");
   var url = form.dataset.previewUrl;
   var timer = null;
   var sent = 0;
   var shown = 0;
 
   function showErrors(errors) {
-    ["subject", "body_markdown"].forEach(function (field) {
+    ["subject", "preview_text", "body_markdown"].forEach(function (field) {
       var box = document.getElementById(field + "-errors");
       var input = form.elements[field];
       if (!box || !input) return;
@@ -51,6 +52,7 @@
       if (answer.ok) {
         frame.srcdoc = answer.data.html;
         subject.textContent = answer.data.subject;
+        previewText.textContent = answer.data.preview_text;
         status.textContent = "Up to date.";
       } else {
         status.textContent = "Not updated: see the errors beside the text.";

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('newsletters', '0005_subscription_newsletter_status_id_index'),
+        ('newsletters', '0008_newsletter_language'),
     ]
 
     operations = [
