@@ -156,10 +156,10 @@ class AccountNewsletterForm(forms.Form):
     # Private newsletters too: a signed-in subscriber may leave one, never join it here.
     newsletter = NewsletterChoiceField(public_only=False)
     action = forms.ChoiceField(
-        choices=[(SUBSCRIBE, "Subscribe"), (UNSUBSCRIBE, "Unsubscribe")],
+        choices=[(SUBSCRIBE, _("Subscribe")), (UNSUBSCRIBE, _("Unsubscribe"))],
         error_messages={
-            "required": "action is missing: subscribe or unsubscribe.",
-            "invalid_choice": "action must be subscribe or unsubscribe.",
+            "required": _("action is missing: subscribe or unsubscribe."),
+            "invalid_choice": _("action must be subscribe or unsubscribe."),
         },
     )
 

@@ -13,6 +13,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from signalpost.accounts.models import Profile
 from signalpost.accounts.selectors import profile_by_email
@@ -177,7 +178,7 @@ def user_subscribe(
     email = verified or user_email(user)
     if email is None:
         raise ValidationError(
-            "Your account has no email address to send newsletters to.", code="no_address"
+            _("Your account has no email address to send newsletters to."), code="no_address"
         )
     subscription = subscribe(
         email=email,
