@@ -375,7 +375,7 @@ def test_the_sites_other_pages_still_refuse_framing(client, weekly):
 
 
 def test_snippets_name_the_newsletters_real_urls(weekly, settings):
-    settings.SITE_URL = "https://news.example.com"
+    settings.SIGNALPOST_SITE_URL = "https://news.example.com"
     snippets = embed_snippets(weekly)
     action = 'action="https://news.example.com/embed/weekly/"'
     assert action in snippets["form"] and action in snippets["script"]

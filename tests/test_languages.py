@@ -94,7 +94,7 @@ def test_a_worker_process_sends_each_newsletter_in_its_own_language(
     make_newsletter(slug="plain", name="Plain", opt_in="double")
     port = settings.MAILERS["default"]["OPTIONS"]["port"]
     monkeypatch.setenv("EMAIL_URL", f"smtp://127.0.0.1:{port}")
-    monkeypatch.setenv("SITE_URL", settings.SITE_URL)
+    monkeypatch.setenv("SITE_URL", settings.SIGNALPOST_SITE_URL)
     monkeypatch.setenv("SITE_LANGUAGE", "es")
     reader = Client(HTTP_ACCEPT_LANGUAGE="fr")
     for slug in ("zeitung", "plain"):

@@ -166,7 +166,7 @@ def test_process_bounces_reads_a_real_dovecot_over_imap_and_pop3_with_or_without
     sent, dovecot, scheme, settings
 ):
     # The TLS variants trust the test server's self-signed certificate, and only it.
-    settings.BOUNCE_MAILBOX_CA_FILE = dovecot.ca_file
+    settings.SIGNALPOST_BOUNCE_MAILBOX_CA_FILE = dovecot.ca_file
     imap_append(dovecot, returned(sent))
 
     output = run(dovecot.url(scheme))
@@ -181,7 +181,7 @@ def test_a_certificate_that_does_not_verify_is_a_clear_error_and_nothing_is_read
 ):
     imap_append(dovecot, [samples.garbage(to="bounces@news.example.com", n=1)])
     # The system's CAs do not know the test server's self-signed certificate.
-    settings.BOUNCE_MAILBOX_CA_FILE = ""
+    settings.SIGNALPOST_BOUNCE_MAILBOX_CA_FILE = ""
     with pytest.raises(CommandError, match="certificate does not verify") as refused:
         run(dovecot.url(scheme))
     assert "BOUNCE_MAILBOX_CA_FILE" in str(refused.value)
@@ -192,13 +192,13 @@ def test_a_certificate_that_does_not_verify_is_a_clear_error_and_nothing_is_read
     other = tmp_path / "other"
     other.mkdir()
     certificate_make(other)
-    settings.BOUNCE_MAILBOX_CA_FILE = str(other / "cert.pem")
+    settings.SIGNALPOST_BOUNCE_MAILBOX_CA_FILE = str(other / "cert.pem")
     with pytest.raises(
         CommandError, match=f"does not verify against the CA file {re.escape(str(other))}"
     ):
         run(dovecot.url(scheme))
 
-    settings.BOUNCE_MAILBOX_CA_FILE = str(tmp_path / "missing.pem")
+    settings.SIGNALPOST_BOUNCE_MAILBOX_CA_FILE = str(tmp_path / "missing.pem")
     with pytest.raises(CommandError, match=r"cannot use the CA file .*missing\.pem"):
         run(dovecot.url(scheme))
     assert len(imap_subjects(dovecot)) == 1, "nothing read, nothing deleted"

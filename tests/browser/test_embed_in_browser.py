@@ -71,7 +71,7 @@ def sites(tmp_path):
 
 @pytest.fixture
 def weekly(live_server, sites, smtp_inbox, settings):
-    settings.SITE_URL = live_server.url  # the snippets name the live server
+    settings.SIGNALPOST_SITE_URL = live_server.url  # the snippets name the live server
     listed, _ = sites
     make_user(username="editor", password=PASSWORD, is_staff=True, is_superuser=True)
     return make_newsletter(
