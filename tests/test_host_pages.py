@@ -48,6 +48,17 @@ def test_subscribing_under_the_prefix_works_end_to_end(host):
     assert Subscription.objects.get().status == Subscription.Status.ACTIVE
 
 
+def test_the_standalone_layout_in_a_host_without_set_language_has_no_switcher(host, settings):
+    """A host that keeps Signalpost's own base template but routes no ``set_language``
+    gets its pages, without the language switcher (which would have nowhere to post)."""
+    settings.SIGNALPOST_BASE_TEMPLATE = "signalpost/base.html"
+    response = host.get("/news/subscribe/", headers={"accept-language": "de"})
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "<h1>Abonnieren</h1>" in page  # still in the reader's language
+    assert 'class="language' not in page and 'name="language"' not in page
+
+
 @pytest.mark.parametrize("path", ["/news/", "/news/subscribe/", "/news/unsubscribe/"])
 def test_every_public_page_renders_inside_the_hosts_base_template(host, path):
     page = host.get(path).content.decode()
