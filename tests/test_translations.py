@@ -20,7 +20,10 @@ from pathlib import Path
 import polib
 import pytest
 from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
 from django.core import signing
+from django.http import HttpResponse
+from django.template import RequestContext, Template
 from django.test import Client, RequestFactory
 from django.utils import timezone, translation
 
@@ -33,7 +36,7 @@ from signalpost.publishing.models import Delivery, Issue
 from signalpost.publishing.rendering import IssueMessages
 from signalpost.publishing.services import issue_create
 from signalpost.views import server_error
-from tests.factories import make_newsletter, make_topic
+from tests.factories import make_newsletter, make_topic, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -220,7 +223,21 @@ def world(db):
         "issue": Issue.objects.get(pk=issue.pk),
         "zoe": Profile.objects.get(email="zoe@example.com"),
         "ana": Profile.objects.get(email="ana@example.com"),
+        # A signed-in user of the site, on one newsletter, waiting on another, off the third.
+        "member": _member_of(newsletter),
     }
+
+
+def _member_of(newsletter):
+    member = make_user(email="max@example.com")
+    subscribe(email="max@example.com", newsletter=newsletter, source="admin")
+    Profile.objects.filter(email="max@example.com").update(user=member)
+    subscribe(
+        email="max@example.com",
+        newsletter=make_newsletter(slug="wait", name="Nova 7"),
+        source="form",
+    )
+    return member
 
 
 def _expired(purpose, profile, newsletter=None):
@@ -329,8 +346,30 @@ def pages(world, language, settings):
     )
     yield "language, unknown", client.post("/language/", {"language": "xx"})
     yield "language, missing", client.post("/language/", {})
+    yield (
+        "account toggle, signed out",
+        client.post("/account/newsletters/", {"newsletter": "kiosk", "action": "subscribe"}),
+    )
+    member = Client(HTTP_ACCEPT_LANGUAGE=language, raise_request_exception=False)
+    member.force_login(make_user(email="mia@example.com"))
+    yield (
+        "account toggle, bad form",
+        member.post("/account/newsletters/", {"newsletter": "nope", "action": "x"}),
+    )
+    member.force_login(make_user(email=""))
+    yield (
+        "account toggle, no address",
+        member.post("/account/newsletters/", {"newsletter": "kiosk", "action": "subscribe"}),
+    )
     request = RequestFactory(HTTP_ACCEPT_LANGUAGE=language).get("/")
     with translation.override(language):
+        for user in (AnonymousUser(), world["member"]):
+            request.user = user
+            component = Template("{% load signalpost_account %}{% your_newsletters %}").render(
+                RequestContext(request)
+            )
+            page = f'<html lang="{language}"><body><main>{component}</main></body></html>'
+            yield f"your newsletters, {user}", HttpResponse(page)
         yield (
             "link problem, mismatch",
             link_problem(request, problem="mismatch", newsletter=other, purpose="confirm"),
