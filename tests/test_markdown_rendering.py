@@ -126,6 +126,19 @@ def test_a_body_too_slow_to_render_is_refused_with_what_to_do(api, weekly, quick
     assert not Issue.objects.exists()
 
 
+def test_the_default_deadline_refuses_a_hostile_body(api, weekly):
+    # Unclosed links take over 20 s to render here: far past the default on any machine.
+    started = time.monotonic()
+
+    response = api(HOSTILE["unclosed-links"])
+
+    assert time.monotonic() - started < ANSWER_BOUND_SECONDS
+    assert response.status_code == 400
+    [error] = response.json()["errors"]
+    assert error["message"].startswith("The body took too long to render (over 1.5 s)")
+    assert not Issue.objects.exists()
+
+
 def test_an_ordinary_body_renders_after_a_refusal(api, weekly, settings):
     settings.SIGNALPOST_MARKDOWN_RENDER_TIMEOUT = 0.3
     assert api(HOSTILE["backslashes"]).status_code == 400
