@@ -196,14 +196,9 @@ def long_newsletter_body(size=BODY_MAX_LENGTH - 1_000):
     return "".join(sections)
 
 
-# Generous: this body renders in ~0.5 s, and more than the default 1.5 s on a loaded
-# machine. The deadline itself is proven by tests/test_markdown_rendering.py, at its
-# default too (test_the_default_deadline_refuses_a_hostile_body).
-GENEROUS_RENDER_TIMEOUT = 30
-
-
-def test_a_long_issue_is_drafted_with_its_html(api, weekly, settings):
-    settings.SIGNALPOST_MARKDOWN_RENDER_TIMEOUT = GENEROUS_RENDER_TIMEOUT
+def test_a_long_issue_is_drafted_with_its_html(api, weekly):
+    # ~0.5 s to render alone, over the shipped 1.5 s on a loaded machine: the suite's
+    # generous deadline (tests/conftest.py) keeps this about the HTML, not the machine.
     body = long_newsletter_body()
     created = api("post", "/newsletters/weekly/issues", {"subject": "Long", "body_markdown": body})
 

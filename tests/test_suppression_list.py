@@ -291,8 +291,8 @@ def test_a_test_send_refuses_a_suppressed_address_by_name_and_the_others_still_g
     shown = [str(message) for message in response.context["messages"]]
     assert "Test sent to proof@example.org." in shown
     assert (
-        "jane@example.com: not sent: this address is on the suppression list for The Weekly "
-        "(it unsubscribed, bounced or complained) and is never mailed"
+        "Not sent to jane@example.com: this address is on the suppression list for The Weekly "
+        "(it unsubscribed, bounced or complained) and is never mailed."
     ) in shown
     assert [message["To"] for message in smtp_inbox.wait_for(1)] == ["proof@example.org"]
 
@@ -302,7 +302,7 @@ def test_the_command_refuses_a_test_to_a_suppressed_address(weekly, smtp_inbox):
     issue_create(newsletter=weekly, subject="Hello", body_markdown="Hi.")
 
     with pytest.raises(
-        CommandError, match=re.escape("jane@example.com: not sent: this address is on")
+        CommandError, match=re.escape("Not sent to jane@example.com: this address is on")
     ):
         call_command("send_issue", "weekly", "hello", "--test-to", "jane@example.com")
 

@@ -1102,7 +1102,7 @@ def _test_recipient_check(*, issue: Issue, to_email: str) -> None:
         return  # not an address the list can hold; the mail server answers for it
     if address_is_suppressed(email=email, newsletter=issue.newsletter):
         raise SuppressedTestRecipient(
-            f"{to_email}: not sent: this address is on the suppression list for "
+            f"Not sent to {to_email}: this address is on the suppression list for "
             f"{issue.newsletter.name} (it unsubscribed, bounced or complained) and is "
-            "never mailed"
+            "never mailed."
         )
