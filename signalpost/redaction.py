@@ -9,9 +9,10 @@ before this existed), with ``json_mentions`` for JSON columns.
 
 import json
 import re
+from collections.abc import Collection, Iterable
 from typing import Any
 
-from django.db.models import TextField
+from django.db.models import Q, QuerySet, TextField
 from django.db.models.functions import Cast
 from django.db.models.lookups import IContains
 
@@ -93,3 +94,74 @@ def json_mentions(field: str, *, text: str):
     for spelling in others:
         condition |= IContains(cast, spelling)
     return condition
+
+
+def json_without(data: Any, *, texts: Iterable[str]) -> Any | None:
+    """Return JSON-like ``data`` with every list item equal to one of ``texts`` (ignoring
+    case) taken out, or ``None`` when the data is about them alone.
+
+    For a row that lists several people (an ``address_suppressed`` call, a
+    ``subscriber.suppressed`` event): the others stay. ``None`` when one of ``texts`` is
+    a value outside a list, when a list held nothing else, or when ``json_mentions``
+    would still find one in what is left (a longer string quoting it): delete the row.
+    """
+    needles = {text.casefold() for text in texts}
+
+    def is_needle(item: Any) -> bool:
+        return isinstance(item, str) and item.casefold() in needles
+
+    def without(item: Any) -> Any:
+        if is_needle(item):
+            raise _AboutThemAlone
+        if isinstance(item, list):
+            kept = [element for element in item if not is_needle(element)]
+            if item and not kept:
+                raise _AboutThemAlone
+            return [without(element) for element in kept]
+        if isinstance(item, dict):
+            return {key: without(element) for key, element in item.items()}
+        return item
+
+    try:
+        kept = without(data)
+    except _AboutThemAlone:
+        return None
+    dumped = {json.dumps(kept).casefold(), json.dumps(kept, ensure_ascii=False).casefold()}
+    quoted = {
+        json.dumps(text, ensure_ascii=ascii).casefold()
+        for text in needles
+        for ascii in (True, False)
+    }
+    if any(needle in text for needle in quoted for text in dumped):
+        return None
+    return kept
+
+
+class _AboutThemAlone(Exception):
+    """Raised inside ``json_without``: the data is about the texts alone."""
+
+
+def json_rows_forget(
+    queryset: QuerySet[Any], *, field: str, texts: Collection[str], referring: Q | None = None
+) -> int:
+    """Delete ``queryset``'s rows, keeping those whose JSON ``field`` lists others too: they
+    lose ``texts`` from their lists (``json_without``). Rows ``referring`` to what is
+    forgotten all go. Returns how many rows went.
+
+    A row about several people (``address_suppressed``'s addresses of an import batch)
+    must still reach the others. Every other row goes in one statement.
+    """
+    # Their ids, not queryset.exclude(referring): on a row without the key the JSON
+    # comparison is NULL, and NOT NULL would leave the row out.
+    referring_pks = (
+        set(queryset.filter(referring).values_list("pk", flat=True)) if referring else set()
+    )
+    listing_others = {}
+    for pk, data in queryset.values_list("pk", field):
+        kept = None if pk in referring_pks else json_without(data, texts=texts)
+        if kept is not None:
+            listing_others[pk] = kept
+    for pk, kept in listing_others.items():
+        queryset.model.objects.filter(pk=pk).update(**{field: kept})
+    deleted, _ = queryset.exclude(pk__in=list(listing_others)).delete()
+    return deleted

@@ -197,6 +197,8 @@ def long_newsletter_body(size=BODY_MAX_LENGTH - 1_000):
 
 
 def test_a_long_issue_is_drafted_with_its_html(api, weekly):
+    # ~0.5 s to render alone, over the shipped 1.5 s on a loaded machine: the suite's
+    # generous deadline (tests/conftest.py) keeps this about the HTML, not the machine.
     body = long_newsletter_body()
     created = api("post", "/newsletters/weekly/issues", {"subject": "Long", "body_markdown": body})
 

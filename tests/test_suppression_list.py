@@ -6,7 +6,7 @@ import re
 from urllib.parse import urlsplit
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from signalpost.accounts.models import Profile
 from signalpost.newsletters.models import Subscription, Suppression
@@ -241,3 +241,69 @@ def test_the_suppression_list_is_for_staff_only(client, weekly):
 
     assert response.status_code == 302
     assert "jane" not in response.content.decode()
+
+
+def suppression_written_past_the_services(email, newsletter=None):
+    """A suppression row whose live subscription was not ended (a raw admin edit, a row
+    that slipped past): the count and the send must both leave the address out."""
+    Suppression.objects.create(
+        email=email,
+        email_hash=email_hash(email),
+        newsletter=newsletter,
+        reason=Reason.UNSUBSCRIBED if newsletter else Reason.COMPLAINED,
+        source="test",
+        suppressed_at="2024-01-01T00:00:00Z",
+    )
+
+
+def test_the_send_page_counts_exactly_the_messages_that_arrive(staff, weekly, monthly, smtp_inbox):
+    emails = ["ann@example.com", "bob@example.com", "cy@example.com", "di@example.com"]
+    for email in emails:
+        subscribe(email=email, newsletter=weekly, source="admin")
+    suppression_written_past_the_services("bob@example.com")  # every newsletter
+    suppression_written_past_the_services("cy@example.com", weekly)
+    suppression_written_past_the_services("di@example.com", monthly)  # not this one
+    issue = issue_create(newsletter=weekly, subject="Hello", body_markdown="Hi.")
+    send_url = f"/admin/publishing/issue/{issue.pk}/send/"
+
+    page = staff.get(send_url).content.decode()
+    counted = int(re.search(r'<strong id="recipient-count">(\d+)</strong>', page).group(1))
+    assert staff.post(send_url, {"send": "1"}).status_code == 302
+    run_worker_until_idle()
+
+    arrived = sorted(message["To"] for message in smtp_inbox.wait_for(counted))
+    assert arrived == ["ann@example.com", "di@example.com"]
+    assert counted == len(smtp_inbox.envelopes) == 2
+
+
+def test_a_test_send_refuses_a_suppressed_address_by_name_and_the_others_still_go(
+    staff, weekly, smtp_inbox
+):
+    suppress("jane@example.com", Reason.UNSUBSCRIBED, weekly)
+    issue = issue_create(newsletter=weekly, subject="Hello", body_markdown="Hi.")
+
+    response = staff.post(
+        f"/admin/publishing/issue/{issue.pk}/test/",
+        {"to_emails": "Jane@Example.com, proof@example.org"},
+        follow=True,
+    )
+
+    shown = [str(message) for message in response.context["messages"]]
+    assert "Test sent to proof@example.org." in shown
+    assert (
+        "Not sent to jane@example.com: this address is on the suppression list for The Weekly "
+        "(it unsubscribed, bounced or complained) and is never mailed."
+    ) in shown
+    assert [message["To"] for message in smtp_inbox.wait_for(1)] == ["proof@example.org"]
+
+
+def test_the_command_refuses_a_test_to_a_suppressed_address(weekly, smtp_inbox):
+    suppress("jane@example.com", Reason.BOUNCED)
+    issue_create(newsletter=weekly, subject="Hello", body_markdown="Hi.")
+
+    with pytest.raises(
+        CommandError, match=re.escape("Not sent to jane@example.com: this address is on")
+    ):
+        call_command("send_issue", "weekly", "hello", "--test-to", "jane@example.com")
+
+    assert smtp_inbox.envelopes == []

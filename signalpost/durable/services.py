@@ -24,7 +24,7 @@ from signalpost.durable.payload import payload_dump
 from signalpost.durable.policy import RetryPolicy
 from signalpost.durable.writes import task_insert
 from signalpost.introspection import signal_name
-from signalpost.redaction import json_mentions, text_forget
+from signalpost.redaction import json_mentions, json_rows_forget, text_forget
 
 if TYPE_CHECKING:
     from signalpost.durable.decorators import DurableReceiver
@@ -217,7 +217,9 @@ def durable_calls_forget(
 
     Every such call is about what is being forgotten: a waiting one could only act on
     it (most would fail on deleted rows and become dead letters holding the text), and
-    a finished one is kept only as a record. Two kinds stay:
+    a finished one is kept only as a record. A call (or dead letter) whose text is an
+    item of a list with other items is about those others too: it stays, without the
+    text in its lists (``redaction.json_without``). Two more kinds stay:
 
     - a running call: its worker would fail to mark a deleted row finished, so only
       its arguments are emptied (the worker has them in memory already). Should it fail,
@@ -232,10 +234,12 @@ def durable_calls_forget(
     for text in texts:
         mentioning |= Q(json_mentions("args_kwargs", text=text))
         dead |= Q(json_mentions("payload", text=text))
+    referring = Q(pk__in=[])
+    dead_referring = Q(pk__in=[])
     for name, pk in references.items():
-        mentioning |= Q(**{f"args_kwargs__kwargs__payload__{name}__pk": pk})
-        dead |= Q(**{f"payload__{name}__pk": pk})
-    calls = DBTaskResult.objects.filter(mentioning)
+        referring |= Q(**{f"args_kwargs__kwargs__payload__{name}__pk": pk})
+        dead_referring |= Q(**{f"payload__{name}__pk": pk})
+    calls = DBTaskResult.objects.filter(mentioning | referring)
     emptied = calls.filter(status=TaskResultStatus.RUNNING).update(args_kwargs=FORGOTTEN_ARGUMENTS)
     # has_key makes the condition false on rows without "signal" (a webhook delivery's);
     # the comparison alone would be NULL there, and NOT NULL keeps a row out of the delete.
@@ -246,8 +250,16 @@ def durable_calls_forget(
             args_kwargs__kwargs__has_key="signal",
             args_kwargs__kwargs__signal=signal_name(signal),
         )
-    deleted, _ = calls.exclude(status=TaskResultStatus.RUNNING).exclude(kept_waiting).delete()
-    dead_letters, _ = DeadLetter.objects.filter(dead).delete()
+    waiting_or_done = calls.exclude(status=TaskResultStatus.RUNNING).exclude(kept_waiting)
+    deleted = json_rows_forget(
+        waiting_or_done, field="args_kwargs", texts=texts, referring=referring
+    )
+    dead_letters = json_rows_forget(
+        DeadLetter.objects.filter(dead | dead_referring),
+        field="payload",
+        texts=texts,
+        referring=dead_referring,
+    )
     # Other calls' errors and results may name the text too (a batch's SMTP error): it
     # goes from them, and the calls stay.
     _texts_forget(DBTaskResult.objects.all(), fields=["traceback", "return_value"], texts=texts)

@@ -132,7 +132,8 @@ def csv_open(binary, *, format_name=None):
                 f"the formats known: {formats_known()}"
             )
     email_column = next((c for c in import_format.email_columns if c in columns), "")
-    return import_format, _csv_rows(reader, columns, email_column, current, bad_lines)
+    rows = _csv_rows(reader, columns, email_column, current, bad_lines)
+    return import_format.for_columns([*columns, "email"]), rows
 
 
 def _csv_rows(reader, columns, email_column, current, bad_lines):

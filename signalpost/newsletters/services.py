@@ -26,6 +26,7 @@ from signalpost.accounts.services import (
 from signalpost.accounts.users import user_verified_email
 from signalpost.conf import conf
 from signalpost.durability import commit_without_flush
+from signalpost.newsletters.endings import subscription_ended_save
 from signalpost.newsletters.imports import UPLOAD_MAX_BYTES, ImportFileError, data_lines_count
 from signalpost.newsletters.mailtemplates import template_check
 from signalpost.newsletters.models import (
@@ -48,14 +49,12 @@ from signalpost.signals import (
     preferences_link_requested,
     subscription_requested,
     user_subscribed,
-    user_unsubscribed,
 )
 
 Status = Subscription.Status
 Source = Subscription.Source
 
 USER_AGENT_MAX_LENGTH = 500
-REASON_MAX_LENGTH = 200
 
 # Statuses a person leaves by asking again (form, API, admin). An import never
 # brings these back: a list someone uploads must not override their choice.
@@ -297,17 +296,14 @@ def subscription_end(
     )
     if subscription is None:
         return None
-    subscription.status = Status.UNSUBSCRIBED
-    subscription.unsubscribed_at = timezone.now()
-    subscription.unsubscribe_reason = reason[:REASON_MAX_LENGTH]
-    subscription.save(update_fields=["status", "unsubscribed_at", "unsubscribe_reason"])
-    user_unsubscribed.send(
-        sender=Subscription,
-        profile=profile,
-        newsletter=newsletter,
+    # The profile and newsletter the caller holds: no query to read them again.
+    subscription.profile, subscription.newsletter = profile, newsletter
+    subscription_ended_save(
         subscription=subscription,
-        user_email=profile.email,
-        reason=subscription.unsubscribe_reason,
+        status=Status.UNSUBSCRIBED,
+        timestamp_field="unsubscribed_at",
+        reason=reason,
+        now=timezone.now(),
     )
     return subscription
 

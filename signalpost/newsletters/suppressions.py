@@ -21,9 +21,10 @@ from django.utils import timezone
 
 from signalpost.accounts.models import Profile
 from signalpost.newsletters.cells import formula_escape
+from signalpost.newsletters.endings import subscription_ended_save
 from signalpost.newsletters.models import Newsletter, Subscription, Suppression
 from signalpost.newsletters.writes import suppressed_hashes_among, suppressions_insert
-from signalpost.signals import address_suppressed, suppression_lifted, user_unsubscribed
+from signalpost.signals import address_suppressed, suppression_lifted
 
 Reason = Suppression.Reason
 Status = Subscription.Status
@@ -133,17 +134,12 @@ def _subscriptions_end(*, emails: list[str], newsletter: Newsletter | None, reas
     status, timestamp_field = ENDED_STATUS[Reason(reason)]
     now = timezone.now()
     for subscription in subscriptions.select_related("profile", "newsletter").order_by("pk"):
-        subscription.status = status
-        setattr(subscription, timestamp_field, now)
-        subscription.unsubscribe_reason = f"suppressed: {reason}"
-        subscription.save(update_fields=["status", timestamp_field, "unsubscribe_reason"])
-        user_unsubscribed.send(
-            sender=Subscription,
-            profile=subscription.profile,
-            newsletter=subscription.newsletter,
+        subscription_ended_save(
             subscription=subscription,
-            user_email=subscription.profile.email,
-            reason=subscription.unsubscribe_reason,
+            status=status,
+            timestamp_field=timestamp_field,
+            reason=f"suppressed: {reason}",
+            now=now,
         )
 
 

@@ -6,7 +6,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, cast
 
 from django.core.cache import cache
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.db.models.functions import Coalesce, TruncDate
 from django.tasks import TaskResultStatus
 from django.utils import timezone
@@ -14,7 +14,7 @@ from django_tasks_db.models import DBTaskResult
 
 from signalpost.accounts.models import Profile
 from signalpost.mail.messages import Message
-from signalpost.newsletters.models import Newsletter, Subscription
+from signalpost.newsletters.models import Newsletter, Subscription, Suppression
 from signalpost.postgresql.estimates import EXACT_BELOW, rows_estimate
 from signalpost.publishing.models import Delivery, Issue
 from signalpost.publishing.rendering import IssueMessages
@@ -81,14 +81,31 @@ def issue_recipients_count(*, issue: Issue) -> int:
     """Return how many people ``issue`` goes (or went) to.
 
     Not sent yet: the newsletter's active subscribers counted now, exactly (what
-    sending now would create deliveries for). Sending or sent: the count its
-    send started with.
+    sending now would create deliveries for): those whose address is on the
+    suppression list for the newsletter left out, by the condition the fan-out
+    uses (``writes.deliveries_insert_chunk``). Sending or sent: the count its send
+    started with.
     """
     if issue.status in {Issue.Status.DRAFT, Issue.Status.SCHEDULED}:
-        return Subscription.objects.filter(
-            newsletter_id=issue.newsletter_id, status=Subscription.Status.ACTIVE
-        ).count()
+        return (
+            Subscription.objects.filter(
+                newsletter_id=issue.newsletter_id, status=Subscription.Status.ACTIVE
+            )
+            .exclude(_suppressed(newsletter_id=issue.newsletter_id))
+            .count()
+        )
     return issue.recipient_count
+
+
+def _suppressed(*, newsletter_id: int) -> Exists:
+    """A subscription's address has a suppression for ``newsletter_id`` or for every
+    newsletter: the fan-out's ``NOT EXISTS`` (by address, as it compares)."""
+    return Exists(
+        Suppression.objects.filter(
+            Q(newsletter__isnull=True) | Q(newsletter_id=newsletter_id),
+            email=OuterRef("profile__email"),
+        )
+    )
 
 
 def progress_percent(*, issue: Issue, done: int, total: int) -> float:

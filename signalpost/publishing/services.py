@@ -34,6 +34,7 @@ from signalpost.mail.messages import Message
 from signalpost.mail.transport import message_send
 from signalpost.newsletters.models import Newsletter, Subscription
 from signalpost.newsletters.services import bounce_record
+from signalpost.newsletters.suppressions import address_is_suppressed
 from signalpost.publishing.models import PREVIEW_TEXT_MAX_LENGTH, Delivery, Issue
 from signalpost.publishing.rendering import (
     IssueMessages,
@@ -1060,6 +1061,8 @@ def issue_send_tests(*, issue: Issue, to_emails: list[str]) -> tuple[list[str], 
     for address in to_emails:
         try:
             issue_send_test(issue=issue, to_email=address)
+        except SuppressedTestRecipient as suppressed:
+            refused.append(str(suppressed))
         except Exception as error:  # a refusal or an unreachable server, for this address
             logger.warning("Test of issue %s not sent: %s", issue.pk, type(error).__name__)
             refused.append(f"{address}: not sent ({error_for_storage(str(error))[:200]})")
@@ -1068,11 +1071,18 @@ def issue_send_tests(*, issue: Issue, to_emails: list[str]) -> tuple[list[str], 
     return reached, refused
 
 
+class SuppressedTestRecipient(Exception):
+    """A test send's address is on the suppression list: the message names it."""
+
+
 def issue_send_test(*, issue: Issue, to_email: str) -> Message:
     """Email ``issue`` to ``to_email`` (its author, usually) as a subscriber would see it.
 
     Sent at once, not queued: the author is waiting for it. Nothing is recorded.
+    Raises ``SuppressedTestRecipient`` for an address on the suppression list for the
+    issue's newsletter: a test must not mail someone who asked not to be mailed.
     """
+    _test_recipient_check(issue=issue, to_email=to_email)
     profile = Profile.objects.for_email(to_email).first() or Profile(pk=0, email=to_email, name="")
     delivery = Delivery(pk=0, issue=issue, email=to_email)
     message = IssueMessages(issue, subject_prefix="[Test] ").personalise(
@@ -1080,3 +1090,17 @@ def issue_send_test(*, issue: Issue, to_email: str) -> Message:
     )
     message_send(message)
     return message
+
+
+def _test_recipient_check(*, issue: Issue, to_email: str) -> None:
+    """Raise ``SuppressedTestRecipient`` if ``to_email`` may not be mailed about the issue."""
+    try:
+        email = email_normalize(to_email)
+    except ValidationError:
+        return  # not an address the list can hold; the mail server answers for it
+    if address_is_suppressed(email=email, newsletter=issue.newsletter):
+        raise SuppressedTestRecipient(
+            f"Not sent to {to_email}: this address is on the suppression list for "
+            f"{issue.newsletter.name} (it unsubscribed, bounced or complained) and is "
+            "never mailed."
+        )

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from signalpost.conf import conf
 from signalpost.durable.policy import RetryPolicy
-from signalpost.redaction import json_mentions, text_redact
+from signalpost.redaction import json_mentions, json_rows_forget, text_redact
 from signalpost.webhooks.connections import opener_for
 from signalpost.webhooks.events import ERASED_EVENT, EVENTS, PERSONAL_FIELDS
 from signalpost.webhooks.models import WebhookAttempt, WebhookEndpoint, WebhookMessage, secret_new
@@ -104,6 +104,9 @@ def messages_create(*, event: str, event_id: str, payload: dict[str, Any]) -> li
 def messages_forget(*, email: str) -> int:
     """Delete every message carrying ``email`` except the erase events; return how many.
 
+    A message listing other addresses too (``subscriber.suppressed``) stays for them,
+    without ``email`` (``json_rows_forget``).
+
     Deleted, not blanked: a pending one must not go out, and a sent one without its
     body no longer records what was sent. Their attempts (response excerpts may echo
     the address) go with them. The erase events stay until delivered or given up
@@ -111,10 +114,12 @@ def messages_forget(*, email: str) -> int:
     that stay lose any mention of the address (excerpts are redacted when stored;
     this finds those stored before).
     """
-    deleted, _ = (
-        WebhookMessage.objects.filter(json_mentions("payload", text=email))
-        .exclude(event=ERASED_EVENT)
-        .delete()
+    deleted = json_rows_forget(
+        WebhookMessage.objects.filter(json_mentions("payload", text=email)).exclude(
+            event=ERASED_EVENT
+        ),
+        field="payload",
+        texts=[email],
     )
     mentioning = WebhookAttempt.objects.filter(
         Q(response_excerpt__icontains=email) | Q(error__icontains=email)

@@ -191,3 +191,38 @@ def test_the_desk_pages_fit_a_phone_and_pass_axe(live_server, browser, draft, sc
         browser, live_server.url, pages["change-draft"], "change-paused", screenshot
     )
     assert problems == []
+
+
+def test_a_test_to_a_suppressed_address_is_refused_by_name_at_each_width(
+    live_server, browser, draft, screenshot, smtp_inbox
+):
+    from signalpost.newsletters.suppressions import suppressions_add
+
+    suppressions_add(
+        entries=[("gone@example.com", "unsubscribed", None)],
+        newsletter=draft.newsletter,
+        source="import:mailchimp",
+    )
+    path = f"/admin/publishing/issue/{draft.pk}/test/"
+    _axe_required()
+    context = browser.new_context(bypass_csp=True)
+    context.set_default_timeout(10_000)
+    problems = []
+    try:
+        page = context.new_page()
+        log_in(page, live_server.url, path)
+        for width in WIDTHS:
+            page.set_viewport_size({"width": width, "height": 900})
+            page.goto(live_server.url + path)
+            page.get_by_label("Send a test to").fill("gone@example.com\nproof@example.org")
+            with page.expect_navigation():
+                page.get_by_role("button", name="Send the test").click()
+            text = page.content()
+            screenshot(page, f"refused-{width}")
+            assert "Not sent to gone@example.com: this address is on the suppression list" in text
+            assert "Test sent to proof@example.org." in text
+            problems += fit_and_axe_problems(page, "test refused", width)
+    finally:
+        context.close()
+    assert problems == []
+    assert [m["To"] for m in smtp_inbox.wait_for(2)] == ["proof@example.org"] * 2
