@@ -13,7 +13,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from django.apps import apps
-from django.db.models import Model
+from django.db.models import ForeignKey, Model
 
 from signalpost.durable.exceptions import PermanentFailure
 
@@ -102,11 +102,12 @@ def _relations_link(rows: dict[tuple[str, Any], Model]) -> None:
     """
     for instance in rows.values():
         for field in instance._meta.concrete_fields:
-            if not field.many_to_one or field.is_cached(instance):
+            if not isinstance(field, ForeignKey) or field.is_cached(instance):
                 continue
             if not field.target_field.primary_key:
                 continue  # rows are found by primary key
-            target = rows.get((field.related_model._meta.label, field.value_from_object(instance)))
+            label = field.related_model._meta.label
+            target = rows.get((label, field.value_from_object(instance)))
             if target is not None:
                 field.set_cached_value(instance, target)
 
