@@ -60,7 +60,10 @@ def configure(db_name, smtp_port):
     import django
 
     django.setup()
+    import signalpost
     from django.core.management import call_command
+
+    print(f"code: {Path(signalpost.__file__).parent.parent}", flush=True)
 
     call_command("migrate", verbosity=0, interactive=False)
 

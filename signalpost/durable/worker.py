@@ -12,7 +12,10 @@ docs/durable.md: 69% of a no-op task's cost). Here:
    UPDATE (one per distinct earlier ``worker_ids``, almost always one);
 2. the tasks run one after another in this process; durable calls of a
    ``batch=True`` receiver run together, in one call (``durable.batches``);
-3. one UPDATE records the successes of the batch, and one (``CASE`` per row) the
+3. the durable calls those tasks queued (a form task's confirmation email) are
+   claimed by id in one more transaction and run in the same batch
+   (``_claim_follow_ups``);
+4. one UPDATE records the successes of the batch, and one (``CASE`` per row) the
    failures, if any. A durable call's failure is also recorded at once by its
    retry (``durable_call_failed``), in the transaction that queues the retry.
 
