@@ -60,8 +60,9 @@ def configure(db_name, smtp_port):
     import django
 
     django.setup()
-    import signalpost
     from django.core.management import call_command
+
+    import signalpost
 
     print(f"code: {Path(signalpost.__file__).parent.parent}", flush=True)
 
