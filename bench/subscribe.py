@@ -1070,16 +1070,28 @@ def check_rows(targets, phases, emails):
                         "GROUP BY status"
                     ).fetchall()
                 )
+                # Failed rows: those this script set aside before a worker phase (the
+                # waiting tasks of earlier phases), and those a worker ran and failed.
+                set_aside, failed_running = connection.execute(
+                    "SELECT count(*) FILTER (WHERE exception_class_path LIKE 'bench:%%'), "
+                    "count(*) FILTER (WHERE exception_class_path NOT LIKE 'bench:%%') "
+                    "FROM django_tasks_database_dbtaskresult WHERE status = 'FAILED'"
+                ).fetchone()
                 line = (
                     f"{target_key}: {ok} successful POSTs (warm-ups included), {requests} "
                     f"queued subscribe requests, {subscriptions} "
                     f"pending subscriptions, {activities} activity rows, "
                     f"{sum(tasks.values())} task rows "
                     f"({', '.join(f'{k.lower()} {v}' for k, v in sorted(tasks.items()))}); "
-                    f"{sent} confirmation emails reached the sink"
+                    f"{sent} confirmation emails reached the sink; failed rows: {set_aside} "
+                    f"set aside by this script before a worker phase, {failed_running} failed "
+                    "in a worker"
                 )
                 good = (
-                    matches(requests) and subscriptions <= requests and activities == subscriptions
+                    matches(requests)
+                    and subscriptions <= requests
+                    and activities == subscriptions
+                    and not failed_running
                 )
             else:
                 subscriptions = count("SELECT count(*) FROM newsletter_subscription")

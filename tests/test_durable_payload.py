@@ -8,9 +8,9 @@ import uuid
 import pytest
 
 from signalpost.durable.exceptions import PermanentFailure
-from signalpost.durable.payload import payload_dump, payload_load
-from signalpost.newsletters.models import Newsletter
-from tests.factories import make_profile
+from signalpost.durable.payload import payload_dump, payload_load, payload_prefetch
+from signalpost.newsletters.models import Newsletter, Subscription
+from tests.factories import make_newsletter, make_profile
 
 pytestmark = pytest.mark.django_db
 
@@ -67,3 +67,25 @@ def test_an_unsaved_instance_is_refused():
 
     with pytest.raises(TypeError, match="unsaved"):
         payload_dump(Profile(email="x@example.com"))
+
+
+def test_rows_read_for_a_batch_of_calls_serve_each_others_foreign_keys(
+    django_assert_num_queries,
+):
+    newsletter = make_newsletter()
+    profile = make_profile(email="jane@example.com")
+    subscription = Subscription.objects.create(profile=profile, newsletter=newsletter)
+    calls = [
+        {"profile": payload_dump(profile), "subscription": payload_dump(subscription)},
+        {"newsletter": payload_dump(newsletter)},
+    ]
+    payload_prefetch(calls)
+    try:
+        with django_assert_num_queries(0):
+            arguments = payload_load(calls[0])
+            loaded = arguments["subscription"]
+            assert loaded.profile is arguments["profile"]
+            assert loaded.newsletter.slug == newsletter.slug
+    finally:
+        payload_prefetch([])
+    assert payload_load(calls[0])["subscription"].profile.email == "jane@example.com"

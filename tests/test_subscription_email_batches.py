@@ -2,12 +2,17 @@
 the batch over one SMTP connection, each call retried or dead-lettered on its own."""
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 from django.tasks import TaskResultStatus
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from signalpost.durable.models import DeadLetter
-from signalpost.newsletters.services import subscribe
+from signalpost.durable.worker import BatchWorker
+from signalpost.newsletters.models import EmailTemplate
+from signalpost.newsletters.services import ConsentEvidence, subscribe
+from signalpost.newsletters.tasks import subscribe_queue
 from tests.durable_helpers import run_worker_until_idle
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -99,3 +104,69 @@ def test_a_confirmation_email_goes_ahead_of_the_form_tasks_still_waiting(
         args_kwargs__kwargs__receiver="newsletters.email_confirmation_request"
     )
     assert email.priority > form_priority
+
+
+def sign_up_from_the_form(newsletter, addresses):
+    """Queue each sign-up as a POST to /subscribe/ does: one transaction, one form task."""
+    for address in addresses:
+        subscribe_queue(
+            email=address,
+            newsletter=newsletter,
+            name="",
+            consent=ConsentEvidence(at=timezone.now(), ip="192.0.2.1", user_agent="test"),
+        )
+
+
+def one_batch(size):
+    """Claim one batch of up to ``size`` tasks and run it, as a worker's round does."""
+    worker = BatchWorker(
+        worker_id="w",
+        queue_names=["default"],
+        excluded_queue_names=[],
+        backend_name="default",
+        interval=0,
+        max_batch_size=size,
+        exit_when_idle=True,
+        max_tasks=None,
+    )
+    return worker.run_batch(worker.claim(size))
+
+
+def test_form_sign_ups_get_their_confirmation_emails_in_the_same_batch(
+    smtp_inbox, double_opt_in_newsletter
+):
+    sign_up_from_the_form(double_opt_in_newsletter, PEOPLE)
+    ran = one_batch(len(PEOPLE))
+    assert ran == 2 * len(PEOPLE), "each form task and its email"
+    assert sorted(message["To"] for message in smtp_inbox.wait_for(len(PEOPLE))) == PEOPLE
+    assert smtp_inbox.sessions == 1
+    assert not DBTaskResult.objects.exclude(status=TaskResultStatus.SUCCESSFUL).exists()
+
+
+def test_a_batch_takes_only_the_emails_of_its_own_sign_ups(smtp_inbox, double_opt_in_newsletter):
+    sign_up_from_the_form(double_opt_in_newsletter, PEOPLE)
+    one_batch(2)
+    assert sorted(message["To"] for message in smtp_inbox.wait_for(2)) == PEOPLE[:2]
+    waiting = DBTaskResult.objects.filter(status=TaskResultStatus.READY)
+    assert waiting.count() == len(PEOPLE) - 2, "the other sign-ups' form tasks wait"
+
+
+def test_a_batch_of_confirmations_reads_each_template_once_whatever_its_size(
+    smtp_inbox, double_opt_in_newsletter
+):
+    EmailTemplate.objects.create(
+        name="confirmation_subject.txt",
+        newsletter=double_opt_in_newsletter,
+        body="Say yes to {{ newsletter.name }}",
+    )
+    statements = {}
+    for size, people in ((2, PEOPLE[:2]), (4, PEOPLE[2:])):
+        subscribe_all(double_opt_in_newsletter, people)
+        with CaptureQueriesContext(connection) as queries:
+            one_batch(size)
+        statements[size] = len(queries)
+    messages = smtp_inbox.wait_for(len(PEOPLE))
+    assert {message["Subject"] for message in messages} == {
+        f"Say yes to {double_opt_in_newsletter.name}"
+    }, "a stored template still applies to every email of the batch"
+    assert statements[2] == statements[4], "no statement per email"

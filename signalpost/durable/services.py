@@ -1,11 +1,13 @@
 """Recording, failing, replaying and recovering durable receiver calls."""
 
+import contextlib
 import logging
 import os
 import socket
 import traceback
 import uuid
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +44,26 @@ FORGOTTEN_ARGUMENTS: dict[str, list[object] | dict[str, object]] = {"args": [], 
 _tasks_by_queue: dict[tuple[str, int], Task[..., Any]] = {}
 
 
+# The ids of the durable calls queued while a worker runs a batch (durable_calls_collect).
+_calls_queued: ContextVar[list[Any] | None] = ContextVar("durable_calls_queued", default=None)
+
+
+@contextlib.contextmanager
+def durable_calls_collect() -> Iterator[list[Any]]:
+    """Collect the ids of the durable calls queued inside the block, in a list.
+
+    The worker runs the calls its tasks queue in the same batch: a sign-up's
+    form task and its confirmation email go out together. An id may name a row
+    whose transaction rolled back; claiming it then finds nothing.
+    """
+    queued: list[Any] = []
+    token = _calls_queued.set(queued)
+    try:
+        yield queued
+    finally:
+        _calls_queued.reset(token)
+
+
 def durable_call_enqueue(
     *,
     durable_receiver: "DurableReceiver",
@@ -76,7 +98,11 @@ def durable_call_enqueue(
         "attempt": 1,
         "dead_letter_id": None,
     }
-    return task_enqueue(task, **call)
+    task_id = task_enqueue(task, **call)
+    queued = _calls_queued.get()
+    if queued is not None:
+        queued.append(task_id)
+    return task_id
 
 
 def task_enqueue(task: Task[..., Any], **kwargs: Any) -> Any:

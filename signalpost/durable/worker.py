@@ -12,7 +12,10 @@ docs/durable.md: 69% of a no-op task's cost). Here:
    UPDATE (one per distinct earlier ``worker_ids``, almost always one);
 2. the tasks run one after another in this process; durable calls of a
    ``batch=True`` receiver run together, in one call (``durable.batches``);
-3. one UPDATE records the successes of the batch, and one (``CASE`` per row) the
+3. the durable calls those tasks queued (a form task's confirmation email) are
+   claimed by id in one more transaction and run in the same batch
+   (``_claim_follow_ups``);
+4. one UPDATE records the successes of the batch, and one (``CASE`` per row) the
    failures, if any. A durable call's failure is also recorded at once by its
    retry (``durable_call_failed``), in the transaction that queues the retry.
 
@@ -54,6 +57,7 @@ from django_tasks_db.utils import (
 
 from signalpost.durable.batches import durable_batches_run, durable_batches_split
 from signalpost.durable.payload import payload_prefetch
+from signalpost.durable.services import durable_calls_collect
 from signalpost.durable.writes import task_result_build
 
 logger = logging.getLogger(__name__)
@@ -168,10 +172,12 @@ class BatchWorker:
             tasks = tasks.exclude(queue_name__in=self.excluded_queue_names)
         return tasks
 
-    def claim(self, size: int) -> list[DBTaskResult[Any, Any]] | None:
-        """Claim up to ``size`` due tasks in one transaction; ``None`` if the database was
-        locked (SQLite), to try again."""
-        due = self._due()
+    def claim(
+        self, size: int, *, ids: list[Any] | None = None
+    ) -> list[DBTaskResult[Any, Any]] | None:
+        """Claim up to ``size`` due tasks (of ``ids`` only, when given) in one transaction;
+        ``None`` if the database was locked (SQLite), to try again."""
+        due = self._due() if ids is None else self._due().filter(id__in=ids)
         try:
             with exclusive_transaction(due.db):
                 # Meta.ordering: priority (high first), run_after, enqueued_at.
@@ -204,31 +210,15 @@ class BatchWorker:
         Rows not started when SIGTERM came go back to the queue.
         """
         outcomes: list[Outcome] = []
-        _singles, batches = durable_batches_split(rows)
         not_started = {row.id for row in rows}
         try:
-            payload_prefetch([row.args_kwargs for row in rows])
-            # In claim order; a batch receiver's calls run together, at its first one's turn.
-            group_of = {row.id: group for group in batches for row in group[1]}
-            for row in rows:
-                if not self.running:
-                    break
-                if row.id not in not_started:
-                    continue
-                group = group_of.get(row.id)
-                if group is None:
-                    outcomes.append(self.run_task(row))
-                    not_started.discard(row.id)
-                    continue
-                durable_receiver, batch_rows = group
-                self.running_task = True
-                try:
-                    errors = durable_batches_run(durable_receiver, batch_rows)
-                finally:
-                    self.running_task = False
-                for batch_row in batch_rows:
-                    outcomes.append(Outcome(row=batch_row, error=errors.get(batch_row.id)))
-                    not_started.discard(batch_row.id)
+            with durable_calls_collect() as queued:
+                self._run_rows(rows, outcomes, not_started)
+            follow_ups = self._claim_follow_ups(queued, claimed=len(rows))
+            if follow_ups:
+                rows = [*rows, *follow_ups]
+                not_started.update(row.id for row in follow_ups)
+                self._run_rows(follow_ups, outcomes, not_started)
         finally:
             payload_prefetch([])
             self.tasks_run += len(outcomes)
@@ -236,6 +226,49 @@ class BatchWorker:
             if not_started and not self.running:
                 self.release([row for row in rows if row.id in not_started])
         return len(outcomes)
+
+    def _claim_follow_ups(self, queued: list[Any], *, claimed: int) -> list[DBTaskResult[Any, Any]]:
+        """Claim the durable calls that this batch's tasks queued, to run in this batch.
+
+        A form task's confirmation email then goes out with it, whatever else waits:
+        one claim more per batch instead of a batch more per sign-up, and an email never
+        waits behind the next form tasks. Calls queued for later (``run_after``), in
+        other queues, or taken by another worker meanwhile are left alone.
+        """
+        size = self.batch_size.max_size
+        if self.max_tasks is not None:
+            size = min(size, self.max_tasks - self.tasks_run - claimed)
+        if not queued or not self.running or size <= 0:
+            return []
+        return self.claim(size, ids=queued) or []
+
+    def _run_rows(
+        self, rows: list[DBTaskResult[Any, Any]], outcomes: list[Outcome], not_started: set[Any]
+    ) -> None:
+        """Run claimed ``rows`` in claim order, adding to ``outcomes``, removing each from
+        ``not_started``; a batch receiver's calls run together, at its first one's turn."""
+        _singles, batches = durable_batches_split(rows)
+        payload_prefetch([row.args_kwargs for row in rows])
+        group_of = {row.id: group for group in batches for row in group[1]}
+        for row in rows:
+            if not self.running:
+                break
+            if row.id not in not_started:
+                continue
+            group = group_of.get(row.id)
+            if group is None:
+                outcomes.append(self.run_task(row))
+                not_started.discard(row.id)
+                continue
+            durable_receiver, batch_rows = group
+            self.running_task = True
+            try:
+                errors = durable_batches_run(durable_receiver, batch_rows)
+            finally:
+                self.running_task = False
+            for batch_row in batch_rows:
+                outcomes.append(Outcome(row=batch_row, error=errors.get(batch_row.id)))
+                not_started.discard(batch_row.id)
 
     def _task(self, row: DBTaskResult[Any, Any]) -> Task[..., Any]:
         """The task of ``row`` as django-tasks-db's ``row.task`` makes it, made once per kind."""

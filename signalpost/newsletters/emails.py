@@ -11,6 +11,7 @@ newsletter overrides any of them with ``templates/emails/<slug>/<name>``.
 import contextlib
 import functools
 import smtplib
+from contextvars import ContextVar
 
 import css_inline
 from django.conf import settings
@@ -50,7 +51,7 @@ def template_render(*, name, newsletter, context, language=None):
     the worker process last had active.
     """
     context = {"brand": brand_for(newsletter), **context}
-    stored = email_template_stored(name=name, newsletter=newsletter)
+    stored = _template_stored(name=name, newsletter=newsletter)
     with translation.override(language or email_language(newsletter)):
         if stored is not None:
             return template_render_stored(stored, context)
@@ -58,6 +59,23 @@ def template_render(*, name, newsletter, context, language=None):
         if newsletter is not None:
             candidates.insert(0, f"emails/{newsletter.slug}/{name}")
         return select_template(candidates).render(context)
+
+
+# The stored templates a batch of emails has looked up: {(name, newsletter pk): body}.
+_stored_in_batch: ContextVar[dict[tuple[str, int | None], str | None] | None] = ContextVar(
+    "stored_templates_in_batch", default=None
+)
+
+
+def _template_stored(*, name, newsletter):
+    """``email_template_stored``, asked once per template and newsletter within a batch."""
+    memo = _stored_in_batch.get()
+    if memo is None:
+        return email_template_stored(name=name, newsletter=newsletter)
+    key = (name, newsletter.pk if newsletter is not None else None)
+    if key not in memo:
+        memo[key] = email_template_stored(name=name, newsletter=newsletter)
+    return memo[key]
 
 
 def profile_email_language(profile):
@@ -133,14 +151,19 @@ def emails_send(builders):
     """
     failures = {}
     messages = {}
-    for key, build in builders.items():
-        try:
-            message = build()
-        except Exception as error:
-            failures[key] = error
-            continue
-        if message is not None:
-            messages[key] = message
+    # A batch looks each stored template up once: they are the same for every person.
+    memo = _stored_in_batch.set({})
+    try:
+        for key, build in builders.items():
+            try:
+                message = build()
+            except Exception as error:
+                failures[key] = error
+                continue
+            if message is not None:
+                messages[key] = message
+    finally:
+        _stored_in_batch.reset(memo)
     if not messages:
         return failures
     mailer = mailers.default
