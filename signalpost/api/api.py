@@ -9,6 +9,7 @@ from email.utils import format_datetime
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import transaction
 from django.db.models import Count, Q
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
@@ -20,7 +21,12 @@ from ninja.pagination import PageNumberPagination, paginate
 from ninja.security import HttpBearer
 
 from signalpost.accounts.selectors import profile_by_email
-from signalpost.accounts.services import email_normalize, profile_attributes_set, profile_update
+from signalpost.accounts.services import (
+    email_normalize,
+    profile_attributes_set,
+    profile_tags_set,
+    profile_update,
+)
 from signalpost.api import schemas
 from signalpost.api.parser import BodyRefused, StrictJSONParser
 from signalpost.api.tokens import api_token_authenticate
@@ -276,6 +282,7 @@ def profile_out(profile):
         "email": profile.email,
         "name": profile.name,
         "attributes": profile.attributes,
+        "tags": sorted(profile.tags.values_list("name", flat=True)),
         "created_at": profile.created_at,
         "subscriptions": [
             {
@@ -320,11 +327,17 @@ def profile_erase_by_body(request, payload: schemas.PersonIn):
     return {"status": "erased"}
 
 
+@transaction.atomic
 def profile_changes_apply(profile, payload):
+    """Apply the name, attributes and tags the body gives: all of them, or (400) none."""
     if payload.name is not None:
         profile = profile_update(profile=profile, name=payload.name)
     if payload.attributes is not None:
-        profile = profile_attributes_set(profile=profile, attributes=payload.attributes)
+        profile = profile_attributes_set(
+            profile=profile, attributes=payload.attributes, source="api"
+        )
+    if payload.tags is not None:
+        profile = profile_tags_set(profile=profile, names=payload.tags, source="api")
     return profile
 
 

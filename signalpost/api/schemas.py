@@ -67,6 +67,7 @@ class ProfileOut(Schema):
     email: str
     name: str
     attributes: dict
+    tags: list[str]
     created_at: datetime
     subscriptions: list[ProfileSubscriptionOut]
 
@@ -75,6 +76,11 @@ class ProfileIn(Schema):
     name: str | None = Field(None, max_length=200)
     attributes: dict[str, str | int | float | bool | None] | None = Field(
         None, description="Replaces the attributes: at most 50 keys of at most 100 characters."
+    )
+    tags: list[str] | None = Field(
+        None,
+        description="Replaces the tags: at most 100 names of at most 50 characters, "
+        "stored in lower case.",
     )
 
 
