@@ -2,7 +2,6 @@
 
 import csv
 import io
-import json
 from io import StringIO
 
 import pytest

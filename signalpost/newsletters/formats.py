@@ -205,7 +205,10 @@ def _attributes(values: dict[str, Any]) -> str | None:
 NATIVE_EMAIL_COLUMNS = ("email", "e-mail", "email_address", "user_email", "emailaddress")
 
 
-NATIVE_COLUMNS = frozenset({*NATIVE_EMAIL_COLUMNS, "name", "consent_at", "consent_ip", "tags"})
+# A file of only these needs no mapping (the import's fast path); tags and any other
+# column are mapped by native_mapper.
+NATIVE_PLAIN_COLUMNS = frozenset({*NATIVE_EMAIL_COLUMNS, "name", "consent_at", "consent_ip"})
+NATIVE_COLUMNS = NATIVE_PLAIN_COLUMNS | {"tags"}
 # A cell that is plainly a number is stored as one, so that segments can compare it
 # ("greater than 30"); a leading zero or plus sign (a postcode, a phone number) keeps it text.
 NUMBER = re.compile(r"-?(?:0|[1-9][0-9]{0,14})(?:\.[0-9]{1,12})?")

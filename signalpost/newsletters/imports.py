@@ -26,7 +26,7 @@ from signalpost.accounts.services import EMAIL_MAX_LENGTH, email_normalize, name
 from signalpost.newsletters.cells import formula_escape, formula_unescape
 from signalpost.newsletters.formats import (
     FORMATS,
-    NATIVE_COLUMNS,
+    NATIVE_PLAIN_COLUMNS,
     format_recognise,
     formats_known,
     ip_normalize,
@@ -135,7 +135,7 @@ def csv_open(binary, *, format_name=None):
                 f"the formats known: {formats_known()}"
             )
     email_column = next((c for c in import_format.email_columns if c in columns), "")
-    if import_format.name == "signalpost" and not NATIVE_COLUMNS.issuperset(columns):
+    if import_format.name == "signalpost" and not NATIVE_PLAIN_COLUMNS.issuperset(columns):
         try:
             import_format = replace(import_format, map=native_mapper(columns))
         except ValidationError as error:

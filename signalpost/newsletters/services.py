@@ -11,12 +11,17 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from signalpost.accounts.models import Profile
 from signalpost.accounts.selectors import profile_by_email
-from signalpost.accounts.services import profile_get_or_create, profile_update
+from signalpost.accounts.services import (
+    CONTROL_CHARACTERS,
+    profile_get_or_create,
+    profile_update,
+)
 from signalpost.durability import commit_without_flush
 from signalpost.newsletters.imports import UPLOAD_MAX_BYTES, ImportFileError, data_lines_count
 from signalpost.newsletters.mailtemplates import template_check
@@ -24,10 +29,12 @@ from signalpost.newsletters.models import (
     EmailTemplate,
     EmailTemplateVersion,
     Newsletter,
+    Segment,
     SubscriberImport,
     Subscription,
     Suppression,
 )
+from signalpost.newsletters.segments import segment_rules_check
 from signalpost.newsletters.suppressions import (
     address_is_suppressed,
     suppression_lift,
@@ -535,3 +542,45 @@ def email_template_revert(*, version: EmailTemplateVersion, user: Any) -> EmailT
 def email_template_delete(*, template: EmailTemplate) -> None:
     """Delete a stored template and its versions: the file of its name is used again."""
     template.delete()
+
+
+SEGMENT_NAME_MAX_LENGTH = 100
+
+
+def _segment_name_clean(raw_name: object) -> str:
+    name = " ".join(raw_name.split()) if isinstance(raw_name, str) else ""
+    if not name or len(name) > SEGMENT_NAME_MAX_LENGTH or CONTROL_CHARACTERS.search(raw_name):
+        raise ValidationError(
+            {"name": f"A segment's name is 1 to {SEGMENT_NAME_MAX_LENGTH} characters on one line."}
+        )
+    return name
+
+
+def _segment_store(*, segment: Segment, name: object, rules: object) -> Segment:
+    segment.name = _segment_name_clean(name)
+    segment.rules = segment_rules_check(rules)
+    taken = Segment.objects.filter(newsletter_id=segment.newsletter_id, name=segment.name)
+    if taken.exclude(pk=segment.pk).exists():
+        raise ValidationError({"name": f"{segment.newsletter} has a segment {segment.name!r}."})
+    segment.save()
+    return segment
+
+
+@transaction.atomic
+def segment_create(*, newsletter: Newsletter, name: object, rules: object) -> Segment:
+    """Save a new segment of ``newsletter``; raise ``ValidationError`` naming the field
+    (``name``, ``rules``) that is wrong, with nothing saved."""
+    return _segment_store(segment=Segment(newsletter=newsletter), name=name, rules=rules)
+
+
+@transaction.atomic
+def segment_update(*, segment: Segment, name: object, rules: object) -> Segment:
+    """Change a segment's name and filter (as ``segment_create`` checks them). Sends
+    already started keep the filter they started with."""
+    return _segment_store(segment=segment, name=name, rules=rules)
+
+
+@transaction.atomic
+def segment_delete(*, segment: Segment) -> None:
+    """Delete a segment. Issues that named it (sent or not) keep its filter's copy."""
+    segment.delete()

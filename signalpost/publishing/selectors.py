@@ -15,6 +15,7 @@ from django_tasks_db.models import DBTaskResult
 from signalpost.accounts.models import Profile
 from signalpost.mail.messages import Message
 from signalpost.newsletters.models import Newsletter, Subscription
+from signalpost.newsletters.selectors import segment_count
 from signalpost.postgresql.estimates import EXACT_BELOW, rows_estimate
 from signalpost.publishing.models import Delivery, Issue
 from signalpost.publishing.rendering import IssueMessages
@@ -85,6 +86,8 @@ def issue_recipients_count(*, issue: Issue) -> int:
     send started with.
     """
     if issue.status in {Issue.Status.DRAFT, Issue.Status.SCHEDULED}:
+        if issue.segment_id is not None:
+            return segment_count(segment=issue.segment)
         return Subscription.objects.filter(
             newsletter_id=issue.newsletter_id, status=Subscription.Status.ACTIVE
         ).count()
