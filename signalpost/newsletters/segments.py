@@ -27,8 +27,9 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import NotSupportedError, connection
-from django.db.models import CharField, Exists, F, Func, OuterRef, Q
+from django.db.models import CharField, Exists, F, Func, JSONField, OuterRef, Q, Value
 from django.db.models.fields.json import KeyTextTransform, KeyTransform
+from django.db.models.lookups import GreaterThan, LessThan
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
@@ -159,6 +160,10 @@ class _AttributeType(Func):
         raise NotSupportedError("segments compare attributes on PostgreSQL and SQLite")
 
 
+def _json(value: object) -> Value:
+    return Value(value, output_field=JSONField())
+
+
 def _key_lookup(transform: Any, lookup: str, value: object) -> Any:
     return transform.get_lookup(lookup)(transform, value)
 
@@ -170,15 +175,17 @@ def _attribute_condition(key: str, op: str, value: Any) -> Q:
         if connection.features.supports_json_field_contains:
             # attributes @> '{"key": value}': the GIN index answers it.
             return Q(**{f"{ATTRIBUTES}__contains": {key: value}})
-        return Q(_key_lookup(KeyTransform(key, ATTRIBUTES), "exact", value))
+        return Q(_key_lookup(KeyTransform(key, ATTRIBUTES), "exact", _json(value)))
     if op == "contains":
         return Q(_key_lookup(KeyTextTransform(key, ATTRIBUTES), "icontains", value))
     lookup = "gt" if op == "greater" else "lt"
     if isinstance(value, str):
         # Text (an ISO date) compares as text, and only with text.
-        compared = _key_lookup(KeyTextTransform(key, ATTRIBUTES), lookup, value)
+        text_lookup = GreaterThan if op == "greater" else LessThan
+        compared = text_lookup(KeyTextTransform(key, ATTRIBUTES), Value(value))
         return Q(compared) & Q(_key_lookup(_AttributeType(key), "exact", "string"))
-    compared = _key_lookup(KeyTransform(key, ATTRIBUTES), lookup, value)
+    # jsonb against jsonb on PostgreSQL (no cast that a text value could fail).
+    compared = _key_lookup(KeyTransform(key, ATTRIBUTES), lookup, _json(value))
     return Q(compared) & Q(_key_lookup(_AttributeType(key), "exact", "number"))
 
 

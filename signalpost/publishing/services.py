@@ -279,7 +279,7 @@ def issue_send(*, issue: Issue) -> bool:
     lands. Sending an issue that is already sending or sent does nothing and
     returns ``False``.
     """
-    issue = Issue.objects.select_for_update().select_related("segment").get(pk=issue.pk)
+    issue = Issue.objects.select_for_update().get(pk=issue.pk)
     if issue.status not in EDITABLE:
         return False
     last_id = Subscription.objects.aggregate(last=Max("id"))["last"] or 0
