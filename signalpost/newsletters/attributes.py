@@ -5,11 +5,25 @@ Staff declare them on the newsletter, one a line: ``key: Label`` for free text, 
 weekly, monthly``). Only declared keys are ever written from the preference center.
 """
 
+import re
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
 
 from signalpost.accounts.services import CONTROL_CHARACTERS, profile_attributes_check
+
+# Text typed in a form that is plainly a number means the number (as an import's cells).
+NUMBER = re.compile(r"-?(?:0|[1-9][0-9]{0,14})(?:\.[0-9]{1,12})?")
+
+
+def attribute_value_parse(text: str) -> str | int | float:
+    """``text`` as a form or CSV cell means it: a plain number is one, the rest is text
+    (a leading zero or plus sign, as in a postcode or a phone number, keeps it text)."""
+    text = text.strip()
+    if NUMBER.fullmatch(text):
+        return float(text) if "." in text else int(text)
+    return text
+
 
 EDITABLE_MAX = 20
 LABEL_MAX_LENGTH = 100

@@ -43,6 +43,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 
 from signalpost.accounts.services import profile_attributes_check, tag_names_clean
+from signalpost.newsletters.attributes import attribute_value_parse
 from signalpost.newsletters.models import Suppression
 
 Reason = Suppression.Reason
@@ -209,20 +210,10 @@ NATIVE_EMAIL_COLUMNS = ("email", "e-mail", "email_address", "user_email", "email
 # column are mapped by native_mapper.
 NATIVE_PLAIN_COLUMNS = frozenset({*NATIVE_EMAIL_COLUMNS, "name", "consent_at", "consent_ip"})
 NATIVE_COLUMNS = NATIVE_PLAIN_COLUMNS | {"tags"}
-# A cell that is plainly a number is stored as one, so that segments can compare it
-# ("greater than 30"); a leading zero or plus sign (a postcode, a phone number) keeps it text.
-NUMBER = re.compile(r"-?(?:0|[1-9][0-9]{0,14})(?:\.[0-9]{1,12})?")
 
 
 def native_row(row: Row) -> Mapped:
     return row
-
-
-def _cell_value(text: str) -> str | int | float:
-    text = text.strip()
-    if NUMBER.fullmatch(text):
-        return float(text) if "." in text else int(text)
-    return text
 
 
 def native_mapper(columns: Sequence[str]) -> Callable[[Row], Mapped]:
@@ -236,7 +227,7 @@ def native_mapper(columns: Sequence[str]) -> Callable[[Row], Mapped]:
     with_tags = "tags" in columns
 
     def _native_with_extras(row: Row) -> Mapped:
-        values = {column: _cell_value(row.get(column) or "") for column in extras}
+        values = {column: attribute_value_parse(row.get(column) or "") for column in extras}
         values = {key: value for key, value in values.items() if value != ""}
         if values:
             profile_attributes_check(values)

@@ -19,6 +19,7 @@ from signalpost.accounts.models import Profile
 from signalpost.accounts.selectors import profile_by_email
 from signalpost.accounts.services import (
     CONTROL_CHARACTERS,
+    profile_attributes_update,
     profile_get_or_create,
     profile_update,
 )
@@ -277,14 +278,19 @@ def preferences_update(
     name: str,
     wanted_newsletters: Iterable[Newsletter],
     consent: ConsentEvidence | None,
+    attributes: dict[str, Any] | None = None,
 ) -> tuple[list[Newsletter], list[Newsletter]]:
-    """Apply a preference-center form: ``profile``'s name and exactly these subscriptions.
+    """Apply a preference-center form: ``profile``'s name, the attributes its newsletters
+    let people edit (``attributes``, ``None`` clearing a key) and exactly these
+    subscriptions.
 
     Newsletters in ``wanted_newsletters`` are joined at once (the signed link
     proved the address); every other pending or active subscription ends.
     Returns ``(joined, left)``, lists of newsletters.
     """
     profile_update(profile=profile, name=name)
+    if attributes:
+        profile_attributes_update(profile=profile, values=attributes, source="preferences")
     current_status = dict(
         Subscription.objects.filter(
             profile=profile, status__in=[Status.PENDING, Status.ACTIVE]
