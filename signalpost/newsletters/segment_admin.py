@@ -68,7 +68,7 @@ def rules_from_rows(data: dict[str, Any]) -> dict[str, Any]:
         condition: dict[str, Any] = {"type": kind, "op": op}
         if kind == "attribute":
             condition["key"] = key
-        if op not in ("exists", ""):
+        if op not in ("exists", "") and value.strip():
             condition["value"] = attribute_value_parse(value) if kind == "attribute" else value
         conditions.append(condition)
     return {"match": data.get("match") or "all", "conditions": conditions}
@@ -98,8 +98,6 @@ class SegmentForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        for number in range(1, ROWS + 1):
-            self.fields.update(_row_fields(number))
         if self.instance.pk and not self.is_bound:
             self.initial.update(rows_from_rules(self.instance.rules))
 
@@ -110,6 +108,12 @@ class SegmentForm(forms.ModelForm):
         except ValidationError as error:
             self.add_error(None, error.message_dict["rules"])
         return cleaned
+
+
+# The condition rows are declared fields (the admin builds its form from the declared ones).
+for _number in range(1, ROWS + 1):
+    SegmentForm.declared_fields.update(_row_fields(_number))
+    SegmentForm.base_fields.update(_row_fields(_number))
 
 
 @admin.register(Segment)
@@ -133,7 +137,7 @@ class SegmentAdmin(admin.ModelAdmin):
     @admin.display(description="Matching now")
     def matching_now(self, segment: Segment) -> str:
         if not segment.pk:
-            return "Counted once saved (and live below as you change it)."
+            return "Counted once saved (and live at the top as you change it)."
         return f"{segment_count(segment=segment):,} active subscribers"
 
     def get_urls(self):
