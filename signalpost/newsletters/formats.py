@@ -231,9 +231,10 @@ def native_mapper(columns: Sequence[str]) -> Callable[[Row], Mapped]:
         values = {key: value for key, value in values.items() if value != ""}
         if values:
             profile_attributes_check(values)
-        row["attributes"] = json.dumps(values) if values else None
-        row["tags"] = _tags_text(row.get("tags", "")) if with_tags else None
-        return row
+        mapped: Mapped = dict(row)
+        mapped["attributes"] = json.dumps(values) if values else None
+        mapped["tags"] = _tags_text(row.get("tags", "")) if with_tags else None
+        return mapped
 
     return _native_with_extras
 

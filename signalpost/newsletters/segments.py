@@ -26,7 +26,7 @@ from datetime import datetime, time
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import NotSupportedError, connection
+from django.db import connection
 from django.db.models import CharField, Exists, F, Func, JSONField, OuterRef, Q, Value
 from django.db.models.fields.json import KeyTextTransform, KeyTransform
 from django.db.models.lookups import GreaterThan, LessThan
@@ -134,7 +134,11 @@ def segment_rules_check(rules: object) -> dict[str, Any]:
 
 
 class _AttributeType(Func):
-    """The JSON type of a profile's attribute ``key``: number, string, boolean... or NULL."""
+    """The JSON type of a profile's attribute ``key``: number, string, boolean... or NULL.
+
+    PostgreSQL and SQLite only (each has its JSON type function); the segments'
+    greater/less conditions need it.
+    """
 
     output_field = CharField()
 
@@ -142,11 +146,13 @@ class _AttributeType(Func):
         super().__init__(F(ATTRIBUTES))
         self.key = key
 
-    def as_postgresql(self, compiler, connection, **extra):  # type: ignore[no-untyped-def]
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
         sql, params = compiler.compile(self.source_expressions[0])
         return f"jsonb_typeof({sql} -> %s)", [*params, self.key]
 
-    def as_sqlite(self, compiler, connection, **extra):  # type: ignore[no-untyped-def]
+    def as_sqlite(  # type: ignore[override]
+        self, compiler: Any, connection: Any, **extra: Any
+    ) -> tuple[str, list[Any]]:
         sql, params = compiler.compile(self.source_expressions[0])
         path = connection.ops.compile_json_path([self.key])
         kind = f"json_type({sql}, %s)"
@@ -155,9 +161,6 @@ class _AttributeType(Func):
             f"WHEN 'text' THEN 'string' ELSE {kind} END",
             [*params, path, *params, path],
         )
-
-    def as_sql(self, compiler, connection, **extra):  # type: ignore[no-untyped-def]
-        raise NotSupportedError("segments compare attributes on PostgreSQL and SQLite")
 
 
 def _json(value: object) -> Value:
@@ -199,7 +202,7 @@ def _condition(condition: dict[str, Any]) -> Q:
         )
         return Q(tagged) if op == "has" else ~Q(tagged)
     if kind == "subscribed":
-        moment = datetime.fromisoformat(value)
+        moment = datetime.fromisoformat(str(value))
         return Q(subscribed_at__lt=moment) if op == "before" else Q(subscribed_at__gt=moment)
     return Q(source=value)
 

@@ -554,8 +554,9 @@ SEGMENT_NAME_MAX_LENGTH = 100
 
 
 def _segment_name_clean(raw_name: object) -> str:
-    name = " ".join(raw_name.split()) if isinstance(raw_name, str) else ""
-    if not name or len(name) > SEGMENT_NAME_MAX_LENGTH or CONTROL_CHARACTERS.search(raw_name):
+    raw = raw_name if isinstance(raw_name, str) else ""
+    name = " ".join(raw.split())
+    if not name or len(name) > SEGMENT_NAME_MAX_LENGTH or CONTROL_CHARACTERS.search(raw):
         raise ValidationError(
             {"name": f"A segment's name is 1 to {SEGMENT_NAME_MAX_LENGTH} characters on one line."}
         )

@@ -121,7 +121,9 @@ def batch_write_portable(
     return ImportWritten(subscription_ids, _tags_add_portable(rows=rows, profile_ids=profile_ids))
 
 
-def _tags_add_portable(*, rows: Sequence[ImportRow], profile_ids: dict[str, int]) -> dict:
+def _tags_add_portable(
+    *, rows: Sequence[ImportRow], profile_ids: dict[str, int]
+) -> dict[str, list[int]]:
     wanted = {(profile_ids[row[0]], name) for row in rows if row[5] for name in json.loads(row[5])}
     if not wanted:
         return {}

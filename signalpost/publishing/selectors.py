@@ -86,7 +86,7 @@ def issue_recipients_count(*, issue: Issue) -> int:
     send started with.
     """
     if issue.status in {Issue.Status.DRAFT, Issue.Status.SCHEDULED}:
-        if issue.segment_id is not None:
+        if issue.segment is not None:
             return segment_count(segment=issue.segment)
         return Subscription.objects.filter(
             newsletter_id=issue.newsletter_id, status=Subscription.Status.ACTIVE

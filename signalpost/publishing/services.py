@@ -284,7 +284,7 @@ def issue_send(*, issue: Issue) -> bool:
         return False
     last_id = Subscription.objects.aggregate(last=Max("id"))["last"] or 0
     issue.status = Issue.Status.SENDING
-    issue.segment_rules = issue.segment.rules if issue.segment_id else None
+    issue.segment_rules = issue.segment.rules if issue.segment is not None else None
     issue.sending_started_at = issue.recipients_until = timezone.now()
     issue.recipients_last_subscription_id = last_id
     issue.prepared_through_id = 0
