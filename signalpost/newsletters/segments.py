@@ -187,8 +187,10 @@ def _attribute_condition(key: str, op: str, value: Any) -> Q:
         text_lookup = GreaterThan if op == "greater" else LessThan
         compared = text_lookup(KeyTextTransform(key, ATTRIBUTES), Value(value))
         return Q(compared) & Q(_key_lookup(_AttributeType(key), "exact", "string"))
-    # jsonb against jsonb on PostgreSQL (no cast that a text value could fail).
-    compared = _key_lookup(KeyTransform(key, ATTRIBUTES), lookup, _json(value))
+    # jsonb against jsonb where JSON is a type of its own (PostgreSQL: no cast that a text
+    # value could fail); SQLite's JSON_EXTRACT gives a number to compare with a number.
+    bound = _json(value) if connection.features.has_native_json_field else value
+    compared = _key_lookup(KeyTransform(key, ATTRIBUTES), lookup, bound)
     return Q(compared) & Q(_key_lookup(_AttributeType(key), "exact", "number"))
 
 
