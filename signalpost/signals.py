@@ -133,6 +133,32 @@ suppression_lifted = DeclaredSignal(
     "newsletters.suppressions.suppression_lift inside subscription_confirm's transaction.",
 )
 
+profile_tagged = DeclaredSignal(
+    "profile_tagged",
+    arguments=("tag", "profile_ids", "source"),
+    doc="A tag (its name) was put on profiles that did not have it: profile_ids lists them "
+    "(one for the API, staff and the preference center; up to a batch for an import). "
+    "source is api, admin, import or service. Sent by accounts.services.profile_tags_set "
+    "and newsletters.imports.batch_write inside their transaction, once per tag.",
+)
+
+profile_untagged = DeclaredSignal(
+    "profile_untagged",
+    arguments=("tag", "profile_ids", "source"),
+    doc="A tag (its name) was taken off profiles that had it. Sent by "
+    "accounts.services.profile_tags_set inside its transaction, once per tag.",
+)
+
+profile_attributes_changed = DeclaredSignal(
+    "profile_attributes_changed",
+    arguments=("profile", "user_email", "changed", "source"),
+    doc="A profile's attributes changed: changed maps each key that changed to [old, new] "
+    "(None where there was none, or is none now). source is api, admin, preferences or "
+    "service. Sent by accounts.services.profile_attributes_set / profile_attributes_update "
+    "inside their transaction; not sent when nothing changed. An import gives new profiles "
+    "their attributes without it (subscribers_imported says who they are).",
+)
+
 CATALOGUE = (
     subscription_requested,
     user_subscribed,
@@ -150,4 +176,7 @@ CATALOGUE = (
     profile_erased,
     address_suppressed,
     suppression_lifted,
+    profile_tagged,
+    profile_untagged,
+    profile_attributes_changed,
 )

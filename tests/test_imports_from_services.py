@@ -2,7 +2,6 @@
 
 import csv
 import io
-import json
 from io import StringIO
 
 import pytest
@@ -66,10 +65,8 @@ def test_a_mailchimp_export_is_recognised_and_its_names_consent_merge_fields_and
     assert "4 rows: 3 imported, 0 duplicates, 1 rejected" in out
     ada = Profile.objects.get(email="ada@example.com")
     assert ada.name == "Ada Lovelace"
-    assert ada.attributes == {
-        "company": "Analytical Engines, Ltd",
-        "tags": ["VIP", "Early readers"],
-    }
+    assert ada.attributes == {"company": "Analytical Engines, Ltd"}
+    assert sorted(ada.tags.values_list("name", flat=True)) == ["early readers", "vip"]
     subscription = ada.subscription_records.get()
     assert (subscription.status, subscription.source) == ("active", "import")
     # The confirmation is the consent Mailchimp holds: its time (UTC) and IP.
@@ -179,8 +176,8 @@ def test_buttondown_types_become_subscribers_suppressions_or_skipped_rows(tmp_pa
         "city": "Lisbon",
         "buttondown_notes": "met at PyCon",
         "buttondown_referrer_url": "https://blog.example/post",
-        "tags": ["python", "django"],
     }
+    assert sorted(reader.tags.values_list("name", flat=True)) == ["django", "python"]
     subscription = reader.subscription_records.get()
     assert subscription.consent_ip == "192.0.2.10"
     assert subscription.consent_at.isoformat() == "2024-02-01T09:00:00.123456+00:00"
@@ -352,9 +349,8 @@ def test_the_import_keeps_the_same_rows_whether_written_in_one_batch_or_many(wee
     report = subscribers_import(binary=io.BytesIO(content), newsletter=weekly, batch_size=1)
 
     assert (report.format, report.imported, report.rejected) == ("mailchimp", 3, 1)
-    assert json.loads(json.dumps(Profile.objects.get(email="ada@example.com").attributes))[
-        "tags"
-    ] == ["VIP", "Early readers"]
+    ada = Profile.objects.get(email="ada@example.com")
+    assert sorted(ada.tags.values_list("name", flat=True)) == ["early readers", "vip"]
 
 
 def test_a_mailchimp_audiences_three_files_import_in_one_command(tmp_path, weekly):

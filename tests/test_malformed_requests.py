@@ -30,7 +30,7 @@ from signalpost.api.api import api
 from signalpost.api.tokens import api_token_create
 from signalpost.newsletters import tokens
 from signalpost.newsletters.models import Subscription
-from signalpost.newsletters.services import subscribe
+from signalpost.newsletters.services import segment_create, subscribe
 from signalpost.publishing.models import Issue
 from signalpost.publishing.services import BODY_MAX_LENGTH, issue_create
 from signalpost.uploads import takes_files
@@ -469,7 +469,9 @@ def api_world(jane, weekly):
     """What the operations' path parameters name."""
     issue = issue_create(newsletter=weekly, subject="First", body_markdown="Hello")
     webhook = WebhookEndpoint.objects.create(url="https://hooks.example.com/x", secret="s" * 32)
+    segment = segment_create(newsletter=weekly, name="All", rules={})
     return {
+        "segment_id": str(segment.pk),
         "slug": "weekly",
         "newsletter": "weekly",
         "email": "jane@example.com",
@@ -481,7 +483,7 @@ def api_world(jane, weekly):
 def test_the_fuzz_covers_every_api_operation():
     schema = json.loads(Client().get("/api/v1/openapi.json").content)
     assert len(OPERATIONS) == sum(len(item) for item in schema["paths"].values())
-    assert ("/profiles/{email}", "PATCH", ["attributes", "name"]) in OPERATIONS
+    assert ("/profiles/{email}", "PATCH", ["attributes", "name", "tags"]) in OPERATIONS
 
 
 @pytest.mark.parametrize(("url", "method", "properties"), OPERATIONS)

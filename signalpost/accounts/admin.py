@@ -8,8 +8,13 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.views.decorators.http import require_POST
 
-from signalpost.accounts.models import Profile
-from signalpost.accounts.services import profile_attributes_check
+from signalpost.accounts.models import Profile, Tag
+from signalpost.accounts.services import (
+    profile_attributes_check,
+    profile_attributes_set,
+    profile_tags_set,
+    tags_parse,
+)
 from signalpost.activity.selectors import activities_for_profile
 from signalpost.newsletters.admin import AttributeFilter
 from signalpost.newsletters.models import Subscription
@@ -35,6 +40,25 @@ class SubscriptionInline(admin.TabularInline):
 
 
 class ProfileForm(forms.ModelForm):
+    tag_names = forms.CharField(
+        label="Tags",
+        required=False,
+        max_length=6000,
+        help_text="Separated by commas, as in vip, beta. Stored in lower case.",
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk and not self.is_bound:
+            names = sorted(self.instance.tags.values_list("name", flat=True))
+            self.initial["tag_names"] = ", ".join(names)
+
+    def clean_tag_names(self):
+        try:
+            return tags_parse(self.cleaned_data["tag_names"])
+        except ValidationError as exc:
+            raise ValidationError(exc.message_dict["tags"]) from exc
+
     def clean_attributes(self):
         """The API's rules: a flat object of values every database stores (no NaN)."""
         attributes = self.cleaned_data["attributes"]
@@ -49,7 +73,7 @@ class ProfileForm(forms.ModelForm):
 class ProfileAdmin(admin.ModelAdmin):
     form = ProfileForm
     list_display = ["email", "name", "user", "created_at"]
-    list_filter = [("created_at", admin.DateFieldListFilter), AttributeFilter]
+    list_filter = [("created_at", admin.DateFieldListFilter), AttributeFilter, "tags"]
     search_fields = ["email", "name"]
     # A list of millions: no exact count of all of them on every page; sorted by
     # LOWER(email), whose unique index gives the first page without a sort; the
@@ -120,6 +144,17 @@ class ProfileAdmin(admin.ModelAdmin):
         """Unsubscribe, or resend the confirmation of, one of this person's subscriptions."""
         return _subscription_action(request, object_id, subscription_id, action)
 
+    def save_model(self, request, obj, form, change):
+        """The name and link as Django saves them; attributes and tags through their
+        services, so each change sends its signal (``profile_attributes_changed``,
+        ``profile_tagged``, ``profile_untagged``)."""
+        attributes = obj.attributes
+        if change:
+            obj.attributes = Profile.objects.values_list("attributes", flat=True).get(pk=obj.pk)
+        super().save_model(request, obj, form, change)
+        profile_attributes_set(profile=obj, attributes=attributes, source="admin")
+        profile_tags_set(profile=obj, names=form.cleaned_data["tag_names"], source="admin")
+
     def delete_model(self, request, obj):
         """Deleting a profile here erases it, as the command and the API do: a plain
         delete would leave the address on deliveries, in the task queue and webhooks."""
@@ -160,3 +195,20 @@ def _subscription_action(request, object_id, subscription_id, action):
     else:
         raise PermissionDenied(f"unknown action {action!r}")
     return HttpResponseRedirect(reverse("admin:accounts_profile_change", args=[object_id]))
+
+
+@admin.register(Tag)
+class TagAdmin(admin.ModelAdmin):
+    """The tags in use; put them on people from a profile's page, the API or an import."""
+
+    list_display = ["name", "created_at"]
+    search_fields = ["name"]
+    fields = ["name"]
+
+    def has_add_permission(self, request):
+        # Tags come into being when someone is tagged (their names cleaned the one way).
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        # A tag's name is what segments refer to: renaming is not offered.
+        return False

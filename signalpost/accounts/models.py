@@ -47,6 +47,9 @@ class Profile(models.Model):
         related_name="subscriber_profiles",
         help_text="Newsletters with an active subscription (kept by signal receivers).",
     )
+    tags = models.ManyToManyField(
+        "accounts.Tag", through="accounts.ProfileTag", blank=True, related_name="profiles"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -60,3 +63,41 @@ class Profile(models.Model):
 
     def __str__(self):
         return self.email
+
+
+class Tag(models.Model):
+    """A label staff, imports and the API put on profiles, such as "vip" or "beta".
+
+    Names are stored as ``services.tag_name_clean`` makes them: lower case, on one line.
+    """
+
+    name = models.CharField(max_length=50, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class ProfileTag(models.Model):
+    """One tag on one profile. The unique (profile, tag) pair answers "the tags of a
+    profile"; the (tag, profile) index answers "the profiles with a tag" (segments)."""
+
+    profile = models.ForeignKey(
+        Profile, on_delete=models.CASCADE, related_name="tag_links", db_index=False
+    )
+    tag = models.ForeignKey(
+        Tag, on_delete=models.CASCADE, related_name="profile_links", db_index=False
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["profile", "tag"], name="accounts_profiletag_unique"),
+        ]
+        indexes = [models.Index(fields=["tag", "profile"], name="accounts_profiletag_tag_idx")]
+
+    def __str__(self):
+        return f"{self.profile_id}: {self.tag_id}"

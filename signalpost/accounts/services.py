@@ -10,8 +10,9 @@ from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.utils.translation import gettext as _
 
-from signalpost.accounts.models import Profile
+from signalpost.accounts.models import Profile, ProfileTag, Tag
 from signalpost.accounts.writes import profile_insert_or_get
+from signalpost.signals import profile_attributes_changed, profile_tagged, profile_untagged
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -21,6 +22,8 @@ logger = logging.getLogger(__name__)
 EMAIL_MAX_LENGTH = 254
 NAME_MAX_LENGTH = 200
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+# In an attribute's text: a line break or tab is text (an address, a note); the rest is not.
+VALUE_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 QUOTED_LOCAL_PART = re.compile(r'"(.*)"', re.DOTALL)
 QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
 DOT_ATOM = re.compile(r"[-!#$%&'*+/=?^_`{}|~0-9a-z]+(?:\.[-!#$%&'*+/=?^_`{}|~0-9a-z]+)*")
@@ -159,18 +162,38 @@ def profile_attributes_check(attributes: object) -> None:
             raise ValidationError({"attributes": f"{key}: whole numbers fit in 64 bits (signed)."})
         if "\x00" in key or (isinstance(value, str) and "\x00" in value):
             raise ValidationError({"attributes": f"{key!r}: NUL characters are not allowed."})
+        if CONTROL_CHARACTERS.search(key):
+            raise ValidationError(
+                {"attributes": f"{key!r}: a key cannot contain control characters."}
+            )
+        if isinstance(value, str) and VALUE_CONTROL_CHARACTERS.search(value):
+            raise ValidationError(
+                {"attributes": f"{key}: control characters other than tab and newline."}
+            )
         if isinstance(value, str) and len(value) > ATTRIBUTE_VALUE_MAX_LENGTH:
             raise ValidationError(
                 {"attributes": f"{key}: at most {ATTRIBUTE_VALUE_MAX_LENGTH} characters."}
             )
 
 
-@transaction.atomic
-def profile_attributes_set(*, profile: Profile, attributes: dict[str, Any]) -> Profile:
-    """Replace ``profile``'s free-form attributes (see :func:`profile_attributes_check`)."""
-    profile_attributes_check(attributes)
-    profile.attributes = dict(attributes)
+def _attribute_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, list[Any]]:
+    """``{key: [old value, new value]}`` for every key whose value differs (None: absent)."""
+    return {
+        key: [old.get(key), new.get(key)]
+        for key in sorted(old.keys() | new.keys())
+        if key not in old or key not in new or old[key] != new[key]
+    }
+
+
+def _attributes_store(*, profile: Profile, attributes: dict[str, Any], source: str) -> Profile:
+    changed = _attribute_changes(profile.attributes or {}, attributes)
+    if not changed:
+        return profile
+    profile.attributes = attributes
     profile.save(update_fields=["attributes", "updated_at"])
+    profile_attributes_changed.send(
+        sender=Profile, profile=profile, user_email=profile.email, changed=changed, source=source
+    )
     return profile
 
 
@@ -185,6 +208,101 @@ def user_email(user: Any) -> str | None:
         return email_normalize(raw)
     except ValidationError:
         return None
+
+
+@transaction.atomic
+def profile_attributes_set(
+    *, profile: Profile, attributes: dict[str, Any], source: str = "service"
+) -> Profile:
+    """Replace ``profile``'s free-form attributes (see :func:`profile_attributes_check`).
+
+    Sends ``profile_attributes_changed`` with what changed, if anything did.
+    """
+    profile_attributes_check(attributes)
+    return _attributes_store(profile=profile, attributes=dict(attributes), source=source)
+
+
+@transaction.atomic
+def profile_attributes_update(
+    *, profile: Profile, values: dict[str, Any], source: str = "service"
+) -> Profile:
+    """Set the keys of ``values`` on ``profile`` (``None`` removes a key), keeping the others.
+
+    What the preference center does with the attributes a newsletter lets people edit.
+    """
+    attributes = {**(profile.attributes or {}), **values}
+    attributes = {key: value for key, value in attributes.items() if value is not None}
+    profile_attributes_check(attributes)
+    return _attributes_store(profile=profile, attributes=attributes, source=source)
+
+
+TAG_NAME_MAX_LENGTH = 50
+TAGS_MAX = 100
+
+
+def tag_name_clean(raw_name: object) -> str:
+    """Return a tag's stored name: lower case, on one line; raise ``ValidationError``.
+
+    Tags are compared by this name, so "VIP" and " vip " are one tag. Commas are
+    refused: forms and CSV files list tags separated by them.
+    """
+    if not isinstance(raw_name, str):
+        raise ValidationError({"tags": "A tag is text."})
+    if CONTROL_CHARACTERS.search(raw_name):
+        raise ValidationError({"tags": f"{raw_name[:50]!r}: no control characters in a tag."})
+    name = " ".join(raw_name.split()).lower()
+    if not name:
+        raise ValidationError({"tags": "A tag cannot be empty."})
+    if len(name) > TAG_NAME_MAX_LENGTH:
+        raise ValidationError(
+            {"tags": f"{name[:50]}...: a tag has at most {TAG_NAME_MAX_LENGTH} characters."}
+        )
+    if "," in name:
+        raise ValidationError({"tags": f"{name!r}: a tag cannot contain a comma."})
+    return name
+
+
+def tag_names_clean(raw_names: object) -> list[str]:
+    """Return the distinct cleaned names of ``raw_names`` (a list), in their order."""
+    if not isinstance(raw_names, (list, tuple)):
+        raise ValidationError({"tags": "Tags are a list of names."})
+    names = list(dict.fromkeys(tag_name_clean(name) for name in raw_names))
+    if len(names) > TAGS_MAX:
+        raise ValidationError({"tags": f"At most {TAGS_MAX} tags."})
+    return names
+
+
+def tags_parse(text: str) -> list[str]:
+    """The tags in ``text`` separated by commas (a form field, a CSV cell), cleaned."""
+    return tag_names_clean([part for part in (text or "").split(",") if part.strip()])
+
+
+@transaction.atomic
+def profile_tags_set(*, profile: Profile, names: list[str], source: str = "service") -> Profile:
+    """Give ``profile`` exactly the tags ``names``; send ``profile_tagged`` for each tag
+    added and ``profile_untagged`` for each removed (nothing when nothing changed)."""
+    wanted = set(tag_names_clean(names))
+    current = set(profile.tags.values_list("name", flat=True))
+    added, removed = sorted(wanted - current), sorted(current - wanted)
+    if added:
+        tag_ids = tags_get_or_create(names=added)
+        ProfileTag.objects.bulk_create(
+            [ProfileTag(profile=profile, tag_id=tag_ids[name]) for name in added],
+            ignore_conflicts=True,
+        )
+    if removed:
+        ProfileTag.objects.filter(profile=profile, tag__name__in=removed).delete()
+    for name in added:
+        profile_tagged.send(sender=Profile, tag=name, profile_ids=[profile.pk], source=source)
+    for name in removed:
+        profile_untagged.send(sender=Profile, tag=name, profile_ids=[profile.pk], source=source)
+    return profile
+
+
+def tags_get_or_create(*, names: list[str]) -> dict[str, int]:
+    """Return ``{name: tag id}`` for the cleaned ``names``, creating the missing tags."""
+    Tag.objects.bulk_create([Tag(name=name) for name in names], ignore_conflicts=True)
+    return dict(Tag.objects.filter(name__in=names).values_list("name", "id"))
 
 
 @transaction.atomic

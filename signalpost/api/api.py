@@ -9,7 +9,8 @@ from email.utils import format_datetime
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models import Count, Q
+from django.db import transaction
+from django.db.models import Count, ProtectedError, Q
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
@@ -21,15 +22,28 @@ from ninja.pagination import PageNumberPagination, paginate
 from ninja.security import HttpBearer
 
 from signalpost.accounts.selectors import profile_by_email
-from signalpost.accounts.services import email_normalize, profile_attributes_set, profile_update
+from signalpost.accounts.services import (
+    email_normalize,
+    profile_attributes_set,
+    profile_tags_set,
+    profile_update,
+)
 from signalpost.api import schemas
 from signalpost.api.parser import BodyRefused, StrictJSONParser
 from signalpost.api.tokens import api_token_authenticate
 from signalpost.conf import conf
 from signalpost.newsletters.formats import FORMAT_NAMES
 from signalpost.newsletters.imports import ImportFileError, subscribers_import
-from signalpost.newsletters.models import Newsletter, Subscription
-from signalpost.newsletters.services import ConsentEvidence, subscribe, unsubscribe
+from signalpost.newsletters.models import Newsletter, Segment, Subscription
+from signalpost.newsletters.selectors import segment_count
+from signalpost.newsletters.services import (
+    ConsentEvidence,
+    segment_create,
+    segment_delete,
+    segment_update,
+    subscribe,
+    unsubscribe,
+)
 from signalpost.privacy.services import profile_erase, profile_export
 from signalpost.publishing.models import Issue
 from signalpost.publishing.selectors import issue_progress
@@ -40,6 +54,7 @@ from signalpost.publishing.services import (
     issue_create,
     issue_pause,
     issue_resume,
+    issue_segment_set,
     issue_send,
     issue_update,
 )
@@ -279,6 +294,7 @@ def profile_out(profile):
         "email": profile.email,
         "name": profile.name,
         "attributes": profile.attributes,
+        "tags": sorted(profile.tags.values_list("name", flat=True)),
         "created_at": profile.created_at,
         "subscriptions": [
             {
@@ -323,11 +339,17 @@ def profile_erase_by_body(request, payload: schemas.PersonIn):
     return {"status": "erased"}
 
 
+@transaction.atomic
 def profile_changes_apply(profile, payload):
+    """Apply the name, attributes and tags the body gives: all of them, or (400) none."""
     if payload.name is not None:
         profile = profile_update(profile=profile, name=payload.name)
     if payload.attributes is not None:
-        profile = profile_attributes_set(profile=profile, attributes=payload.attributes)
+        profile = profile_attributes_set(
+            profile=profile, attributes=payload.attributes, source="api"
+        )
+    if payload.tags is not None:
+        profile = profile_tags_set(profile=profile, names=payload.tags, source="api")
     return profile
 
 
@@ -432,6 +454,7 @@ def issue_out(issue):
     return {
         "id": issue.pk,
         "newsletter": issue.newsletter.slug,
+        "segment": issue.segment_id,
         "subject": issue.subject,
         "preview_text": issue.preview_text,
         "slug": issue.slug,
@@ -534,6 +557,84 @@ def issue_send_cancel(request, issue_id: int = ID):
 webhooks = Router(tags=["webhooks"])
 
 
+@issues.put("/{issue_id}/segment", response={200: schemas.IssueOut, **ERRORS, **NOT_FOUND})
+def issue_audience_set(request, payload: schemas.IssueSegmentIn, issue_id: int = ID):
+    """Send a draft or scheduled issue to one segment of its newsletter (null: everyone)."""
+    issue = get_object_or_404(Issue.objects.select_related("newsletter"), pk=issue_id)
+    segment = None
+    if payload.segment is not None:
+        segment = Segment.objects.filter(pk=payload.segment).first()
+        if segment is None:
+            raise DjangoValidationError({"segment": "There is no segment with that id."})
+    return issue_out(issue_segment_set(issue=issue, segment=segment))
+
+
+segments = Router(tags=["segments"])
+
+
+def segment_out(segment):
+    return {
+        "id": segment.pk,
+        "newsletter": segment.newsletter.slug,
+        "name": segment.name,
+        "rules": segment.rules,
+        "created_at": segment.created_at,
+        "updated_at": segment.updated_at,
+    }
+
+
+def segment_or_404(segment_id):
+    return get_object_or_404(Segment.objects.select_related("newsletter"), pk=segment_id)
+
+
+@segments.get("", response={200: list[schemas.SegmentOut], **ERRORS})
+def segment_list(request, newsletter: str | None = None):
+    """Every segment, or a newsletter's (``?newsletter=slug``)."""
+    found = Segment.objects.select_related("newsletter").order_by("id")
+    if newsletter is not None:
+        found = found.filter(newsletter__slug=newsletter)
+    return [segment_out(segment) for segment in found]
+
+
+@segments.post("", response={201: schemas.SegmentOut, **ERRORS})
+def segment_add(request, payload: schemas.SegmentIn):
+    """Save a named filter over a newsletter's active subscribers."""
+    newsletter = Newsletter.objects.filter(slug=payload.newsletter).first()
+    if newsletter is None:
+        raise DjangoValidationError({"newsletter": "There is no newsletter with that slug."})
+    segment = segment_create(newsletter=newsletter, name=payload.name, rules=payload.rules)
+    return Status(201, segment_out(segment))
+
+
+@segments.get("/{segment_id}", response={200: schemas.SegmentOut, **ERRORS, **NOT_FOUND})
+def segment_read(request, segment_id: int = ID):
+    return segment_out(segment_or_404(segment_id))
+
+
+@segments.put("/{segment_id}", response={200: schemas.SegmentOut, **ERRORS, **NOT_FOUND})
+def segment_change(request, payload: schemas.SegmentUpdateIn, segment_id: int = ID):
+    """Replace a segment's name and filter (sends already started keep theirs)."""
+    segment = segment_or_404(segment_id)
+    return segment_out(segment_update(segment=segment, name=payload.name, rules=payload.rules))
+
+
+@segments.delete("/{segment_id}", response={204: None, **ERRORS, **NOT_FOUND, **STATE})
+def segment_remove(request, segment_id: int = ID):
+    """Delete a segment no issue was sent (or is to be sent) to."""
+    try:
+        segment_delete(segment=segment_or_404(segment_id))
+    except ProtectedError:
+        return error(409, "Issues were sent (or are to be sent) to this segment: it stays.")
+    return Status(204, None)
+
+
+@segments.get("/{segment_id}/count", response={200: schemas.SegmentCountOut, **ERRORS, **NOT_FOUND})
+def segment_size(request, segment_id: int = ID):
+    """How many active subscribers the segment matches now (exact)."""
+    segment = segment_or_404(segment_id)
+    return {"id": segment.pk, "count": segment_count(segment=segment)}
+
+
 def webhook_out(endpoint, *, with_secret=False):
     data = {
         "id": endpoint.pk,
@@ -583,3 +684,4 @@ api.add_router("/subscriptions", subscriptions)
 api.add_router("/profiles", profiles)
 api.add_router("/issues", issues)
 api.add_router("/webhooks", webhooks)
+api.add_router("/segments", segments)

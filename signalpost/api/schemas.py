@@ -67,6 +67,7 @@ class ProfileOut(Schema):
     email: str
     name: str
     attributes: dict
+    tags: list[str]
     created_at: datetime
     subscriptions: list[ProfileSubscriptionOut]
 
@@ -75,6 +76,11 @@ class ProfileIn(Schema):
     name: str | None = Field(None, max_length=200)
     attributes: dict[str, str | int | float | bool | None] | None = Field(
         None, description="Replaces the attributes: at most 50 keys of at most 100 characters."
+    )
+    tags: list[str] | None = Field(
+        None,
+        description="Replaces the tags: at most 100 names of at most 50 characters, "
+        "stored in lower case.",
     )
 
 
@@ -107,6 +113,7 @@ class IssueUpdateIn(Schema):
 class IssueOut(Schema):
     id: int
     newsletter: str
+    segment: int | None = Field(None, description="The segment it goes to; null: everyone.")
     subject: str
     preview_text: str
     slug: str
@@ -166,3 +173,39 @@ class ImportReportOut(Schema):
     suppressed: int
     rejections: list[dict]
     skips: list[dict]
+
+
+SEGMENT_RULES_DESCRIPTION = (
+    'The filter: {"match": "all"|"any", "conditions": [{"type": "attribute", "key": "plan", '
+    '"op": "equals", "value": "pro"}, {"type": "tag", "op": "has", "value": "vip"}, ...]} '
+    "(docs/audiences.md)."
+)
+
+
+class SegmentIn(Schema):
+    newsletter: str = Field(max_length=60, description="The newsletter's slug.")
+    name: str = Field(max_length=100)
+    rules: dict = Field(description=SEGMENT_RULES_DESCRIPTION)
+
+
+class SegmentUpdateIn(Schema):
+    name: str = Field(max_length=100)
+    rules: dict = Field(description=SEGMENT_RULES_DESCRIPTION)
+
+
+class SegmentOut(Schema):
+    id: int
+    newsletter: str
+    name: str
+    rules: dict
+    created_at: datetime
+    updated_at: datetime
+
+
+class SegmentCountOut(Schema):
+    id: int
+    count: int = Field(description="Active subscribers the segment matches now, exactly.")
+
+
+class IssueSegmentIn(Schema):
+    segment: int | None = Field(description="A segment of the issue's newsletter; null: everyone.")

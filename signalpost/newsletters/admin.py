@@ -146,6 +146,14 @@ class NewsletterAdmin(admin.ModelAdmin):
             },
         ),
         (
+            "Preference center",
+            {
+                "fields": ["subscriber_attributes"],
+                "description": "Attributes this newsletter's subscribers can set themselves "
+                "(segments can then filter on them).",
+            },
+        ),
+        (
             "Subscribe form on other websites",
             {
                 "fields": ["embed_allowed", "embed_origins"],
@@ -701,3 +709,7 @@ class SuppressionAdmin(admin.ModelAdmin):
         )
         response["Content-Disposition"] = 'attachment; filename="suppressions.csv"'
         return response
+
+
+# The segments' pages live in their own module; importing it registers them.
+from signalpost.newsletters import segment_admin  # noqa: E402, F401

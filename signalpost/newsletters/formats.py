@@ -43,14 +43,14 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 
+from signalpost.accounts.services import profile_attributes_check, tag_names_clean
+from signalpost.newsletters.attributes import attribute_value_parse
 from signalpost.newsletters.models import Suppression
 
 Reason = Suppression.Reason
 Row = dict[str, str]
 Mapped = dict[str, Any]
 
-# Where tags go until profiles have tags of their own (issue #23): attributes["tags"].
-TAGS_ATTRIBUTE = "tags"
 ATTRIBUTE_VALUE_MAX_LENGTH = 1000
 ATTRIBUTES_MAX_LENGTH = 10_000
 
@@ -185,12 +185,22 @@ def _tags(value: str) -> list[str]:
     return [name.strip() for name in names if name.strip()]
 
 
-def _attributes(values: dict[str, Any], tags: list[str]) -> str | None:
+def _tags_text(value: str) -> str | None:
+    """The tags in a cell (``_tags``), cleaned as every tag is, as JSON text (what the
+    import's batch carries), or ``None`` for none; a name no tag may have is refused."""
+    tags = _tags(value)
+    if not tags:
+        return None
+    try:
+        return json.dumps(tag_names_clean(tags))
+    except ValidationError as error:
+        raise ValidationError(f"tags: {'; '.join(error.messages)}") from None
+
+
+def _attributes(values: dict[str, Any]) -> str | None:
     """The attributes a new profile gets, as JSON text (what the import's batch carries),
     or ``None`` for none; oversized ones refused."""
     attributes = {key: value for key, value in values.items() if value not in ("", None)}
-    if tags:
-        attributes[TAGS_ATTRIBUTE] = tags
     if not attributes:
         return None
     for key, value in attributes.items():
@@ -209,8 +219,37 @@ def _attributes(values: dict[str, Any], tags: list[str]) -> str | None:
 NATIVE_EMAIL_COLUMNS = ("email", "e-mail", "email_address", "user_email", "emailaddress")
 
 
-def _native(row: Row) -> Mapped:
+# A file of only these needs no mapping (the import's fast path); tags and any other
+# column are mapped by native_mapper.
+NATIVE_PLAIN_COLUMNS = frozenset({*NATIVE_EMAIL_COLUMNS, "name", "consent_at", "consent_ip"})
+NATIVE_COLUMNS = NATIVE_PLAIN_COLUMNS | {"tags"}
+
+
+def native_row(row: Row) -> Mapped:
     return row
+
+
+def native_mapper(columns: Sequence[str]) -> Callable[[Row], Mapped]:
+    """How a Signalpost CSV with more than its own columns maps a row: every other column
+    is an attribute of a new profile (named by the column), ``tags`` lists tags.
+
+    Raises ``ValidationError`` for a column name no attribute may have.
+    """
+    extras = [c for c in dict.fromkeys(columns) if c and c not in NATIVE_COLUMNS]
+    profile_attributes_check(dict.fromkeys(extras, ""))
+    with_tags = "tags" in columns
+
+    def _native_with_extras(row: Row) -> Mapped:
+        values = {column: attribute_value_parse(row.get(column) or "") for column in extras}
+        values = {key: value for key, value in values.items() if value != ""}
+        if values:
+            profile_attributes_check(values)
+        mapped: Mapped = dict(row)
+        mapped["attributes"] = json.dumps(values) if values else None
+        mapped["tags"] = _tags_text(row.get("tags", "")) if with_tags else None
+        return mapped
+
+    return _native_with_extras
 
 
 # --- Mailchimp -----------------------------------------------------------------------------
@@ -276,7 +315,8 @@ def _mailchimp_for_columns(columns: Sequence[str]) -> Callable[[Row], Mapped]:
             row.get("optin_ip", "")
         )
         merge_fields = {column: row.get(column, "").strip() for column in merge_columns}
-        mapped["attributes"] = _attributes(merge_fields, _tags(row.get("tags", "")))
+        mapped["attributes"] = _attributes(merge_fields)
+        mapped["tags"] = _tags_text(row.get("tags", ""))
         return mapped
 
     return mailchimp_subscribed
@@ -323,7 +363,7 @@ def _substack(row: Row) -> Mapped:
         values["substack_plan"] = plan
     if paid and row.get("expiry", "").strip():
         values["substack_paid_until"] = row["expiry"].strip()
-    mapped["attributes"] = _attributes(values, [])
+    mapped["attributes"] = _attributes(values)
     return mapped
 
 
@@ -360,7 +400,8 @@ def _buttondown(row: Row) -> Mapped:
     for column in ("notes", "referrer_url"):
         if row.get(column, "").strip():
             values[f"buttondown_{column}"] = row[column].strip()
-    mapped["attributes"] = _attributes(values, _tags(row.get("tags", "")))
+    mapped["attributes"] = _attributes(values)
+    mapped["tags"] = _tags_text(row.get("tags", ""))
     return mapped
 
 
@@ -380,7 +421,7 @@ def _listmonk(row: Row) -> Mapped:
     if status != "enabled":
         raise ValidationError(f"status is not a listmonk status: {status[:40]!r}")
     mapped["consent_at"] = _time(row, "created_at")
-    mapped["attributes"] = _attributes(_json_object(row, "attributes"), [])
+    mapped["attributes"] = _attributes(_json_object(row, "attributes"))
     return mapped
 
 
@@ -425,7 +466,7 @@ FORMATS = {
             "Signalpost CSV (email, name, consent_at, consent_ip)",
             required=(),
             any_of=NATIVE_EMAIL_COLUMNS,
-            map=_native,
+            map=native_row,
             email_columns=NATIVE_EMAIL_COLUMNS,
         ),
     )

@@ -1,9 +1,15 @@
 from django import forms
+from django.core.exceptions import ValidationError
 from django.utils.functional import lazy
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from signalpost.accounts.services import EMAIL_MAX_LENGTH, email_normalize
+from signalpost.accounts.services import (
+    ATTRIBUTE_VALUE_MAX_LENGTH,
+    EMAIL_MAX_LENGTH,
+    email_normalize,
+    profile_attributes_check,
+)
 from signalpost.newsletters.models import Newsletter
 from signalpost.newsletters.selectors import newsletter_by_slug
 
@@ -142,9 +148,55 @@ class PreferencesForm(forms.Form):
         },
     )
 
-    def __init__(self, *args, choices, **kwargs):
+    def __init__(self, *args, choices, attributes=(), **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["newsletters"].queryset = choices
+        # Only the declared attributes are fields: nothing else posted is ever read.
+        self.editable_attributes = {f"attribute_{n}": a for n, a in enumerate(attributes)}
+        for name, attribute in self.editable_attributes.items():
+            self.fields[name] = _attribute_field(attribute)
+
+    def attribute_fields(self):
+        """The bound fields of the editable attributes, in their declared order."""
+        return [self[name] for name in self.editable_attributes]
+
+    def attribute_values(self):
+        """``{key: value}`` of the editable attributes as submitted (``None``: cleared)."""
+        return {
+            attribute.key: self.cleaned_data.get(name) or None
+            for name, attribute in self.editable_attributes.items()
+        }
+
+    @staticmethod
+    def attribute_initial(attributes, profile_attributes):
+        """The fields' initial values: the profile's current ones."""
+        return {
+            f"attribute_{n}": str(profile_attributes.get(a.key, ""))
+            for n, a in enumerate(attributes)
+        }
+
+
+def _attribute_field(attribute):
+    if attribute.choices:
+        return forms.ChoiceField(
+            label=attribute.label,
+            choices=[("", _("(not set)")), *((c, c) for c in attribute.choices)],
+            required=False,
+        )
+    return forms.CharField(
+        label=attribute.label,
+        max_length=ATTRIBUTE_VALUE_MAX_LENGTH,
+        required=False,
+        validators=[attribute_text_validate],
+    )
+
+
+def attribute_text_validate(value):
+    """Text a person typed for an attribute: what the attributes' rules accept."""
+    try:
+        profile_attributes_check({"value": value})
+    except ValidationError as error:
+        raise ValidationError(error.message_dict["attributes"][0].removeprefix("value: ")) from None
 
 
 class AccountNewsletterForm(forms.Form):

@@ -13,7 +13,7 @@ import re
 import tempfile
 import threading
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from django.core.exceptions import ValidationError
@@ -26,9 +26,12 @@ from signalpost.accounts.services import EMAIL_MAX_LENGTH, email_normalize, name
 from signalpost.newsletters.cells import formula_escape, formula_unescape
 from signalpost.newsletters.formats import (
     FORMATS,
+    NATIVE_PLAIN_COLUMNS,
     format_recognise,
     formats_known,
     ip_normalize,
+    native_mapper,
+    native_row,
 )
 from signalpost.newsletters.models import SubscriberImport, Subscription
 from signalpost.newsletters.suppressions import email_hash, suppressed_among, suppressions_add
@@ -36,7 +39,7 @@ from signalpost.newsletters.writes import (
     batches_written_concurrently,
     subscriptions_insert_imported,
 )
-from signalpost.signals import subscribers_imported, subscription_requested
+from signalpost.signals import profile_tagged, subscribers_imported, subscription_requested
 
 BATCH_SIZE = 5000
 WRITERS_MAX = 8
@@ -132,8 +135,14 @@ def csv_open(binary, *, format_name=None):
                 f"the formats known: {formats_known()}"
             )
     email_column = next((c for c in import_format.email_columns if c in columns), "")
-    rows = _csv_rows(reader, columns, email_column, current, bad_lines)
-    return import_format.for_columns([*columns, "email"]), rows
+    if import_format.name == "signalpost" and not NATIVE_PLAIN_COLUMNS.issuperset(columns):
+        try:
+            import_format = replace(import_format, map=native_mapper(columns))
+        except ValidationError as error:
+            raise ImportFileError(f"a column cannot be an attribute: {error.messages[0]}") from None
+    else:
+        import_format = import_format.for_columns([*columns, "email"])
+    return import_format, _csv_rows(reader, columns, email_column, current, bad_lines)
 
 
 def _csv_rows(reader, columns, email_column, current, bad_lines):
@@ -237,7 +246,7 @@ def _mapped(row):
 
 # A row on its way to a batch: what writes.ImportRow holds, then the row's line, and for an
 # address the file says must not be mailed, the suppression reason and when.
-ROW_LINE, ROW_SUPPRESS, ROW_SUPPRESSED_AT = 5, 6, 7
+ROW_LINE, ROW_SUPPRESS, ROW_SUPPRESSED_AT = 6, 7, 8
 
 
 def subscribers_import(
@@ -273,8 +282,8 @@ def subscribers_import(
         raise ValueError(f"writers must be 1 to {WRITERS_MAX}, not {writers}")
     if rows is None:
         import_format, rows = csv_open(binary, format_name=format_name)
-        # Signalpost's own columns need no mapping, and name no attributes or suppression.
-        mapper = import_format.map if import_format.name != "signalpost" else None
+        # Signalpost's own columns need no mapping (others: attributes and tags).
+        mapper = import_format.map if import_format.map is not native_row else None
         report = ImportReport(format=import_format.name)
         source = f"import:{import_format.name}"
     else:
@@ -342,12 +351,12 @@ def subscribers_import(
                 reject(number, row.get("email", "")[:254], "; ".join(error.messages))
                 continue
             if mapper is None:
-                attributes = suppress = suppressed_at = None
+                attributes = tags = suppress = suppressed_at = None
             else:
                 if "skip" in mapped:
                     skip(number, checked[0], mapped["skip"])
                     continue
-                attributes = mapped.get("attributes")
+                attributes, tags = mapped.get("attributes"), mapped.get("tags")
                 suppress, suppressed_at = mapped.get("suppress"), mapped.get("suppressed_at")
             # The hash of a str is the same throughout a process, which is all a lane needs.
             lane = hash(checked[0]) % writer.lanes
@@ -361,6 +370,7 @@ def subscribers_import(
                 (
                     *checked,
                     attributes,
+                    tags,
                     number,
                     suppress,
                     suppressed_at,
@@ -536,12 +546,13 @@ def batch_write(*, rows, newsletter, confirm, source="import:signalpost"):
                 else:
                     kept.append(row)
             subscribing = kept
-    created_ids = subscriptions_insert_imported(
+    written = subscriptions_insert_imported(
         rows=[row[:ROW_LINE] for row in subscribing],
         newsletter=newsletter,
         now=now,
         status=status,
     )
+    created_ids = written.subscription_ids
     if created_ids:
         subscribers_imported.send(
             sender=Subscription,
@@ -551,6 +562,8 @@ def batch_write(*, rows, newsletter, confirm, source="import:signalpost"):
         )
         if confirm:
             confirmations_request(subscription_ids=created_ids)
+    for tag, profile_ids in written.tagged.items():
+        profile_tagged.send(sender=Subscription, tag=tag, profile_ids=profile_ids, source="import")
     if suppressing:
         suppressions_add(
             entries=[(row[0], row[ROW_SUPPRESS], row[ROW_SUPPRESSED_AT]) for row in suppressing],

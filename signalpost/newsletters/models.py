@@ -6,6 +6,11 @@ from django.core.files.storage import Storage, storages
 from django.core.validators import RegexValidator
 from django.db import models
 
+from signalpost.newsletters.attributes import (
+    EditableAttribute,
+    editable_attributes_parse,
+    editable_attributes_validate,
+)
 from signalpost.newsletters.languages import language_choices
 from signalpost.newsletters.origins import origin_normalize, origins_parse, origins_validate
 
@@ -111,6 +116,14 @@ class Newsletter(models.Model):
         blank=True,
         help_text="The sender's postal address in every email's footer (CAN-SPAM asks for one).",
     )
+    subscriber_attributes = models.TextField(
+        "attributes subscribers edit",
+        blank=True,
+        validators=[editable_attributes_validate],
+        help_text="Shown in the preference center to this newsletter's subscribers, one a "
+        "line: key: Label, or key: Label = choice, choice (frequency: How often? = weekly, "
+        "monthly).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -118,6 +131,14 @@ class Newsletter(models.Model):
 
     def __str__(self):
         return self.name
+
+    @property
+    def editable_attributes(self) -> list[EditableAttribute]:
+        """The attributes its subscribers may edit (none when the declaration is broken)."""
+        try:
+            return editable_attributes_parse(self.subscriber_attributes)
+        except ValidationError:
+            return []
 
     def clean(self):
         super().clean()
@@ -360,3 +381,29 @@ class Suppression(models.Model):
         return (
             f"{self.email or '(erased)'}: {self.reason} ({self.newsletter or 'every newsletter'})"
         )
+
+
+class Segment(models.Model):
+    """A saved, named filter over a newsletter's active subscribers (docs/audiences.md).
+
+    ``rules`` is the filter in its JSON form, ``{"match": "all"|"any", "conditions":
+    [...]}``, checked by ``segments.segment_rules_check`` before it is stored; the
+    same rules compile to one ORM query (``segments.segment_filter``).
+    """
+
+    newsletter = models.ForeignKey(Newsletter, on_delete=models.CASCADE, related_name="segments")
+    name = models.CharField(max_length=100)
+    rules = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["newsletter", "name"], name="newsletters_segment_unique"
+            )
+        ]
+        ordering = ["newsletter__name", "name"]
+
+    def __str__(self):
+        return f"{self.newsletter}: {self.name}"

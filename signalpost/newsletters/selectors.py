@@ -9,7 +9,9 @@ from django.db import connection
 from django.db.models import Case, Count, IntegerField, Prefetch, Q, QuerySet, Value, When
 
 from signalpost.accounts.models import Profile
-from signalpost.newsletters.models import EmailTemplate, Newsletter, Subscription, Topic
+from signalpost.newsletters.attributes import EditableAttribute
+from signalpost.newsletters.models import EmailTemplate, Newsletter, Segment, Subscription, Topic
+from signalpost.newsletters.segments import segment_filter
 from signalpost.postgresql.estimates import EXACT_BELOW, rows_estimate
 from signalpost.rows import row_fetch
 
@@ -191,3 +193,25 @@ def newsletters_for_user(*, user: Any) -> list[tuple[Newsletter, str | None]]:
         )
     newsletters = Newsletter.objects.filter(Q(is_public=True) | Q(pk__in=list(statuses)))
     return [(newsletter, statuses.get(newsletter.pk)) for newsletter in newsletters]
+
+
+def segment_subscriptions(*, newsletter_id: int, rules: dict[str, Any]) -> QuerySet[Subscription]:
+    """The active subscriptions of newsletter ``newsletter_id`` that checked ``rules`` match."""
+    return Subscription.objects.filter(
+        newsletter_id=newsletter_id, status=Subscription.Status.ACTIVE
+    ).filter(segment_filter(rules))
+
+
+def segment_count(*, segment: Segment) -> int:
+    """How many active subscribers ``segment`` matches now, exactly."""
+    return segment_subscriptions(newsletter_id=segment.newsletter_id, rules=segment.rules).count()
+
+
+def attributes_editable_by(*, profile: Profile) -> list[EditableAttribute]:
+    """The attributes ``profile`` may edit: those the newsletters they receive declare
+    (the first declaration of a key wins, newsletters in name order)."""
+    declared: dict[str, EditableAttribute] = {}
+    for newsletter in newsletters_subscribed(profile=profile).order_by("name"):
+        for attribute in newsletter.editable_attributes:
+            declared.setdefault(attribute.key, attribute)
+    return list(declared.values())

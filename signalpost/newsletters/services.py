@@ -18,6 +18,8 @@ from django.utils.translation import gettext as _
 from signalpost.accounts.models import Profile
 from signalpost.accounts.selectors import profile_by_email
 from signalpost.accounts.services import (
+    CONTROL_CHARACTERS,
+    profile_attributes_update,
     profile_get_or_create,
     profile_update,
     profile_user_attach,
@@ -33,10 +35,12 @@ from signalpost.newsletters.models import (
     EmailTemplate,
     EmailTemplateVersion,
     Newsletter,
+    Segment,
     SubscriberImport,
     Subscription,
     Suppression,
 )
+from signalpost.newsletters.segments import segment_rules_check
 from signalpost.newsletters.suppressions import (
     address_is_suppressed,
     suppression_lift,
@@ -315,14 +319,19 @@ def preferences_update(
     name: str,
     wanted_newsletters: Iterable[Newsletter],
     consent: ConsentEvidence | None,
+    attributes: dict[str, Any] | None = None,
 ) -> tuple[list[Newsletter], list[Newsletter]]:
-    """Apply a preference-center form: ``profile``'s name and exactly these subscriptions.
+    """Apply a preference-center form: ``profile``'s name, the attributes its newsletters
+    let people edit (``attributes``, ``None`` clearing a key) and exactly these
+    subscriptions.
 
     Newsletters in ``wanted_newsletters`` are joined at once (the signed link
     proved the address); every other pending or active subscription ends.
     Returns ``(joined, left)``, lists of newsletters.
     """
     profile_update(profile=profile, name=name)
+    if attributes:
+        profile_attributes_update(profile=profile, values=attributes, source="preferences")
     current_status = dict(
         Subscription.objects.filter(
             profile=profile, status__in=[Status.PENDING, Status.ACTIVE]
@@ -580,3 +589,46 @@ def email_template_revert(*, version: EmailTemplateVersion, user: Any) -> EmailT
 def email_template_delete(*, template: EmailTemplate) -> None:
     """Delete a stored template and its versions: the file of its name is used again."""
     template.delete()
+
+
+SEGMENT_NAME_MAX_LENGTH = 100
+
+
+def _segment_name_clean(raw_name: object) -> str:
+    raw = raw_name if isinstance(raw_name, str) else ""
+    name = " ".join(raw.split())
+    if not name or len(name) > SEGMENT_NAME_MAX_LENGTH or CONTROL_CHARACTERS.search(raw):
+        raise ValidationError(
+            {"name": f"A segment's name is 1 to {SEGMENT_NAME_MAX_LENGTH} characters on one line."}
+        )
+    return name
+
+
+def _segment_store(*, segment: Segment, name: object, rules: object) -> Segment:
+    segment.name = _segment_name_clean(name)
+    segment.rules = segment_rules_check(rules)
+    taken = Segment.objects.filter(newsletter_id=segment.newsletter_id, name=segment.name)
+    if taken.exclude(pk=segment.pk).exists():
+        raise ValidationError({"name": f"{segment.newsletter} has a segment {segment.name!r}."})
+    segment.save()
+    return segment
+
+
+@transaction.atomic
+def segment_create(*, newsletter: Newsletter, name: object, rules: object) -> Segment:
+    """Save a new segment of ``newsletter``; raise ``ValidationError`` naming the field
+    (``name``, ``rules``) that is wrong, with nothing saved."""
+    return _segment_store(segment=Segment(newsletter=newsletter), name=name, rules=rules)
+
+
+@transaction.atomic
+def segment_update(*, segment: Segment, name: object, rules: object) -> Segment:
+    """Change a segment's name and filter (as ``segment_create`` checks them). Sends
+    already started keep the filter they started with."""
+    return _segment_store(segment=segment, name=name, rules=rules)
+
+
+@transaction.atomic
+def segment_delete(*, segment: Segment) -> None:
+    """Delete a segment. Issues that named it (sent or not) keep its filter's copy."""
+    segment.delete()

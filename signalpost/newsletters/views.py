@@ -31,6 +31,7 @@ from signalpost.newsletters.languages import page_render
 from signalpost.newsletters.links import preferences_path
 from signalpost.newsletters.models import Newsletter
 from signalpost.newsletters.selectors import (
+    attributes_editable_by,
     newsletter_by_slug,
     newsletters_for_preferences,
     newsletters_subscribed,
@@ -284,24 +285,35 @@ def preferences_page(request, token):
     if problem:
         return problem
     choices = newsletters_for_preferences(profile=profile)
+    attributes = attributes_editable_by(profile=profile)
     saved = None
     status = 200
     if request.method == "POST":
-        form = PreferencesForm(request.POST, choices=choices)
+        form = PreferencesForm(request.POST, choices=choices, attributes=attributes)
         leave_all = "leave_all" in request.POST
         if leave_all or form.is_valid():
             name = form.cleaned_data.get("name", profile.name) if not leave_all else profile.name
             wanted = [] if leave_all else list(form.cleaned_data["newsletters"])
             joined, left = preferences_update(
-                profile=profile, name=name, wanted_newsletters=wanted, consent=consent_from(request)
+                profile=profile,
+                name=name,
+                wanted_newsletters=wanted,
+                consent=consent_from(request),
+                attributes=None if leave_all else form.attribute_values(),
             )
             saved = {"joined": joined, "left": left, "left_everything": leave_all}
         else:
             status = 400
     if request.method != "POST" or saved:
+        profile.refresh_from_db(fields=["attributes"])
         form = PreferencesForm(
-            initial={"name": profile.name, "newsletters": newsletters_subscribed(profile=profile)},
+            initial={
+                "name": profile.name,
+                "newsletters": newsletters_subscribed(profile=profile),
+                **PreferencesForm.attribute_initial(attributes, profile.attributes),
+            },
             choices=choices,
+            attributes=attributes,
         )
     context = {"form": form, "profile": profile, "saved": saved, "token": token}
     return render_page(request, "newsletters/preferences.html", context, status=status)

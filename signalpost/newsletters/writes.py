@@ -10,7 +10,9 @@ import batch, ``test_databases_without_the_sql_path_import_the_same_rows`` and
 """
 
 import json
+from collections import defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -18,15 +20,25 @@ from django.db import connection, models
 from django.db.models.options import Options
 from django.utils import timezone
 
-from signalpost.accounts.models import Profile
+from signalpost.accounts.models import Profile, ProfileTag, Tag
 from signalpost.newsletters import selectors
 from signalpost.newsletters.models import Newsletter, Subscription, Suppression
 from signalpost.rows import row_insert
 
 Status = Subscription.Status
 
-# A checked import row: (email, name, consent_at, consent_ip, attributes as JSON text or None).
-ImportRow = tuple[str, str, datetime | None, str | None, str | None]
+# A checked import row: (email, name, consent_at, consent_ip, attributes as JSON text or None,
+# tags as a JSON list of cleaned names or None).
+ImportRow = tuple[str, str, datetime | None, str | None, str | None, str | None]
+
+
+@dataclass(frozen=True)
+class ImportWritten:
+    """What one import batch wrote: the new subscriptions' ids, and for each tag the
+    profiles that got it (they did not have it before)."""
+
+    subscription_ids: list[int]
+    tagged: dict[str, list[int]]
 
 
 def subscription_insert(*, subscription: Subscription) -> Subscription:
@@ -50,13 +62,15 @@ def batches_written_concurrently() -> bool:
 
 def subscriptions_insert_imported(
     *, rows: Sequence[ImportRow], newsletter: Newsletter, now: datetime, status: str
-) -> list[int]:
+) -> ImportWritten:
     """Write one import batch: a profile for each new address, a subscription for each
-    profile not yet subscribed to ``newsletter``; return the new subscriptions' ids.
+    profile not yet subscribed to ``newsletter``, each row's tags on its profile; return
+    the new subscriptions' ids and who got which tag.
 
-    ``rows`` holds checked ``(email, name, consent_at, consent_ip, attributes)`` tuples;
-    ``attributes`` (JSON text, or ``None`` for none) is a new profile's, and an existing
-    profile keeps its own. On PostgreSQL
+    ``rows`` holds checked ``(email, name, consent_at, consent_ip, attributes, tags)``
+    tuples; ``attributes`` (JSON text, or ``None`` for none) is a new profile's, and an
+    existing profile keeps its own; ``tags`` (a JSON list of cleaned names, or ``None``)
+    are added to any profile, new or known. On PostgreSQL
     and SQLite by ``batch_write_sql``, elsewhere by ``batch_write_portable`` (``bulk_create``):
     the same rows either way.
     """
@@ -67,11 +81,11 @@ def subscriptions_insert_imported(
 
 def batch_write_portable(
     *, rows: Sequence[ImportRow], newsletter: Newsletter, now: datetime, status: str
-) -> list[int]:
+) -> ImportWritten:
     Profile.objects.bulk_create(
         [
             Profile(email=email, name=name, attributes=json.loads(attributes) if attributes else {})
-            for email, name, _, _, attributes in rows
+            for email, name, _, _, attributes, _ in rows
         ],
         ignore_conflicts=True,
         batch_size=500,
@@ -95,15 +109,41 @@ def batch_write_portable(
             consent_at=consent_at or now,
             consent_ip=consent_ip,
         )
-        for email, _, consent_at, consent_ip, _ in rows
+        for email, _, consent_at, consent_ip, _, _ in rows
         if profile_ids[email] not in existing
     ]
     Subscription.objects.bulk_create(fresh, ignore_conflicts=True, batch_size=500)
-    return list(
+    subscription_ids = list(
         Subscription.objects.filter(
             newsletter=newsletter, profile_id__in=[s.profile_id for s in fresh]
         ).values_list("id", flat=True)
     )
+    return ImportWritten(subscription_ids, _tags_add_portable(rows=rows, profile_ids=profile_ids))
+
+
+def _tags_add_portable(
+    *, rows: Sequence[ImportRow], profile_ids: dict[str, int]
+) -> dict[str, list[int]]:
+    wanted = {(profile_ids[row[0]], name) for row in rows if row[5] for name in json.loads(row[5])}
+    if not wanted:
+        return {}
+    names = sorted({name for _, name in wanted})
+    Tag.objects.bulk_create([Tag(name=name) for name in names], ignore_conflicts=True)
+    tag_ids = dict(Tag.objects.filter(name__in=names).values_list("name", "id"))
+    had = set(
+        ProfileTag.objects.filter(
+            profile_id__in={profile_id for profile_id, _ in wanted}, tag_id__in=tag_ids.values()
+        ).values_list("profile_id", "tag__name")
+    )
+    fresh = sorted(wanted - had)
+    ProfileTag.objects.bulk_create(
+        [ProfileTag(profile_id=profile_id, tag_id=tag_ids[name]) for profile_id, name in fresh],
+        ignore_conflicts=True,
+    )
+    tagged: dict[str, list[int]] = defaultdict(list)
+    for profile_id, name in fresh:
+        tagged[name].append(profile_id)
+    return dict(tagged)
 
 
 # Each batch is loaded here, then written by two INSERT ... SELECTs. On SQLite the columns are
@@ -113,10 +153,18 @@ def batch_write_portable(
 IMPORT_TABLE = "signalpost_import"
 IMPORT_TABLE_CREATE = {
     "postgresql": f"CREATE TEMPORARY TABLE IF NOT EXISTS {IMPORT_TABLE} "
-    "(email text, name text, consent_at timestamptz, consent_ip inet, attributes jsonb) "
-    "ON COMMIT DELETE ROWS",
+    "(email text, name text, consent_at timestamptz, consent_ip inet, attributes jsonb, "
+    "tags jsonb) ON COMMIT DELETE ROWS",
     "sqlite": f"CREATE TEMP TABLE IF NOT EXISTS {IMPORT_TABLE} "
-    "(email, name, consent_at, consent_ip, attributes)",
+    "(email, name, consent_at, consent_ip, attributes, tags)",
+}
+IMPORT_COLUMNS = "email, name, consent_at, consent_ip, attributes, tags"
+# Each row's tags as rows of (email, name): a table function of the JSON list.
+TAG_ROWS = {
+    "postgresql": f"SELECT i.email, t.value AS name FROM {IMPORT_TABLE} i "
+    "CROSS JOIN jsonb_array_elements_text(i.tags) t WHERE i.tags IS NOT NULL",
+    "sqlite": f"SELECT i.email, t.value AS name FROM {IMPORT_TABLE} i "
+    "JOIN json_each(i.tags) t WHERE i.tags IS NOT NULL",
 }
 # Keeps the planner from pulling the derived table up into the INSERT's SELECT, where the
 # profile lookup would run twice a row, once for the filter and once for the value (EXPLAIN
@@ -126,9 +174,9 @@ SUBQUERY_FENCE = {"postgresql": "OFFSET 0", "sqlite": "LIMIT -1 OFFSET 0"}
 
 def batch_write_sql(
     *, rows: Sequence[ImportRow], newsletter: Newsletter, now: datetime, status: str
-) -> list[int]:
-    """Load the batch into a temporary table, then two INSERT ... SELECTs; return the new
-    subscriptions' ids (PostgreSQL and SQLite).
+) -> ImportWritten:
+    """Load the batch into a temporary table, then two INSERT ... SELECTs (two more when
+    a row has tags, ``_tags_insert_sql``); return what it wrote (PostgreSQL and SQLite).
 
     The SQL text is the same for every batch: SQLite's statement cache keeps each distinct
     statement compiled, and statements sized to the batch made its memory grow with the file.
@@ -176,18 +224,15 @@ def batch_write_sql(
     with connection.cursor() as cursor:
         cursor.execute(IMPORT_TABLE_CREATE[vendor])
         if vendor == "postgresql":
-            with cursor.cursor.copy(
-                f"COPY {IMPORT_TABLE} (email, name, consent_at, consent_ip, attributes) FROM STDIN"
-            ) as copy:
+            with cursor.cursor.copy(f"COPY {IMPORT_TABLE} ({IMPORT_COLUMNS}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
         else:
             cursor.executemany(
-                f"INSERT INTO {IMPORT_TABLE} (email, name, consent_at, consent_ip, attributes) "
-                "VALUES (%s, %s, %s, %s, %s)",
+                f"INSERT INTO {IMPORT_TABLE} ({IMPORT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)",
                 [
-                    (email, name, adapt(consent_at), consent_ip, attributes)
-                    for email, name, consent_at, consent_ip, attributes in rows
+                    (email, name, adapt(consent_at), consent_ip, attributes, tags)
+                    for email, name, consent_at, consent_ip, attributes, tags in rows
                 ],
             )
         cursor.execute(profile_insert, [now_value, now_value])
@@ -204,10 +249,42 @@ def batch_write_sql(
             ],
         )
         created_ids = [row[0] for row in cursor.fetchall()]
+        tagged = _tags_insert_sql(cursor, now_value) if any(row[5] for row in rows) else {}
         if vendor == "sqlite":
             # PostgreSQL empties the table at commit (ON COMMIT DELETE ROWS); SQLite cannot.
             cursor.execute(f"DELETE FROM {IMPORT_TABLE}")
-    return created_ids
+    return ImportWritten(created_ids, tagged)
+
+
+def _tags_insert_sql(cursor: Any, now_value: Any) -> dict[str, list[int]]:
+    """Add the loaded batch's tags: the tags no profile had yet, then a (profile, tag) row
+    for each that is new; return ``{tag name: [profile ids]}`` for those rows.
+
+    Two statements whatever the batch's size; each row's profile is found by the same
+    index probe on ``lower(email)`` as the subscription's.
+    """
+    quote: Callable[[str | None], str] = connection.ops.quote_name  # type: ignore[assignment]
+    tags, links, profile = quote(Tag._meta.db_table), ProfileTag._meta, Profile._meta
+    tag_rows = TAG_ROWS[connection.vendor]
+    cursor.execute(
+        f"INSERT INTO {tags} (name, created_at) SELECT DISTINCT r.name, %s FROM ({tag_rows}) r "
+        "WHERE true ORDER BY r.name ON CONFLICT DO NOTHING",
+        [now_value],
+    )
+    cursor.execute(
+        f"INSERT INTO {quote(links.db_table)} (profile_id, tag_id, created_at) "
+        "SELECT b.profile_id, g.id, %s FROM ("
+        f"SELECT (SELECT p.id FROM {quote(profile.db_table)} p WHERE lower(p.email) = r.email) "
+        f"AS profile_id, r.name FROM ({tag_rows}) r {SUBQUERY_FENCE[connection.vendor]}) b "
+        f"JOIN {tags} g ON g.name = b.name WHERE b.profile_id IS NOT NULL "
+        "ORDER BY b.profile_id, g.id ON CONFLICT DO NOTHING RETURNING tag_id, profile_id",
+        [now_value],
+    )
+    by_tag_id: dict[int, list[int]] = defaultdict(list)
+    for tag_id, profile_id in cursor.fetchall():
+        by_tag_id[tag_id].append(profile_id)
+    names = dict(Tag.objects.filter(pk__in=by_tag_id).values_list("id", "name"))
+    return {names[tag_id]: sorted(ids) for tag_id, ids in sorted(by_tag_id.items())}
 
 
 def profile_subscriptions_add_imported(

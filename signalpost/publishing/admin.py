@@ -10,6 +10,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
+from signalpost.newsletters.models import Segment
 from signalpost.postgresql.estimates import EstimatedCountPaginator
 from signalpost.publishing.models import PREVIEW_TEXT_MAX_LENGTH, Delivery, Issue
 from signalpost.publishing.rendering import inbox_preview_text
@@ -32,6 +33,7 @@ from signalpost.publishing.services import (
     issue_render_preview,
     issue_resume,
     issue_schedule,
+    issue_segment_set,
     issue_send,
     issue_send_test,
     issue_send_tests,
@@ -152,8 +154,24 @@ def _post_only(view):
 class IssueForm(forms.ModelForm):
     class Meta:
         model = Issue
-        fields = ["newsletter", "subject", "preview_text", "body_markdown", "scheduled_at"]
+        fields = [
+            "newsletter",
+            "segment",
+            "subject",
+            "preview_text",
+            "body_markdown",
+            "scheduled_at",
+        ]
         widgets = {"body_markdown": forms.Textarea(attrs={"rows": 24, "class": "vLargeTextField"})}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "segment" in self.fields:
+            segments = Segment.objects.select_related("newsletter")
+            if self.instance.pk:
+                segments = segments.filter(newsletter_id=self.instance.newsletter_id)
+            self.fields["segment"].queryset = segments
+            self.fields["segment"].empty_label = "Every active subscriber"
 
     def clean(self):
         """Refuse here what the services would refuse, so the author gets their text back."""
@@ -167,6 +185,10 @@ class IssueForm(forms.ModelForm):
             )
         except ValidationError as error:
             self.add_service_errors(error)
+        segment = cleaned_data.get("segment")
+        newsletter = cleaned_data.get("newsletter") or self.instance_newsletter()
+        if segment is not None and newsletter is not None and segment.newsletter != newsletter:
+            self.add_error("segment", "Choose a segment of the issue's newsletter.")
         if "body_markdown" in cleaned_data and "body_markdown" not in self.errors:
             try:
                 # Saving renders it again through the service, which remembers this render.
@@ -180,6 +202,9 @@ class IssueForm(forms.ModelForm):
             # A field the form already refused keeps only its own error.
             if field in self.cleaned_data:
                 self.add_error(field, field_errors)
+
+    def instance_newsletter(self):
+        return self.instance.newsletter if self.instance.newsletter_id else None
 
     def new_scheduled_at(self):
         """The scheduled time typed in, if it is new; a time kept from before may have passed."""
@@ -244,6 +269,8 @@ class IssueAdmin(admin.ModelAdmin):
                     scheduled_at=data["scheduled_at"],
                     preview_text=data["preview_text"],
                 )
+            if "segment" in form.changed_data or not change:
+                issue = issue_segment_set(issue=issue, segment=data.get("segment"))
         except ValidationError as error:
             # The issue started sending after the form was shown, or (rarely) rendering the
             # body again took longer this time than when the form was validated.

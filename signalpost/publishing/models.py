@@ -31,6 +31,17 @@ class Issue(models.Model):
         help_text="What the inbox shows after the subject, one line of at most "
         f"{PREVIEW_TEXT_MAX_LENGTH} characters. Leave it empty to show the body's first sentence.",
     )
+    # Sent to the segment's subscribers only; empty: every active subscriber.
+    segment = models.ForeignKey(
+        "newsletters.Segment",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="issues",
+        help_text="Send only to the subscribers this segment matches. Empty: every subscriber.",
+    )
+    # The segment's filter as it was at the click: editing the segment later changes nothing.
+    segment_rules = models.JSONField(null=True, blank=True, editable=False)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
     scheduled_at = models.DateTimeField(null=True, blank=True)
     sending_started_at = models.DateTimeField(null=True, blank=True, editable=False)

@@ -15,6 +15,7 @@ from django_tasks_db.models import DBTaskResult
 from signalpost.accounts.models import Profile
 from signalpost.mail.messages import Message
 from signalpost.newsletters.models import Newsletter, Subscription, Suppression
+from signalpost.newsletters.selectors import segment_subscriptions
 from signalpost.postgresql.estimates import EXACT_BELOW, rows_estimate
 from signalpost.publishing.models import Delivery, Issue
 from signalpost.publishing.rendering import IssueMessages
@@ -87,13 +88,15 @@ def issue_recipients_count(*, issue: Issue) -> int:
     started with.
     """
     if issue.status in {Issue.Status.DRAFT, Issue.Status.SCHEDULED}:
-        return (
-            Subscription.objects.filter(
+        if issue.segment is not None:
+            recipients = segment_subscriptions(
+                newsletter_id=issue.newsletter_id, rules=issue.segment.rules
+            )
+        else:
+            recipients = Subscription.objects.filter(
                 newsletter_id=issue.newsletter_id, status=Subscription.Status.ACTIVE
             )
-            .exclude(_suppressed(newsletter_id=issue.newsletter_id))
-            .count()
-        )
+        return recipients.exclude(_suppressed(newsletter_id=issue.newsletter_id)).count()
     return issue.recipient_count
 
 

@@ -32,7 +32,7 @@ from signalpost.durable.services import task_enqueue
 from signalpost.mail import bounces, mailboxes
 from signalpost.mail.messages import Message
 from signalpost.mail.transport import message_send
-from signalpost.newsletters.models import Newsletter, Subscription
+from signalpost.newsletters.models import Newsletter, Segment, Subscription
 from signalpost.newsletters.services import bounce_record
 from signalpost.newsletters.suppressions import address_is_suppressed
 from signalpost.publishing.models import PREVIEW_TEXT_MAX_LENGTH, Delivery, Issue
@@ -285,6 +285,7 @@ def issue_send(*, issue: Issue) -> bool:
         return False
     last_id = Subscription.objects.aggregate(last=Max("id"))["last"] or 0
     issue.status = Issue.Status.SENDING
+    issue.segment_rules = issue.segment.rules if issue.segment is not None else None
     issue.sending_started_at = issue.recipients_until = timezone.now()
     issue.recipients_last_subscription_id = last_id
     issue.prepared_through_id = 0
@@ -293,6 +294,7 @@ def issue_send(*, issue: Issue) -> bool:
     issue.save(
         update_fields=[
             "status",
+            "segment_rules",
             "sending_started_at",
             "recipients_until",
             "recipients_last_subscription_id",
@@ -304,6 +306,21 @@ def issue_send(*, issue: Issue) -> bool:
     )
     _prepare_enqueue(issue_id=issue.pk, after_id=0)
     return True
+
+
+@transaction.atomic
+def issue_segment_set(*, issue: Issue, segment: Segment | None) -> Issue:
+    """Send a draft or scheduled ``issue`` to ``segment``'s subscribers only (``None``: to
+    every subscriber); raise ``ValidationError`` for another newsletter's segment or an
+    issue that is sending or sent."""
+    issue = Issue.objects.select_for_update().get(pk=issue.pk)
+    if issue.status not in EDITABLE:
+        raise ValidationError({"segment": f"A {issue.status} issue cannot change its audience."})
+    if segment is not None and segment.newsletter_id != issue.newsletter_id:
+        raise ValidationError({"segment": "That segment belongs to another newsletter."})
+    issue.segment = segment
+    issue.save(update_fields=["segment", "updated_at"])
+    return issue
 
 
 def _prepare_enqueue(*, issue_id: int, after_id: int) -> None:
@@ -348,6 +365,7 @@ def issue_prepare_chunk(*, issue_id: int, after_id: int) -> bool:
             last_id=issue.recipients_last_subscription_id or 0,
             until=issue.recipients_until or issue.sending_started_at or timezone.now(),
             size=conf.SEND_PREPARE_CHUNK_SIZE,
+            segment_rules=issue.segment_rules,
         )
         _batches_enqueue(issue_id=issue_id, deliveries=chunk.created)
         issue.prepared_through_id = chunk.through_id

@@ -25,6 +25,7 @@ from psycopg import pq
 from signalpost.accounts.models import Profile
 from signalpost.conf import conf
 from signalpost.newsletters.models import Subscription, Suppression
+from signalpost.newsletters.selectors import segment_subscriptions
 from signalpost.publishing.models import Delivery
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ def deliveries_insert_chunk(
     last_id: int,
     until: datetime,
     size: int,
+    segment_rules: dict[str, Any] | None = None,
 ) -> PreparedChunk:
     """Create queued deliveries for the next ``size`` active subscriptions after ``after_id``.
 
@@ -60,6 +62,8 @@ def deliveries_insert_chunk(
     an unsubscribe racing the chunk either ends before (and is not read as
     active) or waits for the chunk to commit (and its ``deliveries_skip_for``
     then sees the new delivery). A delivery that exists already is left alone.
+    With ``segment_rules`` only the subscriptions the segment's filter matches are read
+    (``newsletters.selectors.segment_subscriptions``, as a subquery over the chunk's ids).
     """
     subscription = Subscription._meta
     quote = connection.ops.quote_name
@@ -71,22 +75,29 @@ def deliveries_insert_chunk(
         "ORDER BY s.id LIMIT %s) c"
     )
     lock = " FOR SHARE OF s" if connection.vendor == "postgresql" else ""
-    insert = (
-        f"INSERT INTO {quote(Delivery._meta.db_table)} "
-        "(issue_id, profile_id, email, status, attempts, claimed_by, message_id, last_error) "
-        "SELECT %s, p.id, p.email, %s, 0, '', '', '' "
-        f"FROM {subscriptions} s JOIN {quote(Profile._meta.db_table)} p ON p.id = s.profile_id "
-        "WHERE s.newsletter_id = %s AND s.status = %s AND s.id > %s AND s.id <= %s "
-        f"AND (s.subscribed_at IS NULL OR s.subscribed_at <= %s) "
-        f"AND NOT EXISTS (SELECT 1 FROM {quote(Suppression._meta.db_table)} x "
-        "WHERE x.email = p.email AND (x.newsletter_id IS NULL OR x.newsletter_id = %s))"
-        f"{lock} ON CONFLICT DO NOTHING"
-    )
     with connection.cursor() as cursor:
         cursor.execute(bounds, [newsletter_id, active, after_id, last_id, size])
         found, through_id = cursor.fetchone()
         if not found:
             return PreparedChunk(created=0, through_id=last_id, last=True)
+        segment_sql, segment_params = _segment_clause(
+            newsletter_id=newsletter_id,
+            rules=segment_rules,
+            after_id=after_id,
+            through_id=through_id,
+        )
+        insert = (
+            f"INSERT INTO {quote(Delivery._meta.db_table)} "
+            "(issue_id, profile_id, email, status, attempts, claimed_by, message_id, last_error) "
+            "SELECT %s, p.id, p.email, %s, 0, '', '', '' "
+            f"FROM {subscriptions} s JOIN {quote(Profile._meta.db_table)} p ON p.id = s.profile_id "
+            "WHERE s.newsletter_id = %s AND s.status = %s AND s.id > %s AND s.id <= %s "
+            f"AND (s.subscribed_at IS NULL OR s.subscribed_at <= %s) "
+            f"AND NOT EXISTS (SELECT 1 FROM {quote(Suppression._meta.db_table)} x "
+            "WHERE x.email = p.email AND (x.newsletter_id IS NULL OR x.newsletter_id = %s))"
+            f"{segment_sql}"
+            f"{lock} ON CONFLICT DO NOTHING"
+        )
         cursor.execute(
             insert,
             [
@@ -98,11 +109,25 @@ def deliveries_insert_chunk(
                 through_id,
                 connection.ops.adapt_datetimefield_value(until),
                 newsletter_id,
+                *segment_params,
             ],
         )
         created: int = cursor.rowcount
     last = found < size
     return PreparedChunk(created=created, through_id=last_id if last else through_id, last=last)
+
+
+def _segment_clause(
+    *, newsletter_id: int, rules: dict[str, Any] | None, after_id: int, through_id: int
+) -> tuple[str, tuple[Any, ...]]:
+    """`` AND s.id IN (...)`` for the chunk's subscriptions ``rules`` match, or nothing."""
+    if rules is None:
+        return "", ()
+    matching = segment_subscriptions(newsletter_id=newsletter_id, rules=rules).filter(
+        id__gt=after_id, id__lte=through_id
+    )
+    sql, params = matching.order_by().values("id").query.sql_with_params()
+    return f" AND s.id IN ({sql})", tuple(params)
 
 
 def delivery_sent(*, delivery: Delivery, message_id: str) -> None:

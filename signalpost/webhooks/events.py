@@ -1,6 +1,7 @@
 """The events integrators receive, and the JSON each carries."""
 
 from signalpost import signals
+from signalpost.accounts.models import Profile
 
 
 def subscription_data(*, profile, newsletter, subscription, user_email, **kwargs):
@@ -55,6 +56,17 @@ def suppression_lifted_data(*, user_email, newsletter, subscription, **kwargs):
     return {"email": user_email, "newsletter": newsletter.slug, "status": subscription.status}
 
 
+def tagged_data(*, tag, profile_ids, source, **kwargs):
+    # The addresses as they are when the event is built (an erased profile is left out).
+    profiles = Profile.objects.filter(pk__in=profile_ids).order_by("pk")
+    emails = profiles.values_list("email", flat=True)
+    return {"tag": tag, "emails": list(emails), "source": source}
+
+
+def attributes_changed_data(*, profile, user_email, changed, source, **kwargs):
+    return {"email": user_email, "changed": changed, "source": source}
+
+
 ERASED_EVENT = "subscriber.erased"
 
 # The keys of an event's data that name a person: an endpoint's answer that echoes
@@ -71,6 +83,9 @@ EVENTS = {
     "subscriber.complained": (signals.complaint_received, bounce_data),
     "subscriber.suppressed": (signals.address_suppressed, suppressed_data),
     "subscriber.suppression_lifted": (signals.suppression_lifted, suppression_lifted_data),
+    "subscriber.tagged": (signals.profile_tagged, tagged_data),
+    "subscriber.untagged": (signals.profile_untagged, tagged_data),
+    "subscriber.attributes_changed": (signals.profile_attributes_changed, attributes_changed_data),
     ERASED_EVENT: (signals.profile_erased, erased_data),
     "issue.sending": (signals.issue_sending_started, issue_data),
     "issue.sent": (signals.issue_sent, issue_data),

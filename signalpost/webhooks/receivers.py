@@ -95,6 +95,23 @@ def webhooks_subscriber_suppression_lifted(
     _messages_queue("subscriber.suppression_lifted", idempotency_key, arguments)
 
 
+@webhook_receiver(signals.profile_tagged, id="webhooks.subscriber.tagged")
+def webhooks_subscriber_tagged(sender, *, signal, idempotency_key, attempt, **arguments):
+    _messages_queue("subscriber.tagged", idempotency_key, arguments)
+
+
+@webhook_receiver(signals.profile_untagged, id="webhooks.subscriber.untagged")
+def webhooks_subscriber_untagged(sender, *, signal, idempotency_key, attempt, **arguments):
+    _messages_queue("subscriber.untagged", idempotency_key, arguments)
+
+
+@webhook_receiver(signals.profile_attributes_changed, id="webhooks.subscriber.attributes_changed")
+def webhooks_subscriber_attributes_changed(
+    sender, *, signal, idempotency_key, attempt, **arguments
+):
+    _messages_queue("subscriber.attributes_changed", idempotency_key, arguments)
+
+
 @webhook_receiver(signals.issue_sending_started, id="webhooks.issue.sending")
 def webhooks_issue_sending(sender, *, signal, idempotency_key, attempt, **arguments):
     _messages_queue("issue.sending", idempotency_key, arguments)

@@ -1,0 +1,224 @@
+"""Counting segments of 100,000 subscribers on PostgreSQL.
+
+Run from the repository root (one benchmark at a time on the machine)::
+
+    flock /tmp/bench.lock .venv/bin/python bench/segments.py           # 100,000 subscribers
+    flock /tmp/bench.lock .venv/bin/python bench/segments.py --people 20000 --runs 5
+
+What it does:
+
+- creates a throwaway database ``signalpost_bench_segments_<pid>`` on ``BENCH_PG_URL``
+  (default ``postgres://postgres@127.0.0.1:5432/postgres``) and migrates it (so the GIN
+  index on the profiles' attributes and the (tag, profile) index exist, as in production);
+- writes, set-based, ``--people`` profiles, each with an active subscription to the
+  newsletter ``weekly`` (a quarter of them imported, subscribed over the last year), the
+  attributes ``plan`` (free/pro/team; missing for a tenth), ``age`` (a number, 18-80) and
+  ``city``, and the tags ``vip`` (10 %), ``beta`` (25 %) and ``churned`` (5 %); plus 20,000
+  people subscribed to another newsletter with the same attributes, who must never count;
+  then ``ANALYZE``;
+- for each of five typical filters, checks it through ``segment_rules_check`` and counts it
+  the way the staff page and the API do (``selectors.segment_subscriptions(...).count()``,
+  the ORM compiling the query each time), ``--runs`` times after one warm-up; reports the
+  count, the median and the slowest run in milliseconds and the plan's index scans
+  (``EXPLAIN``);
+- checks each count against the same people counted in Python from the generated data;
+- drops the database.
+
+Goal (issue #23): counting a segment of 100,000 subscribers takes under 200 ms.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import REPO_ROOT, pg_connect, pg_url_for
+
+FILTERS = {
+    "plan equals pro": {
+        "conditions": [{"type": "attribute", "key": "plan", "op": "equals", "value": "pro"}]
+    },
+    "tag vip": {"conditions": [{"type": "tag", "op": "has", "value": "vip"}]},
+    "age > 40 and subscribed in the last 90 days": {
+        "conditions": [
+            {"type": "attribute", "key": "age", "op": "greater", "value": 40},
+            {"type": "subscribed", "op": "after", "value": "{recent}"},
+        ]
+    },
+    "any: tag beta, or city contains 'ber'": {
+        "match": "any",
+        "conditions": [
+            {"type": "tag", "op": "has", "value": "beta"},
+            {"type": "attribute", "key": "city", "op": "contains", "value": "ber"},
+        ],
+    },
+    "plan set, not churned, imported": {
+        "conditions": [
+            {"type": "attribute", "key": "plan", "op": "exists"},
+            {"type": "tag", "op": "has_not", "value": "churned"},
+            {"type": "source", "op": "equals", "value": "import"},
+        ]
+    },
+}
+CITIES = ["Berlin", "Bern", "Paris", "Lisbon", "Oslo", "Lima", "Cairo"]
+
+
+def expected_counts(people, recent_days):
+    """What each filter must count, from the rules that generated the data."""
+    counts = dict.fromkeys(FILTERS, 0)
+    for n in range(1, people + 1):
+        plan = None if n % 10 == 0 else ["free", "pro", "team"][n % 3]
+        age, city, days = 18 + n % 63, CITIES[n % len(CITIES)], n % 365
+        vip, beta, churned = n % 10 == 0, n % 4 == 1, n % 20 == 3
+        imported = n % 4 == 0
+        counts["plan equals pro"] += plan == "pro"
+        counts["tag vip"] += vip
+        counts["age > 40 and subscribed in the last 90 days"] += age > 40 and days < recent_days
+        counts["any: tag beta, or city contains 'ber'"] += beta or "ber" in city.lower()
+        counts["plan set, not churned, imported"] += plan is not None and not churned and imported
+    return counts
+
+
+def populate(people):
+    from django.db import connection
+
+    from signalpost.newsletters.models import Newsletter
+
+    weekly = Newsletter.objects.create(slug="weekly", name="Weekly")
+    other = Newsletter.objects.create(slug="other", name="Other")
+    cities = "ARRAY[" + ",".join(f"'{c}'" for c in CITIES) + "]"
+    attributes = (
+        "jsonb_strip_nulls(jsonb_build_object("
+        "'plan', CASE WHEN mod(g, 10) = 0 THEN NULL "
+        "ELSE (ARRAY['free','pro','team'])[1 + mod(g, 3)] END, "
+        f"'age', 18 + mod(g, 63), 'city', ({cities})[1 + mod(g, {len(CITIES)})]))"
+    )
+    with connection.cursor() as cursor:
+        for newsletter, prefix, count in ((weekly, "p", people), (other, "o", 20_000)):
+            cursor.execute(
+                "INSERT INTO accounts_profile (email, name, attributes, soft_bounce_count, "
+                f"created_at, updated_at) SELECT '{prefix}' || g || '@example.com', '', "
+                f"{attributes}, 0, now(), now() FROM generate_series(1, %s) g",
+                [count],
+            )
+            cursor.execute(
+                "INSERT INTO newsletters_subscription (profile_id, newsletter_id, status, source, "
+                "created_at, subscribed_at, unsubscribe_reason, consent_user_agent) "
+                "SELECT p.id, %s, 'active', CASE WHEN mod(n, 4) = 0 THEN 'import' ELSE 'form' END, "
+                "now(), now() - (mod(n, 365)) * interval '1 day', '', '' FROM ("
+                "SELECT id, split_part(substr(email, 2), '@', 1)::int AS n FROM accounts_profile "
+                "WHERE email LIKE %s) p",
+                [newsletter.pk, f"{prefix}%"],
+            )
+        cursor.execute(
+            "INSERT INTO accounts_tag (name, created_at) VALUES "
+            "('vip', now()), ('beta', now()), ('churned', now())"
+        )
+        rules = (
+            ("vip", "mod(n, 10) = 0"),
+            ("beta", "mod(n, 4) = 1"),
+            ("churned", "mod(n, 20) = 3"),
+        )
+        for tag, rule in rules:
+            cursor.execute(
+                "INSERT INTO accounts_profiletag (profile_id, tag_id, created_at) "
+                "SELECT p.id, t.id, now() FROM (SELECT id, "
+                "split_part(substr(email, 2), '@', 1)::int AS n FROM accounts_profile) p, "
+                f"accounts_tag t WHERE t.name = %s AND {rule}",
+                [tag],
+            )
+        cursor.execute("ANALYZE")
+    return weekly
+
+
+def index_scans(queryset):
+    from django.db import connection
+
+    sql, params = queryset.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN {sql}", params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    names = sorted(
+        {
+            word.strip('"')
+            for line in plan.splitlines()
+            for word in line.split()
+            if (word.startswith(("accounts_", "newsletters_")) and "idx" in word)
+            or "gin" in word
+            or word.endswith("_unique")
+        }
+    )
+    return ", ".join(names) or "(none: sequential scans)"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--people", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=15)
+    options = parser.parse_args()
+
+    dbname = f"signalpost_bench_segments_{os.getpid()}"
+    with pg_connect() as admin:
+        admin.execute(f"CREATE DATABASE {dbname}")
+    try:
+        os.environ["DATABASE_URL"] = pg_url_for(dbname)
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "signalpost.settings")
+        os.environ["DEBUG"] = "0"
+        sys.path.insert(0, str(REPO_ROOT))
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+        from django.utils import timezone
+
+        from signalpost.newsletters.segments import segment_rules_check
+        from signalpost.newsletters.selectors import segment_subscriptions
+
+        call_command("migrate", verbosity=0)
+        started = time.perf_counter()
+        weekly = populate(options.people)
+        print(
+            f"{options.people:,} subscribers (+20,000 elsewhere) written in "
+            f"{time.perf_counter() - started:.1f} s; load: {os.getloadavg()[0]:.2f}"
+        )
+        recent_days = 90
+        recent = timezone.now() - timezone.timedelta(days=recent_days) + timezone.timedelta(hours=1)
+        expected = expected_counts(options.people, recent_days)
+        print("\n| filter | matches | median ms | slowest ms | indexes in the plan |")
+        print("| --- | ---: | ---: | ---: | --- |")
+        worst = 0.0
+        for name, raw in FILTERS.items():
+            text = json.dumps(raw).replace('"{recent}"', json.dumps(recent.isoformat()))
+            rules = segment_rules_check(json.loads(text))
+            segment_subscriptions(newsletter_id=weekly.pk, rules=rules).count()  # warm-up
+            timings, count = [], None
+            for _ in range(options.runs):
+                start = time.perf_counter()
+                count = segment_subscriptions(newsletter_id=weekly.pk, rules=rules).count()
+                timings.append((time.perf_counter() - start) * 1000)
+            worst = max(worst, max(timings))
+            plan = index_scans(segment_subscriptions(newsletter_id=weekly.pk, rules=rules))
+            status = "" if count == expected[name] else f" (expected {expected[name]:,}!)"
+            print(
+                f"| {name} | {count:,}{status} | {statistics.median(timings):.1f} | "
+                f"{max(timings):.1f} | {plan} |"
+            )
+            assert count == expected[name], (name, count, expected[name])
+        print(
+            f"\nslowest count of all: {worst:.1f} ms (goal < 200 ms); load after: "
+            f"{os.getloadavg()[0]:.2f}"
+        )
+    finally:
+        from django.db import connections
+
+        connections.close_all()
+        with pg_connect() as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {dbname} WITH (FORCE)")
+
+
+if __name__ == "__main__":
+    main()
