@@ -16,6 +16,7 @@ urlpatterns = [
     path("api/v1/", api.urls),
     path("", include("signalpost.newsletters.urls")),
     path("", include("signalpost.publishing.urls")),
+    path("", include("signalpost.engagement.urls")),
 ]
 if settings.ANYMAIL_WEBHOOK_SECRET:
     urlpatterns.insert(-2, path("anymail/", include("anymail.urls")))

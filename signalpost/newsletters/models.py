@@ -67,6 +67,30 @@ class Newsletter(models.Model):
             "default for emails; each reader's own on the pages."
         ),
     )
+    # Engagement (docs/engagement.md): what its issues' emails let the site count.
+    track_clicks = models.BooleanField(
+        "track clicks",
+        default=True,
+        help_text="Links in the HTML part go through this site, which counts each click "
+        "(scanners filtered out) before sending the reader on.",
+    )
+    track_plain_text_links = models.BooleanField(
+        "track plain-text links",
+        default=False,
+        help_text="Also route the links of the plain-text part through this site. Off: "
+        "plain-text readers see the real addresses.",
+    )
+    track_opens = models.BooleanField(
+        "track opens",
+        default=False,
+        help_text="Add an invisible image that counts opens. Unreliable: many mail apps "
+        "block images and privacy proxies fetch them for everyone.",
+    )
+    engagement_aggregate_only = models.BooleanField(
+        "counts only (no per-person engagement)",
+        default=False,
+        help_text="Keep only counts per issue and link: no record of who clicked or opened.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
