@@ -367,7 +367,7 @@ def test_opens_are_off_by_default(letter, smtp_inbox):
         (BROWSER, True),
         ("Mozilla/5.0", False),  # Apple Mail Privacy Protection
         (
-            "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)",
+            "Mozilla/5.0 (Windows NT 5.1) Firefox/11.0 (via ggpht.com GoogleImageProxy)",
             False,
         ),
     ],
