@@ -387,3 +387,40 @@ def test_an_open_is_counted_by_its_pixel_and_proxies_are_machines(
     record_all()
     opened = Engagement.objects.get(kind="open")
     assert opened.is_human is human
+
+
+# What the subscriber is told and given ----------------------------------------------------------
+
+
+def preferences_page(client, email):
+    profile = Profile.objects.get(email=email)
+    token = tokens.token_make(purpose=tokens.PREFERENCES, profile=profile)
+    return client.get(f"/preferences/{token}/")
+
+
+def test_the_preference_center_says_what_each_newsletter_records(client, letter):
+    subscribe(email="ann@example.com", newsletter=letter, source="admin")
+    quiet = make_newsletter(slug="quiet", name="The Quiet", track_clicks=False)
+    subscribe(email="ann@example.com", newsletter=quiet, source="admin")
+    page = preferences_page(client, "ann@example.com").text
+    assert "We count which links in its emails are followed." in page
+    assert "No IP address or browser details are stored." in page
+    assert "Nothing: its emails link straight to their pages" in page
+    letter.engagement_aggregate_only = True
+    letter.track_opens = True
+    letter.save()
+    page = preferences_page(client, "ann@example.com").text
+    assert "whether its emails are opened" in page
+    assert "never who it was" in page
+
+
+def test_a_persons_data_export_lists_their_clicks(client, letter, smtp_inbox):
+    from signalpost.privacy.services import profile_export
+
+    _issue, [message] = sent_issue(letter, smtp_inbox, people=["ann@example.com"])
+    sent_a_minute_ago()
+    click(client, tracked_paths(message)[1])
+    record_all()
+    exported = profile_export(profile=Profile.objects.get(email="ann@example.com"))
+    [clicked] = exported["engagement"]
+    assert (clicked["kind"], clicked["link"], clicked["human"]) == ("click", LINKS[1], True)

@@ -106,6 +106,31 @@ class Newsletter(models.Model):
             self.embed_origins = "\n".join(origins_parse(self.embed_origins))
 
     @property
+    def engagement_notice(self) -> str:
+        """What the site records when a subscriber reads this newsletter's emails, in words."""
+        from django.utils.translation import gettext as _
+
+        if not (self.track_clicks or self.track_opens):
+            return _("Nothing: its emails link straight to their pages and load no tracking image.")
+        counted = []
+        if self.track_clicks:
+            counted.append(_("which links in its emails are followed"))
+        if self.track_opens:
+            counted.append(_("whether its emails are opened (an invisible image)"))
+        who = (
+            _("Only totals per issue and link are kept, never who it was.")
+            if self.engagement_aggregate_only
+            else _(
+                "It is recorded against your subscription while you are subscribed, and "
+                "forgotten when you leave or erase your data."
+            )
+        )
+        return _("We count %(what)s. %(who)s No IP address or browser details are stored.") % {
+            "what": _(" and ").join(counted),
+            "who": who,
+        }
+
+    @property
     def embed_origin_list(self) -> list[str]:
         """The allowed origins in the form browsers send them (lines that are none left out)."""
         origins = (origin_normalize(line) for line in self.embed_origins.splitlines())

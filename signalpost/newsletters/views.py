@@ -285,7 +285,13 @@ def preferences_page(request, token):
             initial={"name": profile.name, "newsletters": newsletters_subscribed(profile=profile)},
             choices=choices,
         )
-    context = {"form": form, "profile": profile, "saved": saved, "token": token}
+    context = {
+        "form": form,
+        "profile": profile,
+        "saved": saved,
+        "token": token,
+        "recorded": newsletters_subscribed(profile=profile),
+    }
     return render(request, "newsletters/preferences.html", context, status=status)
 
 
