@@ -424,3 +424,82 @@ def test_a_persons_data_export_lists_their_clicks(client, letter, smtp_inbox):
     exported = profile_export(profile=Profile.objects.get(email="ann@example.com"))
     [clicked] = exported["engagement"]
     assert (clicked["kind"], clicked["link"], clicked["human"]) == ("click", LINKS[1], True)
+
+
+# The report -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def staff_client(client, db):
+    from django.contrib.auth import get_user_model
+
+    staff = get_user_model().objects.create_superuser("editor", "editor@example.com", "pw")
+    client.force_login(staff)
+    return client
+
+
+def test_the_staff_report_shows_people_links_and_filtered_machines(
+    client, staff_client, letter, smtp_inbox
+):
+    issue, messages = sent_issue(letter, smtp_inbox)
+    sent_a_minute_ago()
+    ann, bob = (tracked_paths(message) for message in messages)
+    click(client, ann[1])
+    click(client, bob[1], user_agent="Mimecast URL Protect")
+    record_all()
+    change = staff_client.get(f"/admin/publishing/issue/{issue.pk}/change/").text
+    assert f"/admin/publishing/issue/{issue.pk}/report/" in change
+    page = staff_client.get(f"/admin/publishing/issue/{issue.pk}/report/")
+    assert page.status_code == 200
+    text = page.text
+    assert '<dd id="report-delivered">2</dd>' in text
+    assert '<dd id="report-clicks">1</dd>' in text
+    assert '<dd id="report-filtered-clicks">1</dd>' in text
+    assert "https://example.org/b?x=1&amp;y=2" in text
+    assert "<svg" in text
+
+
+def test_the_links_csv_lists_each_link_with_its_counts(client, staff_client, letter, smtp_inbox):
+    issue, [message] = sent_issue(letter, smtp_inbox, people=["ann@example.com"])
+    sent_a_minute_ago()
+    click(client, tracked_paths(message)[0])
+    record_all()
+    response = staff_client.get(f"/admin/publishing/issue/{issue.pk}/report/links.csv")
+    assert response["Content-Type"].startswith("text/csv")
+    assert response.content.decode().splitlines() == [
+        "position,url,human_clicks,unique_people,filtered_clicks",
+        "1,https://example.com/a,1,1,0",
+        "2,https://example.org/b?x=1&y=2,0,0,0",
+    ]
+
+
+def test_the_report_needs_staff(client, letter, smtp_inbox):
+    issue, _messages = sent_issue(letter, smtp_inbox, people=["ann@example.com"])
+    for path in (
+        f"/admin/publishing/issue/{issue.pk}/report/",
+        f"/admin/publishing/issue/{issue.pk}/report/links.csv",
+    ):
+        response = client.get(path)
+        assert response.status_code == 302 and "/login/" in response["Location"]
+
+
+def test_the_report_of_an_unknown_issue_is_not_found(staff_client):
+    assert staff_client.get("/admin/publishing/issue/999999/report/").status_code == 404
+    assert staff_client.get("/admin/publishing/issue/999999/report/links.csv").status_code == 404
+
+
+def test_the_report_counts_unsubscribes_within_a_week_and_compares_with_earlier_issues(
+    client, letter, smtp_inbox
+):
+    first, _messages = sent_issue(letter, smtp_inbox)
+    second = issue_create(newsletter=letter, subject="Second", body_markdown=BODY)
+    issue_send(issue=second)
+    run_worker_until_idle()
+    second.refresh_from_db()
+    subscription_end(
+        profile=Profile.objects.get(email="bob@example.com"), newsletter=letter, reason="bye"
+    )
+    report = issue_report(issue=second)
+    assert report.unsubscribes == 1
+    assert issue_report(issue=first).unsubscribes == 0, "the later issue is held responsible"
+    assert [summary.issue for summary in report.previous] == [first]
