@@ -503,3 +503,56 @@ def test_the_report_counts_unsubscribes_within_a_week_and_compares_with_earlier_
     assert report.unsubscribes == 1
     assert issue_report(issue=first).unsubscribes == 0, "the later issue is held responsible"
     assert [summary.issue for summary in report.previous] == [first]
+
+
+# The API --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def api_get(client, db):
+    from signalpost.api.tokens import api_token_create
+
+    token = api_token_create(name="reports")[1]
+
+    def get(path):
+        return client.get(f"/api/v1{path}", HTTP_AUTHORIZATION=f"Bearer {token}")
+
+    return get
+
+
+def test_the_api_reports_an_issue(client, api_get, letter, smtp_inbox):
+    issue, [message] = sent_issue(letter, smtp_inbox, people=["ann@example.com"])
+    sent_a_minute_ago()
+    click(client, tracked_paths(message)[1])
+    record_all()
+    response = api_get(f"/issues/{issue.pk}/report")
+    assert response.status_code == 200
+    report = response.json()
+    assert report["delivered"] == 1
+    assert report["clicks"] == {"total": 1, "unique": 1, "filtered": 0}
+    assert report["opens"] is None
+    assert report["links"][1] == {
+        "position": 2,
+        "url": LINKS[1],
+        "clicks": 1,
+        "unique": 1,
+        "filtered": 0,
+    }
+    assert len(report["clicks_by_hour"]) == 48
+    assert sum(report["clicks_by_hour"]) == 1
+
+
+@pytest.mark.parametrize("issue_id", ["999999", "0", "-1", "abc", "1" * 40])
+def test_the_api_report_of_a_missing_or_malformed_id_is_a_clear_error(api_get, issue_id):
+    response = api_get(f"/issues/{issue_id}/report")
+    assert response.status_code in (404, 422, 400)
+    assert response.status_code != 500
+
+
+def test_the_api_report_needs_a_token(client, db):
+    assert client.get("/api/v1/issues/1/report").status_code == 401
+
+
+def test_the_report_is_in_the_openapi_document(client, db):
+    document = client.get("/api/v1/openapi.json").json()
+    assert "get" in document["paths"]["/api/v1/issues/{issue_id}/report"]
