@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from signalpost.durability import commit_without_flush
 from signalpost.engagement.models import Engagement, Hit, Kind, Machine
 from signalpost.newsletters.models import Subscription
 from signalpost.publishing.models import Delivery
@@ -25,15 +26,22 @@ from signalpost.signals import email_opened, link_clicked
 def hit_record(
     *, issue_id: int, delivery_id: int, kind: str, link_index: int | None, agent: str
 ) -> None:
-    """Put one click or open in the inbox, as the redirect saw it now (autocommits)."""
-    Hit.objects.create(
-        issue_id=issue_id,
-        delivery_id=delivery_id,
-        kind=kind,
-        link_index=link_index,
-        agent=agent,
-        at=timezone.now(),
-    )
+    """Put one click or open in the inbox, as the redirect saw it now, in its own transaction.
+
+    Its commit does not wait for the disk (``commit_without_flush``): only a crash of
+    the database server itself within a fraction of a second could lose it, and the
+    redirect answers without waiting for a flush.
+    """
+    with transaction.atomic():
+        commit_without_flush()
+        Hit.objects.create(
+            issue_id=issue_id,
+            delivery_id=delivery_id,
+            kind=kind,
+            link_index=link_index,
+            agent=agent,
+            at=timezone.now(),
+        )
 
 
 @dataclass(frozen=True)
