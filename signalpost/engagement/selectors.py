@@ -3,6 +3,7 @@
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
@@ -27,8 +28,8 @@ def issue_tracked_link(*, issue_id: int, index: int) -> str | None:
 
 
 def profiles_engaged(
-    *, issues: Iterable[Issue] | QuerySet, kind: str = Kind.CLICK, human: bool = True
-) -> QuerySet:
+    *, issues: Iterable[Issue] | QuerySet[Issue], kind: str = Kind.CLICK, human: bool = True
+) -> "QuerySet[Engagement, Any]":
     """The ids of the profiles that clicked (or opened) any of ``issues``, as a subquery.
 
     For segments ("clicked any of the last 3 issues"): filter subscriptions with
@@ -147,7 +148,7 @@ def _links(issue: Issue) -> list[LinkRow]:
         )
     )
     for row in counted:
-        link = rows.get(row["link_index"])
+        link = rows.get(row["link_index"]) if row["link_index"] is not None else None
         if link is not None:
             link.clicks, link.unique, link.filtered = row["clicks"], row["unique"], row["filtered"]
     return list(rows.values())

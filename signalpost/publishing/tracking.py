@@ -37,8 +37,9 @@ class TrackingTokenInvalid(Exception):
     """The token was tampered with, truncated, signed elsewhere or made for something else."""
 
 
-def _key(purpose: str, secret: str) -> bytes:
-    return hashlib.sha256(f"signalpost.tracking:{purpose}:{secret}".encode()).digest()
+def _key(purpose: str, secret: str | bytes) -> bytes:
+    text = secret.decode() if isinstance(secret, bytes) else secret
+    return hashlib.sha256(f"signalpost.tracking:{purpose}:{text}".encode()).digest()
 
 
 def _signature(key: bytes, value: str) -> str:
