@@ -38,8 +38,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harness import REPO_ROOT, free_port, pg_connect, pg_url_for, run
+from harness import REPO_ROOT, free_port, pg_connect, pg_url_for, proc_cpu_seconds, run
 from production import UNITS, production_start
+from subscribe import children_of
 
 WRK = shutil.which("wrk")
 CLIENTS = 32
@@ -81,16 +82,37 @@ def _wrk(url, seconds, paths_file):
     }
 
 
+def _web_pids(server_pid):
+    """The gunicorn processes under ``signalpost serve`` (not its task worker)."""
+    pids, todo = [], [server_pid]
+    while todo:
+        pid = todo.pop()
+        todo.extend(children_of(pid))
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"gunicorn" in command:
+            pids.append(pid)
+    return pids
+
+
+def _cpu(pids):
+    return sum(proc_cpu_seconds(pid) or 0.0 for pid in pids)
+
+
 def _subscribe_rate():
     """Requests/s of ``POST /subscribe/`` from bench/subscribe.py's quick Signalpost column."""
     output = subprocess.run(
         [sys.executable, "subscribe.py", "--quick", "--variants", "signalpost"],
         cwd=Path(__file__).resolve().parent, capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
-    found = re.search(r"^\|\s*requests/s\s*\|\s*([\d.,]+)", output, re.M)
+    found = re.search(r"^\|\s*requests/s\s*\|\s*\**([\d.,]+)", output, re.M)
+    cpu_line = r"server CPU per successful POST \(the three above\), ms\s*\|\s*([\d.]+)"
+    cpu = re.search(cpu_line, output)
     if not found:
         raise SystemExit(f"no requests/s in bench/subscribe.py's output:\n{output[-2000:]}")
-    return float(found.group(1).replace(",", ""))
+    return float(found.group(1).replace(",", "")), float(cpu.group(1)) if cpu else None
 
 
 def main():
@@ -128,7 +150,10 @@ def main():
         print(_manage_shell(shell_env, (SUPPORT / "setup_issue.py").read_text(), "setup").strip())
         base = f"http://{env['SIGNALPOST_ADDRESS']}"
         warmup = _wrk(base, WARMUP_SECONDS, paths_file)
+        web = _web_pids(server.pid)
+        cpu_before = _cpu(web)
         measured = _wrk(base, seconds, paths_file)
+        web_cpu_ms = (_cpu(web) - cpu_before) * 1000 / max(1, measured["redirects"])
         server.stop(timeout=120)
         server = None
         drained = _manage_shell(
@@ -169,6 +194,10 @@ def main():
         f"| `GET /c/<token>` | {measured['rate']:,.0f} | {measured['p50']:.1f} | "
         f"{measured['p99']:.1f} | {measured['redirects']:,} | {measured['other']:,} |"
     )
+    print(
+        f"gunicorn CPU per redirect: {web_cpu_ms:.2f} ms (its {len(web)} processes); "
+        f"redirects/s that CPU allows on 2 idle cores: {2000 / web_cpu_ms:,.0f}"
+    )
     if measured["socket_errors"]:
         print("socket errors:", measured["socket_errors"])
     print(
@@ -182,8 +211,13 @@ def main():
         f"recorded them in {took:.2f} s ({recorded_now / took if took else 0:,.0f} clicks/s)"
     )
     if not (args.quick or args.no_subscribe):
-        subscribe = _subscribe_rate()
+        subscribe, subscribe_cpu_ms = _subscribe_rate()
         ratio = measured["rate"] / subscribe
+        if subscribe_cpu_ms:
+            print(
+                f"Server CPU per subscribe POST (its bench: gunicorn + backends + worker): "
+                f"{subscribe_cpu_ms:.2f} ms, {subscribe_cpu_ms / web_cpu_ms:.1f}x a redirect's"
+            )
         print(
             f"Subscribe (bench/subscribe.py --quick, Signalpost alone) right after: "
             f"{subscribe:,.1f} requests/s; redirects are {ratio:.1f}x "
