@@ -57,10 +57,19 @@ class TokenSigner:
 
     def make(self, *, issue_id: int, delivery_id: int, index: int | str) -> str:
         """Return the URL-safe token naming ``delivery_id`` of ``issue_id`` and link ``index``."""
+        return self.maker(issue_id=issue_id, delivery_id=delivery_id)(index)
+
+    def maker(self, *, issue_id: int, delivery_id: int) -> Callable[[int | str], str]:
+        """``make`` for one delivery's links: the ids encoded once, then one HMAC per link."""
         encode = signing.b62_encode
-        index_text = index if isinstance(index, str) else encode(index)
-        value = f"{encode(issue_id)}.{encode(delivery_id)}.{index_text}"
-        return f"{value}.{_signature(self.key, value)}"
+        prefix = f"{encode(issue_id)}.{encode(delivery_id)}."
+        key = self.key
+
+        def token(index: int | str) -> str:
+            value = prefix + (index if isinstance(index, str) else encode(index))
+            return f"{value}.{_signature(key, value)}"
+
+        return token
 
     def read(self, token: str) -> tuple[int, int, str]:
         """Return ``(issue_id, delivery_id, index text)``; raise ``TrackingTokenInvalid``."""
@@ -143,11 +152,12 @@ class TrackedBody:
 
     def personalise(self, part: str, *, issue_id: int, delivery_id: int) -> str:
         """``part`` with every link placeholder swapped for this delivery's token."""
+        click = self._clicks.maker(issue_id=issue_id, delivery_id=delivery_id)
 
         def token(match: re.Match[str]) -> str:
             index = match.group(1)
             if index is None:
                 return self._opens.make(issue_id=issue_id, delivery_id=delivery_id, index="o")
-            return self._clicks.make(issue_id=issue_id, delivery_id=delivery_id, index=int(index))
+            return click(int(index))
 
         return self._pattern.sub(token, part)
