@@ -33,6 +33,7 @@ from signalpost.newsletters.models import Subscription
 from signalpost.newsletters.services import subscribe
 from signalpost.publishing.models import Issue
 from signalpost.publishing.services import BODY_MAX_LENGTH, issue_create
+from signalpost.publishing.tracking import CLICK, OPEN, TokenSigner
 from signalpost.uploads import takes_files
 from signalpost.webhooks.models import WebhookEndpoint
 from tests.durable_helpers import run_form_requests
@@ -134,6 +135,14 @@ PUBLIC_PAGES = {
     "healthz": lambda jane, weekly: "/healthz",
     "embed_subscribe": lambda jane, weekly: "/embed/weekly/",
     "set_language": lambda jane, weekly: "/language/",
+    "tracked_click": lambda jane, weekly: (
+        f"/c/{TokenSigner(CLICK).make(issue_id=1, delivery_id=1, index=0)}"
+    ),
+    "tracked_open": lambda jane, weekly: (
+        f"/o/{TokenSigner(OPEN).make(issue_id=1, delivery_id=1, index='o')}.gif"
+    ),
+    "issue_report": lambda jane, weekly: "/admin/publishing/issue/1/report/",
+    "issue_report_links_csv": lambda jane, weekly: "/admin/publishing/issue/1/report/links.csv",
 }
 FORM_PAGES = [
     "subscribe",
