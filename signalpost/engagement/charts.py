@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from signalpost.publishing.templatetags.signalpost_dashboard import axis_ticks
+from signalpost.charts import axis_ticks
 
 WIDTH = 640
 HEIGHT = 200
