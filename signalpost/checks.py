@@ -44,6 +44,7 @@ REQUIRED_APPS = [
     "signalpost.newsletters",
     "signalpost.activity",
     "signalpost.publishing",
+    "signalpost.engagement",
     "signalpost.webhooks",
     "signalpost.api",
 ]

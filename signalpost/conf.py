@@ -67,6 +67,12 @@ DEFAULTS: dict[str, Any] = {
     # Webhooks.
     "WEBHOOKS_ALLOW_PRIVATE_TARGETS": False,
     "WEBHOOK_MAX_ATTEMPTS": 8,
+    "WEBHOOKS_MACHINE_ENGAGEMENT": False,
+    # Engagement (docs/engagement.md): how clicks are judged human or machine.
+    "ENGAGEMENT_EARLY_SECONDS": 10.0,
+    "ENGAGEMENT_BURST_SECONDS": 2.0,
+    "ENGAGEMENT_SETTLE_SECONDS": 5.0,
+    "ENGAGEMENT_BEAT_BUDGET_SECONDS": 3.0,
     # Request bodies (signalpost.middleware.RequestBodyMiddleware).
     "REQUEST_BODY_MAX_BYTES": 64 * 1024,
     "REQUEST_BODY_MAX_BYTES_BY_VIEW": {
@@ -123,6 +129,11 @@ class SignalpostSettings:
     DKIM_PRIVATE_KEY_FILE: str
     WEBHOOKS_ALLOW_PRIVATE_TARGETS: bool
     WEBHOOK_MAX_ATTEMPTS: int
+    WEBHOOKS_MACHINE_ENGAGEMENT: bool
+    ENGAGEMENT_EARLY_SECONDS: float
+    ENGAGEMENT_BURST_SECONDS: float
+    ENGAGEMENT_SETTLE_SECONDS: float
+    ENGAGEMENT_BEAT_BUDGET_SECONDS: float
     REQUEST_BODY_MAX_BYTES: int
     REQUEST_BODY_MAX_BYTES_BY_VIEW: dict[str, int]
 

@@ -11,4 +11,5 @@ app_name = "signalpost"
 urlpatterns = [
     path("", include("signalpost.newsletters.urls")),
     path("", include("signalpost.publishing.urls")),
+    path("", include("signalpost.engagement.urls")),
 ]

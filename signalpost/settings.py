@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "signalpost.newsletters",
     "signalpost.activity",
     "signalpost.publishing",
+    "signalpost.engagement",
     "signalpost.webhooks",
     "signalpost.api",
     "anymail",
@@ -314,6 +315,17 @@ SECURE_CSP = CSP_PUBLIC
 SIGNALPOST_MAINTENANCE_INTERVAL_SECONDS = int(ENV.get("MAINTENANCE_INTERVAL_SECONDS", "3600"))
 SIGNALPOST_TASK_RESULTS_RETENTION_DAYS = int(ENV.get("TASK_RESULTS_RETENTION_DAYS", "14"))
 SIGNALPOST_WEBHOOK_MESSAGES_RETENTION_DAYS = int(ENV.get("WEBHOOK_MESSAGES_RETENTION_DAYS", "30"))
+
+# Engagement (docs/engagement.md): a click this soon after its email was sent, or
+# this close to a click on another link of the same email, is a scanner's. A click or
+# open waits SETTLE seconds before it is judged (the rest of a burst must be in), and
+# each worker heartbeat records for at most BEAT_BUDGET seconds.
+SIGNALPOST_ENGAGEMENT_EARLY_SECONDS = float(ENV.get("ENGAGEMENT_EARLY_SECONDS", "10"))
+SIGNALPOST_ENGAGEMENT_BURST_SECONDS = float(ENV.get("ENGAGEMENT_BURST_SECONDS", "2"))
+SIGNALPOST_ENGAGEMENT_SETTLE_SECONDS = float(ENV.get("ENGAGEMENT_SETTLE_SECONDS", "5"))
+SIGNALPOST_ENGAGEMENT_BEAT_BUDGET_SECONDS = float(ENV.get("ENGAGEMENT_BEAT_BUDGET_SECONDS", "3"))
+# Webhooks issue.clicked / issue.opened carry machine (scanner, proxy) events too.
+SIGNALPOST_WEBHOOKS_MACHINE_ENGAGEMENT = env_flag(ENV, "WEBHOOKS_MACHINE_ENGAGEMENT", default=False)
 
 LOG_FORMAT = ENV.get("LOG_FORMAT", "plain").strip().lower()
 if LOG_FORMAT not in {"plain", "json"}:

@@ -159,6 +159,23 @@ profile_attributes_changed = DeclaredSignal(
     "their attributes without it (subscribers_imported says who they are).",
 )
 
+link_clicked = DeclaredSignal(
+    "link_clicked",
+    arguments=("delivery", "issue", "profile", "url", "is_human"),
+    doc="A tracked link of an issue was followed (docs/engagement.md). is_human is False for "
+    "a scanner's or a burst's click; profile is None on a newsletter that keeps counts only "
+    "or once the person left it. Sent by engagement.services.hits_record in the batch's "
+    "transaction, a few seconds after the click (the judging waits for bursts).",
+)
+
+email_opened = DeclaredSignal(
+    "email_opened",
+    arguments=("delivery", "issue", "profile", "is_human"),
+    doc="An issue's open pixel was fetched (opt-in per newsletter; unreliable, "
+    "docs/engagement.md). is_human is False for image proxies (Apple, Google) and scanners. "
+    "Sent by engagement.services.hits_record in the batch's transaction.",
+)
+
 CATALOGUE = (
     subscription_requested,
     user_subscribed,
@@ -179,4 +196,6 @@ CATALOGUE = (
     profile_tagged,
     profile_untagged,
     profile_attributes_changed,
+    link_clicked,
+    email_opened,
 )

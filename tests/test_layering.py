@@ -43,6 +43,7 @@ LAYERS = [
     ("newsletters", ["signalpost.newsletters"]),
     ("activity", ["signalpost.activity"]),
     ("publishing", ["signalpost.publishing"]),
+    ("engagement", ["signalpost.engagement"]),
     ("webhooks", ["signalpost.webhooks"]),
     ("privacy", ["signalpost.privacy"]),
     (

@@ -33,6 +33,7 @@ from signalpost.newsletters.models import Subscription
 from signalpost.newsletters.services import segment_create, subscribe
 from signalpost.publishing.models import Issue
 from signalpost.publishing.services import BODY_MAX_LENGTH, issue_create
+from signalpost.publishing.tracking import CLICK, OPEN, TokenSigner
 from signalpost.uploads import takes_files
 from signalpost.webhooks.models import WebhookEndpoint
 from tests.durable_helpers import run_form_requests
@@ -135,6 +136,12 @@ PUBLIC_PAGES = {
     "account_newsletters": lambda jane, weekly: "/account/newsletters/",
     "embed_subscribe": lambda jane, weekly: "/embed/weekly/",
     "set_language": lambda jane, weekly: "/language/",
+    "tracked_click": lambda jane, weekly: (
+        f"/c/{TokenSigner(CLICK).make(issue_id=1, delivery_id=1, index=0)}"
+    ),
+    "tracked_open": lambda jane, weekly: (
+        f"/o/{TokenSigner(OPEN).make(issue_id=1, delivery_id=1, index='o')}.gif"
+    ),
 }
 FORM_PAGES = [
     "subscribe",

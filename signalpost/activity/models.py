@@ -11,6 +11,8 @@ class Activity(models.Model):
         USER_LOGGED_IN = "user_logged_in", "Logged in"
         DELIVERY_FAILED = "delivery_failed", "An issue could not be delivered"
         IMPORTED = "imported", "Imported"
+        LINK_CLICKED = "link_clicked", "Clicked a link in an issue"
+        EMAIL_OPENED = "email_opened", "Opened an issue"
 
     # No index of its own: the (profile, -created_at) index below starts with it.
     profile = models.ForeignKey(

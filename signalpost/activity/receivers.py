@@ -9,6 +9,8 @@ from signalpost.activity.services import activity_record
 from signalpost.activity.writes import activities_insert_imported
 from signalpost.signals import (
     delivery_failed,
+    email_opened,
+    link_clicked,
     subscribers_imported,
     subscription_requested,
     user_subscribed,
@@ -70,3 +72,27 @@ def activity_record_imported(sender, *, newsletter, subscription_ids, source, **
     activities_insert_imported(
         newsletter=newsletter, subscription_ids=subscription_ids, source=source
     )
+
+
+@receiver(link_clicked, dispatch_uid="activity.record_link_clicked")
+def activity_record_link_clicked(sender, *, issue, profile, url, is_human, **kwargs):
+    """A person's click (scanners' are not theirs) on a newsletter that keeps who clicked."""
+    if profile is not None and is_human:
+        activity_record(
+            profile=profile,
+            event=Activity.Event.LINK_CLICKED,
+            newsletter=issue.newsletter,
+            detail={"issue": issue.pk, "url": url[:500]},
+        )
+
+
+@receiver(email_opened, dispatch_uid="activity.record_email_opened")
+def activity_record_email_opened(sender, *, issue, profile, is_human, **kwargs):
+    """A person's open (image proxies' are not theirs), where opens are kept per person."""
+    if profile is not None and is_human:
+        activity_record(
+            profile=profile,
+            event=Activity.Event.EMAIL_OPENED,
+            newsletter=issue.newsletter,
+            detail={"issue": issue.pk},
+        )

@@ -32,6 +32,7 @@ from signalpost.api import schemas
 from signalpost.api.parser import BodyRefused, StrictJSONParser
 from signalpost.api.tokens import api_token_authenticate
 from signalpost.conf import conf
+from signalpost.engagement.selectors import issue_report
 from signalpost.newsletters.formats import FORMAT_NAMES
 from signalpost.newsletters.imports import ImportFileError, subscribers_import
 from signalpost.newsletters.models import Newsletter, Segment, Subscription
@@ -486,6 +487,51 @@ def issue_read(request, issue_id: int = ID):
     issue = get_object_or_404(Issue.objects.select_related("newsletter"), pk=issue_id)
     progress = issue_progress(issue=issue)
     return {**issue_out(issue), "progress": progress}
+
+
+def _counts_out(counts, *, aggregate_only):
+    unique = None if aggregate_only else counts.unique
+    return {"total": counts.total, "unique": unique, "filtered": counts.filtered}
+
+
+@issues.get("/{issue_id}/report", response={200: schemas.IssueReportOut, **ERRORS, **NOT_FOUND})
+def issue_report_read(request, issue_id: int = ID):
+    """What became of an issue: deliveries, unsubscribes and people's clicks and opens, per
+    link and per hour (docs/engagement.md)."""
+    issue = get_object_or_404(Issue.objects.select_related("newsletter"), pk=issue_id)
+    report = issue_report(issue=issue)
+    hide = report.aggregate_only
+    return {
+        "issue": issue_out(issue),
+        "delivered": report.delivered,
+        "failed": report.failed,
+        "bounced": report.bounced,
+        "complaints": report.complaints,
+        "unsubscribes": report.unsubscribes,
+        "clicks": _counts_out(report.clicks, aggregate_only=hide),
+        "opens": _counts_out(report.opens, aggregate_only=hide) if report.tracks_opens else None,
+        "links": [
+            {
+                "position": link.index + 1,
+                "url": link.url,
+                "clicks": link.clicks,
+                "unique": None if hide else link.unique,
+                "filtered": link.filtered,
+            }
+            for link in report.links
+        ],
+        "clicks_by_hour": [count for _hour, count in report.clicks_by_hour],
+        "previous": [
+            {
+                "id": summary.issue.pk,
+                "subject": summary.issue.subject,
+                "delivered": summary.delivered,
+                "unique_clicks": summary.unique_clicks,
+                "unsubscribes": summary.unsubscribes,
+            }
+            for summary in report.previous
+        ],
+    }
 
 
 @issues.patch("/{issue_id}", response={200: schemas.IssueOut, **ERRORS, **NOT_FOUND, **STATE})

@@ -144,6 +144,50 @@ class IssueProgressOut(IssueOut):
     progress: ProgressOut
 
 
+class EngagementCountsOut(Schema):
+    total: int = Field(description="People's events (scanners and image proxies left out).")
+    unique: int | None = Field(
+        description="People with at least one; null for a newsletter that keeps counts only."
+    )
+    filtered: int = Field(description="Machine events left out of total.")
+
+
+class LinkReportOut(Schema):
+    position: int = Field(description="1 for the body's first link.")
+    url: str
+    clicks: int
+    unique: int | None
+    filtered: int
+
+
+class IssueSummaryOut(Schema):
+    id: int
+    subject: str
+    delivered: int
+    unique_clicks: int
+    unsubscribes: int
+
+
+class IssueReportOut(Schema):
+    issue: IssueOut
+    delivered: int
+    failed: int
+    bounced: int
+    complaints: int = Field(description="Recipients who complained within 7 days of the send.")
+    unsubscribes: int = Field(
+        description="Recipients who left within 7 days of the send, or before the next issue."
+    )
+    clicks: EngagementCountsOut
+    opens: EngagementCountsOut | None = Field(
+        description="Null unless the newsletter tracks opens."
+    )
+    links: list[LinkReportOut]
+    clicks_by_hour: list[int] = Field(
+        description="People's clicks in each of the 48 hours after the send started."
+    )
+    previous: list[IssueSummaryOut] = Field(description="The newsletter's 5 previous issues.")
+
+
 class WebhookIn(Schema):
     url: str = Field(max_length=2000)
     events: list[str] = Field(default_factory=list, max_length=20)

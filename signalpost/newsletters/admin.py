@@ -161,6 +161,19 @@ class NewsletterAdmin(admin.ModelAdmin):
                 "“Embed on a website” page (button at the top, once saved).",
             },
         ),
+        (
+            "Engagement",
+            {
+                "fields": [
+                    "track_clicks",
+                    "track_plain_text_links",
+                    "track_opens",
+                    "engagement_aggregate_only",
+                ],
+                "description": "What its issues' emails let the site count (scanners filtered "
+                "out). Subscribers see it described in their preference center.",
+            },
+        ),
     ]
 
     def get_urls(self):

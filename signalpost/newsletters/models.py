@@ -124,6 +124,30 @@ class Newsletter(models.Model):
         "line: key: Label, or key: Label = choice, choice (frequency: How often? = weekly, "
         "monthly).",
     )
+    # Engagement (docs/engagement.md): what its issues' emails let the site count.
+    track_clicks = models.BooleanField(
+        "track clicks",
+        default=True,
+        help_text="Links in the HTML part go through this site, which counts each click "
+        "(scanners filtered out) before sending the reader on.",
+    )
+    track_plain_text_links = models.BooleanField(
+        "track plain-text links",
+        default=False,
+        help_text="Also route the links of the plain-text part through this site. Off: "
+        "plain-text readers see the real addresses.",
+    )
+    track_opens = models.BooleanField(
+        "track opens",
+        default=False,
+        help_text="Add an invisible image that counts opens. Unreliable: many mail apps "
+        "block images and privacy proxies fetch them for everyone.",
+    )
+    engagement_aggregate_only = models.BooleanField(
+        "counts only (no per-person engagement)",
+        default=False,
+        help_text="Keep only counts per issue and link: no record of who clicked or opened.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -145,6 +169,31 @@ class Newsletter(models.Model):
         # Stored as browsers send them, one a line.
         with contextlib.suppress(ValidationError):  # clean_fields reported it on the field
             self.embed_origins = "\n".join(origins_parse(self.embed_origins))
+
+    @property
+    def engagement_notice(self) -> str:
+        """What the site records when a subscriber reads this newsletter's emails, in words."""
+        from django.utils.translation import gettext as _
+
+        if not (self.track_clicks or self.track_opens):
+            return _("Nothing: its emails link straight to their pages and load no tracking image.")
+        counted = []
+        if self.track_clicks:
+            counted.append(_("which links in its emails are followed"))
+        if self.track_opens:
+            counted.append(_("whether its emails are opened (an invisible image)"))
+        who = (
+            _("Only totals per issue and link are kept, never who it was.")
+            if self.engagement_aggregate_only
+            else _(
+                "It is recorded against your subscription while you are subscribed, and "
+                "forgotten when you leave or erase your data."
+            )
+        )
+        return _("We count %(what)s. %(who)s No IP address or browser details are stored.") % {
+            "what": _(" and ").join(counted),
+            "who": who,
+        }
 
     @property
     def embed_origin_list(self) -> list[str]:

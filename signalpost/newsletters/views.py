@@ -315,7 +315,13 @@ def preferences_page(request, token):
             choices=choices,
             attributes=attributes,
         )
-    context = {"form": form, "profile": profile, "saved": saved, "token": token}
+    context = {
+        "form": form,
+        "profile": profile,
+        "saved": saved,
+        "token": token,
+        "recorded": newsletters_subscribed(profile=profile),
+    }
     return render_page(request, "newsletters/preferences.html", context, status=status)
 
 

@@ -15,6 +15,7 @@ from django.db.models import Model, Q
 
 from signalpost.accounts.models import Profile
 from signalpost.activity.models import Activity
+from signalpost.engagement.models import Engagement
 from signalpost.newsletters.models import Subscription
 from signalpost.newsletters.suppressions import suppressions_forget_address
 from signalpost.publishing.models import Delivery
@@ -32,6 +33,7 @@ def profile_export(*, profile: Profile) -> dict[str, Any]:
     subscriptions = Subscription.objects.filter(profile=profile).select_related("newsletter")
     activities = Activity.objects.filter(profile=profile).select_related("newsletter")
     deliveries = Delivery.objects.filter(profile=profile).select_related("issue__newsletter")
+    engagements = Engagement.objects.filter(profile=profile).select_related("issue__newsletter")
     return {
         "profile": {
             "email": profile.email,
@@ -77,12 +79,30 @@ def profile_export(*, profile: Profile) -> dict[str, Any]:
             }
             for delivery in deliveries
         ],
+        "engagement": [
+            {
+                "newsletter": engagement.issue.newsletter.slug,
+                "issue": engagement.issue.subject,
+                "kind": engagement.kind,
+                "link": _link(engagement),
+                "human": engagement.is_human,
+                "at": _isoformat(engagement.occurred_at),
+            }
+            for engagement in engagements
+        ],
     }
+
+
+def _link(engagement: Engagement) -> str | None:
+    links = engagement.issue.tracked_links
+    index = engagement.link_index
+    return links[index] if index is not None and 0 <= index < len(links) else None
 
 
 @transaction.atomic
 def profile_erase(*, profile: Profile) -> str:
-    """Erase ``profile``: its subscriptions, activity and name go; deliveries stay, anonymised.
+    """Erase ``profile``: its subscriptions, activity and name go; deliveries and clicks or
+    opens stay, anonymised (``Engagement.profile`` is set to null with the profile's delete).
 
     A suppression of the address keeps its SHA-256 and loses the address itself.
     Every other copy of the address goes in this transaction too: here the SMTP

@@ -10,6 +10,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
+from signalpost.engagement.admin_views import issue_links_csv, issue_report_page
 from signalpost.newsletters.models import Segment
 from signalpost.postgresql.estimates import EstimatedCountPaginator
 from signalpost.publishing.models import PREVIEW_TEXT_MAX_LENGTH, Delivery, Issue
@@ -336,6 +337,12 @@ class IssueAdmin(admin.ModelAdmin):
             view(self.write_view, "write"),
             view(self.preview_view, "preview"),
             view(self.image_view, "image"),
+            view(issue_report_page, "report"),
+            path(
+                "<int:issue_id>/report/links.csv",
+                self.admin_site.admin_view(issue_links_csv),
+                name="publishing_issue_report_links_csv",
+            ),
             *super().get_urls(),
         ]
 

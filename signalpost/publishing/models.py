@@ -47,6 +47,9 @@ class Issue(models.Model):
     sending_started_at = models.DateTimeField(null=True, blank=True, editable=False)
     sent_at = models.DateTimeField(null=True, blank=True, editable=False)
     recipient_count = models.PositiveIntegerField(default=0, editable=False)
+    # The body's http(s) links in order, fixed when the send starts: a tracked link's
+    # token names an index here, never a URL (publishing.tracking).
+    tracked_links = models.JSONField(default=list, editable=False, blank=True)
     # Who gets a send is fixed at the click (issue_send) and the deliveries are
     # created by workers in chunks of subscription ids after it (issue_prepare_chunk):
     # the subscriptions active then, up to this id, subscribed by this time.

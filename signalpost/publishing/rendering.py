@@ -23,6 +23,7 @@ from signalpost.mail.messages import Letterhead, Message, site_domain
 from signalpost.newsletters import emails
 from signalpost.newsletters.links import PersonalLinks, absolute
 from signalpost.publishing import markdown_sandbox, plaintext
+from signalpost.publishing.tracking import TrackedBody
 
 # What a template may observe of its reader, as ``IssueMessages`` names them.
 _PERSONAL = ("name", "email", "unsubscribe", "preferences")
@@ -209,19 +210,27 @@ class IssueMessages:
     ~0.25 for a long issue, docs/email.md).
 
     ``subject_prefix`` goes before the issue's subject (``"[Test] "`` for a test email).
+    With ``tracking`` (sends, not tests or previews), the body's links and an open pixel
+    follow the newsletter's engagement settings (``publishing.tracking``).
     """
 
-    def __init__(self, issue, *, subject_prefix=""):
+    def __init__(self, issue, *, subject_prefix="", tracking=False):
         self.issue = issue
         self.newsletter = issue.newsletter
         body_html = issue.body_html
+        self.tracked = _tracked_body(issue) if tracking else None
+        body_text = plaintext.html_to_text(body_html)
+        if self.tracked is not None:
+            body_html = self.tracked.html
+            if self.newsletter.track_plain_text_links:
+                body_text = self.tracked.text
         self.shared = {
             "issue": issue,
             "newsletter": self.newsletter,
             "body_html": mark_safe(body_html),  # sanitised by markdown_to_html
-            "body_text": plaintext.html_to_text(body_html),
+            "body_text": body_text,
             "preview_text": inbox_preview_text(
-                preview_text=issue.preview_text, body_html=body_html
+                preview_text=issue.preview_text, body_html=issue.body_html
             ),
             # A private newsletter's issues have no public page to link to.
             "web_url": absolute(issue_web_path(issue)) if self.newsletter.is_public else "",
@@ -307,6 +316,10 @@ class IssueMessages:
                 placeholders,
                 {field: html.escape(value) for field, value in values.items()},
             )
+        if self.tracked is not None and delivery.pk:
+            tokens = {"issue_id": self.issue.pk, "delivery_id": delivery.pk}
+            text = self.tracked.personalise(text, **tokens)
+            body_html = self.tracked.personalise(body_html, **tokens)
         return self.letterhead.message(
             to=delivery.email,
             message_id=message_id or self.message_id(delivery),
@@ -315,6 +328,20 @@ class IssueMessages:
             html=body_html,
             envelope_sender=verp.return_path(kind="d", pk=delivery.pk),
         )
+
+
+def _tracked_body(issue) -> TrackedBody | None:
+    """The body prepared for tracking per the newsletter's settings, or None when off."""
+    newsletter = issue.newsletter
+    if not (newsletter.track_clicks or newsletter.track_opens):
+        return None
+    return TrackedBody(
+        body_html=issue.body_html,
+        site_url=conf.SITE_URL,
+        clicks=newsletter.track_clicks,
+        opens=newsletter.track_opens,
+        text_for=plaintext.html_to_text,
+    )
 
 
 def _substitute(text: str, placeholders: dict[str, str], values: dict[str, str]) -> str:

@@ -49,6 +49,7 @@ from signalpost.publishing.selectors import (
     send_preparing_live,
     sends_in_progress,
 )
+from signalpost.publishing.tracking import links_find
 from signalpost.publishing.writes import deliveries_insert_chunk
 from signalpost.redaction import addresses_redact
 from signalpost.signals import (
@@ -291,8 +292,11 @@ def issue_send(*, issue: Issue) -> bool:
     issue.prepared_through_id = 0
     issue.prepared_at = None
     issue.recipient_count = 0
+    # What each tracked link's index names, fixed with the body from now on.
+    issue.tracked_links = links_find(issue.body_html)
     issue.save(
         update_fields=[
+            "tracked_links",
             "status",
             "segment_rules",
             "sending_started_at",

@@ -227,7 +227,7 @@ def deliveries_send(*, issue, deliveries, progress=None):
     caller to know which one a failure interrupted.
     """
     progress = {} if progress is None else progress
-    messages = IssueMessages(issue)
+    messages = IssueMessages(issue, tracking=True)
     rate = SendRate(conf.SEND_RATE_PER_SECOND)
     outcome = {
         "sent": 0,

@@ -37,6 +37,19 @@ def delivery_data(*, delivery, issue, user_email, reason, **kwargs):
     }
 
 
+def engagement_data(*, delivery, issue, profile, is_human, url=None, **kwargs):
+    data = {
+        "issue": issue.pk,
+        "newsletter": issue.newsletter.slug,
+        # None where the newsletter keeps counts only, or the person has left it.
+        "email": profile.email if profile is not None else None,
+        "human": is_human,
+    }
+    if url is not None:
+        data["url"] = url
+    return data
+
+
 def erased_data(*, profile_id, user_email, **kwargs):
     # The address is what integrators know the person by: without it they cannot
     # erase their copy. The message drops it once delivered or given up.
@@ -93,4 +106,6 @@ EVENTS = {
     "issue.resumed": (signals.issue_resumed, issue_data),
     "issue.cancelled": (signals.issue_cancelled, issue_data),
     "delivery.failed": (signals.delivery_failed, delivery_data),
+    "issue.clicked": (signals.link_clicked, engagement_data),
+    "issue.opened": (signals.email_opened, engagement_data),
 }

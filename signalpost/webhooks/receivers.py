@@ -142,6 +142,27 @@ def webhooks_issue_cancelled(sender, *, signal, idempotency_key, attempt, **argu
     _messages_queue("issue.cancelled", idempotency_key, arguments)
 
 
+def engagement_wanted(*, is_human, **kwargs):
+    """Machine clicks and opens only with WEBHOOKS_MACHINE_ENGAGEMENT, and only to endpoints."""
+    wanted = is_human or conf.WEBHOOKS_MACHINE_ENGAGEMENT
+    return wanted and endpoints_active_exist()
+
+
+engagement_receiver = functools.partial(
+    durable_receiver, max_attempts=5, backoff_base=10, only_if=engagement_wanted
+)
+
+
+@engagement_receiver(signals.link_clicked, id="webhooks.issue.clicked")
+def webhooks_issue_clicked(sender, *, signal, idempotency_key, attempt, **arguments):
+    _messages_queue("issue.clicked", idempotency_key, arguments)
+
+
+@engagement_receiver(signals.email_opened, id="webhooks.issue.opened")
+def webhooks_issue_opened(sender, *, signal, idempotency_key, attempt, **arguments):
+    _messages_queue("issue.opened", idempotency_key, arguments)
+
+
 @receiver(profile_erased, dispatch_uid="webhooks.messages_forget_profile")
 def webhooks_messages_forget_profile(sender, *, user_email, **kwargs):
     """Events already queued or sent about the person carry their address and name."""

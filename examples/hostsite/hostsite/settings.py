@@ -31,6 +31,7 @@ INSTALLED_APPS = [
     "signalpost.newsletters",
     "signalpost.activity",
     "signalpost.publishing",
+    "signalpost.engagement",
     "signalpost.webhooks",
     "signalpost.api",
 ]

@@ -6,12 +6,12 @@ twelve reads as clearly as one of twelve thousand; every chart also has its
 numbers in a table for screen readers and for copying.
 """
 
-import math
 from datetime import date
 from typing import Any
 
 from django import template
 
+from signalpost.charts import axis_ticks
 from signalpost.publishing.selectors import (
     sends_latest,
     subscriber_growth_recent,
@@ -30,20 +30,6 @@ BOTTOM = 40
 COLOURS = ["#0b5cad", "#c2410c", "#15803d", "#7e22ce", "#b91c1c", "#0e7490", "#a16207"]
 NEW_COLOUR = "#15803d"
 LOST_COLOUR = "#b91c1c"
-
-
-def axis_ticks(maximum: int, *, count: int = 4) -> list[int]:
-    """Return whole-number ticks from 0 to at least ``maximum``, about ``count`` of them.
-
-    Steps are 1, 2 or 5 times a power of ten, so labels read as round numbers; a
-    maximum of 0 still gets an axis from 0 to 1.
-    """
-    maximum = max(maximum, 1)
-    raw = maximum / count
-    power = 10 ** math.floor(math.log10(raw)) if raw >= 1 else 1
-    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
-    top = math.ceil(maximum / step) * step
-    return list(range(0, top + 1, step))
 
 
 def _x_positions(dates: list[date]) -> list[float]:
