@@ -82,6 +82,11 @@ def arguments_for(signal, person):
         "bounce_type": "hard",
         "description": "test",
         "subscription_ids": [person["subscription"].pk],
+        "changed": {"plan": [None, "pro"]},
+        "url": "https://example.com/",
+        "is_human": True,
+        "tag": "vip",
+        "profile_ids": [person["profile"].pk],
     }
     return {name: values[name] for name in signal.arguments}
 
