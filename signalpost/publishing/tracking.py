@@ -24,6 +24,8 @@ from django.conf import settings
 from django.core import signing
 from django.urls import reverse
 
+from signalpost.newsletters.links import TOKEN_SLOT
+
 CLICK = "signalpost.engagement.click"
 OPEN = "signalpost.engagement.open"
 TOKEN_MAX_LENGTH = 100
@@ -111,6 +113,11 @@ def links_find(body_html: str) -> list[str]:
     ]
 
 
+def _path_before_token(name: str) -> str:
+    """The path of URL ``name`` up to its token, under wherever the site mounted it."""
+    return reverse(name, args=[TOKEN_SLOT]).rsplit(TOKEN_SLOT, 1)[0]
+
+
 class TrackedBody:
     """An issue's body with its links (and an open pixel) as placeholders, for one batch.
 
@@ -132,8 +139,8 @@ class TrackedBody:
         self._clicks = TokenSigner(CLICK)
         self._opens = TokenSigner(OPEN)
         # Under whatever prefix the site mounted Signalpost's pages (docs/integrate.md).
-        self._click_base = site_url + reverse("signalpost:tracked_click", args=["-"])[:-1]
-        self._open_base = site_url + reverse("signalpost:tracked_open", args=["-"])[: -len("-.gif")]
+        self._click_base = site_url + _path_before_token("signalpost:tracked_click")
+        self._open_base = site_url + _path_before_token("signalpost:tracked_open")
         index = iter(range(1_000_000))
 
         def placeholder(match: re.Match[str]) -> str:
