@@ -7,7 +7,7 @@ from signalpost.charts import axis_ticks
 WIDTH = 640
 HEIGHT = 200
 LEFT = 48
-RIGHT = 10
+RIGHT = 24  # room for the last hour label ("48 h"), centred on the axis end
 TOP = 12
 BOTTOM = 40
 COLOUR = "#0b5cad"

@@ -74,6 +74,17 @@ def test_the_issue_report_reads_right_at_desktop_and_phone_widths(live_server, s
     assert staff.locator("#report-filtered-clicks").inner_text() == "9"
     assert staff.locator("svg.signalpost-hours rect").count() > 0
     assert "Last week's issue" in staff.locator("#report-previous").inner_text()
+    # On a phone the comparison is one labelled card per issue, not a table that scrolls
+    # sideways inside its box.
+    staff.set_viewport_size({"width": 390, "height": 900})
+    table = staff.locator("#report-previous")
+    assert table.evaluate("t => t.scrollWidth <= t.parentElement.clientWidth")
+    labels = (
+        table.locator("tbody tr")
+        .first.locator("td")
+        .evaluate_all("cells => cells.map(c => getComputedStyle(c, '::before').content)")
+    )
+    assert labels == ['"Delivered"', '"People who clicked"', '"Click rate"', '"Unsubscribed"']
 
 
 def test_the_preference_centers_notice_reads_right_at_each_width(live_server, staff):  # noqa: F811
