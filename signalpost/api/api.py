@@ -484,7 +484,9 @@ def issue_draft_create(request, slug: str, payload: schemas.IssueIn):
 @issues.get("/{issue_id}", response={200: schemas.IssueProgressOut, **ERRORS, **NOT_FOUND})
 def issue_read(request, issue_id: int = ID):
     """An issue and its send's progress."""
-    issue = get_object_or_404(Issue.objects.select_related("newsletter"), pk=issue_id)
+    issue = get_object_or_404(
+        Issue.objects.filter(is_automated=False).select_related("newsletter"), pk=issue_id
+    )
     progress = issue_progress(issue=issue)
     return {**issue_out(issue), "progress": progress}
 
@@ -498,7 +500,9 @@ def _counts_out(counts, *, aggregate_only):
 def issue_report_read(request, issue_id: int = ID):
     """What became of an issue: deliveries, unsubscribes and people's clicks and opens, per
     link and per hour (docs/engagement.md)."""
-    issue = get_object_or_404(Issue.objects.select_related("newsletter"), pk=issue_id)
+    issue = get_object_or_404(
+        Issue.objects.filter(is_automated=False).select_related("newsletter"), pk=issue_id
+    )
     report = issue_report(issue=issue)
     hide = report.aggregate_only
     return {
@@ -538,7 +542,9 @@ def issue_report_read(request, issue_id: int = ID):
 def issue_text_update(request, payload: schemas.IssueUpdateIn, issue_id: int = ID):
     """Change a draft's or scheduled issue's subject, body or preview text (a field left out
     is kept); 409 once it is sending or sent."""
-    issue = get_object_or_404(Issue.objects.select_related("newsletter"), pk=issue_id)
+    issue = get_object_or_404(
+        Issue.objects.filter(is_automated=False).select_related("newsletter"), pk=issue_id
+    )
     if issue.status not in EDITABLE:
         return error(409, f"A {issue.status} issue cannot be changed.", "status")
     given = payload.dict(exclude_none=True)
@@ -554,14 +560,18 @@ def issue_text_update(request, payload: schemas.IssueUpdateIn, issue_id: int = I
 @issues.post("/{issue_id}/send", response={202: schemas.IssueOut, **ERRORS, **NOT_FOUND})
 def issue_send_now(request, issue_id: int = ID):
     """Start sending the issue to every active subscriber; sending twice sends once."""
-    issue = get_object_or_404(Issue.objects.select_related("newsletter"), pk=issue_id)
+    issue = get_object_or_404(
+        Issue.objects.filter(is_automated=False).select_related("newsletter"), pk=issue_id
+    )
     issue_send(issue=issue)
     issue.refresh_from_db()
     return Status(202, issue_out(issue))
 
 
 def _issue_send_control(issue_id, action):
-    issue = get_object_or_404(Issue.objects.select_related("newsletter"), pk=issue_id)
+    issue = get_object_or_404(
+        Issue.objects.filter(is_automated=False).select_related("newsletter"), pk=issue_id
+    )
     try:
         action(issue=issue)
     except SendStateRefused as refused:
@@ -606,7 +616,9 @@ webhooks = Router(tags=["webhooks"])
 @issues.put("/{issue_id}/segment", response={200: schemas.IssueOut, **ERRORS, **NOT_FOUND})
 def issue_audience_set(request, payload: schemas.IssueSegmentIn, issue_id: int = ID):
     """Send a draft or scheduled issue to one segment of its newsletter (null: everyone)."""
-    issue = get_object_or_404(Issue.objects.select_related("newsletter"), pk=issue_id)
+    issue = get_object_or_404(
+        Issue.objects.filter(is_automated=False).select_related("newsletter"), pk=issue_id
+    )
     segment = None
     if payload.segment is not None:
         segment = Segment.objects.filter(pk=payload.segment).first()

@@ -1,0 +1,306 @@
+"""Automations: people walk through a sequence of waits, emails, tags and branches, once each."""
+
+import signal
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+from django.db import transaction
+from django.utils import timezone
+
+from signalpost.accounts.services import profile_tags_set
+from signalpost.automations import clock
+from signalpost.automations.models import Enrollment, StepRun
+from signalpost.automations.services import (
+    automation_activate,
+    automation_create,
+    automation_pause,
+    automation_update,
+    run_soon,
+)
+from signalpost.engagement.models import Engagement, Kind
+from signalpost.newsletters.services import subscribe, unsubscribe
+from signalpost.publishing.models import Delivery, Issue
+from tests.durable_helpers import (
+    run_worker_until_idle,
+    start_worker,
+    stop,
+    wait_for,
+    workers_send_to_inbox,
+)
+from tests.factories import make_newsletter
+from tests.mail import text_part
+
+DAY = 24 * 3600
+
+
+def email(subject, body="Hello.\n\n[Read more](https://example.com/more)"):
+    return {"kind": "email", "config": {"subject": subject, "body_markdown": body}}
+
+
+def wait(seconds):
+    return {"kind": "wait", "config": {"seconds": seconds}}
+
+
+@pytest.fixture
+def moved_clock(monkeypatch):
+    """Automations' clock, moved forward by ``moved_clock.advance(seconds)``: never slept."""
+
+    class Moved:
+        offset = timedelta(0)
+
+        def advance(self, seconds):
+            self.offset += timedelta(seconds=seconds)
+
+    moved = Moved()
+    monkeypatch.setattr(clock, "now", lambda: timezone.now() + moved.offset)
+    return moved
+
+
+def run_due():
+    """What the workers' beat does once a wait has ended, then the worker running it."""
+    with transaction.atomic():
+        run_soon()
+    run_worker_until_idle()
+
+
+def subjects_to(inbox, address):
+    return [
+        message["Subject"] for message in inbox.to(address) if "Welcome" not in message["Subject"]
+    ]
+
+
+def three_steps(newsletter, **fields):
+    automation = automation_create(
+        newsletter=newsletter,
+        name="Onboarding",
+        trigger="subscribed",
+        steps=[
+            email("Day one"),
+            wait(2 * DAY),
+            email("Day three"),
+            wait(DAY),
+            {"kind": "tag_add", "config": {"tag": "onboarded"}},
+        ],
+        **fields,
+    )
+    return automation_activate(automation=automation)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_three_step_sequence_sends_each_email_once_its_wait_is_over(
+    smtp_inbox, newsletter, moved_clock
+):
+    automation = three_steps(newsletter)
+    for address in ("ann@example.com", "bob@example.com"):
+        subscribe(email=address, newsletter=newsletter, source="form")
+    run_worker_until_idle()
+    smtp_inbox.wait_for(4)  # two welcomes, two first steps
+    assert subjects_to(smtp_inbox, "ann@example.com") == ["Day one"]
+    assert subjects_to(smtp_inbox, "bob@example.com") == ["Day one"]
+
+    moved_clock.advance(DAY)
+    run_due()
+    assert subjects_to(smtp_inbox, "ann@example.com") == ["Day one"], "still waiting"
+
+    moved_clock.advance(DAY + 1)
+    run_due()
+    smtp_inbox.wait_for(6)
+    assert subjects_to(smtp_inbox, "ann@example.com") == ["Day one", "Day three"]
+    message = smtp_inbox.to("bob@example.com")[-1]
+    assert "/unsubscribe/" in text_part(message), "the newsletter's template, its links"
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+    moved_clock.advance(DAY + 1)
+    run_due()
+    enrollments = Enrollment.objects.filter(automation=automation)
+    assert set(enrollments.values_list("status", flat=True)) == {"finished"}
+    assert set(enrollments.values_list("profile__tags__name", flat=True)) == {"onboarded"}
+    assert StepRun.objects.filter(enrollment__automation=automation).count() == 2 * 5
+    assert len(smtp_inbox.envelopes) == 6, "nothing sent twice"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_someone_who_unsubscribes_mid_sequence_gets_no_further_step(
+    smtp_inbox, newsletter, moved_clock
+):
+    automation = three_steps(newsletter)
+    for address in ("ann@example.com", "bob@example.com"):
+        subscribe(email=address, newsletter=newsletter, source="form")
+    run_worker_until_idle()
+    smtp_inbox.wait_for(4)
+
+    unsubscribe(email="ann@example.com", newsletter=newsletter, reason="form")
+    moved_clock.advance(2 * DAY + 1)
+    run_due()
+    smtp_inbox.wait_for(5)
+    assert subjects_to(smtp_inbox, "ann@example.com") == ["Day one"]
+    assert subjects_to(smtp_inbox, "bob@example.com") == ["Day one", "Day three"]
+    ann = Enrollment.objects.get(automation=automation, profile__email="ann@example.com")
+    assert (ann.status, ann.exit_reason) == ("exited", "unsubscribed")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_paused_automation_holds_everyone_until_it_is_resumed(
+    smtp_inbox, newsletter, moved_clock
+):
+    automation = three_steps(newsletter)
+    subscribe(email="ann@example.com", newsletter=newsletter, source="form")
+    run_worker_until_idle()
+    smtp_inbox.wait_for(2)
+    automation_pause(automation=automation)
+
+    moved_clock.advance(2 * DAY + 1)
+    run_due()
+    assert subjects_to(smtp_inbox, "ann@example.com") == ["Day one"]
+
+    automation_activate(automation=automation)
+    run_worker_until_idle()
+    smtp_inbox.wait_for(3)
+    assert subjects_to(smtp_inbox, "ann@example.com") == ["Day one", "Day three"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_edited_email_reaches_those_who_have_not_got_there_yet(
+    smtp_inbox, newsletter, moved_clock
+):
+    automation = three_steps(newsletter)
+    subscribe(email="ann@example.com", newsletter=newsletter, source="form")
+    run_worker_until_idle()
+    smtp_inbox.wait_for(2)
+    automation_update(
+        automation=automation,
+        steps=[
+            email("Day one, edited"),
+            wait(2 * DAY),
+            email("Day three, edited"),
+            wait(DAY),
+            {"kind": "tag_add", "config": {"tag": "onboarded"}},
+        ],
+    )
+    moved_clock.advance(2 * DAY + 1)
+    run_due()
+    smtp_inbox.wait_for(3)
+    assert subjects_to(smtp_inbox, "ann@example.com") == ["Day one", "Day three, edited"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_branch_follows_who_clicked_the_previous_email(smtp_inbox, newsletter, moved_clock):
+    automation = automation_create(
+        newsletter=newsletter,
+        name="Nudge",
+        trigger="subscribed",
+        steps=[
+            email("Look at this"),
+            wait(DAY),
+            {"kind": "branch", "config": {"if": {"clicked": 0}, "goto": 4}},
+            email("You missed this"),
+            {"kind": "tag_add", "config": {"tag": "nudged"}},
+        ],
+    )
+    automation_activate(automation=automation)
+    for address in ("ann@example.com", "bob@example.com"):
+        subscribe(email=address, newsletter=newsletter, source="form")
+    run_worker_until_idle()
+    smtp_inbox.wait_for(4)
+    step_issue = automation.steps.get(position=0).issue
+    ann = Delivery.objects.get(issue=step_issue, email="ann@example.com")
+    Engagement.objects.create(
+        newsletter=newsletter,
+        issue=step_issue,
+        profile=ann.profile,
+        kind=Kind.CLICK,
+        link_index=0,
+        is_human=True,
+        occurred_at=timezone.now(),
+    )
+
+    moved_clock.advance(DAY + 1)
+    run_due()
+    smtp_inbox.wait_for(5)
+    assert subjects_to(smtp_inbox, "ann@example.com") == ["Look at this"]
+    assert subjects_to(smtp_inbox, "bob@example.com") == ["Look at this", "You missed this"]
+    enrollments = Enrollment.objects.filter(automation=automation)
+    assert set(enrollments.values_list("status", flat=True)) == {"finished"}
+    assert set(enrollments.values_list("profile__tags__name", flat=True)) == {"nudged"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_tag_starts_an_automation_and_its_exit_tag_ends_it(smtp_inbox, newsletter, moved_clock):
+    automation = automation_create(
+        newsletter=newsletter,
+        name="Trial",
+        trigger="tagged",
+        trigger_value="trial",
+        exit_tag="customer",
+        steps=[wait(DAY), email("Your trial ends soon")],
+    )
+    automation_activate(automation=automation)
+    ann = subscribe(email="ann@example.com", newsletter=newsletter, source="form").profile
+    bob = subscribe(email="bob@example.com", newsletter=newsletter, source="form").profile
+    profile_tags_set(profile=ann, names=["trial"])
+    profile_tags_set(profile=bob, names=["trial"])
+    run_worker_until_idle()
+    profile_tags_set(profile=bob, names=["trial", "customer"])
+
+    moved_clock.advance(DAY + 1)
+    run_due()
+    smtp_inbox.wait_for(3)
+    assert subjects_to(smtp_inbox, "ann@example.com") == ["Your trial ends soon"]
+    assert subjects_to(smtp_inbox, "bob@example.com") == []
+    bob_enrollment = Enrollment.objects.get(automation=automation, profile=bob)
+    assert (bob_enrollment.status, bob_enrollment.exit_reason) == ("exited", "tagged customer")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_automation_emails_stay_out_of_the_issue_lists(smtp_inbox, newsletter, admin_client):
+    three_steps(newsletter)
+    response = admin_client.get("/admin/publishing/issue/")
+    assert response.status_code == 200
+    assert "Day one" not in response.content.decode()
+    assert Issue.objects.filter(is_automated=True).count() == 2
+
+
+RECIPIENTS = 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_killed_mid_step_sends_at_most_the_message_in_flight_twice(
+    tmp_path, smtp_inbox, settings, monkeypatch
+):
+    workers_send_to_inbox(settings, monkeypatch, batch_size=50, rate_per_second=60)
+    monkeypatch.setenv("WORKER_LEASE_SECONDS", "2")
+    letter = make_newsletter(slug="crashy")
+    automation = automation_create(
+        newsletter=letter, name="Hello", trigger="subscribed", steps=[email("Hello there")]
+    )
+    automation_activate(automation=automation)
+    for number in range(RECIPIENTS):
+        subscribe(email=f"reader{number}@example.com", newsletter=letter, source="admin")
+
+    first = start_worker("first", tmp_path, "--lease=2")
+    try:
+        wait_for(lambda: len(smtp_inbox.envelopes) >= 40, timeout=60, what="40 messages")
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+    finally:
+        stop(first, signal.SIGKILL)
+    assert len(smtp_inbox.envelopes) < RECIPIENTS, "killed mid-step"
+
+    second = start_worker("second", tmp_path, "--lease=2")
+    try:
+        wait_for(
+            lambda: (
+                Enrollment.objects.filter(automation=automation, status="finished").count()
+                == RECIPIENTS
+            ),
+            timeout=120,
+            what="everyone to finish",
+        )
+    finally:
+        assert stop(second) == 0
+
+    received = Counter(envelope.rcpt_tos[0] for envelope in smtp_inbox.envelopes)
+    assert len(received) == RECIPIENTS, "nobody lost"
+    doubled = [address for address, count in received.items() if count > 1]
+    assert len(doubled) <= 1, f"only the message in flight may be doubled: {doubled}"
