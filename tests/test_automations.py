@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from signalpost.accounts.services import profile_tags_set
 from signalpost.automations import clock
-from signalpost.automations.models import Enrollment, StepRun
+from signalpost.automations.models import Automation, Enrollment, StepRun
 from signalpost.automations.services import (
     automation_activate,
     automation_create,
@@ -304,3 +304,40 @@ def test_a_worker_killed_mid_step_sends_at_most_the_message_in_flight_twice(
     assert len(received) == RECIPIENTS, "nobody lost"
     doubled = [address for address, count in received.items() if count > 1]
     assert len(doubled) <= 1, f"only the message in flight may be doubled: {doubled}"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_new_newsletter_welcomes_through_its_welcome_automation(smtp_inbox, newsletter):
+    welcome = Automation.objects.get(newsletter=newsletter, is_welcome=True)
+    assert (welcome.status, [s.kind for s in welcome.steps.all()]) == ("active", ["welcome"])
+    subscribe(email="ann@example.com", newsletter=newsletter, source="form")
+    subscribe(email="bob@example.com", newsletter=newsletter, source="admin")
+    run_worker_until_idle()
+    [message] = smtp_inbox.wait_for(1)
+    assert (message["To"], message["Subject"]) == ("ann@example.com", "Welcome to The Weekly")
+    assert "/unsubscribe/" in text_part(message)
+    assert smtp_inbox.to("bob@example.com") == [], "staff additions stay silent, as before"
+    enrollment = Enrollment.objects.get(automation=welcome)
+    assert enrollment.status == "finished"
+    assert enrollment.runs.get().outcome == "sent"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_newsletter_without_a_welcome_automation_welcomes_as_before(smtp_inbox, newsletter):
+    newsletter.automations.all().delete()
+    subscribe(email="ann@example.com", newsletter=newsletter, source="form")
+    run_worker_until_idle()
+    [message] = smtp_inbox.wait_for(1)
+    assert message["Subject"] == "Welcome to The Weekly"
+    assert not Enrollment.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_someone_who_comes_back_is_welcomed_again(smtp_inbox, newsletter):
+    subscribe(email="ann@example.com", newsletter=newsletter, source="form")
+    run_worker_until_idle()
+    unsubscribe(email="ann@example.com", newsletter=newsletter, reason="form")
+    subscribe(email="ann@example.com", newsletter=newsletter, source="form")
+    run_worker_until_idle()
+    messages = smtp_inbox.wait_for(2)
+    assert [m["Subject"] for m in messages] == ["Welcome to The Weekly"] * 2

@@ -28,9 +28,9 @@ from django.urls import URLPattern, URLResolver, get_resolver, path
 from signalpost.accounts.models import Profile
 from signalpost.api.api import api
 from signalpost.api.tokens import api_token_create
+from signalpost.automations.services import automation_create
 from signalpost.newsletters import tokens
 from signalpost.newsletters.models import Subscription
-from signalpost.automations.services import automation_create
 from signalpost.newsletters.services import segment_create, subscribe
 from signalpost.publishing.models import Issue
 from signalpost.publishing.services import BODY_MAX_LENGTH, issue_create

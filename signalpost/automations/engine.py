@@ -9,6 +9,7 @@ and step (unique), marked sending before DATA and sent right after, so a
 worker killed mid-step sends at most the one message in flight again.
 """
 
+import functools
 import logging
 import zoneinfo
 from dataclasses import dataclass, field
@@ -24,7 +25,9 @@ from signalpost.automations import clock
 from signalpost.automations.models import Automation, Enrollment, Step, StepRun
 from signalpost.conf import conf
 from signalpost.durability import asynchronous_commit
+from signalpost.durable.exceptions import PermanentFailure
 from signalpost.engagement.models import Engagement, Kind
+from signalpost.newsletters import emails
 from signalpost.newsletters.models import Subscription
 from signalpost.publishing.models import Delivery
 from signalpost.publishing.services import retry_at
@@ -58,6 +61,7 @@ class RunOutcome:
     exited: int = 0
     finished: int = 0
     by_email: dict[int, list[Enrollment]] = field(default_factory=dict)
+    by_welcome: dict[int, list[Enrollment]] = field(default_factory=dict)
 
 
 @transaction.atomic
@@ -109,9 +113,11 @@ def enrollments_run(*, claimer: str, ids: list[int]) -> RunOutcome:
             outcome.exited += 1
             continue
         _walk(enrollment, steps[enrollment.automation_id], outcome)
+    by_id = {step.pk: step for listed in steps.values() for step in listed}
     for step_id, group in outcome.by_email.items():
-        step = next(s for ss in steps.values() for s in ss if s.pk == step_id)
-        outcome.sent += _email_send(step=step, enrollments=group, claimer=claimer)
+        outcome.sent += _email_send(step=by_id[step_id], enrollments=group, claimer=claimer)
+    for step_id, group in outcome.by_welcome.items():
+        outcome.sent += _welcome_send(step=by_id[step_id], enrollments=group)
     Enrollment.objects.filter(id__in=ids, claimed_by=claimer).update(claimed_by="", claimed_at=None)
     return outcome
 
@@ -173,6 +179,9 @@ def _walk(enrollment: Enrollment, steps: list[Step], outcome: RunOutcome) -> Non
         if step.kind == Step.Kind.EMAIL:
             outcome.by_email.setdefault(step.pk, []).append(enrollment)
             return
+        if step.kind == Step.Kind.WELCOME:
+            outcome.by_welcome.setdefault(step.pk, []).append(enrollment)
+            return
         with transaction.atomic():
             ran = _step_record(enrollment, step)
             goto, wait_until = step.position + 1, None
@@ -206,10 +215,12 @@ def _step_record(enrollment: Enrollment, step: Step, outcome: str = "done") -> b
 
 
 def _move(enrollment: Enrollment, *, position: int, next_run_at: datetime) -> None:
+    """Set the next step and when it is due; a new step starts with no failed try."""
+    fields: dict[str, Any] = {"position": position, "next_run_at": next_run_at}
+    if position != enrollment.position:
+        fields["attempts"] = 0
     enrollment.position, enrollment.next_run_at = position, next_run_at
-    Enrollment.objects.filter(pk=enrollment.pk, status=Enrollment.Status.ACTIVE).update(
-        position=position, next_run_at=next_run_at
-    )
+    Enrollment.objects.filter(pk=enrollment.pk, status=Enrollment.Status.ACTIVE).update(**fields)
 
 
 def _step_effect(step: Step, enrollment: Enrollment) -> None:
@@ -342,3 +353,49 @@ def _email_send(*, step: Step, enrollments: list[Enrollment], claimer: str) -> i
                 next_run_at=retry_at(max(attempts.first() or 1, 1)),
             )
     return sent
+
+
+def _welcome_send(*, step: Step, enrollments: list[Enrollment]) -> int:
+    """Send the newsletter's welcome email (``newsletters.emails``) to ``enrollments``.
+
+    The step is recorded before the message goes (a worker killed between the two
+    sends nothing: at most once); a message the server did not take is tried again
+    later, up to ``SEND_MAX_ATTEMPTS`` times, then the step is recorded failed.
+    """
+    newsletter_id = enrollments[0].automation.newsletter_id
+    subscriptions = {
+        subscription.profile_id: subscription
+        for subscription in Subscription.objects.filter(
+            newsletter_id=newsletter_id,
+            profile_id__in=[enrollment.profile_id for enrollment in enrollments],
+            status=Subscription.Status.ACTIVE,
+        ).select_related("profile", "newsletter")
+    }
+    builders = {}
+    by_key = {}
+    for enrollment in enrollments:
+        subscription = subscriptions.get(enrollment.profile_id)
+        key = f"automation-{step.pk}-enrollment-{enrollment.pk}"
+        if subscription is None or not _step_record(enrollment, step, outcome="sending"):
+            # Left meanwhile, or sent by a run that died after recording it.
+            _move(enrollment, position=step.position + 1, next_run_at=clock.now())
+            continue
+        builders[key] = functools.partial(
+            emails.welcome_message, subscription=subscription, idempotency_key=key
+        )
+        by_key[key] = enrollment
+    failures = emails.emails_send(builders) if builders else {}
+    for key, enrollment in by_key.items():
+        error = failures.get(key)
+        run = StepRun.objects.filter(enrollment=enrollment, step=step)
+        tries = enrollment.attempts + 1
+        if error is None or tries >= conf.SEND_MAX_ATTEMPTS or isinstance(error, PermanentFailure):
+            if error is not None:
+                logger.warning("The welcome of enrollment %s failed: %s", enrollment.pk, error)
+            run.update(outcome=Delivery.Status.SENT if error is None else Delivery.Status.FAILED)
+            _move(enrollment, position=step.position + 1, next_run_at=clock.now())
+            continue
+        run.delete()
+        Enrollment.objects.filter(pk=enrollment.pk).update(attempts=tries)
+        _move(enrollment, position=step.position, next_run_at=retry_at(tries))
+    return len(by_key) - len(failures)

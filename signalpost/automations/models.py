@@ -58,7 +58,8 @@ class Step(models.Model):
     a hidden issue that owns the deliveries, links and clicks); ``tag_add`` /
     ``tag_remove`` ``{"tag"}``; ``set_attribute`` ``{"key", "value"}``; ``webhook``
     ``{"event"}``; ``branch`` ``{"if": {"clicked": position} | {"has_tag": tag},
-    "goto": position}`` (forward only, so no loop).
+    "goto": position}`` (forward only, so no loop); ``welcome`` ``{}`` (the newsletter's
+    welcome email, its own templates: what a newsletter sent before automations).
     """
 
     class Kind(models.TextChoices):
@@ -69,6 +70,7 @@ class Step(models.Model):
         SET_ATTRIBUTE = "set_attribute", "Set an attribute"
         WEBHOOK = "webhook", "Call the webhooks"
         BRANCH = "branch", "Branch"
+        WELCOME = "welcome", "Send the newsletter's welcome email"
 
     automation = models.ForeignKey(Automation, on_delete=models.CASCADE, related_name="steps")
     position = models.PositiveIntegerField()
@@ -114,6 +116,8 @@ class Enrollment(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
     position = models.PositiveIntegerField(default=0)
     next_run_at = models.DateTimeField(null=True, blank=True)
+    # Failed tries of the current step (a welcome the mail server did not take).
+    attempts = models.PositiveSmallIntegerField(default=0)
     claimed_by = models.CharField(max_length=64, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
     exit_reason = models.CharField(max_length=100, blank=True)

@@ -6,11 +6,13 @@ it: a rollback enrolls nobody, and no task per person is needed to do it. The
 steps run later, set-based, in ``tasks.automations_run``.
 """
 
+from django.db.models.signals import post_save
 from django.dispatch import receiver
 
 from signalpost.automations import clock
 from signalpost.automations.models import Automation, Enrollment
 from signalpost.automations.services import (
+    automation_welcome_create,
     enroll_on_profile_change,
     enroll_subscribed,
     enrollments_exit,
@@ -20,7 +22,7 @@ from signalpost.automations.services import (
 from signalpost.conf import conf
 from signalpost.durable.maintenance import chore_due
 from signalpost.durable.signals import worker_beat
-from signalpost.newsletters.models import Subscription
+from signalpost.newsletters.models import Newsletter, Subscription
 from signalpost.signals import (
     bounce_received,
     complaint_received,
@@ -30,6 +32,13 @@ from signalpost.signals import (
     user_subscribed,
     user_unsubscribed,
 )
+
+
+@receiver(post_save, sender=Newsletter, dispatch_uid="automations.welcome_for_new_newsletter")
+def welcome_for_new_newsletter(sender, *, instance, created, raw=False, **kwargs):
+    """A new newsletter gets its welcome email as an automation (``automation_welcome_create``)."""
+    if created and not raw:
+        automation_welcome_create(newsletter=instance)
 
 
 @receiver(user_subscribed, dispatch_uid="automations.enroll_subscribed")

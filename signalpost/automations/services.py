@@ -7,7 +7,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 
 from signalpost.automations import clock
-from signalpost.automations.models import Automation, Enrollment, Step
+from signalpost.automations.models import Automation, Enrollment, Step, StepRun
 from signalpost.automations.validation import (
     exit_tag_clean,
     name_clean,
@@ -51,6 +51,33 @@ def automation_create(
     cleaned = steps_clean(newsletter=newsletter, steps=list(steps))
     automation.save()
     _steps_store(automation=automation, steps=cleaned)
+    return automation
+
+
+# Who the welcome greets, as before automations: people who asked themselves
+# (imports and staff additions stay silent).
+WELCOMED_SOURCES = [
+    Subscription.Source.FORM,
+    Subscription.Source.API,
+    Subscription.Source.EMBED,
+]
+WELCOME_NAME = "Welcome email"
+
+
+@transaction.atomic
+def automation_welcome_create(*, newsletter: Newsletter) -> Automation:
+    """Give ``newsletter`` its welcome automation, active: on subscribing through the form,
+    the API or an embedded form, the newsletter's welcome email. Every new newsletter
+    gets one; edit it to add steps, delete it to send no welcome at all."""
+    automation = Automation.objects.create(
+        newsletter=newsletter,
+        name=WELCOME_NAME,
+        status=Automation.Status.ACTIVE,
+        trigger=Automation.Trigger.SUBSCRIBED,
+        trigger_sources=sorted(WELCOMED_SOURCES),
+        is_welcome=True,
+    )
+    Step.objects.create(automation=automation, position=0, kind=Step.Kind.WELCOME, config={})
     return automation
 
 
@@ -162,12 +189,33 @@ def automation_delete(*, automation: Automation) -> None:
 
 
 def enroll(*, automations: QuerySet[Automation], profile_ids: list[int]) -> int:
-    """Enroll ``profile_ids`` in each of ``automations`` (once per person); return how many
-    enrollments are new. Queues one run of the engine when any is. In the caller's
-    transaction: a rolled-back subscribe enrolls nobody."""
+    """Enroll ``profile_ids`` in each of ``automations``; return how many start now.
+
+    Someone already on their way is left there; someone whose way through it ended
+    (finished, or left by unsubscribing) starts again from the first step, though
+    an email step that reached them before is not sent again (one delivery per
+    person and step). Queues one run of the engine when anyone starts. In the
+    caller's transaction: a rolled-back subscribe enrolls nobody.
+    """
     now = clock.now()
     created = 0
     for automation_id in automations.filter(status__in=ENROLLING).values_list("pk", flat=True):
+        ended = Enrollment.objects.filter(
+            automation_id=automation_id, profile_id__in=profile_ids
+        ).exclude(status=Enrollment.Status.ACTIVE)
+        ended_ids = list(ended.values_list("pk", flat=True))
+        if ended_ids:
+            StepRun.objects.filter(enrollment_id__in=ended_ids).delete()
+            created += Enrollment.objects.filter(pk__in=ended_ids).update(
+                status=Enrollment.Status.ACTIVE,
+                position=0,
+                attempts=0,
+                next_run_at=now,
+                exit_reason="",
+                ended_at=None,
+                claimed_by="",
+                claimed_at=None,
+            )
         rows = [
             Enrollment(automation_id=automation_id, profile_id=pk, next_run_at=now)
             for pk in profile_ids

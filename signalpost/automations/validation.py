@@ -24,7 +24,10 @@ _STEP_KEYS = {
     Step.Kind.SET_ATTRIBUTE: ({"key", "value"}, {"key", "value"}),
     Step.Kind.WEBHOOK: ({"event"}, set()),
     Step.Kind.BRANCH: ({"if", "goto"}, {"if", "goto"}),
+    Step.Kind.WELCOME: (set(), set()),
 }
+# Steps that email the person.
+SENDING = {Step.Kind.EMAIL, Step.Kind.WELCOME}
 WEBHOOK_EVENT_MAX_LENGTH = 100
 
 
@@ -141,6 +144,8 @@ def _config_clean(
         except ValidationError as error:
             raise _step_error(position, error.messages[0]) from error
         return {"key": config["key"], "value": config["value"]}
+    if kind == Step.Kind.WELCOME:
+        return {}
     if kind == Step.Kind.WEBHOOK:
         event = config.get("event", "")
         if not isinstance(event, str) or len(event) > WEBHOOK_EVENT_MAX_LENGTH:
@@ -229,13 +234,13 @@ def _sends_apart_check(steps: list[dict[str, Any]]) -> None:
     arriving: dict[int, int | None] = {}
     for position, step in enumerate(steps):
         last_email = arriving.get(position)
-        if step["kind"] == Step.Kind.EMAIL and last_email is not None:
+        if step["kind"] in SENDING and last_email is not None:
             raise _step_error(
                 position, f"a wait must come between this email and step {last_email}'s."
             )
         if step["kind"] == Step.Kind.WAIT:
             after = None
-        elif step["kind"] == Step.Kind.EMAIL:
+        elif step["kind"] in SENDING:
             after = position
         else:
             after = last_email
