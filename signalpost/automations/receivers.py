@@ -18,6 +18,7 @@ from signalpost.automations.services import (
     enrollments_exit,
     enrollments_exit_tagged,
     run_soon,
+    subscribed_automations,
 )
 from signalpost.conf import conf
 from signalpost.durable.maintenance import chore_due
@@ -49,7 +50,10 @@ def enroll_on_subscribe(sender, *, profile, newsletter, subscription, **kwargs):
 
 @receiver(subscribers_imported, dispatch_uid="automations.enroll_imported")
 def enroll_on_import(sender, *, newsletter, subscription_ids, source, **kwargs):
-    """An imported batch of active subscriptions: enrolled in one statement per automation."""
+    """An imported batch of active subscriptions: enrolled in one statement per automation
+    (nothing is read when no automation of the newsletter takes imported people)."""
+    if not subscribed_automations(newsletter=newsletter, source=Subscription.Source.IMPORT):
+        return
     profile_ids = list(
         Subscription.objects.filter(
             pk__in=subscription_ids, status=Subscription.Status.ACTIVE

@@ -228,16 +228,18 @@ def enroll(*, automations: QuerySet[Automation], profile_ids: list[int]) -> int:
     return created
 
 
+def subscribed_automations(*, newsletter: Newsletter, source: str) -> list[int]:
+    """The ids of ``newsletter``'s enrolling automations that a subscription from
+    ``source`` starts."""
+    automations = Automation.objects.filter(
+        newsletter=newsletter, trigger=Automation.Trigger.SUBSCRIBED, status__in=ENROLLING
+    ).values_list("pk", "trigger_sources")
+    return [pk for pk, sources in automations if not sources or source in sources]
+
+
 def enroll_subscribed(*, newsletter: Newsletter, profile_ids: list[int], source: str) -> int:
     """Enroll people whose subscription to ``newsletter`` became active from ``source``."""
-    automations = Automation.objects.filter(
-        newsletter=newsletter, trigger=Automation.Trigger.SUBSCRIBED
-    )
-    wanted = [
-        automation.pk
-        for automation in automations.filter(status__in=ENROLLING)
-        if not automation.trigger_sources or source in automation.trigger_sources
-    ]
+    wanted = subscribed_automations(newsletter=newsletter, source=source)
     if not wanted:
         return 0
     return enroll(automations=Automation.objects.filter(pk__in=wanted), profile_ids=profile_ids)
