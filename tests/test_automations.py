@@ -1,5 +1,6 @@
 """Automations: people walk through a sequence of waits, emails, tags and branches, once each."""
 
+import io
 import signal
 from collections import Counter
 from datetime import timedelta
@@ -341,3 +342,35 @@ def test_someone_who_comes_back_is_welcomed_again(smtp_inbox, newsletter):
     run_worker_until_idle()
     messages = smtp_inbox.wait_for(2)
     assert [m["Subject"] for m in messages] == ["Welcome to The Weekly"] * 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_import_into_a_sequence_queues_runs_by_batch_not_by_person(
+    smtp_inbox, newsletter, settings
+):
+    from django_tasks_db.models import DBTaskResult
+
+    from signalpost.automations.tasks import automations_run
+    from signalpost.newsletters.imports import subscribers_import
+
+    settings.SIGNALPOST_SEND_BATCH_SIZE = 50
+    automation = automation_create(
+        newsletter=newsletter,
+        name="Imported",
+        trigger="subscribed",
+        trigger_sources=["import"],
+        steps=[email("Hello, imported")],
+    )
+    automation_activate(automation=automation)
+    rows = "email\n" + "".join(f"reader{number}@example.com\n" for number in range(300))
+    subscribers_import(binary=io.BytesIO(rows.encode()), newsletter=newsletter, batch_size=100)
+    runs = DBTaskResult.objects.filter(task_path=automations_run.module_path)
+    assert runs.count() <= 3, "one waiting run at a time, however many people"
+
+    run_worker_until_idle()
+    smtp_inbox.wait_for(300)
+    assert len(Counter(envelope.rcpt_tos[0] for envelope in smtp_inbox.envelopes)) == 300
+    # A run per batch, and one more per batch for the step after its email.
+    assert runs.count() <= 2 * (300 // 50) + 3, "runs grow with batches (of 50), not people"
+    assert smtp_inbox.sessions <= 300 // 50 + 1, "one SMTP connection per batch"
+    assert Enrollment.objects.filter(automation=automation, status="finished").count() == 300

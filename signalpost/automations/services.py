@@ -5,6 +5,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import QuerySet
+from django_tasks_db.models import DBTaskResult
 
 from signalpost.automations import clock
 from signalpost.automations.models import Automation, Enrollment, Step, StepRun
@@ -299,7 +300,14 @@ def enrollments_exit_tagged(*, tag: str, profile_ids: list[int]) -> int:
 
 
 def run_soon() -> None:
-    """Queue one run of the engine in the caller's transaction (it claims what is due)."""
+    """Queue a run of the engine in the caller's transaction, unless one is waiting
+    to run already: it will claim what this transaction made due.
+
+    So 100,000 sign-ups in a minute queue a handful of runs, not 100,000. Should the
+    waiting run start before this transaction commits, the workers' beat
+    (``receivers.automations_wake``) queues the next within a quarter lease.
+    """
     from signalpost.automations.tasks import automations_run
 
-    task_enqueue(automations_run)
+    if not DBTaskResult.objects.ready().filter(task_path=automations_run.module_path).exists():
+        task_enqueue(automations_run)

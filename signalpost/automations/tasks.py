@@ -3,28 +3,29 @@
 from django.tasks import task
 
 from signalpost.automations.engine import enrollments_claim, enrollments_run
+from signalpost.automations.services import run_soon
 from signalpost.conf import conf
-from signalpost.durable.services import task_enqueue
 
 
 @task(takes_context=True)
 def automations_run(context):
     """Claim a batch of due enrollments and run their steps (``engine``).
 
-    A full batch queues the next run first, so another worker takes the next
-    batch meanwhile; the last, short batch queues nothing. Waits that end later
-    are found by the workers' beat (``receivers.automations_wake``).
+    A full batch queues the next run first (unless one waits already), so another
+    worker takes the next batch meanwhile; the last, short batch queues nothing.
+    Waits that end later are found by the workers' beat
+    (``receivers.automations_wake``).
     """
     claimer = f"automations-{context.task_result.id}"
     ids = enrollments_claim(claimer=claimer, limit=conf.SEND_BATCH_SIZE)
     if len(ids) >= conf.SEND_BATCH_SIZE:
-        task_enqueue(automations_run)
+        run_soon()
     if not ids:
         return {"claimed": 0}
     outcome = enrollments_run(claimer=claimer, ids=ids)
     if outcome.steps or outcome.sent:
         # Some moved on to a step that is due now (after an email, say).
-        task_enqueue(automations_run)
+        run_soon()
     return {
         "claimed": outcome.claimed,
         "steps": outcome.steps,
