@@ -45,7 +45,7 @@ _FINAL = {
     Delivery.Status.CANCELLED,
 }
 # Subscription states that end an enrollment, and the reason recorded.
-_EXIT_REASONS = {
+_EXIT_REASONS: dict[str | None, str] = {
     Subscription.Status.UNSUBSCRIBED: "unsubscribed",
     Subscription.Status.BOUNCED: "bounced",
     Subscription.Status.COMPLAINED: "complained",

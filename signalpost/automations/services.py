@@ -34,7 +34,7 @@ def automation_create(
     trigger_value: object = "",
     trigger_sources: object = None,
     exit_tag: object = "",
-    steps: object = (),
+    steps: object = None,
 ) -> Automation:
     """Create a draft automation of ``newsletter`` with ``steps``; raise ``ValidationError``
     naming the field (``steps``: the position) when anything is refused."""
@@ -49,7 +49,7 @@ def automation_create(
         trigger_sources=sources,
         exit_tag=exit_tag_clean(exit_tag),
     )
-    cleaned = steps_clean(newsletter=newsletter, steps=list(steps))
+    cleaned = steps_clean(newsletter=newsletter, steps=[] if steps is None else steps)
     automation.save()
     _steps_store(automation=automation, steps=cleaned)
     return automation
