@@ -88,15 +88,20 @@ def three_steps(newsletter, **fields):
     return automation_activate(automation=automation)
 
 
+def subscribe_both(inbox, newsletter):
+    """Ann and Bob subscribe through the form; wait for their welcome and first step."""
+    for address in ("ann@example.com", "bob@example.com"):
+        subscribe(email=address, newsletter=newsletter, source="form")
+    run_worker_until_idle()
+    inbox.wait_for(4)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_three_step_sequence_sends_each_email_once_its_wait_is_over(
     smtp_inbox, newsletter, moved_clock
 ):
     automation = three_steps(newsletter)
-    for address in ("ann@example.com", "bob@example.com"):
-        subscribe(email=address, newsletter=newsletter, source="form")
-    run_worker_until_idle()
-    smtp_inbox.wait_for(4)  # two welcomes, two first steps
+    subscribe_both(smtp_inbox, newsletter)
     assert subjects_to(smtp_inbox, "ann@example.com") == ["Day one"]
     assert subjects_to(smtp_inbox, "bob@example.com") == ["Day one"]
 
@@ -126,10 +131,7 @@ def test_someone_who_unsubscribes_mid_sequence_gets_no_further_step(
     smtp_inbox, newsletter, moved_clock
 ):
     automation = three_steps(newsletter)
-    for address in ("ann@example.com", "bob@example.com"):
-        subscribe(email=address, newsletter=newsletter, source="form")
-    run_worker_until_idle()
-    smtp_inbox.wait_for(4)
+    subscribe_both(smtp_inbox, newsletter)
 
     unsubscribe(email="ann@example.com", newsletter=newsletter, reason="form")
     moved_clock.advance(2 * DAY + 1)
@@ -200,10 +202,7 @@ def test_a_branch_follows_who_clicked_the_previous_email(smtp_inbox, newsletter,
         ],
     )
     automation_activate(automation=automation)
-    for address in ("ann@example.com", "bob@example.com"):
-        subscribe(email=address, newsletter=newsletter, source="form")
-    run_worker_until_idle()
-    smtp_inbox.wait_for(4)
+    subscribe_both(smtp_inbox, newsletter)
     step_issue = automation.steps.get(position=0).issue
     ann = Delivery.objects.get(issue=step_issue, email="ann@example.com")
     Engagement.objects.create(
