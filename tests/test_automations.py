@@ -373,3 +373,31 @@ def test_an_import_into_a_sequence_queues_runs_by_batch_not_by_person(
     assert runs.count() <= 2 * (300 // 50) + 3, "runs grow with batches (of 50), not people"
     assert smtp_inbox.sessions <= 300 // 50 + 1, "one SMTP connection per batch"
     assert Enrollment.objects.filter(automation=automation, status="finished").count() == 300
+
+
+@pytest.mark.django_db(transaction=True)
+def test_staff_see_a_persons_automations_and_each_automations_funnel(
+    smtp_inbox, newsletter, admin_client, moved_clock
+):
+    automation = three_steps(newsletter)
+    subscribe_both(smtp_inbox, newsletter)
+    unsubscribe(email="ann@example.com", newsletter=newsletter, reason="form")
+
+    ann = Enrollment.objects.get(automation=automation, profile__email="ann@example.com")
+    profile_page = admin_client.get(f"/admin/accounts/profile/{ann.profile_id}/change/")
+    section = profile_page.content.decode().split('id="staff-automations"')[1]
+    assert "Onboarding" in section and "Exited" in section and "unsubscribed" in section
+
+    page = admin_client.get(f"/admin/automations/automation/{automation.pk}/change/")
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "2 enrolled: 1 in progress, 0 finished, 1 exited." in text
+    assert "<td>0</td><td>email</td><td>0</td><td>2</td><td>2</td><td>0</td>" in text
+
+    response = admin_client.post(
+        "/admin/automations/automation/",
+        {"action": "pause", "_selected_action": [automation.pk]},
+    )
+    assert response.status_code == 302
+    automation.refresh_from_db()
+    assert automation.status == "paused"
