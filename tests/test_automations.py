@@ -401,3 +401,57 @@ def test_staff_see_a_persons_automations_and_each_automations_funnel(
     assert response.status_code == 302
     automation.refresh_from_db()
     assert automation.status == "paused"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_attribute_and_webhook_steps_run_once_each(smtp_inbox, newsletter):
+    from signalpost.webhooks.models import WebhookEndpoint, WebhookMessage
+
+    WebhookEndpoint.objects.create(
+        url="https://hooks.example.com/x", secret="s" * 32, events=["automation.step"]
+    )
+    automation = automation_create(
+        newsletter=newsletter,
+        name="Plan",
+        trigger="subscribed",
+        steps=[
+            {"kind": "set_attribute", "config": {"key": "plan", "value": "trial"}},
+            {"kind": "webhook", "config": {"event": "trial_started"}},
+        ],
+    )
+    automation_activate(automation=automation)
+    ann = subscribe(email="ann@example.com", newsletter=newsletter, source="form").profile
+    run_worker_until_idle()
+    run_due()
+
+    ann.refresh_from_db()
+    assert ann.attributes == {"plan": "trial"}
+    [message] = WebhookMessage.objects.filter(event="automation.step")
+    assert message.payload["data"] == {
+        "automation": automation.pk,
+        "name": "Plan",
+        "newsletter": "weekly",
+        "email": "ann@example.com",
+        "event": "trial_started",
+    }
+
+
+def test_a_weekly_wait_ends_at_that_time_in_the_persons_time_zone():
+    from datetime import UTC, datetime
+
+    from signalpost.accounts.models import Profile
+    from signalpost.automations.engine import wait_end
+
+    # Wednesday 2026-12-02 20:00 UTC is Thursday 05:00 in Tokyo.
+    now = datetime(2026, 12, 2, 20, 0, tzinfo=UTC)
+    tokyo = Profile(email="a@example.com", attributes={"time_zone": "Asia/Tokyo"})
+    nowhere = Profile(email="b@example.com", attributes={"time_zone": "Mars/Olympus"})
+    monday_nine = {"weekday": 0, "time": "09:00"}
+    assert wait_end(monday_nine, profile=tokyo, now=now) == datetime(2026, 12, 7, 0, 0, tzinfo=UTC)
+    assert wait_end(monday_nine, profile=nowhere, now=now) == datetime(
+        2026, 12, 7, 9, 0, tzinfo=UTC
+    )
+    wednesday_eight_pm = {"weekday": 2, "time": "20:00"}
+    assert wait_end(wednesday_eight_pm, profile=nowhere, now=now) == datetime(
+        2026, 12, 9, 20, 0, tzinfo=UTC
+    ), "never now: a week later"
