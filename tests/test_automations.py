@@ -455,3 +455,25 @@ def test_a_weekly_wait_ends_at_that_time_in_the_persons_time_zone():
     assert wait_end(wednesday_eight_pm, profile=nowhere, now=now) == datetime(
         2026, 12, 9, 20, 0, tzinfo=UTC
     ), "never now: a week later"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_step_that_puts_on_the_exit_tag_is_the_last_that_runs(smtp_inbox, newsletter):
+    automation = automation_create(
+        newsletter=newsletter,
+        name="Short",
+        trigger="subscribed",
+        exit_tag="done",
+        steps=[
+            {"kind": "tag_add", "config": {"tag": "done"}},
+            {"kind": "set_attribute", "config": {"key": "after", "value": "exit"}},
+        ],
+    )
+    automation_activate(automation=automation)
+    ann = subscribe(email="ann@example.com", newsletter=newsletter, source="form").profile
+    run_worker_until_idle()
+
+    enrollment = Enrollment.objects.get(automation=automation, profile=ann)
+    assert (enrollment.status, enrollment.exit_reason) == ("exited", "tagged done")
+    ann.refresh_from_db()
+    assert ann.attributes == {}

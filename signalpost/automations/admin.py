@@ -20,7 +20,7 @@ class AutomationAdmin(admin.ModelAdmin):
     list_filter = ["status", "trigger", "newsletter"]
     search_fields = ["name"]
     actions = ["activate", "pause"]
-    fields = [
+    readonly_fields = fields = (
         "name",
         "newsletter",
         "status",
@@ -29,8 +29,7 @@ class AutomationAdmin(admin.ModelAdmin):
         "trigger_sources",
         "exit_tag",
         "funnel",
-    ]
-    readonly_fields = fields
+    )
 
     def has_add_permission(self, request):
         return False

@@ -192,9 +192,9 @@ def _walk(enrollment: Enrollment, steps: list[Step], outcome: RunOutcome) -> Non
                     goto = step.config["goto"]
             elif ran:
                 _step_effect(step, enrollment)
-            _move(enrollment, position=goto, next_run_at=wait_until or clock.now())
+            still_in = _move(enrollment, position=goto, next_run_at=wait_until or clock.now())
         outcome.steps += 1
-        if wait_until is not None:
+        if wait_until is not None or not still_in:
             return
 
 
@@ -214,13 +214,21 @@ def _step_record(enrollment: Enrollment, step: Step, outcome: str = "done") -> b
     return True
 
 
-def _move(enrollment: Enrollment, *, position: int, next_run_at: datetime) -> None:
-    """Set the next step and when it is due; a new step starts with no failed try."""
+def _move(enrollment: Enrollment, *, position: int, next_run_at: datetime) -> bool:
+    """Set the next step and when it is due; a new step starts with no failed try.
+
+    Returns False when the enrollment ended meanwhile (the step's own tag was its
+    exit tag, say): nothing more runs for it.
+    """
     fields: dict[str, Any] = {"position": position, "next_run_at": next_run_at}
     if position != enrollment.position:
         fields["attempts"] = 0
     enrollment.position, enrollment.next_run_at = position, next_run_at
-    Enrollment.objects.filter(pk=enrollment.pk, status=Enrollment.Status.ACTIVE).update(**fields)
+    return bool(
+        Enrollment.objects.filter(pk=enrollment.pk, status=Enrollment.Status.ACTIVE).update(
+            **fields
+        )
+    )
 
 
 def _step_effect(step: Step, enrollment: Enrollment) -> None:
@@ -318,6 +326,7 @@ def _email_send(*, step: Step, enrollments: list[Enrollment], claimer: str) -> i
     for delivery in deliveries:
         delivery.issue = issue
     sent = 0
+    stopped = False
     if deliveries:
         automation_id = step.automation_id
 
@@ -327,8 +336,8 @@ def _email_send(*, step: Step, enrollments: list[Enrollment], claimer: str) -> i
 
         with asynchronous_commit():
             result = deliveries_send(issue=issue, deliveries=deliveries, halted=halted)
-        sent = result["sent"]
-        if result["sender_refused"] or result["halted"]:
+        sent, stopped = result["sent"], result["halted"]
+        if result["sender_refused"] or stopped:
             Delivery.objects.filter(
                 issue=issue, claimed_by=claimer, status=Delivery.Status.SENDING
             ).update(status=Delivery.Status.QUEUED, claimed_by="")
@@ -343,6 +352,9 @@ def _email_send(*, step: Step, enrollments: list[Enrollment], claimer: str) -> i
             with transaction.atomic():
                 _step_record(enrollment, step, outcome=status)
                 _move(enrollment, position=step.position + 1, next_run_at=clock.now())
+        elif stopped:
+            # Paused mid-batch: due again as soon as the automation is resumed.
+            _move(enrollment, position=step.position, next_run_at=clock.now())
         else:
             attempts = Delivery.objects.filter(issue=issue, profile_id=profile_id).values_list(
                 "attempts", flat=True
