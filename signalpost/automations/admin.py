@@ -69,11 +69,13 @@ class AutomationAdmin(admin.ModelAdmin):
             rows,
         )
 
-    @admin.action(description="Activate (or resume) the selected automations")
+    @admin.action(
+        description="Activate (or resume) the selected automations", permissions=["change"]
+    )
     def activate(self, request, queryset):
         self._each(request, queryset, automation_activate, "activated")
 
-    @admin.action(description="Pause the selected automations")
+    @admin.action(description="Pause the selected automations", permissions=["change"])
     def pause(self, request, queryset):
         self._each(request, queryset, automation_pause, "paused")
 
