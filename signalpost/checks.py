@@ -46,6 +46,7 @@ REQUIRED_APPS = [
     "signalpost.publishing",
     "signalpost.engagement",
     "signalpost.webhooks",
+    "signalpost.automations",
     "signalpost.api",
 ]
 REQUIRED_MIDDLEWARE = {

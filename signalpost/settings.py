@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "signalpost.publishing",
     "signalpost.engagement",
     "signalpost.webhooks",
+    "signalpost.automations",
     "signalpost.api",
     "anymail",
     # Its templates and static files serve the API docs' Swagger UI from this site.

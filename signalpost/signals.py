@@ -176,6 +176,14 @@ email_opened = DeclaredSignal(
     "Sent by engagement.services.hits_record in the batch's transaction.",
 )
 
+automation_step_webhook = DeclaredSignal(
+    "automation_step_webhook",
+    arguments=("automation_id", "automation_name", "newsletter", "profile", "user_email", "event"),
+    doc="An automation's webhook step ran for a person (docs/automations.md): event is the "
+    "name the step gives it. Sent by automations.engine in the step's transaction, at most "
+    "once per person and step; webhooks delivers it as automation.step.",
+)
+
 CATALOGUE = (
     subscription_requested,
     user_subscribed,
@@ -198,4 +206,5 @@ CATALOGUE = (
     profile_attributes_changed,
     link_clicked,
     email_opened,
+    automation_step_webhook,
 )

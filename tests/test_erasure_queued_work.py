@@ -87,6 +87,9 @@ def arguments_for(signal, person):
         "is_human": True,
         "tag": "vip",
         "profile_ids": [person["profile"].pk],
+        "automation_id": 1,
+        "automation_name": "Onboarding",
+        "event": "onboarded",
     }
     return {name: values[name] for name in signal.arguments}
 

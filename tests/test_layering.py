@@ -45,6 +45,7 @@ LAYERS = [
     ("publishing", ["signalpost.publishing"]),
     ("engagement", ["signalpost.engagement"]),
     ("webhooks", ["signalpost.webhooks"]),
+    ("automations", ["signalpost.automations"]),
     ("privacy", ["signalpost.privacy"]),
     (
         "interface",

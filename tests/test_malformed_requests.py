@@ -28,6 +28,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, path
 from signalpost.accounts.models import Profile
 from signalpost.api.api import api
 from signalpost.api.tokens import api_token_create
+from signalpost.automations.services import automation_create
 from signalpost.newsletters import tokens
 from signalpost.newsletters.models import Subscription
 from signalpost.newsletters.services import segment_create, subscribe
@@ -477,7 +478,14 @@ def api_world(jane, weekly):
     issue = issue_create(newsletter=weekly, subject="First", body_markdown="Hello")
     webhook = WebhookEndpoint.objects.create(url="https://hooks.example.com/x", secret="s" * 32)
     segment = segment_create(newsletter=weekly, name="All", rules={})
+    automation = automation_create(
+        newsletter=weekly,
+        name="Welcome",
+        trigger="subscribed",
+        steps=[{"kind": "email", "config": {"subject": "Hi", "body_markdown": "Hello"}}],
+    )
     return {
+        "automation_id": str(automation.pk),
         "segment_id": str(segment.pk),
         "slug": "weekly",
         "newsletter": "weekly",

@@ -59,6 +59,7 @@ def test_json_output_is_machine_readable():
     assert {receiver["dispatch_uid"] for receiver in unsubscribed["receivers"]} == {
         "accounts.profile_remove_subscription",
         "activity.record_unsubscribed",
+        "automations.exit_unsubscribed",
         "engagement.forget_unsubscribed",
         "publishing.deliveries_skip",
         "webhooks.subscriber.unsubscribed",

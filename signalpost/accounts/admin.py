@@ -16,6 +16,7 @@ from signalpost.accounts.services import (
     tags_parse,
 )
 from signalpost.activity.selectors import activities_for_profile
+from signalpost.automations.selectors import enrollments_of_profile
 from signalpost.newsletters.admin import AttributeFilter
 from signalpost.newsletters.models import Subscription
 from signalpost.newsletters.services import subscription_confirmation_resend, unsubscribe
@@ -112,6 +113,7 @@ class ProfileAdmin(admin.ModelAdmin):
                 "newsletter"
             ).order_by("newsletter__name")
             extra["activities"] = activities_for_profile(profile=profile)[:ACTIVITY_SHOWN]
+            extra["enrollments"] = enrollments_of_profile(profile_id=profile.pk)[:ACTIVITY_SHOWN]
             extra["activity_shown"] = ACTIVITY_SHOWN
             extra["may_change_subscriptions"] = request.user.has_perm(
                 "newsletters.change_subscription"

@@ -31,6 +31,15 @@ from signalpost.accounts.services import (
 from signalpost.api import schemas
 from signalpost.api.parser import BodyRefused, StrictJSONParser
 from signalpost.api.tokens import api_token_authenticate
+from signalpost.automations.models import Automation, Enrollment
+from signalpost.automations.selectors import automation_funnel, enrollments_of
+from signalpost.automations.services import (
+    automation_activate,
+    automation_create,
+    automation_delete,
+    automation_pause,
+    automation_update,
+)
 from signalpost.conf import conf
 from signalpost.engagement.selectors import issue_report
 from signalpost.newsletters.formats import FORMAT_NAMES
@@ -484,7 +493,9 @@ def issue_draft_create(request, slug: str, payload: schemas.IssueIn):
 @issues.get("/{issue_id}", response={200: schemas.IssueProgressOut, **ERRORS, **NOT_FOUND})
 def issue_read(request, issue_id: int = ID):
     """An issue and its send's progress."""
-    issue = get_object_or_404(Issue.objects.select_related("newsletter"), pk=issue_id)
+    issue = get_object_or_404(
+        Issue.objects.filter(is_automated=False).select_related("newsletter"), pk=issue_id
+    )
     progress = issue_progress(issue=issue)
     return {**issue_out(issue), "progress": progress}
 
@@ -498,7 +509,9 @@ def _counts_out(counts, *, aggregate_only):
 def issue_report_read(request, issue_id: int = ID):
     """What became of an issue: deliveries, unsubscribes and people's clicks and opens, per
     link and per hour (docs/engagement.md)."""
-    issue = get_object_or_404(Issue.objects.select_related("newsletter"), pk=issue_id)
+    issue = get_object_or_404(
+        Issue.objects.filter(is_automated=False).select_related("newsletter"), pk=issue_id
+    )
     report = issue_report(issue=issue)
     hide = report.aggregate_only
     return {
@@ -538,7 +551,9 @@ def issue_report_read(request, issue_id: int = ID):
 def issue_text_update(request, payload: schemas.IssueUpdateIn, issue_id: int = ID):
     """Change a draft's or scheduled issue's subject, body or preview text (a field left out
     is kept); 409 once it is sending or sent."""
-    issue = get_object_or_404(Issue.objects.select_related("newsletter"), pk=issue_id)
+    issue = get_object_or_404(
+        Issue.objects.filter(is_automated=False).select_related("newsletter"), pk=issue_id
+    )
     if issue.status not in EDITABLE:
         return error(409, f"A {issue.status} issue cannot be changed.", "status")
     given = payload.dict(exclude_none=True)
@@ -554,14 +569,18 @@ def issue_text_update(request, payload: schemas.IssueUpdateIn, issue_id: int = I
 @issues.post("/{issue_id}/send", response={202: schemas.IssueOut, **ERRORS, **NOT_FOUND})
 def issue_send_now(request, issue_id: int = ID):
     """Start sending the issue to every active subscriber; sending twice sends once."""
-    issue = get_object_or_404(Issue.objects.select_related("newsletter"), pk=issue_id)
+    issue = get_object_or_404(
+        Issue.objects.filter(is_automated=False).select_related("newsletter"), pk=issue_id
+    )
     issue_send(issue=issue)
     issue.refresh_from_db()
     return Status(202, issue_out(issue))
 
 
 def _issue_send_control(issue_id, action):
-    issue = get_object_or_404(Issue.objects.select_related("newsletter"), pk=issue_id)
+    issue = get_object_or_404(
+        Issue.objects.filter(is_automated=False).select_related("newsletter"), pk=issue_id
+    )
     try:
         action(issue=issue)
     except SendStateRefused as refused:
@@ -606,7 +625,9 @@ webhooks = Router(tags=["webhooks"])
 @issues.put("/{issue_id}/segment", response={200: schemas.IssueOut, **ERRORS, **NOT_FOUND})
 def issue_audience_set(request, payload: schemas.IssueSegmentIn, issue_id: int = ID):
     """Send a draft or scheduled issue to one segment of its newsletter (null: everyone)."""
-    issue = get_object_or_404(Issue.objects.select_related("newsletter"), pk=issue_id)
+    issue = get_object_or_404(
+        Issue.objects.filter(is_automated=False).select_related("newsletter"), pk=issue_id
+    )
     segment = None
     if payload.segment is not None:
         segment = Segment.objects.filter(pk=payload.segment).first()
@@ -725,9 +746,137 @@ def webhook_rotate_secret(request, webhook_id: int = ID):
     return webhook_out(endpoint, with_secret=True)
 
 
+automations = Router(tags=["automations"])
+
+
+def automation_out(automation):
+    return {
+        "id": automation.pk,
+        "newsletter": automation.newsletter.slug,
+        "name": automation.name,
+        "status": automation.status,
+        "trigger": automation.trigger,
+        "trigger_value": automation.trigger_value,
+        "trigger_sources": automation.trigger_sources,
+        "exit_tag": automation.exit_tag,
+        "steps": [
+            {"position": step.position, "kind": step.kind, "config": step.config}
+            for step in automation.steps.all()
+        ],
+        "created_at": automation.created_at,
+        "updated_at": automation.updated_at,
+    }
+
+
+def automation_or_404(automation_id):
+    return get_object_or_404(Automation.objects.select_related("newsletter"), pk=automation_id)
+
+
+@automations.get("", response={200: list[schemas.AutomationOut], **ERRORS})
+def automation_list(request, newsletter: str | None = None):
+    """Every automation, or a newsletter's (``?newsletter=slug``)."""
+    found = Automation.objects.select_related("newsletter").order_by("id")
+    if newsletter is not None:
+        found = found.filter(newsletter__slug=newsletter)
+    return [automation_out(automation) for automation in found.prefetch_related("steps")]
+
+
+@automations.post("", response={201: schemas.AutomationOut, **ERRORS})
+def automation_add(request, payload: schemas.AutomationIn):
+    """Create a draft automation; activate it to start enrolling people."""
+    newsletter = Newsletter.objects.filter(slug=payload.newsletter).first()
+    if newsletter is None:
+        raise DjangoValidationError({"newsletter": "There is no newsletter with that slug."})
+    automation = automation_create(
+        newsletter=newsletter,
+        name=payload.name,
+        trigger=payload.trigger,
+        trigger_value=payload.trigger_value,
+        trigger_sources=payload.trigger_sources,
+        exit_tag=payload.exit_tag,
+        steps=payload.steps,
+    )
+    return Status(201, automation_out(automation))
+
+
+@automations.get("/{automation_id}", response={200: schemas.AutomationOut, **ERRORS, **NOT_FOUND})
+def automation_read(request, automation_id: int = ID):
+    return automation_out(automation_or_404(automation_id))
+
+
+@automations.patch("/{automation_id}", response={200: schemas.AutomationOut, **ERRORS, **NOT_FOUND})
+def automation_change(request, payload: schemas.AutomationUpdateIn, automation_id: int = ID):
+    """Change the given fields. New steps apply to whoever has not reached them yet."""
+    automation = automation_or_404(automation_id)
+    changes = payload.dict(exclude_unset=True)
+    return automation_out(automation_update(automation=automation, **changes))
+
+
+@automations.delete("/{automation_id}", response={204: None, **ERRORS, **NOT_FOUND})
+def automation_remove(request, automation_id: int = ID):
+    """Delete an automation and everyone's progress through it (what was sent stays)."""
+    automation_delete(automation=automation_or_404(automation_id))
+    return Status(204, None)
+
+
+@automations.post(
+    "/{automation_id}/activate", response={200: schemas.AutomationOut, **ERRORS, **NOT_FOUND}
+)
+def automation_start(request, automation_id: int = ID):
+    """Start or resume: people enroll and move on through the steps."""
+    return automation_out(automation_activate(automation=automation_or_404(automation_id)))
+
+
+@automations.post(
+    "/{automation_id}/pause",
+    response={200: schemas.AutomationOut, **ERRORS, **NOT_FOUND, **STATE},
+)
+def automation_hold(request, automation_id: int = ID):
+    """Hold everyone where they are until it is activated again."""
+    automation = automation_or_404(automation_id)
+    if automation.status != Automation.Status.ACTIVE:
+        return error(409, "Only an active automation can be paused.", "status")
+    return automation_out(automation_pause(automation=automation))
+
+
+@automations.get(
+    "/{automation_id}/counts",
+    response={200: schemas.AutomationCountsOut, **ERRORS, **NOT_FOUND},
+)
+def automation_counts(request, automation_id: int = ID):
+    """The funnel: how many are in, finished, exited; per step waiting, ran, sent, clicked."""
+    automation = automation_or_404(automation_id)
+    return {"id": automation.pk, **automation_funnel(automation=automation)}
+
+
+@automations.get(
+    "/{automation_id}/enrollments",
+    response={200: list[schemas.EnrollmentOut], **ERRORS, **NOT_FOUND},
+)
+@paginate(PageNumberPagination, page_size=50)
+def automation_enrollments(request, automation_id: int = ID, status: str | None = None):
+    """Each person's progress (``?status=active|finished|exited``)."""
+    automation = automation_or_404(automation_id)
+    if status is not None and status not in Enrollment.Status.values:
+        raise DjangoValidationError({"status": "active, finished or exited."})
+    return [
+        {
+            "email": enrollment.profile.email,
+            "status": enrollment.status,
+            "position": enrollment.position,
+            "next_run_at": enrollment.next_run_at,
+            "exit_reason": enrollment.exit_reason,
+            "enrolled_at": enrollment.enrolled_at,
+            "ended_at": enrollment.ended_at,
+        }
+        for enrollment in enrollments_of(automation=automation, status=status)
+    ]
+
+
 api.add_router("/newsletters", newsletters)
 api.add_router("/subscriptions", subscriptions)
 api.add_router("/profiles", profiles)
 api.add_router("/issues", issues)
 api.add_router("/webhooks", webhooks)
 api.add_router("/segments", segments)
+api.add_router("/automations", automations)

@@ -253,3 +253,80 @@ class SegmentCountOut(Schema):
 
 class IssueSegmentIn(Schema):
     segment: int | None = Field(description="A segment of the issue's newsletter; null: everyone.")
+
+
+STEPS_DESCRIPTION = (
+    'The steps in order: [{"kind": "email", "config": {"subject": "Hi", "body_markdown": '
+    '"..."}}, {"kind": "wait", "config": {"seconds": 86400}}, {"kind": "tag_add", "config": '
+    '{"tag": "vip"}}, {"kind": "branch", "config": {"if": {"clicked": 0}, "goto": 4}}, ...] '
+    "(docs/automations.md)."
+)
+
+
+class AutomationIn(Schema):
+    newsletter: str = Field(max_length=60, description="The newsletter's slug.")
+    name: str = Field(max_length=200)
+    trigger: str = Field(max_length=20, description="subscribed, tagged or attribute_changed.")
+    trigger_value: str = Field("", max_length=100, description="The tag or attribute key.")
+    trigger_sources: list[str] = Field(
+        [], max_length=10, description="For subscribed: only these sources (empty: all)."
+    )
+    exit_tag: str = Field("", max_length=100)
+    steps: list[dict] = Field([], max_length=50, description=STEPS_DESCRIPTION)
+
+
+class AutomationUpdateIn(Schema):
+    name: str | None = Field(None, max_length=200)
+    trigger: str | None = Field(None, max_length=20)
+    trigger_value: str | None = Field(None, max_length=100)
+    trigger_sources: list[str] | None = Field(None, max_length=10)
+    exit_tag: str | None = Field(None, max_length=100)
+    steps: list[dict] | None = Field(None, max_length=50, description=STEPS_DESCRIPTION)
+
+
+class AutomationStepOut(Schema):
+    position: int
+    kind: str
+    config: dict
+
+
+class AutomationOut(Schema):
+    id: int
+    newsletter: str
+    name: str
+    status: str
+    trigger: str
+    trigger_value: str
+    trigger_sources: list[str]
+    exit_tag: str
+    steps: list[AutomationStepOut]
+    created_at: datetime
+    updated_at: datetime
+
+
+class AutomationFunnelStepOut(Schema):
+    position: int
+    kind: str
+    at_step: int = Field(description="People whose next step this is.")
+    ran: int = Field(description="People for whom this step ran.")
+    sent: int | None = Field(description="Emails sent (email steps).")
+    clicked: int | None = Field(description="People who clicked a link of it (email steps).")
+
+
+class AutomationCountsOut(Schema):
+    id: int
+    enrolled: int
+    active: int
+    finished: int
+    exited: int
+    steps: list[AutomationFunnelStepOut]
+
+
+class EnrollmentOut(Schema):
+    email: str
+    status: str
+    position: int = Field(description="The next step to run is the first at or after this.")
+    next_run_at: datetime | None
+    exit_reason: str
+    enrolled_at: datetime
+    ended_at: datetime | None

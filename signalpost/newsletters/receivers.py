@@ -87,8 +87,16 @@ def _while_status(status, subscription_message):
     return message_build
 
 
-def asked_themselves(*, source, **kwargs):
-    return source in WELCOMED_SOURCES
+def asked_themselves(*, source, newsletter, **kwargs):
+    """Welcome people who asked themselves, unless the newsletter's welcome automation
+    (``signalpost.automations``, reached by its relation name) sends the welcome."""
+    if source not in WELCOMED_SOURCES:
+        return False
+    return not newsletter.automations.filter(is_welcome=True, status__in=WELCOMING).exists()
+
+
+# The states of a welcome automation in which it, not this receiver, welcomes people.
+WELCOMING = ("active", "paused")
 
 
 @durable_receiver(

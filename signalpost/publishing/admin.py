@@ -228,6 +228,10 @@ class IssueAdmin(admin.ModelAdmin):
     actions = ["send_test_to_me", "unschedule"]
     change_form_template = "admin/publishing/issue/change_form.html"
 
+    def get_queryset(self, request):
+        # An automation's email steps are edited with their automation, not here.
+        return super().get_queryset(request).filter(is_automated=False)
+
     def has_change_permission(self, request, obj=None):
         # A sending or sent issue is shown read-only, so it has no Save button to press.
         if obj is not None and obj.status not in EDITABLE:
@@ -348,7 +352,9 @@ class IssueAdmin(admin.ModelAdmin):
 
     def _issue_for_sending(self, request, issue_id):
         """The issue, if the user may send it; 404 or 403 otherwise."""
-        issue = get_object_or_404(Issue.objects.select_related("newsletter"), pk=issue_id)
+        issue = get_object_or_404(
+            Issue.objects.filter(is_automated=False).select_related("newsletter"), pk=issue_id
+        )
         if not (self.has_view_permission(request, issue) and self.has_send_permission(request)):
             raise PermissionDenied
         return issue
@@ -371,7 +377,9 @@ class IssueAdmin(admin.ModelAdmin):
         return HttpResponseRedirect(reverse("admin:publishing_issue_change", args=[issue.pk]))
 
     def _issue_for_writing(self, request, issue_id):
-        issue = get_object_or_404(Issue.objects.select_related("newsletter"), pk=issue_id)
+        issue = get_object_or_404(
+            Issue.objects.filter(is_automated=False).select_related("newsletter"), pk=issue_id
+        )
         if not self.has_change_permission(request, issue):
             raise PermissionDenied
         return issue

@@ -61,6 +61,9 @@ class Issue(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, editable=False
     )
+    # An automation's email step (automations.Step.issue): never sent as a whole, never
+    # listed, archived nor fed; its deliveries, links and clicks are the step's.
+    is_automated = models.BooleanField(default=False, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

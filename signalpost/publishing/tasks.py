@@ -220,13 +220,20 @@ def batch_retry(*, issue_id, attempts, failures):
     )
 
 
-def deliveries_send(*, issue, deliveries, progress=None):
+def deliveries_send(*, issue, deliveries, progress=None, halted=None):
     """Send each delivery; record each outcome as it happens; return the counts.
 
     ``progress["delivery_id"]`` names the delivery being handled, for the
-    caller to know which one a failure interrupted.
+    caller to know which one a failure interrupted. ``halted()`` says whether to
+    stop before the next message (default: the issue's send was paused or
+    cancelled, ``selectors.issue_send_halted``); an automation passes its own.
     """
     progress = {} if progress is None else progress
+    if halted is None:
+
+        def halted():
+            return issue_send_halted(issue_id=issue.pk)
+
     messages = IssueMessages(issue, tracking=True)
     rate = SendRate(conf.SEND_RATE_PER_SECOND)
     outcome = {
@@ -263,7 +270,7 @@ def deliveries_send(*, issue, deliveries, progress=None):
                     # Paused or cancelled: stop before the next message. The
                     # caller gives back what is still claimed.
                     marks.settle()
-                    if issue_send_halted(issue_id=issue.pk):
+                    if halted():
                         outcome["halted"] = True
                         return outcome
                     halt_checked_at = time.monotonic()

@@ -80,6 +80,18 @@ def attributes_changed_data(*, profile, user_email, changed, source, **kwargs):
     return {"email": user_email, "changed": changed, "source": source}
 
 
+def automation_step_data(
+    *, automation_id, automation_name, newsletter, profile, user_email, event, **kwargs
+):
+    return {
+        "automation": automation_id,
+        "name": automation_name,
+        "newsletter": newsletter.slug,
+        "email": user_email,
+        "event": event,
+    }
+
+
 ERASED_EVENT = "subscriber.erased"
 
 # The keys of an event's data that name a person: an endpoint's answer that echoes
@@ -108,4 +120,5 @@ EVENTS = {
     "delivery.failed": (signals.delivery_failed, delivery_data),
     "issue.clicked": (signals.link_clicked, engagement_data),
     "issue.opened": (signals.email_opened, engagement_data),
+    "automation.step": (signals.automation_step_webhook, automation_step_data),
 }

@@ -112,6 +112,11 @@ def webhooks_subscriber_attributes_changed(
     _messages_queue("subscriber.attributes_changed", idempotency_key, arguments)
 
 
+@webhook_receiver(signals.automation_step_webhook, id="webhooks.automation.step")
+def webhooks_automation_step(sender, *, signal, idempotency_key, attempt, **arguments):
+    _messages_queue("automation.step", idempotency_key, arguments)
+
+
 @webhook_receiver(signals.issue_sending_started, id="webhooks.issue.sending")
 def webhooks_issue_sending(sender, *, signal, idempotency_key, attempt, **arguments):
     _messages_queue("issue.sending", idempotency_key, arguments)

@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "signalpost.publishing",
     "signalpost.engagement",
     "signalpost.webhooks",
+    "signalpost.automations",
     "signalpost.api",
 ]
 

@@ -1,0 +1,413 @@
+"""Running automations set-based: claim the due enrollments in batches, run their steps.
+
+One ``automations_run`` task claims up to ``AUTOMATION_BATCH_SIZE`` due
+enrollments in one transaction (SKIP LOCKED on PostgreSQL, so workers never
+wait for each other), runs each person's steps up to a wait or an email, and
+sends each email step's messages of the batch over one SMTP connection through
+the issue fan-out (``publishing.tasks.deliveries_send``): a Delivery per person
+and step (unique), marked sending before DATA and sent right after, so a
+worker killed mid-step sends at most the one message in flight again.
+"""
+
+import functools
+import logging
+import zoneinfo
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+
+from signalpost.accounts.models import Profile
+from signalpost.accounts.services import profile_attributes_update, profile_tags_set
+from signalpost.automations import clock
+from signalpost.automations.models import Automation, Enrollment, Step, StepRun
+from signalpost.conf import conf
+from signalpost.durability import asynchronous_commit
+from signalpost.durable.exceptions import PermanentFailure
+from signalpost.engagement.models import Engagement, Kind
+from signalpost.newsletters import emails
+from signalpost.newsletters.models import Subscription
+from signalpost.publishing.models import Delivery
+from signalpost.publishing.services import retry_at
+from signalpost.publishing.tasks import deliveries_send
+from signalpost.signals import automation_step_webhook
+
+logger = logging.getLogger(__name__)
+
+# What a delivery's final status means for the step.
+_FINAL = {
+    Delivery.Status.SENT,
+    Delivery.Status.FAILED,
+    Delivery.Status.BOUNCED,
+    Delivery.Status.SKIPPED,
+    Delivery.Status.CANCELLED,
+}
+# Subscription states that end an enrollment, and the reason recorded.
+_EXIT_REASONS: dict[str | None, str] = {
+    Subscription.Status.UNSUBSCRIBED: "unsubscribed",
+    Subscription.Status.BOUNCED: "bounced",
+    Subscription.Status.COMPLAINED: "complained",
+    Subscription.Status.PENDING: "unsubscribed",
+}
+
+
+@dataclass
+class RunOutcome:
+    claimed: int = 0
+    steps: int = 0
+    sent: int = 0
+    exited: int = 0
+    finished: int = 0
+    by_email: dict[int, list[Enrollment]] = field(default_factory=dict)
+    by_welcome: dict[int, list[Enrollment]] = field(default_factory=dict)
+
+
+@transaction.atomic
+def enrollments_claim(*, claimer: str, limit: int) -> list[int]:
+    """Claim up to ``limit`` due enrollments of active automations for ``claimer``.
+
+    A claimer that ran before (its task rerun after its worker died) gets its own
+    unfinished claims back first; a claim older than the worker lease is taken
+    for lost. Other workers' rows being claimed are skipped (SKIP LOCKED).
+    """
+    now = clock.now()
+    own = list(
+        Enrollment.objects.filter(claimed_by=claimer, status=Enrollment.Status.ACTIVE).values_list(
+            "id", flat=True
+        )[:limit]
+    )
+    if own:
+        return own
+    lost = now - timedelta(seconds=conf.WORKER_LEASE_SECONDS * 2)
+    ids = list(
+        Enrollment.objects.filter(
+            status=Enrollment.Status.ACTIVE,
+            next_run_at__lte=now,
+            automation__status=Automation.Status.ACTIVE,
+        )
+        .filter(Q(claimed_by="") | Q(claimed_at__lt=lost))
+        .order_by("next_run_at")
+        .select_for_update(skip_locked=True, of=("self",))
+        .values_list("id", flat=True)[:limit]
+    )
+    Enrollment.objects.filter(id__in=ids).update(claimed_by=claimer, claimed_at=now)
+    return ids
+
+
+def enrollments_run(*, claimer: str, ids: list[int]) -> RunOutcome:
+    """Run the steps of the claimed enrollments ``ids``; release them; return the counts."""
+    outcome = RunOutcome(claimed=len(ids))
+    enrollments = list(
+        Enrollment.objects.filter(id__in=ids, claimed_by=claimer, status=Enrollment.Status.ACTIVE)
+        .select_related("automation__newsletter", "profile")
+        .order_by("id")
+    )
+    steps = _steps_of({enrollment.automation_id for enrollment in enrollments})
+    leaving = _leaving(enrollments)
+    for enrollment in enrollments:
+        reason = leaving.get(enrollment.pk)
+        if reason:
+            _end(enrollment, status=Enrollment.Status.EXITED, reason=reason)
+            outcome.exited += 1
+            continue
+        _walk(enrollment, steps[enrollment.automation_id], outcome)
+    by_id = {step.pk: step for listed in steps.values() for step in listed}
+    for step_id, group in outcome.by_email.items():
+        outcome.sent += _email_send(step=by_id[step_id], enrollments=group, claimer=claimer)
+    for step_id, group in outcome.by_welcome.items():
+        outcome.sent += _welcome_send(step=by_id[step_id], enrollments=group)
+    Enrollment.objects.filter(id__in=ids, claimed_by=claimer).update(claimed_by="", claimed_at=None)
+    return outcome
+
+
+def _steps_of(automation_ids: set[int]) -> dict[int, list[Step]]:
+    steps: dict[int, list[Step]] = {pk: [] for pk in automation_ids}
+    for step in Step.objects.filter(automation_id__in=automation_ids).select_related(
+        "issue__newsletter"
+    ):
+        steps[step.automation_id].append(step)
+    for listed in steps.values():
+        listed.sort(key=lambda step: step.position)
+    return steps
+
+
+def _leaving(enrollments: list[Enrollment]) -> dict[int, str]:
+    """Who must leave at claim time: not actively subscribed any more, or exit-tagged."""
+    if not enrollments:
+        return {}
+    statuses = {
+        (profile_id, newsletter_id): status
+        for profile_id, newsletter_id, status in Subscription.objects.filter(
+            profile_id__in={e.profile_id for e in enrollments},
+            newsletter_id__in={e.automation.newsletter_id for e in enrollments},
+        ).values_list("profile_id", "newsletter_id", "status")
+    }
+    exit_tags = {e.automation.exit_tag for e in enrollments if e.automation.exit_tag}
+    tagged = set()
+    if exit_tags:
+        tagged = set(
+            Profile.tags.through.objects.filter(
+                profile_id__in={e.profile_id for e in enrollments}, tag__name__in=exit_tags
+            ).values_list("profile_id", "tag__name")
+        )
+    leaving = {}
+    for enrollment in enrollments:
+        status = statuses.get((enrollment.profile_id, enrollment.automation.newsletter_id))
+        if status != Subscription.Status.ACTIVE:
+            leaving[enrollment.pk] = _EXIT_REASONS.get(status, "unsubscribed")
+        elif (enrollment.profile_id, enrollment.automation.exit_tag) in tagged:
+            leaving[enrollment.pk] = f"tagged {enrollment.automation.exit_tag}"[:100]
+    return leaving
+
+
+def _end(enrollment: Enrollment, *, status: str, reason: str) -> None:
+    Enrollment.objects.filter(pk=enrollment.pk, status=Enrollment.Status.ACTIVE).update(
+        status=status, exit_reason=reason, ended_at=clock.now(), next_run_at=None
+    )
+
+
+def _walk(enrollment: Enrollment, steps: list[Step], outcome: RunOutcome) -> None:
+    """Run ``enrollment``'s steps from its position until a wait, an email or the end."""
+    while True:
+        step = next((s for s in steps if s.position >= enrollment.position), None)
+        if step is None:
+            _end(enrollment, status=Enrollment.Status.FINISHED, reason="")
+            outcome.finished += 1
+            return
+        if step.kind == Step.Kind.EMAIL:
+            outcome.by_email.setdefault(step.pk, []).append(enrollment)
+            return
+        if step.kind == Step.Kind.WELCOME:
+            outcome.by_welcome.setdefault(step.pk, []).append(enrollment)
+            return
+        with transaction.atomic():
+            ran = _step_record(enrollment, step)
+            goto, wait_until = step.position + 1, None
+            if step.kind == Step.Kind.WAIT:
+                wait_until = wait_end(step.config, profile=enrollment.profile, now=clock.now())
+            elif step.kind == Step.Kind.BRANCH:
+                if _condition_holds(step.config["if"], enrollment=enrollment, steps=steps):
+                    goto = step.config["goto"]
+            elif ran:
+                _step_effect(step, enrollment)
+            still_in = _move(enrollment, position=goto, next_run_at=wait_until or clock.now())
+        outcome.steps += 1
+        if wait_until is not None or not still_in:
+            return
+
+
+def _step_record(enrollment: Enrollment, step: Step, outcome: str = "done") -> bool:
+    """Record that ``step`` ran for ``enrollment``; return False if it had already."""
+    try:
+        with transaction.atomic():
+            StepRun.objects.create(
+                enrollment=enrollment,
+                step=step,
+                position=step.position,
+                kind=step.kind,
+                outcome=outcome,
+            )
+    except IntegrityError:
+        return False
+    return True
+
+
+def _move(enrollment: Enrollment, *, position: int, next_run_at: datetime) -> bool:
+    """Set the next step and when it is due; a new step starts with no failed try.
+
+    Returns False when the enrollment ended meanwhile (the step's own tag was its
+    exit tag, say): nothing more runs for it.
+    """
+    fields: dict[str, Any] = {"position": position, "next_run_at": next_run_at}
+    if position != enrollment.position:
+        fields["attempts"] = 0
+    enrollment.position, enrollment.next_run_at = position, next_run_at
+    return bool(
+        Enrollment.objects.filter(pk=enrollment.pk, status=Enrollment.Status.ACTIVE).update(
+            **fields
+        )
+    )
+
+
+def _step_effect(step: Step, enrollment: Enrollment) -> None:
+    profile = enrollment.profile
+    config = step.config
+    if step.kind in (Step.Kind.TAG_ADD, Step.Kind.TAG_REMOVE):
+        names = set(profile.tags.values_list("name", flat=True))
+        if step.kind == Step.Kind.TAG_ADD:
+            names.add(config["tag"])
+        else:
+            names.discard(config["tag"])
+        profile_tags_set(profile=profile, names=sorted(names), source="service")
+    elif step.kind == Step.Kind.SET_ATTRIBUTE:
+        profile_attributes_update(
+            profile=profile, values={config["key"]: config["value"]}, source="service"
+        )
+    elif step.kind == Step.Kind.WEBHOOK:
+        automation_step_webhook.send(
+            sender=Automation,
+            automation_id=enrollment.automation_id,
+            automation_name=enrollment.automation.name,
+            newsletter=enrollment.automation.newsletter,
+            profile=profile,
+            user_email=profile.email,
+            event=config.get("event", ""),
+        )
+
+
+def _condition_holds(condition: dict[str, Any], *, enrollment: Enrollment, steps: list) -> bool:
+    if "has_tag" in condition:
+        return enrollment.profile.tags.filter(name=condition["has_tag"]).exists()
+    email = next((s for s in steps if s.position == condition["clicked"]), None)
+    if email is None or email.issue_id is None:
+        return False
+    return Engagement.objects.filter(
+        issue_id=email.issue_id, kind=Kind.CLICK, is_human=True, profile_id=enrollment.profile_id
+    ).exists()
+
+
+def wait_end(config: dict[str, Any], *, profile: Profile, now: datetime) -> datetime:
+    """When a wait step that starts at ``now`` ends for ``profile``.
+
+    ``{"seconds": N}``: N seconds later. ``{"weekday", "time"}``: the next such
+    moment (never now) in the person's ``time_zone`` attribute, else UTC.
+    """
+    if "seconds" in config:
+        return now + timedelta(seconds=config["seconds"])
+    zone: zoneinfo.ZoneInfo | Any
+    try:
+        zone = zoneinfo.ZoneInfo(str((profile.attributes or {}).get("time_zone") or "UTC"))
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        zone = zoneinfo.ZoneInfo("UTC")
+    local = now.astimezone(zone)
+    hour, minute = (int(part) for part in config["time"].split(":"))
+    days = (config["weekday"] - local.weekday()) % 7
+    candidate = datetime.combine(
+        local.date() + timedelta(days=days), time(hour, minute), tzinfo=zone
+    )
+    if candidate <= local:
+        candidate += timedelta(days=7)
+    return candidate
+
+
+def _email_send(*, step: Step, enrollments: list[Enrollment], claimer: str) -> int:
+    """Send ``step``'s email to ``enrollments`` over one SMTP connection; move each on.
+
+    Each person has one Delivery of the step's hidden issue (unique): one already
+    final from an earlier run is not sent again. Returns how many were sent.
+    """
+    issue = step.issue
+    assert issue is not None
+    by_profile = {enrollment.profile_id: enrollment for enrollment in enrollments}
+    Delivery.objects.bulk_create(
+        [
+            Delivery(issue=issue, profile=enrollment.profile, email=enrollment.profile.email)
+            for enrollment in enrollments
+        ],
+        ignore_conflicts=True,
+    )
+    with transaction.atomic():
+        # Ours alone: the enrollments are claimed by us, so a delivery still marked
+        # sending belongs to a run that died (its one message in flight may go again).
+        Delivery.objects.filter(
+            issue=issue,
+            profile_id__in=by_profile,
+            status__in=[Delivery.Status.QUEUED, Delivery.Status.SENDING],
+        ).update(status=Delivery.Status.SENDING, claimed_by=claimer, attempts=F("attempts") + 1)
+    deliveries = list(
+        Delivery.objects.filter(
+            issue=issue, profile_id__in=by_profile, status=Delivery.Status.SENDING
+        )
+        .select_related("profile")
+        .order_by("id")
+    )
+    for delivery in deliveries:
+        delivery.issue = issue
+    sent = 0
+    stopped = False
+    if deliveries:
+        automation_id = step.automation_id
+
+        def halted() -> bool:
+            status = Automation.objects.filter(pk=automation_id).values_list("status", flat=True)
+            return status.first() != Automation.Status.ACTIVE
+
+        with asynchronous_commit():
+            result = deliveries_send(issue=issue, deliveries=deliveries, halted=halted)
+        sent, stopped = result["sent"], result["halted"]
+        if result["sender_refused"] or stopped:
+            Delivery.objects.filter(
+                issue=issue, claimed_by=claimer, status=Delivery.Status.SENDING
+            ).update(status=Delivery.Status.QUEUED, claimed_by="")
+    statuses = dict(
+        Delivery.objects.filter(issue=issue, profile_id__in=by_profile).values_list(
+            "profile_id", "status"
+        )
+    )
+    for profile_id, enrollment in by_profile.items():
+        status = statuses.get(profile_id)
+        if status in _FINAL:
+            with transaction.atomic():
+                _step_record(enrollment, step, outcome=status)
+                _move(enrollment, position=step.position + 1, next_run_at=clock.now())
+        elif stopped:
+            # Paused mid-batch: due again as soon as the automation is resumed.
+            _move(enrollment, position=step.position, next_run_at=clock.now())
+        else:
+            attempts = Delivery.objects.filter(issue=issue, profile_id=profile_id).values_list(
+                "attempts", flat=True
+            )
+            _move(
+                enrollment,
+                position=step.position,
+                next_run_at=retry_at(max(attempts.first() or 1, 1)),
+            )
+    return sent
+
+
+def _welcome_send(*, step: Step, enrollments: list[Enrollment]) -> int:
+    """Send the newsletter's welcome email (``newsletters.emails``) to ``enrollments``.
+
+    The step is recorded before the message goes (a worker killed between the two
+    sends nothing: at most once); a message the server did not take is tried again
+    later, up to ``SEND_MAX_ATTEMPTS`` times, then the step is recorded failed.
+    """
+    newsletter_id = enrollments[0].automation.newsletter_id
+    subscriptions = {
+        subscription.profile_id: subscription
+        for subscription in Subscription.objects.filter(
+            newsletter_id=newsletter_id,
+            profile_id__in=[enrollment.profile_id for enrollment in enrollments],
+            status=Subscription.Status.ACTIVE,
+        ).select_related("profile", "newsletter")
+    }
+    builders = {}
+    by_key = {}
+    for enrollment in enrollments:
+        subscription = subscriptions.get(enrollment.profile_id)
+        key = f"automation-{step.pk}-enrollment-{enrollment.pk}"
+        if subscription is None or not _step_record(enrollment, step, outcome="sending"):
+            # Left meanwhile, or sent by a run that died after recording it.
+            _move(enrollment, position=step.position + 1, next_run_at=clock.now())
+            continue
+        builders[key] = functools.partial(
+            emails.welcome_message, subscription=subscription, idempotency_key=key
+        )
+        by_key[key] = enrollment
+    failures = emails.emails_send(builders) if builders else {}
+    for key, enrollment in by_key.items():
+        error = failures.get(key)
+        run = StepRun.objects.filter(enrollment=enrollment, step=step)
+        tries = enrollment.attempts + 1
+        if error is None or tries >= conf.SEND_MAX_ATTEMPTS or isinstance(error, PermanentFailure):
+            if error is not None:
+                logger.warning("The welcome of enrollment %s failed: %s", enrollment.pk, error)
+            run.update(outcome=Delivery.Status.SENT if error is None else Delivery.Status.FAILED)
+            _move(enrollment, position=step.position + 1, next_run_at=clock.now())
+            continue
+        run.delete()
+        Enrollment.objects.filter(pk=enrollment.pk).update(attempts=tries)
+        _move(enrollment, position=step.position, next_run_at=retry_at(tries))
+    return len(by_key) - len(failures)

@@ -1,0 +1,35 @@
+"""The task that runs automations: one per batch of due enrollments, not per person."""
+
+from django.tasks import task
+
+from signalpost.automations.engine import enrollments_claim, enrollments_run
+from signalpost.automations.services import run_soon
+from signalpost.conf import conf
+
+
+@task(takes_context=True)
+def automations_run(context):
+    """Claim a batch of due enrollments and run their steps (``engine``).
+
+    A full batch queues the next run first (unless one waits already), so another
+    worker takes the next batch meanwhile; the last, short batch queues nothing.
+    Waits that end later are found by the workers' beat
+    (``receivers.automations_wake``).
+    """
+    claimer = f"automations-{context.task_result.id}"
+    ids = enrollments_claim(claimer=claimer, limit=conf.SEND_BATCH_SIZE)
+    if len(ids) >= conf.SEND_BATCH_SIZE:
+        run_soon()
+    if not ids:
+        return {"claimed": 0}
+    outcome = enrollments_run(claimer=claimer, ids=ids)
+    if outcome.steps or outcome.sent:
+        # Some moved on to a step that is due now (after an email, say).
+        run_soon()
+    return {
+        "claimed": outcome.claimed,
+        "steps": outcome.steps,
+        "sent": outcome.sent,
+        "exited": outcome.exited,
+        "finished": outcome.finished,
+    }

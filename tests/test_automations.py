@@ -1,0 +1,479 @@
+"""Automations: people walk through a sequence of waits, emails, tags and branches, once each."""
+
+import io
+import signal
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+from django.db import transaction
+from django.utils import timezone
+
+from signalpost.accounts.services import profile_tags_set
+from signalpost.automations import clock
+from signalpost.automations.models import Automation, Enrollment, StepRun
+from signalpost.automations.services import (
+    automation_activate,
+    automation_create,
+    automation_pause,
+    automation_update,
+    run_soon,
+)
+from signalpost.engagement.models import Engagement, Kind
+from signalpost.newsletters.services import subscribe, unsubscribe
+from signalpost.publishing.models import Delivery, Issue
+from tests.durable_helpers import (
+    run_worker_until_idle,
+    start_worker,
+    stop,
+    wait_for,
+    workers_send_to_inbox,
+)
+from tests.factories import make_newsletter
+from tests.mail import text_part
+
+DAY = 24 * 3600
+
+
+def email(subject, body="Hello.\n\n[Read more](https://example.com/more)"):
+    return {"kind": "email", "config": {"subject": subject, "body_markdown": body}}
+
+
+def wait(seconds):
+    return {"kind": "wait", "config": {"seconds": seconds}}
+
+
+@pytest.fixture
+def moved_clock(monkeypatch):
+    """Automations' clock, moved forward by ``moved_clock.advance(seconds)``: never slept."""
+
+    class Moved:
+        offset = timedelta(0)
+
+        def advance(self, seconds):
+            self.offset += timedelta(seconds=seconds)
+
+    moved = Moved()
+    monkeypatch.setattr(clock, "now", lambda: timezone.now() + moved.offset)
+    return moved
+
+
+def run_due():
+    """What the workers' beat does once a wait has ended, then the worker running it."""
+    with transaction.atomic():
+        run_soon()
+    run_worker_until_idle()
+
+
+def subjects_to(inbox, address):
+    return [
+        message["Subject"] for message in inbox.to(address) if "Welcome" not in message["Subject"]
+    ]
+
+
+def three_steps(newsletter, **fields):
+    automation = automation_create(
+        newsletter=newsletter,
+        name="Onboarding",
+        trigger="subscribed",
+        steps=[
+            email("Day one"),
+            wait(2 * DAY),
+            email("Day three"),
+            wait(DAY),
+            {"kind": "tag_add", "config": {"tag": "onboarded"}},
+        ],
+        **fields,
+    )
+    return automation_activate(automation=automation)
+
+
+def subscribe_both(inbox, newsletter):
+    """Ann and Bob subscribe through the form; wait for their welcome and first step."""
+    for address in ("ann@example.com", "bob@example.com"):
+        subscribe(email=address, newsletter=newsletter, source="form")
+    run_worker_until_idle()
+    inbox.wait_for(4)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_three_step_sequence_sends_each_email_once_its_wait_is_over(
+    smtp_inbox, newsletter, moved_clock
+):
+    automation = three_steps(newsletter)
+    subscribe_both(smtp_inbox, newsletter)
+    assert subjects_to(smtp_inbox, "ann@example.com") == ["Day one"]
+    assert subjects_to(smtp_inbox, "bob@example.com") == ["Day one"]
+
+    moved_clock.advance(DAY)
+    run_due()
+    assert subjects_to(smtp_inbox, "ann@example.com") == ["Day one"], "still waiting"
+
+    moved_clock.advance(DAY + 1)
+    run_due()
+    smtp_inbox.wait_for(6)
+    assert subjects_to(smtp_inbox, "ann@example.com") == ["Day one", "Day three"]
+    message = smtp_inbox.to("bob@example.com")[-1]
+    assert "/unsubscribe/" in text_part(message), "the newsletter's template, its links"
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+    moved_clock.advance(DAY + 1)
+    run_due()
+    enrollments = Enrollment.objects.filter(automation=automation)
+    assert set(enrollments.values_list("status", flat=True)) == {"finished"}
+    assert set(enrollments.values_list("profile__tags__name", flat=True)) == {"onboarded"}
+    assert StepRun.objects.filter(enrollment__automation=automation).count() == 2 * 5
+    assert len(smtp_inbox.envelopes) == 6, "nothing sent twice"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_someone_who_unsubscribes_mid_sequence_gets_no_further_step(
+    smtp_inbox, newsletter, moved_clock
+):
+    automation = three_steps(newsletter)
+    subscribe_both(smtp_inbox, newsletter)
+
+    unsubscribe(email="ann@example.com", newsletter=newsletter, reason="form")
+    moved_clock.advance(2 * DAY + 1)
+    run_due()
+    smtp_inbox.wait_for(5)
+    assert subjects_to(smtp_inbox, "ann@example.com") == ["Day one"]
+    assert subjects_to(smtp_inbox, "bob@example.com") == ["Day one", "Day three"]
+    ann = Enrollment.objects.get(automation=automation, profile__email="ann@example.com")
+    assert (ann.status, ann.exit_reason) == ("exited", "unsubscribed")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_paused_automation_holds_everyone_until_it_is_resumed(
+    smtp_inbox, newsletter, moved_clock
+):
+    automation = three_steps(newsletter)
+    subscribe(email="ann@example.com", newsletter=newsletter, source="form")
+    run_worker_until_idle()
+    smtp_inbox.wait_for(2)
+    automation_pause(automation=automation)
+
+    moved_clock.advance(2 * DAY + 1)
+    run_due()
+    assert subjects_to(smtp_inbox, "ann@example.com") == ["Day one"]
+
+    automation_activate(automation=automation)
+    run_worker_until_idle()
+    smtp_inbox.wait_for(3)
+    assert subjects_to(smtp_inbox, "ann@example.com") == ["Day one", "Day three"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_edited_email_reaches_those_who_have_not_got_there_yet(
+    smtp_inbox, newsletter, moved_clock
+):
+    automation = three_steps(newsletter)
+    subscribe(email="ann@example.com", newsletter=newsletter, source="form")
+    run_worker_until_idle()
+    smtp_inbox.wait_for(2)
+    automation_update(
+        automation=automation,
+        steps=[
+            email("Day one, edited"),
+            wait(2 * DAY),
+            email("Day three, edited"),
+            wait(DAY),
+            {"kind": "tag_add", "config": {"tag": "onboarded"}},
+        ],
+    )
+    moved_clock.advance(2 * DAY + 1)
+    run_due()
+    smtp_inbox.wait_for(3)
+    assert subjects_to(smtp_inbox, "ann@example.com") == ["Day one", "Day three, edited"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_branch_follows_who_clicked_the_previous_email(smtp_inbox, newsletter, moved_clock):
+    automation = automation_create(
+        newsletter=newsletter,
+        name="Nudge",
+        trigger="subscribed",
+        steps=[
+            email("Look at this"),
+            wait(DAY),
+            {"kind": "branch", "config": {"if": {"clicked": 0}, "goto": 4}},
+            email("You missed this"),
+            {"kind": "tag_add", "config": {"tag": "nudged"}},
+        ],
+    )
+    automation_activate(automation=automation)
+    subscribe_both(smtp_inbox, newsletter)
+    step_issue = automation.steps.get(position=0).issue
+    ann = Delivery.objects.get(issue=step_issue, email="ann@example.com")
+    Engagement.objects.create(
+        newsletter=newsletter,
+        issue=step_issue,
+        profile=ann.profile,
+        kind=Kind.CLICK,
+        link_index=0,
+        is_human=True,
+        occurred_at=timezone.now(),
+    )
+
+    moved_clock.advance(DAY + 1)
+    run_due()
+    smtp_inbox.wait_for(5)
+    assert subjects_to(smtp_inbox, "ann@example.com") == ["Look at this"]
+    assert subjects_to(smtp_inbox, "bob@example.com") == ["Look at this", "You missed this"]
+    enrollments = Enrollment.objects.filter(automation=automation)
+    assert set(enrollments.values_list("status", flat=True)) == {"finished"}
+    assert set(enrollments.values_list("profile__tags__name", flat=True)) == {"nudged"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_tag_starts_an_automation_and_its_exit_tag_ends_it(smtp_inbox, newsletter, moved_clock):
+    automation = automation_create(
+        newsletter=newsletter,
+        name="Trial",
+        trigger="tagged",
+        trigger_value="trial",
+        exit_tag="customer",
+        steps=[wait(DAY), email("Your trial ends soon")],
+    )
+    automation_activate(automation=automation)
+    ann = subscribe(email="ann@example.com", newsletter=newsletter, source="form").profile
+    bob = subscribe(email="bob@example.com", newsletter=newsletter, source="form").profile
+    profile_tags_set(profile=ann, names=["trial"])
+    profile_tags_set(profile=bob, names=["trial"])
+    run_worker_until_idle()
+    profile_tags_set(profile=bob, names=["trial", "customer"])
+
+    moved_clock.advance(DAY + 1)
+    run_due()
+    smtp_inbox.wait_for(3)
+    assert subjects_to(smtp_inbox, "ann@example.com") == ["Your trial ends soon"]
+    assert subjects_to(smtp_inbox, "bob@example.com") == []
+    bob_enrollment = Enrollment.objects.get(automation=automation, profile=bob)
+    assert (bob_enrollment.status, bob_enrollment.exit_reason) == ("exited", "tagged customer")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_automation_emails_stay_out_of_the_issue_lists(smtp_inbox, newsletter, admin_client):
+    three_steps(newsletter)
+    response = admin_client.get("/admin/publishing/issue/")
+    assert response.status_code == 200
+    assert "Day one" not in response.content.decode()
+    assert Issue.objects.filter(is_automated=True).count() == 2
+
+
+RECIPIENTS = 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_killed_mid_step_sends_at_most_the_message_in_flight_twice(
+    tmp_path, smtp_inbox, settings, monkeypatch
+):
+    workers_send_to_inbox(settings, monkeypatch, batch_size=50, rate_per_second=60)
+    monkeypatch.setenv("WORKER_LEASE_SECONDS", "2")
+    letter = make_newsletter(slug="crashy")
+    automation = automation_create(
+        newsletter=letter, name="Hello", trigger="subscribed", steps=[email("Hello there")]
+    )
+    automation_activate(automation=automation)
+    for number in range(RECIPIENTS):
+        subscribe(email=f"reader{number}@example.com", newsletter=letter, source="admin")
+
+    first = start_worker("first", tmp_path, "--lease=2")
+    try:
+        wait_for(lambda: len(smtp_inbox.envelopes) >= 40, timeout=60, what="40 messages")
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+    finally:
+        stop(first, signal.SIGKILL)
+    assert len(smtp_inbox.envelopes) < RECIPIENTS, "killed mid-step"
+
+    second = start_worker("second", tmp_path, "--lease=2")
+    try:
+        wait_for(
+            lambda: (
+                Enrollment.objects.filter(automation=automation, status="finished").count()
+                == RECIPIENTS
+            ),
+            timeout=120,
+            what="everyone to finish",
+        )
+    finally:
+        assert stop(second) == 0
+
+    received = Counter(envelope.rcpt_tos[0] for envelope in smtp_inbox.envelopes)
+    assert len(received) == RECIPIENTS, "nobody lost"
+    doubled = [address for address, count in received.items() if count > 1]
+    assert len(doubled) <= 1, f"only the message in flight may be doubled: {doubled}"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_new_newsletter_welcomes_through_its_welcome_automation(smtp_inbox, newsletter):
+    welcome = Automation.objects.get(newsletter=newsletter, is_welcome=True)
+    assert (welcome.status, [s.kind for s in welcome.steps.all()]) == ("active", ["welcome"])
+    subscribe(email="ann@example.com", newsletter=newsletter, source="form")
+    subscribe(email="bob@example.com", newsletter=newsletter, source="admin")
+    run_worker_until_idle()
+    [message] = smtp_inbox.wait_for(1)
+    assert (message["To"], message["Subject"]) == ("ann@example.com", "Welcome to The Weekly")
+    assert "/unsubscribe/" in text_part(message)
+    assert smtp_inbox.to("bob@example.com") == [], "staff additions stay silent, as before"
+    enrollment = Enrollment.objects.get(automation=welcome)
+    assert enrollment.status == "finished"
+    assert enrollment.runs.get().outcome == "sent"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_newsletter_without_a_welcome_automation_welcomes_as_before(smtp_inbox, newsletter):
+    newsletter.automations.all().delete()
+    subscribe(email="ann@example.com", newsletter=newsletter, source="form")
+    run_worker_until_idle()
+    [message] = smtp_inbox.wait_for(1)
+    assert message["Subject"] == "Welcome to The Weekly"
+    assert not Enrollment.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_someone_who_comes_back_is_welcomed_again(smtp_inbox, newsletter):
+    subscribe(email="ann@example.com", newsletter=newsletter, source="form")
+    run_worker_until_idle()
+    unsubscribe(email="ann@example.com", newsletter=newsletter, reason="form")
+    subscribe(email="ann@example.com", newsletter=newsletter, source="form")
+    run_worker_until_idle()
+    messages = smtp_inbox.wait_for(2)
+    assert [m["Subject"] for m in messages] == ["Welcome to The Weekly"] * 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_import_into_a_sequence_queues_runs_by_batch_not_by_person(
+    smtp_inbox, newsletter, settings
+):
+    from django_tasks_db.models import DBTaskResult
+
+    from signalpost.automations.tasks import automations_run
+    from signalpost.newsletters.imports import subscribers_import
+
+    settings.SIGNALPOST_SEND_BATCH_SIZE = 50
+    automation = automation_create(
+        newsletter=newsletter,
+        name="Imported",
+        trigger="subscribed",
+        trigger_sources=["import"],
+        steps=[email("Hello, imported")],
+    )
+    automation_activate(automation=automation)
+    rows = "email\n" + "".join(f"reader{number}@example.com\n" for number in range(300))
+    subscribers_import(binary=io.BytesIO(rows.encode()), newsletter=newsletter, batch_size=100)
+    runs = DBTaskResult.objects.filter(task_path=automations_run.module_path)
+    assert runs.count() <= 3, "one waiting run at a time, however many people"
+
+    run_worker_until_idle()
+    smtp_inbox.wait_for(300)
+    assert len(Counter(envelope.rcpt_tos[0] for envelope in smtp_inbox.envelopes)) == 300
+    # A run per batch, and one more per batch for the step after its email.
+    assert runs.count() <= 2 * (300 // 50) + 3, "runs grow with batches (of 50), not people"
+    assert smtp_inbox.sessions <= 300 // 50 + 1, "one SMTP connection per batch"
+    assert Enrollment.objects.filter(automation=automation, status="finished").count() == 300
+
+
+@pytest.mark.django_db(transaction=True)
+def test_staff_see_a_persons_automations_and_each_automations_funnel(
+    smtp_inbox, newsletter, admin_client, moved_clock
+):
+    automation = three_steps(newsletter)
+    subscribe_both(smtp_inbox, newsletter)
+    unsubscribe(email="ann@example.com", newsletter=newsletter, reason="form")
+
+    ann = Enrollment.objects.get(automation=automation, profile__email="ann@example.com")
+    profile_page = admin_client.get(f"/admin/accounts/profile/{ann.profile_id}/change/")
+    section = profile_page.content.decode().split('id="staff-automations"')[1]
+    assert "Onboarding" in section and "Exited" in section and "unsubscribed" in section
+
+    page = admin_client.get(f"/admin/automations/automation/{automation.pk}/change/")
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "2 enrolled: 1 in progress, 0 finished, 1 exited." in text
+    assert "<td>0</td><td>email</td><td>0</td><td>2</td><td>2</td><td>0</td>" in text
+
+    response = admin_client.post(
+        "/admin/automations/automation/",
+        {"action": "pause", "_selected_action": [automation.pk]},
+    )
+    assert response.status_code == 302
+    automation.refresh_from_db()
+    assert automation.status == "paused"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_attribute_and_webhook_steps_run_once_each(smtp_inbox, newsletter):
+    from signalpost.webhooks.models import WebhookEndpoint, WebhookMessage
+
+    WebhookEndpoint.objects.create(
+        url="https://hooks.example.com/x", secret="s" * 32, events=["automation.step"]
+    )
+    automation = automation_create(
+        newsletter=newsletter,
+        name="Plan",
+        trigger="subscribed",
+        steps=[
+            {"kind": "set_attribute", "config": {"key": "plan", "value": "trial"}},
+            {"kind": "webhook", "config": {"event": "trial_started"}},
+        ],
+    )
+    automation_activate(automation=automation)
+    ann = subscribe(email="ann@example.com", newsletter=newsletter, source="form").profile
+    run_worker_until_idle()
+    run_due()
+
+    ann.refresh_from_db()
+    assert ann.attributes == {"plan": "trial"}
+    [message] = WebhookMessage.objects.filter(event="automation.step")
+    assert message.payload["data"] == {
+        "automation": automation.pk,
+        "name": "Plan",
+        "newsletter": "weekly",
+        "email": "ann@example.com",
+        "event": "trial_started",
+    }
+
+
+def test_a_weekly_wait_ends_at_that_time_in_the_persons_time_zone():
+    from datetime import UTC, datetime
+
+    from signalpost.accounts.models import Profile
+    from signalpost.automations.engine import wait_end
+
+    # Wednesday 2026-12-02 20:00 UTC is Thursday 05:00 in Tokyo.
+    now = datetime(2026, 12, 2, 20, 0, tzinfo=UTC)
+    tokyo = Profile(email="a@example.com", attributes={"time_zone": "Asia/Tokyo"})
+    nowhere = Profile(email="b@example.com", attributes={"time_zone": "Mars/Olympus"})
+    monday_nine = {"weekday": 0, "time": "09:00"}
+    assert wait_end(monday_nine, profile=tokyo, now=now) == datetime(2026, 12, 7, 0, 0, tzinfo=UTC)
+    assert wait_end(monday_nine, profile=nowhere, now=now) == datetime(
+        2026, 12, 7, 9, 0, tzinfo=UTC
+    )
+    wednesday_eight_pm = {"weekday": 2, "time": "20:00"}
+    assert wait_end(wednesday_eight_pm, profile=nowhere, now=now) == datetime(
+        2026, 12, 9, 20, 0, tzinfo=UTC
+    ), "never now: a week later"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_step_that_puts_on_the_exit_tag_is_the_last_that_runs(smtp_inbox, newsletter):
+    automation = automation_create(
+        newsletter=newsletter,
+        name="Short",
+        trigger="subscribed",
+        exit_tag="done",
+        steps=[
+            {"kind": "tag_add", "config": {"tag": "done"}},
+            {"kind": "set_attribute", "config": {"key": "after", "value": "exit"}},
+        ],
+    )
+    automation_activate(automation=automation)
+    ann = subscribe(email="ann@example.com", newsletter=newsletter, source="form").profile
+    run_worker_until_idle()
+
+    enrollment = Enrollment.objects.get(automation=automation, profile=ann)
+    assert (enrollment.status, enrollment.exit_reason) == ("exited", "tagged done")
+    ann.refresh_from_db()
+    assert ann.attributes == {}
