@@ -1,9 +1,10 @@
-"""Tracked-link redirects under load: ``GET /c/<token>`` on the production server.
+"""Tracked-link redirects under load, side by side with subscribe on the same server.
 
 Run from the repository root (one benchmark at a time on a shared machine)::
 
-    flock /tmp/bench.lock .venv/bin/python bench/clicks.py           # 15 s (~2.5 min)
-    flock /tmp/bench.lock .venv/bin/python bench/clicks.py --quick   # 5 s, no subscribe run
+    flock /tmp/bench.lock .venv/bin/python bench/clicks.py           # 15 s each (~2.5 min)
+    flock /tmp/bench.lock .venv/bin/python bench/clicks.py --quick   # 5 s each
+    # also: --no-subscribe
 
 What runs (everything on 127.0.0.1, on free ports):
 
@@ -11,36 +12,40 @@ What runs (everything on 127.0.0.1, on free ports):
   flushed before and after) as the cache;
 - ``signalpost serve`` (the documented production start: gunicorn ``WEB_CONCURRENCY=2``
   workers of 4 threads, and ``TASK_WORKERS=1`` task worker, whose heartbeat records the
-  clicks while the load runs);
+  clicks while the load runs and which sends the confirmation emails to ``locmem:``),
+  with ``SUBSCRIBE_RATE_PER_IP=0`` (every client is 127.0.0.1);
 - one sent issue with 10 links to 2,000 subscribers (``clicks_support/setup_issue.py``):
-  20,000 distinct tracked paths, shuffled;
-- wrk (``apt-get install -y wrk``), one thread, 32 connections, a browser's user agent,
-  cycling through the paths (``clicks_support/wrk_paths.lua``): a 2 s warm-up, then the
-  measured run. Requests per second and wrk's latency percentiles; every answer that is
-  not a 302 is counted.
+  20,000 distinct tracked paths, shuffled; and a public double opt-in newsletter;
+- wrk (``apt-get install -y wrk``), one thread, 32 connections, for each endpoint in turn
+  a 2 s warm-up then the measured run: ``GET /c/<token>`` with a browser's user agent,
+  cycling through the paths (``clicks_support/wrk_paths.lua``), then ``POST
+  /subscribe/`` with a new address each time (``subscribe_support/wrk_post.lua``, the
+  CSRF cookie and token from one GET of the form). Both count through
+  ``wrk_support/tally.lua``: requests/s and latency percentiles of the answers that were
+  what they should be (302; 200), and every other answer. For each, the gunicorn
+  processes' CPU per answer (from ``/proc``: the master, its live workers and the
+  workers it reaped, as gunicorn replaces one every ~5,000 requests).
 
 Then the server and its worker stop, and the clicks still in the inbox are recorded in
 this process's child (``hits_record_all``, timed: the recording rate of one worker). No
 click lost: the ``Engagement`` rows must number at least the 302s wrk counted (a request
-in flight when wrk stops may still be recorded: at most one per connection more).
-
-Last, unless ``--quick`` or ``--no-subscribe``, ``bench/subscribe.py --quick --variants
-signalpost`` runs on the same machine right after, and the ratio of the two rates is
-printed (goal: redirects at least 2x subscribe's requests/s, p99 under 50 ms).
+in flight when a wrk run stops may still be recorded: at most one per connection and run
+more). The ratio of the two rates is printed (goal: redirects at least 2x subscribe's
+requests/s, p99 under 50 ms).
 """
 
 import argparse
 import os
 import re
 import shutil
-import subprocess
-import sys
 import tempfile
+import urllib.request
 from pathlib import Path
+from urllib.parse import urlencode
 
-from harness import REPO_ROOT, free_port, pg_connect, pg_url_for, proc_cpu_seconds, run
-from production import UNITS, production_start
-from subscribe import children_of
+from harness import CLOCK_TICKS, REPO_ROOT, free_port, pg_connect, pg_url_for, proc_cpu_seconds, run
+from production import production_start
+from subscribe import TOKEN_PATTERN, children_of, percentile, wrk_figures
 
 WRK = shutil.which("wrk")
 CLIENTS = 32
@@ -48,6 +53,8 @@ WARMUP_SECONDS = 2
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 VENV_BIN = REPO_ROOT / ".venv" / "bin"
 SUPPORT = Path(__file__).resolve().parent / "clicks_support"
+SUBSCRIBE_SCRIPT = Path(__file__).resolve().parent / "subscribe_support" / "wrk_post.lua"
+SUBSCRIBE_SLUG = "bench-weekly"
 P99_GOAL_MS = 50.0
 RATIO_GOAL = 2.0
 
@@ -62,62 +69,90 @@ def _manage_shell(env, code, what):
     return run([str(VENV_BIN / "python"), "manage.py", "shell", "-c", code], env=env, what=what)
 
 
-def _wrk(url, seconds, paths_file):
+def _wrk(url, seconds, script, *args):
+    """One wrk run of ``script`` (which loads bench/wrk_support/tally.lua); its figures."""
     argv = [
-        WRK, "-t1", f"-c{CLIENTS}", f"-d{seconds}s", "--latency", "--timeout=10s",
-        "-s", str(SUPPORT / "wrk_paths.lua"), url, "--", str(paths_file),
+        WRK, "-t1", f"-c{CLIENTS}", f"-d{seconds}s", "--timeout=10s", "-s", str(script), url,
+        "--", *args,
     ]  # fmt: skip
-    output = run(argv, env=os.environ, what="wrk")
-    percentiles = {
-        int(p): float(value) * UNITS[unit]
-        for p, value, unit in re.findall(r"^\s+(\d+)%\s+([\d.]+)(us|ms|s)\s*$", output, re.M)
-    }
+    figures = wrk_figures(run(argv, env=os.environ, what="wrk"))
+    latencies = figures["latencies"]
     return {
-        "rate": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
-        "p50": percentiles[50],
-        "p99": percentiles[99],
-        "redirects": int(re.search(r"wrk-result redirects (\d+)", output).group(1)),
-        "other": int(re.search(r"wrk-result other (\d+)", output).group(1)),
-        "socket_errors": (re.search(r"Socket errors: (.*)", output) or [None, ""])[1],
+        "rate": figures["ok"] / figures["duration"],
+        "p50": percentile(latencies, 0.50) * 1000,
+        "p99": percentile(latencies, 0.99) * 1000,
+        "ok": figures["ok"],
+        "other": figures["failed"],
+        "errors": dict(figures["errors"]),
     }
 
 
-def _web_pids(server_pid):
-    """The gunicorn processes under ``signalpost serve`` (not its task worker)."""
-    pids, todo = [], [server_pid]
-    while todo:
-        pid = todo.pop()
-        todo.extend(children_of(pid))
+def _subscribe_form(base):
+    """The wrk arguments of ``wrk_post.lua`` for POST /subscribe/ with the form's CSRF token."""
+    with urllib.request.urlopen(f"{base}/subscribe/?newsletter={SUBSCRIBE_SLUG}") as answer:
+        page = answer.read()
+        cookies = [header.split(";", 1)[0] for header in answer.headers.get_all("Set-Cookie") or ()]
+    token = TOKEN_PATTERN.search(page)
+    if token is None or not any(c.startswith("csrftoken=") for c in cookies):
+        raise SystemExit("GET /subscribe/ gave no CSRF token")
+    marker = "ADDRESS-GOES-HERE"
+    fields = {
+        "csrfmiddlewaretoken": token.group(1).decode(),
+        "user_email": marker,
+        "name": "Bench Reader",
+        "newsletter": SUBSCRIBE_SLUG,
+        "website": "",
+    }
+    before, after = urlencode(fields).split(marker)
+    return ["/subscribe/", "; ".join(cookies), before, after]
+
+
+def _measured(base, seconds, master, script, arguments):
+    """A warm-up and a measured wrk run of ``script``; the measured figures, with gunicorn's
+    CPU per successful answer. ``arguments(part)`` gives the script's arguments of a part
+    (``"w"``: warm-up, ``"m"``: measured)."""
+    warmup = _wrk(base, WARMUP_SECONDS, script, *arguments("w"))
+    cpu_before = _gunicorn_cpu(master)
+    figures = _wrk(base, seconds, script, *arguments("m"))
+    figures["cpu_ms"] = (_gunicorn_cpu(master) - cpu_before) * 1000 / max(1, figures["ok"])
+    figures["warmup_ok"] = warmup["ok"]
+    return figures
+
+
+def _gunicorn_master(server_pid):
+    """The gunicorn master under ``signalpost serve`` (not its task worker)."""
+    todo = [server_pid]
+    while todo:  # breadth first: the master comes before its workers
+        pid = todo.pop(0)
         try:
-            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if b"gunicorn" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return pid
         except OSError:
             continue
-        if b"gunicorn" in command:
-            pids.append(pid)
-    return pids
+        todo.extend(children_of(pid))
+    raise SystemExit("no gunicorn under signalpost serve")
 
 
-def _cpu(pids):
-    return sum(proc_cpu_seconds(pid) or 0.0 for pid in pids)
+def _gunicorn_cpu(master):
+    """CPU seconds gunicorn has used so far: the master, its live workers, and the workers
+    it has reaped (``--max-requests`` replaces a worker every ~5,000 requests: a list of
+    worker pids taken once would lose a replaced worker's time and could go backwards)."""
+    fields = Path(f"/proc/{master}/stat").read_text().rpartition(")")[2].split()
+    # utime, stime, cutime, cstime: the master's own and its reaped children's
+    total = sum(int(fields[index]) for index in (11, 12, 13, 14)) / CLOCK_TICKS
+    return total + sum(proc_cpu_seconds(pid) or 0.0 for pid in children_of(master))
 
 
-def _subscribe_rate():
-    """Requests/s of ``POST /subscribe/`` from bench/subscribe.py's quick Signalpost column."""
-    output = subprocess.run(
-        [sys.executable, "subscribe.py", "--quick", "--variants", "signalpost"],
-        cwd=Path(__file__).resolve().parent, capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    found = re.search(r"^\|\s*requests/s\s*\|\s*\**([\d.,]+)", output, re.M)
-    cpu_line = r"server CPU per successful POST \(the three above\), ms\s*\|\s*([\d.]+)"
-    cpu = re.search(cpu_line, output)
-    if not found:
-        raise SystemExit(f"no requests/s in bench/subscribe.py's output:\n{output[-2000:]}")
-    return float(found.group(1).replace(",", "")), float(cpu.group(1)) if cpu else None
+def _row(label, figures):
+    return (
+        f"| {label} | {figures['rate']:,.0f} | {figures['p50']:.1f} | {figures['p99']:.1f} | "
+        f"{figures['ok']:,} | {figures['other']:,} | {figures['cpu_ms']:.2f} |"
+    )
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="5 s, and no subscribe run")
+    parser.add_argument("--quick", action="store_true", help="5 s per endpoint, not 15")
     parser.add_argument("--no-subscribe", action="store_true", help="skip the subscribe run")
     args = parser.parse_args()
     if not WRK:
@@ -130,6 +165,7 @@ def main():
         admin.execute(f'CREATE DATABASE "{dbname}"')
     _redis_flush()
     server = None
+    subscribe = None
     try:
         env = {
             **{k: v for k, v in os.environ.items() if k not in {"DEBUG", "SIGNALPOST_MODE"}},
@@ -143,17 +179,27 @@ def main():
             "STATIC_ROOT": str(logdir / "static"),
             "WEB_CONCURRENCY": "2",
             "TASK_WORKERS": "1",
+            "SUBSCRIBE_RATE_PER_IP": "0",  # all 32 clients are 127.0.0.1
             "BENCH_PATHS_FILE": str(paths_file),
+            "BENCH_SUBSCRIBE_SLUG": SUBSCRIBE_SLUG,
         }
         server, _home, _health = production_start(env, logdir, "serve")
         shell_env = {**env, "SIGNALPOST_MODE": "production"}
         print(_manage_shell(shell_env, (SUPPORT / "setup_issue.py").read_text(), "setup").strip())
         base = f"http://{env['SIGNALPOST_ADDRESS']}"
-        warmup = _wrk(base, WARMUP_SECONDS, paths_file)
-        web = _web_pids(server.pid)
-        cpu_before = _cpu(web)
-        measured = _wrk(base, seconds, paths_file)
-        web_cpu_ms = (_cpu(web) - cpu_before) * 1000 / max(1, measured["redirects"])
+        master = _gunicorn_master(server.pid)
+        clicks = _measured(
+            base, seconds, master, SUPPORT / "wrk_paths.lua", lambda part: [str(paths_file)]
+        )
+        if not args.no_subscribe:
+            form = _subscribe_form(base)
+            subscribe = _measured(
+                base,
+                seconds,
+                master,
+                SUBSCRIBE_SCRIPT,
+                lambda part: [*form, f"bench{part}", "example.com", "200", ""],
+            )
         server.stop(timeout=120)
         server = None
         drained = _manage_shell(
@@ -181,25 +227,26 @@ def main():
         with pg_connect() as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
         _redis_flush()
-    answered = warmup["redirects"] + measured["redirects"]
+    answered = clicks["warmup_ok"] + clicks["ok"]
     none_lost = rows >= answered and still == 0 and rows - answered <= CLIENTS * 2
     print(
-        f"\n{CLIENTS} clients, wrk, {seconds} s after a {WARMUP_SECONDS} s warm-up; "
-        "signalpost serve: gunicorn -w 2 --threads 4 + 1 task worker, PostgreSQL"
+        f"\n{CLIENTS} clients, wrk, {seconds} s per endpoint after a {WARMUP_SECONDS} s warm-up, "
+        "one after the other on the same server: signalpost serve (gunicorn -w 2 --threads 4 "
+        "+ 1 task worker), PostgreSQL, Redis"
     )
     print(f"load: {os.getloadavg()[0]:.2f} (1 min average, after the run)")
-    print("| | redirects/s | p50 ms | p99 ms | 302s | other answers |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    print("| | requests/s | p50 ms | p99 ms | as meant | other answers | gunicorn CPU ms |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print(_row("`GET /c/<token>` (302)", clicks))
+    if subscribe:
+        print(_row("`POST /subscribe/` (200)", subscribe))
     print(
-        f"| `GET /c/<token>` | {measured['rate']:,.0f} | {measured['p50']:.1f} | "
-        f"{measured['p99']:.1f} | {measured['redirects']:,} | {measured['other']:,} |"
+        "gunicorn CPU: per answer, the master and its workers (replaced ones included); "
+        f"redirects/s that CPU allows on 2 idle cores: {2000 / clicks['cpu_ms']:,.0f}"
     )
-    print(
-        f"gunicorn CPU per redirect: {web_cpu_ms:.2f} ms (its {len(web)} processes); "
-        f"redirects/s that CPU allows on 2 idle cores: {2000 / web_cpu_ms:,.0f}"
-    )
-    if measured["socket_errors"]:
-        print("socket errors:", measured["socket_errors"])
+    for figures in (clicks, subscribe):
+        if figures and figures["errors"]:
+            print("socket errors:", figures["errors"])
     print(
         f"No click lost: {answered:,} redirects answered (warm-up included), {rows:,} "
         f"clicks recorded ({human:,} judged a person's), {still} left in the inbox; "
@@ -210,20 +257,14 @@ def main():
         f"(the task worker's heartbeat had recorded the rest during the run); one process "
         f"recorded them in {took:.2f} s ({recorded_now / took if took else 0:,.0f} clicks/s)"
     )
-    if not (args.quick or args.no_subscribe):
-        subscribe, subscribe_cpu_ms = _subscribe_rate()
-        ratio = measured["rate"] / subscribe
-        if subscribe_cpu_ms:
-            print(
-                f"Server CPU per subscribe POST (its bench: gunicorn + backends + worker): "
-                f"{subscribe_cpu_ms:.2f} ms, {subscribe_cpu_ms / web_cpu_ms:.1f}x a redirect's"
-            )
+    if subscribe:
+        ratio = clicks["rate"] / subscribe["rate"]
         print(
-            f"Subscribe (bench/subscribe.py --quick, Signalpost alone) right after: "
-            f"{subscribe:,.1f} requests/s; redirects are {ratio:.1f}x "
+            f"Redirects are {ratio:.2f}x subscribe's requests/s "
             f"(goal {RATIO_GOAL:.0f}x: {'met' if ratio >= RATIO_GOAL else 'missed'}); "
-            f"p99 goal {P99_GOAL_MS:.0f} ms: "
-            f"{'met' if measured['p99'] < P99_GOAL_MS else 'missed'}"
+            f"gunicorn CPU per subscribe POST is {subscribe['cpu_ms'] / clicks['cpu_ms']:.1f}x "
+            f"a redirect's; p99 goal {P99_GOAL_MS:.0f} ms: "
+            f"{'met' if clicks['p99'] < P99_GOAL_MS else 'missed'}"
         )
 
 

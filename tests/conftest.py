@@ -2,6 +2,7 @@ import pytest
 from django.core.cache import cache
 from django.utils import translation
 
+from signalpost.engagement import selectors as engagement_selectors
 from tests.factories import make_newsletter
 from tests.mail import smtp_mailers, smtp_server_start
 
@@ -12,6 +13,15 @@ def clear_cache():
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def tracked_links_read_afresh():
+    """The redirect keeps issues' link lists per process (engagement.selectors): ids come back
+    after a test's database is emptied, so each test starts with none kept."""
+    engagement_selectors._links_cache.clear()
+    yield
+    engagement_selectors._links_cache.clear()
 
 
 @pytest.fixture(autouse=True)

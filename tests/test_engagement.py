@@ -1,6 +1,7 @@
 """Clicks and opens of an issue: tracked links in the real email, redirect, scanners, privacy."""
 
 import re
+import time
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -9,13 +10,14 @@ from django.utils import timezone
 
 from signalpost.accounts.models import Profile
 from signalpost.activity.models import Activity
+from signalpost.engagement import selectors as engagement_selectors
 from signalpost.engagement.models import Engagement, Hit
 from signalpost.engagement.selectors import issue_report, profiles_engaged
 from signalpost.engagement.services import hits_record_all
 from signalpost.newsletters import tokens
 from signalpost.newsletters.services import subscribe, subscription_end
 from signalpost.privacy.services import profile_erase
-from signalpost.publishing.models import Delivery
+from signalpost.publishing.models import Delivery, Issue
 from signalpost.publishing.services import issue_create, issue_send
 from signalpost.publishing.tracking import CLICK, OPEN, TokenSigner
 from signalpost.signals import link_clicked
@@ -556,3 +558,48 @@ def test_the_api_report_needs_a_token(client, db):
 def test_the_report_is_in_the_openapi_document(client, db):
     document = client.get("/api/v1/openapi.json").json()
     assert "get" in document["paths"]["/api/v1/issues/{issue_id}/report"]
+
+
+# The redirect's own path ---------------------------------------------------------------------
+
+
+def test_a_redirect_costs_one_statement_once_its_issues_links_are_known(
+    client, letter, smtp_inbox, django_assert_num_queries
+):
+    _issue, [message] = sent_issue(letter, smtp_inbox, people=["ann@example.com"])
+    first, second = tracked_paths(message)
+    assert click(client, first)["Location"] == LINKS[0]
+    with django_assert_num_queries(1):  # the inbox insert; the links come from the process
+        assert click(client, second)["Location"] == LINKS[1]
+    assert Hit.objects.count() == 2
+
+
+def test_the_kept_link_list_is_read_again_after_a_minute(client, letter, smtp_inbox, monkeypatch):
+    issue, [message] = sent_issue(letter, smtp_inbox, people=["ann@example.com"])
+    first = tracked_paths(message)[0]
+    assert click(client, first)["Location"] == LINKS[0]
+    Issue.objects.filter(pk=issue.pk).update(tracked_links=["https://example.net/moved"])
+    assert click(client, first)["Location"] == LINKS[0], "kept for this process"
+    later = time.monotonic() + engagement_selectors.LINKS_CACHE_SECONDS + 1
+    monkeypatch.setattr(engagement_selectors.time, "monotonic", lambda: later)
+    assert click(client, first)["Location"] == "https://example.net/moved"
+
+
+def test_an_issue_without_links_yet_is_asked_again_each_time(client, letter, smtp_inbox):
+    issue, [message] = sent_issue(letter, smtp_inbox, people=["ann@example.com"])
+    first = tracked_paths(message)[0]
+    Issue.objects.filter(pk=issue.pk).update(tracked_links=[])
+    assert unusable(click(client, first))
+    Issue.objects.filter(pk=issue.pk).update(tracked_links=LINKS)
+    assert click(client, first)["Location"] == LINKS[0]
+
+
+def test_a_link_list_holding_something_other_than_addresses_redirects_nowhere(
+    client, letter, smtp_inbox
+):
+    issue, [message] = sent_issue(letter, smtp_inbox, people=["ann@example.com"])
+    first, second = tracked_paths(message)
+    Issue.objects.filter(pk=issue.pk).update(tracked_links=[{"url": LINKS[0]}, LINKS[1]])
+    assert unusable(click(client, first))
+    assert click(client, second)["Location"] == LINKS[1]
+    assert Hit.objects.count() == 1

@@ -2,7 +2,8 @@
 
 Creates one newsletter, RECIPIENTS profiles subscribed to it, one issue with LINKS
 links sent to all of them an hour ago, and writes every tracked path (one per
-recipient and link, shuffled) to the file named by BENCH_PATHS_FILE.
+recipient and link, shuffled) to the file named by BENCH_PATHS_FILE; and the public
+double opt-in newsletter BENCH_SUBSCRIBE_SLUG that the subscribe run signs up to.
 """
 
 import os
@@ -56,4 +57,11 @@ paths = [
 random.Random(7).shuffle(paths)
 with open(os.environ["BENCH_PATHS_FILE"], "w") as handle:
     handle.write("\n".join(paths) + "\n")
+# For the subscribe run on the same server: a public double opt-in newsletter.
+Newsletter.objects.create(
+    slug=os.environ.get("BENCH_SUBSCRIBE_SLUG", "bench-weekly"),
+    name="Bench weekly",
+    opt_in=Newsletter.OptIn.DOUBLE,
+    is_public=True,
+)
 print(f"issue {issue.pk}: {len(paths)} tracked paths")

@@ -1,5 +1,6 @@
 """Reads of engagement: the redirect's target, who engaged, and an issue's report."""
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -18,13 +19,39 @@ CHART_HOURS = 48
 COMPARED_ISSUES = 5
 
 
+# Each process keeps the link lists of the issues it redirected for lately: a list is
+# fixed when its issue starts sending (``issue_send``), so a redirect needs no query.
+# Bounded in size and in age, should a send be cancelled and the issue sent again.
+LINKS_CACHE_SECONDS = 60.0
+LINKS_CACHE_ISSUES = 256
+_links_cache: dict[int, tuple[float, tuple[str, ...]]] = {}
+
+
 def issue_tracked_link(*, issue_id: int, index: int) -> str | None:
-    """The URL an issue's tracked link ``index`` goes to, or None if it has none such."""
-    links = Issue.objects.filter(pk=issue_id).values_list("tracked_links", flat=True).first()
-    if not links or not 0 <= index < len(links):
+    """The URL an issue's tracked link ``index`` goes to, or None if it has none such.
+
+    Reads the issue's links once a minute per process (``LINKS_CACHE_SECONDS``); the
+    answer is the one a query would give now, for any link list fixed that long.
+    """
+    links = _issue_links(issue_id)
+    if not 0 <= index < len(links):
         return None
-    url = links[index]
-    return url if isinstance(url, str) else None
+    return links[index] or None  # "": not a URL (a list written by hand)
+
+
+def _issue_links(issue_id: int) -> tuple[str, ...]:
+    now = time.monotonic()
+    cached = _links_cache.get(issue_id)
+    if cached is not None and now - cached[0] < LINKS_CACHE_SECONDS:
+        return cached[1]
+    stored = Issue.objects.filter(pk=issue_id).values_list("tracked_links", flat=True)[:1]
+    found = next(iter(stored), None)
+    links = tuple(url if isinstance(url, str) else "" for url in found or ())
+    if links:  # a draft's (empty) list may still be fixed by its sending
+        if len(_links_cache) >= LINKS_CACHE_ISSUES:
+            _links_cache.clear()
+        _links_cache[issue_id] = (now, links)
+    return links
 
 
 def profiles_engaged(

@@ -16,8 +16,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from signalpost.conf import conf
-from signalpost.durability import commit_without_flush
 from signalpost.engagement.models import Engagement, Hit, Kind, Machine
+from signalpost.engagement.writes import hit_insert
 from signalpost.newsletters.models import Subscription
 from signalpost.publishing.models import Delivery
 from signalpost.signals import email_opened, link_clicked
@@ -28,20 +28,18 @@ def hit_record(
 ) -> None:
     """Put one click or open in the inbox, as the redirect saw it now, in its own transaction.
 
-    Its commit does not wait for the disk (``commit_without_flush``): only a crash of
-    the database server itself within a fraction of a second could lose it, and the
-    redirect answers without waiting for a flush.
+    One statement (``writes.hit_insert``) whose commit does not wait for the disk:
+    only a crash of the database server itself within a fraction of a second could
+    lose it, and the redirect answers without waiting for a flush.
     """
-    with transaction.atomic():
-        commit_without_flush()
-        Hit.objects.create(
-            issue_id=issue_id,
-            delivery_id=delivery_id,
-            kind=kind,
-            link_index=link_index,
-            agent=agent,
-            at=timezone.now(),
-        )
+    hit_insert(
+        issue_id=issue_id,
+        delivery_id=delivery_id,
+        kind=kind,
+        link_index=link_index,
+        agent=agent,
+        at=timezone.now(),
+    )
 
 
 @dataclass(frozen=True)
