@@ -587,6 +587,7 @@ class Signalpost:
             first=Min("sent_at"), last=Max("sent_at")
         )
         delivered = counts.get(Delivery.Status.SENT, 0)
+        table = deliveries_table_figures()
         issue.refresh_from_db()
         recipients = issue.recipient_count
         first_after = span["first"].timestamp() - started if delivered else None
@@ -642,6 +643,7 @@ class Signalpost:
             "busy_cores": phase.machine / phase.wall,
             "batches": math.ceil(recipients / self.batch_size()),
             "pause": pause.figures() if pause is not None and pause.state != "off" else None,
+            **table,
         }
 
     def batch_size(self):
@@ -655,6 +657,22 @@ class Signalpost:
 
             connections.close_all()
         drop_database(self.db_name)
+
+
+def deliveries_table_figures():
+    """The deliveries table's updates so far (all, HOT) and its size with its indexes.
+
+    Read after the workers stopped: a backend reports its counters when it ends.
+    """
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT n_tup_upd, n_tup_hot_upd, pg_total_relation_size(relid) "
+            "FROM pg_stat_user_tables WHERE relname = 'publishing_delivery'"
+        )
+        updated, hot, size = cursor.fetchone()
+    return {"deliveries_updated": updated, "deliveries_hot": hot, "deliveries_mb": size / 2**20}
 
 
 def dn_python():
@@ -826,6 +844,12 @@ def report(args, columns, notes):
     row("sender CPU per email, ms", lambda r: fmt(r["sender_cpu_ms"], "{:.2f}"))
     row("PostgreSQL backends CPU per email, ms", lambda r: fmt(r["pg_cpu_ms"], "{:.2f}"))
     row("sink CPU per email, ms", lambda r: fmt(r["sink_cpu_ms"], "{:.2f}"))
+    row("deliveries: rows updated (all sends so far)", lambda r: fmt(r.get("deliveries_updated")))
+    row("&nbsp;&nbsp;of which HOT", lambda r: fmt(r.get("deliveries_hot")))
+    row(
+        "deliveries table with its indexes, MB",
+        lambda r: fmt(r.get("deliveries_mb"), "{:.0f}"),
+    )
     row("machine busy, cores (of 2)", lambda r: fmt(r["busy_cores"], "{:.2f}"))
     row("&nbsp;&nbsp;other processes, cores", lambda r: fmt(r["other_cores"], "{:.2f}"))
     print()

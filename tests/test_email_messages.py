@@ -11,8 +11,10 @@ same zone) and in every part's type and decoded content. The transfer encoding
 may differ: the bytes are always quoted-printable (7-bit clean).
 """
 
+import binascii
 import email
 import email.policy
+import random
 import socketserver
 import threading
 
@@ -20,7 +22,12 @@ import pytest
 from django.utils import timezone
 
 from signalpost.accounts.models import Profile
-from signalpost.mail.messages import Letterhead, address_is_plain
+from signalpost.mail.messages import (
+    Letterhead,
+    QuotedPrintableLines,
+    _quoted_printable,
+    address_is_plain,
+)
 from signalpost.mail.transport import message_send
 from signalpost.newsletters import emails
 from signalpost.newsletters.links import (
@@ -431,3 +438,27 @@ def test_the_date_is_in_the_zone_djangos_message_uses(settings, issue, localtime
 
     assert fast["Date"].datetime.utcoffset() == slow["Date"].datetime.utcoffset()
     assert abs((fast["Date"].datetime - slow["Date"].datetime).total_seconds()) < 5
+
+
+def test_a_send_encodes_its_bodies_line_by_line_as_the_whole_text_encodes():
+    # Lines that stress quoted-printable: long ones (soft breaks), trailing blanks,
+    # lone dots, "=", tabs, non-ASCII, empty lines; every message repeats most of them.
+    pieces = ["", " ", "\t", ".", "..", "=", "a=b", "é", "😀", "x" * 75, "y" * 76, "z" * 300]
+    pieces += ["word " * 30, "trailing  ", "tab\t", ". ", "\u00a0nbsp"]
+    rng = random.Random(24)
+    lines = QuotedPrintableLines(limit=40)
+    for _ in range(300):
+        text = "\n".join(
+            "".join(rng.choice(pieces) for _ in range(rng.randint(0, 4)))
+            for _ in range(rng.randint(1, 12))
+        )
+        if rng.random() < 0.5:
+            text += "\n"
+        whole = binascii.b2a_qp(
+            (text if text.endswith("\n") else text + "\n").encode(),
+            quotetabs=False,
+            istext=True,
+        ).replace(b"\n", b"\r\n")
+
+        assert _quoted_printable(text, lines) == whole == _quoted_printable(text)
+    assert len(lines.encoded) == 40

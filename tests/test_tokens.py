@@ -89,3 +89,31 @@ def test_a_future_dated_preference_link_gets_the_invalid_link_page(client):
 
     assert response.status_code == 400
     assert "jane@example.com" not in response.content.decode()
+
+
+@pytest.mark.parametrize("purpose", [tokens.UNSUBSCRIBE, tokens.PREFERENCES, tokens.CONFIRM])
+@pytest.mark.parametrize("secret", ["a-site-key", "ключ with spaces", b"bytes-key\xff"])
+@pytest.mark.parametrize("newsletter_id", [None, 1, 2**40])
+@pytest.mark.parametrize("profile_id", [1, 987_654_321, 2**62])
+def test_a_send_signs_each_link_as_token_make_does(
+    settings, monkeypatch, purpose, secret, newsletter_id, profile_id
+):
+    settings.SECRET_KEY = secret
+    monkeypatch.setattr(time, "time", lambda: 1_796_000_000.75)
+    profile = Profile(pk=profile_id)
+    newsletter = None if newsletter_id is None else _Named(pk=newsletter_id)
+
+    token = tokens.TokenMaker(purpose=purpose, newsletter=newsletter).make(profile=profile)
+
+    assert token == tokens.token_make(purpose=purpose, profile=profile, newsletter=newsletter)
+    assert token == signing.dumps(
+        {"p": profile_id} | ({} if newsletter_id is None else {"n": newsletter_id}),
+        salt=purpose,
+        compress=False,
+    )
+    assert tokens.token_read(token=token, purpose=purpose) == (profile_id, newsletter_id)
+
+
+class _Named:
+    def __init__(self, *, pk):
+        self.pk = pk

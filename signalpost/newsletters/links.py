@@ -44,14 +44,13 @@ class PersonalLinks:
         preferences = absolute(reverse("signalpost:preferences", args=[TOKEN_SLOT]))
         self.unsubscribe_around = unsubscribe.rsplit(TOKEN_SLOT, 1)
         self.preferences_around = preferences.rsplit(TOKEN_SLOT, 1)
+        self._unsubscribe_tokens = tokens.TokenMaker(
+            purpose=tokens.UNSUBSCRIBE, newsletter=newsletter
+        )
+        self._preferences_tokens = tokens.TokenMaker(purpose=tokens.PREFERENCES)
 
     def unsubscribe_url(self, *, profile):
-        token = tokens.token_make(
-            purpose=tokens.UNSUBSCRIBE, profile=profile, newsletter=self.newsletter
-        )
-        return token.join(self.unsubscribe_around)
+        return self._unsubscribe_tokens.make(profile=profile).join(self.unsubscribe_around)
 
     def preferences_url(self, *, profile):
-        return tokens.token_make(purpose=tokens.PREFERENCES, profile=profile).join(
-            self.preferences_around
-        )
+        return self._preferences_tokens.make(profile=profile).join(self.preferences_around)

@@ -4,8 +4,12 @@ Each purpose signs with its own salt, so a token made for one can never be used
 for another. Tokens carry ids, not addresses, and nothing secret.
 """
 
+import base64
+import hashlib
+import hmac
 import time
 
+from django.conf import settings
 from django.core import signing
 
 CONFIRM = "signalpost.newsletters.confirm"
@@ -31,6 +35,36 @@ def token_make(*, purpose, profile, newsletter=None):
     if newsletter is not None:
         data["n"] = newsletter.pk
     return signing.dumps(data, salt=purpose, compress=False)
+
+
+class TokenMaker:
+    """``token_make`` for one purpose and many profiles: the same tokens, cheaper.
+
+    ``signing.dumps`` builds a signer, a JSON encoder and the salted signing key
+    again for every token; a send makes two tokens per email, and that was a
+    tenth of the sender's CPU (bench/README.md, "Fan-out at 1,000,000"). This
+    derives the key once and writes the two-field JSON itself, as Django's
+    ``TimestampSigner`` with its defaults (SHA-256, ``:``, ``SECRET_KEY``)
+    does. ``tests/test_tokens.py`` holds it to ``signing.dumps``, byte for byte.
+    """
+
+    def __init__(self, *, purpose: str, newsletter=None):
+        secret = settings.SECRET_KEY
+        secret_bytes = secret if isinstance(secret, bytes) else secret.encode()
+        # django.utils.crypto.salted_hmac's key, for Signer(salt=purpose).signature().
+        self._key = hashlib.sha256(f"{purpose}signer".encode() + secret_bytes).digest()
+        self._tail = "}" if newsletter is None else f',"n":{int(newsletter.pk)}}}'
+
+    def make(self, *, profile) -> str:
+        """Return ``token_make(purpose=..., profile=profile, newsletter=...)``'s token."""
+        data = f'{{"p":{int(profile.pk)}{self._tail}'.encode()
+        value = f"{_b64(data)}:{signing.b62_encode(int(time.time()))}"
+        signature = _b64(hmac.digest(self._key, value.encode(), "sha256"))
+        return f"{value}:{signature}"
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 def token_read(*, token, purpose, max_age=None):
