@@ -12,6 +12,7 @@ import contextlib
 import functools
 import smtplib
 from contextvars import ContextVar
+from typing import Any
 
 import css_inline
 from django.conf import settings
@@ -24,6 +25,7 @@ from signalpost.durable.exceptions import PermanentFailure
 from signalpost.mail import verp
 from signalpost.mail.messages import Letterhead, Message, site_domain
 from signalpost.mail.transport import Transport, message_send
+from signalpost.newsletters import mailmerge
 from signalpost.newsletters.branding import brand_for
 from signalpost.newsletters.languages import email_language, language_supported
 from signalpost.newsletters.links import (
@@ -96,8 +98,9 @@ def message_build(*, kind, profile, newsletter, context, idempotency_key, langua
 
     The Message-ID comes from the idempotency key: a rerun of the same durable
     call sends the same Message-ID, which receiving systems can de-duplicate.
+    Within a batch (``emails_send``) each template is rendered once and each
+    person's values filled in (``mailmerge``), and the letterhead is made once.
     """
-    render = functools.partial(template_render, newsletter=newsletter, language=language)
     context = {
         **context,
         "profile": profile,
@@ -109,15 +112,78 @@ def message_build(*, kind, profile, newsletter, context, idempotency_key, langua
         context["unsubscribe_url"] = absolute(
             unsubscribe_path(profile=profile, newsletter=newsletter)
         )
-    subject = render(name=f"{kind}_subject.txt", context=context)
-    return Letterhead(subject=subject, newsletter=newsletter).message(
+    part = _part_renderer(
+        profile=profile, newsletter=newsletter, language=language, context=context
+    )
+    subject = part(f"{kind}_subject.txt")
+    return _letterhead(subject=subject, newsletter=newsletter).message(
         to=profile.email,
         message_id=f"<{idempotency_key}.{kind}@{site_domain()}>",
         unsubscribe_url=context.get("unsubscribe_url"),
         envelope_sender=verp.return_path(kind="p", pk=profile.pk),
-        text=render(name=f"{kind}.txt", context=context),
-        html=css_inliner.inline(render(name=f"{kind}.html", context=context)),
+        text=part(f"{kind}.txt"),
+        html=part(f"{kind}.html", finish=css_inliner.inline),
     )
+
+
+# A batch's merged templates and letterheads (``mailmerge``): None outside a batch.
+_merges_in_batch: ContextVar[dict[Any, Any] | None] = ContextVar("merges_in_batch", default=None)
+
+
+def _unchanged(text):
+    return text
+
+
+def _part_renderer(*, profile, newsletter, language, context):
+    """Return ``part(name, finish=...)``: template ``name`` rendered for ``profile``
+    with ``context``, then ``finish``ed; once per batch and filled in, when it can be."""
+    render = functools.partial(template_render, newsletter=newsletter, language=language)
+    memo = _merges_in_batch.get()
+    # What differs from person to person: the strings of the context and the profile's.
+    person = {name: value for name, value in context.items() if isinstance(value, str)}
+    person["profile.email"], person["profile.name"] = profile.email, profile.name
+    constants = tuple(
+        sorted(
+            (name, repr(value))
+            for name, value in context.items()
+            if name not in person and name not in {"profile", "newsletter"}
+        )
+    )
+
+    def part(name, finish=_unchanged):
+        def render_direct():
+            return finish(render(name=name, context=context))
+
+        def render_with(values, probe):
+            stand_in = mailmerge.StandIn(
+                {"email": values["profile.email"], "name": values["profile.name"]}, probe
+            )
+            merged = {key: values.get(key, value) for key, value in context.items()}
+            return render(name=name, context={**merged, "profile": stand_in})
+
+        if memo is None or not all(isinstance(value, str) for value in person.values()):
+            return render_direct()
+        return mailmerge.merged(
+            memo,
+            key=(name, getattr(newsletter, "pk", None), language, constants),
+            values=person,
+            render_with=render_with,
+            finish=finish,
+            render_direct=render_direct,
+        )
+
+    return part
+
+
+def _letterhead(*, subject, newsletter):
+    """A ``Letterhead``, made once per subject and newsletter within a batch."""
+    memo = _merges_in_batch.get()
+    if memo is None:
+        return Letterhead(subject=subject, newsletter=newsletter)
+    key = ("letterhead", subject, getattr(newsletter, "pk", None))
+    if key not in memo:
+        memo[key] = Letterhead(subject=subject, newsletter=newsletter)
+    return memo[key]
 
 
 def _refusal(error):
@@ -153,6 +219,7 @@ def emails_send(builders):
     messages = {}
     # A batch looks each stored template up once: they are the same for every person.
     memo = _stored_in_batch.set({})
+    merges = _merges_in_batch.set({})
     try:
         for key, build in builders.items():
             try:
@@ -163,6 +230,7 @@ def emails_send(builders):
             if message is not None:
                 messages[key] = message
     finally:
+        _merges_in_batch.reset(merges)
         _stored_in_batch.reset(memo)
     if not messages:
         return failures
