@@ -239,12 +239,18 @@ def emails_send(builders):
         mailer.open()
     except (smtplib.SMTPException, OSError) as error:
         return {**failures, **dict.fromkeys(messages, error)}
+    # One transport per letterhead (its envelope sender prepared once, its DKIM signer).
+    transports = {}
     try:
         pending = list(messages)
         while pending:
             key = pending.pop(0)
+            letterhead = messages[key].letterhead
+            transport = transports.get(id(letterhead))
+            if transport is None:
+                transport = transports[id(letterhead)] = Transport(letterhead, mailer=mailer)
             try:
-                Transport(messages[key].letterhead, mailer=mailer).send(messages[key])
+                transport.send(messages[key])
             except smtplib.SMTPServerDisconnected as error:
                 failures.update(dict.fromkeys([key, *pending], error))
                 break
