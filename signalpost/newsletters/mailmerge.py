@@ -65,7 +65,7 @@ class _Token(str):
     __hash__ = str.__hash__
 
     def __bool__(self) -> bool:
-        return True  # only non-empty values get a token (and bool() must not call __len__)
+        return str.__len__(self) > 0  # a test for truth is not a look inside (not __len__)
 
     def __len__(self) -> int:
         self.probe.refused = True
@@ -82,6 +82,12 @@ class _Token(str):
     def __iter__(self) -> Any:
         self.probe.refused = True
         return str.__iter__(self)
+
+
+def observed(value: str, probe: Probe) -> str:
+    """``value``, as a string that sets ``probe.refused`` when a template compares,
+    measures, indexes or iterates it (printing it and testing it for truth are fine)."""
+    return _Token(value, probe)
 
 
 class StandIn:
