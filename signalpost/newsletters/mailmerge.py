@@ -61,7 +61,7 @@ class _Token(str):
         self.probe.refused = True
         return NotImplemented
 
-    __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = _refuse  # type: ignore[assignment]
+    __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = _refuse
     __hash__ = str.__hash__
 
     def __bool__(self) -> bool:
@@ -71,11 +71,11 @@ class _Token(str):
         self.probe.refused = True
         return str.__len__(self)
 
-    def __contains__(self, item: object) -> bool:  # type: ignore[override]
+    def __contains__(self, item: object) -> bool:
         self.probe.refused = True
         return str.__contains__(self, item)  # type: ignore[operator]
 
-    def __getitem__(self, index: Any) -> str:  # type: ignore[override]
+    def __getitem__(self, index: Any) -> str:
         self.probe.refused = True
         return str.__getitem__(self, index)
 

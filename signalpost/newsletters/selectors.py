@@ -47,7 +47,7 @@ def newsletter_by_pk(pk: int) -> Newsletter | None:
     ~15 % of the worker's CPU per sign-up (bench/subscribe_worker.py --profile).
     """
     quote: Callable[[str | None], str] = connection.ops.quote_name  # type: ignore[assignment]
-    where = f"{quote(Newsletter._meta.pk.column)} = %s"  # type: ignore[union-attr]
+    where = f"{quote(Newsletter._meta.pk.column)} = %s"
     return row_fetch(Newsletter, where=where, params=[pk], using=connection.alias)
 
 
