@@ -28,12 +28,7 @@ from signalpost.mail.transport import Transport, message_send
 from signalpost.newsletters import mailmerge
 from signalpost.newsletters.branding import brand_for
 from signalpost.newsletters.languages import email_language, language_supported
-from signalpost.newsletters.links import (
-    absolute,
-    confirmation_path,
-    preferences_path,
-    unsubscribe_path,
-)
+from signalpost.newsletters.links import PersonalLinks, absolute, preferences_path
 from signalpost.newsletters.mailtemplates import template_render_stored
 from signalpost.newsletters.selectors import (
     email_template_stored,
@@ -101,17 +96,13 @@ def message_build(*, kind, profile, newsletter, context, idempotency_key, langua
     Within a batch (``emails_send``) each template is rendered once and each
     person's values filled in (``mailmerge``), and the letterhead is made once.
     """
-    context = {
-        **context,
-        "profile": profile,
-        "newsletter": newsletter,
-        "preferences_url": absolute(preferences_path(profile=profile)),
-        "site_url": conf.SITE_URL,
-    }
-    if newsletter is not None:
-        context["unsubscribe_url"] = absolute(
-            unsubscribe_path(profile=profile, newsletter=newsletter)
-        )
+    context = {**context, "profile": profile, "newsletter": newsletter, "site_url": conf.SITE_URL}
+    if newsletter is None:
+        context["preferences_url"] = absolute(preferences_path(profile=profile))
+    else:
+        links = _links(newsletter)
+        context["preferences_url"] = links.preferences_url(profile=profile)
+        context["unsubscribe_url"] = links.unsubscribe_url(profile=profile)
     part = _part_renderer(
         profile=profile, newsletter=newsletter, language=language, context=context
     )
@@ -173,6 +164,17 @@ def _part_renderer(*, profile, newsletter, language, context):
         )
 
     return part
+
+
+def _links(newsletter):
+    """The newsletter's ``PersonalLinks``: its URL patterns reversed once per batch."""
+    memo = _merges_in_batch.get()
+    if memo is None:
+        return PersonalLinks(newsletter=newsletter)
+    key = ("links", newsletter.pk)
+    if key not in memo:
+        memo[key] = PersonalLinks(newsletter=newsletter)
+    return memo[key]
 
 
 def _letterhead(*, subject, newsletter):
@@ -271,7 +273,7 @@ def confirmation_message(*, subscription, idempotency_key):
     """Return the email with the link that confirms a pending ``subscription``."""
     profile, newsletter = subscription.profile, subscription.newsletter
     context = {
-        "confirmation_url": absolute(confirmation_path(profile=profile, newsletter=newsletter)),
+        "confirmation_url": _links(newsletter).confirmation_url(profile=profile),
         "expires_days": conf.CONFIRMATION_MAX_AGE_SECONDS // 86400,
     }
     return message_build(
