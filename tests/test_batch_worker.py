@@ -113,6 +113,18 @@ def test_the_batch_size_follows_the_time_tasks_take():
     assert size.next() == 1, "slow tasks: one at a time"
 
 
+def test_a_loaded_machine_does_not_shrink_the_batches_of_cheap_tasks():
+    size = BatchSize(max_size=100)
+    for _ in range(5):
+        # 5 ms of CPU per task, but 20 ms by the clock: the cores are shared.
+        size.observe(tasks=10, seconds=0.2, cpu_seconds=0.05)
+    assert size.next() == 100
+    for _ in range(5):
+        # Tasks that wait (a slow relay): little CPU, but a batch holds them all.
+        size.observe(tasks=2, seconds=2.0, cpu_seconds=0.002)
+    assert size.next() == 2, "at most max_wall_seconds of waiting per batch"
+
+
 def test_a_batch_receiver_gets_the_claimed_calls_at_once_and_fails_them_one_by_one(test_dir):
     profile = make_profile()
     for label in ("ok#1", "fail", "ok#2"):

@@ -33,6 +33,7 @@ from signalpost.newsletters import emails
 from signalpost.newsletters.links import (
     PersonalLinks,
     absolute,
+    confirmation_path,
     preferences_path,
     unsubscribe_path,
 )
@@ -371,6 +372,9 @@ def test_batch_links_are_the_links_each_message_would_get_alone(issue):
         unsubscribe_path(profile=profile, newsletter=issue.newsletter)
     )
     assert links.preferences_url(profile=profile) == absolute(preferences_path(profile=profile))
+    assert links.confirmation_url(profile=profile) == absolute(
+        confirmation_path(profile=profile, newsletter=issue.newsletter)
+    )
 
 
 @pytest.mark.django_db(transaction=True)

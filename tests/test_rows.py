@@ -10,6 +10,7 @@ from django.db.models.signals import post_save, pre_save
 
 from signalpost.activity.models import Activity
 from signalpost.newsletters.models import Newsletter
+from signalpost.newsletters.selectors import newsletter_by_pk
 from signalpost.rows import row_fetch, row_insert
 from tests.factories import make_newsletter, make_profile
 from tests.row_helpers import Heard
@@ -121,3 +122,13 @@ def test_row_fetch_finds_nothing_for_a_missing_or_hostile_value():
     for slug in ["missing", "there' OR '1'='1", "there'; DROP TABLE newsletters_newsletter; --"]:
         assert row_fetch(Newsletter, where='"slug" = %s', params=[slug]) is None
     assert row_fetch(Newsletter, where='"slug" = %s', params=["there"]).slug == "there"
+
+
+@pytest.mark.django_db
+def test_a_newsletter_read_by_its_key_is_the_one_the_orm_reads():
+    newsletter = make_newsletter(slug="keyed", name="Keyed", opt_in="double")
+    fetched = newsletter_by_pk(newsletter.pk)
+    assert field_values(fetched) == field_values(
+        Newsletter.objects.filter(pk=newsletter.pk).first()
+    )
+    assert newsletter_by_pk(newsletter.pk + 1000) is None, "deleted since the form was sent"

@@ -10,7 +10,7 @@ from django_tasks_db.models import DBTaskResult
 
 from signalpost.durable.models import DeadLetter
 from signalpost.durable.worker import BatchWorker
-from signalpost.newsletters.models import EmailTemplate
+from signalpost.newsletters.models import EmailTemplate, Subscription
 from signalpost.newsletters.services import ConsentEvidence, subscribe
 from signalpost.newsletters.tasks import subscribe_queue
 from tests.durable_helpers import run_worker_until_idle
@@ -170,3 +170,15 @@ def test_a_batch_of_confirmations_reads_each_template_once_whatever_its_size(
         f"Say yes to {double_opt_in_newsletter.name}"
     }, "a stored template still applies to every email of the batch"
     assert statements[2] == statements[4], "no statement per email"
+
+
+def test_a_hostile_address_in_a_batch_of_sign_ups_loses_none_of_the_others(
+    smtp_inbox, double_opt_in_newsletter
+):
+    hostile = "<script>alert(1)</script>@[127.0.0.1]"
+    sign_up_from_the_form(double_opt_in_newsletter, [*PEOPLE[:3], hostile, *PEOPLE[3:]])
+    one_batch(len(PEOPLE) + 1)
+    assert sorted(message["To"] for message in smtp_inbox.wait_for(len(PEOPLE))) == PEOPLE
+    failed = DBTaskResult.objects.filter(status=TaskResultStatus.FAILED)
+    assert [row.args_kwargs["kwargs"]["email"] for row in failed] == [hostile]
+    assert not Subscription.objects.filter(profile__email=hostile).exists()

@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db.models import Q
 
 from signalpost.accounts.models import Profile
 from signalpost.newsletters.models import Subscription, Suppression
@@ -17,7 +18,11 @@ from signalpost.newsletters.services import (
     subscribe,
     subscription_confirm,
 )
-from signalpost.newsletters.suppressions import email_hash, suppressions_add
+from signalpost.newsletters.suppressions import (
+    address_is_suppressed,
+    email_hash,
+    suppressions_add,
+)
 from signalpost.privacy.services import profile_erase
 from signalpost.publishing.models import Delivery
 from signalpost.publishing.services import issue_create
@@ -307,3 +312,19 @@ def test_the_command_refuses_a_test_to_a_suppressed_address(weekly, smtp_inbox):
         call_command("send_issue", "weekly", "hello", "--test-to", "jane@example.com")
 
     assert smtp_inbox.envelopes == []
+
+
+def test_whether_an_address_is_suppressed_is_what_the_orm_says(weekly, monthly):
+    """``address_is_suppressed`` asks by a written-out statement: the ORM's answer."""
+    suppress("global@example.com", Reason.BOUNCED)
+    suppress("weekly@example.com", Reason.UNSUBSCRIBED, newsletter=weekly)
+    for address in ("global@example.com", "Weekly@Example.com", "nobody@example.com"):
+        for newsletter in (weekly, monthly, None):
+            covering = Q(newsletter__isnull=True)
+            if newsletter is not None:
+                covering |= Q(newsletter=newsletter)
+            orm = Suppression.objects.filter(covering, email_hash=email_hash(address)).exists()
+            found = address_is_suppressed(email=address, newsletter=newsletter)
+            assert found == orm, (address, newsletter)
+    assert address_is_suppressed(email="weekly@example.com", newsletter=weekly)
+    assert not address_is_suppressed(email="weekly@example.com", newsletter=monthly)

@@ -25,8 +25,9 @@ running until its heartbeat is a lease old, then any live worker puts them back
 same idempotency key. SIGTERM finishes the running task, records the batch,
 puts the tasks not started back in the queue, and exits.
 
-The batch size adapts: each batch is sized to take about ``target_seconds``
-from the last batches' time per task, between 1 and ``max_size``.
+The batch size adapts: each batch is sized to about ``target_seconds`` of CPU
+from the last batches' CPU per task, and at most ``max_wall_seconds`` by the clock,
+between 1 and ``max_size`` (``BatchSize``).
 """
 
 import functools
@@ -75,27 +76,43 @@ class Outcome:
 
 @dataclass
 class BatchSize:
-    """How many tasks to claim next: about ``target_seconds`` of work, by recent tasks."""
+    """How many tasks to claim next: about ``target_seconds`` of this process's CPU, by
+    recent tasks, and no more than ``max_wall_seconds`` of waiting (a slow relay, a sleep).
+
+    Sized by CPU rather than wall time: on a loaded machine (the web server on the
+    same cores) every task takes longer by the clock, and batches sized by the clock
+    shrank to a few tasks, each paying the batch's claim, reads and record alone.
+    """
 
     max_size: int
     target_seconds: float = 0.5
-    seconds_per_task: float = 0.0
+    max_wall_seconds: float = 2.0
+    cpu_per_task: float = 0.0
+    wall_per_task: float = 0.0
     samples: list[float] = field(default_factory=list)
 
     def next(self) -> int:
-        if self.seconds_per_task <= 0:
+        if self.wall_per_task <= 0:
             return min(self.max_size, 10)
-        return max(1, min(self.max_size, int(self.target_seconds / self.seconds_per_task)))
+        size = self.max_size
+        if self.cpu_per_task > 0:
+            size = min(size, int(self.target_seconds / self.cpu_per_task))
+        size = min(size, int(self.max_wall_seconds / self.wall_per_task))
+        return max(1, size)
 
-    def observe(self, *, tasks: int, seconds: float) -> None:
-        if tasks:
-            per_task = seconds / tasks
-            # An exponential average: a slow batch shrinks the next ones quickly.
-            self.seconds_per_task = (
-                per_task
-                if self.seconds_per_task <= 0
-                else 0.5 * self.seconds_per_task + 0.5 * per_task
-            )
+    def observe(self, *, tasks: int, seconds: float, cpu_seconds: float | None = None) -> None:
+        """Take a batch of ``tasks`` that took ``seconds`` by the clock and ``cpu_seconds``
+        of this process's CPU (unknown: the clock's)."""
+        if not tasks:
+            return
+        cpu = seconds if cpu_seconds is None else cpu_seconds
+        # Exponential averages: a slow batch shrinks the next ones quickly.
+        self.cpu_per_task = _averaged(self.cpu_per_task, cpu / tasks)
+        self.wall_per_task = _averaged(self.wall_per_task, seconds / tasks)
+
+
+def _averaged(average: float, sample: float) -> float:
+    return sample if average <= 0 else 0.5 * average + 0.5 * sample
 
 
 class BatchWorker:
@@ -154,9 +171,13 @@ class BatchWorker:
                 size = min(size, self.max_tasks - self.tasks_run)
             rows = self.claim(size)
             if rows:
-                started = time.monotonic()
+                started, cpu_started = time.monotonic(), time.process_time()
                 ran = self.run_batch(rows)
-                self.batch_size.observe(tasks=ran, seconds=time.monotonic() - started)
+                self.batch_size.observe(
+                    tasks=ran,
+                    seconds=time.monotonic() - started,
+                    cpu_seconds=time.process_time() - cpu_started,
+                )
             elif rows is not None and self.exit_when_idle:
                 return
             if self.max_tasks is not None and self.tasks_run >= self.max_tasks:

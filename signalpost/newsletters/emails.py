@@ -12,6 +12,7 @@ import contextlib
 import functools
 import smtplib
 from contextvars import ContextVar
+from typing import Any
 
 import css_inline
 from django.conf import settings
@@ -24,14 +25,10 @@ from signalpost.durable.exceptions import PermanentFailure
 from signalpost.mail import verp
 from signalpost.mail.messages import Letterhead, Message, site_domain
 from signalpost.mail.transport import Transport, message_send
+from signalpost.newsletters import mailmerge
 from signalpost.newsletters.branding import brand_for
 from signalpost.newsletters.languages import email_language, language_supported
-from signalpost.newsletters.links import (
-    absolute,
-    confirmation_path,
-    preferences_path,
-    unsubscribe_path,
-)
+from signalpost.newsletters.links import PersonalLinks, absolute, preferences_path
 from signalpost.newsletters.mailtemplates import template_render_stored
 from signalpost.newsletters.selectors import (
     email_template_stored,
@@ -96,28 +93,99 @@ def message_build(*, kind, profile, newsletter, context, idempotency_key, langua
 
     The Message-ID comes from the idempotency key: a rerun of the same durable
     call sends the same Message-ID, which receiving systems can de-duplicate.
+    Within a batch (``emails_send``) each template is rendered once and each
+    person's values filled in (``mailmerge``), and the letterhead is made once.
     """
-    render = functools.partial(template_render, newsletter=newsletter, language=language)
-    context = {
-        **context,
-        "profile": profile,
-        "newsletter": newsletter,
-        "preferences_url": absolute(preferences_path(profile=profile)),
-        "site_url": conf.SITE_URL,
-    }
-    if newsletter is not None:
-        context["unsubscribe_url"] = absolute(
-            unsubscribe_path(profile=profile, newsletter=newsletter)
-        )
-    subject = render(name=f"{kind}_subject.txt", context=context)
-    return Letterhead(subject=subject, newsletter=newsletter).message(
+    context = {**context, "profile": profile, "newsletter": newsletter, "site_url": conf.SITE_URL}
+    if newsletter is None:
+        context["preferences_url"] = absolute(preferences_path(profile=profile))
+    else:
+        links = _links(newsletter)
+        context["preferences_url"] = links.preferences_url(profile=profile)
+        context["unsubscribe_url"] = links.unsubscribe_url(profile=profile)
+    part = _part_renderer(
+        profile=profile, newsletter=newsletter, language=language, context=context
+    )
+    subject = part(f"{kind}_subject.txt")
+    return _letterhead(subject=subject, newsletter=newsletter).message(
         to=profile.email,
         message_id=f"<{idempotency_key}.{kind}@{site_domain()}>",
         unsubscribe_url=context.get("unsubscribe_url"),
         envelope_sender=verp.return_path(kind="p", pk=profile.pk),
-        text=render(name=f"{kind}.txt", context=context),
-        html=css_inliner.inline(render(name=f"{kind}.html", context=context)),
+        text=part(f"{kind}.txt"),
+        html=part(f"{kind}.html", finish=css_inliner.inline),
     )
+
+
+# A batch's merged templates and letterheads (``mailmerge``): None outside a batch.
+_merges_in_batch: ContextVar[dict[Any, Any] | None] = ContextVar("merges_in_batch", default=None)
+
+
+def _unchanged(text):
+    return text
+
+
+def _part_renderer(*, profile, newsletter, language, context):
+    """Return ``part(name, finish=...)``: template ``name`` rendered for ``profile``
+    with ``context``, then ``finish``ed; once per batch and filled in, when it can be."""
+    render = functools.partial(template_render, newsletter=newsletter, language=language)
+    memo = _merges_in_batch.get()
+    # What differs from person to person: the strings of the context and the profile's.
+    person = {name: value for name, value in context.items() if isinstance(value, str)}
+    person["profile.email"], person["profile.name"] = profile.email, profile.name
+    constants = tuple(
+        sorted(
+            (name, repr(value))
+            for name, value in context.items()
+            if name not in person and name not in {"profile", "newsletter"}
+        )
+    )
+
+    def part(name, finish=_unchanged):
+        def render_direct():
+            return finish(render(name=name, context=context))
+
+        def render_with(values, probe):
+            stand_in = mailmerge.StandIn(
+                {"email": values["profile.email"], "name": values["profile.name"]}, probe
+            )
+            merged = {key: values.get(key, value) for key, value in context.items()}
+            return render(name=name, context={**merged, "profile": stand_in})
+
+        if memo is None or not all(isinstance(value, str) for value in person.values()):
+            return render_direct()
+        return mailmerge.merged(
+            memo,
+            key=(name, getattr(newsletter, "pk", None), language, constants),
+            values=person,
+            render_with=render_with,
+            finish=finish,
+            render_direct=render_direct,
+        )
+
+    return part
+
+
+def _links(newsletter):
+    """The newsletter's ``PersonalLinks``: its URL patterns reversed once per batch."""
+    memo = _merges_in_batch.get()
+    if memo is None:
+        return PersonalLinks(newsletter=newsletter)
+    key = ("links", newsletter.pk)
+    if key not in memo:
+        memo[key] = PersonalLinks(newsletter=newsletter)
+    return memo[key]
+
+
+def _letterhead(*, subject, newsletter):
+    """A ``Letterhead``, made once per subject and newsletter within a batch."""
+    memo = _merges_in_batch.get()
+    if memo is None:
+        return Letterhead(subject=subject, newsletter=newsletter)
+    key = ("letterhead", subject, getattr(newsletter, "pk", None))
+    if key not in memo:
+        memo[key] = Letterhead(subject=subject, newsletter=newsletter)
+    return memo[key]
 
 
 def _refusal(error):
@@ -153,6 +221,7 @@ def emails_send(builders):
     messages = {}
     # A batch looks each stored template up once: they are the same for every person.
     memo = _stored_in_batch.set({})
+    merges = _merges_in_batch.set({})
     try:
         for key, build in builders.items():
             try:
@@ -163,6 +232,7 @@ def emails_send(builders):
             if message is not None:
                 messages[key] = message
     finally:
+        _merges_in_batch.reset(merges)
         _stored_in_batch.reset(memo)
     if not messages:
         return failures
@@ -171,12 +241,18 @@ def emails_send(builders):
         mailer.open()
     except (smtplib.SMTPException, OSError) as error:
         return {**failures, **dict.fromkeys(messages, error)}
+    # One transport per letterhead (its envelope sender prepared once, its DKIM signer).
+    transports = {}
     try:
         pending = list(messages)
         while pending:
             key = pending.pop(0)
+            letterhead = messages[key].letterhead
+            transport = transports.get(id(letterhead))
+            if transport is None:
+                transport = transports[id(letterhead)] = Transport(letterhead, mailer=mailer)
             try:
-                Transport(messages[key].letterhead, mailer=mailer).send(messages[key])
+                transport.send(messages[key])
             except smtplib.SMTPServerDisconnected as error:
                 failures.update(dict.fromkeys([key, *pending], error))
                 break
@@ -197,7 +273,7 @@ def confirmation_message(*, subscription, idempotency_key):
     """Return the email with the link that confirms a pending ``subscription``."""
     profile, newsletter = subscription.profile, subscription.newsletter
     context = {
-        "confirmation_url": absolute(confirmation_path(profile=profile, newsletter=newsletter)),
+        "confirmation_url": _links(newsletter).confirmation_url(profile=profile),
         "expires_days": conf.CONFIRMATION_MAX_AGE_SECONDS // 86400,
     }
     return message_build(

@@ -32,8 +32,9 @@ TOKEN_SLOT = "signalpost-token-slot"
 class PersonalLinks:
     """Each recipient's unsubscribe and preference URLs, reversing the URL patterns once.
 
-    For sending one issue to many people: the same URLs ``unsubscribe_path`` and
-    ``preferences_path`` give, with ``reverse()`` run per batch instead of twice per message.
+    For sending one issue, or a batch of subscription emails, to many people: the same
+    URLs ``unsubscribe_path``, ``preferences_path`` and ``confirmation_path`` give, with
+    ``reverse()`` run per batch instead of for each message.
     """
 
     def __init__(self, *, newsletter):
@@ -42,15 +43,21 @@ class PersonalLinks:
             reverse("signalpost:one_click_unsubscribe", args=[newsletter.slug, TOKEN_SLOT])
         )
         preferences = absolute(reverse("signalpost:preferences", args=[TOKEN_SLOT]))
+        confirmation = absolute(reverse("signalpost:confirm", args=[newsletter.slug, TOKEN_SLOT]))
         self.unsubscribe_around = unsubscribe.rsplit(TOKEN_SLOT, 1)
         self.preferences_around = preferences.rsplit(TOKEN_SLOT, 1)
+        self.confirmation_around = confirmation.rsplit(TOKEN_SLOT, 1)
         self._unsubscribe_tokens = tokens.TokenMaker(
             purpose=tokens.UNSUBSCRIBE, newsletter=newsletter
         )
         self._preferences_tokens = tokens.TokenMaker(purpose=tokens.PREFERENCES)
+        self._confirmation_tokens = tokens.TokenMaker(purpose=tokens.CONFIRM, newsletter=newsletter)
 
     def unsubscribe_url(self, *, profile):
         return self._unsubscribe_tokens.make(profile=profile).join(self.unsubscribe_around)
 
     def preferences_url(self, *, profile):
         return self._preferences_tokens.make(profile=profile).join(self.preferences_around)
+
+    def confirmation_url(self, *, profile):
+        return self._confirmation_tokens.make(profile=profile).join(self.confirmation_around)

@@ -26,6 +26,7 @@ from signalpost.durable.policy import RetryPolicy
 from signalpost.durable.services import task_enqueue
 from signalpost.newsletters import imports
 from signalpost.newsletters.models import Newsletter, SubscriberImport
+from signalpost.newsletters.selectors import newsletter_by_pk
 from signalpost.newsletters.services import (
     USER_AGENT_MAX_LENGTH,
     ConsentEvidence,
@@ -56,7 +57,7 @@ def _run_or_retry(this_task, service, *, attempt, **kwargs):
 
 
 def _subscribe(*, email, newsletter_id, name, consent, source):
-    newsletter = Newsletter.objects.filter(pk=newsletter_id).first()
+    newsletter = newsletter_by_pk(newsletter_id)
     if newsletter is None:
         return  # deleted since the request
     subscribe(
@@ -73,7 +74,7 @@ def _subscribe(*, email, newsletter_id, name, consent, source):
 
 
 def _unsubscribe(*, email, newsletter_id, reason):
-    newsletter = Newsletter.objects.filter(pk=newsletter_id).first()
+    newsletter = newsletter_by_pk(newsletter_id)
     if newsletter is not None:
         unsubscribe(email=email, newsletter=newsletter, reason=reason)
 

@@ -31,7 +31,7 @@ def _batch_size(value: str) -> int:
 class Command(db_worker.Command):
     help = (
         "Run a task worker over django-tasks-db's queue: it claims due tasks in batches "
-        "(at most --batch-size, sized to about half a second of work), runs them and records "
+        "(at most --batch-size, sized to about half a second of CPU), runs them and records "
         "their outcomes per batch, with a heartbeat: the tasks of a worker that dies are run "
         "again by another after --lease seconds. SIGTERM or Ctrl+C finishes the current "
         "task, then exits."
