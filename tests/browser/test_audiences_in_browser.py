@@ -7,12 +7,15 @@ no sideways scrolling.
 """
 
 import pytest
+from django.utils import timezone
 
 from signalpost.accounts.models import Profile
 from signalpost.accounts.services import profile_attributes_set, profile_tags_set
+from signalpost.engagement.models import Engagement
 from signalpost.newsletters.links import preferences_path
 from signalpost.newsletters.models import Newsletter, Segment
 from signalpost.newsletters.services import segment_create, subscribe
+from signalpost.publishing.models import Issue
 from signalpost.publishing.services import issue_create, issue_segment_set
 from tests.browser.test_staff_pages_in_browser import (  # noqa: F401  (fixture)
     CLEAN,
@@ -67,6 +70,39 @@ def test_the_segment_form_counts_the_matching_subscribers_as_the_filter_changes(
         check(staff, live_server.url, f"/admin/newsletters/segment/{segment.pk}/change/", "segment")
         == CLEAN
     )
+    assert "2 active subscribers" in staff.content()
+
+
+def test_the_segment_form_counts_the_people_who_clicked_the_last_issues(
+    live_server,
+    staff,  # noqa: F811
+    weekly,
+):
+    issue = issue_create(newsletter=weekly, subject="Last week", body_markdown="Hi.")
+    Issue.objects.filter(pk=issue.pk).update(status="sent", sent_at=timezone.now())
+    for email in ("p0@example.com", "p4@example.com"):
+        Engagement.objects.create(
+            newsletter=weekly,
+            issue=issue,
+            profile=Profile.objects.get(email=email),
+            kind="click",
+            is_human=True,
+            occurred_at=timezone.now(),
+        )
+    staff.goto(live_server.url + "/admin/newsletters/segment/add/")
+    staff.select_option("#id_newsletter", label="The Weekly")
+    staff.fill("#id_name", "Clickers")
+    staff.select_option("#id_c1_type", "engagement")
+    staff.select_option("#id_c1_op", "clicked")
+    count = staff.locator("#segment-count")
+    count.filter(has_text="whole number").wait_for()
+    staff.fill("#id_c1_value", "3")
+    count.filter(has_text="2 of 5").wait_for()
+    shown_clean_at_each_width(staff, "segment-form-engagement")
+
+    staff.click("input[name=_save]")
+    segment = Segment.objects.get(name="Clickers")
+    assert segment.rules["conditions"] == [{"type": "engagement", "op": "clicked", "value": 3}]
     assert "2 active subscribers" in staff.content()
 
 
