@@ -15,10 +15,16 @@ What it does:
   attributes ``plan`` (free/pro/team; missing for a tenth), ``age`` (a number, 18-80) and
   ``city``, and the tags ``vip`` (10 %), ``beta`` (25 %) and ``churned`` (5 %); plus 20,000
   people subscribed to another newsletter with the same attributes, who must never count;
+  12 sent issues of ``weekly`` (one a day) and one still sending, and their engagement
+  rows written in SQL: person ``n`` clicked issue ``k`` when ``(7n + 13k) mod 10 = 0``
+  (10 % an issue), a link scanner clicked when ``(n + k) mod 50 = 1``, and ``n`` opened
+  when ``(n + 5k) mod 20 < 3`` (about 330,000 rows at 100,000 people; the issue still
+  sending and another newsletter's issue get rows that must never count);
   then ``ANALYZE``;
-- for each of five typical filters, checks it through ``segment_rules_check`` and counts it
-  the way the staff page and the API do (``selectors.segment_subscriptions(...).count()``,
-  the ORM compiling the query each time), ``--runs`` times after one warm-up; reports the
+- for each of five typical filters and two engagement ones, checks it through
+  ``segment_rules_check`` and counts it the way the staff page and the API do
+  (``selectors.segment_subscriptions(...).count()``, the ORM compiling the query each
+  time), ``--runs`` times after one warm-up; reports the
   count, the median and the slowest run in milliseconds and the plan's index scans
   (``EXPLAIN``);
 - checks each count against the same people counted in Python from the generated data;
@@ -64,6 +70,20 @@ FILTERS = {
         ]
     },
 }
+ENGAGEMENT_FILTERS = {
+    "clicked any of the last 3 issues": {
+        "conditions": [{"type": "engagement", "op": "clicked", "value": 3}]
+    },
+    "opened none of the last 6, not churned": {
+        "conditions": [
+            {"type": "engagement", "op": "not_opened", "value": 6},
+            {"type": "tag", "op": "has_not", "value": "churned"},
+        ]
+    },
+}
+FILTERS.update(ENGAGEMENT_FILTERS)
+ISSUES_SENT = 12  # issue k = 1 (oldest) .. 12 (latest); 13 is still sending
+SEQ_SCANS_NOTED = ("engagement_engagement",)
 CITIES = ["Berlin", "Bern", "Paris", "Lisbon", "Oslo", "Lima", "Cairo"]
 
 
@@ -80,7 +100,75 @@ def expected_counts(people, recent_days):
         counts["age > 40 and subscribed in the last 90 days"] += age > 40 and days < recent_days
         counts["any: tag beta, or city contains 'ber'"] += beta or "ber" in city.lower()
         counts["plan set, not churned, imported"] += plan is not None and not churned and imported
+        clicked = {k for k in range(1, ISSUES_SENT + 1) if (7 * n + 13 * k) % 10 == 0}
+        opened = {k for k in range(1, ISSUES_SENT + 1) if (n + 5 * k) % 20 < 3}
+        counts["clicked any of the last 3 issues"] += bool(clicked & {10, 11, 12})
+        counts["opened none of the last 6, not churned"] += (
+            not opened & set(range(7, 13)) and not churned
+        )
     return counts
+
+
+def populate_engagement(weekly, other):
+    """The issues and their engagement rows (see the module's docstring), in SQL."""
+    from django.db import connection
+    from django.utils import timezone
+
+    from signalpost.publishing.models import Issue
+
+    now = timezone.now()
+    issues = {}
+    for k in range(1, ISSUES_SENT + 2):
+        status = Issue.Status.SENT if k <= ISSUES_SENT else Issue.Status.SENDING
+        moment = now - timezone.timedelta(days=ISSUES_SENT + 1 - k)
+        issues[k] = Issue.objects.create(
+            newsletter=weekly,
+            subject=f"Issue {k}",
+            slug=f"issue-{k}",
+            body_markdown="Hi.",
+            status=status,
+            sending_started_at=moment,
+            sent_at=moment,
+        ).pk
+    elsewhere = Issue.objects.create(
+        newsletter=other,
+        subject="Other",
+        slug="other",
+        body_markdown="Hi.",
+        status=Issue.Status.SENT,
+        sending_started_at=now,
+        sent_at=now,
+    ).pk
+    people = (
+        "SELECT id, split_part(substr(email, 2), '@', 1)::int AS n FROM accounts_profile "
+        "WHERE email LIKE 'p%%'"
+    )
+    rules = (
+        ("click", "true", "''", "mod(7 * n + 13 * k, 10) = 0"),
+        ("click", "false", "'scanner'", "mod(n + k, 50) = 1"),
+        ("open", "true", "''", "mod(n + 5 * k, 20) < 3"),
+    )
+    issue_of_k = "CASE k " + " ".join(f"WHEN {k} THEN {pk}" for k, pk in issues.items()) + " END"
+    with connection.cursor() as cursor:
+        for kind, human, machine, rule in rules:
+            cursor.execute(
+                "INSERT INTO engagement_engagement (newsletter_id, issue_id, profile_id, kind, "
+                "link_index, is_human, machine, is_first, occurred_at) "
+                f"SELECT %s, {issue_of_k}, p.id, %s, 0, {human}, {machine}, {human}, now() "
+                f"FROM ({people}) p, generate_series(1, %s) k WHERE {rule}",
+                [weekly.pk, kind, ISSUES_SENT + 1],
+            )
+        # The issue still sending, and another newsletter's: rows that must never count.
+        cursor.execute(
+            "INSERT INTO engagement_engagement (newsletter_id, issue_id, profile_id, kind, "
+            "link_index, is_human, machine, is_first, occurred_at) "
+            "SELECT i.newsletter_id, i.id, p.id, kind, 0, true, '', true, now() "
+            f"FROM ({people}) p, publishing_issue i, (VALUES ('click'), ('open')) v(kind) "
+            "WHERE i.id IN (%s, %s) AND mod(p.n, 3) = 0",
+            [issues[ISSUES_SENT + 1], elsewhere],
+        )
+        cursor.execute("SELECT count(*) FROM engagement_engagement")
+        return cursor.fetchone()[0]
 
 
 def populate(people):
@@ -131,8 +219,10 @@ def populate(people):
                 f"accounts_tag t WHERE t.name = %s AND {rule}",
                 [tag],
             )
+    rows = populate_engagement(weekly, other)
+    with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
-    return weekly
+    return weekly, rows
 
 
 def index_scans(queryset):
@@ -148,11 +238,15 @@ def index_scans(queryset):
             for line in plan.splitlines()
             for word in line.split()
             if (word.startswith(("accounts_", "newsletters_")) and "idx" in word)
-            or "gin" in word
+            or word.startswith(("engagement_issue", "engagement_newsletter", "publishing__"))
+            or word.endswith("_gin")
             or word.endswith("_unique")
         }
     )
-    return ", ".join(names) or "(none: sequential scans)"
+    if os.environ.get("BENCH_PLANS"):
+        print(plan)
+    scanned = [f"seq scan {table}" for table in SEQ_SCANS_NOTED if f"Seq Scan on {table}" in plan]
+    return ", ".join(names + scanned) or "(none: sequential scans)"
 
 
 def main():
@@ -180,9 +274,10 @@ def main():
 
         call_command("migrate", verbosity=0)
         started = time.perf_counter()
-        weekly = populate(options.people)
+        weekly, engagement_rows = populate(options.people)
         print(
-            f"{options.people:,} subscribers (+20,000 elsewhere) written in "
+            f"{options.people:,} subscribers (+20,000 elsewhere), {engagement_rows:,} "
+            "engagement rows written in "
             f"{time.perf_counter() - started:.1f} s; load: {os.getloadavg()[0]:.2f}"
         )
         recent_days = 90

@@ -26,6 +26,7 @@ TYPES = [
     ("tag", "Tag"),
     ("subscribed", "Subscribed"),
     ("source", "Source"),
+    ("engagement", "Engagement"),
 ]
 OPERATORS = [
     ("", "—"),
@@ -38,6 +39,10 @@ OPERATORS = [
     ("has_not", "is not on the profile"),
     ("before", "before"),
     ("after", "after"),
+    ("clicked", "clicked any of the last (value) issues"),
+    ("opened", "opened any of the last (value) issues"),
+    ("not_clicked", "clicked none of the last (value) issues"),
+    ("not_opened", "opened none of the last (value) issues"),
 ]
 ROW_FIELDS = ("type", "key", "op", "value")
 
@@ -58,6 +63,14 @@ def _row_fields(number: int) -> dict[str, forms.Field]:
     }
 
 
+def _row_value(kind: str, value: str) -> Any:
+    if kind == "attribute":
+        return attribute_value_parse(value)
+    if kind == "engagement" and value.strip().isdecimal() and len(value.strip()) < 10:
+        return int(value)  # how many issues; anything else is refused as it is
+    return value
+
+
 def rules_from_rows(data: dict[str, Any]) -> dict[str, Any]:
     """The filter the form's rows describe (empty rows left out), not yet checked."""
     conditions = []
@@ -69,7 +82,7 @@ def rules_from_rows(data: dict[str, Any]) -> dict[str, Any]:
         if kind == "attribute":
             condition["key"] = key
         if op not in ("exists", "") and value.strip():
-            condition["value"] = attribute_value_parse(value) if kind == "attribute" else value
+            condition["value"] = _row_value(kind, value)
         conditions.append(condition)
     return {"match": data.get("match") or "all", "conditions": conditions}
 
@@ -104,7 +117,9 @@ class SegmentForm(forms.ModelForm):
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
         try:
-            cleaned["rules"] = segment_rules_check(rules_from_rows(cleaned))
+            cleaned["rules"] = segment_rules_check(
+                rules_from_rows(cleaned), newsletter=cleaned.get("newsletter")
+            )
         except ValidationError as error:
             self.add_error(None, error.message_dict["rules"])
         return cleaned
@@ -158,7 +173,7 @@ class SegmentAdmin(admin.ModelAdmin):
         if newsletter is None:
             return JsonResponse({"errors": ["Choose a newsletter."]}, status=400)
         try:
-            rules = segment_rules_check(rules_from_rows(request.GET.dict()))
+            rules = segment_rules_check(rules_from_rows(request.GET.dict()), newsletter=newsletter)
         except ValidationError as error:
             return JsonResponse({"errors": error.message_dict["rules"]}, status=400)
         matched = segment_subscriptions(newsletter_id=newsletter.pk, rules=rules).count()

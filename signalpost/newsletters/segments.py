@@ -11,13 +11,19 @@ A filter is JSON, never SQL::
         {"type": "attribute", "key": "company", "op": "exists"},
         {"type": "tag", "op": "has", "value": "vip"},          # or "has_not"
         {"type": "subscribed", "op": "before", "value": "2026-06-01T00:00:00Z"},  # or "after"
-        {"type": "source", "op": "equals", "value": "import"}]}
+        {"type": "source", "op": "equals", "value": "import"},
+        {"type": "engagement", "op": "clicked", "value": 3}]}  # or opened, not_clicked...
+
+An engagement condition counts the human clicks (opens) of the newsletter's last
+``value`` sent issues (``engagement.selectors``); a newsletter that keeps engagement
+counts only has no row naming a person, so such a condition is refused for it.
 
 ``segment_rules_check`` returns the filter in its one stored form or raises
 ``ValidationError`` naming the condition; ``segment_filter`` turns a checked filter
-into a ``Q`` over ``Subscription``. Keys and values reach the database only as query
-parameters. On PostgreSQL ``equals`` and ``exists`` read the GIN index on the profiles'
-attributes (``@>`` and ``?``) and tags read the (tag, profile) index.
+into a ``Q`` over one newsletter's ``Subscription`` rows. Keys and values reach the
+database only as query parameters. On PostgreSQL ``equals`` and ``exists`` read the GIN
+index on the profiles' attributes (``@>`` and ``?``), tags read the (tag, profile) index
+and engagement the (issue, kind, is_human, profile) one.
 """
 
 import functools
@@ -35,7 +41,9 @@ from django.utils.dateparse import parse_date, parse_datetime
 
 from signalpost.accounts.models import ProfileTag
 from signalpost.accounts.services import profile_attributes_check, tag_name_clean
-from signalpost.newsletters.models import Subscription
+from signalpost.engagement.models import Kind
+from signalpost.engagement.selectors import issues_last_sent, profiles_engaged
+from signalpost.newsletters.models import Newsletter, Subscription
 
 CONDITIONS_MAX = 20
 MATCHES = ("all", "any")
@@ -44,6 +52,15 @@ OPERATORS = {
     "tag": ("has", "has_not"),
     "subscribed": ("before", "after"),
     "source": ("equals",),
+    "engagement": ("clicked", "opened", "not_clicked", "not_opened"),
+}
+# "clicked any of the last N issues": N from 1 to this.
+ENGAGEMENT_ISSUES_MAX = 100
+_ENGAGEMENT_KINDS = {
+    "clicked": Kind.CLICK,
+    "opened": Kind.OPEN,
+    "not_clicked": Kind.CLICK,
+    "not_opened": Kind.OPEN,
 }
 ATTRIBUTES = "profile__attributes"
 
@@ -91,6 +108,18 @@ def _moment(number: int, value: object) -> str:
     return moment.isoformat()
 
 
+def _issues_count(number: int, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        value = 0
+    if not 1 <= value <= ENGAGEMENT_ISSUES_MAX:
+        raise _refuse(
+            number,
+            f"engagement counts the last 1 to {ENGAGEMENT_ISSUES_MAX} issues: "
+            "give a whole number as value.",
+        )
+    return value
+
+
 def _condition_check(number: int, condition: object) -> dict[str, Any]:
     if not isinstance(condition, dict):
         raise _refuse(number, "a condition is a JSON object.")
@@ -109,13 +138,28 @@ def _condition_check(number: int, condition: object) -> dict[str, Any]:
             raise _refuse(number, error.message_dict["tags"][0]) from None
     if kind == "subscribed":
         return {"type": kind, "op": op, "value": _moment(number, value)}
+    if kind == "engagement":
+        return {"type": kind, "op": op, "value": _issues_count(number, value)}
     if value not in Subscription.Source.values:
         raise _refuse(number, f"source is one of {', '.join(Subscription.Source.values)}.")
     return {"type": kind, "op": op, "value": value}
 
 
-def segment_rules_check(rules: object) -> dict[str, Any]:
-    """Return ``rules`` in the form stored, or raise ``ValidationError`` (on ``rules``)."""
+def _newsletter_check(newsletter: Newsletter, conditions: list[dict[str, Any]]) -> None:
+    for number, condition in enumerate(conditions, start=1):
+        if condition["type"] == "engagement" and newsletter.engagement_aggregate_only:
+            raise _refuse(
+                number,
+                f"{newsletter} keeps engagement counts only, never who clicked or opened, "
+                "so an engagement condition could match nobody.",
+            )
+
+
+def segment_rules_check(rules: object, *, newsletter: Newsletter | None = None) -> dict[str, Any]:
+    """Return ``rules`` in the form stored, or raise ``ValidationError`` (on ``rules``).
+
+    With ``newsletter``, also refuse what cannot mean anything for that newsletter
+    (an engagement condition where it keeps counts only)."""
     if not isinstance(rules, dict):
         raise ValidationError({"rules": "The filter is a JSON object: match and conditions."})
     unknown = sorted(set(rules) - {"match", "conditions"})
@@ -130,6 +174,8 @@ def segment_rules_check(rules: object) -> dict[str, Any]:
     if len(conditions) > CONDITIONS_MAX:
         raise ValidationError({"rules": f"at most {CONDITIONS_MAX} conditions."})
     checked = [_condition_check(number, c) for number, c in enumerate(conditions, start=1)]
+    if newsletter is not None:
+        _newsletter_check(newsletter, checked)
     return {"match": match, "conditions": checked}
 
 
@@ -194,7 +240,17 @@ def _attribute_condition(key: str, op: str, value: Any) -> Q:
     return Q(compared) & Q(_key_lookup(_AttributeType(key), "exact", "number"))
 
 
-def _condition(condition: dict[str, Any]) -> Q:
+def _engagement_condition(newsletter_id: int, op: str, issues: int) -> Q:
+    engaged = Q(
+        profile_id__in=profiles_engaged(
+            issues=issues_last_sent(newsletter_id=newsletter_id, count=issues),
+            kind=_ENGAGEMENT_KINDS[op],
+        )
+    )
+    return ~engaged if op.startswith("not_") else engaged
+
+
+def _condition(condition: dict[str, Any], newsletter_id: int) -> Q:
     kind, op, value = condition["type"], condition["op"], condition.get("value")
     if kind == "attribute":
         return _attribute_condition(condition["key"], op, value)
@@ -206,12 +262,15 @@ def _condition(condition: dict[str, Any]) -> Q:
     if kind == "subscribed":
         moment = datetime.fromisoformat(str(value))
         return Q(subscribed_at__lt=moment) if op == "before" else Q(subscribed_at__gt=moment)
+    if kind == "engagement":
+        return _engagement_condition(newsletter_id, op, condition["value"])
     return Q(source=value)
 
 
-def segment_filter(rules: dict[str, Any]) -> Q:
-    """The ``Q`` over ``Subscription`` that the checked ``rules`` stand for (``Q()``: all)."""
-    conditions = [_condition(condition) for condition in rules.get("conditions", [])]
+def segment_filter(rules: dict[str, Any], *, newsletter_id: int) -> Q:
+    """The ``Q`` over newsletter ``newsletter_id``'s ``Subscription`` rows that the
+    checked ``rules`` stand for (``Q()``: all)."""
+    conditions = [_condition(condition, newsletter_id) for condition in rules.get("conditions", [])]
     if not conditions:
         return Q()
     combine = operator.and_ if rules.get("match", "all") == "all" else operator.or_

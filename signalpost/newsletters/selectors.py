@@ -211,7 +211,7 @@ def segment_subscriptions(*, newsletter_id: int, rules: dict[str, Any]) -> Query
     """The active subscriptions of newsletter ``newsletter_id`` that checked ``rules`` match."""
     return Subscription.objects.filter(
         newsletter_id=newsletter_id, status=Subscription.Status.ACTIVE
-    ).filter(segment_filter(rules))
+    ).filter(segment_filter(rules, newsletter_id=newsletter_id))
 
 
 def segment_count(*, segment: Segment) -> int:

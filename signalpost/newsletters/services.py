@@ -606,7 +606,7 @@ def _segment_name_clean(raw_name: object) -> str:
 
 def _segment_store(*, segment: Segment, name: object, rules: object) -> Segment:
     segment.name = _segment_name_clean(name)
-    segment.rules = segment_rules_check(rules)
+    segment.rules = segment_rules_check(rules, newsletter=segment.newsletter)
     taken = Segment.objects.filter(newsletter_id=segment.newsletter_id, name=segment.name)
     if taken.exclude(pk=segment.pk).exists():
         raise ValidationError({"name": f"{segment.newsletter} has a segment {segment.name!r}."})

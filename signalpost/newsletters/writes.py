@@ -224,6 +224,11 @@ def batch_write_sql(
     with connection.cursor() as cursor:
         cursor.execute(IMPORT_TABLE_CREATE[vendor])
         if vendor == "postgresql":
+            # The temporary table has no statistics, so PostgreSQL guesses 100 tags a row
+            # (jsonb_array_elements_text) and a cost past jit_above_cost: it then compiled the
+            # tags' INSERT for ~240 ms a batch to run it in ~10 (bench/README.md, Import).
+            # Off for the batch's transaction only (SET LOCAL: safe behind a pooler).
+            cursor.execute("SET LOCAL jit = off")
             with cursor.cursor.copy(f"COPY {IMPORT_TABLE} ({IMPORT_COLUMNS}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)

@@ -7,12 +7,15 @@ no sideways scrolling.
 """
 
 import pytest
+from django.utils import timezone
 
 from signalpost.accounts.models import Profile
 from signalpost.accounts.services import profile_attributes_set, profile_tags_set
+from signalpost.engagement.models import Engagement
 from signalpost.newsletters.links import preferences_path
 from signalpost.newsletters.models import Newsletter, Segment
 from signalpost.newsletters.services import segment_create, subscribe
+from signalpost.publishing.models import Issue
 from signalpost.publishing.services import issue_create, issue_segment_set
 from tests.browser.test_staff_pages_in_browser import (  # noqa: F401  (fixture)
     CLEAN,
@@ -39,19 +42,24 @@ def weekly(db):
     return weekly
 
 
+def segment_form_start(page, live_server, name):
+    """Open a new segment of The Weekly named ``name``; return its live count."""
+    page.goto(live_server.url + "/admin/newsletters/segment/add/")
+    page.select_option("#id_newsletter", label="The Weekly")
+    page.fill("#id_name", name)
+    return page.locator("#segment-count")
+
+
 def test_the_segment_form_counts_the_matching_subscribers_as_the_filter_changes(
     live_server,
     staff,  # noqa: F811
     weekly,
 ):
-    staff.goto(live_server.url + "/admin/newsletters/segment/add/")
-    staff.select_option("#id_newsletter", label="The Weekly")
-    staff.fill("#id_name", "Pros")
+    count = segment_form_start(staff, live_server, "Pros")
     staff.select_option("#id_c1_type", "attribute")
     staff.fill("#id_c1_key", "plan")
     staff.select_option("#id_c1_op", "equals")
     staff.fill("#id_c1_value", "pro")
-    count = staff.locator("#segment-count")
     count.filter(has_text="3 of 5").wait_for()
 
     staff.select_option("#id_c2_type", "tag")
@@ -70,18 +78,47 @@ def test_the_segment_form_counts_the_matching_subscribers_as_the_filter_changes(
     assert "2 active subscribers" in staff.content()
 
 
+def test_the_segment_form_counts_the_people_who_clicked_the_last_issues(
+    live_server,
+    staff,  # noqa: F811
+    weekly,
+):
+    issue = issue_create(newsletter=weekly, subject="Last week", body_markdown="Hi.")
+    Issue.objects.filter(pk=issue.pk).update(status="sent", sent_at=timezone.now())
+    for email in ("p0@example.com", "p4@example.com"):
+        Engagement.objects.create(
+            newsletter=weekly,
+            issue=issue,
+            profile=Profile.objects.get(email=email),
+            kind="click",
+            is_human=True,
+            occurred_at=timezone.now(),
+        )
+    count = segment_form_start(staff, live_server, "Clickers")
+    staff.select_option("#id_c1_type", "engagement")
+    staff.select_option("#id_c1_op", "clicked")
+    count.filter(has_text="whole number").wait_for()
+    staff.fill("#id_c1_value", "3")
+    count.filter(has_text="2 of 5").wait_for()
+    shown_clean_at_each_width(staff, "segment-form-engagement")
+
+    staff.click("input[name=_save]")
+    # The list of segments counts it.
+    staff.get_by_text("2 active subscribers").wait_for()
+    segment = Segment.objects.get(name="Clickers")
+    assert segment.rules["conditions"] == [{"type": "engagement", "op": "clicked", "value": 3}]
+
+
 def test_a_segment_form_that_cannot_be_counted_says_why_and_saves_nothing(
     live_server,
     staff,  # noqa: F811
     weekly,
 ):
-    staff.goto(live_server.url + "/admin/newsletters/segment/add/")
-    staff.select_option("#id_newsletter", label="The Weekly")
-    staff.fill("#id_name", "Broken")
+    count = segment_form_start(staff, live_server, "Broken")
     staff.select_option("#id_c1_type", "attribute")
     staff.fill("#id_c1_key", "age")
     staff.select_option("#id_c1_op", "greater")
-    staff.locator("#segment-count").filter(has_text="needs a value").wait_for()
+    count.filter(has_text="needs a value").wait_for()
 
     staff.click("input[name=_save]")
     assert (
