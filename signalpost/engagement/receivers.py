@@ -7,7 +7,9 @@ from django.dispatch import receiver
 
 from signalpost.conf import conf
 from signalpost.durable.signals import worker_beat
+from signalpost.engagement.selectors import profiles_engaged_lately
 from signalpost.engagement.services import engagement_forget, hits_record
+from signalpost.newsletters.segments import engaged_profiles_provide
 from signalpost.signals import bounce_received, complaint_received, user_unsubscribed
 
 logger = logging.getLogger(__name__)
@@ -47,3 +49,8 @@ def engagement_forget_ended(sender, *, profile, subscription, **kwargs):
         and (subscription.status != subscription.Status.ACTIVE)
     ):
         engagement_forget(profile_id=profile.pk, newsletter_id=subscription.newsletter_id)
+
+
+# Segments' engagement conditions ("clicked any of the last 3 issues") live in the
+# newsletters layer, below this app; it hands them its selector here, when Django is ready.
+engaged_profiles_provide(profiles_engaged_lately)

@@ -82,6 +82,19 @@ def issues_last_sent(*, newsletter_id: int, count: int) -> list[int]:
     return list(sent.order_by("-sent_at", "-pk").values_list("pk", flat=True)[:count])
 
 
+def profiles_engaged_lately(
+    *, newsletter_id: int, count: int, kind: str
+) -> "QuerySet[Engagement, Any]":
+    """The profiles that clicked (or opened) any of the newsletter's last ``count`` sent issues.
+
+    What a segment's engagement condition selects (``newsletters.segments``, which gets it
+    from this app's ``ready``: the newsletters layer cannot import this one).
+    """
+    return profiles_engaged(
+        issues=issues_last_sent(newsletter_id=newsletter_id, count=count), kind=kind
+    )
+
+
 @dataclass
 class LinkRow:
     index: int

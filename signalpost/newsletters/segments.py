@@ -28,6 +28,7 @@ and engagement the (issue, kind, is_human, profile) one.
 
 import functools
 import operator
+from collections.abc import Callable
 from datetime import datetime, time
 from typing import Any
 
@@ -41,8 +42,6 @@ from django.utils.dateparse import parse_date, parse_datetime
 
 from signalpost.accounts.models import ProfileTag
 from signalpost.accounts.services import profile_attributes_check, tag_name_clean
-from signalpost.engagement.models import Kind
-from signalpost.engagement.selectors import issues_last_sent, profiles_engaged
 from signalpost.newsletters.models import Newsletter, Subscription
 
 CONDITIONS_MAX = 20
@@ -57,11 +56,22 @@ OPERATORS = {
 # "clicked any of the last N issues": N from 1 to this.
 ENGAGEMENT_ISSUES_MAX = 100
 _ENGAGEMENT_KINDS = {
-    "clicked": Kind.CLICK,
-    "opened": Kind.OPEN,
-    "not_clicked": Kind.CLICK,
-    "not_opened": Kind.OPEN,
+    "clicked": "click",
+    "opened": "open",
+    "not_clicked": "click",
+    "not_opened": "open",
 }
+# Who clicked or opened a newsletter's last N issues is the engagement app's to say, a
+# layer above this one: it hands its selector over when it is ready (engagement/apps.py),
+# select(newsletter_id=, count=, kind=) -> a subquery of profile ids.
+_ENGAGED: dict[str, Callable[..., Any]] = {}
+
+
+def engaged_profiles_provide(select: Callable[..., Any]) -> None:
+    """Let engagement conditions find their people with ``select`` (engagement does, at ready)."""
+    _ENGAGED["select"] = select
+
+
 ATTRIBUTES = "profile__attributes"
 
 
@@ -241,11 +251,9 @@ def _attribute_condition(key: str, op: str, value: Any) -> Q:
 
 
 def _engagement_condition(newsletter_id: int, op: str, issues: int) -> Q:
+    select = _ENGAGED["select"]
     engaged = Q(
-        profile_id__in=profiles_engaged(
-            issues=issues_last_sent(newsletter_id=newsletter_id, count=issues),
-            kind=_ENGAGEMENT_KINDS[op],
-        )
+        profile_id__in=select(newsletter_id=newsletter_id, count=issues, kind=_ENGAGEMENT_KINDS[op])
     )
     return ~engaged if op.startswith("not_") else engaged
 
