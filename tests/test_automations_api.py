@@ -102,6 +102,7 @@ def test_an_edit_replaces_the_steps_and_keeps_the_rest(api, weekly):
         ([{"kind": "wait", "config": {"weekday": 9, "time": "09:00"}}], "weekday"),
         ([{"kind": "wait", "config": {"weekday": 1, "time": "25:00"}}], "HH:MM"),
         (["not an object"], "valid dictionary"),
+        ([{"kind": "webhook", "config": {"event": "a\x00b"}}], "without control characters"),
     ],
 )
 def test_a_step_that_cannot_run_is_refused_with_its_position(api, weekly, steps, message):
@@ -134,6 +135,8 @@ def test_an_email_whose_template_lost_the_unsubscribe_link_is_refused(api, weekl
         ({"trigger_sources": ["carrier pigeon"]}, "trigger_sources"),
         ({"newsletter": "nope"}, "newsletter"),
         ({"name": "   "}, "name"),
+        ({"name": "Nul\x00here"}, "name"),
+        ({"trigger": "attribute_changed", "trigger_value": "k\x00"}, "trigger_value"),
         ({"exit_tag": "a,b"}, "exit_tag"),
     ],
 )
@@ -141,6 +144,14 @@ def test_a_bad_trigger_is_a_400_naming_the_field(api, weekly, fields, field):
     response = create(api, **fields)
     assert response.status_code == 400, response.content
     assert field in {error["field"] for error in response.json()["errors"]}
+
+
+def test_a_name_with_a_nul_is_refused_on_change_too_and_changes_nothing(api, weekly):
+    automation = create(api).json()
+    response = api("patch", f"/automations/{automation['id']}", {"name": "A\x00B"})
+    assert response.status_code == 400, response.content
+    assert "control characters" in json.dumps(response.json()["errors"])
+    assert Automation.objects.get(pk=automation["id"]).name == automation["name"]
 
 
 def test_an_automation_without_steps_cannot_start(api, weekly):

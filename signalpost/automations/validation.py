@@ -5,7 +5,11 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 
-from signalpost.accounts.services import profile_attributes_check, tag_name_clean
+from signalpost.accounts.services import (
+    CONTROL_CHARACTERS,
+    profile_attributes_check,
+    tag_name_clean,
+)
 from signalpost.automations.models import STEPS_MAX, Automation, Step
 from signalpost.newsletters.models import Newsletter, Subscription
 from signalpost.publishing.models import Issue
@@ -34,6 +38,8 @@ WEBHOOK_EVENT_MAX_LENGTH = 100
 def name_clean(raw: object) -> str:
     if not isinstance(raw, str) or not raw.strip():
         raise ValidationError({"name": "An automation needs a name."})
+    if CONTROL_CHARACTERS.search(raw):
+        raise ValidationError({"name": "A name cannot contain control characters."})
     name = " ".join(raw.split())
     if len(name) > NAME_MAX_LENGTH:
         raise ValidationError({"name": f"A name has at most {NAME_MAX_LENGTH} characters."})
@@ -148,8 +154,15 @@ def _config_clean(
         return {}
     if kind == Step.Kind.WEBHOOK:
         event = config.get("event", "")
-        if not isinstance(event, str) or len(event) > WEBHOOK_EVENT_MAX_LENGTH:
-            raise _step_error(position, f"event is text of at most {WEBHOOK_EVENT_MAX_LENGTH}.")
+        if (
+            not isinstance(event, str)
+            or len(event) > WEBHOOK_EVENT_MAX_LENGTH
+            or CONTROL_CHARACTERS.search(event)
+        ):
+            raise _step_error(
+                position,
+                f"event is text of at most {WEBHOOK_EVENT_MAX_LENGTH}, without control characters.",
+            )
         return {"event": event}
     return _branch_clean(position, config, before)
 
