@@ -346,13 +346,17 @@ def _email_send(*, step: Step, enrollments: list[Enrollment], claimer: str) -> i
             "profile_id", "status"
         )
     )
+    done = {
+        profile_id: enrollment
+        for profile_id, enrollment in by_profile.items()
+        if statuses.get(profile_id) in _FINAL
+    }
+    _steps_done(step, done=done, statuses=statuses)
     for profile_id, enrollment in by_profile.items():
         status = statuses.get(profile_id)
         if status in _FINAL:
-            with transaction.atomic():
-                _step_record(enrollment, step, outcome=status)
-                _move(enrollment, position=step.position + 1, next_run_at=clock.now())
-        elif stopped:
+            continue
+        if stopped:
             # Paused mid-batch: due again as soon as the automation is resumed.
             _move(enrollment, position=step.position, next_run_at=clock.now())
         else:
@@ -365,6 +369,39 @@ def _email_send(*, step: Step, enrollments: list[Enrollment], claimer: str) -> i
                 next_run_at=retry_at(max(attempts.first() or 1, 1)),
             )
     return sent
+
+
+def _steps_done(step: Step, *, done: dict[int, Enrollment], statuses: dict[int, str]) -> None:
+    """Record ``step`` ran for the enrollments ``done`` (by profile id) with their
+    delivery's final status, and move them on to the next step, due now.
+
+    Set-based, in one transaction: one INSERT and one UPDATE for the batch, not a
+    commit per person (what held a step's emails to a third of the fan-out's rate).
+    A step recorded already (a run that died after its record) keeps its record.
+    """
+    if not done:
+        return
+    now = clock.now()
+    with transaction.atomic():
+        StepRun.objects.bulk_create(
+            [
+                StepRun(
+                    enrollment=enrollment,
+                    step=step,
+                    position=step.position,
+                    kind=step.kind,
+                    outcome=statuses[profile_id],
+                )
+                for profile_id, enrollment in done.items()
+            ],
+            ignore_conflicts=True,
+        )
+        Enrollment.objects.filter(
+            pk__in=[enrollment.pk for enrollment in done.values()],
+            status=Enrollment.Status.ACTIVE,
+        ).update(position=step.position + 1, next_run_at=now, attempts=0)
+    for enrollment in done.values():
+        enrollment.position, enrollment.next_run_at = step.position + 1, now
 
 
 def _welcome_send(*, step: Step, enrollments: list[Enrollment]) -> int:
