@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fanout import Signalpost, Sink, proc_status_kb
+from fanout import Signalpost, Sink, print_profiles, proc_status_kb
 
 ENROLL_CHUNK = 1000
 
@@ -124,9 +124,14 @@ def main():
     parser.add_argument("--people", type=int, default=20000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument(
+        "--profile", metavar="DIR", help="run the workers under cProfile; print the automation's"
+    )
     args = parser.parse_args()
     # What fanout.Signalpost reads of its arguments, beyond these.
-    args.patch = args.dkim = args.profile = args.start_only = None
+    args.patch = args.dkim = args.start_only = None
+    if args.profile:
+        Path(args.profile).mkdir(parents=True, exist_ok=True)
     args.pause_at = None
     logdir = tempfile.mkdtemp(prefix="bench-automations-")
     sink = Sink(logdir)
@@ -157,6 +162,13 @@ def main():
     enrolled = automation["enrolled"]
     print(f"enrolling {args.people:,} in transactions of {ENROLL_CHUNK:,}: {enrolled:.1f} s")
     print(f"automation / fan-out rate: {automation['rate'] / fanout['rate']:.2f} (goal >= 0.80)")
+    if args.profile:
+        # The automation's workers only (the fan-out's are named for the size).
+        automation_dir = Path(args.profile) / "automation"
+        automation_dir.mkdir(exist_ok=True)
+        for path in Path(args.profile).glob("worker-automation-*.pstats"):
+            path.rename(automation_dir / path.name)
+        print_profiles(automation_dir)
 
 
 if __name__ == "__main__":

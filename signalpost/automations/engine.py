@@ -32,6 +32,7 @@ from signalpost.newsletters.models import Subscription
 from signalpost.publishing.models import Delivery
 from signalpost.publishing.services import retry_at
 from signalpost.publishing.tasks import deliveries_send
+from signalpost.publishing.writes import deliveries_insert_for
 from signalpost.signals import automation_step_webhook
 
 logger = logging.getLogger(__name__)
@@ -301,13 +302,7 @@ def _email_send(*, step: Step, enrollments: list[Enrollment], claimer: str) -> i
     issue = step.issue
     assert issue is not None
     by_profile = {enrollment.profile_id: enrollment for enrollment in enrollments}
-    Delivery.objects.bulk_create(
-        [
-            Delivery(issue=issue, profile=enrollment.profile, email=enrollment.profile.email)
-            for enrollment in enrollments
-        ],
-        ignore_conflicts=True,
-    )
+    deliveries_insert_for(issue_id=issue.pk, profile_ids=list(by_profile))
     with transaction.atomic():
         # Ours alone: the enrollments are claimed by us, so a delivery still marked
         # sending belongs to a run that died (its one message in flight may go again).
@@ -319,12 +314,11 @@ def _email_send(*, step: Step, enrollments: list[Enrollment], claimer: str) -> i
     deliveries = list(
         Delivery.objects.filter(
             issue=issue, profile_id__in=by_profile, status=Delivery.Status.SENDING
-        )
-        .select_related("profile")
-        .order_by("id")
+        ).order_by("id")
     )
     for delivery in deliveries:
-        delivery.issue = issue
+        # The profiles came with the enrollments: not read a second time.
+        delivery.issue, delivery.profile = issue, by_profile[delivery.profile_id].profile
     sent = 0
     stopped = False
     if deliveries:
@@ -386,8 +380,8 @@ def _steps_done(step: Step, *, done: dict[int, Enrollment], statuses: dict[int, 
         StepRun.objects.bulk_create(
             [
                 StepRun(
-                    enrollment=enrollment,
-                    step=step,
+                    enrollment_id=enrollment.pk,
+                    step_id=step.pk,
                     position=step.position,
                     kind=step.kind,
                     outcome=statuses[profile_id],
