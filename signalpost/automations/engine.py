@@ -102,9 +102,15 @@ def enrollments_run(*, claimer: str, ids: list[int]) -> RunOutcome:
     outcome = RunOutcome(claimed=len(ids))
     enrollments = list(
         Enrollment.objects.filter(id__in=ids, claimed_by=claimer, status=Enrollment.Status.ACTIVE)
-        .select_related("automation__newsletter", "profile")
+        .select_related("profile")
         .order_by("id")
     )
+    # A batch holds a few automations: each read once, not joined into every row.
+    automations = Automation.objects.select_related("newsletter").in_bulk(
+        {enrollment.automation_id for enrollment in enrollments}
+    )
+    for enrollment in enrollments:
+        enrollment.automation = automations[enrollment.automation_id]
     steps = _steps_of({enrollment.automation_id for enrollment in enrollments})
     leaving = _leaving(enrollments)
     for enrollment in enrollments:
