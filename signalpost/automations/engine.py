@@ -23,6 +23,7 @@ from signalpost.accounts.models import Profile
 from signalpost.accounts.services import profile_attributes_update, profile_tags_set
 from signalpost.automations import clock
 from signalpost.automations.models import Automation, Enrollment, Step, StepRun
+from signalpost.automations.writes import step_runs_insert_sent
 from signalpost.conf import conf
 from signalpost.durability import asynchronous_commit
 from signalpost.durable.exceptions import PermanentFailure
@@ -351,7 +352,7 @@ def _email_send(*, step: Step, enrollments: list[Enrollment], claimer: str) -> i
         for profile_id, enrollment in by_profile.items()
         if statuses.get(profile_id) in _FINAL
     }
-    _steps_done(step, done=done, statuses=statuses)
+    _steps_done(step, done=done)
     for profile_id, enrollment in by_profile.items():
         status = statuses.get(profile_id)
         if status in _FINAL:
@@ -371,9 +372,9 @@ def _email_send(*, step: Step, enrollments: list[Enrollment], claimer: str) -> i
     return sent
 
 
-def _steps_done(step: Step, *, done: dict[int, Enrollment], statuses: dict[int, str]) -> None:
-    """Record ``step`` ran for the enrollments ``done`` (by profile id) with their
-    delivery's final status, and move them on to the next step, due now.
+def _steps_done(step: Step, *, done: dict[int, Enrollment]) -> None:
+    """Record email ``step`` ran for the enrollments ``done`` (by profile id), whose
+    delivery is final, with its status; move them on to the next step, due now.
 
     Set-based, in one transaction: one INSERT and one UPDATE for the batch, not a
     commit per person (what held a step's emails to a third of the fan-out's rate).
@@ -382,24 +383,12 @@ def _steps_done(step: Step, *, done: dict[int, Enrollment], statuses: dict[int, 
     if not done:
         return
     now = clock.now()
+    ids = [enrollment.pk for enrollment in done.values()]
     with transaction.atomic():
-        StepRun.objects.bulk_create(
-            [
-                StepRun(
-                    enrollment_id=enrollment.pk,
-                    step_id=step.pk,
-                    position=step.position,
-                    kind=step.kind,
-                    outcome=statuses[profile_id],
-                )
-                for profile_id, enrollment in done.items()
-            ],
-            ignore_conflicts=True,
+        step_runs_insert_sent(step=step, enrollment_ids=ids, ran_at=now)
+        Enrollment.objects.filter(pk__in=ids, status=Enrollment.Status.ACTIVE).update(
+            position=step.position + 1, next_run_at=now, attempts=0
         )
-        Enrollment.objects.filter(
-            pk__in=[enrollment.pk for enrollment in done.values()],
-            status=Enrollment.Status.ACTIVE,
-        ).update(position=step.position + 1, next_run_at=now, attempts=0)
     for enrollment in done.values():
         enrollment.position, enrollment.next_run_at = step.position + 1, now
 
