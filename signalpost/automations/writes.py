@@ -10,6 +10,7 @@ from django.db import connection
 
 from signalpost.automations.models import Enrollment, Step, StepRun
 from signalpost.publishing.models import Delivery
+from signalpost.rows import rows_insert_select_for
 
 
 def step_runs_insert_sent(*, step: Step, enrollment_ids: list[int], ran_at: datetime) -> int:
@@ -20,27 +21,20 @@ def step_runs_insert_sent(*, step: Step, enrollment_ids: list[int], ran_at: date
     the same rows as a ``StepRun`` per person, without building an instance each.
     Returns how many were recorded.
     """
-    if not enrollment_ids:
-        return 0
     quote = connection.ops.quote_name
-    placeholders = ", ".join(["%s"] * len(enrollment_ids))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {quote(StepRun._meta.db_table)} "
-            "(enrollment_id, step_id, position, kind, outcome, ran_at) "
-            "SELECT e.id, %s, %s, %s, d.status, %s "
-            f"FROM {quote(Enrollment._meta.db_table)} e "
-            f"JOIN {quote(Delivery._meta.db_table)} d "
-            "ON d.issue_id = %s AND d.profile_id = e.profile_id "
-            f"WHERE e.id IN ({placeholders}) ON CONFLICT DO NOTHING",
-            [
-                step.pk,
-                step.position,
-                step.kind,
-                connection.ops.adapt_datetimefield_value(ran_at),
-                step.issue_id,
-                *enrollment_ids,
-            ],
-        )
-        created: int = cursor.rowcount
-    return created
+    return rows_insert_select_for(
+        f"INSERT INTO {quote(StepRun._meta.db_table)} "
+        "(enrollment_id, step_id, position, kind, outcome, ran_at) "
+        "SELECT e.id, %s, %s, %s, d.status, %s "
+        f"FROM {quote(Enrollment._meta.db_table)} e "
+        f"JOIN {quote(Delivery._meta.db_table)} d "
+        "ON d.issue_id = %s AND d.profile_id = e.profile_id WHERE e.id IN ({ids})",
+        [
+            step.pk,
+            step.position,
+            step.kind,
+            connection.ops.adapt_datetimefield_value(ran_at),
+            step.issue_id,
+        ],
+        enrollment_ids,
+    )

@@ -27,6 +27,7 @@ from signalpost.conf import conf
 from signalpost.newsletters.models import Subscription, Suppression
 from signalpost.newsletters.selectors import segment_subscriptions
 from signalpost.publishing.models import Delivery
+from signalpost.rows import rows_insert_select_for
 
 logger = logging.getLogger(__name__)
 
@@ -125,21 +126,15 @@ def deliveries_insert_for(*, issue_id: int, profile_ids: list[int]) -> int:
     ``Delivery.objects.bulk_create(..., ignore_conflicts=True)`` without building
     a model instance per person.
     """
-    if not profile_ids:
-        return 0
     quote = connection.ops.quote_name
-    placeholders = ", ".join(["%s"] * len(profile_ids))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {quote(Delivery._meta.db_table)} "
-            "(issue_id, profile_id, email, status, attempts, claimed_by, message_id, last_error) "
-            "SELECT %s, p.id, p.email, %s, 0, '', '', '' "
-            f"FROM {quote(Profile._meta.db_table)} p WHERE p.id IN ({placeholders}) "
-            "ON CONFLICT DO NOTHING",
-            [issue_id, Delivery.Status.QUEUED, *profile_ids],
-        )
-        created: int = cursor.rowcount
-    return created
+    return rows_insert_select_for(
+        f"INSERT INTO {quote(Delivery._meta.db_table)} "
+        "(issue_id, profile_id, email, status, attempts, claimed_by, message_id, last_error) "
+        "SELECT %s, p.id, p.email, %s, 0, '', '', '' "
+        f"FROM {quote(Profile._meta.db_table)} p WHERE p.id IN ({{ids}})",
+        [issue_id, Delivery.Status.QUEUED],
+        profile_ids,
+    )
 
 
 def _segment_clause(
