@@ -134,6 +134,7 @@ def test_an_email_whose_template_lost_the_unsubscribe_link_is_refused(api, weekl
         ({"trigger_sources": ["carrier pigeon"]}, "trigger_sources"),
         ({"newsletter": "nope"}, "newsletter"),
         ({"name": "   "}, "name"),
+        ({"name": "On\x00boarding"}, "name"),
         ({"exit_tag": "a,b"}, "exit_tag"),
     ],
 )

@@ -35,6 +35,9 @@ def name_clean(raw: object) -> str:
     if not isinstance(raw, str) or not raw.strip():
         raise ValidationError({"name": "An automation needs a name."})
     name = " ".join(raw.split())
+    if any(character < " " or character == "\x7f" for character in name):
+        # A NUL byte, say: PostgreSQL cannot store it in text (a 500, not a clear error).
+        raise ValidationError({"name": "A name cannot hold control characters."})
     if len(name) > NAME_MAX_LENGTH:
         raise ValidationError({"name": f"A name has at most {NAME_MAX_LENGTH} characters."})
     return name
