@@ -323,9 +323,10 @@ def _email_send(*, step: Step, enrollments: list[Enrollment], claimer: str) -> i
             issue=issue, profile_id__in=by_profile, status=Delivery.Status.SENDING
         ).order_by("id")
     )
+    profiles = {enrollment.profile.pk: enrollment.profile for enrollment in enrollments}
     for delivery in deliveries:
         # The profiles came with the enrollments: not read a second time.
-        delivery.issue, delivery.profile = issue, by_profile[delivery.profile_id].profile
+        delivery.issue, delivery.profile = issue, profiles.get(delivery.profile_id or 0)
     sent = 0
     stopped = False
     if deliveries:
