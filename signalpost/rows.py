@@ -8,6 +8,7 @@ written is the one ``save()`` would write: the same fields, the same
 ``pre_save`` values (``auto_now_add``, defaults), the same conversions, the
 same model signals. ``row_fetch`` reads one instance by a written-out
 condition for half the CPU of ``raw()`` or ``filter().first()``.
+``rows_insert_select_for`` writes a batch's rows, one per id, in one INSERT ... SELECT.
 """
 
 from collections.abc import Callable, Sequence
