@@ -127,6 +127,30 @@ def test_a_three_step_sequence_sends_each_email_once_its_wait_is_over(
 
 
 @pytest.mark.django_db(transaction=True)
+def test_an_email_sent_by_a_run_that_died_before_its_record_is_not_sent_again(
+    smtp_inbox, newsletter
+):
+    automation = three_steps(newsletter)
+    subscribe(email="ann@example.com", newsletter=newsletter, source="form")
+    subscribe(email="bob@example.com", newsletter=newsletter, source="form")
+    # Ann's Day one went out in a run that died before it recorded the step.
+    ann = Enrollment.objects.get(automation=automation, profile__email="ann@example.com")
+    Delivery.objects.create(
+        issue=automation.steps.get(position=0).issue,
+        profile=ann.profile,
+        email="ann@example.com",
+        status=Delivery.Status.SENT,
+    )
+    run_worker_until_idle()
+    smtp_inbox.wait_for(3)
+    assert subjects_to(smtp_inbox, "ann@example.com") == [], "sent once, by the run that died"
+    assert subjects_to(smtp_inbox, "bob@example.com") == ["Day one"]
+    for enrollment in Enrollment.objects.filter(automation=automation):
+        assert enrollment.runs.get(position=0).outcome == "sent"
+        assert (enrollment.status, enrollment.position) == ("active", 2), "waiting for day three"
+
+
+@pytest.mark.django_db(transaction=True)
 def test_someone_who_unsubscribes_mid_sequence_gets_no_further_step(
     smtp_inbox, newsletter, moved_clock
 ):
