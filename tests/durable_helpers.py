@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from io import StringIO
 from pathlib import Path
@@ -131,3 +132,29 @@ def stop(process, sig=signal.SIGTERM, timeout=30):
     except subprocess.TimeoutExpired:
         process.kill()
         return process.wait()
+
+
+def kill_mid_way_and_restart(tmp_path, smtp_inbox, *, recipients, done, what):
+    """Start a worker, SIGKILL it once 40 messages reached ``smtp_inbox``, start another
+    until ``done()``; then check every one of ``recipients`` got the email and at most the
+    message in flight came twice. Returns the envelopes' recipients, counted."""
+    first = start_worker("first", tmp_path, "--lease=2")
+    try:
+        wait_for(lambda: len(smtp_inbox.envelopes) >= 40, timeout=60, what="40 messages")
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+    finally:
+        stop(first, signal.SIGKILL)
+    assert len(smtp_inbox.envelopes) < recipients, "killed mid-way"
+
+    second = start_worker("second", tmp_path, "--lease=2")
+    try:
+        wait_for(done, timeout=120, what=what)
+    finally:
+        assert stop(second) == 0
+
+    received = Counter(envelope.rcpt_tos[0] for envelope in smtp_inbox.envelopes)
+    assert len(received) == recipients, "nobody lost"
+    doubled = [address for address, count in received.items() if count > 1]
+    assert len(doubled) <= 1, f"only the message in flight may be doubled: {doubled}"
+    return received

@@ -1,7 +1,6 @@
 """Automations: people walk through a sequence of waits, emails, tags and branches, once each."""
 
 import io
-import signal
 from collections import Counter
 from datetime import timedelta
 
@@ -23,10 +22,8 @@ from signalpost.engagement.models import Engagement, Kind
 from signalpost.newsletters.services import subscribe, unsubscribe
 from signalpost.publishing.models import Delivery, Issue
 from tests.durable_helpers import (
+    kill_mid_way_and_restart,
     run_worker_until_idle,
-    start_worker,
-    stop,
-    wait_for,
     workers_send_to_inbox,
 )
 from tests.factories import make_newsletter
@@ -302,32 +299,16 @@ def test_a_worker_killed_mid_step_sends_at_most_the_message_in_flight_twice(
     for number in range(RECIPIENTS):
         subscribe(email=f"reader{number}@example.com", newsletter=letter, source="admin")
 
-    first = start_worker("first", tmp_path, "--lease=2")
-    try:
-        wait_for(lambda: len(smtp_inbox.envelopes) >= 40, timeout=60, what="40 messages")
-        first.send_signal(signal.SIGKILL)
-        first.wait(timeout=10)
-    finally:
-        stop(first, signal.SIGKILL)
-    assert len(smtp_inbox.envelopes) < RECIPIENTS, "killed mid-step"
-
-    second = start_worker("second", tmp_path, "--lease=2")
-    try:
-        wait_for(
-            lambda: (
-                Enrollment.objects.filter(automation=automation, status="finished").count()
-                == RECIPIENTS
-            ),
-            timeout=120,
-            what="everyone to finish",
-        )
-    finally:
-        assert stop(second) == 0
-
-    received = Counter(envelope.rcpt_tos[0] for envelope in smtp_inbox.envelopes)
-    assert len(received) == RECIPIENTS, "nobody lost"
-    doubled = [address for address, count in received.items() if count > 1]
-    assert len(doubled) <= 1, f"only the message in flight may be doubled: {doubled}"
+    kill_mid_way_and_restart(
+        tmp_path,
+        smtp_inbox,
+        recipients=RECIPIENTS,
+        done=lambda: (
+            Enrollment.objects.filter(automation=automation, status="finished").count()
+            == RECIPIENTS
+        ),
+        what="everyone to finish",
+    )
 
 
 @pytest.mark.django_db(transaction=True)
