@@ -71,17 +71,16 @@ def enroll_or_exit_on_tag(sender, *, tag, profile_ids, **kwargs):
     it triggers."""
     enrollments_exit_tagged(tag=tag, profile_ids=list(profile_ids))
     enroll_on_profile_change(
-        trigger=Automation.Trigger.TAGGED, value=tag, profile_ids=list(profile_ids)
+        trigger=Automation.Trigger.TAGGED, values=[tag], profile_ids=list(profile_ids)
     )
 
 
 @receiver(profile_attributes_changed, dispatch_uid="automations.enroll_attribute_changed")
 def enroll_on_attribute_change(sender, *, profile, changed, **kwargs):
-    """An attribute changed: into the automations that key triggers."""
-    for key in changed:
-        enroll_on_profile_change(
-            trigger=Automation.Trigger.ATTRIBUTE_CHANGED, value=key, profile_ids=[profile.pk]
-        )
+    """Attributes changed: into the automations their keys trigger (one look-up for all)."""
+    enroll_on_profile_change(
+        trigger=Automation.Trigger.ATTRIBUTE_CHANGED, values=list(changed), profile_ids=[profile.pk]
+    )
 
 
 @receiver(user_unsubscribed, dispatch_uid="automations.exit_unsubscribed")

@@ -246,11 +246,11 @@ def enroll_subscribed(*, newsletter: Newsletter, profile_ids: list[int], source:
     return enroll(automations=Automation.objects.filter(pk__in=wanted), profile_ids=profile_ids)
 
 
-def enroll_on_profile_change(*, trigger: str, value: str, profile_ids: list[int]) -> int:
-    """Enroll people a tag or attribute change names, in each automation of a newsletter
-    they are actively subscribed to."""
+def enroll_on_profile_change(*, trigger: str, values: list[str], profile_ids: list[int]) -> int:
+    """Enroll people a change of tags or attributes ``values`` names, in each automation of
+    a newsletter they are actively subscribed to."""
     automations = Automation.objects.filter(
-        trigger=trigger, trigger_value=value, status__in=ENROLLING
+        trigger=trigger, trigger_value__in=values, status__in=ENROLLING
     )
     created = 0
     for automation in automations:
