@@ -51,12 +51,17 @@ def issue_send_halted(*, issue_id: int) -> bool:
 
 
 def issue_preview_message(
-    *, issue: Issue, subject: str, body_html: str, preview_text: str | None = None
+    *,
+    issue: Issue,
+    subject: str,
+    body_html: str,
+    preview_text: str | None = None,
+    reader: Profile | None = None,
 ) -> Message:
     """Return the ``mail.messages.Message`` a sample recipient would get of ``issue`` with
     this ``subject``, (rendered) ``body_html`` and ``preview_text`` (``None``: the
     issue's), nothing saved: the newsletter's template, its CSS inlined, personalised
-    for a made-up reader (Ada, whose links lead to no real subscription)."""
+    for ``reader`` or else a made-up one (Ada, whose links lead to no real subscription)."""
     draft = Issue(
         pk=issue.pk,
         newsletter=issue.newsletter,
@@ -67,10 +72,10 @@ def issue_preview_message(
         preview_text=issue.preview_text if preview_text is None else preview_text,
         status=issue.status,
     )
-    sample = Profile(pk=0, email=PREVIEW_READER_EMAIL, name=PREVIEW_READER_NAME)
-    delivery = Delivery(pk=0, issue=draft, email=PREVIEW_READER_EMAIL)
+    reader = reader or Profile(pk=0, email=PREVIEW_READER_EMAIL, name=PREVIEW_READER_NAME)
+    delivery = Delivery(pk=0, issue=draft, email=reader.email)
     return IssueMessages(draft).personalise(
-        delivery, profile=sample, message_id=f"<issue-{issue.pk}.preview@preview>"
+        delivery, profile=reader, message_id=f"<issue-{issue.pk}.preview@preview>"
     )
 
 
