@@ -12,11 +12,13 @@ itself, with the site's error page or the API's JSON error, before anyone reads 
   ``Content-Length`` before a byte of it is read;
 - form data declaring a charset other than UTF-8 (Django refuses those, and unknown
   charsets would be read as UTF-8 without a word): 400;
-- form data that cannot be parsed (broken multipart, too many fields) or that carries
-  a file to a view taking none (:mod:`signalpost.uploads`): 400.
+- form data that cannot be parsed (broken multipart, too many fields: more than
+  ``DATA_UPLOAD_MAX_NUMBER_FIELDS``, or the view's own ``uploads.takes_fields`` limit)
+  or that carries a file to a view taking none (:mod:`signalpost.uploads`): 400.
 """
 
 import codecs
+from urllib.parse import parse_qsl
 
 from django.conf import settings
 from django.core.exceptions import (
@@ -25,14 +27,15 @@ from django.core.exceptions import (
     SuspiciousOperation,
     TooManyFieldsSent,
 )
-from django.http import JsonResponse, UnreadablePostError
+from django.http import JsonResponse, QueryDict, UnreadablePostError
 from django.http.multipartparser import MultiPartParserError
+from django.utils.datastructures import MultiValueDict
 from django.utils.formats import number_format
 from django.utils.translation import gettext as _
 
 from signalpost.conf import conf
 from signalpost.pages import render_page
-from signalpost.uploads import FileRefused
+from signalpost.uploads import FileRefused, view_fields_max
 
 FORM_CONTENT_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
 API_NAMESPACE = "api"
@@ -95,6 +98,26 @@ def _form_charset_refusal(request):
     return None
 
 
+def _form_read(request, *, fields_max):
+    """Read ``request``'s urlencoded form data allowing ``fields_max`` fields, as Django
+    reads it under ``DATA_UPLOAD_MAX_NUMBER_FIELDS``; raise ``TooManyFieldsSent`` beyond."""
+    if request.body:
+        try:
+            pairs = parse_qsl(
+                request.body.decode(request.encoding or settings.DEFAULT_CHARSET, "replace"),
+                keep_blank_values=True,
+                max_num_fields=fields_max,
+            )
+        except ValueError as error:
+            raise TooManyFieldsSent(str(error)) from error
+        form = QueryDict(mutable=True)
+        for name, value in pairs:
+            form.appendlist(name, value)
+        form._mutable = False
+        # What Django's own reading sets (HttpRequest._load_post_and_files).
+        request._post, request._files = form, MultiValueDict()
+
+
 class RequestBodyMiddleware:
     def __init__(self, get_response):
         self.get_response = get_response
@@ -119,14 +142,17 @@ class RequestBodyMiddleware:
         refusal = _form_charset_refusal(request)
         if refusal is not None:
             return refusal
+        fields_max = view_fields_max(request)
         try:
+            if fields_max and request.content_type == "application/x-www-form-urlencoded":
+                _form_read(request, fields_max=fields_max)
             request.POST  # noqa: B018 (parse it now, under the rules above)
         except RequestDataTooBig:
             limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
             message = _("The form data has more than %(limit)s bytes.") % {"limit": _number(limit)}
             return _refusal(request, status=413, message=message)
         except TooManyFieldsSent:
-            limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+            limit = fields_max or settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
             message = _("The form data has more than %(limit)s fields.") % {"limit": _number(limit)}
             return _refusal(request, status=400, message=message)
         except FileRefused as exc:

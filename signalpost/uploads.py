@@ -1,9 +1,13 @@
-"""File uploads: refused unless the view declares that it takes files.
+"""File uploads, and forms of many fields: refused unless the view declares it takes them.
 
 No view of Signalpost takes a file, so every multipart file part is refused when
 its headers arrive, before any of its bytes is read or spooled to disk.
 ``FILE_UPLOAD_HANDLERS`` puts :class:`FilesRefusedUploadHandler` first; Django's
 own handlers after it serve the views marked with :func:`takes_files`.
+
+A form has at most ``DATA_UPLOAD_MAX_NUMBER_FIELDS`` fields, unless its view is
+marked with :func:`takes_fields` (a form of rows, such as an automation's steps):
+``middleware.RequestBodyMiddleware`` reads its form data with that view's limit.
 """
 
 from django.core.exceptions import BadRequest
@@ -23,6 +27,24 @@ def takes_files(view):
     """Mark ``view`` as one that accepts uploaded files; return it."""
     view.takes_files = True
     return view
+
+
+def takes_fields(limit):
+    """Mark a view as taking form data of up to ``limit`` fields (urlencoded); the
+    decorator returns the view."""
+
+    def mark(view):
+        view.takes_fields = limit
+        return view
+
+    return mark
+
+
+def view_fields_max(request):
+    """How many fields the form data of ``request``'s view may have beyond the usual
+    limit; None for the usual limit."""
+    match = getattr(request, "resolver_match", None)
+    return getattr(match.func, "takes_fields", None) if match else None
 
 
 def view_takes_files(request):

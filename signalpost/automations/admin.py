@@ -20,7 +20,13 @@ from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
 
 from signalpost.accounts.services import email_normalize
-from signalpost.automations.forms import AutomationForm, service_errors_show, step_forms
+from signalpost.automations.forms import (
+    ROWS_MAX,
+    AutomationForm,
+    StepForm,
+    service_errors_show,
+    step_forms,
+)
 from signalpost.automations.models import Automation, Step
 from signalpost.automations.selectors import automation_funnel
 from signalpost.automations.services import (
@@ -35,8 +41,11 @@ from signalpost.publishing.admin import TestSendForm
 from signalpost.publishing.rendering import inbox_preview_text
 from signalpost.publishing.selectors import issue_preview_message
 from signalpost.publishing.services import issue_send_tests
+from signalpost.uploads import takes_fields
 
 _post_only = method_decorator(require_POST)
+# The fields of a page of ROWS_MAX step rows, its settings and the formset's own.
+FIELDS_MAX = ROWS_MAX * (len(StepForm.base_fields) + 2) + 50
 
 
 @admin.register(Automation)
@@ -132,7 +141,7 @@ class AutomationAdmin(admin.ModelAdmin):
             view(self.pause_view, "<int:automation_id>/pause/", "pause"),
             view(self.preview_view, "<int:automation_id>/steps/<int:position>/preview/", "preview"),
             view(self.test_view, "<int:automation_id>/steps/<int:position>/test/", "test"),
-            *super().get_urls(),
+            *[_many_fields(url) for url in super().get_urls()],
         ]
 
     def _automation_for(self, request, automation_id, *, change=True) -> Automation:
@@ -275,6 +284,14 @@ class AutomationAdmin(admin.ModelAdmin):
                 **context,
             },
         )
+
+
+def _many_fields(url):
+    """The add and change pages post every field of every step row: more than the usual
+    limit of form fields (``DATA_UPLOAD_MAX_NUMBER_FIELDS``)."""
+    if url.name in {"automations_automation_add", "automations_automation_change"}:
+        takes_fields(FIELDS_MAX)(url.callback)
+    return url
 
 
 def _change_url(automation: Automation) -> str:

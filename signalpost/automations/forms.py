@@ -24,7 +24,7 @@ from signalpost.newsletters.models import Newsletter, Subscription
 BLANK_ROWS = 3
 # The most rows a form may post (more than the validation's STEPS_MAX, so that too
 # many steps are refused there, in its words, with everything typed kept).
-ROWS_MAX = 100
+ROWS_MAX = 60
 WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 # The wait's duration fields, in seconds each.
 DURATION_UNITS = (("days", 86400), ("hours", 3600), ("minutes", 60), ("seconds", 1))
