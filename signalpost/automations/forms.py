@@ -278,8 +278,11 @@ class _StepFormSet(forms.BaseFormSet):
     def add_fields(self, form: forms.Form, index: int | None) -> None:
         super().add_fields(form, index)
         form.fields["ORDER"].label = "Position"
+        if index is not None:
+            form.fields["ORDER"].initial = index  # a new row goes where it is shown
         form.fields["ORDER"].widget.attrs.update(size=3)
         form.fields["DELETE"].label = "Delete this step"
+        form.fields["DELETE"].label_suffix = ""
 
     def kept_forms(self) -> list[StepForm]:
         """The rows that are steps, in their new order (a row's position, then its place
