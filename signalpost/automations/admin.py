@@ -313,7 +313,7 @@ def _step_rows(automation: Automation | None, rows) -> list[dict[str, Any]]:
     shown = []
     for position, row in enumerate(rows):
         links = None
-        if position in emails:
+        if automation is not None and position in emails:
             args = [automation.pk, position]
             links = {
                 "preview": reverse("admin:automations_automation_preview", args=args),

@@ -11,7 +11,7 @@ typed, and is refused there, in its words.
 """
 
 import re
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.core.exceptions import ValidationError
@@ -101,7 +101,9 @@ class AutomationForm(forms.Form):
 
     def __init__(self, *args: Any, creating: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if not creating:
+        if creating:
+            self.fields["trigger"].initial = Automation.Trigger.SUBSCRIBED
+        else:
             del self.fields["newsletter"]
 
     def settings(self) -> dict[str, Any]:
@@ -269,7 +271,9 @@ def _config_of(kind: str, data: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-class _StepFormSet(forms.BaseFormSet):
+class StepRows(forms.BaseFormSet):
+    """The step rows of the form (``step_forms`` makes them)."""
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # The validation's refusals of the steps as a whole (too many, none at all...).
@@ -290,7 +294,7 @@ class _StepFormSet(forms.BaseFormSet):
         forms_kept = [
             form
             for form in self.forms
-            if form.is_valid() and not self._should_delete_form(form) and not form.is_blank()
+            if form.is_valid() and not form.cleaned_data.get("DELETE") and not form.is_blank()
         ]
         return sorted(
             forms_kept,
@@ -307,7 +311,7 @@ class _StepFormSet(forms.BaseFormSet):
 
 StepFormSet = forms.formset_factory(
     StepForm,
-    formset=_StepFormSet,
+    formset=StepRows,
     extra=BLANK_ROWS,
     can_order=True,
     can_delete=True,
@@ -316,20 +320,18 @@ StepFormSet = forms.formset_factory(
 )
 
 
-def step_forms(*, data: Any = None, steps: list[dict[str, Any]] | None = None) -> _StepFormSet:
+def step_forms(*, data: Any = None, steps: list[dict[str, Any]] | None = None) -> StepRows:
     """The steps' rows: bound to ``data`` (a POST), or showing ``steps`` (as stored)."""
     if data is not None:
-        return StepFormSet(data, prefix="steps")
+        return cast(StepRows, StepFormSet(data, prefix="steps"))
     initial = [
         {**StepForm.initial_of(step), "ORDER": position}
         for position, step in enumerate(steps or [])
     ]
-    return StepFormSet(initial=initial, prefix="steps")
+    return cast(StepRows, StepFormSet(initial=initial, prefix="steps"))
 
 
-def service_errors_show(
-    error: ValidationError, *, form: AutomationForm, rows: _StepFormSet
-) -> None:
+def service_errors_show(error: ValidationError, *, form: AutomationForm, rows: StepRows) -> None:
     """Put a service's refusal where it belongs: a setting's on its field, a step's
     (``Step N: ...``, N its position once saved) on that step's row, the rest above
     the steps."""
@@ -344,10 +346,9 @@ def service_errors_show(
                 form.add_error(None, message)
 
 
-def _step_error_show(message: str, *, kept: list[StepForm], rows: _StepFormSet) -> None:
+def _step_error_show(message: str, *, kept: list[StepForm], rows: StepRows) -> None:
     match = _STEP_MESSAGE.match(message)
-    position = int(match.group(1)) if match else None
-    if position is not None and position < len(kept):
-        kept[position].add_error(None, match.group(2))
+    if match and int(match.group(1)) < len(kept):
+        kept[int(match.group(1))].add_error(None, match.group(2))
         return
     rows.refusals.append(message)
