@@ -22,6 +22,7 @@ pytestmark = pytest.mark.django_db
 AUTOMATIONS = "/admin/automations/automation/"
 HELLO = {"kind": "email", "subject": "Welcome aboard", "body_markdown": "Hello **you**."}
 DAY = {"kind": "wait", "wait_days": "1"}
+HELLO_STEP = {"kind": "email", "config": {"subject": "Hi", "body_markdown": "Hello."}}
 
 
 @pytest.fixture
@@ -390,6 +391,8 @@ def test_a_refused_setting_is_shown_on_its_field_and_the_steps_are_kept(
     assert message in field_errors(response, field)
     assert not written().exists()
     assert response.context["rows"].forms[0]["body_markdown"].value() == "Hello **you**."
+    for name, typed in fields.items():
+        assert response.context["form"][name].value() == typed  # shown back as typed
 
 
 def test_too_many_steps_are_refused_above_the_rows_with_every_row_kept(client, editor, weekly):
@@ -426,10 +429,19 @@ def test_hostile_text_in_names_and_bodies_is_shown_escaped(client, editor, weekl
 
 def test_people_who_are_not_staff_are_sent_to_log_in_and_nothing_is_written(client, weekly):
     client.force_login(make_user(is_staff=False))
-    for path in ["add/", "1/change/"]:
-        response = client.post(f"{AUTOMATIONS}{path}", form_data(weekly, [HELLO]))
-        assert response.status_code == 302 and "/login/" in response["Location"]
-    assert not written().exists()
+    automation = automation_create(
+        newsletter=weekly, name="Kept", trigger="subscribed", steps=[HELLO_STEP]
+    )
+    for path in ["add/", "change/", "activate/", "pause/", "steps/0/test/", "steps/0/preview/"]:
+        if path != "add/":
+            path = f"{automation.pk}/{path}"
+        data = {**form_data(weekly, [HELLO]), "to_emails": "x@example.com"}
+        response = client.post(f"{AUTOMATIONS}{path}", data)
+        assert response.status_code == 302 and "/login/" in response["Location"], path
+        if "preview" in path:
+            response = client.get(f"{AUTOMATIONS}{path}")
+            assert response.status_code == 302 and "/login/" in response["Location"]
+    assert list(written()) == [automation] and stored(automation)["status"] == "draft"
 
 
 def test_staff_who_may_only_view_see_the_page_without_a_save_and_cannot_post(client, weekly):
