@@ -687,3 +687,24 @@ def test_deleting_every_step_of_an_active_automation_is_refused_above_the_rows(
     assert "An active automation needs a step." in response.context["rows"].refusals
     assert "An active automation needs a step." in response.content.decode()
     assert len(stored(sequence)["steps"]) == 2
+
+
+def test_more_empty_rows_come_without_saving_and_without_losing_anything(client, editor, weekly):
+    data = form_data(weekly, [HELLO, DAY, {"kind": "tag_add", "tag": "t", "DELETE": "on"}])
+    response = post_form(client, f"{AUTOMATIONS}add/", {**data, "_more_rows": "1"})
+    assert response.status_code == 200
+    assert not written().exists()
+    rows = response.context["rows"].forms
+    assert len(rows) == 6
+    assert rows[0]["body_markdown"].value() == "Hello **you**."
+    assert rows[1]["wait_days"].value() == "1"
+    assert rows[2]["DELETE"].value() is True
+    assert rows[5]["ORDER"].value() == 5
+    assert response.context["form"]["name"].value() == "Onboarding"
+    assert 'class="errornote"' not in response.content.decode()
+    again = page_as_posted(response)
+    again.update({"steps-3-kind": "tag_add", "steps-3-tag": "added"})
+    assert post_form(client, f"{AUTOMATIONS}add/", again).status_code == 302
+    steps = stored(written().get())["steps"]
+    assert [kind for kind, _, _ in steps] == ["email", "wait", "tag_add"]
+    assert steps[2][1] == {"tag": "added"}

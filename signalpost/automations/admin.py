@@ -26,6 +26,7 @@ from signalpost.automations.forms import (
     StepForm,
     service_errors_show,
     step_forms,
+    step_forms_more,
 )
 from signalpost.automations.models import Automation, Step
 from signalpost.automations.selectors import automation_funnel
@@ -44,6 +45,8 @@ from signalpost.publishing.services import issue_send_tests
 from signalpost.uploads import takes_fields
 
 _post_only = method_decorator(require_POST)
+# The button that shows the form again with more empty step rows, saving nothing.
+MORE_ROWS = "_more_rows"
 # The fields of a page of ROWS_MAX step rows, its settings and the formset's own.
 FIELDS_MAX = ROWS_MAX * (len(StepForm.base_fields) + 2) + 50
 
@@ -81,7 +84,11 @@ class AutomationAdmin(admin.ModelAdmin):
         if request.method == "POST" and not editable:
             raise PermissionDenied
         creating = automation is None
-        if request.method == "POST":
+        if request.method == "POST" and MORE_ROWS in request.POST:
+            form = AutomationForm.as_typed(request.POST, creating=creating)
+            rows = step_forms_more(request.POST)
+            self.message_user(request, "More empty rows below: nothing is saved until Save.")
+        elif request.method == "POST":
             form = AutomationForm(request.POST, creating=creating)
             rows = step_forms(data=request.POST)
             if form.is_valid() and rows.is_valid():
@@ -114,6 +121,7 @@ class AutomationAdmin(admin.ModelAdmin):
                 "rows": rows,
                 "steps": _step_rows(automation, rows),
                 "editable": editable,
+                "more_rows": MORE_ROWS,
                 "funnel": _funnel_table(automation) if automation else "",
                 "may_delete": automation is not None
                 and self.has_delete_permission(request, automation),

@@ -117,6 +117,12 @@ class AutomationForm(forms.Form):
             "exit_tag": data["exit_tag"],
         }
 
+    @classmethod
+    def as_typed(cls, data: Any, *, creating: bool) -> "AutomationForm":
+        """The settings posted in ``data``, shown again as typed, unchecked."""
+        posted = cls(data, creating=creating)
+        return cls(initial={name: posted[name].data for name in posted.fields}, creating=creating)
+
     @staticmethod
     def initial_of(automation: Automation) -> dict[str, Any]:
         return {
@@ -329,6 +335,14 @@ def step_forms(*, data: Any = None, steps: list[dict[str, Any]] | None = None) -
         for position, step in enumerate(steps or [])
     ]
     return cast(StepRows, StepFormSet(initial=initial, prefix="steps"))
+
+
+def step_forms_more(data: Any) -> StepRows:
+    """The rows posted in ``data``, shown again as typed (not checked: nothing is being
+    saved), with ``BLANK_ROWS`` more empty ones below: adding rows without a script."""
+    posted = cast(StepRows, StepFormSet(data, prefix="steps"))
+    typed = [{name: form[name].data for name in form.fields} for form in posted.forms]
+    return cast(StepRows, StepFormSet(initial=typed[: ROWS_MAX - BLANK_ROWS], prefix="steps"))
 
 
 def service_errors_show(error: ValidationError, *, form: AutomationForm, rows: StepRows) -> None:
