@@ -29,7 +29,7 @@ WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", 
 # The wait's duration fields, in seconds each.
 DURATION_UNITS = (("days", 86400), ("hours", 3600), ("minutes", 60), ("seconds", 1))
 BRANCH_CONDITIONS = [("clicked", "clicked a link of email step"), ("has_tag", "has the tag")]
-_STEP_MESSAGE = re.compile(r"^Step (\d+): (.*)$", re.DOTALL)
+_STEP_MESSAGE = re.compile(r"^Step (\d+): ")
 
 
 class _SelectAny(forms.Select):
@@ -363,6 +363,7 @@ def service_errors_show(error: ValidationError, *, form: AutomationForm, rows: S
 def _step_error_show(message: str, *, kept: list[StepForm], rows: StepRows) -> None:
     match = _STEP_MESSAGE.match(message)
     if match and int(match.group(1)) < len(kept):
-        kept[int(match.group(1))].add_error(None, match.group(2))
+        # The message keeps its "Step N:": an unsaved row's title gives no number.
+        kept[int(match.group(1))].add_error(None, message)
         return
     rows.refusals.append(message)
