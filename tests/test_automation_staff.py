@@ -708,3 +708,27 @@ def test_more_empty_rows_come_without_saving_and_without_losing_anything(client,
     steps = stored(written().get())["steps"]
     assert [kind for kind, _, _ in steps] == ["email", "wait", "tag_add"]
     assert steps[2][1] == {"tag": "added"}
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {"steps-TOTAL_FORMS": None},
+        {"steps-TOTAL_FORMS": "999999999"},
+        {"steps-TOTAL_FORMS": "x"},
+        {"steps-0-ORDER": "first"},
+    ],
+)
+def test_a_tampered_form_gets_its_page_back_with_an_error_and_writes_nothing(
+    client, editor, weekly, broken
+):
+    data = form_data(weekly, [HELLO])
+    for name, value in broken.items():
+        if value is None:
+            del data[name]
+        else:
+            data[name] = value
+    response = post_form(client, f"{AUTOMATIONS}add/", data)
+    assert response.status_code == 200
+    assert 'class="errornote"' in response.content.decode()
+    assert not written().exists()
