@@ -281,11 +281,9 @@ class AutomationIn(Schema):
     trigger_sources: list[str] = Field(
         [], max_length=10, description="For subscribed: only these sources (empty: all)."
     )
+    # Strict: true is no number of seconds, nor is "-60".
     trigger_offset_seconds: int = Field(
-        0,
-        ge=-OFFSET_MAX,
-        le=OFFSET_MAX,
-        description=OFFSET_DESCRIPTION,
+        0, ge=-OFFSET_MAX, le=OFFSET_MAX, strict=True, description=OFFSET_DESCRIPTION
     )
     exit_tag: str = Field("", max_length=100)
     steps: list[dict] = Field([], max_length=50, description=STEPS_DESCRIPTION)
@@ -297,7 +295,7 @@ class AutomationUpdateIn(Schema):
     trigger_value: str | None = Field(None, max_length=100)
     trigger_sources: list[str] | None = Field(None, max_length=10)
     trigger_offset_seconds: int | None = Field(
-        None, ge=-OFFSET_MAX, le=OFFSET_MAX, description=OFFSET_DESCRIPTION
+        None, ge=-OFFSET_MAX, le=OFFSET_MAX, strict=True, description=OFFSET_DESCRIPTION
     )
     exit_tag: str | None = Field(None, max_length=100)
     steps: list[dict] | None = Field(None, max_length=50, description=STEPS_DESCRIPTION)
