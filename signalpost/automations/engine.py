@@ -388,7 +388,8 @@ def _email_send(*, step: Step, enrollments: list[Enrollment], claimer: str) -> i
     sent_now = [
         delivery.profile_id
         for delivery in deliveries
-        if statuses.get(delivery.profile_id) == Delivery.Status.SENT
+        if delivery.profile_id is not None
+        and statuses.get(delivery.profile_id) == Delivery.Status.SENT
     ]
     _steps_done(step, done=done, sent_profile_ids=sent_now)
     for profile_id, enrollment in by_profile.items():
@@ -410,9 +411,7 @@ def _email_send(*, step: Step, enrollments: list[Enrollment], claimer: str) -> i
     return sent
 
 
-def _steps_done(
-    step: Step, *, done: dict[int, Enrollment], sent_profile_ids: list[int | None]
-) -> None:
+def _steps_done(step: Step, *, done: dict[int, Enrollment], sent_profile_ids: list[int]) -> None:
     """Record email ``step`` ran for the enrollments ``done`` (by profile id), whose
     delivery is final, with its status; move them on to the next step, due now; send
     ``automation_step_sent`` for ``sent_profile_ids``, whose message this batch sent.
@@ -433,7 +432,7 @@ def _steps_done(
         _step_sent_announce(
             step,
             next(iter(done.values())).automation,
-            [pk for pk in sent_profile_ids if pk is not None],
+            sent_profile_ids,
         )
     for enrollment in done.values():
         enrollment.position, enrollment.next_run_at = step.position + 1, now

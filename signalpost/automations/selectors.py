@@ -85,7 +85,7 @@ def enrollments_of_profile(*, profile_id: int) -> QuerySet[Enrollment]:
     )
 
 
-def dated_subscribers(*, automation: Automation) -> QuerySet[Profile]:
+def dated_subscribers(*, automation: Automation) -> QuerySet[Any]:
     """The active subscribers of ``automation``'s newsletter whose attribute
     ``trigger_value`` is set, each with ``date_value`` (its text) and ``due`` (the
     moment it names, ``dates.DateDue``; None when it is no date)."""
