@@ -17,6 +17,7 @@ from signalpost.automations.services import (
     automation_pause,
     enroll_date_reached,
 )
+from signalpost.newsletters.models import Subscription
 from signalpost.newsletters.services import subscribe, unsubscribe
 from tests.factories import make_profile
 from tests.recorders import SignalRecorder
@@ -245,3 +246,49 @@ def test_a_date_reached_starts_the_steps_and_announces_nothing_it_did_not_do(new
     with SignalRecorder(enrollment_exited) as exits:
         enroll_date_reached()
     assert exits.calls == []
+
+
+@pytest.mark.django_db
+def test_the_scan_finds_exactly_whom_python_finds_due_at_the_edges_of_the_window(newsletter):
+    """The scan looks only at days near the moment (``days_around``): dates at the far
+    ends of the zones and offsets, an hour apart over six days, are found as Python
+    finds them."""
+    from signalpost.automations.selectors import profiles_date_reached
+    from signalpost.automations.services import DATE_GRACE
+
+    automation = trial_reminder(newsletter, offset=-3 * DAY)
+    moment = NOW + timedelta(days=3)
+    forms = [
+        ("%Y-%m-%dT%H:%M+23:59", None),
+        ("%Y-%m-%dT%H:%M-23:59", None),
+        ("%Y-%m-%dT%H:%M", "Pacific/Kiritimati"),
+        ("%Y-%m-%dT%H:%M", "Etc/GMT+12"),
+        ("%Y-%m-%d", "Pacific/Kiritimati"),
+        ("%Y-%m-%d", "Etc/GMT+12"),
+    ]
+    people = [
+        Profile(
+            email=f"h{hours + 200}f{number}@example.com",
+            attributes={
+                "trial_end": (moment + timedelta(hours=hours)).strftime(form),
+                "time_zone": zone,
+            },
+        )
+        for hours in range(-4 * 24, 3 * 24)
+        for number, (form, zone) in enumerate(forms)
+    ]
+    Profile.objects.bulk_create(people)
+    Subscription.objects.bulk_create(
+        Subscription(profile=person, newsletter=newsletter, status="active", source="import")
+        for person in people
+    )
+    expected = {
+        person.pk
+        for person in people
+        if moment - DATE_GRACE
+        <= date_due(person.attributes["trial_end"], person.attributes["time_zone"])
+        <= moment
+    }
+    found = profiles_date_reached(automation=automation, now=NOW, grace=DATE_GRACE)
+    assert {pk for pk, _ in found} == expected
+    assert len(expected) > 100

@@ -16,7 +16,7 @@ rule as an expression, so the workers find everyone due with one query.
 
 import re
 import zoneinfo
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -91,9 +91,11 @@ def _postgresql_zones(alias: str) -> list[str]:
     return sorted(known & _zones())
 
 
-# regexp_match gives the parts; the day is added to the 1st of the month, so a day
-# that does not exist (02-30) comes out as another date and is refused by comparing
-# back; the zone is one the server knows, else UTC. Nothing here can raise.
+# regexp_match gives the parts, once (OFFSET 0 keeps the planner from copying it into
+# each of the dozen places that read a part: 8 times slower); the day is added to the
+# 1st of the month, so a day that does not exist (02-30) comes out as another date and
+# is refused by comparing back; the zone is one the server knows, else UTC. Nothing
+# here can raise, whatever the value.
 _POSTGRESQL = """(SELECT CASE
     WHEN parsed.local IS NULL OR to_char(parsed.local, 'YYYY-MM-DD') <> left(parsed.v, 10)
         THEN NULL
@@ -109,6 +111,7 @@ FROM (SELECT matched.v, matched.m, matched.zone, CASE WHEN matched.m IS NULL THE
     FROM (SELECT raw.v, regexp_match(raw.v, %s) AS m,
             CASE WHEN raw.z = ANY(%s) THEN raw.z ELSE 'UTC' END AS zone
         FROM (SELECT CAST({value} AS text) AS v, CAST({zone} AS text) AS z) AS raw
+        OFFSET 0
     ) AS matched
 ) AS parsed)"""
 
@@ -136,3 +139,27 @@ class DateDue(Func):
             *zone_params,
         ]
         return sql, params
+
+
+class DateDay(Func):
+    """The first ten characters of a date attribute (``2026-12-10``), compared as bytes:
+    the day a valid date starts with. Cheap, so the workers' scan narrows to the few
+    days that can be due before it computes ``DateDue`` (``days_around``)."""
+
+    function = "substr"
+    template = "substr(%(expressions)s, 1, 10)"
+    arity = 1
+
+    def as_postgresql(self, compiler, connection, **extra_context):
+        sql, params = compiler.compile(self.source_expressions[0])
+        return f'(left(CAST({sql} AS text), 10) COLLATE "C")', params
+
+
+def days_around(*, earliest: datetime, latest: datetime) -> tuple[str, str]:
+    """The first and last day (``DateDay``) of the dates whose moment can fall between
+    ``earliest`` and ``latest``: a day's moments run from its midnight 24 hours
+    ahead (an offset or zone up to +23:59) to its last minute 24 hours behind; a day
+    more each way for good measure."""
+    first: date = (earliest - timedelta(days=3)).date()
+    last: date = (latest + timedelta(days=2)).date()
+    return first.isoformat(), last.isoformat()

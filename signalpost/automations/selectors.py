@@ -7,7 +7,7 @@ from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.db.models.fields.json import KeyTextTransform
 
 from signalpost.accounts.models import Profile
-from signalpost.automations.dates import DateDue
+from signalpost.automations.dates import DateDay, DateDue, days_around
 from signalpost.automations.models import Automation, Enrollment, Step, StepRun
 from signalpost.engagement.models import Engagement, Kind
 from signalpost.newsletters.models import Subscription
@@ -112,14 +112,19 @@ def profiles_date_reached(
     """``(profile id, date value)`` of who a ``date_reached`` automation takes now.
 
     Their date moved by the offset passed, at most ``grace`` ago; they are not on
-    their way through it, and that same date did not enroll them before. One query.
+    their way through it, and that same date did not enroll them before. One query,
+    which computes the moment only for values whose first ten characters are a day
+    near enough to be due (``dates.days_around``).
     """
     moment = now - timedelta(seconds=automation.trigger_offset_seconds)
     handled = Enrollment.objects.filter(
         automation_id=automation.pk, profile_id=OuterRef("pk")
     ).filter(Q(status=Enrollment.Status.ACTIVE) | Q(trigger_date=OuterRef("date_value")))
+    first_day, last_day = days_around(earliest=moment - grace, latest=moment)
     return list(
         dated_subscribers(automation=automation)
+        .annotate(day=DateDay(KeyTextTransform(automation.trigger_value, "attributes")))
+        .filter(day__range=(first_day, last_day))
         .filter(due__range=(moment - grace, moment))
         .exclude(Exists(handled))
         .order_by("pk")
