@@ -21,6 +21,8 @@ What it does:
   way a scan without the SQL expression would: reading every subscriber's attributes and
   applying ``dates.date_due`` in Python; checks both find the same people; reports the
   median and slowest of each and their ratio;
+- times the funnel's count of values that are no date (``not_a_date``: the expression
+  over every subscriber with the attribute);
 - times ``services.enroll_date_reached`` for that moment (the scan plus enrolling, in its
   transaction) and for a moment when everyone with one date (``--shared`` people given
   the same ``trial_end``) comes due at once;
@@ -139,7 +141,7 @@ def main():
         from django.core.management import call_command
 
         from signalpost.automations.models import Automation, Enrollment
-        from signalpost.automations.selectors import profiles_date_reached
+        from signalpost.automations.selectors import dated_subscribers, profiles_date_reached
         from signalpost.automations.services import (
             DATE_GRACE,
             automation_activate,
@@ -180,6 +182,18 @@ def main():
         print(f"| every row into Python | {len(python):,} | {py_median:.1f} | {py_max:.1f} |")
         print(f"\nPython / SQL (medians): {py_median / sql_median:.2f}x")
 
+        skipped, skip_median, skip_max = timed(
+            lambda: dated_subscribers(automation=automation).filter(due__isnull=True).count(),
+            options.runs,
+        )
+        expected_skipped = sum(
+            1 for n in range(options.shared + 1, options.people + 1) if n % 50 in (0, 25)
+        )
+        assert skipped == expected_skipped, (skipped, expected_skipped)
+        print(
+            f"the funnel's not_a_date count: {skipped:,} in {skip_median:.1f} ms "
+            f"(slowest {skip_max:.1f})"
+        )
         for label, now in (
             ("a day's dates", MOMENT),
             (f"{options.shared:,} sharing one date", datetime(2026, 8, 29, 12, 0, tzinfo=UTC)),

@@ -28,8 +28,6 @@ _PATTERN = (
     r"(Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])?)?"
 )
 _DATE = re.compile(_PATTERN)
-# The longest value that can be a date: 2026-12-10T09:30:15.123456+01:00.
-DATE_MAX_LENGTH = 32
 SQLITE_FUNCTION = "signalpost_date_due"
 
 
@@ -82,7 +80,10 @@ def sqlite_functions_register(connection: Any) -> None:
 
 @lru_cache(maxsize=4)
 def _postgresql_zones(alias: str) -> list[str]:
-    """The zones both Python and the server know (AT TIME ZONE refuses the others)."""
+    """The zones both Python and the server know (AT TIME ZONE refuses the others).
+
+    Read once per process: the view reads the server's zone files (a quarter second).
+    """
     from django.db import connections
 
     with connections[alias].cursor() as cursor:
