@@ -199,8 +199,9 @@ automation_step_sent = DeclaredSignal(
     arguments=("automation", "step", "profile_ids"),
     doc="An automation's email or welcome step was sent to people: profile_ids lists those "
     "whose message the mail server took in this batch (up to SEND_BATCH_SIZE; a batch form, "
-    "as profile_tagged). Sent by automations.engine once per step and batch, in the "
-    "transaction that records the step for them; not sent for a message refused for good.",
+    "as profile_tagged). Sent by automations.engine once per step and batch: for an email "
+    "step in the transaction that records the step for them, for a welcome step in its own "
+    "transaction right after; not sent for a message refused, for good or for now.",
 )
 
 CATALOGUE = (
