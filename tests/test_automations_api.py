@@ -251,3 +251,15 @@ def test_the_services_refuse_an_offset_that_is_not_whole_seconds_within_a_year(w
         automation_create(newsletter=weekly, name="Trial", **fields)
     assert "trigger_offset_seconds" in refused.value.message_dict
     assert not Automation.objects.filter(is_welcome=False).exists()
+
+
+def test_the_openapi_document_describes_the_date_triggers_offset_and_count(client, db):
+    schemas = client.get("/api/v1/openapi.json").json()["components"]["schemas"]
+    for name in ("AutomationIn", "AutomationUpdateIn"):
+        offset = schemas[name]["properties"]["trigger_offset_seconds"]
+        described = json.dumps(offset)
+        assert '"maximum": 31622400' in described and '"minimum": -31622400' in described
+        assert "3 days before" in described
+    assert "trigger_offset_seconds" in schemas["AutomationOut"]["required"]
+    assert "date_reached" in schemas["AutomationIn"]["properties"]["trigger"]["description"]
+    assert "no date" in json.dumps(schemas["AutomationCountsOut"]["properties"]["not_a_date"])
