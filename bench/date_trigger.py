@@ -169,7 +169,9 @@ def main():
         automation_activate(automation=automation)
 
         sql, sql_median, sql_max = timed(
-            lambda: profiles_date_reached(automation=automation, now=MOMENT, grace=DATE_GRACE),
+            lambda: list(
+                profiles_date_reached(automation=automation, now=MOMENT, grace=DATE_GRACE)
+            ),
             options.runs,
         )
         python, py_median, py_max = timed(

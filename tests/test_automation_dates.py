@@ -292,3 +292,38 @@ def test_the_scan_finds_exactly_whom_python_finds_due_at_the_edges_of_the_window
     found = profiles_date_reached(automation=automation, now=NOW, grace=DATE_GRACE)
     assert {pk for pk, _ in found} == expected
     assert len(expected) > 100
+
+
+@pytest.mark.django_db
+def test_the_beat_queues_one_enrolling_task_when_a_date_is_reached(newsletter, at):
+    from django_tasks_db.models import DBTaskResult
+
+    from signalpost.automations.services import date_reached_soon
+    from signalpost.automations.tasks import automations_date_enroll
+
+    trial_reminder(newsletter)
+    subscriber(newsletter, "ann@example.com", trial_end="2026-12-14")
+    queued = DBTaskResult.objects.filter(task_path=automations_date_enroll.module_path)
+    assert date_reached_soon() is False
+    assert not queued.exists(), "nobody due yet"
+
+    at.move(DAY)
+    assert date_reached_soon() is True
+    assert date_reached_soon() is True
+    assert queued.count() == 1, "one waiting task, however often the beat looks"
+    assert enrolled(Automation.objects.get(name="Trial ends")) == set(), "the task enrolls"
+
+
+@pytest.mark.django_db
+def test_a_date_many_share_is_enrolled_a_chunk_at_a_time_until_nobody_is_left(
+    newsletter, at, monkeypatch
+):
+    from signalpost.automations import services
+
+    monkeypatch.setattr(services, "_ENROLL_CHUNK", 3)
+    automation = trial_reminder(newsletter, offset=0)
+    for number in range(7):
+        subscriber(newsletter, f"p{number}@example.com", trial_end="2026-12-10")
+    assert enroll_date_reached() == 7
+    assert len(enrolled(automation)) == 7
+    assert set(Enrollment.objects.values_list("trigger_date", flat=True)) == {"2026-12-10"}

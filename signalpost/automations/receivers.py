@@ -15,7 +15,7 @@ from signalpost.automations.dates import sqlite_functions_register
 from signalpost.automations.models import Automation, Enrollment
 from signalpost.automations.services import (
     automation_welcome_create,
-    enroll_date_reached,
+    date_reached_soon,
     enroll_on_profile_change,
     enroll_subscribed,
     enrollments_exit,
@@ -118,10 +118,11 @@ def sqlite_date_due_register(sender, *, connection, **kwargs):
 
 @receiver(worker_beat, dispatch_uid="automations.date_reached")
 def automations_date_reached(sender, *, worker_id, **kwargs):
-    """Dates reached since: enroll those people (one query per ``date_reached``
-    automation, by one worker of them all, about every ``DATE_SCAN_SECONDS``)."""
+    """Dates reached since: queue the task that enrolls those people (one query per
+    ``date_reached`` automation, by one worker of them all, about every
+    ``DATE_SCAN_SECONDS``; the beat stays quick however many they are)."""
     if chore_due("automations_date_reached", every=DATE_SCAN_SECONDS):
-        enroll_date_reached()
+        date_reached_soon()
 
 
 @receiver(worker_beat, dispatch_uid="automations.wake")

@@ -107,9 +107,10 @@ def dated_subscribers(*, automation: Automation) -> QuerySet[Any]:
 
 
 def profiles_date_reached(
-    *, automation: Automation, now: datetime, grace: timedelta
-) -> list[tuple[int, str]]:
-    """``(profile id, date value)`` of who a ``date_reached`` automation takes now.
+    *, automation: Automation, now: datetime, grace: timedelta, limit: int | None = None
+) -> QuerySet[Any]:
+    """``(profile id, date value)`` rows of who a ``date_reached`` automation takes now
+    (the first ``limit`` of them, by id).
 
     Their date moved by the offset passed, at most ``grace`` ago; they are not on
     their way through it, and that same date did not enroll them before. One query,
@@ -121,7 +122,7 @@ def profiles_date_reached(
         automation_id=automation.pk, profile_id=OuterRef("pk")
     ).filter(Q(status=Enrollment.Status.ACTIVE) | Q(trigger_date=OuterRef("date_value")))
     first_day, last_day = days_around(earliest=moment - grace, latest=moment)
-    return list(
+    found: QuerySet[Any] = (
         dated_subscribers(automation=automation)
         .annotate(day=DateDay(KeyTextTransform(automation.trigger_value, "attributes")))
         .filter(day__range=(first_day, last_day))
@@ -130,3 +131,6 @@ def profiles_date_reached(
         .order_by("pk")
         .values_list("pk", "date_value")
     )
+    if limit is not None:
+        found = found[:limit]
+    return found

@@ -307,22 +307,51 @@ def enroll_date_reached(*, now: datetime | None = None) -> int:
     """Enroll everyone whose date attribute (moved by the offset) has passed, within
     ``DATE_GRACE``, in each enrolling ``date_reached`` automation; return how many.
 
-    One query per automation finds them (``selectors.profiles_date_reached``), then
-    set-based enrolling, in that automation's own transaction. A person is enrolled
+    A query finds the next thousand due (``selectors.profiles_date_reached``), who are
+    enrolled set-based in that same transaction, until nobody is left: a date 100,000
+    people share takes 100 short transactions, not one long one. A person is enrolled
     once per value of the attribute: a new date enrolls them again once it is reached
     (if they are not on their way through it then), the same date never does.
     """
     now = now or clock.now()
     created = 0
-    automations = Automation.objects.filter(
-        trigger=Automation.Trigger.DATE_REACHED, status__in=ENROLLING
-    )
-    for automation in automations:
-        with transaction.atomic():
-            due = profiles_date_reached(automation=automation, now=now, grace=DATE_GRACE)
-            for start in range(0, len(due), _ENROLL_CHUNK):
-                created += _enroll_dated(automation, due[start : start + _ENROLL_CHUNK])
+    for automation in _dated_automations():
+        while True:
+            with transaction.atomic():
+                due = list(
+                    profiles_date_reached(
+                        automation=automation, now=now, grace=DATE_GRACE, limit=_ENROLL_CHUNK
+                    )
+                )
+                enrolled = _enroll_dated(automation, due) if due else 0
+            created += enrolled
+            # Everyone found is on their way now, so the next query finds the next ones.
+            if len(due) < _ENROLL_CHUNK or not enrolled:
+                break
     return created
+
+
+def date_reached_soon(*, now: datetime | None = None) -> bool:
+    """Queue ``tasks.automations_date_enroll`` (unless one waits already) when anyone's
+    date was reached: one query per ``date_reached`` automation, which stops at the
+    first person due. Returns whether anyone was. For the workers' beat, which must
+    stay quick: the enrolling itself runs as a task."""
+    from signalpost.automations.tasks import automations_date_enroll
+
+    now = now or clock.now()
+    for automation in _dated_automations():
+        if profiles_date_reached(automation=automation, now=now, grace=DATE_GRACE).exists():
+            waiting = DBTaskResult.objects.ready().filter(
+                task_path=automations_date_enroll.module_path
+            )
+            if not waiting.exists():
+                task_enqueue(automations_date_enroll)
+            return True
+    return False
+
+
+def _dated_automations() -> QuerySet[Automation]:
+    return Automation.objects.filter(trigger=Automation.Trigger.DATE_REACHED, status__in=ENROLLING)
 
 
 def _enroll_dated(automation: Automation, due: list[tuple[int, str]]) -> int:
