@@ -184,6 +184,26 @@ automation_step_webhook = DeclaredSignal(
     "once per person and step; webhooks delivers it as automation.step.",
 )
 
+enrollment_exited = DeclaredSignal(
+    "enrollment_exited",
+    arguments=("enrollment", "automation", "profile", "reason"),
+    doc="A person left an automation before its end (docs/automations.md): reason is "
+    "unsubscribed, bounced, complained or 'tagged <exit tag>'. Sent once per enrollment that "
+    "exits, by automations.services.enrollments_exit / enrollments_exit_tagged (in the "
+    "transaction of the unsubscribe, bounce, complaint or tag) and by automations.engine "
+    "when a claimed person is found gone (in the exit's own transaction).",
+)
+
+automation_step_sent = DeclaredSignal(
+    "automation_step_sent",
+    arguments=("automation", "step", "profile_ids"),
+    doc="An automation's email or welcome step was sent to people: profile_ids lists those "
+    "whose message the mail server took in this batch (up to SEND_BATCH_SIZE; a batch form, "
+    "as profile_tagged). Sent by automations.engine once per step and batch: for an email "
+    "step in the transaction that records the step for them, for a welcome step in its own "
+    "transaction right after; not sent for a message refused, for good or for now.",
+)
+
 CATALOGUE = (
     subscription_requested,
     user_subscribed,
@@ -207,4 +227,6 @@ CATALOGUE = (
     link_clicked,
     email_opened,
     automation_step_webhook,
+    enrollment_exited,
+    automation_step_sent,
 )

@@ -1,14 +1,17 @@
 """Automations: people walk through a sequence of waits, emails, tags and branches, once each."""
 
 import io
+import re
+import time
 from collections import Counter
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from signalpost.accounts.services import profile_tags_set
+from signalpost.accounts.services import profile_attributes_update, profile_tags_set
 from signalpost.automations import clock
 from signalpost.automations.models import Automation, Enrollment, StepRun
 from signalpost.automations.services import (
@@ -19,15 +22,22 @@ from signalpost.automations.services import (
     run_soon,
 )
 from signalpost.engagement.models import Engagement, Kind
+from signalpost.engagement.services import hits_record_all
+from signalpost.newsletters.models import Subscription
 from signalpost.newsletters.services import subscribe, unsubscribe
 from signalpost.publishing.models import Delivery, Issue
+from signalpost.signals import automation_step_sent, enrollment_exited
 from tests.durable_helpers import (
     kill_mid_way_and_restart,
     run_worker_until_idle,
+    start_worker,
+    stop,
+    wait_for,
     workers_send_to_inbox,
 )
 from tests.factories import make_newsletter
-from tests.mail import text_part
+from tests.mail import html_part, text_part
+from tests.recorders import SignalRecorder
 
 DAY = 24 * 3600
 
@@ -482,3 +492,216 @@ def test_a_step_that_puts_on_the_exit_tag_is_the_last_that_runs(smtp_inbox, news
     assert (enrollment.status, enrollment.exit_reason) == ("exited", "tagged done")
     ann.refresh_from_db()
     assert ann.attributes == {}
+
+
+TRACKED = re.compile(r"https://news\.example\.com/c/[A-Za-z0-9_.\-]+")
+BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_branch_follows_a_real_click_on_the_emails_tracked_link(
+    smtp_inbox, newsletter, moved_clock, client
+):
+    automation = automation_create(
+        newsletter=newsletter,
+        name="Nudge",
+        trigger="subscribed",
+        steps=[
+            email("Look at this"),
+            wait(DAY),
+            {"kind": "branch", "config": {"if": {"clicked": 0}, "goto": 4}},
+            email("You missed this"),
+            {"kind": "tag_add", "config": {"tag": "nudged"}},
+        ],
+    )
+    automation_activate(automation=automation)
+    subscribe_both(smtp_inbox, newsletter)
+    [message] = [m for m in smtp_inbox.to("ann@example.com") if m["Subject"] == "Look at this"]
+    [link] = TRACKED.findall(html_part(message))
+    # A person reads it a minute later (a click within seconds of delivery is a scanner's).
+    Delivery.objects.update(sent_at=timezone.now() - timedelta(minutes=1))
+    response = client.get(urlsplit(link).path, HTTP_USER_AGENT=BROWSER)
+    assert (response.status_code, response["Location"]) == (302, "https://example.com/more")
+    assert hits_record_all(now=timezone.now() + timedelta(minutes=1)) == 1, "the workers' beat"
+
+    moved_clock.advance(DAY + 1)
+    run_due()
+    smtp_inbox.wait_for(5)
+    assert subjects_to(smtp_inbox, "ann@example.com") == ["Look at this"], "the branch jumped"
+    assert subjects_to(smtp_inbox, "bob@example.com") == ["Look at this", "You missed this"]
+    ann = Enrollment.objects.get(automation=automation, profile__email="ann@example.com")
+    assert [run.position for run in ann.runs.order_by("position")] == [0, 1, 2, 4]
+
+
+PAUSED_RECIPIENTS = 300
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_pause_mid_batch_stops_the_workers_and_a_resume_sends_each_once(
+    tmp_path, smtp_inbox, settings, monkeypatch
+):
+    workers_send_to_inbox(settings, monkeypatch, batch_size=150, rate_per_second=40)
+    letter = make_newsletter(slug="paused")
+    automation = automation_create(
+        newsletter=letter, name="Hello", trigger="subscribed", steps=[email("Hello there")]
+    )
+    automation_activate(automation=automation)
+    for number in range(PAUSED_RECIPIENTS):
+        subscribe(email=f"reader{number}@example.com", newsletter=letter, source="admin")
+    step_issue = automation.steps.get().issue
+
+    workers = [start_worker(name, tmp_path, "--lease=2") for name in ("one", "two")]
+    try:
+        wait_for(lambda: len(smtp_inbox.envelopes) >= 40, timeout=60, what="40 messages")
+        automation_pause(automation=automation)
+        time.sleep(1.0)
+        after_a_second = len(smtp_inbox.envelopes)
+        time.sleep(2.0)
+        assert len(smtp_inbox.envelopes) == after_a_second, "nothing leaves a second after"
+        assert after_a_second < PAUSED_RECIPIENTS, "paused mid-batch"
+        wait_for(
+            lambda: not Delivery.objects.filter(issue=step_issue, status="sending").exists(),
+            timeout=10,
+            what="the batches to give back their claims",
+        )
+        sent = Delivery.objects.filter(issue=step_issue, status="sent").count()
+        assert sent == after_a_second, "no message beyond those recorded sent"
+        held = Enrollment.objects.filter(automation=automation, status="active")
+        assert held.filter(position=1).count() == sent, "recorded, held before the end"
+        assert StepRun.objects.filter(enrollment__automation=automation).count() == sent
+
+        automation_activate(automation=automation)
+        wait_for(
+            lambda: (
+                Enrollment.objects.filter(automation=automation, status="finished").count()
+                == PAUSED_RECIPIENTS
+            ),
+            timeout=90,
+            what="everyone to finish after the resume",
+        )
+    finally:
+        for worker in workers:
+            assert stop(worker) == 0
+    received = Counter(envelope.rcpt_tos[0] for envelope in smtp_inbox.envelopes)
+    assert len(received) == PAUSED_RECIPIENTS, "nobody left out"
+    assert set(received.values()) == {1}, "nobody twice"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_welcome_the_server_refuses_for_now_is_sent_once_on_its_retry(
+    smtp_inbox, newsletter, moved_clock
+):
+    smtp_inbox.temporarily_refuse["ann@example.com"] = 1
+    subscribe(email="ann@example.com", newsletter=newsletter, source="form")
+    run_worker_until_idle()
+    assert smtp_inbox.to("ann@example.com") == []
+    enrollment = Enrollment.objects.get(profile__email="ann@example.com")
+    assert (enrollment.status, enrollment.attempts, enrollment.runs.count()) == ("active", 1, 0)
+    run_due()
+    assert smtp_inbox.to("ann@example.com") == [], "not before its backoff"
+
+    moved_clock.advance(3600)
+    run_due()
+    run_due()
+    [message] = smtp_inbox.wait_for(1)
+    assert (message["To"], message["Subject"]) == ("ann@example.com", "Welcome to The Weekly")
+    time.sleep(0.2)
+    assert len(smtp_inbox.envelopes) == 1, "exactly once"
+    enrollment.refresh_from_db()
+    assert enrollment.status == "finished"
+    assert enrollment.runs.get().outcome == "sent"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_each_batch_of_an_email_step_sends_automation_step_sent_once(
+    smtp_inbox, newsletter, settings
+):
+    settings.SIGNALPOST_SEND_BATCH_SIZE = 2
+    automation = automation_create(
+        newsletter=newsletter, name="Hello", trigger="subscribed", steps=[email("Hello there")]
+    )
+    automation_activate(automation=automation)
+    smtp_inbox.refuse.add("refused@example.com")
+    for address in ("ann@example.com", "bob@example.com", "cy@example.com", "refused@example.com"):
+        subscribe(email=address, newsletter=newsletter, source="admin")
+    with SignalRecorder(automation_step_sent) as recorded:
+        run_worker_until_idle()
+        run_due()
+    smtp_inbox.wait_for(3)
+
+    assert all(set(call) == {"signal", *automation_step_sent.arguments} for call in recorded.calls)
+    assert {call["automation"] for call in recorded.calls} == {automation}
+    assert {call["step"].position for call in recorded.calls} == {0}
+    assert len(recorded.calls) == 2, "one per batch of two"
+    announced = [pk for call in recorded.calls for pk in call["profile_ids"]]
+    sent_to = Subscription.objects.filter(
+        newsletter=newsletter,
+        profile__email__in=["ann@example.com", "bob@example.com", "cy@example.com"],
+    ).values_list("profile_id", flat=True)
+    assert sorted(announced) == sorted(sent_to), "each once; not the refused address"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_welcome_step_sends_automation_step_sent_for_whom_it_reached(smtp_inbox, newsletter):
+    with SignalRecorder(automation_step_sent) as recorded:
+        ann = subscribe(email="ann@example.com", newsletter=newsletter, source="form").profile
+        run_worker_until_idle()
+    smtp_inbox.wait_for(1)
+    [call] = recorded.calls
+    assert (call["step"].kind, call["profile_ids"]) == ("welcome", [ann.pk])
+    assert call["automation"].is_welcome
+
+
+@pytest.mark.django_db(transaction=True)
+def test_someone_found_gone_when_their_step_is_due_exits_with_enrollment_exited(
+    smtp_inbox, newsletter, moved_clock
+):
+    automation = three_steps(newsletter)
+    subscribe_both(smtp_inbox, newsletter)
+    # Ended without the signal (written straight to the table, as an old import did).
+    Subscription.objects.filter(profile__email="ann@example.com").update(status="bounced")
+    moved_clock.advance(2 * DAY + 1)
+    with SignalRecorder(enrollment_exited) as recorded:
+        run_due()
+    [call] = recorded.calls
+    assert (call["profile"].email, call["reason"], call["automation"]) == (
+        "ann@example.com",
+        "bounced",
+        automation,
+    )
+    assert subjects_to(smtp_inbox, "ann@example.com") == ["Day one"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_sends_the_email_of_a_date_it_finds_reached(
+    tmp_path, smtp_inbox, settings, monkeypatch
+):
+    workers_send_to_inbox(settings, monkeypatch, batch_size=50, rate_per_second=60)
+    letter = make_newsletter(slug="dated")
+    automation = automation_create(
+        newsletter=letter,
+        name="Renewal",
+        trigger="date_reached",
+        trigger_value="renews_on",
+        trigger_offset_seconds=-3 * DAY,
+        steps=[email("Your plan renews in three days")],
+    )
+    automation_activate(automation=automation)
+    in_three_days = timezone.now() + timedelta(days=3)
+    for address, renews_on in [
+        ("ann@example.com", (in_three_days - timedelta(minutes=1)).isoformat()),
+        ("bob@example.com", (in_three_days + timedelta(days=2)).date().isoformat()),
+        ("cy@example.com", "someday"),
+    ]:
+        profile = subscribe(email=address, newsletter=letter, source="admin").profile
+        profile_attributes_update(profile=profile, values={"renews_on": renews_on})
+
+    worker = start_worker("dates", tmp_path, "--lease=2")
+    try:
+        wait_for(lambda: smtp_inbox.envelopes, timeout=30, what="the reminder")
+        time.sleep(1.0)
+    finally:
+        assert stop(worker) == 0
+    assert [m["To"] for m in smtp_inbox.messages] == ["ann@example.com"]
+    assert smtp_inbox.messages[0]["Subject"] == "Your plan renews in three days"
+    assert Enrollment.objects.get(automation=automation).status == "finished"

@@ -159,3 +159,107 @@ def test_an_automation_without_steps_cannot_start(api, weekly):
     response = api("post", f"/automations/{automation['id']}/activate")
     assert response.status_code == 400
     assert api("get", "/automations/999999").status_code == 404
+
+
+TRIAL = {"trigger": "date_reached", "trigger_value": "trial_end"}
+
+
+def test_a_date_trigger_with_its_offset_is_stored_changed_and_dropped_with_it(api, weekly):
+    response = create(api, **TRIAL, trigger_offset_seconds=-259200, steps=[WELCOME])
+    assert response.status_code == 201, response.content
+    automation = response.json()
+    assert (automation["trigger"], automation["trigger_value"]) == ("date_reached", "trial_end")
+    assert automation["trigger_offset_seconds"] == -259200
+
+    path = f"/automations/{automation['id']}"
+    moved = api("patch", path, {"trigger_offset_seconds": 3600})
+    assert moved.json()["trigger_offset_seconds"] == 3600
+    renamed = api("patch", path, {"trigger_value": "renews_on"})
+    assert renamed.json()["trigger_offset_seconds"] == 3600, "kept while it is a date trigger"
+    tagged = api("patch", path, {"trigger": "tagged", "trigger_value": "trial"})
+    assert tagged.json()["trigger_offset_seconds"] == 0, "no offset without a date"
+    counts = api("get", f"{path}/counts").json()
+    assert counts["not_a_date"] is None
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"trigger": "date_reached"}, "trigger_value"),
+        ({**TRIAL, "trigger_value": "   "}, "trigger_value"),
+        ({**TRIAL, "trigger_value": "trial\x00end"}, "trigger_value"),
+        ({**TRIAL, "trigger_value": "k" * 101}, "trigger_value"),
+        ({**TRIAL, "trigger_value": ["trial_end"]}, "trigger_value"),
+        ({**TRIAL, "trigger_offset_seconds": 1.5}, "trigger_offset_seconds"),
+        ({**TRIAL, "trigger_offset_seconds": "three days"}, "trigger_offset_seconds"),
+        ({**TRIAL, "trigger_offset_seconds": None}, "trigger_offset_seconds"),
+        ({**TRIAL, "trigger_offset_seconds": True}, "trigger_offset_seconds"),
+        ({**TRIAL, "trigger_offset_seconds": "-60"}, "trigger_offset_seconds"),
+        ({**TRIAL, "trigger_offset_seconds": {"days": 3}}, "trigger_offset_seconds"),
+        ({**TRIAL, "trigger_offset_seconds": 10**30}, "trigger_offset_seconds"),
+        ({**TRIAL, "trigger_offset_seconds": -(366 * 86400 + 1)}, "trigger_offset_seconds"),
+        ({"trigger": "subscribed", "trigger_offset_seconds": 60}, "trigger_offset_seconds"),
+        (
+            {"trigger": "tagged", "trigger_value": "x", "trigger_offset_seconds": -60},
+            "trigger_offset_seconds",
+        ),
+    ],
+)
+def test_a_bad_date_trigger_is_a_400_naming_the_field_and_stores_nothing(
+    api, weekly, fields, field
+):
+    response = create(api, **fields, steps=[WELCOME])
+    assert response.status_code == 400, response.content
+    assert field in {error["field"] for error in response.json()["errors"]}
+    assert not Automation.objects.filter(is_welcome=False).exists()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"trigger_offset_seconds": 10**12},
+        {"trigger_offset_seconds": True},
+        {"trigger_offset_seconds": "-1"},
+        {"trigger_value": ""},
+        {"trigger": "subscribed"},
+    ],
+)
+def test_a_bad_change_of_a_date_trigger_is_refused_and_changes_nothing(api, weekly, change):
+    automation = create(api, **TRIAL, trigger_offset_seconds=-60, steps=[WELCOME]).json()
+    response = api("patch", f"/automations/{automation['id']}", change)
+    assert response.status_code == 400, response.content
+    stored = Automation.objects.get(pk=automation["id"])
+    assert (stored.trigger, stored.trigger_value, stored.trigger_offset_seconds) == (
+        "date_reached",
+        "trial_end",
+        -60,
+    )
+
+
+@pytest.mark.parametrize("offset", ["-60", 1.0, True, None, [1], 10**40])
+def test_the_services_refuse_an_offset_that_is_not_whole_seconds_within_a_year(weekly, offset):
+    from django.core.exceptions import ValidationError
+
+    from signalpost.automations.services import automation_create
+
+    fields = {**TRIAL, "trigger_offset_seconds": offset}
+    if offset is None:
+        automation = automation_create(newsletter=weekly, name="Trial", **fields)
+        assert automation.trigger_offset_seconds == 0, "None is no offset"
+        return
+    with pytest.raises(ValidationError) as refused:
+        automation_create(newsletter=weekly, name="Trial", **fields)
+    assert "trigger_offset_seconds" in refused.value.message_dict
+    assert not Automation.objects.filter(is_welcome=False).exists()
+
+
+def test_the_openapi_document_describes_the_date_triggers_offset_and_count(client, db):
+    schemas = client.get("/api/v1/openapi.json").json()["components"]["schemas"]
+    for name in ("AutomationIn", "AutomationUpdateIn"):
+        offset = schemas[name]["properties"]["trigger_offset_seconds"]
+        described = json.dumps(offset)
+        assert '"maximum": 31622400' in described and '"minimum": -31622400' in described
+        assert "3 days before" in described
+    assert "trigger_offset_seconds" in schemas["AutomationOut"]["required"]
+    assert "date_reached" in schemas["AutomationIn"]["properties"]["trigger"]["description"]
+    assert "no date" in json.dumps(schemas["AutomationCountsOut"]["properties"]["not_a_date"])

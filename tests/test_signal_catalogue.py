@@ -116,3 +116,79 @@ def test_a_confirmation_that_lifts_a_suppression_sends_suppression_lifted_once(d
     [call] = recorded.calls
     assert set(call) == {"signal", *suppression_lifted.arguments}
     assert (call["user_email"], call["newsletter"]) == ("a@example.com", weekly)
+
+
+def _in_a_sequence(newsletter, **fields):
+    from signalpost.automations.services import automation_activate, automation_create
+
+    automation = automation_create(
+        newsletter=newsletter,
+        name="Sequence",
+        trigger="subscribed",
+        steps=[{"kind": "wait", "config": {"seconds": 86400}}],
+        **fields,
+    )
+    return automation_activate(automation=automation)
+
+
+def _leave_by(way, newsletter, email):
+    from signalpost.accounts.services import profile_tags_set
+    from signalpost.newsletters.services import bounce_record, complaint_record, unsubscribe
+
+    if way == "unsubscribed":
+        unsubscribe(email=email, newsletter=newsletter, reason="form")
+    elif way == "bounced":
+        bounce_record(email=email, permanent=True, description="550 no such user")
+    elif way == "complained":
+        complaint_record(email=email, description="spam")
+    else:
+        subscription = newsletter.subscriptions.get(profile__email=email)
+        profile_tags_set(profile=subscription.profile, names=["customer"], source="api")
+
+
+@pytest.mark.parametrize("way", ["unsubscribed", "bounced", "complained", "tagged customer"])
+def test_each_way_out_of_an_automation_sends_enrollment_exited_once(db, way):
+    from signalpost.automations.models import Enrollment
+    from signalpost.signals import enrollment_exited
+
+    weekly = make_newsletter(slug="weekly", opt_in="single")
+    automation = _in_a_sequence(weekly, exit_tag="customer")
+    subscribe(email="ann@example.com", newsletter=weekly, source="admin")
+    subscribe(email="bob@example.com", newsletter=weekly, source="admin")
+    with SignalRecorder(enrollment_exited) as recorded:
+        _leave_by(way, weekly, "ann@example.com")
+        _leave_by("unsubscribed", weekly, "ann@example.com")
+
+    [call] = recorded.calls
+    assert set(call) == {"signal", *enrollment_exited.arguments}
+    assert (call["automation"], call["profile"].email, call["reason"]) == (
+        automation,
+        "ann@example.com",
+        way,
+    )
+    assert call["enrollment"] == Enrollment.objects.get(status="exited")
+    assert (call["enrollment"].status, call["enrollment"].exit_reason) == ("exited", way)
+    assert Enrollment.objects.get(profile__email="bob@example.com").status == "active"
+
+
+def test_enrollment_exited_rolls_back_with_the_unsubscribe(db):
+    from django.db import transaction
+
+    from signalpost.automations.models import Enrollment
+    from signalpost.newsletters.services import unsubscribe
+    from signalpost.signals import enrollment_exited
+
+    weekly = make_newsletter(slug="weekly", opt_in="single")
+    _in_a_sequence(weekly)
+    subscribe(email="ann@example.com", newsletter=weekly, source="admin")
+
+    def refuse(sender, **kwargs):
+        raise RuntimeError("a receiver that fails")
+
+    enrollment_exited.connect(refuse, dispatch_uid="tests.refuse")
+    try:
+        with pytest.raises(RuntimeError), transaction.atomic():
+            unsubscribe(email="ann@example.com", newsletter=weekly, reason="form")
+    finally:
+        enrollment_exited.disconnect(dispatch_uid="tests.refuse")
+    assert Enrollment.objects.get().status == "active", "in the unsubscribe's transaction"

@@ -758,6 +758,7 @@ def automation_out(automation):
         "trigger": automation.trigger,
         "trigger_value": automation.trigger_value,
         "trigger_sources": automation.trigger_sources,
+        "trigger_offset_seconds": automation.trigger_offset_seconds,
         "exit_tag": automation.exit_tag,
         "steps": [
             {"position": step.position, "kind": step.kind, "config": step.config}
@@ -793,6 +794,7 @@ def automation_add(request, payload: schemas.AutomationIn):
         trigger=payload.trigger,
         trigger_value=payload.trigger_value,
         trigger_sources=payload.trigger_sources,
+        trigger_offset_seconds=payload.trigger_offset_seconds,
         exit_tag=payload.exit_tag,
         steps=payload.steps,
     )

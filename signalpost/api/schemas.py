@@ -3,6 +3,7 @@ from typing import Literal
 
 from ninja import Field, Schema
 
+from signalpost.automations.validation import WAIT_SECONDS_MAX
 from signalpost.publishing.models import PREVIEW_TEXT_MAX_LENGTH
 from signalpost.publishing.services import BODY_MAX_LENGTH, SUBJECT_MAX_LENGTH
 
@@ -263,13 +264,26 @@ STEPS_DESCRIPTION = (
 )
 
 
+OFFSET_MAX = WAIT_SECONDS_MAX
+OFFSET_DESCRIPTION = (
+    "For date_reached: seconds after the date in attribute trigger_value (negative: "
+    "before it; -259200 is 3 days before). 0 for other triggers."
+)
+
+
 class AutomationIn(Schema):
     newsletter: str = Field(max_length=60, description="The newsletter's slug.")
     name: str = Field(max_length=200)
-    trigger: str = Field(max_length=20, description="subscribed, tagged or attribute_changed.")
+    trigger: str = Field(
+        max_length=20, description="subscribed, tagged, attribute_changed or date_reached."
+    )
     trigger_value: str = Field("", max_length=100, description="The tag or attribute key.")
     trigger_sources: list[str] = Field(
         [], max_length=10, description="For subscribed: only these sources (empty: all)."
+    )
+    # Strict: true is no number of seconds, nor is "-60".
+    trigger_offset_seconds: int = Field(
+        0, ge=-OFFSET_MAX, le=OFFSET_MAX, strict=True, description=OFFSET_DESCRIPTION
     )
     exit_tag: str = Field("", max_length=100)
     steps: list[dict] = Field([], max_length=50, description=STEPS_DESCRIPTION)
@@ -280,6 +294,9 @@ class AutomationUpdateIn(Schema):
     trigger: str | None = Field(None, max_length=20)
     trigger_value: str | None = Field(None, max_length=100)
     trigger_sources: list[str] | None = Field(None, max_length=10)
+    trigger_offset_seconds: int | None = Field(
+        None, ge=-OFFSET_MAX, le=OFFSET_MAX, strict=True, description=OFFSET_DESCRIPTION
+    )
     exit_tag: str | None = Field(None, max_length=100)
     steps: list[dict] | None = Field(None, max_length=50, description=STEPS_DESCRIPTION)
 
@@ -298,6 +315,7 @@ class AutomationOut(Schema):
     trigger: str
     trigger_value: str
     trigger_sources: list[str]
+    trigger_offset_seconds: int
     exit_tag: str
     steps: list[AutomationStepOut]
     created_at: datetime
@@ -315,6 +333,10 @@ class AutomationFunnelStepOut(Schema):
 
 class AutomationCountsOut(Schema):
     id: int
+    not_a_date: int | None = Field(
+        description="date_reached: subscribers whose attribute is set but is no date "
+        "(skipped); null for other triggers."
+    )
     enrolled: int
     active: int
     finished: int

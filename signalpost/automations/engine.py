@@ -17,7 +17,7 @@ from datetime import datetime, time, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 
 from signalpost.accounts.models import Profile
 from signalpost.accounts.services import profile_attributes_update, profile_tags_set
@@ -34,7 +34,7 @@ from signalpost.publishing.models import Delivery
 from signalpost.publishing.services import retry_at
 from signalpost.publishing.tasks import deliveries_send
 from signalpost.publishing.writes import deliveries_insert_for
-from signalpost.signals import automation_step_webhook
+from signalpost.signals import automation_step_sent, automation_step_webhook, enrollment_exited
 
 logger = logging.getLogger(__name__)
 
@@ -117,8 +117,7 @@ def enrollments_run(*, claimer: str, ids: list[int]) -> RunOutcome:
     for enrollment in enrollments:
         reason = leaving.get(enrollment.pk)
         if reason:
-            _end(enrollment, status=Enrollment.Status.EXITED, reason=reason)
-            outcome.exited += 1
+            outcome.exited += enrollments_end(Enrollment.objects.filter(pk=enrollment.pk), reason)
             continue
         _walk(enrollment, steps[enrollment.automation_id], outcome)
     by_id = {step.pk: step for listed in steps.values() for step in listed}
@@ -170,10 +169,43 @@ def _leaving(enrollments: list[Enrollment]) -> dict[int, str]:
     return leaving
 
 
-def _end(enrollment: Enrollment, *, status: str, reason: str) -> None:
+def _finish(enrollment: Enrollment) -> None:
     Enrollment.objects.filter(pk=enrollment.pk, status=Enrollment.Status.ACTIVE).update(
-        status=status, exit_reason=reason, ended_at=clock.now(), next_run_at=None
+        status=Enrollment.Status.FINISHED, ended_at=clock.now(), next_run_at=None
     )
+
+
+@transaction.atomic
+def enrollments_end(found: QuerySet[Enrollment], reason: str) -> int:
+    """Exit the active enrollments among ``found`` with ``reason``: no step of theirs
+    runs after this commits. Sends ``enrollment_exited`` once for each; returns how many.
+
+    Every way out goes through here (unsubscribe, bounce, complaint, exit tag, or a
+    claim that finds the person gone): rows another exit ended first are left alone.
+    """
+    ending = list(
+        found.filter(status=Enrollment.Status.ACTIVE)
+        .select_related("automation__newsletter", "profile")
+        .select_for_update(of=("self",))
+        .order_by("pk")
+    )
+    if not ending:
+        return 0
+    now = clock.now()
+    Enrollment.objects.filter(
+        pk__in=[enrollment.pk for enrollment in ending], status=Enrollment.Status.ACTIVE
+    ).update(status=Enrollment.Status.EXITED, exit_reason=reason, ended_at=now, next_run_at=None)
+    for enrollment in ending:
+        enrollment.status, enrollment.exit_reason = Enrollment.Status.EXITED, reason
+        enrollment.ended_at, enrollment.next_run_at = now, None
+        enrollment_exited.send(
+            sender=Enrollment,
+            enrollment=enrollment,
+            automation=enrollment.automation,
+            profile=enrollment.profile,
+            reason=reason,
+        )
+    return len(ending)
 
 
 def _walk(enrollment: Enrollment, steps: list[Step], outcome: RunOutcome) -> None:
@@ -181,7 +213,7 @@ def _walk(enrollment: Enrollment, steps: list[Step], outcome: RunOutcome) -> Non
     while True:
         step = next((s for s in steps if s.position >= enrollment.position), None)
         if step is None:
-            _end(enrollment, status=Enrollment.Status.FINISHED, reason="")
+            _finish(enrollment)
             outcome.finished += 1
             return
         if step.kind == Step.Kind.EMAIL:
@@ -353,7 +385,13 @@ def _email_send(*, step: Step, enrollments: list[Enrollment], claimer: str) -> i
         for profile_id, enrollment in by_profile.items()
         if statuses.get(profile_id) in _FINAL
     }
-    _steps_done(step, done=done)
+    sent_now = [
+        delivery.profile_id
+        for delivery in deliveries
+        if delivery.profile_id is not None
+        and statuses.get(delivery.profile_id) == Delivery.Status.SENT
+    ]
+    _steps_done(step, done=done, sent_profile_ids=sent_now)
     for profile_id, enrollment in by_profile.items():
         status = statuses.get(profile_id)
         if status in _FINAL:
@@ -373,9 +411,10 @@ def _email_send(*, step: Step, enrollments: list[Enrollment], claimer: str) -> i
     return sent
 
 
-def _steps_done(step: Step, *, done: dict[int, Enrollment]) -> None:
+def _steps_done(step: Step, *, done: dict[int, Enrollment], sent_profile_ids: list[int]) -> None:
     """Record email ``step`` ran for the enrollments ``done`` (by profile id), whose
-    delivery is final, with its status; move them on to the next step, due now.
+    delivery is final, with its status; move them on to the next step, due now; send
+    ``automation_step_sent`` for ``sent_profile_ids``, whose message this batch sent.
 
     Set-based, in one transaction: one INSERT and one UPDATE for the batch, not a
     commit per person (what held a step's emails to a third of the fan-out's rate).
@@ -390,8 +429,21 @@ def _steps_done(step: Step, *, done: dict[int, Enrollment]) -> None:
         Enrollment.objects.filter(pk__in=ids, status=Enrollment.Status.ACTIVE).update(
             position=step.position + 1, next_run_at=now, attempts=0
         )
+        _step_sent_announce(
+            step,
+            next(iter(done.values())).automation,
+            sent_profile_ids,
+        )
     for enrollment in done.values():
         enrollment.position, enrollment.next_run_at = step.position + 1, now
+
+
+def _step_sent_announce(step: Step, automation: Automation, profile_ids: list[int]) -> None:
+    """``automation_step_sent`` for a batch: once per step, listing whom it reached."""
+    if profile_ids:
+        automation_step_sent.send(
+            sender=Automation, automation=automation, step=step, profile_ids=profile_ids
+        )
 
 
 def _welcome_send(*, step: Step, enrollments: list[Enrollment]) -> int:
@@ -437,4 +489,10 @@ def _welcome_send(*, step: Step, enrollments: list[Enrollment]) -> int:
         run.delete()
         Enrollment.objects.filter(pk=enrollment.pk).update(attempts=tries)
         _move(enrollment, position=step.position, next_run_at=retry_at(tries))
+    with transaction.atomic():
+        _step_sent_announce(
+            step,
+            enrollments[0].automation,
+            [enrollment.profile_id for key, enrollment in by_key.items() if key not in failures],
+        )
     return len(by_key) - len(failures)

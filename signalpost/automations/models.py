@@ -25,6 +25,7 @@ class Automation(models.Model):
         SUBSCRIBED = "subscribed", "Subscribed to the newsletter"
         TAGGED = "tagged", "A tag was added"
         ATTRIBUTE_CHANGED = "attribute_changed", "An attribute changed"
+        DATE_REACHED = "date_reached", "A date attribute was reached"
 
     newsletter = models.ForeignKey(
         "newsletters.Newsletter", on_delete=models.CASCADE, related_name="automations"
@@ -33,6 +34,9 @@ class Automation(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
     trigger = models.CharField(max_length=20, choices=Trigger.choices)
     trigger_value = models.CharField(max_length=100, blank=True)
+    # ``date_reached``: seconds after the date (negative: before it), e.g. -259200 for
+    # "3 days before"; 0 for every other trigger.
+    trigger_offset_seconds = models.IntegerField(default=0)
     # Only subscriptions of these sources enroll on ``subscribed`` (empty: every source).
     trigger_sources = models.JSONField(default=list, blank=True)
     exit_tag = models.CharField(max_length=100, blank=True)
@@ -121,6 +125,9 @@ class Enrollment(models.Model):
     claimed_by = models.CharField(max_length=64, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
     exit_reason = models.CharField(max_length=100, blank=True)
+    # ``date_reached``: the attribute's value that enrolled them (the same date never
+    # enrolls the same person twice; a new one does).
+    trigger_date = models.CharField(max_length=40, blank=True)
     enrolled_at = models.DateTimeField(auto_now_add=True)
     ended_at = models.DateTimeField(null=True, blank=True)
 

@@ -6,13 +6,16 @@ it: a rollback enrolls nobody, and no task per person is needed to do it. The
 steps run later, set-based, in ``tasks.automations_run``.
 """
 
+from django.db.backends.signals import connection_created
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 
 from signalpost.automations import clock
+from signalpost.automations.dates import sqlite_functions_register
 from signalpost.automations.models import Automation, Enrollment
 from signalpost.automations.services import (
     automation_welcome_create,
+    date_reached_soon,
     enroll_on_profile_change,
     enroll_subscribed,
     enrollments_exit,
@@ -33,6 +36,9 @@ from signalpost.signals import (
     user_subscribed,
     user_unsubscribed,
 )
+
+# How often the workers look for dates reached: a date trigger starts within a minute.
+DATE_SCAN_SECONDS = 60
 
 
 @receiver(post_save, sender=Newsletter, dispatch_uid="automations.welcome_for_new_newsletter")
@@ -101,6 +107,22 @@ def exit_on_bounce(sender, *, profile, subscription, signal, **kwargs):
     reason = "bounced" if signal is bounce_received else "complained"
     newsletter_id = subscription.newsletter_id if subscription is not None else None
     enrollments_exit(profile_ids=[profile.pk], reason=reason, newsletter_id=newsletter_id)
+
+
+@receiver(connection_created, dispatch_uid="automations.sqlite_date_due")
+def sqlite_date_due_register(sender, *, connection, **kwargs):
+    """SQLite connections get ``signalpost_date_due``, the date trigger's rule
+    (``dates.DateDue``); PostgreSQL has it as an expression."""
+    sqlite_functions_register(connection)
+
+
+@receiver(worker_beat, dispatch_uid="automations.date_reached")
+def automations_date_reached(sender, *, worker_id, **kwargs):
+    """Dates reached since: queue the task that enrolls those people (one query per
+    ``date_reached`` automation, by one worker of them all, about every
+    ``DATE_SCAN_SECONDS``; the beat stays quick however many they are)."""
+    if chore_due("automations_date_reached", every=DATE_SCAN_SECONDS):
+        date_reached_soon()
 
 
 @receiver(worker_beat, dispatch_uid="automations.wake")

@@ -1,5 +1,7 @@
 """Writing automations and enrolling people: each function one transaction."""
 
+from collections import defaultdict
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -8,12 +10,15 @@ from django.db.models import QuerySet
 from django_tasks_db.models import DBTaskResult
 
 from signalpost.automations import clock
+from signalpost.automations.engine import enrollments_end
 from signalpost.automations.models import Automation, Enrollment, Step, StepRun
+from signalpost.automations.selectors import profiles_date_reached
 from signalpost.automations.validation import (
     exit_tag_clean,
     name_clean,
     steps_clean,
     trigger_clean,
+    trigger_offset_clean,
 )
 from signalpost.durable.services import task_enqueue
 from signalpost.newsletters.models import Newsletter, Subscription
@@ -33,6 +38,7 @@ def automation_create(
     trigger: object,
     trigger_value: object = "",
     trigger_sources: object = None,
+    trigger_offset_seconds: object = 0,
     exit_tag: object = "",
     steps: object = None,
 ) -> Automation:
@@ -47,6 +53,7 @@ def automation_create(
         trigger=trigger,
         trigger_value=value,
         trigger_sources=sources,
+        trigger_offset_seconds=trigger_offset_clean(trigger=trigger, offset=trigger_offset_seconds),
         exit_tag=exit_tag_clean(exit_tag),
     )
     cleaned = steps_clean(newsletter=newsletter, steps=[] if steps is None else steps)
@@ -94,16 +101,8 @@ def automation_update(*, automation: Automation, **changes: Any) -> Automation:
     automation = Automation.objects.select_for_update().get(pk=automation.pk)
     if "name" in changes:
         automation.name = name_clean(changes["name"])
-    if {"trigger", "trigger_value", "trigger_sources"} & set(changes):
-        (
-            automation.trigger,
-            automation.trigger_value,
-            automation.trigger_sources,
-        ) = trigger_clean(
-            trigger=changes.get("trigger", automation.trigger),
-            value=changes.get("trigger_value", automation.trigger_value),
-            sources=changes.get("trigger_sources", automation.trigger_sources),
-        )
+    if {"trigger", "trigger_value", "trigger_sources", "trigger_offset_seconds"} & set(changes):
+        _trigger_change(automation, changes)
     if "exit_tag" in changes:
         automation.exit_tag = exit_tag_clean(changes["exit_tag"])
     unknown = set(changes) - {
@@ -111,6 +110,7 @@ def automation_update(*, automation: Automation, **changes: Any) -> Automation:
         "trigger",
         "trigger_value",
         "trigger_sources",
+        "trigger_offset_seconds",
         "exit_tag",
         "steps",
     }
@@ -123,6 +123,28 @@ def automation_update(*, automation: Automation, **changes: Any) -> Automation:
         _steps_store(automation=automation, steps=cleaned)
     automation.save()
     return automation
+
+
+def _trigger_change(automation: Automation, changes: dict[str, Any]) -> None:
+    """Set the trigger fields ``changes`` names; a trigger that is no longer
+    ``date_reached`` drops its offset unless one is given (and refused)."""
+    (
+        automation.trigger,
+        automation.trigger_value,
+        automation.trigger_sources,
+    ) = trigger_clean(
+        trigger=changes.get("trigger", automation.trigger),
+        value=changes.get("trigger_value", automation.trigger_value),
+        sources=changes.get("trigger_sources", automation.trigger_sources),
+    )
+    kept = (
+        automation.trigger_offset_seconds
+        if automation.trigger == Automation.Trigger.DATE_REACHED
+        else 0
+    )
+    automation.trigger_offset_seconds = trigger_offset_clean(
+        trigger=automation.trigger, offset=changes.get("trigger_offset_seconds", kept)
+    )
 
 
 def _steps_store(*, automation: Automation, steps: list[dict[str, Any]]) -> None:
@@ -207,15 +229,20 @@ def enroll(*, automations: QuerySet[Automation], profile_ids: list[int]) -> int:
         ended_ids = list(ended.values_list("pk", flat=True))
         if ended_ids:
             StepRun.objects.filter(enrollment_id__in=ended_ids).delete()
-            created += Enrollment.objects.filter(pk__in=ended_ids).update(
-                status=Enrollment.Status.ACTIVE,
-                position=0,
-                attempts=0,
-                next_run_at=now,
-                exit_reason="",
-                ended_at=None,
-                claimed_by="",
-                claimed_at=None,
+            # Still ended: two beats restarting the same people restart them once.
+            created += (
+                Enrollment.objects.filter(pk__in=ended_ids)
+                .exclude(status=Enrollment.Status.ACTIVE)
+                .update(
+                    status=Enrollment.Status.ACTIVE,
+                    position=0,
+                    attempts=0,
+                    next_run_at=now,
+                    exit_reason="",
+                    ended_at=None,
+                    claimed_by="",
+                    claimed_at=None,
+                )
             )
         rows = [
             Enrollment(automation_id=automation_id, profile_id=pk, next_run_at=now)
@@ -268,35 +295,97 @@ def enroll_on_profile_change(*, trigger: str, values: list[str], profile_ids: li
     return created
 
 
+# How long after its moment a date still enrolls someone. A date that passed longer
+# ago (before the automation was activated, or while no worker ran) enrolls nobody:
+# activating "3 days before trial_end" does not email everyone whose trial ended.
+DATE_GRACE = timedelta(days=1)
+# People enrolled per statement (a date thousands share comes due at once).
+_ENROLL_CHUNK = 1000
+
+
+def enroll_date_reached(*, now: datetime | None = None) -> int:
+    """Enroll everyone whose date attribute (moved by the offset) has passed, within
+    ``DATE_GRACE``, in each enrolling ``date_reached`` automation; return how many.
+
+    A query finds the next thousand due (``selectors.profiles_date_reached``), who are
+    enrolled set-based in that same transaction, until nobody is left: a date 100,000
+    people share takes 100 short transactions, not one long one. A person is enrolled
+    once per value of the attribute: a new date enrolls them again once it is reached
+    (if they are not on their way through it then), the same date never does.
+    """
+    now = now or clock.now()
+    created = 0
+    for automation in _dated_automations():
+        while True:
+            with transaction.atomic():
+                due = list(
+                    profiles_date_reached(
+                        automation=automation, now=now, grace=DATE_GRACE, limit=_ENROLL_CHUNK
+                    )
+                )
+                enrolled = _enroll_dated(automation, due) if due else 0
+            created += enrolled
+            # Everyone found is on their way now, so the next query finds the next ones.
+            if len(due) < _ENROLL_CHUNK or not enrolled:
+                break
+    return created
+
+
+def date_reached_soon(*, now: datetime | None = None) -> bool:
+    """Queue ``tasks.automations_date_enroll`` (unless one waits already) when anyone's
+    date was reached: one query per ``date_reached`` automation, which stops at the
+    first person due. Returns whether anyone was. For the workers' beat, which must
+    stay quick: the enrolling itself runs as a task."""
+    from signalpost.automations.tasks import automations_date_enroll
+
+    now = now or clock.now()
+    for automation in _dated_automations():
+        if profiles_date_reached(automation=automation, now=now, grace=DATE_GRACE).exists():
+            waiting = DBTaskResult.objects.ready().filter(
+                task_path=automations_date_enroll.module_path
+            )
+            if not waiting.exists():
+                task_enqueue(automations_date_enroll)
+            return True
+    return False
+
+
+def _dated_automations() -> QuerySet[Automation]:
+    return Automation.objects.filter(trigger=Automation.Trigger.DATE_REACHED, status__in=ENROLLING)
+
+
+def _enroll_dated(automation: Automation, due: list[tuple[int, str]]) -> int:
+    created = enroll(
+        automations=Automation.objects.filter(pk=automation.pk),
+        profile_ids=[profile_id for profile_id, _ in due],
+    )
+    by_value: dict[str, list[int]] = defaultdict(list)
+    for profile_id, value in due:
+        by_value[value].append(profile_id)
+    for value, profile_ids in by_value.items():
+        Enrollment.objects.filter(automation=automation, profile_id__in=profile_ids).update(
+            trigger_date=value
+        )
+    return created
+
+
 @transaction.atomic
 def enrollments_exit(
     *, profile_ids: list[int], reason: str, newsletter_id: int | None = None
 ) -> int:
     """End the active enrollments of ``profile_ids`` (in ``newsletter_id``'s automations, or
-    all) with ``reason``; return how many. No step of theirs runs after this commits."""
-    enrollments = Enrollment.objects.filter(
-        profile_id__in=profile_ids, status=Enrollment.Status.ACTIVE
-    )
+    all) with ``reason``; return how many. No step of theirs runs after this commits;
+    ``enrollment_exited`` follows for each."""
+    enrollments = Enrollment.objects.filter(profile_id__in=profile_ids)
     if newsletter_id is not None:
         enrollments = enrollments.filter(automation__newsletter_id=newsletter_id)
-    return Enrollment.objects.filter(pk__in=list(enrollments.values_list("pk", flat=True))).update(
-        status=Enrollment.Status.EXITED, exit_reason=reason, ended_at=clock.now(), next_run_at=None
-    )
+    return enrollments_end(enrollments, reason)
 
 
 def enrollments_exit_tagged(*, tag: str, profile_ids: list[int]) -> int:
     """End the enrollments of the automations whose exit tag ``tag`` was put on people."""
-    enrollments = Enrollment.objects.filter(
-        profile_id__in=profile_ids,
-        status=Enrollment.Status.ACTIVE,
-        automation__exit_tag=tag,
-    )
-    return Enrollment.objects.filter(pk__in=list(enrollments.values_list("pk", flat=True))).update(
-        status=Enrollment.Status.EXITED,
-        exit_reason=f"tagged {tag}"[:100],
-        ended_at=clock.now(),
-        next_run_at=None,
-    )
+    enrollments = Enrollment.objects.filter(profile_id__in=profile_ids, automation__exit_tag=tag)
+    return enrollments_end(enrollments, f"tagged {tag}"[:100])
 
 
 def run_soon() -> None:

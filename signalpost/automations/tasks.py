@@ -3,7 +3,7 @@
 from django.tasks import task
 
 from signalpost.automations.engine import enrollments_claim, enrollments_run
-from signalpost.automations.services import run_soon
+from signalpost.automations.services import enroll_date_reached, run_soon
 from signalpost.conf import conf
 
 
@@ -33,3 +33,10 @@ def automations_run(context):
         "exited": outcome.exited,
         "finished": outcome.finished,
     }
+
+
+@task
+def automations_date_enroll():
+    """Enroll the people whose date attribute was reached (``enroll_date_reached``):
+    queued by the workers' beat when anyone is due, one task however many they are."""
+    return {"enrolled": enroll_date_reached()}

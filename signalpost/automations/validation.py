@@ -58,9 +58,9 @@ def trigger_clean(*, trigger: object, value: object, sources: object) -> tuple[s
         value = tag_name_clean(value) if value.strip() else ""
         if not value:
             raise ValidationError({"trigger_value": "Name the tag that starts the automation."})
-    elif trigger == Automation.Trigger.ATTRIBUTE_CHANGED:
+    elif trigger in (Automation.Trigger.ATTRIBUTE_CHANGED, Automation.Trigger.DATE_REACHED):
         if not value.strip():
-            raise ValidationError({"trigger_value": "Name the attribute whose change starts it."})
+            raise ValidationError({"trigger_value": "Name the attribute that starts it."})
         try:
             profile_attributes_check({value: None})
         except ValidationError as error:
@@ -74,6 +74,29 @@ def trigger_clean(*, trigger: object, value: object, sources: object) -> tuple[s
         choices = ", ".join(Subscription.Source.values)
         raise ValidationError({"trigger_sources": f"Sources are a list of {choices}."})
     return str(trigger), value, sorted(set(sources))
+
+
+def trigger_offset_clean(*, trigger: str, offset: object) -> int:
+    """Return the stored ``trigger_offset_seconds``: whole seconds within a year either
+    way of the date for ``date_reached`` (negative: before it), 0 for other triggers."""
+    offset = 0 if offset is None else offset
+    if isinstance(offset, bool) or not isinstance(offset, int):
+        raise ValidationError({"trigger_offset_seconds": "The offset is whole seconds."})
+    if trigger != Automation.Trigger.DATE_REACHED:
+        if offset:
+            raise ValidationError(
+                {"trigger_offset_seconds": "Only a date_reached trigger takes an offset."}
+            )
+        return 0
+    if not -WAIT_SECONDS_MAX <= offset <= WAIT_SECONDS_MAX:
+        raise ValidationError(
+            {
+                "trigger_offset_seconds": (
+                    f"The offset is -{WAIT_SECONDS_MAX} to {WAIT_SECONDS_MAX} seconds (a year)."
+                )
+            }
+        )
+    return offset
 
 
 def exit_tag_clean(raw: object) -> str:
