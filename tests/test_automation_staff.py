@@ -732,3 +732,83 @@ def test_a_tampered_form_gets_its_page_back_with_an_error_and_writes_nothing(
     assert response.status_code == 200
     assert 'class="errornote"' in response.content.decode()
     assert not written().exists()
+
+
+# The date trigger's offset, typed as days and hours before or after the date.
+
+
+def test_a_date_trigger_typed_as_days_before_is_stored_in_seconds_and_shown_back(
+    client, editor, weekly
+):
+    response = add(
+        client,
+        weekly,
+        [HELLO],
+        trigger="date_reached",
+        trigger_value="trial_end",
+        offset_days="3",
+        offset_hours="6",
+        offset_when="before",
+    )
+    assert response.status_code == 302, shown_errors(response)
+    automation = written().get()
+    assert (automation.trigger, automation.trigger_value) == ("date_reached", "trial_end")
+    assert automation.trigger_offset_seconds == -(3 * 86400 + 6 * 3600)
+    page = client.get(f"{AUTOMATIONS}{automation.pk}/change/")
+    form = page.context["form"]
+    assert (form["offset_days"].value(), form["offset_hours"].value()) == ("3", "6")
+    assert form["offset_when"].value() == "before"
+    # Saved back unchanged, it stays as it was; typed "after", the sign turns.
+    unchanged = post_form(client, f"{AUTOMATIONS}{automation.pk}/change/", page_as_posted(page))
+    assert unchanged.status_code == 302, shown_errors(unchanged)
+    automation.refresh_from_db()
+    assert automation.trigger_offset_seconds == -(3 * 86400 + 6 * 3600)
+    after = {**page_as_posted(page), "offset_when": "after", "offset_hours": ""}
+    assert post_form(client, f"{AUTOMATIONS}{automation.pk}/change/", after).status_code == 302
+    automation.refresh_from_db()
+    assert automation.trigger_offset_seconds == 3 * 86400
+
+
+REFUSED_OFFSETS = {
+    "words": ({"offset_days": "three"}, "whole numbers"),
+    "a fraction": ({"offset_hours": "1.5"}, "whole numbers"),
+    "hostile": ({"offset_days": "<script>x</script>"}, "whole numbers"),
+    "more than a year": ({"offset_days": "400"}, "(a year)"),
+    "huge": ({"offset_days": "999999999999"}, "(a year)"),
+    "an offset on another trigger": (
+        {"trigger": "tagged", "trigger_value": "trial", "offset_days": "2"},
+        "Only a date_reached trigger takes an offset.",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"), list(REFUSED_OFFSETS.values()), ids=list(REFUSED_OFFSETS)
+)
+def test_a_refused_offset_is_shown_on_its_days_and_nothing_is_lost(
+    client, editor, weekly, fields, message
+):
+    settings = {"trigger": "date_reached", "trigger_value": "trial_end", **fields}
+    response = add(client, weekly, [HELLO, DAY], **settings)
+    assert response.status_code == 200
+    assert message in field_errors(response, "offset_days"), shown_errors(response)
+    assert not written().exists()
+    for name, typed in fields.items():
+        assert response.context["form"][name].value() == typed
+    assert "<script>x</script>" not in response.content.decode()
+
+
+def test_the_funnel_of_a_date_trigger_counts_who_has_no_readable_date(client, editor, weekly):
+    automation = automation_create(
+        newsletter=weekly,
+        name="Trial",
+        trigger="date_reached",
+        trigger_value="trial_end",
+        steps=[HELLO_STEP],
+    )
+    for email, value in [("a@example.com", "2027-01-05"), ("b@example.com", "soon")]:
+        subscription = subscribe(email=email, newsletter=weekly, source="form")
+        subscription.profile.attributes = {"trial_end": value}
+        subscription.profile.save(update_fields=["attributes"])
+    page = client.get(f"{AUTOMATIONS}{automation.pk}/change/").content.decode()
+    assert "1 subscriber(s) have a trial_end that is not a date it can read." in page

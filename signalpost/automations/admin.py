@@ -388,8 +388,17 @@ def _funnel_table(automation: Automation) -> str:
             for step in funnel["steps"]
         ),
     )
+    unreadable = (
+        ""
+        if funnel["not_a_date"] is None
+        else format_html(
+            " {} subscriber(s) have a {} that is not a date it can read.",
+            funnel["not_a_date"],
+            automation.trigger_value,
+        )
+    )
     return format_html(
-        "<p>{} enrolled: {} in progress, {} finished, {} exited.</p>"
+        "<p>{} enrolled: {} in progress, {} finished, {} exited.{}</p>"
         '<div class="automation-funnel-table"><table><thead><tr>'
         '<th scope="col">Step</th><th scope="col">Kind</th>'
         '<th scope="col">Waiting for it</th><th scope="col">Ran</th>'
@@ -399,5 +408,6 @@ def _funnel_table(automation: Automation) -> str:
         funnel["active"],
         funnel["finished"],
         funnel["exited"],
+        unreadable,
         rows,
     )

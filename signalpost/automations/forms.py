@@ -30,6 +30,9 @@ WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", 
 DURATION_UNITS = (("days", 86400), ("hours", 3600), ("minutes", 60), ("seconds", 1))
 BRANCH_CONDITIONS = [("clicked", "clicked a link of email step"), ("has_tag", "has the tag")]
 _STEP_MESSAGE = re.compile(r"^Step (\d+): ")
+# The services' names of settings the form types in other fields.
+_FORM_FIELD = {"trigger_offset_seconds": "offset_days"}
+_FORM_MESSAGE = {"The offset is whole seconds.": "Days and hours are whole numbers."}
 
 
 class _SelectAny(forms.Select):
@@ -82,8 +85,16 @@ class AutomationForm(forms.Form):
         label="Tag or attribute",
         required=False,
         strip=False,
-        help_text="The tag that starts it, or the attribute whose change does; "
-        "empty when it starts on subscribing.",
+        help_text="The tag that starts it, the attribute whose change does, or the date "
+        "attribute (e.g. trial_end) whose moment does; empty when it starts on subscribing.",
+    )
+    offset_days = _number("Days")
+    offset_hours = _number("Hours")
+    offset_when = _AnyChoice(
+        label="the date",
+        choices=[("before", "before"), ("after", "after")],
+        help_text="For a date attribute: when, around the date, people enroll "
+        "(e.g. 3 days before trial_end); empty: at the date itself.",
     )
     trigger_sources = _AnyChoices(
         label="Only subscriptions from",
@@ -114,6 +125,7 @@ class AutomationForm(forms.Form):
             "trigger": data["trigger"],
             "trigger_value": data["trigger_value"],
             "trigger_sources": data["trigger_sources"],
+            "trigger_offset_seconds": _offset_seconds(data),
             "exit_tag": data["exit_tag"],
         }
 
@@ -130,6 +142,7 @@ class AutomationForm(forms.Form):
             "trigger": automation.trigger,
             "trigger_value": automation.trigger_value,
             "trigger_sources": automation.trigger_sources,
+            **_offset_initial(automation.trigger_offset_seconds),
             "exit_tag": automation.exit_tag,
         }
 
@@ -230,6 +243,27 @@ def _whole(text: str) -> int | str:
     if re.fullmatch(r"-?\d{1,12}", stripped):
         return int(stripped)
     return text
+
+
+def _offset_seconds(data: dict[str, Any]) -> int | str:
+    """The date trigger's offset typed as days and hours before or after the date, in
+    seconds (0 when none is typed), or the wrong text for the validation to refuse."""
+    typed = {unit: data[f"offset_{unit}"] for unit in ("days", "hours") if data[f"offset_{unit}"]}
+    amounts = {unit: _whole(text) for unit, text in typed.items()}
+    wrong = [text for text in amounts.values() if isinstance(text, str)]
+    if wrong:
+        return wrong[0]
+    seconds = amounts.get("days", 0) * 86400 + amounts.get("hours", 0) * 3600
+    return -seconds if data["offset_when"] != "after" else seconds
+
+
+def _offset_initial(seconds: int) -> dict[str, str]:
+    days, hours = divmod(abs(seconds) // 3600, 24)
+    return {
+        "offset_days": str(days) if days else "",
+        "offset_hours": str(hours) if hours else "",
+        "offset_when": "after" if seconds > 0 else "before",
+    }
 
 
 def _wait_config(data: dict[str, Any]) -> dict[str, Any]:
@@ -354,8 +388,8 @@ def service_errors_show(error: ValidationError, *, form: AutomationForm, rows: S
         for message in messages:
             if field == "steps":
                 _step_error_show(message, kept=kept, rows=rows)
-            elif field in form.fields:
-                form.add_error(field, message)
+            elif _FORM_FIELD.get(field, field) in form.fields:
+                form.add_error(_FORM_FIELD.get(field, field), _FORM_MESSAGE.get(message, message))
             else:
                 form.add_error(None, message)
 
