@@ -253,7 +253,8 @@ def _offset_seconds(data: dict[str, Any]) -> int | str:
     wrong = [text for text in amounts.values() if isinstance(text, str)]
     if wrong:
         return wrong[0]
-    seconds = amounts.get("days", 0) * 86400 + amounts.get("hours", 0) * 3600
+    whole = cast(dict[str, int], amounts)
+    seconds = whole.get("days", 0) * 86400 + whole.get("hours", 0) * 3600
     return -seconds if data["offset_when"] != "after" else seconds
 
 
