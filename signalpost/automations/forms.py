@@ -88,10 +88,10 @@ class AutomationForm(forms.Form):
         help_text="The tag that starts it, the attribute whose change does, or the date "
         "attribute (e.g. trial_end) whose moment does; empty when it starts on subscribing.",
     )
-    offset_days = _number("Days")
-    offset_hours = _number("Hours")
+    offset_days = _number("Date trigger: days from the date")
+    offset_hours = _number("and hours")
     offset_when = _AnyChoice(
-        label="the date",
+        label="Before or after the date",
         choices=[("before", "before"), ("after", "after")],
         help_text="For a date attribute: when, around the date, people enroll "
         "(e.g. 3 days before trial_end); empty: at the date itself.",
