@@ -23,7 +23,7 @@ from django.utils import timezone
 from signalpost.accounts.models import Profile, ProfileTag, Tag
 from signalpost.newsletters import selectors
 from signalpost.newsletters.models import Newsletter, Subscription, Suppression
-from signalpost.rows import row_insert
+from signalpost.rows import row_insert, rows_insert
 
 Status = Subscription.Status
 
@@ -49,6 +49,16 @@ def subscription_insert(*, subscription: Subscription) -> Subscription:
     """
     row_insert(subscription)
     return subscription
+
+
+def subscriptions_insert(*, subscriptions: list[Subscription]) -> list[Subscription]:
+    """INSERT the unsaved ``subscriptions`` in one statement, each as ``subscription.save()``
+    would (the same rows, ``pre_save``/``post_save`` each, ids set); return them.
+
+    For a batch of sign-ups of new addresses (``services.subscribe_new_addresses``). Runs
+    in the caller's transaction.
+    """
+    return rows_insert(subscriptions)
 
 
 def batches_written_concurrently() -> bool:
