@@ -162,7 +162,7 @@ def test_hostile_names_in_a_batch_are_cleaned_as_one_sign_up_cleans_them(
         "crlf@example.com": "Eve\r\nBcc: victim@example.com",
         "long@example.com": "N" * 10_000,
         "script@example.com": "<script>alert(1)</script>",
-        "nul@example.com": "Mallory\x00",
+        "tab@example.com": "Mallory\tthe\x7fthird",
     }
     for address, name in hostile.items():
         queue_raw(double_opt_in_newsletter, email=address, name=name)
@@ -173,7 +173,7 @@ def test_hostile_names_in_a_batch_are_cleaned_as_one_sign_up_cleans_them(
     assert names["crlf@example.com"] == "Eve Bcc: victim@example.com"
     assert names["long@example.com"] == "N" * 200
     assert names["script@example.com"] == "<script>alert(1)</script>", "stored as typed"
-    assert names["nul@example.com"] == "Mallory"
+    assert names["tab@example.com"] == "Mallory the third"
     assert set(statuses(double_opt_in_newsletter)) == {*hostile, *PEOPLE[:2]}
     [failed] = form_tasks(TaskResultStatus.FAILED)
     assert failed.args_kwargs["kwargs"]["email"] == "wrongtype@example.com", "it fails alone"
@@ -285,7 +285,7 @@ def test_a_newsletter_deleted_since_the_request_leaves_the_others_alone(double_o
     assert form_tasks(TaskResultStatus.SUCCESSFUL).count() == 5
 
 
-SIGN_UPS = 300
+SIGN_UPS = 120
 
 
 def test_a_worker_killed_mid_batch_loses_no_sign_up(
@@ -293,7 +293,7 @@ def test_a_worker_killed_mid_batch_loses_no_sign_up(
 ):
     workers_send_to_inbox(settings, monkeypatch, batch_size=50, rate_per_second=60)
     monkeypatch.setenv("WORKER_LEASE_SECONDS", "2")
-    monkeypatch.setenv("WORKER_BATCH_SIZE", "10")
+    monkeypatch.setenv("WORKER_BATCH_SIZE", "5")
     addresses = [f"crash{number}@example.com" for number in range(SIGN_UPS)]
     sign_up(double_opt_in_newsletter, addresses)
     received = kill_mid_way_and_restart(

@@ -39,15 +39,12 @@ def profiles_insert_new(*, profiles: list[Profile]) -> list[Profile]:
 
     What ``profile_insert_or_get`` does for each, keeping the created ones, in one
     ``INSERT ... ON CONFLICT DO NOTHING`` (``rows.rows_insert``); when something listens
-    to the profile's save signals, by that function one by one. Runs in the caller's
-    transaction.
+    to the profile's save signals, by that function one by one (the profiles returned
+    are then the ones it made). Runs in the caller's transaction.
     """
     if pre_save.has_listeners(Profile) or post_save.has_listeners(Profile):
-        return [
-            profile
-            for profile in profiles
-            if profile_insert_or_get(email=profile.email, name=profile.name)[1]
-        ]
+        made = [profile_insert_or_get(email=p.email, name=p.name) for p in profiles]
+        return [profile for profile, created in made if created]
     return rows_insert(profiles, on_conflict=_unless_known(), key="email")
 
 

@@ -352,7 +352,7 @@ class BatchWorker:
 
     def _task_result(self, row: DBTaskResult[Any, Any]) -> TaskResult[..., Any]:
         """``row.task_result`` without importing and copying the task again for each row."""
-        task_result = task_result_build(row=row, task=self._task(row))
+        task_result = task_result_build(row=row, task=self._task(row), read=True)
         object.__setattr__(task_result, "_return_value", None)
         return task_result
 

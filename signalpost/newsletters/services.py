@@ -51,8 +51,11 @@ from signalpost.newsletters.suppressions import (
     suppression_lift,
     suppressions_add,
 )
-from signalpost.newsletters.writes import subscription_insert, subscriptions_insert
-from signalpost.rows import rows_deferred
+from signalpost.newsletters.writes import (
+    receiver_rows_held_back,
+    subscription_insert,
+    subscriptions_insert,
+)
 from signalpost.signals import (
     bounce_received,
     complaint_received,
@@ -213,7 +216,7 @@ def subscribe_new_addresses(*, requests: Sequence[SignupRequest]) -> list[int]:
     profiles, one suppression query per newsletter, one INSERT for the subscriptions,
     and the signals are sent per person with ``subscribe``'s arguments, in this
     transaction; the rows their receivers queue (activity, confirmation emails) are
-    written at the end, one INSERT per table (``rows.rows_deferred``). Any error rolls
+    written at the end, one INSERT per table (``writes.receiver_rows_held_back``). Any error rolls
     the whole batch back: the caller then runs every request alone, each failing alone.
     """
     chosen: dict[str, tuple[int, SignupRequest]] = {}
@@ -249,7 +252,7 @@ def subscribe_new_addresses(*, requests: Sequence[SignupRequest]) -> list[int]:
         subscriptions.append(subscription)
     if conf.SUBSCRIBE_ASYNC_COMMIT and any(s.status == Status.PENDING for s in subscriptions):
         commit_without_flush()  # as in subscribe()
-    with rows_deferred():
+    with receiver_rows_held_back():
         for subscription in subscriptions_insert(subscriptions=subscriptions):
             _subscription_signal_send(
                 subscription, profile=subscription.profile, newsletter=subscription.newsletter
