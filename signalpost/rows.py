@@ -164,7 +164,7 @@ def _rows_write[M: Model](
             params = [value for _instance, values in chunk for value in values]
         with transaction.mark_for_rollback_on_error(using), connection.cursor() as cursor:
             cursor.execute(statement, params)
-            rows = cursor.fetchall() if read_back else [()] * len(chunk)
+            rows: list[Sequence[Any]] = cursor.fetchall() if read_back else [()] * len(chunk)
         if key_field is None:
             pairs = [(instance, row) for (instance, _values), row in zip(chunk, rows, strict=True)]
         else:
@@ -195,7 +195,7 @@ def _unnest_casts(fields: list[Field[Any, Any]], connection: BaseDatabaseWrapper
     for field in fields:
         target = field.target_field if field.is_relation else field  # type: ignore[attr-defined]
         if hasattr(field, "get_placeholder_sql") or (
-            target.get_internal_type() not in connection.data_types  # type: ignore[attr-defined]
+            target.get_internal_type() not in connection.data_types
         ):
             return None
         db_type = field.db_type(connection) or ""
