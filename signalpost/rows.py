@@ -9,9 +9,14 @@ written is the one ``save()`` would write: the same fields, the same
 same model signals. ``row_fetch`` reads one instance by a written-out
 condition for half the CPU of ``raw()`` or ``filter().first()``.
 ``rows_insert_select_for`` writes a batch's rows, one per id, in one INSERT ... SELECT.
+``rows_insert`` writes many instances of a model in one INSERT, each as ``row_insert``
+would; inside ``rows_deferred()``, the rows of ``row_insert(..., deferrable=True)``
+wait for the block's end and go in one INSERT per model.
 """
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 from django.db import connections, router, transaction
@@ -27,7 +32,15 @@ _selects: dict[
 ] = {}
 
 
-def row_insert(instance: Model, *, on_conflict: str = "") -> bool:
+# What row_insert(..., deferrable=True) queued inside rows_deferred(): by (model, database),
+# each instance with its values (computed when it was queued, as save() computes them).
+type _Pending = dict[tuple[type[Model], str], list[tuple[Model, list[Any]]]]
+_deferred: ContextVar[_Pending | None] = ContextVar("rows_deferred", default=None)
+# Rows per multi-row INSERT: well under SQLite's 32,766 parameters for any model here.
+ROWS_PER_INSERT = 500
+
+
+def row_insert(instance: Model, *, on_conflict: str = "", deferrable: bool = False) -> bool:
     """INSERT the unsaved ``instance`` as ``save()`` would; return whether a row was written.
 
     ``pre_save`` and ``post_save`` are sent as ``save()`` sends them, so their
@@ -37,38 +50,179 @@ def row_insert(instance: Model, *, on_conflict: str = "") -> bool:
     NOTHING"``) an insert the clause skips writes nothing, sends no
     ``post_save`` and returns ``False``. Models with parents (multi-table
     inheritance) are not supported.
+
+    ``deferrable``: inside ``rows_deferred()``, the row is not written now but with
+    the others at the block's end (still in the caller's transaction), and
+    ``post_save`` is sent then; its ``pre_save`` and values are taken now.
+    Outside, or with ``on_conflict``, it is written at once.
     """
     model = type(instance)
-    meta = model._meta
-    if meta.parents:
-        raise TypeError(f"row_insert does not support {meta.label}: it inherits a table")
     using = router.db_for_write(model, instance=instance)
+    values = _values_prepared(instance, using)
+    pending = _deferred.get() if deferrable and not on_conflict else None
+    if pending is not None:
+        pending.setdefault((model, using), []).append((instance, values))
+        return True
+    sql, _fields, returning, reads_back = _statement(model, using, on_conflict)
     connection = connections[using]
-    # As save() does: an unsaved related object is an error, not a NULL. (A private
-    # method of Model, which the stubs leave out.)
-    instance._prepare_related_fields_for_save(operation_name="save")  # type: ignore[attr-defined]
-    pre_save.send(sender=model, instance=instance, raw=False, using=using, update_fields=None)
-    key = (model, using, on_conflict)
-    statement = _statements.get(key)
-    if statement is None:
-        statement = _statements[key] = _insert_statement(model, connection, on_conflict)
-    sql, fields, returning, reads_back = statement
-    values = [
-        field.get_db_prep_save(field.pre_save(instance, True), connection) for field in fields
-    ]
     with transaction.mark_for_rollback_on_error(using), connection.cursor() as cursor:
         cursor.execute(sql, values)
         row = cursor.fetchone() if reads_back else ()
     if row is None:
         return False
+    _written(instance, using, returning, row)
+    return True
+
+
+def _statement(
+    model: type[Model], using: str, on_conflict: str
+) -> tuple[str, list[Field[Any, Any]], list[Field[Any, Any]], bool]:
+    key = (model, using, on_conflict)
+    statement = _statements.get(key)
+    if statement is None:
+        statement = _statements[key] = _insert_statement(model, connections[using], on_conflict)
+    return statement
+
+
+def _values_prepared(instance: Model, using: str) -> list[Any]:
+    """Send ``pre_save`` for the unsaved ``instance`` and return its INSERT's values, as
+    ``save()`` prepares them."""
+    model = type(instance)
+    if model._meta.parents:
+        raise TypeError(f"row_insert does not support {model._meta.label}: it inherits a table")
+    connection = connections[using]
+    # As save() does: an unsaved related object is an error, not a NULL. (A private
+    # method of Model, which the stubs leave out.)
+    instance._prepare_related_fields_for_save(operation_name="save")  # type: ignore[attr-defined]
+    pre_save.send(sender=model, instance=instance, raw=False, using=using, update_fields=None)
+    _sql, fields, _returning, _reads_back = _statement(model, using, "")
+    return [field.get_db_prep_save(field.pre_save(instance, True), connection) for field in fields]
+
+
+def _written(
+    instance: Model, using: str, returning: list[Field[Any, Any]], row: Sequence[Any]
+) -> None:
+    """Take a written row's database-generated values into ``instance``; send ``post_save``."""
     for field, value in zip(returning, row, strict=False):
         setattr(instance, field.attname, value)
     instance._state.adding = False
     instance._state.db = using
     post_save.send(
-        sender=model, instance=instance, created=True, update_fields=None, raw=False, using=using
+        sender=type(instance),
+        instance=instance,
+        created=True,
+        update_fields=None,
+        raw=False,
+        using=using,
     )
-    return True
+
+
+def rows_insert[M: Model](
+    instances: Sequence[M], *, on_conflict: str = "", key: str = ""
+) -> list[M]:
+    """INSERT the unsaved ``instances`` of one model, each as ``row_insert`` would, in one
+    statement (per ``ROWS_PER_INSERT``); return the instances written, in their order.
+
+    With ``on_conflict`` some rows may be skipped: ``key`` then names a unique field
+    whose value (as the instance holds it) tells which rows were written; the skipped
+    ones get ``pre_save`` but no ``post_save``, as with ``row_insert``.
+    """
+    if not instances:
+        return []
+    using = router.db_for_write(type(instances[0]), instance=instances[0])
+    prepared = [(instance, _values_prepared(instance, using)) for instance in instances]
+    return _rows_write(prepared, using, on_conflict=on_conflict, key=key)
+
+
+def _rows_write[M: Model](
+    prepared: list[tuple[M, list[Any]]], using: str, *, on_conflict: str = "", key: str = ""
+) -> list[M]:
+    model = type(prepared[0][0])
+    if on_conflict and not key:
+        raise TypeError("rows_insert with on_conflict needs key= to tell written rows apart")
+    connection = connections[using]
+    quote: Callable[[str | None], str] = connection.ops.quote_name  # type: ignore[assignment]
+    sql, fields, returning, _reads_back = _statement(model, using, "")
+    head = sql[: sql.index(" VALUES ")]
+    one_row = f"({', '.join(['%s'] * len(fields))})"
+    key_field = model._meta.get_field(key) if key else None
+    read_back = [*returning, *([key_field] if key_field is not None else [])]
+    tail = f" {on_conflict}" if on_conflict else ""
+    if read_back:
+        tail += f" RETURNING {', '.join(quote(f.column) for f in read_back)}"  # type: ignore[union-attr]
+    columns_cast = _unnest_casts(fields, connection)
+    written: list[M] = []
+    for start in range(0, len(prepared), ROWS_PER_INSERT):
+        chunk = prepared[start : start + ROWS_PER_INSERT]
+        params: list[Any]
+        if columns_cast is not None:
+            # One array per column: the statement's text is the same for every batch.
+            statement = f"{head} SELECT * FROM UNNEST({columns_cast}){tail}"
+            params = [list(c) for c in zip(*(values for _i, values in chunk), strict=True)]
+        else:
+            statement = f"{head} VALUES {', '.join([one_row] * len(chunk))}{tail}"
+            params = [value for _instance, values in chunk for value in values]
+        with transaction.mark_for_rollback_on_error(using), connection.cursor() as cursor:
+            cursor.execute(statement, params)
+            rows: list[Sequence[Any]] = cursor.fetchall() if read_back else [()] * len(chunk)
+        if key_field is None:
+            pairs = [(instance, row) for (instance, _values), row in zip(chunk, rows, strict=True)]
+        else:
+            by_key = {row[-1]: row for row in rows}
+            pairs = [
+                (instance, by_key[value])
+                for instance, _values in chunk
+                if (value := getattr(instance, key_field.attname)) in by_key  # type: ignore[union-attr]
+            ]
+        for instance, row in pairs:
+            _written(instance, using, returning, row)
+            written.append(instance)
+    return written
+
+
+def _unnest_casts(fields: list[Field[Any, Any]], connection: BaseDatabaseWrapper) -> str | None:
+    """``%s::type[]`` for each of ``fields``, to INSERT rows from one array per column, on
+    PostgreSQL when each field's type allows it (the conditions of Django's own
+    ``bulk_create``, which does the same); else ``None``: a row of placeholders each.
+
+    A multi-row ``VALUES`` list has a placeholder per value, and psycopg parses such a
+    statement afresh every time (it caches statements of at most 50 parameters): ~12 %
+    of the worker's CPU per sign-up in a batch (bench/subscribe_worker.py --profile).
+    """
+    if connection.vendor != "postgresql":
+        return None
+    casts = []
+    for field in fields:
+        target = field.target_field if field.is_relation else field  # type: ignore[attr-defined]
+        if hasattr(field, "get_placeholder_sql") or (
+            target.get_internal_type() not in connection.data_types
+        ):
+            return None
+        db_type = field.db_type(connection) or ""
+        # varchar[] rather than varchar(50)[]: no value is cut to fit, as in Django.
+        casts.append(f"(%s)::{db_type.split('(')[0]}[]")
+    return ", ".join(casts)
+
+
+@contextlib.contextmanager
+def rows_deferred() -> Iterator[None]:
+    """Hold back the rows of ``row_insert(..., deferrable=True)`` made inside the block, and
+    write them when it ends without an error: one INSERT per model (``rows_insert``).
+
+    For a batch whose every item writes the same kinds of rows (a sign-up's activity
+    row and its confirmation email's task row): the rows are written in the caller's
+    transaction, so they still commit or roll back with it, but nothing in the block
+    can read them yet, and their ``post_save`` comes at the end. On an error nothing
+    held back is written.
+    """
+    pending: _Pending = {}
+    token = _deferred.set(pending)
+    try:
+        yield
+    finally:
+        _deferred.reset(token)
+    for (_model, using), prepared in pending.items():
+        _rows_write(prepared, using)
 
 
 def _insert_statement(

@@ -83,3 +83,17 @@ def test_a_worker_runs_the_task_the_fast_path_wrote(
     assert DBTaskResult.objects.get(pk=task_id).status == TaskResultStatus.SUCCESSFUL
     [confirmation] = smtp_inbox.wait_for(1)
     assert confirmation["To"] == "ann@example.com"
+
+
+@pytest.mark.django_db
+def test_the_task_result_of_a_row_read_back_is_the_one_django_tasks_db_builds(
+    double_opt_in_newsletter,
+):
+    with transaction.atomic():
+        subscribe(email="ann@example.com", newsletter=double_opt_in_newsletter, source="form")
+    for stored in DBTaskResult.objects.all():
+        theirs = stored.task_result
+        ours = durable_writes.task_result_build(row=stored, task=stored.task, read=True)
+        for name in ("id", "status", "enqueued_at", "args", "kwargs", "backend", "worker_ids"):
+            assert getattr(ours, name) == getattr(theirs, name), name
+        assert ours.task.module_path == theirs.task.module_path

@@ -11,7 +11,7 @@ from django.db.models.signals import post_save, pre_save
 from signalpost.activity.models import Activity
 from signalpost.newsletters.models import Newsletter
 from signalpost.newsletters.selectors import newsletter_by_pk
-from signalpost.rows import row_fetch, row_insert
+from signalpost.rows import row_fetch, row_insert, rows_deferred, rows_insert
 from tests.factories import make_newsletter, make_profile
 from tests.row_helpers import Heard
 
@@ -132,3 +132,79 @@ def test_a_newsletter_read_by_its_key_is_the_one_the_orm_reads():
         Newsletter.objects.filter(pk=newsletter.pk).first()
     )
     assert newsletter_by_pk(newsletter.pk + 1000) is None, "deleted since the form was sent"
+
+
+@pytest.mark.django_db
+def test_rows_insert_writes_the_rows_save_writes_with_their_signals_each():
+    profile = make_profile()
+    by_save = [Activity(profile=profile, event="subscribed", detail={"n": n}) for n in range(3)]
+    inserted = [Activity(profile=profile, event="subscribed", detail={"n": n}) for n in range(3)]
+    with Heard(pre_save, Activity) as pre, Heard(post_save, Activity) as post:
+        for activity in by_save:
+            activity.save()
+        assert rows_insert(inserted) == inserted
+    assert [call["instance"] for call in pre.calls[3:]] == inserted
+    assert [call["instance"] for call in post.calls[3:]] == inserted
+    assert all(activity.pk is not None and not activity._state.adding for activity in inserted)
+    stored = {a.pk: a for a in Activity.objects.all()}
+    for saved, written in zip(by_save, inserted, strict=True):
+        assert {**field_values(stored[written.pk]), "id": 0, "created_at": 0} == {
+            **field_values(stored[saved.pk]),
+            "id": 0,
+            "created_at": 0,
+        }
+
+
+@pytest.mark.django_db
+def test_rows_insert_with_on_conflict_returns_only_the_rows_it_wrote():
+    from signalpost.accounts.models import Profile
+    from signalpost.accounts.writes import profiles_insert_new
+
+    make_profile(email="known@example.com", name="Known")
+    fresh = [
+        Profile(email=e, name="New")
+        for e in ("a@example.com", "known@example.com", "b@example.com")
+    ]
+    with Heard(post_save, Profile) as post:
+        written = profiles_insert_new(profiles=fresh)
+    assert [p.email for p in written] == ["a@example.com", "b@example.com"]
+    assert [call["instance"] for call in post.calls] == written
+    assert Profile.objects.get(email="known@example.com").name == "Known"
+    assert {p.email: p.pk for p in written} == dict(
+        Profile.objects.filter(name="New").values_list("email", "pk")
+    )
+
+
+@pytest.mark.django_db
+def test_deferred_rows_are_written_at_the_end_of_the_block_and_not_after_an_error():
+    profile = make_profile()
+    seen_inside = []
+    with Heard(post_save, Activity) as post, rows_deferred():
+        for _ in range(3):
+            row_insert(Activity(profile=profile, event="subscribed"), deferrable=True)
+        seen_inside.append((Activity.objects.count(), len(post.calls)))
+    assert seen_inside == [(0, 0)], "held back inside the block"
+    assert Activity.objects.count() == 3 and len(post.calls) == 3
+    with pytest.raises(RuntimeError), rows_deferred():
+        row_insert(Activity(profile=profile, event="subscribed"), deferrable=True)
+        raise RuntimeError("the batch failed")
+    assert Activity.objects.count() == 3, "nothing held back is written after an error"
+    row_insert(Activity(profile=profile, event="subscribed"), deferrable=True)
+    assert Activity.objects.count() == 4, "outside the block: at once"
+
+
+@pytest.mark.django_db
+def test_profiles_insert_new_without_listeners_skips_known_addresses_in_one_statement():
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from signalpost.accounts.models import Profile
+    from signalpost.accounts.writes import profiles_insert_new
+
+    make_profile(email="known@example.com", name="Known")
+    fresh = [Profile(email=e, name="New") for e in ("a@example.com", "known@example.com")]
+    with CaptureQueriesContext(connection) as queries:
+        written = profiles_insert_new(profiles=fresh)
+    assert len(queries.captured_queries) == 1
+    assert written == [fresh[0]] and fresh[0].pk is not None
+    assert Profile.objects.get(email="known@example.com").name == "Known"

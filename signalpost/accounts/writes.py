@@ -10,7 +10,7 @@ from django.db import connections, router
 from django.db.models.signals import post_save, pre_save
 
 from signalpost.accounts.models import Profile
-from signalpost.rows import row_insert
+from signalpost.rows import row_insert, rows_insert
 
 
 def profile_insert_or_get(*, email: str, name: str) -> tuple[Profile, bool]:
@@ -33,6 +33,29 @@ def profile_insert_or_get(*, email: str, name: str) -> tuple[Profile, bool]:
     return Profile.objects.for_email(email).get(), False
 
 
+def profiles_insert_new(*, profiles: list[Profile]) -> list[Profile]:
+    """INSERT each unsaved profile of ``profiles`` (normalised, distinct addresses) whose
+    address has none yet; return those written, in their order, with their ids.
+
+    What ``profile_insert_or_get`` does for each, keeping the created ones, in one
+    ``INSERT ... ON CONFLICT DO NOTHING`` (``rows.rows_insert``); when something listens
+    to the profile's save signals, by that function one by one (the profiles returned
+    are then the ones it made). Runs in the caller's transaction.
+    """
+    if pre_save.has_listeners(Profile) or post_save.has_listeners(Profile):
+        made = [profile_insert_or_get(email=p.email, name=p.name) for p in profiles]
+        return [profile for profile, created in made if created]
+    return rows_insert(profiles, on_conflict=_unless_known(), key="email")
+
+
+def _unless_known() -> str:
+    email_column = connections[router.db_for_write(Profile)].ops.quote_name(
+        Profile._meta.get_field("email").column  # type: ignore[arg-type]  # a concrete field
+    )
+    # The expression of accounts_profile_email_unique_ci.
+    return f"ON CONFLICT (LOWER({email_column})) DO NOTHING"
+
+
 def profile_insert_unless_known(*, profile: Profile) -> bool:
     """INSERT the unsaved ``profile`` unless its address has one; return whether it did.
 
@@ -43,8 +66,4 @@ def profile_insert_unless_known(*, profile: Profile) -> bool:
     only when nothing listens to the profile's save signals (see above): a known
     address would get a ``pre_save`` for a row that is never written.
     """
-    email_column = connections[router.db_for_write(Profile)].ops.quote_name(
-        Profile._meta.get_field("email").column  # type: ignore[arg-type]  # a concrete field
-    )
-    # The expression of accounts_profile_email_unique_ci.
-    return row_insert(profile, on_conflict=f"ON CONFLICT (LOWER({email_column})) DO NOTHING")
+    return row_insert(profile, on_conflict=_unless_known())

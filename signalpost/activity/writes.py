@@ -28,9 +28,11 @@ def activity_insert(*, activity: Activity) -> Activity:
     """INSERT the unsaved ``activity`` as ``activity.save()`` would; return it.
 
     The same row, the same ``pre_save``/``post_save`` signals, for a fraction of
-    the CPU (``signalpost.rows.row_insert``). Runs in the caller's transaction.
+    the CPU (``signalpost.rows.row_insert``). Runs in the caller's transaction; inside
+    ``rows.rows_deferred()`` (a batch of sign-ups) the row is written at the block's end,
+    with the batch's others, and its id is set then.
     """
-    row_insert(activity)
+    row_insert(activity, deferrable=True)
     return activity
 
 

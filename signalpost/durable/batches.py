@@ -6,9 +6,13 @@ failed, by idempotency key (or raises, failing them all). Each failed call is
 retried or dead-lettered on its own, exactly as a single call would be; the
 others succeeded. The subscription emails are batch receivers: a batch renders
 each person's email and sends them all over one SMTP connection.
+
+A plain task may have a batch form too (``task_batch_runner``): the worker then
+calls it once with the arguments of every call of that task it claimed together.
+The form's sign-ups are written that way (``newsletters.tasks``).
 """
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +28,42 @@ from signalpost.introspection import signal_by_name
 RUN_DURABLE_RECEIVER = "signalpost.durable.tasks.run_durable_receiver"
 
 type Row = DBTaskResult[Any, Any]
+# Given each call's keyword arguments, runs them all; returns the failed ones' errors by index.
+type TaskBatchRunner = Callable[[list[dict[str, Any]]], Mapping[int, BaseException]]
+
+# A plain task's module path (what its rows name) -> its batch form (task_batch_runner).
+TASK_BATCH_RUNNERS: dict[str, TaskBatchRunner] = {}
+
+
+def task_batch_runner(task: Any) -> Callable[[TaskBatchRunner], TaskBatchRunner]:
+    """Declare the decorated function the batch form of the plain ``task``::
+
+        @task_batch_runner(subscribe_from_form)
+        def subscribe_from_form_batch(calls):
+            ...
+
+    The worker calls it with the keyword arguments of every call of ``task`` it claimed
+    together (a list), instead of the task once per call; it returns the errors of
+    the calls that failed, by their index in the list, and must leave each call as
+    the task alone would have (its retry queued, its signals sent once). If it raises,
+    every call of the batch fails with that error, without retries.
+    """
+
+    def decorate(function: TaskBatchRunner) -> TaskBatchRunner:
+        TASK_BATCH_RUNNERS[task.module_path] = function
+        return function
+
+    return decorate
+
+
+def task_batch_run(runner: TaskBatchRunner, rows: list[Row]) -> dict[Any, BaseException]:
+    """Run the claimed ``rows`` of one plain task by its batch form; return the errors by
+    task row id."""
+    try:
+        failures = runner([row.args_kwargs["kwargs"] for row in rows])
+    except Exception as error:
+        return dict.fromkeys((row.id for row in rows), error)
+    return {rows[index].id: error for index, error in failures.items()}
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ docs/durable.md: 69% of a no-op task's cost). Here:
    transaction is exclusive) and marks them running with this worker's id, by one
    UPDATE (one per distinct earlier ``worker_ids``, almost always one);
 2. the tasks run one after another in this process; durable calls of a
-   ``batch=True`` receiver run together, in one call (``durable.batches``);
+   ``batch=True`` receiver run together, in one call, and so do the calls of a
+   plain task that has a batch form (``durable.batches``);
 3. the durable calls those tasks queued (a form task's confirmation email) are
    claimed by id in one more transaction and run in the same batch
    (``_claim_follow_ups``);
@@ -56,7 +57,13 @@ from django_tasks_db.utils import (
     is_locked_database_exception,
 )
 
-from signalpost.durable.batches import durable_batches_run, durable_batches_split
+from signalpost.durable.batches import (
+    TASK_BATCH_RUNNERS,
+    TaskBatchRunner,
+    durable_batches_run,
+    durable_batches_split,
+    task_batch_run,
+)
 from signalpost.durable.payload import payload_prefetch
 from signalpost.durable.services import durable_calls_collect
 from signalpost.durable.writes import task_result_build
@@ -267,14 +274,21 @@ class BatchWorker:
         self, rows: list[DBTaskResult[Any, Any]], outcomes: list[Outcome], not_started: set[Any]
     ) -> None:
         """Run claimed ``rows`` in claim order, adding to ``outcomes``, removing each from
-        ``not_started``; a batch receiver's calls run together, at its first one's turn."""
-        _singles, batches = durable_batches_split(rows)
+        ``not_started``; a batch receiver's calls run together, at its first one's turn, and
+        so do a plain task's calls when it has a batch form."""
+        singles, batches = durable_batches_split(rows)
         payload_prefetch([row.args_kwargs for row in rows])
         group_of = {row.id: group for group in batches for row in group[1]}
+        task_group_of = {row.id: group for group in self._task_batches(singles) for row in group[1]}
         for row in rows:
             if not self.running:
                 break
             if row.id not in not_started:
+                continue
+            task_group = task_group_of.get(row.id)
+            if task_group is not None:
+                outcomes.extend(self._run_task_batch(*task_group))
+                not_started.difference_update(batch_row.id for batch_row in task_group[1])
                 continue
             group = group_of.get(row.id)
             if group is None:
@@ -291,6 +305,40 @@ class BatchWorker:
                 outcomes.append(Outcome(row=batch_row, error=errors.get(batch_row.id)))
                 not_started.discard(batch_row.id)
 
+    def _task_batches(
+        self, rows: list[DBTaskResult[Any, Any]]
+    ) -> list[tuple[TaskBatchRunner, list[DBTaskResult[Any, Any]]]]:
+        """The ``rows`` of plain tasks that have a batch form, grouped by task."""
+        groups: dict[str, tuple[TaskBatchRunner, list[DBTaskResult[Any, Any]]]] = {}
+        for row in rows:
+            try:
+                self._task(row)  # imports its module, which declares its batch form
+            except Exception:
+                continue  # run_task records why
+            runner = TASK_BATCH_RUNNERS.get(row.task_path)
+            if runner is not None:
+                groups.setdefault(row.task_path, (runner, []))[1].append(row)
+        return list(groups.values())
+
+    def _run_task_batch(
+        self, runner: TaskBatchRunner, rows: list[DBTaskResult[Any, Any]]
+    ) -> list[Outcome]:
+        """Run ``rows`` of one plain task by its batch form; return their outcomes."""
+        self.running_task = True
+        try:
+            task_results = [self._task_result(row) for row in rows]
+            if task_started.has_listeners():
+                for task_result in task_results:
+                    sender = type(task_result.task.get_backend())
+                    task_started.send(sender=sender, task_result=task_result)
+            errors = task_batch_run(runner, rows)
+        finally:
+            self.running_task = False
+        return [
+            Outcome(row=row, error=errors.get(row.id), task_result=task_result)
+            for row, task_result in zip(rows, task_results, strict=True)
+        ]
+
     def _task(self, row: DBTaskResult[Any, Any]) -> Task[..., Any]:
         """The task of ``row`` as django-tasks-db's ``row.task`` makes it, made once per kind."""
         key = (row.task_path, row.priority, row.queue_name, row.run_after, row.backend_name)
@@ -304,7 +352,7 @@ class BatchWorker:
 
     def _task_result(self, row: DBTaskResult[Any, Any]) -> TaskResult[..., Any]:
         """``row.task_result`` without importing and copying the task again for each row."""
-        task_result = task_result_build(row=row, task=self._task(row))
+        task_result = task_result_build(row=row, task=self._task(row), read=True)
         object.__setattr__(task_result, "_return_value", None)
         return task_result
 

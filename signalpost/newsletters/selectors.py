@@ -1,7 +1,7 @@
 """Reads of newsletters and subscriptions."""
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, cast
 
 from django.core.cache import cache
@@ -49,6 +49,11 @@ def newsletter_by_pk(pk: int) -> Newsletter | None:
     quote: Callable[[str | None], str] = connection.ops.quote_name  # type: ignore[assignment]
     where = f"{quote(Newsletter._meta.pk.column)} = %s"
     return row_fetch(Newsletter, where=where, params=[pk], using=connection.alias)
+
+
+def newsletters_by_pk(pks: Iterable[int]) -> dict[int, Newsletter]:
+    """Return the newsletters of ``pks`` that exist, by primary key: one query for a batch."""
+    return Newsletter.objects.in_bulk(list(pks))
 
 
 def topics_with_public_newsletters() -> tuple[list[Topic], list[Newsletter]]:

@@ -5,7 +5,7 @@ it, so the receivers' writes (profile, activity, queued emails) commit or roll
 back together with the subscription.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,6 +19,8 @@ from signalpost.accounts.models import Profile
 from signalpost.accounts.selectors import profile_by_email
 from signalpost.accounts.services import (
     CONTROL_CHARACTERS,
+    email_normalize,
+    name_clean,
     profile_attributes_update,
     profile_get_or_create,
     profile_update,
@@ -26,6 +28,7 @@ from signalpost.accounts.services import (
     user_email,
 )
 from signalpost.accounts.users import user_verified_email
+from signalpost.accounts.writes import profiles_insert_new
 from signalpost.conf import conf
 from signalpost.durability import commit_without_flush
 from signalpost.newsletters.endings import subscription_ended_save
@@ -43,10 +46,16 @@ from signalpost.newsletters.models import (
 from signalpost.newsletters.segments import segment_rules_check
 from signalpost.newsletters.suppressions import (
     address_is_suppressed,
+    email_hash,
+    suppressed_among,
     suppression_lift,
     suppressions_add,
 )
-from signalpost.newsletters.writes import subscription_insert
+from signalpost.newsletters.writes import (
+    receiver_rows_held_back,
+    subscription_insert,
+    subscriptions_insert,
+)
 from signalpost.signals import (
     bounce_received,
     complaint_received,
@@ -130,37 +139,137 @@ def subscribe(
     if not activate and _confirmation_requested_recently(subscription, now=now):
         return subscription
 
+    _subscription_request_apply(
+        subscription, source=source, consent=consent, activate=activate, now=now
+    )
+    if not activate and conf.SUBSCRIBE_ASYNC_COMMIT:
+        # Nobody has consented yet: a request a database crash loses is one
+        # confirmation email that never comes, and the person asks again.
+        commit_without_flush()
+    if profile_created:
+        subscription_insert(subscription=subscription)
+    else:
+        subscription.save()
+    _subscription_signal_send(subscription, profile=profile, newsletter=newsletter)
+    return subscription
+
+
+def _subscription_request_apply(
+    subscription: Subscription,
+    *,
+    source: Subscription.Source,
+    consent: ConsentEvidence | None,
+    activate: bool,
+    now: datetime,
+) -> None:
+    """Set ``subscription``'s source, consent evidence and new state (active at once, or
+    pending confirmation) as a sign-up asks; nothing is saved."""
     subscription.source = source
     if consent is not None:
         subscription.consent_at = consent.at
         subscription.consent_ip = consent.ip
         subscription.consent_user_agent = consent.user_agent[:USER_AGENT_MAX_LENGTH]
-    signal_arguments = {
-        "profile": profile,
-        "newsletter": newsletter,
-        "subscription": subscription,
-        "user_email": profile.email,
-        "source": source.value,
-    }
     if activate:
         subscription.status = Status.ACTIVE
         subscription.subscribed_at = now
     else:
         subscription.status = Status.PENDING
         subscription.requested_at = now
-        if conf.SUBSCRIBE_ASYNC_COMMIT:
-            # Nobody has consented yet: a request a database crash loses is one
-            # confirmation email that never comes, and the person asks again.
-            commit_without_flush()
-    if profile_created:
-        subscription_insert(subscription=subscription)
-    else:
-        subscription.save()
-    if activate:
-        user_subscribed.send(sender=Subscription, **signal_arguments)
-    else:
-        subscription_requested.send(sender=Subscription, **signal_arguments)
-    return subscription
+
+
+def _subscription_signal_send(
+    subscription: Subscription, *, profile: Profile, newsletter: Newsletter
+) -> None:
+    """Send ``user_subscribed`` for a subscription a sign-up made active, else
+    ``subscription_requested``."""
+    signal = user_subscribed if subscription.status == Status.ACTIVE else subscription_requested
+    signal.send(
+        sender=Subscription,
+        profile=profile,
+        newsletter=newsletter,
+        subscription=subscription,
+        user_email=profile.email,
+        source=Source(subscription.source).value,
+    )
+
+
+@dataclass(frozen=True)
+class SignupRequest:
+    """One sign-up as a public form's task carries it: what ``subscribe`` is called with."""
+
+    email: str
+    newsletter: Newsletter
+    name: str
+    source: str
+    consent: ConsentEvidence | None = None
+
+
+@transaction.atomic
+def subscribe_new_addresses(*, requests: Sequence[SignupRequest]) -> list[int]:
+    """Subscribe each of ``requests`` whose address has no profile yet, as ``subscribe``
+    would, all in this one transaction; return the indexes of the requests it handled.
+
+    The others are left to the caller, who runs ``subscribe`` for each after this
+    commits: an address that is known (its subscriptions' states and the confirmation
+    window apply), invalid, or asked for again further on in the batch, and an import.
+    For a new address none of that applies, so the batch takes one INSERT for the
+    profiles, one suppression query per newsletter, one INSERT for the subscriptions,
+    and the signals are sent per person with ``subscribe``'s arguments, in this
+    transaction; the rows their receivers queue (activity, confirmation emails) are
+    written at the end, one INSERT per table (``writes.receiver_rows_held_back``). Any error rolls
+    the whole batch back: the caller then runs every request alone, each failing alone.
+    """
+    chosen: dict[str, tuple[int, SignupRequest]] = {}
+    for index, request in enumerate(requests):
+        try:
+            email = email_normalize(request.email)
+            source = Source(request.source)
+        except (ValidationError, ValueError):
+            continue  # subscribe() says what is wrong with it
+        if source != Source.IMPORT:
+            chosen.setdefault(email, (index, request))
+    profiles = profiles_insert_new(
+        profiles=[Profile(email=email, name=name_clean(r.name)) for email, (_, r) in chosen.items()]
+    )
+    if not profiles:
+        return []
+    now = timezone.now()
+    suppressed = _suppressed_pairs(
+        [(profile, chosen[profile.email][1].newsletter) for profile in profiles]
+    )
+    subscriptions = []
+    for profile in profiles:
+        request = chosen[profile.email][1]
+        source, newsletter = Source(request.source), request.newsletter
+        single_opt_in = newsletter.opt_in == Newsletter.OptIn.SINGLE and source != Source.EMBED
+        subscription = Subscription(profile=profile, newsletter=newsletter, source=source)
+        activate = (profile.email, newsletter.pk) not in suppressed and (
+            single_opt_in or source == Source.ADMIN
+        )
+        _subscription_request_apply(
+            subscription, source=source, consent=request.consent, activate=activate, now=now
+        )
+        subscriptions.append(subscription)
+    if conf.SUBSCRIBE_ASYNC_COMMIT and any(s.status == Status.PENDING for s in subscriptions):
+        commit_without_flush()  # as in subscribe()
+    with receiver_rows_held_back():
+        for subscription in subscriptions_insert(subscriptions=subscriptions):
+            _subscription_signal_send(
+                subscription, profile=subscription.profile, newsletter=subscription.newsletter
+            )
+    return sorted(chosen[profile.email][0] for profile in profiles)
+
+
+def _suppressed_pairs(pairs: list[tuple[Profile, Newsletter]]) -> set[tuple[str, int]]:
+    """Which ``(address, newsletter id)`` of ``pairs`` are suppressed: one query per newsletter."""
+    by_newsletter: dict[Newsletter, dict[str, str]] = {}
+    for profile, newsletter in pairs:
+        by_newsletter.setdefault(newsletter, {})[email_hash(profile.email)] = profile.email
+    suppressed = set()
+    for newsletter, emails in by_newsletter.items():
+        for found in suppressed_among(hashes=list(emails), newsletter=newsletter):
+            suppressed.add((emails[found], newsletter.pk))
+    return suppressed
 
 
 @transaction.atomic

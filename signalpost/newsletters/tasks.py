@@ -11,10 +11,14 @@ and sends its signals in its own transaction, as ever.
 A failing run (the database restarting, SQLite's lock held too long) is queued
 again with backoff, up to ``RETRY.max_attempts`` runs; its failed row keeps the
 traceback.
+
+The worker runs the sign-ups it claims together by ``subscribe_from_form_batch``:
+the new addresses set-based, in one transaction, the rest one by one as above.
 """
 
 import logging
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import transaction
 from django.tasks import task
@@ -22,17 +26,20 @@ from django.utils import timezone
 
 from signalpost.conf import conf
 from signalpost.durability import commit_without_flush
+from signalpost.durable.batches import task_batch_runner
 from signalpost.durable.policy import RetryPolicy
 from signalpost.durable.services import task_enqueue
 from signalpost.newsletters import imports
 from signalpost.newsletters.models import Newsletter, SubscriberImport
-from signalpost.newsletters.selectors import newsletter_by_pk
+from signalpost.newsletters.selectors import newsletter_by_pk, newsletters_by_pk
 from signalpost.newsletters.services import (
     USER_AGENT_MAX_LENGTH,
     ConsentEvidence,
+    SignupRequest,
     Source,
     preferences_link_request,
     subscribe,
+    subscribe_new_addresses,
     unsubscribe,
 )
 
@@ -65,11 +72,16 @@ def _subscribe(*, email, newsletter_id, name, consent, source):
         newsletter=newsletter,
         name=name,
         source=source,
-        consent=ConsentEvidence(
-            at=datetime.fromisoformat(consent["at"]),
-            ip=consent["ip"],
-            user_agent=consent["user_agent"],
-        ),
+        consent=_consent(consent),
+    )
+
+
+def _consent(consent: dict[str, Any]) -> ConsentEvidence:
+    """The ``ConsentEvidence`` a form task carries as ``consent`` (at, ip, user_agent)."""
+    return ConsentEvidence(
+        at=datetime.fromisoformat(consent["at"]),
+        ip=consent["ip"],
+        user_agent=consent["user_agent"],
     )
 
 
@@ -97,6 +109,57 @@ def subscribe_from_form(*, email, newsletter_id, name, consent, source="form", a
         consent=consent,
         source=source,
     )
+
+
+@task_batch_runner(subscribe_from_form)
+def subscribe_from_form_batch(calls: list[dict[str, Any]]) -> dict[int, BaseException]:
+    """Run the calls of ``subscribe_from_form`` a worker claimed together; return the
+    errors of those that failed, by index.
+
+    The sign-ups of new addresses are written set-based in one transaction
+    (``subscribe_new_addresses``); every other call then runs as the task alone runs it
+    (its own transaction, its retry): a known or invalid address, one asked for twice
+    in the batch, a newsletter deleted since. Should the set-based transaction fail,
+    it is rolled back and every call runs alone, so a failing sign-up fails alone.
+    """
+    requests = _signup_requests(calls)
+    indexes = list(requests)
+    try:
+        handled = {indexes[i] for i in subscribe_new_addresses(requests=list(requests.values()))}
+    except Exception:
+        logger.warning("%d sign-ups failed together; each runs alone", len(indexes), exc_info=True)
+        handled = set()
+    errors: dict[int, BaseException] = {}
+    for index, call in enumerate(calls):
+        if index in handled:
+            continue
+        try:
+            subscribe_from_form.call(**call)
+        except Exception as error:
+            errors[index] = error
+    return errors
+
+
+def _signup_requests(calls: list[dict[str, Any]]) -> dict[int, SignupRequest]:
+    """The calls that can be written set-based, as ``SignupRequest`` by index: those whose
+    arguments are well formed and whose newsletter exists."""
+    ids = {call.get("newsletter_id") for call in calls}
+    newsletters = newsletters_by_pk(pk for pk in ids if isinstance(pk, int))
+    requests = {}
+    for index, call in enumerate(calls):
+        try:
+            email, name = call["email"], call["name"]
+            if isinstance(email, str) and isinstance(name, str):
+                requests[index] = SignupRequest(
+                    email=email,
+                    newsletter=newsletters[call["newsletter_id"]],
+                    name=name,
+                    source=call.get("source", Source.FORM.value),
+                    consent=_consent(call["consent"]),
+                )
+        except (KeyError, TypeError, ValueError):
+            continue  # run alone, it fails as the task would
+    return requests
 
 
 @task(priority=PRIORITY)

@@ -12,6 +12,7 @@ import batch, ``test_databases_without_the_sql_path_import_the_same_rows`` and
 import json
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,7 +24,7 @@ from django.utils import timezone
 from signalpost.accounts.models import Profile, ProfileTag, Tag
 from signalpost.newsletters import selectors
 from signalpost.newsletters.models import Newsletter, Subscription, Suppression
-from signalpost.rows import row_insert
+from signalpost.rows import row_insert, rows_deferred, rows_insert
 
 Status = Subscription.Status
 
@@ -49,6 +50,24 @@ def subscription_insert(*, subscription: Subscription) -> Subscription:
     """
     row_insert(subscription)
     return subscription
+
+
+def subscriptions_insert(*, subscriptions: list[Subscription]) -> list[Subscription]:
+    """INSERT the unsaved ``subscriptions`` in one statement, each as ``subscription.save()``
+    would (the same rows, ``pre_save``/``post_save`` each, ids set); return them.
+
+    For a batch of sign-ups of new addresses (``services.subscribe_new_addresses``). Runs
+    in the caller's transaction.
+    """
+    return rows_insert(subscriptions)
+
+
+def receiver_rows_held_back() -> AbstractContextManager[None]:
+    """Hold back the activity and task rows that receivers write inside the block, and
+    write them at its end, one INSERT per table, in the caller's transaction
+    (``rows.rows_deferred``): a batch of sign-ups' signals then cost one statement per
+    table, not one per person and receiver."""
+    return rows_deferred()
 
 
 def batches_written_concurrently() -> bool:
