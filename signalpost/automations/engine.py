@@ -17,13 +17,13 @@ from datetime import datetime, time, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, prefetch_related_objects
 
 from signalpost.accounts.models import Profile
 from signalpost.accounts.services import profile_attributes_update, profile_tags_set
 from signalpost.automations import clock
 from signalpost.automations.models import Automation, Enrollment, Step, StepRun
-from signalpost.automations.writes import step_runs_insert_sent
+from signalpost.automations.writes import step_runs_insert, step_runs_insert_sent
 from signalpost.conf import conf
 from signalpost.durability import asynchronous_commit
 from signalpost.durable.exceptions import PermanentFailure
@@ -64,6 +64,11 @@ class RunOutcome:
     finished: int = 0
     by_email: dict[int, list[Enrollment]] = field(default_factory=dict)
     by_welcome: dict[int, list[Enrollment]] = field(default_factory=dict)
+    by_wait: dict[int, list[Enrollment]] = field(default_factory=dict)
+    # Reached the end: ended together once the batch is through.
+    finishing: list[Enrollment] = field(default_factory=list)
+    # Their email step was recorded in this run: they go on to a wait with the batch.
+    emailed: list[Enrollment] = field(default_factory=list)
 
 
 @transaction.atomic
@@ -101,10 +106,12 @@ def enrollments_claim(*, claimer: str, limit: int) -> list[int]:
 def enrollments_run(*, claimer: str, ids: list[int]) -> RunOutcome:
     """Run the steps of the claimed enrollments ``ids``; release them; return the counts."""
     outcome = RunOutcome(claimed=len(ids))
+    # Without their profiles: an email step reads them with its deliveries, as an
+    # issue's batch does; only people at a step that needs one read theirs.
     enrollments = list(
-        Enrollment.objects.filter(id__in=ids, claimed_by=claimer, status=Enrollment.Status.ACTIVE)
-        .select_related("profile")
-        .order_by("id")
+        Enrollment.objects.filter(
+            id__in=ids, claimed_by=claimer, status=Enrollment.Status.ACTIVE
+        ).order_by("id")
     )
     # A batch holds a few automations: each read once, not joined into every row.
     automations = Automation.objects.select_related("newsletter").in_bulk(
@@ -113,21 +120,62 @@ def enrollments_run(*, claimer: str, ids: list[int]) -> RunOutcome:
     for enrollment in enrollments:
         enrollment.automation = automations[enrollment.automation_id]
     steps = _steps_of({enrollment.automation_id for enrollment in enrollments})
-    leaving = _leaving(enrollments)
-    for enrollment in enrollments:
-        reason = leaving.get(enrollment.pk)
-        if reason:
-            _end(enrollment, status=Enrollment.Status.EXITED, reason=reason)
-            outcome.exited += 1
-            continue
+    staying = _exit_leaving(enrollments, outcome)
+    _profiles_read(staying, steps)
+    for enrollment in staying:
         _walk(enrollment, steps[enrollment.automation_id], outcome)
     by_id = {step.pk: step for listed in steps.values() for step in listed}
     for step_id, group in outcome.by_email.items():
-        outcome.sent += _email_send(step=by_id[step_id], enrollments=group, claimer=claimer)
+        outcome.sent += _email_send(
+            step=by_id[step_id], enrollments=group, claimer=claimer, outcome=outcome
+        )
     for step_id, group in outcome.by_welcome.items():
         outcome.sent += _welcome_send(step=by_id[step_id], enrollments=group)
+    _waits_after_email(outcome, steps)
+    for step_id, group in outcome.by_wait.items():
+        _waits_start(by_id[step_id], group)
+        outcome.steps += len(group)
+    _end_all(outcome.finishing, status=Enrollment.Status.FINISHED, reason="")
+    outcome.finished += len(outcome.finishing)
     Enrollment.objects.filter(id__in=ids, claimed_by=claimer).update(claimed_by="", claimed_at=None)
     return outcome
+
+
+def _step_due(steps: list[Step], position: int) -> Step | None:
+    """The step an enrollment at ``position`` runs next: the first at or after it."""
+    return next((step for step in steps if step.position >= position), None)
+
+
+def _exit_leaving(enrollments: list[Enrollment], outcome: RunOutcome) -> list[Enrollment]:
+    """End the enrollments of people who must leave (``_leaving``), one UPDATE per
+    reason; return those who stay."""
+    leaving = _leaving(enrollments)
+    by_reason: dict[str, list[Enrollment]] = {}
+    for enrollment in enrollments:
+        if enrollment.pk in leaving:
+            by_reason.setdefault(leaving[enrollment.pk], []).append(enrollment)
+    for reason, group in by_reason.items():
+        _end_all(group, status=Enrollment.Status.EXITED, reason=reason)
+    outcome.exited += len(leaving)
+    return [enrollment for enrollment in enrollments if enrollment.pk not in leaving]
+
+
+def _profiles_read(enrollments: list[Enrollment], steps: dict[int, list[Step]]) -> None:
+    """Read, in one query, the profiles of those whose next step needs one: a tag, an
+    attribute, a webhook, a branch or a wait until a weekday in their time zone."""
+    needing = [
+        enrollment
+        for enrollment in enrollments
+        if _needs_profile(_step_due(steps[enrollment.automation_id], enrollment.position))
+    ]
+    if needing:
+        prefetch_related_objects(needing, "profile")
+
+
+def _needs_profile(step: Step | None) -> bool:
+    if step is None or step.kind in (Step.Kind.EMAIL, Step.Kind.WELCOME):
+        return False
+    return not (step.kind == Step.Kind.WAIT and "seconds" in step.config)
 
 
 def _steps_of(automation_ids: set[int]) -> dict[int, list[Step]]:
@@ -170,40 +218,92 @@ def _leaving(enrollments: list[Enrollment]) -> dict[int, str]:
     return leaving
 
 
-def _end(enrollment: Enrollment, *, status: str, reason: str) -> None:
-    Enrollment.objects.filter(pk=enrollment.pk, status=Enrollment.Status.ACTIVE).update(
-        status=status, exit_reason=reason, ended_at=clock.now(), next_run_at=None
-    )
+def _end_all(enrollments: list[Enrollment], *, status: str, reason: str) -> None:
+    if not enrollments:
+        return
+    Enrollment.objects.filter(
+        pk__in=[enrollment.pk for enrollment in enrollments], status=Enrollment.Status.ACTIVE
+    ).update(status=status, exit_reason=reason, ended_at=clock.now(), next_run_at=None)
 
 
 def _walk(enrollment: Enrollment, steps: list[Step], outcome: RunOutcome) -> None:
-    """Run ``enrollment``'s steps from its position until a wait, an email or the end."""
+    """Run ``enrollment``'s steps from its position until a wait, an email or the end.
+
+    Tags, attributes, webhooks and branches run here, one person at a time; waits,
+    emails and the end are left in ``outcome``, for the whole batch at once.
+    """
     while True:
-        step = next((s for s in steps if s.position >= enrollment.position), None)
+        step = _step_due(steps, enrollment.position)
         if step is None:
-            _end(enrollment, status=Enrollment.Status.FINISHED, reason="")
-            outcome.finished += 1
+            outcome.finishing.append(enrollment)
             return
-        if step.kind == Step.Kind.EMAIL:
-            outcome.by_email.setdefault(step.pk, []).append(enrollment)
-            return
-        if step.kind == Step.Kind.WELCOME:
-            outcome.by_welcome.setdefault(step.pk, []).append(enrollment)
+        waiting: dict[str, dict[int, list[Enrollment]]] = {
+            Step.Kind.EMAIL: outcome.by_email,
+            Step.Kind.WELCOME: outcome.by_welcome,
+            Step.Kind.WAIT: outcome.by_wait,
+        }
+        if step.kind in waiting:
+            waiting[step.kind].setdefault(step.pk, []).append(enrollment)
             return
         with transaction.atomic():
             ran = _step_record(enrollment, step)
-            goto, wait_until = step.position + 1, None
-            if step.kind == Step.Kind.WAIT:
-                wait_until = wait_end(step.config, profile=enrollment.profile, now=clock.now())
-            elif step.kind == Step.Kind.BRANCH:
+            goto = step.position + 1
+            if step.kind == Step.Kind.BRANCH:
                 if _condition_holds(step.config["if"], enrollment=enrollment, steps=steps):
                     goto = step.config["goto"]
             elif ran:
                 _step_effect(step, enrollment)
-            still_in = _move(enrollment, position=goto, next_run_at=wait_until or clock.now())
+            still_in = _move(enrollment, position=goto, next_run_at=clock.now())
         outcome.steps += 1
-        if wait_until is not None or not still_in:
+        if not still_in:
             return
+
+
+def _waits_after_email(outcome: RunOutcome, steps: dict[int, list[Step]]) -> None:
+    """Those whose email step was recorded in this run and whose next step is a wait
+    start it with the batch, rather than in a run that claims them all again.
+
+    Only while their automation is active (a pause holds everyone where they are);
+    anything else after an email (a tag, another email) is left due now for the next
+    run, which checks again who must leave first.
+    """
+    emailed = outcome.emailed
+    active = set(
+        Automation.objects.filter(
+            pk__in={enrollment.automation_id for enrollment in emailed},
+            status=Automation.Status.ACTIVE,
+        ).values_list("pk", flat=True)
+    )
+    waiting = []
+    for enrollment in emailed:
+        if enrollment.automation_id not in active:
+            continue
+        step = _step_due(steps[enrollment.automation_id], enrollment.position)
+        if step is not None and step.kind == Step.Kind.WAIT:
+            outcome.by_wait.setdefault(step.pk, []).append(enrollment)
+            waiting.append(enrollment)
+    _profiles_read(waiting, steps)
+
+
+def _waits_start(step: Step, enrollments: list[Enrollment]) -> None:
+    """Start wait ``step`` for ``enrollments``: record it, and make each due when it
+    ends (the same moment for a wait of N seconds: one UPDATE), in one transaction."""
+    now = clock.now()
+    by_end: dict[datetime, list[int]] = {}
+    for enrollment in enrollments:
+        profile = None if "seconds" in step.config else enrollment.profile
+        end = wait_end(step.config, profile=profile, now=now)
+        by_end.setdefault(end, []).append(enrollment.pk)
+    with transaction.atomic():
+        step_runs_insert(
+            step=step, enrollment_ids=[enrollment.pk for enrollment in enrollments], ran_at=now
+        )
+        for end, ids in by_end.items():
+            Enrollment.objects.filter(pk__in=ids, status=Enrollment.Status.ACTIVE).update(
+                position=step.position + 1, next_run_at=end, attempts=0
+            )
+    for enrollment in enrollments:
+        enrollment.position, enrollment.attempts = step.position + 1, 0
 
 
 def _step_record(enrollment: Enrollment, step: Step, outcome: str = "done") -> bool:
@@ -276,17 +376,19 @@ def _condition_holds(condition: dict[str, Any], *, enrollment: Enrollment, steps
     ).exists()
 
 
-def wait_end(config: dict[str, Any], *, profile: Profile, now: datetime) -> datetime:
+def wait_end(config: dict[str, Any], *, profile: Profile | None, now: datetime) -> datetime:
     """When a wait step that starts at ``now`` ends for ``profile``.
 
-    ``{"seconds": N}``: N seconds later. ``{"weekday", "time"}``: the next such
-    moment (never now) in the person's ``time_zone`` attribute, else UTC.
+    ``{"seconds": N}``: N seconds later (the profile is not needed). ``{"weekday",
+    "time"}``: the next such moment (never now) in the person's ``time_zone``
+    attribute, else UTC.
     """
     if "seconds" in config:
         return now + timedelta(seconds=config["seconds"])
+    attributes = (profile.attributes if profile is not None else None) or {}
     zone: zoneinfo.ZoneInfo | Any
     try:
-        zone = zoneinfo.ZoneInfo(str((profile.attributes or {}).get("time_zone") or "UTC"))
+        zone = zoneinfo.ZoneInfo(str(attributes.get("time_zone") or "UTC"))
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         zone = zoneinfo.ZoneInfo("UTC")
     local = now.astimezone(zone)
@@ -300,11 +402,15 @@ def wait_end(config: dict[str, Any], *, profile: Profile, now: datetime) -> date
     return candidate
 
 
-def _email_send(*, step: Step, enrollments: list[Enrollment], claimer: str) -> int:
+def _email_send(
+    *, step: Step, enrollments: list[Enrollment], claimer: str, outcome: RunOutcome
+) -> int:
     """Send ``step``'s email to ``enrollments`` over one SMTP connection; move each on.
 
     Each person has one Delivery of the step's hidden issue (unique): one already
-    final from an earlier run is not sent again. Returns how many were sent.
+    final from an earlier run is not sent again. Those whose step is recorded go to
+    ``outcome.emailed`` (unless the automation was paused meanwhile). Returns how
+    many were sent.
     """
     issue = step.issue
     assert issue is not None
@@ -318,15 +424,16 @@ def _email_send(*, step: Step, enrollments: list[Enrollment], claimer: str) -> i
             profile_id__in=by_profile,
             status__in=[Delivery.Status.QUEUED, Delivery.Status.SENDING],
         ).update(status=Delivery.Status.SENDING, claimed_by=claimer, attempts=F("attempts") + 1)
+    # With their profiles, as an issue's batch reads its deliveries.
     deliveries = list(
         Delivery.objects.filter(
             issue=issue, profile_id__in=by_profile, status=Delivery.Status.SENDING
-        ).order_by("id")
+        )
+        .select_related("profile")
+        .order_by("id")
     )
-    profiles = {enrollment.profile.pk: enrollment.profile for enrollment in enrollments}
     for delivery in deliveries:
-        # The profiles came with the enrollments: not read a second time.
-        delivery.issue, delivery.profile = issue, profiles.get(delivery.profile_id or 0)
+        delivery.issue = issue
     sent = 0
     stopped = False
     if deliveries:
@@ -354,6 +461,8 @@ def _email_send(*, step: Step, enrollments: list[Enrollment], claimer: str) -> i
         if statuses.get(profile_id) in _FINAL
     }
     _steps_done(step, done=done)
+    if not stopped:
+        outcome.emailed.extend(done.values())
     for profile_id, enrollment in by_profile.items():
         status = statuses.get(profile_id)
         if status in _FINAL:
