@@ -20,6 +20,17 @@ or the click, to the last message marked sent), the task rows created (goal: in
 proportion to batches of ``SEND_BATCH_SIZE``, not to people), each worker's peak RSS
 (``VmHWM``), and the sink's count. Goal (issue #23): the automation at least 80 % of the
 fan-out's rate, measured in the same run.
+
+And the web page meanwhile: ``signalpost serve`` (gunicorn, production settings,
+``WEB_CONCURRENCY=2``, no task worker of its own) on the same database, and a small
+closed-loop GET load on its home page ``/`` all along (``page_load.py``: 2 clients, each
+pausing 0.1 s after every answer, so at most 20 requests a second; 127.0.0.1 only). Its
+p50 and p99 are reported for each column's timed window, and for a few seconds before the
+first with nothing sending (idle). ``--no-web`` leaves the server and the load out.
+
+The end of the automation's window is read from the deliveries (the last ``sent_at``),
+so the wait for it polls once a second: a count of the sent deliveries every 0.2 s
+read a few million rows of the table being written at 100,000 people.
 """
 
 import argparse
@@ -30,8 +41,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fanout import Signalpost, Sink, print_profiles, proc_status_kb
+from harness import Service, free_port
+from page_load import PageLoad
+from production import wait_for_200
 
 ENROLL_CHUNK = 1000
+IDLE_SECONDS = 5
 
 
 def automation_run(harness, size):
@@ -90,7 +105,7 @@ def automation_run(harness, size):
                     raise SystemExit(f"worker {worker.name} died:\n{worker.tail()}")
             if time.monotonic() > deadline:
                 raise SystemExit("the first step did not reach everyone in time")
-            time.sleep(0.2)
+            time.sleep(1.0)
         peak_kb = [proc_status_kb(worker.pid, "VmHWM") for worker in workers]
     finally:
         for worker in workers:
@@ -100,6 +115,7 @@ def automation_run(harness, size):
     return {
         "rate": size / total,
         "total": total,
+        "window": (started, last.timestamp()),
         "enrolled": enrolled,
         "tasks": DBTaskResult.objects.count() - tasks_before,
         "peak_mb": [kb / 1024 for kb in peak_kb],
@@ -108,17 +124,73 @@ def automation_run(harness, size):
 
 
 def fanout_run(harness, size):
+    from django.db.models import Max
     from django_tasks_db.models import DBTaskResult
+
+    from signalpost.publishing.models import Delivery
 
     before = DBTaskResult.objects.count()
     result = harness.send(size)
+    issue = harness.issues[(size, "")]
+    last = Delivery.objects.filter(issue=issue).aggregate(last=Max("sent_at"))["last"]
     return {
         "rate": result["rate"],
         "total": result["total"],
+        # From the click (``total`` before the last message) to the last message.
+        "window": (last.timestamp() - result["total"], last.timestamp()),
         "tasks": DBTaskResult.objects.count() - before,
         "peak_mb": result["peak_mb"],
         "sink": result["sink"].get("messages"),
     }
+
+
+def web_start(harness, logdir):
+    """``signalpost serve`` on the benchmark's database, without task workers of its own;
+    return it and the home page's address once that answers 200."""
+    address = f"127.0.0.1:{free_port()}"
+    env = {
+        **harness.env,
+        "SIGNALPOST_ADDRESS": address,
+        "WEB_CONCURRENCY": "2",
+        "TASK_WORKERS": "0",
+        "STATIC_ROOT": str(Path(logdir) / "static"),
+    }
+    argv = [sys.executable, "-m", "signalpost.cli", "serve"]
+    server = Service("web", argv, env=env, logdir=logdir)
+    url = f"http://{address}/"
+    wait_for_200(url, service=server)
+    return server, url
+
+
+def web_figures(load, idle, fanout, automation):
+    """The page's figures in each window, or None without the web load."""
+    if load is None:
+        return None
+    return {
+        "idle": load.figures(*idle),
+        "fanout": load.figures(*fanout["window"]),
+        "automation": load.figures(*automation["window"]),
+    }
+
+
+def print_web(web):
+    print("\nGET / (production server, 2 clients each pausing 0.1 s) during each column, ms:")
+    print("| window | requests | non-200 | p50 | p99 |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    labels = {
+        "idle": f"idle, {IDLE_SECONDS} s before",
+        "fanout": "fan-out",
+        "automation": "automation",
+    }
+    for key, label in labels.items():
+        row = web[key]
+        if not row["requests"]:
+            print(f"| {label} | 0 | - | - | - |")
+            continue
+        print(
+            f"| {label} | {row['requests']:,} | {row['failed']:,} | "
+            f"{row['p50']:.1f} | {row['p99']:.1f} |"
+        )
 
 
 def main():
@@ -129,6 +201,9 @@ def main():
     parser.add_argument(
         "--profile", metavar="DIR", help="run the workers under cProfile; print the automation's"
     )
+    parser.add_argument(
+        "--no-web", action="store_true", help="no web server and no page load meanwhile"
+    )
     args = parser.parse_args()
     # What fanout.Signalpost reads of its arguments, beyond these.
     args.patch = args.dkim = args.start_only = None
@@ -138,12 +213,24 @@ def main():
     logdir = tempfile.mkdtemp(prefix="bench-automations-")
     sink = Sink(logdir)
     harness = Signalpost(args, sink=sink, logdir=logdir)
+    server = load = None
     try:
         harness.setup([args.people])
+        if not args.no_web:
+            server, url = web_start(harness, logdir)
+            load = PageLoad(url, logdir)
+            time.sleep(1)  # the server's first answers (connections, caches) are not idle
+            idle_start = time.time()
+            time.sleep(IDLE_SECONDS)
+            idle = (idle_start, time.time())
         fanout = fanout_run(harness, args.people)
         automation = automation_run(harness, args.people)
+        web = web_figures(load, idle if load else None, fanout, automation)
         batch = harness.batch_size()
     finally:
+        for service in (load, server):
+            if service is not None:
+                service.stop()
         harness.close()
         sink.service.stop()
     print(f"{args.people:,} people, {args.workers} workers, SEND_BATCH_SIZE {batch}")
@@ -164,6 +251,8 @@ def main():
     enrolled = automation["enrolled"]
     print(f"enrolling {args.people:,} in transactions of {ENROLL_CHUNK:,}: {enrolled:.1f} s")
     print(f"automation / fan-out rate: {automation['rate'] / fanout['rate']:.2f} (goal >= 0.80)")
+    if web is not None:
+        print_web(web)
     if args.profile:
         # The automation's workers only (the fan-out's are named for the size).
         automation_dir = Path(args.profile) / "automation"
