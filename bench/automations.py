@@ -40,8 +40,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fanout import Signalpost, Sink, print_profiles, proc_status_kb
-from harness import Service, free_port
+from fanout import BackendMeter, Signalpost, Sink, print_profiles, proc_status_kb
+from harness import Service, free_port, own_cpu_seconds, proc_cpu_seconds
 from page_load import PageLoad
 from production import wait_for_200
 
@@ -87,6 +87,12 @@ def automation_run(harness, size):
     # Running before the first enrollment, as the fan-out's are before its click (and
     # as a site's are when an import arrives): their start-up is not the engine's time.
     workers = harness.start_workers("automation")
+    own_backend = backend_pid()
+    # The workers' backends, as the fan-out column meters them (not the enrolling's own).
+    meter = BackendMeter(harness.db_name, exclude=[own_backend])
+    meter.begin()
+    worker_cpu = [proc_cpu_seconds(worker.pid) for worker in workers]
+    enroll_cpu = own_cpu_seconds() + proc_cpu_seconds(own_backend)
     started = time.time()
     sent = Delivery.objects.filter(issue=first, status=Delivery.Status.SENT)
     try:
@@ -98,6 +104,7 @@ def automation_run(harness, size):
                     source="import",
                 )
         enrolled = time.time() - started
+        enroll_cpu = own_cpu_seconds() + proc_cpu_seconds(own_backend) - enroll_cpu
         deadline = time.monotonic() + harness.args.timeout
         while sent.count() < size:
             for worker in workers:
@@ -105,7 +112,13 @@ def automation_run(harness, size):
                     raise SystemExit(f"worker {worker.name} died:\n{worker.tail()}")
             if time.monotonic() > deadline:
                 raise SystemExit("the first step did not reach everyone in time")
+            meter.sample()
             time.sleep(1.0)
+        meter.sample()
+        worker_cpu = [
+            proc_cpu_seconds(worker.pid) - before
+            for worker, before in zip(workers, worker_cpu, strict=True)
+        ]
         peak_kb = [proc_status_kb(worker.pid, "VmHWM") for worker in workers]
     finally:
         for worker in workers:
@@ -117,10 +130,23 @@ def automation_run(harness, size):
         "total": total,
         "window": (started, last.timestamp()),
         "enrolled": enrolled,
+        "enroll_cpu": enroll_cpu,
+        # Until the last first-step email: the share of the second step's wait, recorded
+        # with each batch, is in; what the workers did after the poll saw it is not.
+        "sender_cpu_ms": 1000 * sum(worker_cpu) / size,
+        "pg_cpu_ms": 1000 * meter.seconds() / size,
         "tasks": DBTaskResult.objects.count() - tasks_before,
         "peak_mb": [kb / 1024 for kb in peak_kb],
         "sink": harness.sink.stats().get("messages"),
     }
+
+
+def backend_pid():
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return cursor.fetchone()[0]
 
 
 def fanout_run(harness, size):
@@ -141,6 +167,8 @@ def fanout_run(harness, size):
         "tasks": DBTaskResult.objects.count() - before,
         "peak_mb": result["peak_mb"],
         "sink": result["sink"].get("messages"),
+        "sender_cpu_ms": result["sender_cpu_ms"],
+        "pg_cpu_ms": result["pg_cpu_ms"],
     }
 
 
@@ -241,6 +269,8 @@ def main():
         ("seconds to the last email", "{:,.1f}", "total"),
         ("task rows created", "{:,}", "tasks"),
         ("messages the sink took", "{:,}", "sink"),
+        ("workers' CPU ms per email", "{:.2f}", "sender_cpu_ms"),
+        ("their PostgreSQL CPU ms per email", "{:.2f}", "pg_cpu_ms"),
     ]
     for label, pattern, key in rows:
         left = pattern.format(fanout[key]) if fanout[key] is not None else "-"
@@ -249,7 +279,10 @@ def main():
     peaks = [", ".join(f"{mb:.0f}" for mb in run["peak_mb"]) for run in (fanout, automation)]
     print(f"| {'peak worker RSS (MB)':32} | {peaks[0]:>16} | {peaks[1]:>18} |")
     enrolled = automation["enrolled"]
-    print(f"enrolling {args.people:,} in transactions of {ENROLL_CHUNK:,}: {enrolled:.1f} s")
+    print(
+        f"enrolling {args.people:,} in transactions of {ENROLL_CHUNK:,}: {enrolled:.1f} s "
+        f"({automation['enroll_cpu']:.1f} CPU s: this process and its PostgreSQL backend)"
+    )
     print(f"automation / fan-out rate: {automation['rate'] / fanout['rate']:.2f} (goal >= 0.80)")
     if web is not None:
         print_web(web)

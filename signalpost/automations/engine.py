@@ -72,21 +72,24 @@ class RunOutcome:
 
 
 @transaction.atomic
-def enrollments_claim(*, claimer: str, limit: int) -> list[int]:
+def enrollments_claim(*, claimer: str, limit: int, rerun: bool = True) -> list[int]:
     """Claim up to ``limit`` due enrollments of active automations for ``claimer``.
 
-    A claimer that ran before (its task rerun after its worker died) gets its own
-    unfinished claims back first; a claim older than the worker lease is taken
-    for lost. Other workers' rows being claimed are skipped (SKIP LOCKED).
+    A claimer that ran before (``rerun``: its task rerun after its worker died) gets
+    its own unfinished claims back first; a claim older than the worker lease is
+    taken for lost. Other workers' rows being claimed are skipped (SKIP LOCKED).
+    A first run has no claims of its own to look for (that look reads the whole
+    table: no index holds ``claimed_by``).
     """
     now = clock.now()
-    own = list(
-        Enrollment.objects.filter(claimed_by=claimer, status=Enrollment.Status.ACTIVE).values_list(
-            "id", flat=True
-        )[:limit]
-    )
-    if own:
-        return own
+    if rerun:
+        own = list(
+            Enrollment.objects.filter(
+                claimed_by=claimer, status=Enrollment.Status.ACTIVE
+            ).values_list("id", flat=True)[:limit]
+        )
+        if own:
+            return own
     lost = now - timedelta(seconds=conf.WORKER_LEASE_SECONDS * 2)
     ids = list(
         Enrollment.objects.filter(
