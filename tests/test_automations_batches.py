@@ -54,13 +54,15 @@ def enroll_and_run_once(people, settings):
         ids = enrollments_claim(claimer=f"test-{people}", limit=people)
         enrollments_run(claimer=f"test-{people}", ids=ids)
     assert len(ids) == people
-    return automation, bookkeeping(enrolling.captured_queries), bookkeeping(running.captured_queries)
+    return (
+        automation,
+        bookkeeping(enrolling.captured_queries),
+        bookkeeping(running.captured_queries),
+    )
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_batch_costs_the_engine_as_many_statements_for_60_people_as_for_20(
-    smtp_inbox, settings
-):
+def test_a_batch_costs_the_engine_as_many_statements_for_60_people_as_for_20(smtp_inbox, settings):
     small = enroll_and_run_once(20, settings)
     large = enroll_and_run_once(60, settings)
     assert len(large[1]) == len(small[1]), "enrolling: statements per chunk, not per person"
@@ -69,8 +71,6 @@ def test_a_batch_costs_the_engine_as_many_statements_for_60_people_as_for_20(
     smtp_inbox.wait_for(20 + 60)
     # One run sent the first email and started everyone's wait: nothing left for another.
     enrollments = Enrollment.objects.filter(automation=automation)
-    assert set(enrollments.values_list("status", "position", "claimed_by")) == {
-        ("active", 2, "")
-    }
+    assert set(enrollments.values_list("status", "position", "claimed_by")) == {("active", 2, "")}
     assert StepRun.objects.filter(enrollment__automation=automation).count() == 2 * 60
     assert enrollments_claim(claimer="later", limit=60) == [], "nobody due before the day"
