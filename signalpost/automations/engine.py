@@ -289,8 +289,9 @@ def _waits_after_email(outcome: RunOutcome, steps: dict[int, list[Step]]) -> Non
 
 
 def _waits_start(step: Step, enrollments: list[Enrollment]) -> None:
-    """Start wait ``step`` for ``enrollments``: record it, and make each due when it
-    ends (the same moment for a wait of N seconds: one UPDATE), in one transaction."""
+    """Start wait ``step`` for ``enrollments``: record it, make each due when it ends
+    (the same moment for a wait of N seconds: one UPDATE) and release it, in one
+    transaction: the batch's release has nothing left to write for them."""
     now = clock.now()
     by_end: dict[datetime, list[int]] = {}
     for enrollment in enrollments:
@@ -303,7 +304,11 @@ def _waits_start(step: Step, enrollments: list[Enrollment]) -> None:
         )
         for end, ids in by_end.items():
             Enrollment.objects.filter(pk__in=ids, status=Enrollment.Status.ACTIVE).update(
-                position=step.position + 1, next_run_at=end, attempts=0
+                position=step.position + 1,
+                next_run_at=end,
+                attempts=0,
+                claimed_by="",
+                claimed_at=None,
             )
     for enrollment in enrollments:
         enrollment.position, enrollment.attempts = step.position + 1, 0
