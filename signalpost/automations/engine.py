@@ -67,8 +67,6 @@ class RunOutcome:
     by_wait: dict[int, list[Enrollment]] = field(default_factory=dict)
     # Reached the end: ended together once the batch is through.
     finishing: list[Enrollment] = field(default_factory=list)
-    # Their email step was recorded in this run: they go on to a wait with the batch.
-    emailed: list[Enrollment] = field(default_factory=list)
 
 
 @transaction.atomic
@@ -129,12 +127,13 @@ def enrollments_run(*, claimer: str, ids: list[int]) -> RunOutcome:
         _walk(enrollment, steps[enrollment.automation_id], outcome)
     by_id = {step.pk: step for listed in steps.values() for step in listed}
     for step_id, group in outcome.by_email.items():
+        step = by_id[step_id]
+        following = _step_due(steps[step.automation_id], step.position + 1)
         outcome.sent += _email_send(
-            step=by_id[step_id], enrollments=group, claimer=claimer, outcome=outcome
+            step=step, enrollments=group, claimer=claimer, outcome=outcome, following=following
         )
     for step_id, group in outcome.by_welcome.items():
         outcome.sent += _welcome_send(step=by_id[step_id], enrollments=group)
-    _waits_after_email(outcome, steps)
     for step_id, group in outcome.by_wait.items():
         _waits_start(by_id[step_id], group)
         outcome.steps += len(group)
@@ -262,46 +261,26 @@ def _walk(enrollment: Enrollment, steps: list[Step], outcome: RunOutcome) -> Non
             return
 
 
-def _waits_after_email(outcome: RunOutcome, steps: dict[int, list[Step]]) -> None:
-    """Those whose email step was recorded in this run and whose next step is a wait
-    start it with the batch, rather than in a run that claims them all again.
-
-    Only while their automation is active (a pause holds everyone where they are);
-    anything else after an email (a tag, another email) is left due now for the next
-    run, which checks again who must leave first.
-    """
-    emailed = outcome.emailed
-    active = set(
-        Automation.objects.filter(
-            pk__in={enrollment.automation_id for enrollment in emailed},
-            status=Automation.Status.ACTIVE,
-        ).values_list("pk", flat=True)
-    )
-    waiting = []
-    for enrollment in emailed:
-        if enrollment.automation_id not in active:
-            continue
-        step = _step_due(steps[enrollment.automation_id], enrollment.position)
-        if step is not None and step.kind == Step.Kind.WAIT:
-            outcome.by_wait.setdefault(step.pk, []).append(enrollment)
-            waiting.append(enrollment)
-    _profiles_read(waiting, steps)
-
-
-def _waits_start(step: Step, enrollments: list[Enrollment]) -> None:
+def _waits_start(step: Step, enrollments: list[Enrollment], *, emailed: Step | None = None) -> None:
     """Start wait ``step`` for ``enrollments``: record it, make each due when it ends
     (the same moment for a wait of N seconds: one UPDATE) and release it, in one
-    transaction: the batch's release has nothing left to write for them."""
+    transaction: the batch's release has nothing left to write for them.
+
+    ``emailed``: the email step just before, whose delivery is final for them, is
+    recorded in the same transaction (``_steps_done`` without its move): each
+    enrollment is written once for both steps, not twice.
+    """
     now = clock.now()
     by_end: dict[datetime, list[int]] = {}
     for enrollment in enrollments:
         profile = None if "seconds" in step.config else enrollment.profile
         end = wait_end(step.config, profile=profile, now=now)
         by_end.setdefault(end, []).append(enrollment.pk)
+    ids = [enrollment.pk for enrollment in enrollments]
     with transaction.atomic():
-        step_runs_insert(
-            step=step, enrollment_ids=[enrollment.pk for enrollment in enrollments], ran_at=now
-        )
+        if emailed is not None:
+            step_runs_insert_sent(step=emailed, enrollment_ids=ids, ran_at=now)
+        step_runs_insert(step=step, enrollment_ids=ids, ran_at=now)
         for end, ids in by_end.items():
             Enrollment.objects.filter(pk__in=ids, status=Enrollment.Status.ACTIVE).update(
                 position=step.position + 1,
@@ -411,17 +390,29 @@ def wait_end(config: dict[str, Any], *, profile: Profile | None, now: datetime) 
 
 
 def _email_send(
-    *, step: Step, enrollments: list[Enrollment], claimer: str, outcome: RunOutcome
+    *,
+    step: Step,
+    enrollments: list[Enrollment],
+    claimer: str,
+    outcome: RunOutcome,
+    following: Step | None,
 ) -> int:
     """Send ``step``'s email to ``enrollments`` over one SMTP connection; move each on.
 
     Each person has one Delivery of the step's hidden issue (unique): one already
-    final from an earlier run is not sent again. Those whose step is recorded go to
-    ``outcome.emailed`` (unless the automation was paused meanwhile). Returns how
-    many were sent.
+    final from an earlier run is not sent again. When the step ``following`` is a
+    wait, those whose delivery is final start it with the batch (unless the
+    automation was paused meanwhile): no run claims and reads them again for it.
+    Returns how many were sent.
     """
     issue = step.issue
     assert issue is not None
+    automation_id = step.automation_id
+
+    def halted() -> bool:
+        status = Automation.objects.filter(pk=automation_id).values_list("status", flat=True)
+        return status.first() != Automation.Status.ACTIVE
+
     by_profile = {enrollment.profile_id: enrollment for enrollment in enrollments}
     deliveries_insert_for(issue_id=issue.pk, profile_ids=list(by_profile))
     with transaction.atomic():
@@ -445,12 +436,6 @@ def _email_send(
     sent = 0
     stopped = False
     if deliveries:
-        automation_id = step.automation_id
-
-        def halted() -> bool:
-            status = Automation.objects.filter(pk=automation_id).values_list("status", flat=True)
-            return status.first() != Automation.Status.ACTIVE
-
         with asynchronous_commit():
             result = deliveries_send(issue=issue, deliveries=deliveries, halted=halted)
         sent, stopped = result["sent"], result["halted"]
@@ -468,9 +453,15 @@ def _email_send(
         for profile_id, enrollment in by_profile.items()
         if statuses.get(profile_id) in _FINAL
     }
-    _steps_done(step, done=done)
-    if not stopped:
-        outcome.emailed.extend(done.values())
+    wait = following if following is not None and following.kind == Step.Kind.WAIT else None
+    if done and wait is not None and not stopped and not halted():
+        if "seconds" not in wait.config:
+            # A wait until a weekday and time: in each person's time zone.
+            prefetch_related_objects(list(done.values()), "profile")
+        _waits_start(wait, list(done.values()), emailed=step)
+        outcome.steps += len(done)
+    else:
+        _steps_done(step, done=done)
     for profile_id, enrollment in by_profile.items():
         status = statuses.get(profile_id)
         if status in _FINAL:
