@@ -281,8 +281,8 @@ def _waits_start(step: Step, enrollments: list[Enrollment], *, emailed: Step | N
         if emailed is not None:
             step_runs_insert_sent(step=emailed, enrollment_ids=ids, ran_at=now)
         step_runs_insert(step=step, enrollment_ids=ids, ran_at=now)
-        for end, ids in by_end.items():
-            Enrollment.objects.filter(pk__in=ids, status=Enrollment.Status.ACTIVE).update(
+        for end, ending_then in by_end.items():
+            Enrollment.objects.filter(pk__in=ending_then, status=Enrollment.Status.ACTIVE).update(
                 position=step.position + 1,
                 next_run_at=end,
                 attempts=0,
