@@ -17,13 +17,13 @@ from datetime import datetime, time, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import F, Q, QuerySet, prefetch_related_objects
 
 from signalpost.accounts.models import Profile
 from signalpost.accounts.services import profile_attributes_update, profile_tags_set
 from signalpost.automations import clock
 from signalpost.automations.models import Automation, Enrollment, Step, StepRun
-from signalpost.automations.writes import step_runs_insert_sent
+from signalpost.automations.writes import step_runs_insert, step_runs_insert_sent
 from signalpost.conf import conf
 from signalpost.durability import asynchronous_commit
 from signalpost.durable.exceptions import PermanentFailure
@@ -64,24 +64,30 @@ class RunOutcome:
     finished: int = 0
     by_email: dict[int, list[Enrollment]] = field(default_factory=dict)
     by_welcome: dict[int, list[Enrollment]] = field(default_factory=dict)
+    by_wait: dict[int, list[Enrollment]] = field(default_factory=dict)
+    # Reached the end: ended together once the batch is through.
+    finishing: list[Enrollment] = field(default_factory=list)
 
 
 @transaction.atomic
-def enrollments_claim(*, claimer: str, limit: int) -> list[int]:
+def enrollments_claim(*, claimer: str, limit: int, rerun: bool = True) -> list[int]:
     """Claim up to ``limit`` due enrollments of active automations for ``claimer``.
 
-    A claimer that ran before (its task rerun after its worker died) gets its own
-    unfinished claims back first; a claim older than the worker lease is taken
-    for lost. Other workers' rows being claimed are skipped (SKIP LOCKED).
+    A claimer that ran before (``rerun``: its task rerun after its worker died) gets
+    its own unfinished claims back first; a claim older than the worker lease is
+    taken for lost. Other workers' rows being claimed are skipped (SKIP LOCKED).
+    A first run has no claims of its own to look for (that look reads the whole
+    table: no index holds ``claimed_by``).
     """
     now = clock.now()
-    own = list(
-        Enrollment.objects.filter(claimed_by=claimer, status=Enrollment.Status.ACTIVE).values_list(
-            "id", flat=True
-        )[:limit]
-    )
-    if own:
-        return own
+    if rerun:
+        own = list(
+            Enrollment.objects.filter(
+                claimed_by=claimer, status=Enrollment.Status.ACTIVE
+            ).values_list("id", flat=True)[:limit]
+        )
+        if own:
+            return own
     lost = now - timedelta(seconds=conf.WORKER_LEASE_SECONDS * 2)
     ids = list(
         Enrollment.objects.filter(
@@ -101,10 +107,12 @@ def enrollments_claim(*, claimer: str, limit: int) -> list[int]:
 def enrollments_run(*, claimer: str, ids: list[int]) -> RunOutcome:
     """Run the steps of the claimed enrollments ``ids``; release them; return the counts."""
     outcome = RunOutcome(claimed=len(ids))
+    # Without their profiles: an email step reads them with its deliveries, as an
+    # issue's batch does; only people at a step that needs one read theirs.
     enrollments = list(
-        Enrollment.objects.filter(id__in=ids, claimed_by=claimer, status=Enrollment.Status.ACTIVE)
-        .select_related("profile")
-        .order_by("id")
+        Enrollment.objects.filter(
+            id__in=ids, claimed_by=claimer, status=Enrollment.Status.ACTIVE
+        ).order_by("id")
     )
     # A batch holds a few automations: each read once, not joined into every row.
     automations = Automation.objects.select_related("newsletter").in_bulk(
@@ -113,20 +121,64 @@ def enrollments_run(*, claimer: str, ids: list[int]) -> RunOutcome:
     for enrollment in enrollments:
         enrollment.automation = automations[enrollment.automation_id]
     steps = _steps_of({enrollment.automation_id for enrollment in enrollments})
-    leaving = _leaving(enrollments)
-    for enrollment in enrollments:
-        reason = leaving.get(enrollment.pk)
-        if reason:
-            outcome.exited += enrollments_end(Enrollment.objects.filter(pk=enrollment.pk), reason)
-            continue
+    staying = _exit_leaving(enrollments, outcome)
+    _profiles_read(staying, steps)
+    for enrollment in staying:
         _walk(enrollment, steps[enrollment.automation_id], outcome)
     by_id = {step.pk: step for listed in steps.values() for step in listed}
     for step_id, group in outcome.by_email.items():
-        outcome.sent += _email_send(step=by_id[step_id], enrollments=group, claimer=claimer)
+        step = by_id[step_id]
+        following = _step_due(steps[step.automation_id], step.position + 1)
+        outcome.sent += _email_send(
+            step=step, enrollments=group, claimer=claimer, outcome=outcome, following=following
+        )
     for step_id, group in outcome.by_welcome.items():
         outcome.sent += _welcome_send(step=by_id[step_id], enrollments=group)
+    for step_id, group in outcome.by_wait.items():
+        _waits_start(by_id[step_id], group)
+        outcome.steps += len(group)
+    _end_all(outcome.finishing, status=Enrollment.Status.FINISHED, reason="")
+    outcome.finished += len(outcome.finishing)
     Enrollment.objects.filter(id__in=ids, claimed_by=claimer).update(claimed_by="", claimed_at=None)
     return outcome
+
+
+def _step_due(steps: list[Step], position: int) -> Step | None:
+    """The step an enrollment at ``position`` runs next: the first at or after it."""
+    return next((step for step in steps if step.position >= position), None)
+
+
+def _exit_leaving(enrollments: list[Enrollment], outcome: RunOutcome) -> list[Enrollment]:
+    """End the enrollments of people who must leave (``_leaving``), one UPDATE per
+    reason; return those who stay."""
+    leaving = _leaving(enrollments)
+    by_reason: dict[str, list[Enrollment]] = {}
+    for enrollment in enrollments:
+        if enrollment.pk in leaving:
+            by_reason.setdefault(leaving[enrollment.pk], []).append(enrollment)
+    for reason, group in by_reason.items():
+        outcome.exited += enrollments_end(
+            Enrollment.objects.filter(pk__in=[enrollment.pk for enrollment in group]), reason
+        )
+    return [enrollment for enrollment in enrollments if enrollment.pk not in leaving]
+
+
+def _profiles_read(enrollments: list[Enrollment], steps: dict[int, list[Step]]) -> None:
+    """Read, in one query, the profiles of those whose next step needs one: a tag, an
+    attribute, a webhook, a branch or a wait until a weekday in their time zone."""
+    needing = [
+        enrollment
+        for enrollment in enrollments
+        if _needs_profile(_step_due(steps[enrollment.automation_id], enrollment.position))
+    ]
+    if needing:
+        prefetch_related_objects(needing, "profile")
+
+
+def _needs_profile(step: Step | None) -> bool:
+    if step is None or step.kind in (Step.Kind.EMAIL, Step.Kind.WELCOME):
+        return False
+    return not (step.kind == Step.Kind.WAIT and "seconds" in step.config)
 
 
 def _steps_of(automation_ids: set[int]) -> dict[int, list[Step]]:
@@ -169,10 +221,12 @@ def _leaving(enrollments: list[Enrollment]) -> dict[int, str]:
     return leaving
 
 
-def _finish(enrollment: Enrollment) -> None:
-    Enrollment.objects.filter(pk=enrollment.pk, status=Enrollment.Status.ACTIVE).update(
-        status=Enrollment.Status.FINISHED, ended_at=clock.now(), next_run_at=None
-    )
+def _end_all(enrollments: list[Enrollment], *, status: str, reason: str) -> None:
+    if not enrollments:
+        return
+    Enrollment.objects.filter(
+        pk__in=[enrollment.pk for enrollment in enrollments], status=Enrollment.Status.ACTIVE
+    ).update(status=status, exit_reason=reason, ended_at=clock.now(), next_run_at=None)
 
 
 @transaction.atomic
@@ -209,33 +263,76 @@ def enrollments_end(found: QuerySet[Enrollment], reason: str) -> int:
 
 
 def _walk(enrollment: Enrollment, steps: list[Step], outcome: RunOutcome) -> None:
-    """Run ``enrollment``'s steps from its position until a wait, an email or the end."""
+    """Run ``enrollment``'s steps from its position until a wait, an email or the end.
+
+    Tags, attributes, webhooks and branches run here, one person at a time; waits,
+    emails and the end are left in ``outcome``, for the whole batch at once.
+    """
     while True:
-        step = next((s for s in steps if s.position >= enrollment.position), None)
+        step = _step_due(steps, enrollment.position)
         if step is None:
-            _finish(enrollment)
-            outcome.finished += 1
+            outcome.finishing.append(enrollment)
             return
-        if step.kind == Step.Kind.EMAIL:
-            outcome.by_email.setdefault(step.pk, []).append(enrollment)
-            return
-        if step.kind == Step.Kind.WELCOME:
-            outcome.by_welcome.setdefault(step.pk, []).append(enrollment)
+        waiting: dict[str, dict[int, list[Enrollment]]] = {
+            Step.Kind.EMAIL: outcome.by_email,
+            Step.Kind.WELCOME: outcome.by_welcome,
+            Step.Kind.WAIT: outcome.by_wait,
+        }
+        if step.kind in waiting:
+            waiting[step.kind].setdefault(step.pk, []).append(enrollment)
             return
         with transaction.atomic():
             ran = _step_record(enrollment, step)
-            goto, wait_until = step.position + 1, None
-            if step.kind == Step.Kind.WAIT:
-                wait_until = wait_end(step.config, profile=enrollment.profile, now=clock.now())
-            elif step.kind == Step.Kind.BRANCH:
+            goto = step.position + 1
+            if step.kind == Step.Kind.BRANCH:
                 if _condition_holds(step.config["if"], enrollment=enrollment, steps=steps):
                     goto = step.config["goto"]
             elif ran:
                 _step_effect(step, enrollment)
-            still_in = _move(enrollment, position=goto, next_run_at=wait_until or clock.now())
+            still_in = _move(enrollment, position=goto, next_run_at=clock.now())
         outcome.steps += 1
-        if wait_until is not None or not still_in:
+        if not still_in:
             return
+
+
+def _waits_start(
+    step: Step,
+    enrollments: list[Enrollment],
+    *,
+    emailed: Step | None = None,
+    sent_profile_ids: list[int] | None = None,
+) -> None:
+    """Start wait ``step`` for ``enrollments``: record it, make each due when it ends
+    (the same moment for a wait of N seconds: one UPDATE) and release it, in one
+    transaction: the batch's release has nothing left to write for them.
+
+    ``emailed``: the email step just before, whose delivery is final for them, is
+    recorded in the same transaction (``_steps_done`` without its move), and
+    ``automation_step_sent`` goes for ``sent_profile_ids``: each enrollment is written
+    once for both steps, not twice.
+    """
+    now = clock.now()
+    by_end: dict[datetime, list[int]] = {}
+    for enrollment in enrollments:
+        profile = None if "seconds" in step.config else enrollment.profile
+        end = wait_end(step.config, profile=profile, now=now)
+        by_end.setdefault(end, []).append(enrollment.pk)
+    ids = [enrollment.pk for enrollment in enrollments]
+    with transaction.atomic():
+        if emailed is not None:
+            step_runs_insert_sent(step=emailed, enrollment_ids=ids, ran_at=now)
+            _step_sent_announce(emailed, enrollments[0].automation, sent_profile_ids or [])
+        step_runs_insert(step=step, enrollment_ids=ids, ran_at=now)
+        for end, ending_then in by_end.items():
+            Enrollment.objects.filter(pk__in=ending_then, status=Enrollment.Status.ACTIVE).update(
+                position=step.position + 1,
+                next_run_at=end,
+                attempts=0,
+                claimed_by="",
+                claimed_at=None,
+            )
+    for enrollment in enrollments:
+        enrollment.position, enrollment.attempts = step.position + 1, 0
 
 
 def _step_record(enrollment: Enrollment, step: Step, outcome: str = "done") -> bool:
@@ -308,17 +405,19 @@ def _condition_holds(condition: dict[str, Any], *, enrollment: Enrollment, steps
     ).exists()
 
 
-def wait_end(config: dict[str, Any], *, profile: Profile, now: datetime) -> datetime:
+def wait_end(config: dict[str, Any], *, profile: Profile | None, now: datetime) -> datetime:
     """When a wait step that starts at ``now`` ends for ``profile``.
 
-    ``{"seconds": N}``: N seconds later. ``{"weekday", "time"}``: the next such
-    moment (never now) in the person's ``time_zone`` attribute, else UTC.
+    ``{"seconds": N}``: N seconds later (the profile is not needed). ``{"weekday",
+    "time"}``: the next such moment (never now) in the person's ``time_zone``
+    attribute, else UTC.
     """
     if "seconds" in config:
         return now + timedelta(seconds=config["seconds"])
+    attributes = (profile.attributes if profile is not None else None) or {}
     zone: zoneinfo.ZoneInfo | Any
     try:
-        zone = zoneinfo.ZoneInfo(str((profile.attributes or {}).get("time_zone") or "UTC"))
+        zone = zoneinfo.ZoneInfo(str(attributes.get("time_zone") or "UTC"))
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         zone = zoneinfo.ZoneInfo("UTC")
     local = now.astimezone(zone)
@@ -332,14 +431,30 @@ def wait_end(config: dict[str, Any], *, profile: Profile, now: datetime) -> date
     return candidate
 
 
-def _email_send(*, step: Step, enrollments: list[Enrollment], claimer: str) -> int:
+def _email_send(
+    *,
+    step: Step,
+    enrollments: list[Enrollment],
+    claimer: str,
+    outcome: RunOutcome,
+    following: Step | None,
+) -> int:
     """Send ``step``'s email to ``enrollments`` over one SMTP connection; move each on.
 
     Each person has one Delivery of the step's hidden issue (unique): one already
-    final from an earlier run is not sent again. Returns how many were sent.
+    final from an earlier run is not sent again. When the step ``following`` is a
+    wait, those whose delivery is final start it with the batch (unless the
+    automation was paused meanwhile): no run claims and reads them again for it.
+    Returns how many were sent.
     """
     issue = step.issue
     assert issue is not None
+    automation_id = step.automation_id
+
+    def halted() -> bool:
+        status = Automation.objects.filter(pk=automation_id).values_list("status", flat=True)
+        return status.first() != Automation.Status.ACTIVE
+
     by_profile = {enrollment.profile_id: enrollment for enrollment in enrollments}
     deliveries_insert_for(issue_id=issue.pk, profile_ids=list(by_profile))
     with transaction.atomic():
@@ -350,24 +465,19 @@ def _email_send(*, step: Step, enrollments: list[Enrollment], claimer: str) -> i
             profile_id__in=by_profile,
             status__in=[Delivery.Status.QUEUED, Delivery.Status.SENDING],
         ).update(status=Delivery.Status.SENDING, claimed_by=claimer, attempts=F("attempts") + 1)
+    # With their profiles, as an issue's batch reads its deliveries.
     deliveries = list(
         Delivery.objects.filter(
             issue=issue, profile_id__in=by_profile, status=Delivery.Status.SENDING
-        ).order_by("id")
+        )
+        .select_related("profile")
+        .order_by("id")
     )
-    profiles = {enrollment.profile.pk: enrollment.profile for enrollment in enrollments}
     for delivery in deliveries:
-        # The profiles came with the enrollments: not read a second time.
-        delivery.issue, delivery.profile = issue, profiles.get(delivery.profile_id or 0)
+        delivery.issue = issue
     sent = 0
     stopped = False
     if deliveries:
-        automation_id = step.automation_id
-
-        def halted() -> bool:
-            status = Automation.objects.filter(pk=automation_id).values_list("status", flat=True)
-            return status.first() != Automation.Status.ACTIVE
-
         with asynchronous_commit():
             result = deliveries_send(issue=issue, deliveries=deliveries, halted=halted)
         sent, stopped = result["sent"], result["halted"]
@@ -391,7 +501,15 @@ def _email_send(*, step: Step, enrollments: list[Enrollment], claimer: str) -> i
         if delivery.profile_id is not None
         and statuses.get(delivery.profile_id) == Delivery.Status.SENT
     ]
-    _steps_done(step, done=done, sent_profile_ids=sent_now)
+    wait = following if following is not None and following.kind == Step.Kind.WAIT else None
+    if done and wait is not None and not stopped and not halted():
+        if "seconds" not in wait.config:
+            # A wait until a weekday and time: in each person's time zone.
+            prefetch_related_objects(list(done.values()), "profile")
+        _waits_start(wait, list(done.values()), emailed=step, sent_profile_ids=sent_now)
+        outcome.steps += len(done)
+    else:
+        _steps_done(step, done=done, sent_profile_ids=sent_now)
     for profile_id, enrollment in by_profile.items():
         status = statuses.get(profile_id)
         if status in _FINAL:

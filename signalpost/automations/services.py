@@ -7,6 +7,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import QuerySet
+from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from signalpost.automations import clock
@@ -20,6 +21,7 @@ from signalpost.automations.validation import (
     trigger_clean,
     trigger_offset_clean,
 )
+from signalpost.automations.writes import enrollments_insert
 from signalpost.durable.services import task_enqueue
 from signalpost.newsletters.models import Newsletter, Subscription
 from signalpost.publishing.models import Issue
@@ -244,13 +246,12 @@ def enroll(*, automations: QuerySet[Automation], profile_ids: list[int]) -> int:
                     claimed_at=None,
                 )
             )
-        rows = [
-            Enrollment(automation_id=automation_id, profile_id=pk, next_run_at=now)
-            for pk in profile_ids
-        ]
-        before = Enrollment.objects.filter(automation_id=automation_id).count()
-        Enrollment.objects.bulk_create(rows, ignore_conflicts=True, batch_size=1000)
-        created += Enrollment.objects.filter(automation_id=automation_id).count() - before
+        created += enrollments_insert(
+            automation_id=automation_id,
+            profile_ids=profile_ids,
+            next_run_at=now,
+            enrolled_at=timezone.now(),
+        )
     if created:
         run_soon()
     return created

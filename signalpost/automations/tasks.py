@@ -17,7 +17,8 @@ def automations_run(context):
     (``receivers.automations_wake``).
     """
     claimer = f"automations-{context.task_result.id}"
-    ids = enrollments_claim(claimer=claimer, limit=conf.SEND_BATCH_SIZE)
+    # A first attempt holds no claims yet: only a rerun looks for its own.
+    ids = enrollments_claim(claimer=claimer, limit=conf.SEND_BATCH_SIZE, rerun=context.attempt > 1)
     if len(ids) >= conf.SEND_BATCH_SIZE:
         run_soon()
     if not ids:

@@ -8,9 +8,13 @@ from datetime import datetime
 
 from django.db import connection
 
+from signalpost.accounts.models import Profile
 from signalpost.automations.models import Enrollment, Step, StepRun
 from signalpost.publishing.models import Delivery
 from signalpost.rows import rows_insert_select_for
+
+# The most ids in one statement: an import's chunk (SQLite allows 32,766 parameters).
+_CHUNK = 1000
 
 
 def step_runs_insert_sent(*, step: Step, enrollment_ids: list[int], ran_at: datetime) -> int:
@@ -37,4 +41,54 @@ def step_runs_insert_sent(*, step: Step, enrollment_ids: list[int], ran_at: date
             step.issue_id,
         ],
         enrollment_ids,
+    )
+
+
+def step_runs_insert(
+    *, step: Step, enrollment_ids: list[int], ran_at: datetime, outcome: str = "done"
+) -> int:
+    """Record that ``step`` ran for ``enrollment_ids`` with ``outcome``; an enrollment
+    with a record of the step already keeps it. One INSERT ... SELECT for the batch
+    (a wait step's people, say); returns how many were recorded."""
+    quote = connection.ops.quote_name
+    return rows_insert_select_for(
+        f"INSERT INTO {quote(StepRun._meta.db_table)} "
+        "(enrollment_id, step_id, position, kind, outcome, ran_at) "
+        "SELECT e.id, %s, %s, %s, %s, %s "
+        f"FROM {quote(Enrollment._meta.db_table)} e WHERE e.id IN ({{ids}})",
+        [
+            step.pk,
+            step.position,
+            step.kind,
+            outcome,
+            connection.ops.adapt_datetimefield_value(ran_at),
+        ],
+        enrollment_ids,
+    )
+
+
+def enrollments_insert(
+    *, automation_id: int, profile_ids: list[int], next_run_at: datetime, enrolled_at: datetime
+) -> int:
+    """Start ``profile_ids`` in automation ``automation_id`` at its first step, due at
+    ``next_run_at``; someone enrolled already is left alone. Returns how many started.
+
+    One INSERT ... SELECT whose row count is the answer: the same rows as
+    ``bulk_create(..., ignore_conflicts=True)`` without an instance per person, and
+    without counting the automation's enrollments before and after (a count that
+    grew with every chunk of an import: 100,000 people read 10 million rows).
+    """
+    quote = connection.ops.quote_name
+    adapt = connection.ops.adapt_datetimefield_value
+    insert_select = (
+        f"INSERT INTO {quote(Enrollment._meta.db_table)} "
+        "(automation_id, profile_id, status, position, next_run_at, attempts, claimed_by, "
+        "exit_reason, trigger_date, enrolled_at) "
+        "SELECT %s, p.id, %s, 0, %s, 0, '', '', '', %s "
+        f"FROM {quote(Profile._meta.db_table)} p WHERE p.id IN ({{ids}})"
+    )
+    params = [automation_id, Enrollment.Status.ACTIVE, adapt(next_run_at), adapt(enrolled_at)]
+    return sum(
+        rows_insert_select_for(insert_select, params, profile_ids[start : start + _CHUNK])
+        for start in range(0, len(profile_ids), _CHUNK)
     )
