@@ -32,6 +32,7 @@ Each service's columns, as documented or as its code writes them:
 """
 
 import csv
+import functools
 import ipaddress
 import json
 import re
@@ -197,6 +198,9 @@ def _tags(value: str) -> list[str]:
     return [name.strip() for name in names if name.strip()]
 
 
+# An export repeats the same few tag cells on thousands of rows: each is parsed, cleaned
+# and made JSON once (a refused one is refused again each time: errors are not kept).
+@functools.lru_cache(maxsize=1024)
 def _tags_text(value: str) -> str | None:
     """The tags in a cell (``_tags``), cleaned as every tag is, as JSON text (what the
     import's batch carries), or ``None`` for none; a name no tag may have is refused."""
