@@ -269,11 +269,11 @@ def test_an_interrupted_import_says_how_to_finish_and_leaves_whole_batches(
     real_row_check = imports.row_check
     checked = []
 
-    def row_check_interrupted(row):
+    def row_check_interrupted(row, **options):
         checked.append(1)
         if len(checked) == 5200:
             raise KeyboardInterrupt
-        return real_row_check(row)
+        return real_row_check(row, **options)
 
     monkeypatch.setattr(imports, "row_check", row_check_interrupted)
     path = tmp_path / "people.csv"

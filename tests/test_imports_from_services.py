@@ -377,3 +377,80 @@ def test_one_unknown_file_among_several_stops_them_all_before_any_row(tmp_path, 
         run_import(good, bad)
 
     assert Profile.objects.count() == 0
+
+
+def hostile_mailchimp_export():
+    """A Mailchimp subscribed file with every kind of odd row, its ``Company`` merge field
+    twice (a dict of the columns keeps the last one), CRLF line ends."""
+    header = (
+        "Email Address,First Name,Last Name,Company,OPTIN_TIME,OPTIN_IP,CONFIRM_TIME,"
+        "CONFIRM_IP,LEID,TAGS,Company"
+    )
+    lines = [
+        header.encode(),
+        # A confirm IP that is not one: the opt-in IP is the consent's.
+        b"ada@example.com,Ada,Lovelace,First,2024-03-01 10:00:00,203.0.113.9,"
+        b'2024-03-02 11:00:00,999.1.1.1,1,"""VIP""",Second',
+        # Too few fields: the missing ones are empty; the one Company there is the company.
+        b"bob@example.com,Bob,,Solo,2024-03-01 10:00:00,2001:DB8::1",
+        # Too many fields: the extra ones are ignored.
+        b"cy@example.com,Cy,Young,,,,,,,,,extra one,extra two",
+        b"dee@example.com,Dee,,,,,2024-13-45 10:00:00,,,,",
+        # Not UTF-8 (Latin-1).
+        b"\xe8ve@example.com,\xc8ve,,,,,,,,,",
+        b"fay@example.com,Fay,,,,,,,,," + b"x" * 1500,
+        b"gus@example.com,Gus,," + b"y" * 10_001 + b",,,,,,,",
+        b"hal@example.com,,,,,::1,,,,,",
+        # Only names in the other merge fields Mailchimp knows, a tag that is a list.
+        b'ida@example.com,,,,,,,,,"""a"",""b""",',
+        # The address is what the file says (trimmed, lower-cased), wherever its column.
+        b"  JOY@Example.COM ,Joy,,,,,,,,,",
+    ]
+    return b"\r\n".join(lines) + b"\r\n"
+
+
+def test_hostile_rows_of_a_mailchimp_export_are_reported_one_by_one_and_the_rest_imported(
+    tmp_path, weekly
+):
+    path = write(tmp_path, hostile_mailchimp_export(), "subscribed_members_export_h.csv")
+
+    out = run_import(path)
+
+    # Every row is either imported or rejected with its line and reason: nothing lost.
+    assert "10 rows: 6 imported, 0 duplicates, 4 rejected" in out
+    assert [(row["line"], row["email"], row["reason"]) for row in report_rows(path)] == [
+        ("5", "dee@example.com", "confirm_time is not a time: '2024-13-45 10:00:00'"),
+        ("6", "", "not UTF-8: save the file as UTF-8 and import this row again"),
+        ("7", "fay@example.com", "company is 1,500 characters; at most 1,000"),
+        ("8", "", "not readable as CSV: field larger than field limit (10000)"),
+    ]
+    people = {
+        profile.email: (
+            profile.name,
+            profile.attributes,
+            sorted(profile.tags.values_list("name", flat=True)),
+        )
+        for profile in Profile.objects.all()
+    }
+    assert people == {
+        "ada@example.com": ("Ada Lovelace", {"company": "Second"}, ["vip"]),
+        "bob@example.com": ("Bob", {"company": "Solo"}, []),
+        "cy@example.com": ("Cy Young", {}, []),
+        "hal@example.com": ("", {}, []),
+        "ida@example.com": ("", {}, ["a", "b"]),
+        "joy@example.com": ("Joy", {}, []),
+    }
+    consent = {
+        email: (at.isoformat() if at.year == 2024 else "the import's time", ip)
+        for email, at, ip in Subscription.objects.values_list(
+            "profile__email", "consent_at", "consent_ip"
+        )
+    }
+    assert consent == {
+        "ada@example.com": ("2024-03-02T11:00:00+00:00", "203.0.113.9"),
+        "bob@example.com": ("2024-03-01T10:00:00+00:00", "2001:db8::1"),
+        "cy@example.com": ("the import's time", None),
+        "hal@example.com": ("the import's time", "::1"),
+        "ida@example.com": ("the import's time", None),
+        "joy@example.com": ("the import's time", None),
+    }

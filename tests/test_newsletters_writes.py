@@ -108,7 +108,12 @@ def test_suppression_rows_equal_the_rows_bulk_create_writes_and_skip_the_same_co
     ]
     Suppression.objects.all().delete()
 
-    suppressions_insert(suppressions=rows())
+    suppressions_insert(
+        rows=[
+            (r.email, r.email_hash, r.newsletter_id, r.reason, r.source, r.suppressed_at)
+            for r in rows()
+        ]
+    )
 
     stored = Suppression.objects.order_by("pk")
     assert [row(Suppression, item.pk) for item in stored] == by_bulk_create

@@ -328,3 +328,41 @@ def test_whether_an_address_is_suppressed_is_what_the_orm_says(weekly, monthly):
             assert found == orm, (address, newsletter)
     assert address_is_suppressed(email="weekly@example.com", newsletter=weekly)
     assert not address_is_suppressed(email="weekly@example.com", newsletter=monthly)
+
+
+def test_addresses_with_quotes_commas_and_braces_are_suppressed_and_their_subscriptions_end(
+    weekly,
+):
+    """A batch's addresses go to the database as one array (``writes._text_array``): every
+    character an address may hold stays itself, and only those addresses are matched."""
+    odd = [
+        "o'brien@example.com",
+        "{curly}@example.com",
+        '"quoted,comma"@example.com',
+        '"back\\\\slash"@example.com',
+        "null@example.com",
+    ]
+    for email in [*odd, "kept@example.com"]:
+        subscribe(email=email, newsletter=weekly, source="admin")
+    assert Subscription.objects.filter(status="active").count() == len(odd) + 1
+
+    added = suppressions_add(
+        entries=[(email, Reason.CLEANED, None) for email in odd],
+        newsletter=weekly,
+        source="test",
+    )
+
+    assert added == len(odd)
+    assert sorted(Suppression.objects.values_list("email", flat=True)) == sorted(odd)
+    assert all(address_is_suppressed(email=email, newsletter=weekly) for email in odd)
+    assert dict(Subscription.objects.values_list("profile__email", "status")) == {
+        **dict.fromkeys(odd, "bounced"),
+        "kept@example.com": "active",
+    }
+    # Again: each is found on the list already, nothing is added twice.
+    assert (
+        suppressions_add(
+            entries=[(email, Reason.CLEANED, None) for email in odd], newsletter=weekly, source="t"
+        )
+        == 0
+    )

@@ -384,8 +384,17 @@ def enrollments_exit(
 
 
 def enrollments_exit_tagged(*, tag: str, profile_ids: list[int]) -> int:
-    """End the enrollments of the automations whose exit tag ``tag`` was put on people."""
-    enrollments = Enrollment.objects.filter(profile_id__in=profile_ids, automation__exit_tag=tag)
+    """End the enrollments of the automations whose exit tag ``tag`` was put on people.
+
+    The automations are looked up first: an import tags thousands of people a batch,
+    and the lookup of their enrollments (thousands of ids) cost ~20 ms a tag and batch
+    for tags that end no automation, the usual case (bench/README.md, # Import)."""
+    automation_ids = list(Automation.objects.filter(exit_tag=tag).values_list("pk", flat=True))
+    if not automation_ids:
+        return 0
+    enrollments = Enrollment.objects.filter(
+        profile_id__in=profile_ids, automation_id__in=automation_ids
+    )
     return enrollments_end(enrollments, f"tagged {tag}"[:100])
 
 

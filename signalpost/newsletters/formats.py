@@ -37,7 +37,7 @@ import ipaddress
 import json
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,6 +49,7 @@ from signalpost.newsletters.models import Suppression
 
 Reason = Suppression.Reason
 Row = dict[str, str]
+Values = list[str]
 Mapped = dict[str, Any]
 
 ATTRIBUTE_VALUE_MAX_LENGTH = 1000
@@ -64,14 +65,21 @@ class ImportFormat:
     any_of: tuple[str, ...]
     map: Callable[[Row], Mapped]
     email_columns: tuple[str, ...]
-    # Makes ``map`` for one file's columns, deciding once what each row would ask again.
-    map_for_columns: Callable[[Sequence[str]], Callable[[Row], Mapped]] | None = None
+    # Makes, for one file's columns, the map of a row given as its list of values (exactly
+    # one per column): what ``map`` gives for the row's dict, with what each row would look
+    # up again (which file of an export it is, which column holds what) decided once. A
+    # dict of 22 columns a row, and the lookups in it, were the largest part of mapping a
+    # Mailchimp row (bench/README.md, # Import).
+    values_map_for_columns: Callable[[Sequence[str]], Callable[[Values], Mapped]] | None = None
+    # Whether ``map`` gives ``consent_ip`` normalised already (``_ip``): not checked again.
+    ip_normalized: bool = False
 
-    def for_columns(self, columns: Sequence[str]) -> "ImportFormat":
-        """This format with its ``map`` made for a file with ``columns`` (the same rows out)."""
-        if self.map_for_columns is None:
-            return self
-        return replace(self, map=self.map_for_columns(columns))
+    def values_map(self, columns: Sequence[str]) -> Callable[[Values], Mapped] | None:
+        """The map of a row's list of values for a file with ``columns``, or ``None`` when
+        this format maps dicts only."""
+        if self.values_map_for_columns is None:
+            return None
+        return self.values_map_for_columns(columns)
 
     def fits(self, columns: Sequence[str]) -> bool:
         present = set(columns)
@@ -90,7 +98,12 @@ class ImportFormat:
 def _time(row: Row, column: str) -> datetime | None:
     """The time in ``column`` (ISO 8601 or ``YYYY-MM-DD HH:MM:SS``; UTC when it says
     nothing), or ``None`` when empty."""
-    value = row.get(column, "").strip()
+    return _time_value(row.get(column, ""), column)
+
+
+def _time_value(value: str, column: str) -> datetime | None:
+    """``_time`` of ``value``, the content of ``column``."""
+    value = value.strip()
     if not value:
         return None
     try:
@@ -185,6 +198,9 @@ def _tags(value: str) -> list[str]:
     return [name.strip() for name in names if name.strip()]
 
 
+# An export repeats the same few tag cells on thousands of rows: each is parsed, cleaned
+# and made JSON once (a refused one is refused again each time: errors are not kept).
+@functools.lru_cache(maxsize=1024)
 def _tags_text(value: str) -> str | None:
     """The tags in a cell (``_tags``), cleaned as every tag is, as JSON text (what the
     import's batch carries), or ``None`` for none; a name no tag may have is refused."""
@@ -295,29 +311,49 @@ MAILCHIMP_COMPLAINT = re.compile(r"abuse|spam", re.IGNORECASE)
 
 
 def _mailchimp(row: Row) -> Mapped:
-    return _mailchimp_for_columns(list(row))(row)
+    return _mailchimp_values_for_columns(list(row))([*row.values(), row.get("email", "")])
 
 
-def _mailchimp_for_columns(columns: Sequence[str]) -> Callable[[Row], Mapped]:
-    """The Mailchimp ``map`` for a file with ``columns``: which file of the three it is,
-    and which columns are merge fields (attributes), are decided once, not per row."""
-    merge_columns = [column for column in columns if column not in MAILCHIMP_SYSTEM]
-    if "clean_time" in columns:
-        return functools.partial(_mailchimp_suppressed, reason=Reason.CLEANED, column="clean_time")
-    if "unsub_time" in columns:
-        return functools.partial(_mailchimp_suppressed, reason=None, column="unsub_time")
-
-    def mailchimp_subscribed(row: Row) -> Mapped:
-        mapped = _mailchimp_person(row)
-        confirmed = _time(row, "confirm_time")
-        mapped["consent_at"] = confirmed or _time(row, "optin_time")
-        mapped["consent_ip"] = _ip(row.get("confirm_ip", "") if confirmed else "") or _ip(
-            row.get("optin_ip", "")
+def _mailchimp_values_for_columns(columns: Sequence[str]) -> Callable[[Values], Mapped]:
+    """The Mailchimp ``map`` of a row's list of values (one per column of ``columns``, then
+    the address as the file has it): which file of the three it is, which columns are
+    merge fields (attributes) and where each value is are decided once, not per row."""
+    if "clean_time" in columns or "unsub_time" in columns:
+        if "clean_time" in columns:
+            reason, column = Reason.CLEANED, "clean_time"
+        else:
+            reason, column = None, "unsub_time"
+        # A small share of an export: its rows are read as dicts.
+        return lambda values: _mailchimp_suppressed(
+            dict(zip(columns, values, strict=False)), reason=reason, column=column
         )
-        merge_fields = {column: row.get(column, "").strip() for column in merge_columns}
-        mapped["attributes"] = _attributes(merge_fields)
-        mapped["tags"] = _tags_text(row.get("tags", ""))
-        return mapped
+    # Where each column's value is: the last occurrence, as in a dict of the columns; a
+    # missing column reads the "" appended to every row, after its address.
+    indexes = {column: number for number, column in enumerate(columns)}
+
+    def at(column: str) -> int:
+        return indexes.get(column, len(columns) + 1)
+
+    merge_columns = [(column, at(column)) for column in indexes if column not in MAILCHIMP_SYSTEM]
+    email_at, name_at = at("email address"), at("name")
+    first_at, fname_at = at("first name"), at("fname")
+    last_at, lname_at = at("last name"), at("lname")
+    confirm_time_at, optin_time_at = at("confirm_time"), at("optin_time")
+    confirm_ip_at, optin_ip_at, tags_at = at("confirm_ip"), at("optin_ip"), at("tags")
+
+    def mailchimp_subscribed(values: Values) -> Mapped:
+        row = [*values, ""]
+        first = (row[first_at] or row[fname_at]).strip()
+        last = (row[last_at] or row[lname_at]).strip()
+        confirmed = _time_value(row[confirm_time_at], "confirm_time")
+        return {
+            "email": row[email_at],
+            "name": f"{first} {last}" if first and last else (first or last or row[name_at]),
+            "consent_at": confirmed or _time_value(row[optin_time_at], "optin_time"),
+            "consent_ip": (_ip(row[confirm_ip_at]) if confirmed else "") or _ip(row[optin_ip_at]),
+            "attributes": _attributes({column: row[i].strip() for column, i in merge_columns}),
+            "tags": _tags_text(row[tags_at]),
+        }
 
     return mailchimp_subscribed
 
@@ -435,7 +471,8 @@ FORMATS = {
             any_of=("member_rating", "optin_time", "leid", "euid", "confirm_time"),
             map=_mailchimp,
             email_columns=("email address",),
-            map_for_columns=_mailchimp_for_columns,
+            values_map_for_columns=_mailchimp_values_for_columns,
+            ip_normalized=True,
         ),
         ImportFormat(
             "substack",
@@ -460,6 +497,7 @@ FORMATS = {
             any_of=("email", "email_address"),
             map=_buttondown,
             email_columns=("email", "email_address"),
+            ip_normalized=True,
         ),
         ImportFormat(
             "signalpost",

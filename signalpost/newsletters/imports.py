@@ -83,8 +83,11 @@ def csv_open(binary, *, format_name=None):
     """Read the header of the CSV byte stream ``binary``; return ``(format, rows)``.
 
     ``format`` is the ``ImportFormat`` named by ``format_name``, or else the one its
-    columns are recognised as; ``rows`` yields ``(line number, row dict or None,
-    problem)``. Raises ``ImportFileError`` for a header that is not CSV, a named format
+    columns are recognised as, its ``map`` made for this file's columns; ``rows`` yields
+    ``(line number, row or None, problem)``, a row being what that ``map`` takes: a dict
+    of the columns (with ``email``), or for a format that maps lists of values
+    (``ImportFormat.values_map``), the list of one value per column, then the address.
+    Raises ``ImportFileError`` for a header that is not CSV, a named format
     whose columns are missing, or columns no format knows (naming what it found).
     """
     numbered = decoded_lines(binary)
@@ -135,18 +138,34 @@ def csv_open(binary, *, format_name=None):
                 f"the formats known: {formats_known()}"
             )
     email_column = next((c for c in import_format.email_columns if c in columns), "")
-    if import_format.name == "signalpost" and not NATIVE_PLAIN_COLUMNS.issuperset(columns):
+    values_map = import_format.values_map(columns)
+    if values_map is not None:
+        import_format = replace(import_format, map=values_map)
+    elif import_format.name == "signalpost" and not NATIVE_PLAIN_COLUMNS.issuperset(columns):
         try:
             import_format = replace(import_format, map=native_mapper(columns))
         except ValidationError as error:
             raise ImportFileError(f"a column cannot be an attribute: {error.messages[0]}") from None
-    else:
-        import_format = import_format.for_columns([*columns, "email"])
-    return import_format, _csv_rows(reader, columns, email_column, current, bad_lines)
+    rows = _csv_rows(
+        reader, columns, email_column, current, bad_lines, as_values=values_map is not None
+    )
+    return import_format, rows
 
 
-def _csv_rows(reader, columns, email_column, current, bad_lines):
+def row_email(row):
+    """The address a row of ``csv_open`` has as it is in the file (for its rejection)."""
+    if isinstance(row, dict):
+        return row.get("email", "")
+    return row[-1]
+
+
+def _csv_rows(reader, columns, email_column, current, bad_lines, *, as_values=False):
+    """The rows of ``csv_open``. With ``as_values``, each is the list of one value per
+    column (a row with too few is padded with "", one with too many cut, as a dict of
+    the columns reads them) and its address last."""
     width = len(columns)
+    # The last occurrence of the column, as a dict of the columns has it.
+    email_index = max((i for i, c in enumerate(columns) if c == email_column), default=width)
     while True:
         first_line = current[0] + 1
         try:
@@ -170,9 +189,19 @@ def _csv_rows(reader, columns, email_column, current, bad_lines):
                 "was it cut short? Export it again and import this row again",
             )
             continue
-        row = dict(zip(columns, values, strict=False))
-        row["email"] = row.get(email_column, "")
-        if "\n" in row["email"]:
+        if not as_values:
+            row = dict(zip(columns, values, strict=False))
+            email = row["email"] = row.get(email_column, "")
+        elif len(values) == width:
+            row = values
+            email = values[email_index] if email_index < width else ""
+            row.append(email)
+        else:
+            by_column = dict(zip(columns, values, strict=False))
+            row = [by_column.get(column, "") for column in columns]
+            email = by_column.get(email_column, "")
+            row.append(email)
+        if "\n" in email:
             # A quoted field may span lines, but no address does: an unclosed quote.
             yield (
                 first_line,
@@ -213,10 +242,11 @@ def email_check(raw_email):
     return email_normalize(raw_email)
 
 
-def row_check(row):
+def row_check(row, *, ip_normalized=False):
     """Return ``(email, name, consent_at, consent_ip)`` for a row, or raise ``ValidationError``.
 
-    ``consent_at`` may be text (ISO 8601) or already a ``datetime`` (a format made it).
+    ``consent_at`` may be text (ISO 8601) or already a ``datetime`` (a format made it);
+    ``ip_normalized``: ``consent_ip`` is "" or normalised already (a format made it).
     """
     email = email_check(formula_unescape(row.get("email", "").strip()))
     name = name_clean(formula_unescape((row.get("name") or "").strip()))
@@ -232,7 +262,7 @@ def row_check(row):
     if consent_at is not None and timezone.is_naive(consent_at):
         consent_at = timezone.make_aware(consent_at)
     consent_ip = (row.get("consent_ip") or "").strip() or None
-    if consent_ip:
+    if consent_ip and not ip_normalized:
         try:
             consent_ip = ip_normalize(consent_ip)
         except ValueError as error:
@@ -284,10 +314,12 @@ def subscribers_import(
         import_format, rows = csv_open(binary, format_name=format_name)
         # Signalpost's own columns need no mapping (others: attributes and tags).
         mapper = import_format.map if import_format.map is not native_row else None
+        ip_normalized = import_format.ip_normalized
         report = ImportReport(format=import_format.name)
         source = f"import:{import_format.name}"
     else:
         mapper = _mapped
+        ip_normalized = False
         report = ImportReport(format=format_label or "")
         source = f"import:{format_label}"
 
@@ -346,9 +378,9 @@ def subscribers_import(
                 continue
             try:
                 mapped = mapper(row) if mapper is not None else row
-                checked = row_check(mapped)
+                checked = row_check(mapped, ip_normalized=ip_normalized)
             except ValidationError as error:
-                reject(number, row.get("email", "")[:254], "; ".join(error.messages))
+                reject(number, row_email(row)[:254], "; ".join(error.messages))
                 continue
             if mapper is None:
                 attributes = tags = suppress = suppressed_at = None

@@ -16,14 +16,18 @@ from datetime import datetime
 
 from django.db import transaction
 from django.db.models import Q, QuerySet
-from django.db.models.functions import Lower
 from django.utils import timezone
 
-from signalpost.accounts.models import Profile
 from signalpost.newsletters.cells import formula_escape
 from signalpost.newsletters.endings import subscription_ended_save
 from signalpost.newsletters.models import Newsletter, Subscription, Suppression
-from signalpost.newsletters.writes import suppressed_hashes_among, suppressions_insert
+from signalpost.newsletters.writes import (
+    SuppressionRow,
+    live_subscription_ids_of,
+    suppressed_hashes_among,
+    suppression_keys_among,
+    suppressions_insert,
+)
 from signalpost.signals import address_suppressed, suppression_lifted
 
 Reason = Suppression.Reason
@@ -95,32 +99,28 @@ def suppressions_add(
     addresses newly suppressed. Set-based: an import batch is one call.
     """
     now = timezone.now()
-    wanted: dict[tuple[str, int | None], Suppression] = {}
+    row_source = source[:40]
+    # (email_hash, newsletter id or None) -> the row to write (writes.SuppressionRow) and
+    # the scope: plain tuples, not Suppression objects (~6 µs each, 5,000 an import batch).
+    wanted: dict[tuple[str, int | None], tuple[SuppressionRow, Newsletter | None]] = {}
     for email, reason, at in entries:
         scope = suppression_scope(reason=reason, newsletter=newsletter)
-        row = Suppression(
-            email=email,
-            email_hash=email_hash(email),
-            newsletter=scope,
-            reason=reason,
-            source=source[:40],
-            suppressed_at=at or now,
-        )
-        wanted.setdefault((row.email_hash, scope.pk if scope else None), row)
+        hashed = email_hash(email)
+        scope_id = scope.pk if scope else None
+        if (hashed, scope_id) not in wanted:
+            wanted[hashed, scope_id] = (
+                (email, hashed, scope_id, reason, row_source, at or now),
+                scope,
+            )
     if not wanted:
         return 0
-    hashes = {key[0] for key in wanted}
-    existing = set(
-        Suppression.objects.filter(email_hash__in=hashes).values_list("email_hash", "newsletter_id")
-    )
-    fresh = [row for key, row in wanted.items() if key not in existing]
-    suppressions_insert(suppressions=fresh)
-    groups: dict[tuple[int | None, str], list[Suppression]] = {}
-    for row in fresh:
-        groups.setdefault((row.newsletter_id, row.reason), []).append(row)
-    for (_, reason), rows in groups.items():
-        scope = rows[0].newsletter
-        emails = [row.email for row in rows]
+    existing = suppression_keys_among(hashes=list({hashed for hashed, _ in wanted}))
+    fresh = [written for key, written in wanted.items() if key not in existing]
+    suppressions_insert(rows=[row for row, _ in fresh])
+    groups: dict[tuple[int | None, str], tuple[Newsletter | None, list[str]]] = {}
+    for (email, _, scope_id, reason, _, _), scope in fresh:
+        groups.setdefault((scope_id, reason), (scope, []))[1].append(email)
+    for (_, reason), (scope, emails) in groups.items():
         _subscriptions_end(emails=emails, newsletter=scope, reason=reason)
         address_suppressed.send(
             sender=Suppression, emails=emails, newsletter=scope, reason=reason, source=source
@@ -130,14 +130,17 @@ def suppressions_add(
 
 def _subscriptions_end(*, emails: list[str], newsletter: Newsletter | None, reason: str) -> None:
     """End the pending or active subscriptions of ``emails`` that a new suppression covers."""
-    # LOWER(email), the unique index's expression: ``profile__email__in`` would scan them all.
-    profiles = Profile.objects.alias(email_lower=Lower("email")).filter(email_lower__in=emails)
-    # Only the subscriptions are locked: two import writers must not queue on a newsletter.
-    subscriptions = Subscription.objects.select_for_update(of=("self",)).filter(
-        profile__in=profiles.values("pk"), status__in=LIVE_STATUSES
+    # Usually none: an export's unsubscribed and cleaned addresses are rarely subscribed here.
+    found = live_subscription_ids_of(
+        emails=emails, statuses=LIVE_STATUSES, newsletter_id=newsletter.pk if newsletter else None
     )
-    if newsletter is not None:
-        subscriptions = subscriptions.filter(newsletter=newsletter)
+    if not found:
+        return
+    # Only the subscriptions are locked: two import writers must not queue on a newsletter.
+    # Their status is asked again under the lock (it may have changed since).
+    subscriptions = Subscription.objects.select_for_update(of=("self",)).filter(
+        pk__in=found, status__in=LIVE_STATUSES
+    )
     status, timestamp_field = ENDED_STATUS[Reason(reason)]
     now = timezone.now()
     for subscription in subscriptions.select_related("profile", "newsletter").order_by("pk"):

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connection, models
+from django.db.models.functions import Lower
 from django.db.models.options import Options
 from django.utils import timezone
 
@@ -27,6 +28,10 @@ from signalpost.newsletters.models import Newsletter, Subscription, Suppression
 from signalpost.rows import row_insert, rows_deferred, rows_insert
 
 Status = Subscription.Status
+
+# A suppression row to write: (email, email_hash, newsletter_id or None, reason, source,
+# suppressed_at).
+SuppressionRow = tuple[str, str, int | None, str, str, datetime]
 
 # A checked import row: (email, name, consent_at, consent_ip, attributes as JSON text or None,
 # tags as a JSON list of cleaned names or None).
@@ -348,21 +353,37 @@ def profile_subscriptions_add_imported(
         )
 
 
+def _among(values: Sequence[str]) -> tuple[str, list[str] | str] | None:
+    """SQL that asks whether a text is among ``values`` (put it after the expression),
+    with its one parameter: an array (PostgreSQL) or JSON text (SQLite), so the statement's
+    text is the same whatever their number. ``None`` on other databases."""
+    if connection.vendor == "postgresql":
+        return "= ANY(%s::text[])", _text_array(values)
+    if connection.vendor == "sqlite":
+        return "IN (SELECT value FROM json_each(%s))", json.dumps(list(values))
+    return None
+
+
+def _text_array(values: Sequence[str]) -> str:
+    """``values`` as one PostgreSQL array literal (each element quoted, so any text is
+    itself): Django's psycopg cursors bind parameters on the client, where psycopg quoted a
+    list of 5,000 hashes element by element: 40 ms a statement against 11 for the literal
+    (loaded machine, bench/README.md, # Import), and an import batch asks one or three."""
+    quoted = (value.replace("\\", "\\\\").replace('"', '\\"') for value in values)
+    return "{" + ",".join(f'"{value}"' for value in quoted) + "}"
+
+
 def suppressed_hashes_among(*, hashes: Sequence[str], newsletter_id: int) -> set[str]:
     """Return which of ``hashes`` have a suppression for newsletter ``newsletter_id`` or for
     every newsletter: what ``Suppression.objects.filter(...).values_list("email_hash")``
-    gives, in one statement whose text is the same for every batch (an array or JSON text
-    parameter, as ``selectors.subscriptions_batch_cte``)."""
+    gives, in one statement whose text is the same for every batch (``_among``, as
+    ``selectors.subscriptions_batch_cte``)."""
     meta = Suppression._meta
     quote: Callable[[str | None], str] = connection.ops.quote_name  # type: ignore[assignment]
     column = quote(meta.get_field("email_hash").column)
     newsletter = quote(meta.get_field("newsletter").column)
-    param: list[str] | str
-    if connection.vendor == "postgresql":
-        among, param = "= ANY(%s::text[])", list(hashes)
-    elif connection.vendor == "sqlite":
-        among, param = "IN (SELECT value FROM json_each(%s))", json.dumps(list(hashes))
-    else:
+    among = _among(hashes)
+    if among is None:
         return set(
             Suppression.objects.filter(email_hash__in=hashes)
             .filter(models.Q(newsletter__isnull=True) | models.Q(newsletter_id=newsletter_id))
@@ -370,25 +391,93 @@ def suppressed_hashes_among(*, hashes: Sequence[str], newsletter_id: int) -> set
         )
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT {column} FROM {quote(meta.db_table)} WHERE {column} {among} "
+            f"SELECT {column} FROM {quote(meta.db_table)} WHERE {column} {among[0]} "
             f"AND ({newsletter} IS NULL OR {newsletter} = %s)",
-            [param, newsletter_id],
+            [among[1], newsletter_id],
         )
         return {row[0] for row in cursor.fetchall()}
 
 
-def suppressions_insert(*, suppressions: Sequence[Suppression]) -> None:
-    """INSERT the unsaved ``suppressions``, skipping any whose address is already
-    suppressed there: the rows ``bulk_create(..., ignore_conflicts=True)`` writes.
+def suppression_keys_among(*, hashes: Sequence[str]) -> set[tuple[str, int | None]]:
+    """Return ``(email_hash, newsletter_id)`` of every suppression row of ``hashes``: what
+    ``Suppression.objects.filter(email_hash__in=hashes).values_list("email_hash",
+    "newsletter_id")`` gives, in one statement with one parameter (``_among``): with 5,000
+    parameters, building and sending the ORM's statement cost more than running it."""
+    among = _among(hashes)
+    if among is None:
+        return set(
+            Suppression.objects.filter(email_hash__in=hashes).values_list(
+                "email_hash", "newsletter_id"
+            )
+        )
+    meta = Suppression._meta
+    quote: Callable[[str | None], str] = connection.ops.quote_name  # type: ignore[assignment]
+    column = quote(meta.get_field("email_hash").column)
+    newsletter = quote(meta.get_field("newsletter").column)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {column}, {newsletter} FROM {quote(meta.db_table)} WHERE {column} {among[0]}",
+            [among[1]],
+        )
+        return {(hashed, newsletter_id) for hashed, newsletter_id in cursor.fetchall()}
+
+
+def live_subscription_ids_of(
+    *, emails: Sequence[str], statuses: Sequence[str], newsletter_id: int | None
+) -> list[int]:
+    """Return the ids of the subscriptions in ``statuses`` (in newsletter ``newsletter_id``,
+    or any) of the profiles whose address, lower-cased, is among ``emails``: one statement
+    with the addresses as one parameter (``_among``), which PostgreSQL answers by probing
+    the index on ``lower(email)`` for each, inside the same semi-join as the ORM's
+    ``profile__in`` (asked on its own, the profile lookup got a sequential scan)."""
+    profiles = Profile.objects.alias(email_lower=Lower("email"))
+    subscriptions = Subscription.objects.filter(status__in=statuses)
+    if newsletter_id is not None:
+        subscriptions = subscriptions.filter(newsletter_id=newsletter_id)
+    among = _among(emails)
+    if among is None:
+        return list(
+            subscriptions.filter(
+                profile__in=profiles.filter(email_lower__in=emails).values("pk")
+            ).values_list("pk", flat=True)
+        )
+    quote: Callable[[str | None], str] = connection.ops.quote_name  # type: ignore[assignment]
+    profile, subscription = Profile._meta, Subscription._meta
+
+    def column(meta: Options[Any], name: str) -> str:
+        return quote(meta.get_field(name).column)  # type: ignore[union-attr]
+
+    newsletter = f"AND {column(subscription, 'newsletter')} = %s " if newsletter_id else ""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {column(subscription, 'id')} FROM {quote(subscription.db_table)} "
+            f"WHERE {column(subscription, 'status')} IN ({', '.join(['%s'] * len(statuses))}) "
+            f"{newsletter}AND {column(subscription, 'profile')} IN ("
+            f"SELECT {column(profile, 'id')} FROM {quote(profile.db_table)} "
+            f"WHERE lower({column(profile, 'email')}) {among[0]})",
+            [*statuses, *([newsletter_id] if newsletter_id else []), among[1]],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+# The text columns of a SuppressionRow: email, email_hash, reason, source.
+TEXT_COLUMNS = frozenset({0, 1, 3, 4})
+
+
+def suppressions_insert(*, rows: Sequence[SuppressionRow]) -> None:
+    """INSERT the suppression ``rows``, skipping any whose address is already suppressed
+    there: the rows ``bulk_create(..., ignore_conflicts=True)`` writes for the same
+    ``Suppression`` objects.
 
     ``bulk_create`` compiled every value of every object, ~100 µs a row, as much as the
-    rest of an import row costs (bench/README.md, # Import). On PostgreSQL one INSERT
-    ... SELECT FROM unnest(arrays) writes the batch: run as 5,000 pipelined statements it
-    took about twice as long, and made an export's unsubscribed and cleaned files the
-    slowest part of its import (bench/README.md, the Mailchimp export). Elsewhere one
-    statement text run by ``executemany``.
+    rest of an import row costs (bench/README.md, # Import); the objects themselves cost
+    ~6 µs each more. On PostgreSQL one INSERT ... SELECT FROM unnest(arrays) writes the
+    batch: run as 5,000 pipelined statements it took about twice as long, and made an
+    export's unsubscribed and cleaned files the slowest part of its import
+    (bench/README.md, the Mailchimp export). Elsewhere one statement text run by
+    ``executemany``.
     """
-    if not suppressions:
+    if not rows:
         return
     meta = Suppression._meta
     quote: Callable[[str | None], str] = connection.ops.quote_name  # type: ignore[assignment]
@@ -407,12 +496,10 @@ def suppressions_insert(*, suppressions: Sequence[Suppression]) -> None:
                 "ON CONFLICT DO NOTHING",
                 [
                     now,
-                    [row.email for row in suppressions],
-                    [row.email_hash for row in suppressions],
-                    [row.newsletter_id for row in suppressions],
-                    [row.reason for row in suppressions],
-                    [row.source for row in suppressions],
-                    [row.suppressed_at for row in suppressions],
+                    *(
+                        _text_array(values) if number in TEXT_COLUMNS else list(values)
+                        for number, values in enumerate(zip(*rows, strict=True))
+                    ),
                 ],
             )
             return
@@ -420,16 +507,5 @@ def suppressions_insert(*, suppressions: Sequence[Suppression]) -> None:
         now_value = adapt(now)
         cursor.executemany(
             f"{insert} VALUES ({', '.join(['%s'] * len(names))}) ON CONFLICT DO NOTHING",
-            [
-                (
-                    row.email,
-                    row.email_hash,
-                    row.newsletter_id,
-                    row.reason,
-                    row.source,
-                    adapt(row.suppressed_at),
-                    now_value,
-                )
-                for row in suppressions
-            ],
+            [(*row[:5], adapt(row[5]), now_value) for row in rows],
         )
