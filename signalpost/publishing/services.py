@@ -46,6 +46,7 @@ from signalpost.publishing.selectors import (
     claimers_stranded,
     deliveries_counts,
     deliveries_unclaimed,
+    deliveries_unclaimed_exist,
     issue_send_halted,
     send_batches_live,
     send_preparing_live,
@@ -424,7 +425,6 @@ def deliveries_claim(*, issue_id: int, claimer: str, limit: int) -> list[int]:
         return own
     ids = list(
         deliveries_unclaimed(issue_id=issue_id, statuses=[Delivery.Status.QUEUED])
-        .order_by("id")
         .select_for_update(skip_locked=True)
         .values_list("id", flat=True)[:limit]
     )
@@ -466,7 +466,7 @@ def deliveries_release(
     unfinished.update(
         status=Delivery.Status.QUEUED, claimed_by="", last_error=error_for_storage(reason)
     )
-    queued = deliveries_unclaimed(issue_id=issue_id, statuses=[Delivery.Status.QUEUED]).exists()
+    queued = deliveries_unclaimed_exist(issue_id=issue_id, statuses=[Delivery.Status.QUEUED])
     return queued, max(most, 1)
 
 
@@ -663,9 +663,9 @@ def issue_finish_if_done(*, issue_id: int) -> bool:
     # the issue and counting every delivery. After that, the batches still in
     # flight (one or two per worker) each count: no index tells ``sending``
     # from ``sent``, so the sent mark stays a HOT update.
-    if deliveries_unclaimed(
+    if deliveries_unclaimed_exist(
         issue_id=issue_id, statuses=[Delivery.Status.QUEUED, Delivery.Status.HELD]
-    ).exists():
+    ):
         return False
     issue = Issue.objects.select_for_update().select_related("newsletter").get(pk=issue_id)
     if issue.status != Issue.Status.SENDING or issue.preparing:
@@ -876,14 +876,14 @@ def _send_stranded(*, issue_id: int) -> bool:
     if send_batches_live(issue_id=issue_id).exists():
         # They take what is queued, and the last of them finishes the send.
         return False
-    if deliveries_unclaimed(issue_id=issue_id, statuses=[Delivery.Status.QUEUED]).exists():
+    if deliveries_unclaimed_exist(issue_id=issue_id, statuses=[Delivery.Status.QUEUED]):
         return True
     # Held deliveries wait for staff (issue_send_resume), more deliveries for the
     # preparing task; otherwise only the final bookkeeping is missing (every
     # claim is with a live batch or none: ``claimers_stranded``).
     if Issue.objects.filter(pk=issue_id, prepared_at__isnull=True).exists():
         return False
-    return not deliveries_unclaimed(issue_id=issue_id, statuses=[Delivery.Status.HELD]).exists()
+    return not deliveries_unclaimed_exist(issue_id=issue_id, statuses=[Delivery.Status.HELD])
 
 
 def _preparing_stranded(*, issue_id: int) -> bool:
