@@ -96,13 +96,13 @@ def updates_so_far():
         return cursor.fetchone()
 
 
-def test_the_claim_takes_queued_deliveries_in_order_and_never_twice(issue):
+def test_the_claim_takes_each_queued_delivery_once(issue):
     first, second = (batch_task(issue=issue, status="RUNNING") for _ in range(2))
     _, taken_first = claim(issue, first, 4)
     _, taken_second = claim(issue, second, 4)
     everyone = sorted(issue.deliveries.values_list("id", flat=True))
-    assert taken_first == everyone[:4]
-    assert taken_second == everyone[4:]
+    assert len(taken_first) == 4
+    assert sorted(taken_first + taken_second) == everyone
     # A claimer that runs again gets its own unfinished deliveries back first.
     assert claim(issue, first, 4)[1] == taken_first
 

@@ -102,7 +102,7 @@ class Delivery(models.Model):
         CANCELLED = "cancelled", "Cancelled (the send was cancelled before it)"
 
     # No index of its own: the unique (issue, profile) and the claim's (issue,
-    # claimed_by, id) indexes both lead with it. Each index is one more entry written
+    # claimed_by) indexes both lead with it. Each index is one more entry written
     # for every claim (bench/README.md, "Fan-out at 1,000,000").
     issue = models.ForeignKey(
         Issue, on_delete=models.CASCADE, related_name="deliveries", db_index=False
@@ -127,9 +127,11 @@ class Delivery(models.Model):
         # No index holds ``status`` (nor ``message_id``, ``sent_at``), so the sent mark,
         # one UPDATE per email, can be a HOT update: a new row version on the same page
         # and no index entry. Queued deliveries are found as unclaimed ones instead
-        # (``claimed_by = ''``, then ``status`` read from the row).
+        # (``claimed_by = ''``, then ``status`` read from the row). Without ``id``,
+        # equal keys share one entry (B-tree deduplication): 7 MB at 1,000,000
+        # rows, not 105 MB with a claimer and an id in each.
         indexes = [
-            models.Index(fields=["issue", "claimed_by", "id"], name="publishing_delivery_claim"),
+            models.Index(fields=["issue", "claimed_by"], name="publishing_delivery_claim"),
         ]
         verbose_name_plural = "deliveries"
 

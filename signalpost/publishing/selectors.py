@@ -134,19 +134,21 @@ def deliveries_counts(*, issue_id: int) -> dict[str, int]:
 
 
 def deliveries_unclaimed(*, issue_id: int, statuses: Iterable[str]) -> QuerySet[Delivery]:
-    """Return ``issue_id``'s deliveries in ``statuses`` that no batch holds, by id: queued and
-    held ones are always unclaimed, so this finds them through the claim's index.
+    """Return ``issue_id``'s deliveries in ``statuses`` that no batch holds, in the claim's
+    index order (on PostgreSQL the rows' order in the table, about the order they were
+    queued in): queued and held ones are always unclaimed, so this finds them through
+    the claim's (issue, claimed_by) index.
 
-    ``claimed_by <= ''`` (no text sorts before "") with the order (claimed_by, id)
-    rather than ``claimed_by = ''``: an equality would let PostgreSQL read the
-    order by id from the primary key instead, and once ANALYZE has seen that a
-    third of the rows are unclaimed it does, filtering out every delivery sent
-    before the first queued one (258 ms a claim at 1,000,000, against 1.5 ms:
-    bench/README.md, "A HOT sent mark"). Only the claim's index gives this order.
+    ``claimed_by <= ''`` (no text sorts before "") ordered by ``claimed_by``
+    rather than ``claimed_by = ''`` ordered by id: PostgreSQL would read that
+    order from the primary key instead, and once ANALYZE has seen that a third of
+    the rows are unclaimed it does, filtering out every delivery sent before the
+    first queued one (258 ms a claim at 1,000,000, against 0.5 ms: bench/README.md,
+    "A HOT sent mark"). Only the claim's index gives this order.
     """
     return Delivery.objects.filter(
         issue_id=issue_id, claimed_by__lte="", status__in=list(statuses)
-    ).order_by("claimed_by", "id")
+    ).order_by("claimed_by")
 
 
 def deliveries_unclaimed_exist(*, issue_id: int, statuses: Iterable[str]) -> bool:
@@ -318,8 +320,8 @@ def _claimer_tasks(claimers: Iterable[str]) -> dict[str, str]:
 def delivery_claimers(*, issue_id: int) -> set[str]:
     """Return every ``claimed_by`` among ``issue_id``'s deliveries, "" left out.
 
-    A loose index scan (a recursive query): one probe of the (issue, claimed_by,
-    id) index per distinct claimer, ~2,000 batches for a send to 1,000,000, not
+    A loose index scan (a recursive query): one probe of the (issue, claimed_by)
+    index per distinct claimer, ~2,000 batches for a send to 1,000,000, not
     one row per delivery. A claimer stays on the deliveries its batch sent.
     """
     table = connection.ops.quote_name(Delivery._meta.db_table)

@@ -423,7 +423,7 @@ def deliveries_claim(*, issue_id: int, claimer: str, limit: int) -> list[int]:
     )
     if own:
         return own
-    ids = list(
+    ids = sorted(
         deliveries_unclaimed(issue_id=issue_id, statuses=[Delivery.Status.QUEUED])
         .select_for_update(skip_locked=True)
         .values_list("id", flat=True)[:limit]

@@ -4,7 +4,7 @@ PostgreSQL writes an entry in every index of the table for each new row version,
 unless no indexed column changed and the new version fits on the same page (a
 HOT update). The sent mark changes ``status``, ``message_id`` and ``sent_at``:
 with the (issue, status) index gone, none of them is indexed. The claim finds
-queued deliveries as the issue's unclaimed ones, through (issue, claimed_by, id).
+queued deliveries as the issue's unclaimed ones, through (issue, claimed_by).
 """
 
 from django.db import migrations, models
@@ -19,7 +19,7 @@ class Migration(migrations.Migration):
         migrations.AddIndex(
             model_name="delivery",
             index=models.Index(
-                fields=["issue", "claimed_by", "id"], name="publishing_delivery_claim"
+                fields=["issue", "claimed_by"], name="publishing_delivery_claim"
             ),
         ),
         migrations.RemoveIndex(
