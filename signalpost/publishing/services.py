@@ -671,7 +671,7 @@ def issue_finish_if_done(*, issue_id: int) -> bool:
     if issue.status != Issue.Status.SENDING or issue.preparing:
         return False
     counts = deliveries_counts(issue_id=issue_id)
-    if any(counts.get(status) for status in UNSENT):
+    if _counted(counts, UNSENT):
         return False
     issue.status = Issue.Status.SENT
     issue.sent_at = timezone.now()
@@ -695,7 +695,11 @@ def _issue_lock(*, issue_id: int) -> Issue:
 
 
 def _deliveries_count(*, issue_id: int, statuses: Sequence[str]) -> int:
-    counts = deliveries_counts(issue_id=issue_id)
+    return _counted(deliveries_counts(issue_id=issue_id), statuses)
+
+
+def _counted(counts: dict[str, int], statuses: Sequence[str]) -> int:
+    """How many of ``counts`` (``deliveries_counts``) are in any of ``statuses``."""
     return sum(counts.get(status, 0) for status in statuses)
 
 
@@ -727,7 +731,7 @@ def issue_pause(*, issue: Issue) -> bool:
         issue=locked,
         newsletter=locked.newsletter,
         sent_count=counts.get(Delivery.Status.SENT, 0),
-        remaining_count=sum(counts.get(status, 0) for status in UNSENT),
+        remaining_count=_counted(counts, UNSENT),
     )
     return True
 
