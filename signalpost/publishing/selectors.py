@@ -6,6 +6,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, cast
 
 from django.core.cache import cache
+from django.db import connection
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.db.models.functions import Coalesce, TruncDate
 from django.tasks import TaskResultStatus
@@ -123,15 +124,48 @@ def progress_percent(*, issue: Issue, done: int, total: int) -> float:
     return round(100 * done / total, 1)
 
 
-def issue_progress(*, issue: Issue) -> dict[str, Any]:
-    """Return a send's progress: counts by state, rate and expected finish."""
-    counts = dict(
-        Delivery.objects.filter(issue=issue)
+def deliveries_counts(*, issue_id: int) -> dict[str, int]:
+    """Return how many of ``issue_id``'s deliveries are in each state (absent: none).
+
+    One pass over the issue's rows: no index holds ``status`` (see ``Delivery.Meta``),
+    so this reads every delivery of the issue, ~0.2 s at 1,000,000 (bench/README.md).
+    """
+    return dict(
+        Delivery.objects.filter(issue_id=issue_id)
         .values_list("status")
         .annotate(count=Count("id"))
         .order_by()
     )
-    return _progress_of(issue, counts)
+
+
+def deliveries_unclaimed(*, issue_id: int, statuses: Iterable[str]) -> QuerySet[Delivery]:
+    """Return ``issue_id``'s deliveries in ``statuses`` that no batch holds, in the claim's
+    index order (on PostgreSQL the rows' order in the table, about the order they were
+    queued in): queued and held ones are always unclaimed, so this finds them through
+    the claim's (issue, claimed_by) index.
+
+    ``claimed_by <= ''`` (no text sorts before "") ordered by ``claimed_by``
+    rather than ``claimed_by = ''`` ordered by id: PostgreSQL would read that
+    order from the primary key instead, and once ANALYZE has seen that a third of
+    the rows are unclaimed it does, filtering out every delivery sent before the
+    first queued one (258 ms a claim at 1,000,000, against 0.5 ms: bench/README.md,
+    "A HOT sent mark"). Only the claim's index gives this order.
+    """
+    return Delivery.objects.filter(
+        issue_id=issue_id, claimed_by__lte="", status__in=list(statuses)
+    ).order_by("claimed_by")
+
+
+def deliveries_unclaimed_exist(*, issue_id: int, statuses: Iterable[str]) -> bool:
+    """Whether ``deliveries_unclaimed`` finds any: the first by its index, not ``EXISTS``
+    (which drops the order, and with it the index, for a scan of the whole table)."""
+    first = deliveries_unclaimed(issue_id=issue_id, statuses=statuses).values_list("id")[:1]
+    return bool(list(first))
+
+
+def issue_progress(*, issue: Issue) -> dict[str, Any]:
+    """Return a send's progress: counts by state, rate and expected finish."""
+    return _progress_of(issue, deliveries_counts(issue_id=issue.pk))
 
 
 def issues_progress(issues: Iterable[Issue]) -> dict[int, dict[str, Any]]:
@@ -232,16 +266,82 @@ def claimers_live(claimers: Iterable[str]) -> set[str]:
     A batch claims deliveries in its task's id; a task rerun after its worker
     died is READY again and takes its claims back. Any other claimer is gone.
     """
+    tasks = _claimer_tasks(claimers)
+    return {claimer for claimer, status in tasks.items() if status in LIVE_TASK}
+
+
+# A claimer whose task row is gone (pruned after TASK_RESULTS_RETENTION_DAYS) never
+# claims again: once its deliveries were read and none was in flight, it is
+# remembered so for a day, not read again on every heartbeat of a long send.
+CLAIMS_SETTLED_SECONDS = 86_400
+
+
+def claimers_stranded(*, issue_id: int) -> set[str]:
+    """Return the claimers of ``issue_id``'s deliveries still ``sending`` whose batch is gone.
+
+    Gone: its task is neither waiting nor running and did not succeed, or is no
+    task at all. A batch that succeeded handled every delivery it had claimed
+    (sent, failed, or given back), so only the others' deliveries are read, by
+    ``claimed_by`` (no index holds ``status``). While a send goes well that is
+    none: this costs one index probe per batch (``delivery_claimers``) and one
+    read of their tasks, ~30 ms for a send to 1,000,000 (bench/README.md).
+    """
+    claimers = delivery_claimers(issue_id=issue_id)
+    tasks = _claimer_tasks(claimers)
+    settled_key = f"signalpost:claims-settled:{issue_id}"
+    settled: set[str] = cache.get(settled_key) or set()
+    over = {
+        claimer
+        for claimer in claimers - settled
+        if tasks.get(claimer) not in (*LIVE_TASK, TaskResultStatus.SUCCESSFUL)
+    }
+    if not over:
+        return set()
+    stranded = set(
+        Delivery.objects.filter(
+            issue_id=issue_id, claimed_by__in=over, status=Delivery.Status.SENDING
+        )
+        .values_list("claimed_by", flat=True)
+        .distinct()
+    )
+    taskless = {claimer for claimer in over - stranded if claimer not in tasks}
+    if taskless:
+        cache.set(settled_key, settled | taskless, CLAIMS_SETTLED_SECONDS)
+    return stranded
+
+
+def _claimer_tasks(claimers: Iterable[str]) -> dict[str, str]:
+    """Return the status of each of ``claimers`` that is a task (by its id)."""
     ids: list[uuid.UUID] = []
     for claimer in claimers:
         try:
             ids.append(uuid.UUID(claimer))
         except ValueError:
             continue
-    live = DBTaskResult.objects.filter(id__in=ids, status__in=LIVE_TASK).values_list(
-        "id", flat=True
+    rows = DBTaskResult.objects.filter(id__in=ids).values_list("id", "status")
+    return {str(task_id): status for task_id, status in rows}
+
+
+def delivery_claimers(*, issue_id: int) -> set[str]:
+    """Return every ``claimed_by`` among ``issue_id``'s deliveries, "" left out.
+
+    A loose index scan (a recursive query): one probe of the (issue, claimed_by)
+    index per distinct claimer, ~2,000 batches for a send to 1,000,000, not
+    one row per delivery. A claimer stays on the deliveries its batch sent.
+    """
+    table = connection.ops.quote_name(Delivery._meta.db_table)
+
+    def following(after: str) -> str:
+        return f"SELECT MIN(claimed_by) FROM {table} WHERE issue_id = %s AND claimed_by > {after}"
+
+    sql = (
+        f"WITH RECURSIVE claimers (claimer) AS ({following("''")} UNION ALL "
+        f"SELECT ({following('claimers.claimer')}) FROM claimers "
+        "WHERE claimers.claimer IS NOT NULL) SELECT claimer FROM claimers WHERE claimer IS NOT NULL"
     )
-    return {str(task_id) for task_id in live}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [issue_id, issue_id])
+        return {claimer for (claimer,) in cursor.fetchall()}
 
 
 # A finished send's counts change only by late bounces: the dashboard may show

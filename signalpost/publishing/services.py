@@ -18,7 +18,7 @@ from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import DatabaseError, transaction
-from django.db.models import Count, F, Max
+from django.db.models import F, Max
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
@@ -43,7 +43,10 @@ from signalpost.publishing.rendering import (
     markdown_to_html_for_preview,
 )
 from signalpost.publishing.selectors import (
-    claimers_live,
+    claimers_stranded,
+    deliveries_counts,
+    deliveries_unclaimed,
+    deliveries_unclaimed_exist,
     issue_send_halted,
     send_batches_live,
     send_preparing_live,
@@ -420,9 +423,8 @@ def deliveries_claim(*, issue_id: int, claimer: str, limit: int) -> list[int]:
     )
     if own:
         return own
-    ids = list(
-        Delivery.objects.filter(issue_id=issue_id, status=Delivery.Status.QUEUED)
-        .order_by("id")
+    ids = sorted(
+        deliveries_unclaimed(issue_id=issue_id, statuses=[Delivery.Status.QUEUED])
         .select_for_update(skip_locked=True)
         .values_list("id", flat=True)[:limit]
     )
@@ -464,7 +466,7 @@ def deliveries_release(
     unfinished.update(
         status=Delivery.Status.QUEUED, claimed_by="", last_error=error_for_storage(reason)
     )
-    queued = Delivery.objects.filter(issue_id=issue_id, status=Delivery.Status.QUEUED).exists()
+    queued = deliveries_unclaimed_exist(issue_id=issue_id, statuses=[Delivery.Status.QUEUED])
     return queued, max(most, 1)
 
 
@@ -488,7 +490,7 @@ def deliveries_hold_back(*, issue_id: int, claimer: str, reason: str, hold: bool
     )
     if not hold:
         return 0
-    return Delivery.objects.filter(issue_id=issue_id, status=Delivery.Status.QUEUED).update(
+    return deliveries_unclaimed(issue_id=issue_id, statuses=[Delivery.Status.QUEUED]).update(
         status=Delivery.Status.HELD, last_error=error_for_storage(reason)
     )
 
@@ -650,24 +652,26 @@ def deliveries_skip_for(*, profile: Profile, newsletter: Newsletter) -> int:
     ).update(status=Delivery.Status.SKIPPED)
 
 
+UNSENT = [Delivery.Status.QUEUED, Delivery.Status.SENDING, Delivery.Status.HELD]
+
+
 @transaction.atomic
 def issue_finish_if_done(*, issue_id: int) -> bool:
     """Mark the issue sent once no delivery is queued, in flight or held; return whether it was."""
-    unfinished = [Delivery.Status.QUEUED, Delivery.Status.SENDING, Delivery.Status.HELD]
-    # Every batch asks; all but the last learn "not yet" from an index probe
-    # instead of locking the issue and counting every delivery.
-    if Delivery.objects.filter(issue_id=issue_id, status__in=unfinished).exists():
+    # Every batch asks; until the queue is empty they learn "not yet" from an
+    # index probe (queued and held deliveries are unclaimed) instead of locking
+    # the issue and counting every delivery. After that, the batches still in
+    # flight (one or two per worker) each count: no index tells ``sending``
+    # from ``sent``, so the sent mark stays a HOT update.
+    if deliveries_unclaimed_exist(
+        issue_id=issue_id, statuses=[Delivery.Status.QUEUED, Delivery.Status.HELD]
+    ):
         return False
     issue = Issue.objects.select_for_update().select_related("newsletter").get(pk=issue_id)
     if issue.status != Issue.Status.SENDING or issue.preparing:
         return False
-    counts = dict(
-        Delivery.objects.filter(issue=issue)
-        .values_list("status")
-        .annotate(count=Count("id"))
-        .order_by()
-    )
-    if any(counts.get(status) for status in unfinished):
+    counts = deliveries_counts(issue_id=issue_id)
+    if _counted(counts, UNSENT):
         return False
     issue.status = Issue.Status.SENT
     issue.sent_at = timezone.now()
@@ -691,10 +695,12 @@ def _issue_lock(*, issue_id: int) -> Issue:
 
 
 def _deliveries_count(*, issue_id: int, statuses: Sequence[str]) -> int:
-    return Delivery.objects.filter(issue_id=issue_id, status__in=statuses).count()
+    return _counted(deliveries_counts(issue_id=issue_id), statuses)
 
 
-UNSENT = [Delivery.Status.QUEUED, Delivery.Status.SENDING, Delivery.Status.HELD]
+def _counted(counts: dict[str, int], statuses: Sequence[str]) -> int:
+    """How many of ``counts`` (``deliveries_counts``) are in any of ``statuses``."""
+    return sum(counts.get(status, 0) for status in statuses)
 
 
 @transaction.atomic
@@ -719,12 +725,13 @@ def issue_pause(*, issue: Issue) -> bool:
     locked.status = Issue.Status.PAUSED
     locked.save(update_fields=["status", "updated_at"])
     issue.status = locked.status
+    counts = deliveries_counts(issue_id=locked.pk)
     issue_paused.send(
         sender=Issue,
         issue=locked,
         newsletter=locked.newsletter,
-        sent_count=_deliveries_count(issue_id=locked.pk, statuses=[Delivery.Status.SENT]),
-        remaining_count=_deliveries_count(issue_id=locked.pk, statuses=UNSENT),
+        sent_count=counts.get(Delivery.Status.SENT, 0),
+        remaining_count=_counted(counts, UNSENT),
     )
     return True
 
@@ -780,11 +787,10 @@ def issue_cancel(*, issue: Issue) -> int:
     locked.status = Issue.Status.CANCELLED
     locked.save(update_fields=["status", "updated_at"])
     issue.status = locked.status
-    cancelled = Delivery.objects.filter(
-        issue_id=locked.pk, status__in=[Delivery.Status.QUEUED, Delivery.Status.HELD]
-    ).update(status=Delivery.Status.CANCELLED, claimed_by="")
-    claimers = _claimers_of(issue_id=locked.pk)
-    dead = claimers - claimers_live(claimers)
+    cancelled = deliveries_unclaimed(
+        issue_id=locked.pk, statuses=[Delivery.Status.QUEUED, Delivery.Status.HELD]
+    ).update(status=Delivery.Status.CANCELLED)
+    dead = claimers_stranded(issue_id=locked.pk)
     if dead:
         cancelled += Delivery.objects.filter(
             issue_id=locked.pk, status=Delivery.Status.SENDING, claimed_by__in=dead
@@ -869,19 +875,19 @@ def _send_stranded(*, issue_id: int) -> bool:
     or a send still preparing (and not halted) without its preparing task."""
     if _preparing_stranded(issue_id=issue_id):
         return True
-    claimers = _claimers_of(issue_id=issue_id)
-    if claimers - claimers_live(claimers):
+    if claimers_stranded(issue_id=issue_id):
         return True
-    unfinished = Delivery.objects.filter(
-        issue_id=issue_id, status__in=[Delivery.Status.QUEUED, Delivery.Status.SENDING]
-    )
-    if not unfinished.exists():
-        # Held deliveries wait for staff (issue_send_resume), more deliveries
-        # for the preparing task; otherwise only the final bookkeeping is missing.
-        if Issue.objects.filter(pk=issue_id, prepared_at__isnull=True).exists():
-            return False
-        return not Delivery.objects.filter(issue_id=issue_id, status=Delivery.Status.HELD).exists()
-    return not send_batches_live(issue_id=issue_id).exists()
+    if send_batches_live(issue_id=issue_id).exists():
+        # They take what is queued, and the last of them finishes the send.
+        return False
+    if deliveries_unclaimed_exist(issue_id=issue_id, statuses=[Delivery.Status.QUEUED]):
+        return True
+    # Held deliveries wait for staff (issue_send_resume), more deliveries for the
+    # preparing task; otherwise only the final bookkeeping is missing (every
+    # claim is with a live batch or none: ``claimers_stranded``).
+    if Issue.objects.filter(pk=issue_id, prepared_at__isnull=True).exists():
+        return False
+    return not deliveries_unclaimed_exist(issue_id=issue_id, statuses=[Delivery.Status.HELD])
 
 
 def _preparing_stranded(*, issue_id: int) -> bool:
@@ -895,14 +901,6 @@ def _preparing_stranded(*, issue_id: int) -> bool:
     )
 
 
-def _claimers_of(*, issue_id: int) -> set[str]:
-    return set(
-        Delivery.objects.filter(issue_id=issue_id, status=Delivery.Status.SENDING)
-        .values_list("claimed_by", flat=True)
-        .distinct()
-    )
-
-
 def _send_restart(*, issue_id: int, release_held: bool = False) -> int:
     """The work of ``issue_send_resume`` (``release_held``) and ``_issue_send_recover``, in
     the caller's transaction."""
@@ -910,7 +908,7 @@ def _send_restart(*, issue_id: int, release_held: bool = False) -> int:
     if issue is None or issue.status != Issue.Status.SENDING:
         return 0
     if release_held:
-        Delivery.objects.filter(issue_id=issue_id, status=Delivery.Status.HELD).update(
+        deliveries_unclaimed(issue_id=issue_id, statuses=[Delivery.Status.HELD]).update(
             status=Delivery.Status.QUEUED
         )
     restarted = 0
@@ -920,8 +918,7 @@ def _send_restart(*, issue_id: int, release_held: bool = False) -> int:
         _prepare_enqueue(issue_id=issue_id, after_id=issue.prepared_through_id)
         logger.warning("Restarted preparing the send of issue %s", issue_id)
         restarted = 1
-    claimers = _claimers_of(issue_id=issue_id)
-    for claimer in claimers - claimers_live(claimers):
+    for claimer in claimers_stranded(issue_id=issue_id):
         # Its batch task failed and could not give them back (the database was
         # down for that too). It may have sent one of them without marking it,
         # so each claim counts as an attempt, as when any batch fails.
@@ -930,7 +927,7 @@ def _send_restart(*, issue_id: int, release_held: bool = False) -> int:
             claimer=claimer,
             reason="its batch task ended without giving it back",
         )
-    queued = Delivery.objects.filter(issue_id=issue_id, status=Delivery.Status.QUEUED).count()
+    queued = deliveries_unclaimed(issue_id=issue_id, statuses=[Delivery.Status.QUEUED]).count()
     if not queued:
         issue_finish_if_done(issue_id=issue_id)
         return restarted
