@@ -38,7 +38,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import REPO_ROOT, pg_connect, pg_url_for
+from harness import django_on_throwaway_database
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 MOMENT = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -127,19 +127,7 @@ def main():
     parser.add_argument("--runs", type=int, default=9)
     options = parser.parse_args()
 
-    dbname = f"signalpost_bench_dates_{os.getpid()}"
-    with pg_connect() as admin:
-        admin.execute(f"CREATE DATABASE {dbname}")
-    try:
-        os.environ["DATABASE_URL"] = pg_url_for(dbname)
-        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "signalpost.settings")
-        os.environ["DEBUG"] = "0"
-        sys.path.insert(0, str(REPO_ROOT))
-        import django
-
-        django.setup()
-        from django.core.management import call_command
-
+    with django_on_throwaway_database("dates"):
         from signalpost.automations.models import Automation, Enrollment
         from signalpost.automations.selectors import dated_subscribers, profiles_date_reached
         from signalpost.automations.services import (
@@ -149,7 +137,6 @@ def main():
             enroll_date_reached,
         )
 
-        call_command("migrate", verbosity=0)
         print(f"load before: {os.getloadavg()[0]:.2f}")
         started = time.perf_counter()
         weekly = populate(options.people, options.shared)
@@ -206,12 +193,6 @@ def main():
             print(f"enroll_date_reached, {label}: {created:,} enrolled in {elapsed:.0f} ms")
         print(f"enrollments: {Enrollment.objects.count():,}")
         print(f"load after: {os.getloadavg()[0]:.2f}")
-    finally:
-        from django.db import connections
-
-        connections.close_all()
-        with pg_connect() as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {dbname} WITH (FORCE)")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -27,6 +29,33 @@ def pg_connect(dbname="postgres"):
 
 def pg_url_for(dbname):
     return urlsplit(PG_URL)._replace(path=f"/{dbname}").geturl()
+
+
+@contextmanager
+def django_on_throwaway_database(label):
+    """Run Django in this process on a new, migrated PostgreSQL database
+    ``signalpost_bench_<label>_<pid>``, dropped on the way out (even on an error)."""
+    dbname = f"signalpost_bench_{label}_{os.getpid()}"
+    with pg_connect() as admin:
+        admin.execute(f"CREATE DATABASE {dbname}")
+    try:
+        os.environ["DATABASE_URL"] = pg_url_for(dbname)
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "signalpost.settings")
+        os.environ["DEBUG"] = "0"
+        sys.path.insert(0, str(REPO_ROOT))
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0)
+        yield dbname
+    finally:
+        from django.db import connections
+
+        connections.close_all()
+        with pg_connect() as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {dbname} WITH (FORCE)")
 
 
 def free_port():

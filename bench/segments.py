@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import REPO_ROOT, pg_connect, pg_url_for
+from harness import django_on_throwaway_database
 
 FILTERS = {
     "plan equals pro": {
@@ -255,24 +255,12 @@ def main():
     parser.add_argument("--runs", type=int, default=15)
     options = parser.parse_args()
 
-    dbname = f"signalpost_bench_segments_{os.getpid()}"
-    with pg_connect() as admin:
-        admin.execute(f"CREATE DATABASE {dbname}")
-    try:
-        os.environ["DATABASE_URL"] = pg_url_for(dbname)
-        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "signalpost.settings")
-        os.environ["DEBUG"] = "0"
-        sys.path.insert(0, str(REPO_ROOT))
-        import django
-
-        django.setup()
-        from django.core.management import call_command
+    with django_on_throwaway_database("segments"):
         from django.utils import timezone
 
         from signalpost.newsletters.segments import segment_rules_check
         from signalpost.newsletters.selectors import segment_subscriptions
 
-        call_command("migrate", verbosity=0)
         started = time.perf_counter()
         weekly, engagement_rows = populate(options.people)
         print(
@@ -307,12 +295,6 @@ def main():
             f"\nslowest count of all: {worst:.1f} ms (goal < 200 ms); load after: "
             f"{os.getloadavg()[0]:.2f}"
         )
-    finally:
-        from django.db import connections
-
-        connections.close_all()
-        with pg_connect() as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {dbname} WITH (FORCE)")
 
 
 if __name__ == "__main__":
