@@ -218,8 +218,9 @@ def test_an_edited_email_reaches_those_who_have_not_got_there_yet(
     assert subjects_to(smtp_inbox, "ann@example.com") == ["Day one", "Day three, edited"]
 
 
-@pytest.mark.django_db(transaction=True)
-def test_a_branch_follows_who_clicked_the_previous_email(smtp_inbox, newsletter, moved_clock):
+def nudge_started(smtp_inbox, newsletter):
+    """An active "Nudge": an email, a day, then a second email only for who did not
+    click the first (a branch over it), then a tag; Ann and Bob subscribed to it."""
     automation = automation_create(
         newsletter=newsletter,
         name="Nudge",
@@ -234,6 +235,12 @@ def test_a_branch_follows_who_clicked_the_previous_email(smtp_inbox, newsletter,
     )
     automation_activate(automation=automation)
     subscribe_both(smtp_inbox, newsletter)
+    return automation
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_branch_follows_who_clicked_the_previous_email(smtp_inbox, newsletter, moved_clock):
+    automation = nudge_started(smtp_inbox, newsletter)
     step_issue = automation.steps.get(position=0).issue
     ann = Delivery.objects.get(issue=step_issue, email="ann@example.com")
     Engagement.objects.create(
@@ -502,20 +509,7 @@ BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.
 def test_a_branch_follows_a_real_click_on_the_emails_tracked_link(
     smtp_inbox, newsletter, moved_clock, client
 ):
-    automation = automation_create(
-        newsletter=newsletter,
-        name="Nudge",
-        trigger="subscribed",
-        steps=[
-            email("Look at this"),
-            wait(DAY),
-            {"kind": "branch", "config": {"if": {"clicked": 0}, "goto": 4}},
-            email("You missed this"),
-            {"kind": "tag_add", "config": {"tag": "nudged"}},
-        ],
-    )
-    automation_activate(automation=automation)
-    subscribe_both(smtp_inbox, newsletter)
+    automation = nudge_started(smtp_inbox, newsletter)
     [message] = [m for m in smtp_inbox.to("ann@example.com") if m["Subject"] == "Look at this"]
     [link] = TRACKED.findall(html_part(message))
     # A person reads it a minute later (a click within seconds of delivery is a scanner's).
