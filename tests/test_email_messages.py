@@ -268,7 +268,12 @@ def test_a_name_typed_by_a_subscriber_cannot_add_a_header(issue, kind):
     )
     data = build(kind, issue=issue, profile=profile).as_bytes()
 
-    assert b"Bcc" not in data.split(b"\r\n\r\n", 1)[0]
+    header_block = data.split(b"\r\n\r\n", 1)[0]
+    # No header starts with the injected name: not a line of its own, not a folded one.
+    header_names = {line.split(b":", 1)[0].lower() for line in header_block.split(b"\r\n")}
+    assert b"bcc" not in header_names, header_block
+    assert "Bcc" not in parsed(data), header_block
+    assert b"\r\nBcc" not in header_block and b"\nBcc" not in header_block, header_block
     assert parsed(data)["To"] == "quoted.name@example.com"
 
 
