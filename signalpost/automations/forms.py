@@ -28,6 +28,8 @@ ROWS_MAX = 60
 WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 # The wait's duration fields, in seconds each.
 DURATION_UNITS = (("days", 86400), ("hours", 3600), ("minutes", 60), ("seconds", 1))
+# The date trigger's offset, typed in whole days and hours.
+OFFSET_UNITS = DURATION_UNITS[:2]
 BRANCH_CONDITIONS = [("clicked", "clicked a link of email step"), ("has_tag", "has the tag")]
 _STEP_MESSAGE = re.compile(r"^Step (\d+): ")
 # The services' names of settings the form types in other fields.
@@ -211,10 +213,7 @@ class StepForm(forms.Form):
         kind, config = step["kind"], step["config"]
         initial: dict[str, Any] = {"kind": kind}
         if kind == Step.Kind.WAIT and "seconds" in config:
-            left = config["seconds"]
-            for unit, seconds in DURATION_UNITS:
-                amount, left = divmod(left, seconds)
-                initial[f"wait_{unit}"] = str(amount) if amount else ""
+            initial.update(_duration_shown(config["seconds"], prefix="wait", units=DURATION_UNITS))
         elif kind == Step.Kind.WAIT:
             initial.update(wait_weekday=str(config["weekday"]), wait_time=config["time"])
         elif kind == Step.Kind.EMAIL:
@@ -245,39 +244,51 @@ def _whole(text: str) -> int | str:
     return text
 
 
-def _offset_seconds(data: dict[str, Any]) -> int | str:
-    """The date trigger's offset typed as days and hours before or after the date, in
-    seconds (0 when none is typed), or the wrong text for the validation to refuse."""
-    typed = {unit: data[f"offset_{unit}"] for unit in ("days", "hours") if data[f"offset_{unit}"]}
+def _duration_typed(data: dict[str, Any], *, prefix: str, units: tuple) -> int | str | None:
+    """The duration typed into the fields ``<prefix>_<unit>``, in seconds; None when
+    nothing is typed; the wrong text itself, for the validation to refuse."""
+    typed = {unit: data[f"{prefix}_{unit}"] for unit, _ in units if data[f"{prefix}_{unit}"]}
+    if not typed:
+        return None
     amounts = {unit: _whole(text) for unit, text in typed.items()}
     wrong = [text for text in amounts.values() if isinstance(text, str)]
     if wrong:
         return wrong[0]
     whole = cast(dict[str, int], amounts)
-    seconds = whole.get("days", 0) * 86400 + whole.get("hours", 0) * 3600
+    return sum(whole.get(unit, 0) * size for unit, size in units)
+
+
+def _duration_shown(seconds: int, *, prefix: str, units: tuple) -> dict[str, str]:
+    """The fields ``<prefix>_<unit>`` showing ``seconds`` (the largest units first; what
+    the smallest unit cannot show is left out)."""
+    shown, left = {}, seconds
+    for unit, size in units:
+        amount, left = divmod(left, size)
+        shown[f"{prefix}_{unit}"] = str(amount) if amount else ""
+    return shown
+
+
+def _offset_seconds(data: dict[str, Any]) -> int | str:
+    """The date trigger's offset typed as days and hours before or after the date, in
+    seconds (0 when none is typed), or the wrong text for the validation to refuse."""
+    seconds = _duration_typed(data, prefix="offset", units=OFFSET_UNITS) or 0
+    if isinstance(seconds, str):
+        return seconds
     return -seconds if data["offset_when"] != "after" else seconds
 
 
 def _offset_initial(seconds: int) -> dict[str, str]:
-    days, hours = divmod(abs(seconds) // 3600, 24)
     return {
-        "offset_days": str(days) if days else "",
-        "offset_hours": str(hours) if hours else "",
+        **_duration_shown(abs(seconds), prefix="offset", units=OFFSET_UNITS),
         "offset_when": "after" if seconds > 0 else "before",
     }
 
 
 def _wait_config(data: dict[str, Any]) -> dict[str, Any]:
     config: dict[str, Any] = {}
-    typed = {unit: data[f"wait_{unit}"] for unit, _ in DURATION_UNITS if data[f"wait_{unit}"]}
-    if typed:
-        amounts = {unit: _whole(text) for unit, text in typed.items()}
-        wrong = [text for text in amounts.values() if isinstance(text, str)]
-        config["seconds"] = (
-            wrong[0]
-            if wrong
-            else sum(amounts.get(unit, 0) * seconds for unit, seconds in DURATION_UNITS)
-        )
+    seconds = _duration_typed(data, prefix="wait", units=DURATION_UNITS)
+    if seconds is not None:
+        config["seconds"] = seconds
     if data["wait_weekday"] or data["wait_time"]:
         config["weekday"] = _whole(data["wait_weekday"])
         config["time"] = data["wait_time"].strip()
