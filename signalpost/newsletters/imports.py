@@ -242,14 +242,17 @@ def email_check(raw_email):
     return email_normalize(raw_email)
 
 
-def row_check(row, *, ip_normalized=False):
+def row_check(row, *, consent_normalized=False):
     """Return ``(email, name, consent_at, consent_ip)`` for a row, or raise ``ValidationError``.
 
     ``consent_at`` may be text (ISO 8601) or already a ``datetime`` (a format made it);
-    ``ip_normalized``: ``consent_ip`` is "" or normalised already (a format made it).
+    ``consent_normalized``: ``consent_at`` is an aware datetime or None and ``consent_ip``
+    "" or normalised already (a format made them: ``ImportFormat.consent_normalized``).
     """
     email = email_check(formula_unescape(row.get("email", "").strip()))
     name = name_clean(formula_unescape((row.get("name") or "").strip()))
+    if consent_normalized:
+        return email, name, row.get("consent_at") or None, row.get("consent_ip") or None
     consent_at = row.get("consent_at") or None
     if isinstance(consent_at, str):
         text = consent_at.strip()
@@ -262,7 +265,7 @@ def row_check(row, *, ip_normalized=False):
     if consent_at is not None and timezone.is_naive(consent_at):
         consent_at = timezone.make_aware(consent_at)
     consent_ip = (row.get("consent_ip") or "").strip() or None
-    if consent_ip and not ip_normalized:
+    if consent_ip:
         try:
             consent_ip = ip_normalize(consent_ip)
         except ValueError as error:
@@ -314,12 +317,12 @@ def subscribers_import(
         import_format, rows = csv_open(binary, format_name=format_name)
         # Signalpost's own columns need no mapping (others: attributes and tags).
         mapper = import_format.map if import_format.map is not native_row else None
-        ip_normalized = import_format.ip_normalized
+        consent_normalized = import_format.consent_normalized
         report = ImportReport(format=import_format.name)
         source = f"import:{import_format.name}"
     else:
         mapper = _mapped
-        ip_normalized = False
+        consent_normalized = False
         report = ImportReport(format=format_label or "")
         source = f"import:{format_label}"
 
@@ -378,7 +381,7 @@ def subscribers_import(
                 continue
             try:
                 mapped = mapper(row) if mapper is not None else row
-                checked = row_check(mapped, ip_normalized=ip_normalized)
+                checked = row_check(mapped, consent_normalized=consent_normalized)
             except ValidationError as error:
                 reject(number, row_email(row)[:254], "; ".join(error.messages))
                 continue
