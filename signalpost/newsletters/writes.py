@@ -183,12 +183,11 @@ IMPORT_TABLE_CREATE = {
     "(email, name, consent_at, consent_ip, attributes, tags)",
 }
 IMPORT_COLUMNS = "email, name, consent_at, consent_ip, attributes, tags"
-# Each row's tags as rows of (email, name): a table function of the JSON list.
-TAG_ROWS = {
-    "postgresql": f"SELECT i.email, t.value AS name FROM {IMPORT_TABLE} i "
-    "CROSS JOIN jsonb_array_elements_text(i.tags) t WHERE i.tags IS NOT NULL",
-    "sqlite": f"SELECT i.email, t.value AS name FROM {IMPORT_TABLE} i "
-    "JOIN json_each(i.tags) t WHERE i.tags IS NOT NULL",
+# A row's tags, each a row t of a table function of the JSON list (its name: t.value); put
+# the list's column in {}.
+TAG_ELEMENTS = {
+    "postgresql": "CROSS JOIN jsonb_array_elements_text({}) t",
+    "sqlite": "JOIN json_each({}) t",
 }
 # Keeps the planner from pulling the derived table up into the INSERT's SELECT, where the
 # profile lookup would run twice a row, once for the filter and once for the value (EXPLAIN
@@ -294,18 +293,22 @@ def _tags_insert_sql(cursor: Any, now_value: Any) -> dict[str, list[int]]:
     """
     quote: Callable[[str | None], str] = connection.ops.quote_name  # type: ignore[assignment]
     tags, links, profile = quote(Tag._meta.db_table), ProfileTag._meta, Profile._meta
-    tag_rows = TAG_ROWS[connection.vendor]
+    elements = TAG_ELEMENTS[connection.vendor]
     cursor.execute(
-        f"INSERT INTO {tags} (name, created_at) SELECT DISTINCT r.name, %s FROM ({tag_rows}) r "
-        "WHERE true ORDER BY r.name ON CONFLICT DO NOTHING",
+        f"INSERT INTO {tags} (name, created_at) SELECT DISTINCT t.value, %s FROM {IMPORT_TABLE} i "
+        f"{elements.format('i.tags')} WHERE i.tags IS NOT NULL "
+        "ORDER BY t.value ON CONFLICT DO NOTHING",
         [now_value],
     )
+    # The profile is found once a row, then joined to each of its tags (found once a tag,
+    # it was probed twice for a row with two tags: bench/README.md, # Import).
     cursor.execute(
         f"INSERT INTO {quote(links.db_table)} (profile_id, tag_id, created_at) "
         "SELECT b.profile_id, g.id, %s FROM ("
-        f"SELECT (SELECT p.id FROM {quote(profile.db_table)} p WHERE lower(p.email) = r.email) "
-        f"AS profile_id, r.name FROM ({tag_rows}) r {SUBQUERY_FENCE[connection.vendor]}) b "
-        f"JOIN {tags} g ON g.name = b.name WHERE b.profile_id IS NOT NULL "
+        f"SELECT (SELECT p.id FROM {quote(profile.db_table)} p WHERE lower(p.email) = i.email) "
+        f"AS profile_id, i.tags FROM {IMPORT_TABLE} i WHERE i.tags IS NOT NULL "
+        f"{SUBQUERY_FENCE[connection.vendor]}) b {elements.format('b.tags')} "
+        f"JOIN {tags} g ON g.name = t.value WHERE b.profile_id IS NOT NULL "
         "ORDER BY b.profile_id, g.id ON CONFLICT DO NOTHING RETURNING tag_id, profile_id",
         [now_value],
     )
