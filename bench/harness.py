@@ -125,6 +125,18 @@ def proc_cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def tree_cpu_seconds(pid):
+    """CPU seconds of ``pid`` and all its descendants so far, the reaped ones included
+    (a server that replaces its worker processes loses none of their time)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return 0.0
+    own = sum(int(fields[index]) for index in (11, 12, 13, 14)) / CLOCK_TICKS
+    return own + sum(tree_cpu_seconds(int(child)) for child in children)
+
+
 def own_cpu_seconds(*, children=False):
     """CPU seconds of this process, and of its children it has waited for if asked."""
     times = os.times()

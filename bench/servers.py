@@ -40,16 +40,16 @@ from pathlib import Path
 
 from clicks import _manage_shell
 from harness import (
-    CLOCK_TICKS,
     REPO_ROOT,
     Service,
     free_port,
     pg_connect,
     pg_url_for,
     run,
+    tree_cpu_seconds,
     wait_ready,
 )
-from subscribe import children_of, percentile, wrk_figures
+from subscribe import percentile, wrk_figures
 
 WRK = shutil.which("wrk")
 CLIENTS = 32
@@ -95,16 +95,6 @@ SETUPS = {
     "granian 1x1": _granian(1, 1),
 }
 ENDPOINTS = ["bare", "healthz", "click", "home", "css"]
-
-
-def tree_cpu_seconds(pid):
-    """CPU seconds of ``pid`` and all its descendants so far, the reaped ones included."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except OSError:
-        return 0.0
-    own = sum(int(fields[index]) for index in (11, 12, 13, 14)) / CLOCK_TICKS
-    return own + sum(tree_cpu_seconds(child) for child in children_of(pid))
 
 
 def _wrk(base, seconds, script, *args):
