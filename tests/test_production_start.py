@@ -120,6 +120,12 @@ def test_every_unsafe_setting_is_named_at_once():
     ]
 
 
+def test_web_threads_and_memory_limits_out_of_range_are_named():
+    problems = production_problems({**SAFE, "WEB_THREADS": "0", "WEB_MAX_RSS_MB": "lots"})
+    assert [problem.split()[0] for problem in problems] == ["WEB_THREADS", "WEB_MAX_RSS_MB"]
+    assert production_problems({**SAFE, "WEB_THREADS": "2", "WEB_MAX_RSS_MB": "256"}) == []
+
+
 def test_the_start_refuses_an_unsafe_configuration_listing_every_problem(tmp_path):
     refused = signalpost(
         "serve",
