@@ -43,7 +43,14 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlencode
 
-from harness import REPO_ROOT, free_port, pg_connect, pg_url_for, run, tree_cpu_seconds
+from harness import (
+    REPO_ROOT,
+    free_port,
+    pg_connect,
+    production_environment,
+    run,
+    tree_cpu_seconds,
+)
 from production import production_start
 from subscribe import TOKEN_PATTERN, children_of, percentile, wrk_figures
 
@@ -154,22 +161,17 @@ def main():
     server = None
     subscribe = None
     try:
-        env = {
-            **{k: v for k, v in os.environ.items() if k not in {"DEBUG", "SIGNALPOST_MODE"}},
-            "DATABASE_URL": pg_url_for(dbname),
-            "CACHE_URL": REDIS_URL,
-            "EMAIL_URL": "locmem:",
-            "SECRET_KEY": "bench-" + "k" * 60,
-            "ALLOWED_HOSTS": "127.0.0.1",
-            "SITE_URL": "https://news.example.com",
-            "SIGNALPOST_ADDRESS": f"127.0.0.1:{free_port()}",
-            "STATIC_ROOT": str(logdir / "static"),
-            "WEB_CONCURRENCY": "2",
-            "TASK_WORKERS": "1",
-            "SUBSCRIBE_RATE_PER_IP": "0",  # all 32 clients are 127.0.0.1
-            "BENCH_PATHS_FILE": str(paths_file),
-            "BENCH_SUBSCRIBE_SLUG": SUBSCRIBE_SLUG,
-        }
+        env = production_environment(
+            dbname,
+            cache_url=REDIS_URL,
+            logdir=logdir,
+            SIGNALPOST_ADDRESS=f"127.0.0.1:{free_port()}",
+            WEB_CONCURRENCY="2",
+            TASK_WORKERS="1",
+            SUBSCRIBE_RATE_PER_IP="0",  # all 32 clients are 127.0.0.1
+            BENCH_PATHS_FILE=str(paths_file),
+            BENCH_SUBSCRIBE_SLUG=SUBSCRIBE_SLUG,
+        )
         server, _home, _health = production_start(env, logdir, "serve")
         shell_env = {**env, "SIGNALPOST_MODE": "production"}
         print(_manage_shell(shell_env, (SUPPORT / "setup_issue.py").read_text(), "setup").strip())

@@ -44,7 +44,7 @@ from harness import (
     Service,
     free_port,
     pg_connect,
-    pg_url_for,
+    production_environment,
     run,
     tree_cpu_seconds,
     wait_ready,
@@ -211,19 +211,14 @@ def main():
     worker = None
     table = {}
     try:
-        env = {
-            **{k: v for k, v in os.environ.items() if k not in {"DEBUG"}},
-            "DJANGO_SETTINGS_MODULE": "signalpost.settings",
-            "SIGNALPOST_MODE": "production",
-            "DATABASE_URL": pg_url_for(dbname),
-            "CACHE_URL": REDIS_URL,
-            "EMAIL_URL": "locmem:",
-            "SECRET_KEY": "bench-" + "k" * 60,
-            "ALLOWED_HOSTS": "127.0.0.1",
-            "SITE_URL": "https://news.example.com",
-            "STATIC_ROOT": str(logdir / "static"),
-            "BENCH_PATHS_FILE": str(paths_file),
-        }
+        env = production_environment(
+            dbname,
+            cache_url=REDIS_URL,
+            logdir=logdir,
+            DJANGO_SETTINGS_MODULE="signalpost.settings",
+            SIGNALPOST_MODE="production",
+            BENCH_PATHS_FILE=str(paths_file),
+        )
         python = str(VENV_BIN / "python")
         run([python, "manage.py", "migrate", "--no-input"], env=env, what="migrate")
         run([python, "manage.py", "collectstatic", "--no-input"], env=env, what="collectstatic")
