@@ -221,7 +221,7 @@ def main():
     print(
         f"\n{CLIENTS} clients, wrk, {seconds} s per endpoint after a {WARMUP_SECONDS} s warm-up, "
         "one after the other on the same server: signalpost serve (granian, 2 processes "
-        "+ 1 task worker), PostgreSQL, Redis"
+        f"x {os.environ.get('WEB_THREADS', '2')} threads + 1 task worker), PostgreSQL, Redis"
     )
     print(f"load: {os.getloadavg()[0]:.2f} (1 min average, after the run)")
     print("| | requests/s | p50 ms | p99 ms | as meant | other answers | web server CPU ms |")

@@ -10,7 +10,7 @@ What runs (everything on 127.0.0.1, on free ports):
 - a fresh PostgreSQL database (``signalpost_bench_prod_<pid>``) and Redis (database 15,
   flushed before and after) as the cache;
 - ``signalpost serve`` (the documented production start) with ``WEB_CONCURRENCY=2``
-  granian processes of ``WEB_THREADS`` threads (default 1) and ``TASK_WORKERS=1``,
+  granian processes of ``WEB_THREADS`` threads (default 2) and ``TASK_WORKERS=1``,
   ``SITE_URL=https://...``, static files collected into a temporary ``STATIC_ROOT`` and
   served by WhiteNoise. The time from starting the command to the first 200 of ``/`` and
   of ``/healthz`` (which needs a worker's heartbeat) is measured twice: on the empty

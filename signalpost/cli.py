@@ -62,9 +62,9 @@ def web_command(environ, *, app="signalpost.wsgi:application"):
         sys.executable, "-m", "granian", app, "--interface", "wsgi", *bind,
         "--workers", environ.get("WEB_CONCURRENCY", "2"),
         # Threads per process that run Django. The server's own work (HTTP, keep-alive,
-        # queueing) is in Rust and needs none; one thread has no GIL to share, and was
-        # the cheapest per request: bench/README.md (Web servers).
-        "--blocking-threads", environ.get("WEB_THREADS", "1"),
+        # queueing) is in Rust and needs none; two let a quick request pass a slow page
+        # and were as cheap per request as one: bench/README.md (Web servers).
+        "--blocking-threads", environ.get("WEB_THREADS", "2"),
         "--http", "1", "--no-ws",
         # Signalpost logs one line per request itself (signalpost.logs).
         *(["--access-log"] if environ.get("WEB_ACCESS_LOG") == "1" else []),
