@@ -21,7 +21,7 @@ proportion to batches of ``SEND_BATCH_SIZE``, not to people), each worker's peak
 (``VmHWM``), and the sink's count. Goal (issue #23): the automation at least 80 % of the
 fan-out's rate, measured in the same run.
 
-And the web page meanwhile: ``signalpost serve`` (gunicorn, production settings,
+And the web page meanwhile: ``signalpost serve`` (granian, production settings,
 ``WEB_CONCURRENCY=2``, no task worker of its own) on the same database, and a small
 closed-loop GET load on its home page ``/`` all along (``page_load.py``: 2 clients, each
 pausing 0.1 s after every answer, so at most 20 requests a second; 127.0.0.1 only). Its

@@ -10,9 +10,10 @@ What runs (everything on 127.0.0.1, on free ports):
 
 - a fresh PostgreSQL database (``signalpost_bench_clicks_<pid>``) and Redis (database 14,
   flushed before and after) as the cache;
-- ``signalpost serve`` (the documented production start: gunicorn ``WEB_CONCURRENCY=2``
-  workers of 4 threads, and ``TASK_WORKERS=1`` task worker, whose heartbeat records the
-  clicks while the load runs and which sends the confirmation emails to ``locmem:``),
+- ``signalpost serve`` (the documented production start: granian, ``WEB_CONCURRENCY=2``
+  processes of ``WEB_THREADS`` threads, and ``TASK_WORKERS=1`` task worker, whose
+  heartbeat records the clicks while the load runs and which sends the confirmation
+  emails to ``locmem:``),
   with ``SUBSCRIBE_RATE_PER_IP=0`` (every client is 127.0.0.1);
 - one sent issue with 10 links to 2,000 subscribers (``clicks_support/setup_issue.py``):
   20,000 distinct tracked paths, shuffled; and a public double opt-in newsletter;
@@ -22,9 +23,8 @@ What runs (everything on 127.0.0.1, on free ports):
   /subscribe/`` with a new address each time (``subscribe_support/wrk_post.lua``, the
   CSRF cookie and token from one GET of the form). Both count through
   ``wrk_support/tally.lua``: requests/s and latency percentiles of the answers that were
-  what they should be (302; 200), and every other answer. For each, the gunicorn
-  processes' CPU per answer (from ``/proc``: the master, its live workers and the
-  workers it reaped, as gunicorn replaces one every ~5,000 requests).
+  what they should be (302; 200), and every other answer. For each, the web server's
+  CPU per answer (from ``/proc``: its process and its descendants, live or reaped).
 
 Then the server and its worker stop, and the clicks still in the inbox are recorded in
 this process's child (``hits_record_all``, timed: the recording rate of one worker). No
@@ -43,7 +43,14 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlencode
 
-from harness import CLOCK_TICKS, REPO_ROOT, free_port, pg_connect, pg_url_for, proc_cpu_seconds, run
+from harness import (
+    REPO_ROOT,
+    free_port,
+    pg_connect,
+    production_environment,
+    run,
+    tree_cpu_seconds,
+)
 from production import production_start
 from subscribe import TOKEN_PATTERN, children_of, percentile, wrk_figures
 
@@ -108,39 +115,26 @@ def _subscribe_form(base):
 
 
 def _measured(base, seconds, master, script, arguments):
-    """A warm-up and a measured wrk run of ``script``; the measured figures, with gunicorn's
-    CPU per successful answer. ``arguments(part)`` gives the script's arguments of a part
+    """A warm-up and a measured wrk run of ``script``; the measured figures, with the web
+    server's CPU per successful answer. ``arguments(part)`` gives the script's arguments of a part
     (``"w"``: warm-up, ``"m"``: measured)."""
     warmup = _wrk(base, WARMUP_SECONDS, script, *arguments("w"))
-    cpu_before = _gunicorn_cpu(master)
+    cpu_before = tree_cpu_seconds(master)
     figures = _wrk(base, seconds, script, *arguments("m"))
-    figures["cpu_ms"] = (_gunicorn_cpu(master) - cpu_before) * 1000 / max(1, figures["ok"])
+    figures["cpu_ms"] = (tree_cpu_seconds(master) - cpu_before) * 1000 / max(1, figures["ok"])
     figures["warmup_ok"] = warmup["ok"]
     return figures
 
 
-def _gunicorn_master(server_pid):
-    """The gunicorn master under ``signalpost serve`` (not its task worker)."""
-    todo = [server_pid]
-    while todo:  # breadth first: the master comes before its workers
-        pid = todo.pop(0)
+def _web_server(server_pid):
+    """The web server under ``signalpost serve`` (granian; not its task worker)."""
+    for pid in children_of(server_pid):
         try:
-            if b"gunicorn" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            if b"granian" in Path(f"/proc/{pid}/cmdline").read_bytes():
                 return pid
         except OSError:
             continue
-        todo.extend(children_of(pid))
-    raise SystemExit("no gunicorn under signalpost serve")
-
-
-def _gunicorn_cpu(master):
-    """CPU seconds gunicorn has used so far: the master, its live workers, and the workers
-    it has reaped (``--max-requests`` replaces a worker every ~5,000 requests: a list of
-    worker pids taken once would lose a replaced worker's time and could go backwards)."""
-    fields = Path(f"/proc/{master}/stat").read_text().rpartition(")")[2].split()
-    # utime, stime, cutime, cstime: the master's own and its reaped children's
-    total = sum(int(fields[index]) for index in (11, 12, 13, 14)) / CLOCK_TICKS
-    return total + sum(proc_cpu_seconds(pid) or 0.0 for pid in children_of(master))
+    raise SystemExit("no web server under signalpost serve")
 
 
 def _row(label, figures):
@@ -167,27 +161,22 @@ def main():
     server = None
     subscribe = None
     try:
-        env = {
-            **{k: v for k, v in os.environ.items() if k not in {"DEBUG", "SIGNALPOST_MODE"}},
-            "DATABASE_URL": pg_url_for(dbname),
-            "CACHE_URL": REDIS_URL,
-            "EMAIL_URL": "locmem:",
-            "SECRET_KEY": "bench-" + "k" * 60,
-            "ALLOWED_HOSTS": "127.0.0.1",
-            "SITE_URL": "https://news.example.com",
-            "SIGNALPOST_ADDRESS": f"127.0.0.1:{free_port()}",
-            "STATIC_ROOT": str(logdir / "static"),
-            "WEB_CONCURRENCY": "2",
-            "TASK_WORKERS": "1",
-            "SUBSCRIBE_RATE_PER_IP": "0",  # all 32 clients are 127.0.0.1
-            "BENCH_PATHS_FILE": str(paths_file),
-            "BENCH_SUBSCRIBE_SLUG": SUBSCRIBE_SLUG,
-        }
+        env = production_environment(
+            dbname,
+            cache_url=REDIS_URL,
+            logdir=logdir,
+            SIGNALPOST_ADDRESS=f"127.0.0.1:{free_port()}",
+            WEB_CONCURRENCY="2",
+            TASK_WORKERS="1",
+            SUBSCRIBE_RATE_PER_IP="0",  # all 32 clients are 127.0.0.1
+            BENCH_PATHS_FILE=str(paths_file),
+            BENCH_SUBSCRIBE_SLUG=SUBSCRIBE_SLUG,
+        )
         server, _home, _health = production_start(env, logdir, "serve")
         shell_env = {**env, "SIGNALPOST_MODE": "production"}
         print(_manage_shell(shell_env, (SUPPORT / "setup_issue.py").read_text(), "setup").strip())
         base = f"http://{env['SIGNALPOST_ADDRESS']}"
-        master = _gunicorn_master(server.pid)
+        master = _web_server(server.pid)
         clicks = _measured(
             base, seconds, master, SUPPORT / "wrk_paths.lua", lambda part: [str(paths_file)]
         )
@@ -231,17 +220,17 @@ def main():
     none_lost = rows >= answered and still == 0 and rows - answered <= CLIENTS * 2
     print(
         f"\n{CLIENTS} clients, wrk, {seconds} s per endpoint after a {WARMUP_SECONDS} s warm-up, "
-        "one after the other on the same server: signalpost serve (gunicorn -w 2 --threads 4 "
-        "+ 1 task worker), PostgreSQL, Redis"
+        "one after the other on the same server: signalpost serve (granian, 2 processes "
+        f"x {os.environ.get('WEB_THREADS', '2')} threads + 1 task worker), PostgreSQL, Redis"
     )
     print(f"load: {os.getloadavg()[0]:.2f} (1 min average, after the run)")
-    print("| | requests/s | p50 ms | p99 ms | as meant | other answers | gunicorn CPU ms |")
+    print("| | requests/s | p50 ms | p99 ms | as meant | other answers | web server CPU ms |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     print(_row("`GET /c/<token>` (302)", clicks))
     if subscribe:
         print(_row("`POST /subscribe/` (200)", subscribe))
     print(
-        "gunicorn CPU: per answer, the master and its workers (replaced ones included); "
+        "web server CPU: per answer, its processes (replaced ones included); "
         f"redirects/s that CPU allows on 2 idle cores: {2000 / clicks['cpu_ms']:,.0f}"
     )
     for figures in (clicks, subscribe):
@@ -262,7 +251,7 @@ def main():
         print(
             f"Redirects are {ratio:.2f}x subscribe's requests/s "
             f"(goal {RATIO_GOAL:.0f}x: {'met' if ratio >= RATIO_GOAL else 'missed'}); "
-            f"gunicorn CPU per subscribe POST is {subscribe['cpu_ms'] / clicks['cpu_ms']:.1f}x "
+            f"web server CPU per subscribe POST is {subscribe['cpu_ms'] / clicks['cpu_ms']:.1f}x "
             f"a redirect's; p99 goal {P99_GOAL_MS:.0f} ms: "
             f"{'met' if clicks['p99'] < P99_GOAL_MS else 'missed'}"
         )

@@ -58,6 +58,22 @@ def django_on_throwaway_database(label):
             admin.execute(f"DROP DATABASE IF EXISTS {dbname} WITH (FORCE)")
 
 
+def production_environment(dbname, *, cache_url, logdir, **extra):
+    """The environment of Signalpost in production mode on ``dbname`` for a benchmark:
+    emails to ``locmem:``, static files collected into ``logdir``; ``extra`` on top."""
+    return {
+        **{k: v for k, v in os.environ.items() if k not in {"DEBUG", "SIGNALPOST_MODE"}},
+        "DATABASE_URL": pg_url_for(dbname),
+        "CACHE_URL": cache_url,
+        "EMAIL_URL": "locmem:",
+        "SECRET_KEY": "bench-" + "k" * 60,
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "SITE_URL": "https://news.example.com",
+        "STATIC_ROOT": str(Path(logdir) / "static"),
+        **extra,
+    }
+
+
 def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -123,6 +139,18 @@ def proc_cpu_seconds(pid):
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def tree_cpu_seconds(pid):
+    """CPU seconds of ``pid`` and all its descendants so far, the reaped ones included
+    (a server that replaces its worker processes loses none of their time)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return 0.0
+    own = sum(int(fields[index]) for index in (11, 12, 13, 14)) / CLOCK_TICKS
+    return own + sum(tree_cpu_seconds(int(child)) for child in children)
 
 
 def own_cpu_seconds(*, children=False):

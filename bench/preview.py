@@ -10,8 +10,8 @@ What it does, all on 127.0.0.1 and cleaned up at the end:
 - Sets up as ``bench/fanout.py`` does (its ``Sink`` and ``Signalpost`` classes): a fresh
   PostgreSQL database with ``--size`` active subscribers, production settings, Redis as the
   cache, an SMTP sink that discards what it gets.
-- Starts gunicorn as ``signalpost serve`` does (2 workers x 4 threads) and logs a staff
-  user in (a session cookie and a CSRF token, as the page's script sends them).
+- Starts gunicorn as ``signalpost serve`` did before granian (2 workers x 4 threads) and
+  logs a staff user in (a session cookie and a CSRF token, as the page's script sends them).
 - **Quiet**: ``--requests`` POSTs to ``/admin/publishing/issue/<id>/preview/`` one after
   another, each a 20 kB Markdown body (headings, paragraphs, lists, links, code) with one
   word changed each time, as typing does (the renderer remembers only the last body).

@@ -10,7 +10,7 @@ What runs (everything on 127.0.0.1, on free ports):
 - a fresh PostgreSQL database (``signalpost_bench_prod_<pid>``) and Redis (database 15,
   flushed before and after) as the cache;
 - ``signalpost serve`` (the documented production start) with ``WEB_CONCURRENCY=2``
-  gunicorn workers of ``WEB_THREADS=4`` threads each and ``TASK_WORKERS=1``,
+  granian processes of ``WEB_THREADS`` threads (default 2) and ``TASK_WORKERS=1``,
   ``SITE_URL=https://...``, static files collected into a temporary ``STATIC_ROOT`` and
   served by WhiteNoise. The time from starting the command to the first 200 of ``/`` and
   of ``/healthz`` (which needs a worker's heartbeat) is measured twice: on the empty
@@ -195,7 +195,7 @@ def main():
 
     print(
         f"\n{CLIENTS} clients, wrk, {seconds} s per page after a {WARMUP_SECONDS} s warm-up; "
-        f"production: gunicorn -w 2 --threads 4 + 1 task worker; runserver: DEBUG=1"
+        f"production: granian, 2 processes + 1 task worker; runserver: DEBUG=1"
     )
     print("| page | signalpost serve req/s | p50 ms | p99 ms | runserver req/s | p50 ms | p99 ms |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")

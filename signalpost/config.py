@@ -155,6 +155,15 @@ DEVELOPMENT_SECRET_KEY = "signalpost-development-key-never-use-in-production"
 SECRET_KEY_MIN_LENGTH = 50
 
 
+# The production start's numbers, each with the range the start check accepts.
+START_NUMBER_RANGES = {
+    "WEB_CONCURRENCY": (0, 64),
+    "WEB_THREADS": (1, 64),
+    "TASK_WORKERS": (0, 64),
+    "WEB_MAX_RSS_MB": (64, 1_000_000),
+}
+
+
 def production_problems(environ):
     """Return every reason the environment is unsafe to serve the public, one sentence each.
 
@@ -199,8 +208,8 @@ def production_problems(environ):
             f"SITE_URL is {site_url!r}, not https://: links in emails would travel "
             "unencrypted. Use https://, or set SITE_URL_ALLOW_HTTP=1 if you mean it."
         )
-    for name in ("WEB_CONCURRENCY", "WEB_THREADS", "TASK_WORKERS"):
+    for name, (low, high) in START_NUMBER_RANGES.items():
         raw = environ.get(name)
-        if raw is not None and not (raw.strip().isdigit() and int(raw) <= 64):
-            problems.append(f"{name} must be a whole number from 0 to 64; got {raw!r}.")
+        if raw is not None and not (raw.strip().isdigit() and low <= int(raw) <= high):
+            problems.append(f"{name} must be a whole number from {low} to {high}; got {raw!r}.")
     return problems

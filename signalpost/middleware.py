@@ -170,7 +170,7 @@ class HeadWithoutBodyMiddleware:
     """Answer HEAD with a GET's headers and no body.
 
     Django renders the page for HEAD as for GET; runserver drops the body but
-    gunicorn only warns and drops it itself. Dropping it here keeps the
+    some WSGI servers (gunicorn) only warn and drop it themselves. Dropping it here keeps the
     ``Content-Length`` the GET would have (RFC 9110) and the server quiet.
     """
 

@@ -1,4 +1,4 @@
-"""WSGI entry point: ``gunicorn signalpost.wsgi``."""
+"""WSGI entry point: ``signalpost serve`` runs it with granian (``signalpost.wsgi:application``)."""
 
 import gc
 import os

@@ -269,6 +269,22 @@ def test_a_persons_click_sends_link_clicked_and_enters_their_activity(client, le
     assert activity.detail == {"issue": issue.pk, "url": LINKS[1]}
 
 
+def test_each_persons_click_in_one_batch_enters_their_own_activity(client, letter, smtp_inbox):
+    people = ["ann@example.com", "bob@example.com", "cy@example.com"]
+    issue, messages = sent_issue(letter, smtp_inbox, people=people)
+    sent_a_minute_ago()
+    for index, message in enumerate(messages):
+        click(client, tracked_paths(message)[index % 2])
+    record_all()  # one batch: the activity rows are written together at its end
+    trail = Activity.objects.filter(event="link_clicked").values_list("profile__email", "detail")
+    expected = {}
+    for message in messages:
+        (email,) = [p for p in people if p in message["To"]]
+        index = people.index(email) % 2
+        expected[email] = {"issue": issue.pk, "url": LINKS[index]}
+    assert dict(trail) == expected
+
+
 def test_webhooks_get_human_clicks_only(client, letter, smtp_inbox, settings):
     settings.SIGNALPOST_WEBHOOKS_ALLOW_PRIVATE_TARGETS = True
     endpoint_create(url="http://127.0.0.1:9/in", events=["issue.clicked"])

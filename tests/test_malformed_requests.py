@@ -14,7 +14,6 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -29,6 +28,7 @@ from signalpost.accounts.models import Profile
 from signalpost.api.api import api
 from signalpost.api.tokens import api_token_create
 from signalpost.automations.services import automation_create
+from signalpost.cli import web_command
 from signalpost.newsletters import tokens
 from signalpost.newsletters.models import Subscription
 from signalpost.newsletters.services import segment_create, subscribe
@@ -590,7 +590,7 @@ def test_an_import_over_its_limit_is_a_413(token_api, weekly):
 
 @pytest.fixture
 def wsgi_call():
-    """Call the WSGI application gunicorn serves; return (status line, body).
+    """Call the WSGI application the web server serves; return (status line, body).
 
     As Django's test client does, requests do not close the test's connection.
     """
@@ -634,7 +634,8 @@ def test_an_unreadable_content_type_header_is_a_400(wsgi_call, weekly, url, cont
 
 @pytest.fixture
 def server(tmp_path):
-    """gunicorn serving Signalpost on a free port, its temporary files in ``tmp_path / "tmp"``."""
+    """The production web server (``signalpost serve``'s) serving Signalpost on a free port,
+    its temporary files in ``tmp_path / "tmp"``."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -647,12 +648,7 @@ def server(tmp_path):
         "DATABASE_URL": f"sqlite:///{tmp_path / 'unused.sqlite3'}",
     }
     process = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "gunicorn"),
-            "signalpost.wsgi",
-            "-b",
-            f"127.0.0.1:{port}",
-        ],
+        web_command({"SIGNALPOST_ADDRESS": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "1"}),
         cwd=settings.BASE_DIR,
         env=environment,
         stdout=subprocess.DEVNULL,
@@ -664,7 +660,7 @@ def server(tmp_path):
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             break
         except OSError:
-            assert process.poll() is None and time.monotonic() < deadline, "gunicorn did not start"
+            assert process.poll() is None and time.monotonic() < deadline, "no server"
             time.sleep(0.1)
     yield port, temporary
     process.terminate()

@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -119,6 +120,12 @@ def test_every_unsafe_setting_is_named_at_once():
     ]
 
 
+def test_web_threads_and_memory_limits_out_of_range_are_named():
+    problems = production_problems({**SAFE, "WEB_THREADS": "0", "WEB_MAX_RSS_MB": "lots"})
+    assert [problem.split()[0] for problem in problems] == ["WEB_THREADS", "WEB_MAX_RSS_MB"]
+    assert production_problems({**SAFE, "WEB_THREADS": "2", "WEB_MAX_RSS_MB": "256"}) == []
+
+
 def test_the_start_refuses_an_unsafe_configuration_listing_every_problem(tmp_path):
     refused = signalpost(
         "serve",
@@ -195,6 +202,37 @@ def test_an_unknown_url_gets_the_styled_404_page(production_site):
     status, _, body = fetch(production_site["base"] + "/no/such/page/")
     assert status == 404
     assert b"Page not found" in body and b"/static/signalpost/site." in body
+
+
+def children(pid):
+    text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    return [int(child) for child in text.split()]
+
+
+def web_processes(server):
+    """The pids of the web server's processes that run Django (under ``signalpost serve``)."""
+    (web,) = [
+        pid
+        for pid in children(server.pid)
+        if b"granian" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+    return set(children(web))
+
+
+def test_sighup_reloads_the_web_processes_while_the_site_answers(production_site):
+    base, server = production_site["base"], production_site["server"]
+    before = web_processes(server)
+    assert before
+    server.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    statuses = []
+    while (now := web_processes(server)) & before or not now:
+        statuses.append(fetch(base + "/healthz")[0])  # an OSError here: a refused request
+        assert time.monotonic() < deadline, production_site["log"].read_text()
+        time.sleep(0.1)
+    assert set(statuses) <= {200}
+    assert fetch(base + "/healthz")[0] == 200  # the new processes answer
+    assert server.poll() is None  # the supervisor kept running
 
 
 def test_sigterm_stops_web_and_workers(production_site):

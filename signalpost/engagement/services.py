@@ -3,8 +3,9 @@
 The redirect answers after one short insert into the inbox (``hit_record``); the
 workers' heartbeat (``hits_record``) takes the hits older than the judging window,
 judges each (``judge``), writes the ``Engagement`` rows, sends ``link_clicked`` /
-``email_opened`` and deletes the hits, all in one transaction: a hit is recorded
-exactly once, whichever worker gets it (``SKIP LOCKED``).
+``email_opened`` (their receivers' rows held back and written together) and deletes the
+hits, all in one transaction: a hit is recorded exactly once, whichever worker gets it
+(``SKIP LOCKED``).
 """
 
 from collections import defaultdict
@@ -19,6 +20,7 @@ from signalpost.conf import conf
 from signalpost.engagement.models import Engagement, Hit, Kind, Machine
 from signalpost.engagement.writes import hit_insert
 from signalpost.newsletters.models import Subscription
+from signalpost.newsletters.writes import receiver_rows_held_back
 from signalpost.publishing.models import Delivery
 from signalpost.signals import email_opened, link_clicked
 
@@ -102,8 +104,11 @@ def hits_record(*, now: datetime | None = None, limit: int = 1000) -> int:
         ]
         Engagement.objects.bulk_create([engagement for _hit, engagement in recorded])
         Hit.objects.filter(pk__in=[hit.pk for hit in hits]).delete()
-        for hit, engagement in recorded:
-            _signal_send(engagement, delivery=context.deliveries[hit.delivery_id], hit=hit)
+        # The receivers' rows (a person's activity row, a webhook's task row) go in one
+        # INSERT per table at the end of the batch, not one per click.
+        with receiver_rows_held_back():
+            for hit, engagement in recorded:
+                _signal_send(engagement, delivery=context.deliveries[hit.delivery_id], hit=hit)
     return len(hits)
 
 

@@ -34,6 +34,12 @@ def _link_unusable(request):
     return render_page(request, "signalpost/400.html", context, status=400)
 
 
+def _user_agent(request) -> str:
+    # From META, not request.headers: building the headers mapping walks all of META,
+    # which under granian also holds the process's environment (docs/deploy.md).
+    return request.META.get("HTTP_USER_AGENT", "")
+
+
 def _hit_record_safely(**hit) -> None:
     """Record a hit; a failure loses that one count, never the reader's way on."""
     try:
@@ -58,7 +64,7 @@ def click(request, token):
         delivery_id=delivery_id,
         kind=Kind.CLICK,
         link_index=index,
-        agent=click_agent(method=request.method, user_agent=request.headers.get("User-Agent", "")),
+        agent=click_agent(method=request.method, user_agent=_user_agent(request)),
     )
     response = HttpResponseRedirect(url)
     response["Referrer-Policy"] = "no-referrer"
@@ -78,6 +84,6 @@ def open_pixel(request, token):
         delivery_id=delivery_id,
         kind=Kind.OPEN,
         link_index=None,
-        agent=open_agent(method=request.method, user_agent=request.headers.get("User-Agent", "")),
+        agent=open_agent(method=request.method, user_agent=_user_agent(request)),
     )
     return HttpResponse(PIXEL, content_type="image/gif")

@@ -70,8 +70,9 @@ def subscriptions_insert(*, subscriptions: list[Subscription]) -> list[Subscript
 def receiver_rows_held_back() -> AbstractContextManager[None]:
     """Hold back the activity and task rows that receivers write inside the block, and
     write them at its end, one INSERT per table, in the caller's transaction
-    (``rows.rows_deferred``): a batch of sign-ups' signals then cost one statement per
-    table, not one per person and receiver."""
+    (``rows.rows_deferred``): a batch of sign-ups' signals (or of recorded clicks,
+    ``engagement.services.hits_record``) then cost one statement per table, not one per
+    person and receiver."""
     return rows_deferred()
 
 
