@@ -1,6 +1,7 @@
 """The documented production start (`signalpost serve`), started for real and stopped."""
 
 import gzip
+import json
 import os
 import re
 import signal
@@ -259,3 +260,40 @@ def test_when_one_process_dies_the_others_are_stopped_and_the_start_fails():
     )
     assert status == 3  # systemd sees the failure and restarts the whole
     assert time.monotonic() - started < 30  # the sleeper was stopped, not waited for
+
+
+def test_the_process_environment_stays_out_of_request_meta(tmp_path):
+    """granian builds each environ on a copy of the process's variables: META drops them."""
+    port = free_port()
+    env = {**os.environ, "SIGNALPOST_TEST_SECRET": "hunter2", "SECRET_KEY": "s" * 64}
+    log = open(tmp_path / "granian.log", "w+")  # noqa: SIM115 (closed below)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "granian", "tests.wsgi_meta:application", "--interface",
+         "wsgi", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while True:
+            assert server.poll() is None, (tmp_path / "granian.log").read_text()
+            try:
+                status, _, body = fetch(f"http://127.0.0.1:{port}/a/path?q=1")
+                break
+            except OSError:
+                assert time.monotonic() < deadline, (tmp_path / "granian.log").read_text()
+                time.sleep(0.25)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+    assert status == 200
+    keys = json.loads(body)
+    # Why the request class filters: the server hands the variables to every request.
+    assert {"SIGNALPOST_TEST_SECRET", "SECRET_KEY"} <= set(keys["server"])
+    assert "SIGNALPOST_TEST_SECRET" not in keys["meta"]
+    assert "SECRET_KEY" not in keys["meta"] and "PATH" not in keys["meta"]
+    assert {"REQUEST_METHOD", "PATH_INFO", "QUERY_STRING", "HTTP_HOST"} <= set(keys["meta"])
