@@ -30,7 +30,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from fanout import SUBJECT, Signalpost, Sink, issue_body
-from harness import proc_cpu_seconds
+from harness import proc_cpu_seconds, worker_drain
 
 # What the split times, by label: (module, owner or None, attribute). Nested ones (the
 # message build inside the transport's send) are subtracted from their caller's.
@@ -41,6 +41,7 @@ SPLIT = [
     ("sent marks", "signalpost.publishing.writes", "SentMarks", "mark"),
     ("  of which settle", "signalpost.publishing.writes", "SentMarks", "settle"),
     ("claim", "signalpost.publishing.tasks", None, "deliveries_claim"),
+    ("batch (all of it)", "signalpost.publishing.tasks", None, "batch_send"),
     ("finish check", "signalpost.publishing.tasks", None, "issue_finish_if_done"),
     ("halt checks", "signalpost.publishing.tasks", None, "issue_send_halted"),
 ]
@@ -54,11 +55,18 @@ def parse_args():
     return parser.parse_args()
 
 
-class Split:
-    """CPU seconds inside each of ``SPLIT``'s functions, by label, while installed."""
+# Run once per batch or less: for these the backend's CPU is read too (from /proc).
+PER_BATCH = {"claim", "finish check", "halt checks", "batch (all of it)"}
 
-    def __init__(self):
+
+class Split:
+    """CPU seconds inside each of ``SPLIT``'s functions, by label, while installed; for
+    ``PER_BATCH`` ones also the PostgreSQL backend's (``backend``: its pid)."""
+
+    def __init__(self, backend):
+        self.backend = backend
         self.seconds = {label: 0.0 for label, *_ in SPLIT}
+        self.backend_seconds = {label: 0.0 for label in PER_BATCH}
         self.restore = []
 
     def install(self):
@@ -78,47 +86,22 @@ class Split:
     def _timed(self, label, function):
         seconds = self.seconds
         clock = time.process_time
+        backend = self.backend if label in PER_BATCH else None
 
         def timed(*args, **kwargs):
             start = clock()
+            backend_start = proc_cpu_seconds(backend) if backend else 0.0
             try:
                 return function(*args, **kwargs)
             finally:
                 seconds[label] += clock() - start
+                if backend:
+                    self.backend_seconds[label] += proc_cpu_seconds(backend) - backend_start
 
         return timed
 
 
-def drain():
-    """Run the worker loop until the queue is empty; return (CPU s, statements)."""
-    from django.db import connection
-
-    from signalpost.durable.worker import BatchWorker
-
-    worker = BatchWorker(
-        worker_id="bench-fanout-sender",
-        queue_names=["default"],
-        excluded_queue_names=[],
-        backend_name="default",
-        interval=0,
-        max_batch_size=100,
-        exit_when_idle=True,
-        max_tasks=None,
-    )
-    statements = 0
-
-    def count(execute, sql, params, many, context):
-        nonlocal statements
-        statements += 1
-        return execute(sql, params, many, context)
-
-    cpu = time.process_time()
-    with connection.execute_wrapper(count):
-        worker.run()
-    return time.process_time() - cpu, statements
-
-
-def send_once(newsletter, *, profiler=None, split=None):
+def send_once(newsletter, *, profiler=None, split=False):
     """Send a new issue to ``newsletter``'s subscribers; return the figures."""
     from django.db import connection
 
@@ -130,13 +113,14 @@ def send_once(newsletter, *, profiler=None, split=None):
         cursor.execute("SELECT pg_backend_pid()")
         backend = cursor.fetchone()[0]
     backend_before = proc_cpu_seconds(backend)
+    split = Split(backend) if split else None
     if split is not None:
         split.install()
     if profiler is not None:
         profiler.enable()
     try:
         issue_send(issue=issue)
-        cpu, statements = drain()
+        cpu, statements = worker_drain(worker_id="bench-fanout-sender")
     finally:
         if profiler is not None:
             profiler.disable()
@@ -151,6 +135,7 @@ def send_once(newsletter, *, profiler=None, split=None):
         "cpu": cpu,
         "backend": backend_cpu,
         "statements": statements,
+        "split": split,
     }
 
 
@@ -173,9 +158,9 @@ def main():
             "and of its PostgreSQL backend"
         )
         for number in range(args.rounds):
-            split = Split()
             before = sink.stats()["messages"]
-            result = send_once(newsletter, split=split)
+            result = send_once(newsletter, split=True)
+            split = result["split"]
             time.sleep(0.3)  # the sink counts what it has accepted
             received = sink.stats()["messages"] - before
             emails = max(1, result["sent"])
@@ -187,12 +172,26 @@ def main():
                 flush=True,
             )
             seconds = dict(split.seconds)
+            batches = seconds.pop("batch (all of it)")
             # The settle runs inside the SMTP exchange (before the data) and the mark.
-            rest = result["cpu"] - sum(
+            rest = batches - sum(
                 value for label, value in seconds.items() if label != "  of which settle"
             )
-            for label, value in [*seconds.items(), ("everything else", rest)]:
-                print(f"  {label:<22} {1000 * value / emails:6.3f} ms per email")
+            print("  sender, inside the batches:")
+            for label, value in [*seconds.items(), ("the rest of the batches", rest)]:
+                print(f"    {label:<24} {1000 * value / emails:6.3f} ms per email")
+            outside = result["cpu"] - batches
+            print(f"    {'outside the batches':<24} {1000 * outside / emails:6.3f} ms per email")
+            backend = split.backend_seconds
+            marks = backend["batch (all of it)"] - sum(
+                value for label, value in backend.items() if label != "batch (all of it)"
+            )
+            print("  PostgreSQL backend:")
+            for label in ("claim", "finish check", "halt checks"):
+                print(f"    {label:<24} {1000 * backend[label] / emails:6.3f} ms per email")
+            print(f"    {'the rest of the batches':<24} {1000 * marks / emails:6.3f} (load, marks)")
+            outside = result["backend"] - backend["batch (all of it)"]
+            print(f"    {'outside the batches':<24} {1000 * outside / emails:6.3f} (preparing)")
         if args.profile:
             profiler = cProfile.Profile(time.process_time)
             send_once(newsletter, profiler=profiler)
