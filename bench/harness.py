@@ -187,3 +187,35 @@ def wait_ready(port, path, *, service, timeout=90.0):
         except OSError:
             time.sleep(0.3)
     raise SystemExit(f"{service.name} not ready after {timeout:.0f} s:\n{service.tail()}")
+
+
+def worker_drain(*, worker_id, show_sql=False):
+    """Run the worker loop (``BatchWorker``, what ``manage.py db_worker`` runs) in this
+    process until the queue is empty; return (CPU seconds, SQL statements run)."""
+    from django.db import connection
+
+    from signalpost.durable.worker import BatchWorker
+
+    worker = BatchWorker(
+        worker_id=worker_id,
+        queue_names=["default"],
+        excluded_queue_names=[],
+        backend_name="default",
+        interval=0,
+        max_batch_size=100,
+        exit_when_idle=True,
+        max_tasks=None,
+    )
+    statements = 0
+
+    def count(execute, sql, params, many, context):
+        nonlocal statements
+        statements += 1
+        if show_sql:
+            print(f"  SQL {sql[:300]}")
+        return execute(sql, params, many, context)
+
+    cpu = time.process_time()
+    with connection.execute_wrapper(count):
+        worker.run()
+    return time.process_time() - cpu, statements

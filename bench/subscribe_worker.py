@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import REPO_ROOT, Service, free_port, pg_connect, pg_url_for
+from harness import REPO_ROOT, Service, free_port, pg_connect, pg_url_for, worker_drain
 from subscribe import REDIS_URL, sink_counts
 
 SUPPORT_DIR = Path(__file__).resolve().parent / "subscribe_support"
@@ -86,33 +86,9 @@ def signups_queue(newsletter, count, tag):
 
 def drain(*, show_sql=False):
     """Run the worker loop until the queue is empty; return (CPU s, wall s, statements)."""
-    from django.db import connection
-
-    from signalpost.durable.worker import BatchWorker
-
-    worker = BatchWorker(
-        worker_id="bench-subscribe-worker",
-        queue_names=["default"],
-        excluded_queue_names=[],
-        backend_name="default",
-        interval=0,
-        max_batch_size=100,
-        exit_when_idle=True,
-        max_tasks=None,
-    )
-    statements = 0
-
-    def count(execute, sql, params, many, context):
-        nonlocal statements
-        statements += 1
-        if show_sql:
-            print(f"  SQL {sql[:300]}")
-        return execute(sql, params, many, context)
-
-    cpu, wall = time.process_time(), time.monotonic()
-    with connection.execute_wrapper(count):
-        worker.run()
-    return time.process_time() - cpu, time.monotonic() - wall, statements
+    wall = time.monotonic()
+    cpu, statements = worker_drain(worker_id="bench-subscribe-worker", show_sql=show_sql)
+    return cpu, time.monotonic() - wall, statements
 
 
 def main():

@@ -25,8 +25,8 @@ from signalpost.accounts.models import Profile
 from signalpost.mail.messages import (
     Letterhead,
     QuotedPrintableLines,
-    _quoted_printable,
     address_is_plain,
+    quoted_printable,
 )
 from signalpost.mail.transport import message_send
 from signalpost.newsletters import emails
@@ -37,6 +37,7 @@ from signalpost.newsletters.links import (
     preferences_path,
     unsubscribe_path,
 )
+from signalpost.newsletters.models import EmailTemplate
 from signalpost.publishing.models import Delivery
 from signalpost.publishing.rendering import IssueMessages
 from signalpost.publishing.services import deliveries_claim, issue_create, issue_send
@@ -469,5 +470,110 @@ def test_a_send_encodes_its_bodies_line_by_line_as_the_whole_text_encodes():
             istext=True,
         ).replace(b"\n", b"\r\n")
 
-        assert _quoted_printable(text, lines) == whole == _quoted_printable(text)
+        assert quoted_printable(text, lines) == whole == quoted_printable(text)
     assert len(lines.encoded) == 40
+
+
+# What subscribers type into their name, and addresses with characters quoted-printable
+# escapes: every one of them must give the same bytes through a batch's templates as
+# through encoding the whole personalised text.
+HOSTILE_NAMES = [
+    "Ann",
+    "Zoë Ñandú 😀 Ærøskøbing",
+    "a=b == =3D =\u00a0",
+    "x" * 300,
+    "trailing spaces   ",
+    "trailing tab\t",
+    "Mallory\r\nBcc: victim@example.com",
+    "line\nbreak",
+    "lone\rcarriage return",
+    "ends with CR\r",
+    "\nstarts with LF",
+    ".",
+    "<b>&amp; \"quoted\" 'single'</b>",
+    " " * 80,
+]
+HOSTILE_ADDRESSES = ["ann@example.com", "a=b+c=d@example.com", f"{'l' * 64}@example.com"]
+LINKED_BODY = (
+    BODY
+    + "\n\nRead [the long version](https://example.org/long?a=1&b=2), "
+    + "then [another](https://example.org/"
+    + "x" * 90
+    + ").\n"
+)
+
+
+@pytest.fixture
+def tracked_issue(db, settings):
+    settings.SIGNALPOST_SITE_URL = "https://news.example.com"
+    newsletter = make_newsletter(
+        slug="tracked",
+        name="Tracked",
+        sender_email="news@example.com",
+        track_clicks=True,
+        track_opens=True,
+        track_plain_text_links=True,
+    )
+    return issue_create(newsletter=newsletter, subject="Links", body_markdown=LINKED_BODY)
+
+
+def general_bytes(message):
+    """``message``'s bytes with its personalised text encoded whole, as before templates."""
+    from signalpost.mail.messages import Bodies, Message
+
+    whole = Message(
+        message.letterhead,
+        to=message.to,
+        message_id=message.message_id,
+        unsubscribe_url=message.unsubscribe_url,
+        bodies=Bodies(text=message.text, html=message.html),
+        envelope_sender=message.envelope_sender,
+    )
+    return whole.as_bytes()
+
+
+@pytest.mark.parametrize("templates", ["as shipped", "crlf", "no final newline"])
+def test_a_batch_builds_the_bytes_encoding_the_whole_text_builds_for_any_name(
+    tracked_issue, monkeypatch, templates
+):
+    import uuid
+
+    from signalpost.mail import messages as mail_messages
+
+    if templates != "as shipped":
+        # The newsletter's own templates, stored in the admin: CRLF line ends (what a
+        # browser's textarea sends), or no line end after the last line.
+        text = "Hello {{ name }},\n\n{{ body_text }}\n\nUnsubscribe: {{ unsubscribe_url }}"
+        page = '<p>Hi {{ name }}</p>\n{{ body_html }}\n<a href="{{ unsubscribe_url }}">x</a>'
+        if templates == "crlf":
+            text, page = text.replace("\n", "\r\n") + "\r\n", page.replace("\n", "\r\n")
+        for name, body in [("issue.txt", text), ("issue.html", page)]:
+            EmailTemplate.objects.create(name=name, newsletter=tracked_issue.newsletter, body=body)
+    from signalpost.publishing import rendering
+
+    monkeypatch.setattr(mail_messages.uuid, "uuid4", lambda: uuid.UUID(int=24))
+    monkeypatch.setattr(mail_messages, "_date_line", lambda: b"Date: fixed\r\n")
+    # Which names took the whole text's encoding: those with a line break, and every
+    # one with CRLF templates; the others must take the templates', or this proves nothing.
+    whole_encoded = []
+    encode_whole = rendering.quoted_printable
+    monkeypatch.setattr(
+        rendering,
+        "quoted_printable",
+        lambda text, lines=None: whole_encoded.append(name) or encode_whole(text, lines),
+    )
+    messages = IssueMessages(tracked_issue, tracking=True)
+    number = 0
+    for address in HOSTILE_ADDRESSES:
+        for name in HOSTILE_NAMES:
+            number += 1
+            profile = Profile(pk=number, email=address, name=name)
+            delivery = Delivery(pk=number, issue=tracked_issue, email=address)
+            message = messages.personalise(delivery, profile=profile)
+
+            fast = message.as_bytes()
+
+            assert fast == general_bytes(message), (address, name)
+            assert b"/c/" in fast
+    breaks = {name for name in HOSTILE_NAMES if "\r" in name or "\n" in name}
+    assert set(whole_encoded) == (set(HOSTILE_NAMES) if templates == "crlf" else breaks)

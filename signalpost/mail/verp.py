@@ -9,9 +9,13 @@ and a forged address is ignored. ``p<id>`` names a profile (subscription emails)
 """
 
 import base64
+import functools
+import hashlib
+import hmac
 import re
 
-from django.utils.crypto import constant_time_compare, salted_hmac
+from django.conf import settings
+from django.utils.crypto import constant_time_compare
 
 from signalpost.conf import conf
 
@@ -20,8 +24,16 @@ _TOKEN = re.compile(r"([dp])([0-9a-z]{1,13})-([a-z2-7]{12})")
 
 
 def _mac(kind: str, number: str) -> str:
-    digest = salted_hmac(_SALT, f"{kind}{number}", algorithm="sha256").digest()
+    """``salted_hmac(_SALT, kind + number, algorithm="sha256")``'s digest, its key derived
+    once per ``SECRET_KEY`` (a send makes one per message), in base 32."""
+    digest = hmac.digest(_key(settings.SECRET_KEY), f"{kind}{number}".encode(), "sha256")
     return base64.b32encode(digest).decode("ascii").lower()[:12]
+
+
+@functools.lru_cache(maxsize=4)
+def _key(secret: str | bytes) -> bytes:
+    secret_bytes = secret if isinstance(secret, bytes) else secret.encode()
+    return hashlib.sha256(_SALT.encode() + secret_bytes).digest()
 
 
 def _base36(number: int) -> str:

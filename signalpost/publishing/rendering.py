@@ -14,12 +14,21 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 
 from django.utils.safestring import mark_safe
 
 from signalpost.conf import conf
 from signalpost.mail import verp
-from signalpost.mail.messages import Letterhead, Message, site_domain
+from signalpost.mail.messages import (
+    Bodies,
+    Letterhead,
+    Message,
+    QuotedPrintableLines,
+    QuotedPrintableTemplate,
+    quoted_printable,
+    site_domain,
+)
 from signalpost.newsletters import emails, mailmerge
 from signalpost.newsletters.links import PersonalLinks, absolute
 from signalpost.publishing import markdown_sandbox, plaintext
@@ -195,6 +204,12 @@ class IssueMessages:
         )
         # has a name -> (text, html) with placeholders, or None: render for each reader.
         self._variants: dict[bool, tuple[str, str] | None] = {}
+        # has a name -> the variant's two parts as quoted-printable templates.
+        self._templates: dict[bool, tuple[QuotedPrintableTemplate, QuotedPrintableTemplate]] = {}
+        marks = [re.escape(mark) for mark in self._placeholders[0].values() if mark]
+        if self.tracked is not None:
+            marks.append(self.tracked.placeholders.pattern)
+        self._personal = re.compile("|".join(marks))
         self.letterhead = Letterhead(
             subject=subject_prefix + issue.subject, newsletter=self.newsletter
         )
@@ -258,28 +273,101 @@ class IssueMessages:
         if before_render is not None and self._variants.get(has_name) is None:
             before_render()
         variant = self._variant(has_name)
+        track = None
+        if self.tracked is not None and delivery.pk:
+            track = self.tracked.personaliser(issue_id=self.issue.pk, delivery_id=delivery.pk)
         if variant is None:
             text, body_html = self._render(values)
+            if track is not None:
+                text, body_html = track(text), track(body_html)
+            bodies: Bodies = Bodies(text=text, html=body_html)
         else:
             placeholders = self._placeholders[0]
-            text = _substitute(variant[0], placeholders, values)
-            body_html = _substitute(
-                variant[1],
-                placeholders,
-                {field: html.escape(value) for field, value in values.items()},
+            escaped = {field: html.escape(value) for field, value in values.items()}
+            bodies = _PersonalBodies(
+                variant,
+                self._variant_templates(has_name, variant),
+                text=_personaliser(placeholders, values, track),
+                html=_personaliser(placeholders, escaped, track),
             )
-        if self.tracked is not None and delivery.pk:
-            tokens = {"issue_id": self.issue.pk, "delivery_id": delivery.pk}
-            text = self.tracked.personalise(text, **tokens)
-            body_html = self.tracked.personalise(body_html, **tokens)
         return self.letterhead.message(
             to=delivery.email,
             message_id=message_id or self.message_id(delivery),
             unsubscribe_url=unsubscribe,
-            text=text,
-            html=body_html,
+            bodies=bodies,
             envelope_sender=verp.return_path(kind="d", pk=delivery.pk),
         )
+
+    def _variant_templates(
+        self, has_name: bool, variant: tuple[str, str]
+    ) -> tuple[QuotedPrintableTemplate, QuotedPrintableTemplate]:
+        if has_name not in self._templates:
+            self._templates[has_name] = (
+                QuotedPrintableTemplate(variant[0], self._personal),
+                QuotedPrintableTemplate(variant[1], self._personal),
+            )
+        return self._templates[has_name]
+
+
+def _personaliser(
+    placeholders: dict[str, str], values: dict[str, str], track: Callable[[str], str] | None
+) -> Callable[[str], str]:
+    """One reader's values in place of the placeholders, then their link tokens: for a
+    whole part or any of its lines alike (no placeholder holds a line end)."""
+
+    def personalise(part: str) -> str:
+        part = _substitute(part, placeholders, values)
+        return part if track is None else track(part)
+
+    return personalise
+
+
+class _PersonalBodies(Bodies):
+    """One reader's parts of a variant: as bytes from its templates, as text only if asked.
+
+    Either form is the parts' ``personalise``-d variant text: the bytes are
+    ``Bodies.quoted_printable``'s for that text (``QuotedPrintableTemplate``), and
+    when a template cannot tell (a value holding a line break) they are made from it.
+    """
+
+    def __init__(
+        self,
+        variant: tuple[str, str],
+        templates: tuple[QuotedPrintableTemplate, QuotedPrintableTemplate],
+        *,
+        text: Callable[[str], str],
+        html: Callable[[str], str],
+    ):
+        self._variant = variant
+        self._templates = templates
+        self._personalise = (text, html)
+        self._parts: list[str | None] = [None, None]
+
+    def _part(self, number: int) -> str:
+        part = self._parts[number]
+        if part is None:
+            part = self._personalise[number](self._variant[number])
+            self._parts[number] = part
+        return part
+
+    @property
+    def text(self) -> str:  # type: ignore[override]
+        return self._part(0)
+
+    @property
+    def html(self) -> str:  # type: ignore[override]
+        return self._part(1)
+
+    def quoted_printable(self, lines: QuotedPrintableLines) -> tuple[bytes, bytes]:
+        encoded = []
+        for number, template in enumerate(self._templates):
+            part = None
+            if template.usable:
+                part = template.encode(self._personalise[number])
+            if part is None:
+                part = quoted_printable(self._part(number), lines)
+            encoded.append(part)
+        return encoded[0], encoded[1]
 
 
 def _tracked_body(issue) -> TrackedBody | None:

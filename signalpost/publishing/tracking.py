@@ -159,14 +159,32 @@ class TrackedBody:
         self.html = tracked
         self._pattern = re.compile(rf"{slot}(?:n(\d+)z|o)")
 
+    @property
+    def placeholders(self) -> re.Pattern[str]:
+        """What ``personalise`` replaces: a line without a match is every reader's."""
+        return self._pattern
+
     def personalise(self, part: str, *, issue_id: int, delivery_id: int) -> str:
         """``part`` with every link placeholder swapped for this delivery's token."""
+        return self.personaliser(issue_id=issue_id, delivery_id=delivery_id)(part)
+
+    def personaliser(self, *, issue_id: int, delivery_id: int) -> Callable[[str], str]:
+        """``personalise`` for one delivery's parts, or their lines: each token signed once."""
         click = self._clicks.maker(issue_id=issue_id, delivery_id=delivery_id)
+        tokens: dict[str | None, str] = {}
 
         def token(match: re.Match[str]) -> str:
             index = match.group(1)
-            if index is None:
-                return self._opens.make(issue_id=issue_id, delivery_id=delivery_id, index="o")
-            return click(int(index))
+            made = tokens.get(index)
+            if made is None:
+                if index is None:
+                    made = self._opens.make(issue_id=issue_id, delivery_id=delivery_id, index="o")
+                else:
+                    made = click(int(index))
+                tokens[index] = made
+            return made
 
-        return self._pattern.sub(token, part)
+        def personalise(part: str) -> str:
+            return self._pattern.sub(token, part)
+
+        return personalise
