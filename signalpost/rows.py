@@ -11,7 +11,8 @@ condition for half the CPU of ``raw()`` or ``filter().first()``.
 ``rows_insert_select_for`` writes a batch's rows, one per id, in one INSERT ... SELECT.
 ``rows_insert`` writes many instances of a model in one INSERT, each as ``row_insert``
 would; inside ``rows_deferred()``, the rows of ``row_insert(..., deferrable=True)``
-wait for the block's end and go in one INSERT per model.
+wait for the block's end and go in one INSERT per model, and the work of
+``rows_deferred_work`` runs then, once per key for all its items.
 """
 
 import contextlib
@@ -36,6 +37,9 @@ _selects: dict[
 # each instance with its values (computed when it was queued, as save() computes them).
 type _Pending = dict[tuple[type[Model], str], list[tuple[Model, list[Any]]]]
 _deferred: ContextVar[_Pending | None] = ContextVar("rows_deferred", default=None)
+# What rows_deferred_work() queued inside rows_deferred(): by key, the function and its items.
+type _Work = dict[Any, tuple[Callable[[list[Any]], Any], list[Any]]]
+_work_deferred: ContextVar[_Work | None] = ContextVar("rows_deferred_work", default=None)
 # Rows per multi-row INSERT: well under SQLite's 32,766 parameters for any model here.
 ROWS_PER_INSERT = 500
 
@@ -216,13 +220,34 @@ def rows_deferred() -> Iterator[None]:
     held back is written.
     """
     pending: _Pending = {}
-    token = _deferred.set(pending)
+    work: _Work = {}
+    token, work_token = _deferred.set(pending), _work_deferred.set(work)
     try:
         yield
     finally:
         _deferred.reset(token)
+        _work_deferred.reset(work_token)
     for (_model, using), prepared in pending.items():
         _rows_write(prepared, using)
+    for function, items in work.values():
+        function(items)
+
+
+def rows_deferred_work(key: Any, item: Any, function: Callable[[list[Any]], Any]) -> bool:
+    """Inside ``rows_deferred()``, add ``item`` to the work named ``key`` and return ``True``:
+    at the block's end (after its rows are written, still in the caller's transaction)
+    ``function`` is called once with the items of ``key``, in the order they came.
+    Outside, return ``False``: the caller does its work for ``item`` now.
+
+    For a receiver whose work is cheaper for many people at once (enrolling a batch of
+    sign-ups into a newsletter's automations: one statement for the batch). On an error
+    in the block nothing is called.
+    """
+    work = _work_deferred.get()
+    if work is None:
+        return False
+    work.setdefault(key, (function, []))[1].append(item)
+    return True
 
 
 def _insert_statement(

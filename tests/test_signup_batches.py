@@ -16,6 +16,7 @@ from django_tasks_db.models import DBTaskResult
 
 from signalpost.accounts.models import Profile
 from signalpost.activity.models import Activity
+from signalpost.automations.models import Automation, Enrollment
 from signalpost.durable.services import task_enqueue
 from signalpost.newsletters.models import Subscription, Suppression
 from signalpost.newsletters.services import ConsentEvidence, subscribe
@@ -133,6 +134,18 @@ def test_single_opt_in_activates_everyone_once_with_user_subscribed(newsletter, 
     for address in PEOPLE[:4]:
         profile = Profile.objects.get(email=address)
         assert list(profile.subscriptions.all()) == [newsletter]
+
+
+def test_a_batch_enrolls_everyone_in_the_welcome_automation_once_by_one_insert(newsletter):
+    welcome = Automation.objects.get(newsletter=newsletter, trigger=Automation.Trigger.SUBSCRIBED)
+    sign_up(newsletter, PEOPLE)
+    with CaptureQueriesContext(connection) as queries:
+        run_form_requests()
+    enrolled = Enrollment.objects.filter(automation=welcome).values_list(
+        "profile__email", flat=True
+    )
+    assert sorted(enrolled) == PEOPLE
+    assert len(inserts_into(queries.captured_queries, Enrollment)) == 1
 
 
 def test_a_malformed_or_oversized_address_in_the_middle_fails_alone(

@@ -21,22 +21,26 @@ from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from signalpost.newsletters.models import Subscription
-from signalpost.newsletters.services import subscribe, subscription_confirm
+from signalpost.newsletters.services import ConsentEvidence, subscribe, subscription_confirm
 from signalpost.newsletters.suppressions import suppressions_add
+from signalpost.newsletters.tasks import subscribe_queue
 from signalpost.publishing.models import Delivery
 from signalpost.publishing.services import issue_create
 from signalpost.signals import bounce_received, complaint_received
 from signalpost.webhooks import connections as webhook_connections
+from signalpost.webhooks import receivers as webhook_receivers
 from signalpost.webhooks.connections import opener_for
 from signalpost.webhooks.models import WebhookAttempt, WebhookEndpoint, WebhookMessage
 from signalpost.webhooks.selectors import endpoints_active_exist
 from signalpost.webhooks.services import endpoint_create, endpoint_delete
-from tests.durable_helpers import run_worker_until_idle
+from tests.durable_helpers import run_form_requests, run_worker_until_idle
 from tests.factories import make_newsletter
 from tests.recorders import SignalRecorder
 from tests.sending import issue_send_prepared
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+CONSENT = ConsentEvidence(at=timezone.now(), ip="203.0.113.7", user_agent="Browser/1.0")
 
 
 class Receiver:
@@ -249,6 +253,27 @@ def test_an_endpoint_created_in_the_subscribes_own_transaction_gets_its_event(
     run_worker_until_idle()
 
     assert len(receiver.requests) == 1
+
+
+def test_a_batch_of_sign_ups_asks_once_whether_endpoints_exist_and_each_gets_its_event(
+    hook_receiver, shared_cache, monkeypatch
+):
+    receiver = hook_receiver()
+    endpoint_create(url=receiver.url)
+    letter = make_newsletter(opt_in="double")
+    addresses = [f"reader{number}@example.com" for number in range(6)]
+    for address in addresses:
+        subscribe_queue(email=address, newsletter=letter, name="", consent=CONSENT)
+    asked = []
+    monkeypatch.setattr(
+        webhook_receivers, "endpoints_active_exist", lambda: asked.append(1) or True
+    )
+    run_form_requests()
+
+    assert len(asked) == 1
+    run_worker_until_idle()
+    events = sorted(json.loads(body)["data"]["email"] for _, body in receiver.requests)
+    assert events == addresses
 
 
 def test_once_the_last_endpoint_is_deleted_no_webhook_work_is_queued(hook_receiver, shared_cache):

@@ -27,6 +27,7 @@ from signalpost.conf import conf
 from signalpost.durable.maintenance import chore_due
 from signalpost.durable.signals import worker_beat
 from signalpost.newsletters.models import Newsletter, Subscription
+from signalpost.rows import rows_deferred_work
 from signalpost.signals import (
     bounce_received,
     complaint_received,
@@ -50,8 +51,21 @@ def welcome_for_new_newsletter(sender, *, instance, created, raw=False, **kwargs
 
 @receiver(user_subscribed, dispatch_uid="automations.enroll_subscribed")
 def enroll_on_subscribe(sender, *, profile, newsletter, subscription, **kwargs):
-    """A subscription became active: into the newsletter's subscribe automations."""
-    enroll_subscribed(newsletter=newsletter, profile_ids=[profile.pk], source=subscription.source)
+    """A subscription became active: into the newsletter's subscribe automations.
+
+    In a worker's batch of sign-ups (``rows.rows_deferred``) everyone who subscribed
+    to the same newsletter from the same source is enrolled together at the batch's
+    end, in its transaction: the same enrollments, a few statements per batch instead
+    of per person.
+    """
+    source = subscription.source
+
+    def enroll_together(profile_ids):
+        enroll_subscribed(newsletter=newsletter, profile_ids=profile_ids, source=source)
+
+    key = ("automations.enroll_subscribed", newsletter.pk, source)
+    if not rows_deferred_work(key, profile.pk, enroll_together):
+        enroll_together([profile.pk])
 
 
 @receiver(subscribers_imported, dispatch_uid="automations.enroll_imported")

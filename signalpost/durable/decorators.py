@@ -7,8 +7,10 @@ ids to receivers; ``durable_receiver_find`` also reads calls queued before ids
 existed (by import path).
 """
 
+import contextlib
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +48,35 @@ _FORMER_NAMES: dict[str, DurableReceiver] = {}
 DUPLICATES: list[tuple[DurableReceiver, DurableReceiver]] = []
 # Every wrapper made, to tell which were never connected to a signal (checks).
 DECLARED_WRAPPERS: list[Callable[..., Any]] = []
+# Inside only_if_answers_kept() (a worker's batch): what each ``only_if`` declared
+# ``only_if_per_batch`` answered, by function.
+_only_if_answers: ContextVar[dict[Callable[..., bool], bool] | None] = ContextVar(
+    "only_if_answers", default=None
+)
+
+
+@contextlib.contextmanager
+def only_if_answers_kept() -> Iterator[None]:
+    """Inside the block, ask each ``only_if`` declared ``only_if_per_batch`` once and keep
+    its answer: a worker's batch sends a signal per sign-up, and the webhook receivers'
+    "does any endpoint exist?" is then one cache read per batch, not one per sign-up."""
+    token = _only_if_answers.set({})
+    try:
+        yield
+    finally:
+        _only_if_answers.reset(token)
+
+
+def _only_if_allows(
+    only_if: Callable[..., bool], per_batch: bool, arguments: dict[str, Any]
+) -> bool:
+    answers = _only_if_answers.get() if per_batch else None
+    if answers is None:
+        return only_if(**arguments)
+    answer = answers.get(only_if)
+    if answer is None:
+        answer = answers[only_if] = bool(only_if(**arguments))
+    return answer
 
 
 def _register(durable_receiver: DurableReceiver) -> None:
@@ -72,12 +103,16 @@ def durable_receiver_find(name: str) -> DurableReceiver | None:
     return getattr(record_call, "durable_receiver", None)
 
 
-def _wrap(durable_receiver: DurableReceiver, only_if: Callable[..., bool] | None) -> Any:
+def _wrap(
+    durable_receiver: DurableReceiver,
+    only_if: Callable[..., bool] | None,
+    only_if_per_batch: bool = False,
+) -> Any:
     function = durable_receiver.function
 
     @functools.wraps(function)
     def record_call(sender: Any, signal: Signal, **arguments: Any) -> None:
-        if only_if is not None and not only_if(**arguments):
+        if only_if is not None and not _only_if_allows(only_if, only_if_per_batch, arguments):
             return
         durable_call_enqueue(
             durable_receiver=durable_receiver, sender=sender, signal=signal, arguments=arguments
@@ -126,6 +161,7 @@ def durable_receiver(
     queue_name: str = "default",
     priority: int = 0,
     only_if: Callable[..., bool] | None = None,
+    only_if_per_batch: bool = False,
     batch: bool = False,
     formerly: Iterable[str] = (),
 ) -> Callable[[Callable[..., Any]], Any]:
@@ -144,7 +180,9 @@ def durable_receiver(
     rerun harmless.
 
     ``only_if``, given the signal's arguments, decides at send time whether to
-    record the call at all. With ``batch=True`` the function instead takes
+    record the call at all. ``only_if_per_batch``: ``only_if`` reads none of the
+    arguments, so a worker asks it once per batch (``only_if_answers_kept``) and
+    keeps the answer for the batch. With ``batch=True`` the function instead takes
     ``calls`` (a list of ``durable.batches.DurableCall``) and returns the failed
     ones' errors by idempotency key (``durable.batches``). ``formerly`` lists ids
     this receiver had before, so calls queued under them still run here.
@@ -164,7 +202,7 @@ def durable_receiver(
             formerly=tuple(formerly),
         )
         _register(declared)
-        record_call = _wrap(declared, only_if)
+        record_call = _wrap(declared, only_if, only_if_per_batch)
         signal.connect(record_call, sender=sender, weak=False, dispatch_uid=id)
         return record_call
 

@@ -64,6 +64,7 @@ from signalpost.durable.batches import (
     durable_batches_split,
     task_batch_run,
 )
+from signalpost.durable.decorators import only_if_answers_kept
 from signalpost.durable.payload import payload_prefetch
 from signalpost.durable.services import durable_calls_collect
 from signalpost.durable.writes import task_result_build
@@ -240,13 +241,14 @@ class BatchWorker:
         outcomes: list[Outcome] = []
         not_started = {row.id for row in rows}
         try:
-            with durable_calls_collect() as queued:
-                self._run_rows(rows, outcomes, not_started)
-            follow_ups = self._claim_follow_ups(queued, claimed=len(rows))
-            if follow_ups:
-                rows = [*rows, *follow_ups]
-                not_started.update(row.id for row in follow_ups)
-                self._run_rows(follow_ups, outcomes, not_started)
+            with only_if_answers_kept():
+                with durable_calls_collect() as queued:
+                    self._run_rows(rows, outcomes, not_started)
+                follow_ups = self._claim_follow_ups(queued, claimed=len(rows))
+                if follow_ups:
+                    rows = [*rows, *follow_ups]
+                    not_started.update(row.id for row in follow_ups)
+                    self._run_rows(follow_ups, outcomes, not_started)
         finally:
             payload_prefetch([])
             self.tasks_run += len(outcomes)

@@ -19,6 +19,7 @@ from signalpost.accounts.models import Profile
 from signalpost.accounts.services import EMAIL_MAX_LENGTH
 from signalpost.conf import conf
 from signalpost.newsletters import embedding, tokens
+from signalpost.newsletters.answers import answer_render
 from signalpost.newsletters.forms import (
     AccountNewsletterForm,
     EmbeddedSubscribeForm,
@@ -159,14 +160,14 @@ def subscribe_page(request):
     newsletter = form.cleaned_data["newsletter"]
     subscribe_submitted(request, form=form, newsletter=newsletter, source=Source.FORM)
     # The answer depends only on what was submitted, never on who was subscribed.
-    return render_page(
+    return answer_render(
         request,
         "newsletters/subscribe_done.html",
         {
-            "user_email": email,
             "newsletter": newsletter,
             "needs_confirmation": newsletter.opt_in == Newsletter.OptIn.DOUBLE,
         },
+        personal={"user_email": email},
     )
 
 

@@ -54,7 +54,11 @@ def _messages_queue(event, idempotency_key, arguments):
 # ("webhooks.<event>") is found by grep. tests/test_webhooks_and_bounces.py checks
 # that every event of EVENTS but the erase has its receiver here, on its signal.
 webhook_receiver = functools.partial(
-    durable_receiver, max_attempts=5, backoff_base=10, only_if=endpoints_exist
+    durable_receiver,
+    max_attempts=5,
+    backoff_base=10,
+    only_if=endpoints_exist,
+    only_if_per_batch=True,
 )
 
 
