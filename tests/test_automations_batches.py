@@ -51,9 +51,9 @@ def enroll_and_run_once(people, settings):
     with CaptureQueriesContext(connection) as enrolling, transaction.atomic():
         enroll(automations=Automation.objects.filter(pk=automation.pk), profile_ids=profile_ids)
     with CaptureQueriesContext(connection) as running:
-        ids = enrollments_claim(claimer=f"test-{people}", limit=people)
-        enrollments_run(claimer=f"test-{people}", ids=ids)
-    assert len(ids) == people
+        claimed = enrollments_claim(claimer=f"test-{people}", limit=people)
+        enrollments_run(claimer=f"test-{people}", enrollments=claimed)
+    assert len(claimed) == people
     return (
         automation,
         bookkeeping(enrolling.captured_queries),

@@ -17,13 +17,17 @@ from datetime import datetime, time, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q, QuerySet, prefetch_related_objects
+from django.db.models import F, QuerySet, prefetch_related_objects
 
 from signalpost.accounts.models import Profile
 from signalpost.accounts.services import profile_attributes_update, profile_tags_set
 from signalpost.automations import clock
 from signalpost.automations.models import Automation, Enrollment, Step, StepRun
-from signalpost.automations.writes import step_runs_insert, step_runs_insert_sent
+from signalpost.automations.writes import (
+    enrollments_claim_due,
+    step_runs_insert,
+    step_runs_insert_sent,
+)
 from signalpost.conf import conf
 from signalpost.durability import asynchronous_commit
 from signalpost.durable.exceptions import PermanentFailure
@@ -70,50 +74,38 @@ class RunOutcome:
 
 
 @transaction.atomic
-def enrollments_claim(*, claimer: str, limit: int, rerun: bool = True) -> list[int]:
-    """Claim up to ``limit`` due enrollments of active automations for ``claimer``.
+def enrollments_claim(*, claimer: str, limit: int, rerun: bool = True) -> list[Enrollment]:
+    """Claim up to ``limit`` due enrollments of active automations for ``claimer``;
+    return them, oldest id first.
 
     A claimer that ran before (``rerun``: its task rerun after its worker died) gets
     its own unfinished claims back first; a claim older than the worker lease is
     taken for lost. Other workers' rows being claimed are skipped (SKIP LOCKED).
     A first run has no claims of its own to look for (that look reads the whole
-    table: no index holds ``claimed_by``).
+    table: no index holds ``claimed_by``). The claim is one statement that also
+    reads the rows (``writes.enrollments_claim_due``).
     """
     now = clock.now()
     if rerun:
         own = list(
-            Enrollment.objects.filter(
-                claimed_by=claimer, status=Enrollment.Status.ACTIVE
-            ).values_list("id", flat=True)[:limit]
+            Enrollment.objects.filter(claimed_by=claimer, status=Enrollment.Status.ACTIVE).order_by(
+                "id"
+            )[:limit]
         )
         if own:
             return own
     lost = now - timedelta(seconds=conf.WORKER_LEASE_SECONDS * 2)
-    ids = list(
-        Enrollment.objects.filter(
-            status=Enrollment.Status.ACTIVE,
-            next_run_at__lte=now,
-            automation__status=Automation.Status.ACTIVE,
-        )
-        .filter(Q(claimed_by="") | Q(claimed_at__lt=lost))
-        .order_by("next_run_at")
-        .select_for_update(skip_locked=True, of=("self",))
-        .values_list("id", flat=True)[:limit]
-    )
-    Enrollment.objects.filter(id__in=ids).update(claimed_by=claimer, claimed_at=now)
-    return ids
+    return enrollments_claim_due(claimer=claimer, now=now, lost_before=lost, limit=limit)
 
 
-def enrollments_run(*, claimer: str, ids: list[int]) -> RunOutcome:
-    """Run the steps of the claimed enrollments ``ids``; release them; return the counts."""
-    outcome = RunOutcome(claimed=len(ids))
-    # Without their profiles: an email step reads them with its deliveries, as an
-    # issue's batch does; only people at a step that needs one read theirs.
-    enrollments = list(
-        Enrollment.objects.filter(
-            id__in=ids, claimed_by=claimer, status=Enrollment.Status.ACTIVE
-        ).order_by("id")
-    )
+def enrollments_run(*, claimer: str, enrollments: list[Enrollment]) -> RunOutcome:
+    """Run the steps of ``enrollments``, claimed by ``claimer`` (``enrollments_claim``);
+    release them; return the counts.
+
+    They are taken as claimed, not read again: someone who left since is found by
+    the subscription check every run makes before any step (``_leaving``).
+    """
+    outcome = RunOutcome(claimed=len(enrollments))
     # A batch holds a few automations: each read once, not joined into every row.
     automations = Automation.objects.select_related("newsletter").in_bulk(
         {enrollment.automation_id for enrollment in enrollments}
@@ -139,7 +131,12 @@ def enrollments_run(*, claimer: str, ids: list[int]) -> RunOutcome:
         outcome.steps += len(group)
     _end_all(outcome.finishing, status=Enrollment.Status.FINISHED, reason="")
     outcome.finished += len(outcome.finishing)
-    Enrollment.objects.filter(id__in=ids, claimed_by=claimer).update(claimed_by="", claimed_at=None)
+    # Those a wait released (``_waits_start``, after most emails) hold no claim any more.
+    held = [enrollment.pk for enrollment in enrollments if enrollment.claimed_by]
+    if held:
+        Enrollment.objects.filter(id__in=held, claimed_by=claimer).update(
+            claimed_by="", claimed_at=None
+        )
     return outcome
 
 
@@ -333,6 +330,7 @@ def _waits_start(
             )
     for enrollment in enrollments:
         enrollment.position, enrollment.attempts = step.position + 1, 0
+        enrollment.claimed_by, enrollment.claimed_at = "", None
 
 
 def _step_record(enrollment: Enrollment, step: Step, outcome: str = "done") -> bool:

@@ -9,12 +9,55 @@ from datetime import datetime
 from django.db import connection
 
 from signalpost.accounts.models import Profile
-from signalpost.automations.models import Enrollment, Step, StepRun
+from signalpost.automations.models import Automation, Enrollment, Step, StepRun
 from signalpost.publishing.models import Delivery
 from signalpost.rows import rows_insert_select_for
 
 # The most ids in one statement: an import's chunk (SQLite allows 32,766 parameters).
 _CHUNK = 1000
+
+
+def enrollments_claim_due(
+    *, claimer: str, now: datetime, lost_before: datetime, limit: int
+) -> list[Enrollment]:
+    """Claim for ``claimer`` up to ``limit`` enrollments due at ``now`` (the earliest
+    first) of active automations, unclaimed or claimed before ``lost_before``; return
+    them, read by the same statement.
+
+    One ``UPDATE ... WHERE id IN (SELECT ... LIMIT n) RETURNING``: on PostgreSQL the
+    SELECT locks what it takes and skips rows other workers are claiming (``FOR
+    UPDATE SKIP LOCKED``), so workers never wait for each other; SQLite has one
+    writer at a time and runs the same statement without the clause. One statement
+    where a SELECT, an UPDATE by the ids and a read of the rows were three.
+    """
+    quote = connection.ops.quote_name
+    table = quote(Enrollment._meta.db_table)
+    columns = ", ".join(
+        quote(field.column) for field in Enrollment._meta.concrete_fields if field.column
+    )
+    locking = (
+        " FOR UPDATE OF e SKIP LOCKED"
+        if connection.features.has_select_for_update_skip_locked
+        else ""
+    )
+    adapt = connection.ops.adapt_datetimefield_value
+    sql = (
+        f"UPDATE {table} SET claimed_by = %s, claimed_at = %s WHERE id IN ("
+        f"SELECT e.id FROM {table} e JOIN {quote(Automation._meta.db_table)} a "
+        "ON a.id = e.automation_id WHERE e.status = %s AND e.next_run_at <= %s "
+        "AND a.status = %s AND (e.claimed_by = '' OR e.claimed_at < %s) "
+        f"ORDER BY e.next_run_at LIMIT %s{locking}) RETURNING {columns}"
+    )
+    params = [
+        claimer,
+        adapt(now),
+        Enrollment.Status.ACTIVE,
+        adapt(now),
+        Automation.Status.ACTIVE,
+        adapt(lost_before),
+        limit,
+    ]
+    return sorted(Enrollment.objects.raw(sql, params), key=lambda enrollment: enrollment.pk)
 
 
 def step_runs_insert_sent(*, step: Step, enrollment_ids: list[int], ran_at: datetime) -> int:
