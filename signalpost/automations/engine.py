@@ -23,11 +23,7 @@ from signalpost.accounts.models import Profile
 from signalpost.accounts.services import profile_attributes_update, profile_tags_set
 from signalpost.automations import clock
 from signalpost.automations.models import Automation, Enrollment, Step, StepRun
-from signalpost.automations.writes import (
-    enrollments_claim_due,
-    step_runs_insert,
-    step_runs_insert_sent,
-)
+from signalpost.automations.writes import enrollments_claim_due, step_runs_insert
 from signalpost.conf import conf
 from signalpost.durability import asynchronous_commit
 from signalpost.durable.exceptions import PermanentFailure
@@ -42,14 +38,8 @@ from signalpost.signals import automation_step_sent, automation_step_webhook, en
 
 logger = logging.getLogger(__name__)
 
-# What a delivery's final status means for the step.
-_FINAL = {
-    Delivery.Status.SENT,
-    Delivery.Status.FAILED,
-    Delivery.Status.BOUNCED,
-    Delivery.Status.SKIPPED,
-    Delivery.Status.CANCELLED,
-}
+# A delivery in one of these is the email step's record for its person: the step ran.
+_FINAL = set(Delivery.FINAL_STATUSES)
 # Subscription states that end an enrollment, and the reason recorded.
 _EXIT_REASONS: dict[str | None, str] = {
     Subscription.Status.UNSUBSCRIBED: "unsubscribed",
@@ -303,10 +293,10 @@ def _waits_start(
     (the same moment for a wait of N seconds: one UPDATE) and release it, in one
     transaction: the batch's release has nothing left to write for them.
 
-    ``emailed``: the email step just before, whose delivery is final for them, is
-    recorded in the same transaction (``_steps_done`` without its move), and
-    ``automation_step_sent`` goes for ``sent_profile_ids``: each enrollment is written
-    once for both steps, not twice.
+    ``emailed``: the email step just before, whose delivery is final for them (the
+    delivery is that step's record: ``_steps_done`` without its move), and
+    ``automation_step_sent`` goes for ``sent_profile_ids`` in the same transaction:
+    each enrollment is written once for both steps, not twice.
     """
     now = clock.now()
     by_end: dict[datetime, list[int]] = {}
@@ -317,7 +307,6 @@ def _waits_start(
     ids = [enrollment.pk for enrollment in enrollments]
     with transaction.atomic():
         if emailed is not None:
-            step_runs_insert_sent(step=emailed, enrollment_ids=ids, ran_at=now)
             _step_sent_announce(emailed, enrollments[0].automation, sent_profile_ids or [])
         step_runs_insert(step=step, enrollment_ids=ids, ran_at=now)
         for end, ending_then in by_end.items():
@@ -528,20 +517,20 @@ def _email_send(
 
 
 def _steps_done(step: Step, *, done: dict[int, Enrollment], sent_profile_ids: list[int]) -> None:
-    """Record email ``step`` ran for the enrollments ``done`` (by profile id), whose
-    delivery is final, with its status; move them on to the next step, due now; send
-    ``automation_step_sent`` for ``sent_profile_ids``, whose message this batch sent.
+    """Move the enrollments ``done`` (by profile id), whose delivery of email ``step``
+    is final, on to the next step, due now; send ``automation_step_sent`` for
+    ``sent_profile_ids``, whose message this batch sent.
 
-    Set-based, in one transaction: one INSERT and one UPDATE for the batch, not a
+    The step needs no record of its own: the person's Delivery of the step's issue
+    (unique, final) is it, with its status and time (``selectors.automation_funnel``
+    counts it). Set-based, in one transaction: one UPDATE for the batch, not a
     commit per person (what held a step's emails to a third of the fan-out's rate).
-    A step recorded already (a run that died after its record) keeps its record.
     """
     if not done:
         return
     now = clock.now()
     ids = [enrollment.pk for enrollment in done.values()]
     with transaction.atomic():
-        step_runs_insert_sent(step=step, enrollment_ids=ids, ran_at=now)
         Enrollment.objects.filter(pk__in=ids, status=Enrollment.Status.ACTIVE).update(
             position=step.position + 1, next_run_at=now, attempts=0
         )

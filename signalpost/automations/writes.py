@@ -10,7 +10,6 @@ from django.db import connection
 
 from signalpost.accounts.models import Profile
 from signalpost.automations.models import Automation, Enrollment, Step, StepRun
-from signalpost.publishing.models import Delivery
 from signalpost.rows import rows_insert_select_for
 
 # The most ids in one statement: an import's chunk (SQLite allows 32,766 parameters).
@@ -58,33 +57,6 @@ def enrollments_claim_due(
         limit,
     ]
     return sorted(Enrollment.objects.raw(sql, params), key=lambda enrollment: enrollment.pk)
-
-
-def step_runs_insert_sent(*, step: Step, enrollment_ids: list[int], ran_at: datetime) -> int:
-    """Record that email ``step`` ran for ``enrollment_ids``, each with its delivery's
-    status as the outcome; an enrollment with a record of the step already keeps it.
-
-    One INSERT ... SELECT joining each enrollment to its delivery of the step's issue:
-    the same rows as a ``StepRun`` per person, without building an instance each.
-    Returns how many were recorded.
-    """
-    quote = connection.ops.quote_name
-    return rows_insert_select_for(
-        f"INSERT INTO {quote(StepRun._meta.db_table)} "
-        "(enrollment_id, step_id, position, kind, outcome, ran_at) "
-        "SELECT e.id, %s, %s, %s, d.status, %s "
-        f"FROM {quote(Enrollment._meta.db_table)} e "
-        f"JOIN {quote(Delivery._meta.db_table)} d "
-        "ON d.issue_id = %s AND d.profile_id = e.profile_id WHERE e.id IN ({ids})",
-        [
-            step.pk,
-            step.position,
-            step.kind,
-            connection.ops.adapt_datetimefield_value(ran_at),
-            step.issue_id,
-        ],
-        enrollment_ids,
-    )
 
 
 def step_runs_insert(
