@@ -6,7 +6,7 @@ publishing app's. ``tests/test_automations.py`` holds the engine to its outcome.
 
 from datetime import datetime
 
-from django.db import connection
+from django.db import connection, transaction
 
 from signalpost.accounts.models import Profile
 from signalpost.automations.models import Automation, Enrollment, Step, StepRun
@@ -28,6 +28,12 @@ def enrollments_claim_due(
     UPDATE SKIP LOCKED``), so workers never wait for each other; SQLite has one
     writer at a time and runs the same statement without the clause. One statement
     where a SELECT, an UPDATE by the ids and a read of the rows were three.
+
+    On PostgreSQL the transaction also tells the planner to read the due index in
+    its order (no bitmap scan, no sort): on a table not analyzed since a large
+    enrolment (the first minute of one, or any server without autovacuum) it
+    estimated a handful of due rows, then read and sorted every due row on disk
+    for each batch (27-87 ms at 100,000 people, against 0.6 ms along the index).
     """
     quote = connection.ops.quote_name
     table = quote(Enrollment._meta.db_table)
@@ -56,7 +62,11 @@ def enrollments_claim_due(
         adapt(lost_before),
         limit,
     ]
-    return sorted(Enrollment.objects.raw(sql, params), key=lambda enrollment: enrollment.pk)
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off")
+        return sorted(Enrollment.objects.raw(sql, params), key=lambda enrollment: enrollment.pk)
 
 
 def step_runs_insert(
