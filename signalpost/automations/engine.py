@@ -23,7 +23,11 @@ from signalpost.accounts.models import Profile
 from signalpost.accounts.services import profile_attributes_update, profile_tags_set
 from signalpost.automations import clock
 from signalpost.automations.models import Automation, Enrollment, Step, StepRun
-from signalpost.automations.writes import enrollments_claim_due, step_runs_insert
+from signalpost.automations.writes import (
+    enrollments_claim_due,
+    enrollments_move,
+    step_runs_insert,
+)
 from signalpost.conf import conf
 from signalpost.durability import asynchronous_commit
 from signalpost.durable.exceptions import PermanentFailure
@@ -310,7 +314,8 @@ def _waits_start(
             _step_sent_announce(emailed, enrollments[0].automation, sent_profile_ids or [])
         step_runs_insert(step=step, enrollment_ids=ids, ran_at=now)
         for end, ending_then in by_end.items():
-            Enrollment.objects.filter(pk__in=ending_then, status=Enrollment.Status.ACTIVE).update(
+            enrollments_move(
+                ids=ending_then,
                 position=step.position + 1,
                 next_run_at=end,
                 attempts=0,
@@ -531,9 +536,7 @@ def _steps_done(step: Step, *, done: dict[int, Enrollment], sent_profile_ids: li
     now = clock.now()
     ids = [enrollment.pk for enrollment in done.values()]
     with transaction.atomic():
-        Enrollment.objects.filter(pk__in=ids, status=Enrollment.Status.ACTIVE).update(
-            position=step.position + 1, next_run_at=now, attempts=0
-        )
+        enrollments_move(ids=ids, position=step.position + 1, next_run_at=now, attempts=0)
         _step_sent_announce(
             step,
             next(iter(done.values())).automation,

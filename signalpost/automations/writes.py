@@ -5,6 +5,7 @@ publishing app's. ``tests/test_automations.py`` holds the engine to its outcome.
 """
 
 from datetime import datetime
+from typing import Any
 
 from django.db import connection, transaction
 
@@ -67,6 +68,26 @@ def enrollments_claim_due(
             with connection.cursor() as cursor:
                 cursor.execute("SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off")
         return sorted(Enrollment.objects.raw(sql, params), key=lambda enrollment: enrollment.pk)
+
+
+def enrollments_move(*, ids: list[int], **fields: Any) -> int:
+    """Set ``fields`` on the enrollments ``ids`` still in progress (a batch's move to
+    its next step); return how many were written. Ended ones are left alone.
+
+    Read by the primary key on PostgreSQL whatever the statistics: the planner took
+    ``status = 'active'`` for the due index's predicate and read every active
+    row (17-43 ms per batch of 500 at 100,000 people, EXPLAIN ANALYZE on a table
+    not analyzed since its enrolment), or scanned the table, where the 500 ids
+    take 4 ms. So "in progress" is said as "neither finished nor exited" (the
+    same rows: a status is one of the three), and the transaction turns
+    sequential scans off for the statement.
+    """
+    ended = [Enrollment.Status.FINISHED, Enrollment.Status.EXITED]
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL enable_seqscan = off")
+        return Enrollment.objects.filter(pk__in=ids).exclude(status__in=ended).update(**fields)
 
 
 def step_runs_insert(
