@@ -308,19 +308,26 @@ def test_automation_emails_stay_out_of_the_issue_lists(smtp_inbox, newsletter, a
 RECIPIENTS = 200
 
 
-@pytest.mark.django_db(transaction=True)
-def test_a_worker_killed_mid_step_sends_at_most_the_message_in_flight_twice(
-    tmp_path, smtp_inbox, settings, monkeypatch
-):
+def crashy_automation(settings, monkeypatch, *, steps):
+    """An active automation of ``steps`` that RECIPIENTS subscribers entered, for worker
+    processes that send batches of 50 at 60 a second with a 2 s lease."""
     workers_send_to_inbox(settings, monkeypatch, batch_size=50, rate_per_second=60)
     monkeypatch.setenv("WORKER_LEASE_SECONDS", "2")
     letter = make_newsletter(slug="crashy")
     automation = automation_create(
-        newsletter=letter, name="Hello", trigger="subscribed", steps=[email("Hello there")]
+        newsletter=letter, name="Hello", trigger="subscribed", steps=steps
     )
     automation_activate(automation=automation)
     for number in range(RECIPIENTS):
         subscribe(email=f"reader{number}@example.com", newsletter=letter, source="admin")
+    return automation
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_killed_mid_step_sends_at_most_the_message_in_flight_twice(
+    tmp_path, smtp_inbox, settings, monkeypatch
+):
+    automation = crashy_automation(settings, monkeypatch, steps=[email("Hello there")])
 
     kill_mid_way_and_restart(
         tmp_path,
@@ -338,18 +345,8 @@ def test_a_worker_killed_mid_step_sends_at_most_the_message_in_flight_twice(
 def test_a_worker_killed_mid_batch_before_a_wait_loses_nobody_and_doubles_no_step(
     tmp_path, smtp_inbox, settings, monkeypatch
 ):
-    workers_send_to_inbox(settings, monkeypatch, batch_size=50, rate_per_second=60)
-    monkeypatch.setenv("WORKER_LEASE_SECONDS", "2")
-    letter = make_newsletter(slug="crashy-wait")
-    automation = automation_create(
-        newsletter=letter,
-        name="Hello, later",
-        trigger="subscribed",
-        steps=[email("Hello there"), wait(DAY), email("Again")],
-    )
-    automation_activate(automation=automation)
-    for number in range(RECIPIENTS):
-        subscribe(email=f"reader{number}@example.com", newsletter=letter, source="admin")
+    steps = [email("Hello there"), wait(DAY), email("Again")]
+    automation = crashy_automation(settings, monkeypatch, steps=steps)
     waiting = Enrollment.objects.filter(automation=automation, status="active", position=2)
 
     kill_mid_way_and_restart(
