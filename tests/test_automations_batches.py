@@ -1,13 +1,18 @@
 """Automations at scale: the engine's bookkeeping costs the same for a batch of 20 or 60."""
 
+from datetime import timedelta
+
 import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from signalpost.accounts.models import Profile
+from signalpost.automations import clock
 from signalpost.automations.engine import enrollments_claim, enrollments_run
 from signalpost.automations.models import Automation, Enrollment, StepRun
 from signalpost.automations.services import automation_activate, automation_create, enroll
+from signalpost.conf import conf
 from signalpost.newsletters.models import Subscription
 from tests.factories import make_newsletter
 
@@ -51,9 +56,9 @@ def enroll_and_run_once(people, settings):
     with CaptureQueriesContext(connection) as enrolling, transaction.atomic():
         enroll(automations=Automation.objects.filter(pk=automation.pk), profile_ids=profile_ids)
     with CaptureQueriesContext(connection) as running:
-        ids = enrollments_claim(claimer=f"test-{people}", limit=people)
-        enrollments_run(claimer=f"test-{people}", ids=ids)
-    assert len(ids) == people
+        claimed = enrollments_claim(claimer=f"test-{people}", limit=people)
+        enrollments_run(claimer=f"test-{people}", enrollments=claimed)
+    assert len(claimed) == people
     return (
         automation,
         bookkeeping(enrolling.captured_queries),
@@ -72,5 +77,29 @@ def test_a_batch_costs_the_engine_as_many_statements_for_60_people_as_for_20(smt
     # One run sent the first email and started everyone's wait: nothing left for another.
     enrollments = Enrollment.objects.filter(automation=automation)
     assert set(enrollments.values_list("status", "position", "claimed_by")) == {("active", 2, "")}
-    assert StepRun.objects.filter(enrollment__automation=automation).count() == 2 * 60
+    # The wait's record; the email's is its delivery.
+    assert StepRun.objects.filter(enrollment__automation=automation).count() == 60
     assert enrollments_claim(claimer="later", limit=60) == [], "nobody due before the day"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_takes_each_due_person_once_and_takes_back_a_lost_claim(monkeypatch):
+    automation, profile_ids = two_steps_for(5)
+    with transaction.atomic():
+        enroll(automations=Automation.objects.filter(pk=automation.pk), profile_ids=profile_ids)
+    with CaptureQueriesContext(connection) as claiming:
+        first = enrollments_claim(claimer="one", limit=3, rerun=False)
+    assert len(bookkeeping(claiming.captured_queries)) == 1, "claimed and read in one statement"
+    second = enrollments_claim(claimer="two", limit=10, rerun=False)
+    assert [e.claimed_by for e in first + second] == ["one"] * 3 + ["two"] * 2
+    assert {e.profile_id for e in first + second} == set(profile_ids), "each person once"
+    assert enrollments_claim(claimer="three", limit=10, rerun=False) == []
+    # A rerun of "one" (its worker died) gets its own claims back.
+    assert [e.pk for e in enrollments_claim(claimer="one", limit=10)] == [e.pk for e in first]
+
+    lease = conf.WORKER_LEASE_SECONDS
+    later = timezone.now() + timedelta(seconds=2 * lease + 1)
+    monkeypatch.setattr(clock, "now", lambda: later)
+    taken_back = enrollments_claim(claimer="four", limit=10, rerun=False)
+    assert sorted(e.pk for e in taken_back) == sorted(e.pk for e in first + second)
+    assert set(Enrollment.objects.values_list("claimed_by", flat=True)) == {"four"}

@@ -17,13 +17,17 @@ from datetime import datetime, time, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q, QuerySet, prefetch_related_objects
+from django.db.models import F, QuerySet, prefetch_related_objects
 
 from signalpost.accounts.models import Profile
 from signalpost.accounts.services import profile_attributes_update, profile_tags_set
 from signalpost.automations import clock
 from signalpost.automations.models import Automation, Enrollment, Step, StepRun
-from signalpost.automations.writes import step_runs_insert, step_runs_insert_sent
+from signalpost.automations.writes import (
+    enrollments_claim_due,
+    enrollments_move,
+    step_runs_insert,
+)
 from signalpost.conf import conf
 from signalpost.durability import asynchronous_commit
 from signalpost.durable.exceptions import PermanentFailure
@@ -38,14 +42,8 @@ from signalpost.signals import automation_step_sent, automation_step_webhook, en
 
 logger = logging.getLogger(__name__)
 
-# What a delivery's final status means for the step.
-_FINAL = {
-    Delivery.Status.SENT,
-    Delivery.Status.FAILED,
-    Delivery.Status.BOUNCED,
-    Delivery.Status.SKIPPED,
-    Delivery.Status.CANCELLED,
-}
+# A delivery in one of these is the email step's record for its person: the step ran.
+_FINAL = set(Delivery.FINAL_STATUSES)
 # Subscription states that end an enrollment, and the reason recorded.
 _EXIT_REASONS: dict[str | None, str] = {
     Subscription.Status.UNSUBSCRIBED: "unsubscribed",
@@ -70,50 +68,38 @@ class RunOutcome:
 
 
 @transaction.atomic
-def enrollments_claim(*, claimer: str, limit: int, rerun: bool = True) -> list[int]:
-    """Claim up to ``limit`` due enrollments of active automations for ``claimer``.
+def enrollments_claim(*, claimer: str, limit: int, rerun: bool = True) -> list[Enrollment]:
+    """Claim up to ``limit`` due enrollments of active automations for ``claimer``;
+    return them, oldest id first.
 
     A claimer that ran before (``rerun``: its task rerun after its worker died) gets
     its own unfinished claims back first; a claim older than the worker lease is
     taken for lost. Other workers' rows being claimed are skipped (SKIP LOCKED).
     A first run has no claims of its own to look for (that look reads the whole
-    table: no index holds ``claimed_by``).
+    table: no index holds ``claimed_by``). The claim is one statement that also
+    reads the rows (``writes.enrollments_claim_due``).
     """
     now = clock.now()
     if rerun:
         own = list(
-            Enrollment.objects.filter(
-                claimed_by=claimer, status=Enrollment.Status.ACTIVE
-            ).values_list("id", flat=True)[:limit]
+            Enrollment.objects.filter(claimed_by=claimer, status=Enrollment.Status.ACTIVE).order_by(
+                "id"
+            )[:limit]
         )
         if own:
             return own
     lost = now - timedelta(seconds=conf.WORKER_LEASE_SECONDS * 2)
-    ids = list(
-        Enrollment.objects.filter(
-            status=Enrollment.Status.ACTIVE,
-            next_run_at__lte=now,
-            automation__status=Automation.Status.ACTIVE,
-        )
-        .filter(Q(claimed_by="") | Q(claimed_at__lt=lost))
-        .order_by("next_run_at")
-        .select_for_update(skip_locked=True, of=("self",))
-        .values_list("id", flat=True)[:limit]
-    )
-    Enrollment.objects.filter(id__in=ids).update(claimed_by=claimer, claimed_at=now)
-    return ids
+    return enrollments_claim_due(claimer=claimer, now=now, lost_before=lost, limit=limit)
 
 
-def enrollments_run(*, claimer: str, ids: list[int]) -> RunOutcome:
-    """Run the steps of the claimed enrollments ``ids``; release them; return the counts."""
-    outcome = RunOutcome(claimed=len(ids))
-    # Without their profiles: an email step reads them with its deliveries, as an
-    # issue's batch does; only people at a step that needs one read theirs.
-    enrollments = list(
-        Enrollment.objects.filter(
-            id__in=ids, claimed_by=claimer, status=Enrollment.Status.ACTIVE
-        ).order_by("id")
-    )
+def enrollments_run(*, claimer: str, enrollments: list[Enrollment]) -> RunOutcome:
+    """Run the steps of ``enrollments``, claimed by ``claimer`` (``enrollments_claim``);
+    release them; return the counts.
+
+    They are taken as claimed, not read again: someone who left since is found by
+    the subscription check every run makes before any step (``_leaving``).
+    """
+    outcome = RunOutcome(claimed=len(enrollments))
     # A batch holds a few automations: each read once, not joined into every row.
     automations = Automation.objects.select_related("newsletter").in_bulk(
         {enrollment.automation_id for enrollment in enrollments}
@@ -139,7 +125,12 @@ def enrollments_run(*, claimer: str, ids: list[int]) -> RunOutcome:
         outcome.steps += len(group)
     _end_all(outcome.finishing, status=Enrollment.Status.FINISHED, reason="")
     outcome.finished += len(outcome.finishing)
-    Enrollment.objects.filter(id__in=ids, claimed_by=claimer).update(claimed_by="", claimed_at=None)
+    # Those a wait released (``_waits_start``, after most emails) hold no claim any more.
+    held = [enrollment.pk for enrollment in enrollments if enrollment.claimed_by]
+    if held:
+        Enrollment.objects.filter(id__in=held, claimed_by=claimer).update(
+            claimed_by="", claimed_at=None
+        )
     return outcome
 
 
@@ -306,10 +297,10 @@ def _waits_start(
     (the same moment for a wait of N seconds: one UPDATE) and release it, in one
     transaction: the batch's release has nothing left to write for them.
 
-    ``emailed``: the email step just before, whose delivery is final for them, is
-    recorded in the same transaction (``_steps_done`` without its move), and
-    ``automation_step_sent`` goes for ``sent_profile_ids``: each enrollment is written
-    once for both steps, not twice.
+    ``emailed``: the email step just before, whose delivery is final for them (the
+    delivery is that step's record: ``_steps_done`` without its move), and
+    ``automation_step_sent`` goes for ``sent_profile_ids`` in the same transaction:
+    each enrollment is written once for both steps, not twice.
     """
     now = clock.now()
     by_end: dict[datetime, list[int]] = {}
@@ -320,11 +311,11 @@ def _waits_start(
     ids = [enrollment.pk for enrollment in enrollments]
     with transaction.atomic():
         if emailed is not None:
-            step_runs_insert_sent(step=emailed, enrollment_ids=ids, ran_at=now)
             _step_sent_announce(emailed, enrollments[0].automation, sent_profile_ids or [])
         step_runs_insert(step=step, enrollment_ids=ids, ran_at=now)
         for end, ending_then in by_end.items():
-            Enrollment.objects.filter(pk__in=ending_then, status=Enrollment.Status.ACTIVE).update(
+            enrollments_move(
+                ids=ending_then,
                 position=step.position + 1,
                 next_run_at=end,
                 attempts=0,
@@ -333,6 +324,7 @@ def _waits_start(
             )
     for enrollment in enrollments:
         enrollment.position, enrollment.attempts = step.position + 1, 0
+        enrollment.claimed_by, enrollment.claimed_at = "", None
 
 
 def _step_record(enrollment: Enrollment, step: Step, outcome: str = "done") -> bool:
@@ -530,23 +522,21 @@ def _email_send(
 
 
 def _steps_done(step: Step, *, done: dict[int, Enrollment], sent_profile_ids: list[int]) -> None:
-    """Record email ``step`` ran for the enrollments ``done`` (by profile id), whose
-    delivery is final, with its status; move them on to the next step, due now; send
-    ``automation_step_sent`` for ``sent_profile_ids``, whose message this batch sent.
+    """Move the enrollments ``done`` (by profile id), whose delivery of email ``step``
+    is final, on to the next step, due now; send ``automation_step_sent`` for
+    ``sent_profile_ids``, whose message this batch sent.
 
-    Set-based, in one transaction: one INSERT and one UPDATE for the batch, not a
+    The step needs no record of its own: the person's Delivery of the step's issue
+    (unique, final) is it, with its status and time (``selectors.automation_funnel``
+    counts it). Set-based, in one transaction: one UPDATE for the batch, not a
     commit per person (what held a step's emails to a third of the fan-out's rate).
-    A step recorded already (a run that died after its record) keeps its record.
     """
     if not done:
         return
     now = clock.now()
     ids = [enrollment.pk for enrollment in done.values()]
     with transaction.atomic():
-        step_runs_insert_sent(step=step, enrollment_ids=ids, ran_at=now)
-        Enrollment.objects.filter(pk__in=ids, status=Enrollment.Status.ACTIVE).update(
-            position=step.position + 1, next_run_at=now, attempts=0
-        )
+        enrollments_move(ids=ids, position=step.position + 1, next_run_at=now, attempts=0)
         _step_sent_announce(
             step,
             next(iter(done.values())).automation,

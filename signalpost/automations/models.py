@@ -113,9 +113,13 @@ class Enrollment(models.Model):
         FINISHED = "finished", "Finished"
         EXITED = "exited", "Exited"
 
-    automation = models.ForeignKey(Automation, on_delete=models.CASCADE, related_name="enrollments")
+    # No index of their own: the unique (automation, profile) and the (profile, status)
+    # indexes lead with them, and each index more is one more write per claim and move.
+    automation = models.ForeignKey(
+        Automation, on_delete=models.CASCADE, related_name="enrollments", db_index=False
+    )
     profile = models.ForeignKey(
-        "accounts.Profile", on_delete=models.CASCADE, related_name="enrollments"
+        "accounts.Profile", on_delete=models.CASCADE, related_name="enrollments", db_index=False
     )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
     position = models.PositiveIntegerField(default=0)
@@ -154,7 +158,10 @@ class Enrollment(models.Model):
 class StepRun(models.Model):
     """A step that ran for an enrollment: at most one per person and step."""
 
-    enrollment = models.ForeignKey(Enrollment, on_delete=models.CASCADE, related_name="runs")
+    # No index of its own: the unique (enrollment, step) leads with it.
+    enrollment = models.ForeignKey(
+        Enrollment, on_delete=models.CASCADE, related_name="runs", db_index=False
+    )
     step = models.ForeignKey(Step, null=True, on_delete=models.SET_NULL, related_name="runs")
     position = models.PositiveIntegerField()
     kind = models.CharField(max_length=20)

@@ -16,7 +16,12 @@ from signalpost.publishing.models import Delivery
 
 def automation_funnel(*, automation: Automation) -> dict[str, Any]:
     """Return how many people are in each state, and per step: waiting before it
-    (``at_step``), reached it (``ran``), sent (email) and clicked (email, people)."""
+    (``at_step``), reached it (``ran``), sent (email) and clicked (email, people).
+
+    An email step's ``ran`` counts its issue's deliveries whose send is over (sent,
+    failed, bounced, skipped, cancelled): the delivery is that step's record, so
+    someone enrolled again after finishing counts once; other steps' count their
+    ``StepRun`` rows."""
     states = dict(
         Enrollment.objects.filter(automation=automation)
         .values_list("status")
@@ -44,9 +49,14 @@ def automation_funnel(*, automation: Automation) -> dict[str, Any]:
             "clicked": None,
         }
         if step.kind == Step.Kind.EMAIL and step.issue_id is not None:
-            row["sent"] = Delivery.objects.filter(
-                issue_id=step.issue_id, status=Delivery.Status.SENT
-            ).count()
+            delivered = dict(
+                Delivery.objects.filter(issue_id=step.issue_id, status__in=Delivery.FINAL_STATUSES)
+                .values_list("status")
+                .annotate(count=Count("id"))
+                .values_list("status", "count")
+            )
+            row["ran"] = sum(delivered.values())
+            row["sent"] = delivered.get(Delivery.Status.SENT, 0)
             row["clicked"] = (
                 Engagement.objects.filter(issue_id=step.issue_id, kind=Kind.CLICK, is_human=True)
                 .values("profile_id")

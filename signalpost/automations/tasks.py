@@ -18,12 +18,14 @@ def automations_run(context):
     """
     claimer = f"automations-{context.task_result.id}"
     # A first attempt holds no claims yet: only a rerun looks for its own.
-    ids = enrollments_claim(claimer=claimer, limit=conf.SEND_BATCH_SIZE, rerun=context.attempt > 1)
-    if len(ids) >= conf.SEND_BATCH_SIZE:
+    claimed = enrollments_claim(
+        claimer=claimer, limit=conf.SEND_BATCH_SIZE, rerun=context.attempt > 1
+    )
+    if len(claimed) >= conf.SEND_BATCH_SIZE:
         run_soon()
-    if not ids:
+    if not claimed:
         return {"claimed": 0}
-    outcome = enrollments_run(claimer=claimer, ids=ids)
+    outcome = enrollments_run(claimer=claimer, enrollments=claimed)
     if outcome.steps or outcome.sent:
         # Some moved on to a step that is due now (after an email, say).
         run_soon()

@@ -101,6 +101,15 @@ class Delivery(models.Model):
         HELD = "held", "Held (the mail server refused the sender)"
         CANCELLED = "cancelled", "Cancelled (the send was cancelled before it)"
 
+    # The statuses nothing moves a delivery out of: its person's send is over.
+    FINAL_STATUSES = (
+        Status.SENT,
+        Status.FAILED,
+        Status.BOUNCED,
+        Status.SKIPPED,
+        Status.CANCELLED,
+    )
+
     # No index of its own: the unique (issue, profile) and the claim's (issue,
     # claimed_by) indexes both lead with it. Each index is one more entry written
     # for every claim (bench/README.md, "Fan-out at 1,000,000").
