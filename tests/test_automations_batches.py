@@ -103,3 +103,23 @@ def test_a_claim_takes_each_due_person_once_and_takes_back_a_lost_claim(monkeypa
     taken_back = enrollments_claim(claimer="four", limit=10, rerun=False)
     assert sorted(e.pk for e in taken_back) == sorted(e.pk for e in first + second)
     assert set(Enrollment.objects.values_list("claimed_by", flat=True)) == {"four"}
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="planner settings are PostgreSQL's")
+@pytest.mark.django_db
+def test_the_claims_planner_settings_end_with_their_statement():
+    """The claim and the move steer PostgreSQL's planner for their own statement only: the
+    rest of the caller's transaction plans as the session says."""
+    from signalpost.automations.writes import enrollments_claim_due, enrollments_move
+
+    def setting(name):
+        with connection.cursor() as cursor:
+            cursor.execute(f"SHOW {name}")
+            return cursor.fetchone()[0]
+
+    now = timezone.now()
+    with transaction.atomic():
+        enrollments_claim_due(claimer="w", now=now, lost_before=now, limit=10)
+        enrollments_move(ids=[1, 2], attempts=0)
+        assert [setting(name) for name in ("enable_bitmapscan", "enable_sort")] == ["on", "on"]
+        assert setting("enable_seqscan") == "on"

@@ -23,11 +23,11 @@ from signalpost.automations.services import (
     run_soon,
     subscribed_automations,
 )
+from signalpost.automations.writes import enrollments_enroll_later
 from signalpost.conf import conf
 from signalpost.durable.maintenance import chore_due
 from signalpost.durable.signals import worker_beat
 from signalpost.newsletters.models import Newsletter, Subscription
-from signalpost.rows import rows_deferred_work
 from signalpost.signals import (
     bounce_received,
     complaint_received,
@@ -64,7 +64,7 @@ def enroll_on_subscribe(sender, *, profile, newsletter, subscription, **kwargs):
         enroll_subscribed(newsletter=newsletter, profile_ids=profile_ids, source=source)
 
     key = ("automations.enroll_subscribed", newsletter.pk, source)
-    if not rows_deferred_work(key, profile.pk, enroll_together):
+    if not enrollments_enroll_later(key=key, profile_id=profile.pk, enroll=enroll_together):
         enroll_together([profile.pk])
 
 

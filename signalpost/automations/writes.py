@@ -4,6 +4,8 @@ This is the automations app's persistence module, as ``publishing.writes`` is th
 publishing app's. ``tests/test_automations.py`` holds the engine to its outcome.
 """
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -11,7 +13,7 @@ from django.db import connection, transaction
 
 from signalpost.accounts.models import Profile
 from signalpost.automations.models import Automation, Enrollment, Step, StepRun
-from signalpost.rows import rows_insert_select_for
+from signalpost.rows import rows_deferred_work, rows_insert_select_for
 
 # The most ids in one statement: an import's chunk (SQLite allows 32,766 parameters).
 _CHUNK = 1000
@@ -63,11 +65,9 @@ def enrollments_claim_due(
         adapt(lost_before),
         limit,
     ]
-    with transaction.atomic():
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off")
-        return sorted(Enrollment.objects.raw(sql, params), key=lambda enrollment: enrollment.pk)
+    with transaction.atomic(), _planner_without("enable_bitmapscan", "enable_sort"):
+        claimed = list(Enrollment.objects.raw(sql, params))
+    return sorted(claimed, key=lambda enrollment: enrollment.pk)
 
 
 def enrollments_move(*, ids: list[int], **fields: Any) -> int:
@@ -83,11 +83,24 @@ def enrollments_move(*, ids: list[int], **fields: Any) -> int:
     sequential scans off for the statement.
     """
     ended = [Enrollment.Status.FINISHED, Enrollment.Status.EXITED]
-    with transaction.atomic():
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL enable_seqscan = off")
+    with transaction.atomic(), _planner_without("enable_seqscan"):
         return Enrollment.objects.filter(pk__in=ids).exclude(status__in=ended).update(**fields)
+
+
+@contextmanager
+def _planner_without(*methods: str) -> Iterator[None]:
+    """On PostgreSQL, turn the planner's ``methods`` off for the statements inside (in a
+    transaction), then back to the session's settings: ``SET LOCAL`` would otherwise
+    last until the end of the caller's transaction and steer its later statements.
+    Elsewhere, nothing."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("; ".join(f"SET LOCAL {method} = off" for method in methods))
+    yield
+    with connection.cursor() as cursor:
+        cursor.execute("; ".join(f"SET LOCAL {method} TO DEFAULT" for method in methods))
 
 
 def step_runs_insert(
@@ -138,3 +151,13 @@ def enrollments_insert(
         rows_insert_select_for(insert_select, params, profile_ids[start : start + _CHUNK])
         for start in range(0, len(profile_ids), _CHUNK)
     )
+
+
+def enrollments_enroll_later(
+    *, key: Any, profile_id: int, enroll: Callable[[list[int]], Any]
+) -> bool:
+    """Inside a worker's batch of sign-ups (``rows.rows_deferred``), queue ``profile_id``
+    to be enrolled with the others of ``key`` by one ``enroll(profile_ids)`` at the
+    batch's end, in its transaction, and return ``True``; outside one, return ``False``
+    (the caller enrolls now)."""
+    return rows_deferred_work(key, profile_id, enroll)
