@@ -71,6 +71,16 @@ def fetch(url, *, method="GET", headers=None):
         return error.code, error.headers, error.read()
 
 
+def stop(server, *, timeout):
+    """Stop ``server`` (a Popen) as systemd would: SIGTERM, then SIGKILL after ``timeout``."""
+    if server.poll() is None:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
 @pytest.fixture(scope="module")
 def production_site(tmp_path_factory):
     """`signalpost serve` on a free port of 127.0.0.1, on SQLite; stopped after the module."""
@@ -100,12 +110,7 @@ def production_site(tmp_path_factory):
             time.sleep(0.25)
         yield {"base": base, "server": server, "log": tmp_path / "serve.log"}
     finally:
-        if server.poll() is None:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                server.kill()
+        stop(server, timeout=60)
         log.close()
 
 
@@ -283,11 +288,7 @@ def test_the_process_environment_stays_out_of_request_meta(tmp_path):
                 assert time.monotonic() < deadline, (tmp_path / "granian.log").read_text()
                 time.sleep(0.25)
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop(server, timeout=30)
         log.close()
 
     assert status == 200
