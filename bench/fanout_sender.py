@@ -21,8 +21,6 @@ checkout back to back.
 
 import argparse
 import cProfile
-import io
-import pstats
 import sys
 import tempfile
 import time
@@ -30,7 +28,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from fanout import SUBJECT, Signalpost, Sink, issue_body
-from harness import proc_cpu_seconds, worker_drain
+from harness import proc_cpu_seconds, profile_print, worker_drain
 
 # What the split times, by label: (module, owner or None, attribute). Nested ones (the
 # message build inside the transport's send) are subtracted from their caller's.
@@ -195,11 +193,7 @@ def main():
         if args.profile:
             profiler = cProfile.Profile(time.process_time)
             send_once(newsletter, profiler=profiler)
-            text = io.StringIO()
-            stats = pstats.Stats(profiler, stream=text)
-            stats.sort_stats("tottime").print_stats(35)
-            stats.sort_stats("cumulative").print_stats(50)
-            print(text.getvalue())
+            profile_print(profiler, tottime=35, cumulative=50)
     finally:
         signalpost.close()
         sink.service.stop()

@@ -219,3 +219,16 @@ def worker_drain(*, worker_id, show_sql=False):
     with connection.execute_wrapper(count):
         worker.run()
     return time.process_time() - cpu, statements
+
+
+def profile_print(profiler, *, tottime, cumulative):
+    """Print ``profiler``'s functions: the ``tottime`` costliest by own time, then the
+    ``cumulative`` costliest with what they call."""
+    import io
+    import pstats
+
+    text = io.StringIO()
+    stats = pstats.Stats(profiler, stream=text)
+    stats.sort_stats("tottime").print_stats(tottime)
+    stats.sort_stats("cumulative").print_stats(cumulative)
+    print(text.getvalue())

@@ -18,9 +18,7 @@ Run from the repository root (PostgreSQL at ``BENCH_PG_URL``, default
 
 import argparse
 import cProfile
-import io
 import os
-import pstats
 import secrets
 import shutil
 import sys
@@ -28,7 +26,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import REPO_ROOT, Service, free_port, pg_connect, pg_url_for, worker_drain
+from harness import (
+    REPO_ROOT,
+    Service,
+    free_port,
+    pg_connect,
+    pg_url_for,
+    profile_print,
+    worker_drain,
+)
 from subscribe import REDIS_URL, sink_counts
 
 SUPPORT_DIR = Path(__file__).resolve().parent / "subscribe_support"
@@ -148,11 +154,7 @@ def main():
             )
             DBTaskResult.objects.all().delete()
             if profiler:
-                text = io.StringIO()
-                stats = pstats.Stats(profiler, stream=text)
-                stats.sort_stats("tottime").print_stats(30)
-                stats.sort_stats("cumulative").print_stats(60)
-                print(text.getvalue())
+                profile_print(profiler, tottime=30, cumulative=60)
     finally:
         from django.db import connections
 
