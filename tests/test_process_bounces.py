@@ -283,3 +283,18 @@ def test_the_workers_read_the_bounce_mailbox_on_their_heartbeat(sent, tmp_path, 
 
     assert statuses()["hard@example.com"] == "bounced"
     assert len(mailbox.Maildir(tmp_path / "Maildir")) == 1
+
+
+@pytest.mark.parametrize("secret", ["s" * 64, "another secret, non-ASCII: ñandú"])
+def test_the_return_path_mac_is_djangos_salted_hmac(settings, secret):
+    """The return path's MAC keeps its key per SECRET_KEY; it must stay Django's
+    ``salted_hmac``, or bounces of emails sent before an upgrade would not be matched."""
+    import base64
+
+    from django.utils.crypto import salted_hmac
+
+    settings.SECRET_KEY = secret
+    for kind, number in [("d", "1"), ("p", "zz9"), ("d", "3w5e11264sgsf")]:
+        digest = salted_hmac(verp._SALT, f"{kind}{number}", algorithm="sha256").digest()
+        expected = base64.b32encode(digest).decode("ascii").lower()[:12]
+        assert verp._mac(kind, number) == expected
