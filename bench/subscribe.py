@@ -87,6 +87,9 @@ from harness import (
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
+sys.path.append(str(REPO_ROOT))
+from signalpost.cli import web_command  # noqa: E402  (the production server's command line)
+
 SUPPORT_DIR = BENCH_DIR / "subscribe_support"
 PROJECT_PYTHON = Path(sys.executable)
 PROJECT_BIN = PROJECT_PYTHON.parent
@@ -101,6 +104,7 @@ DN_REQUIREMENTS = [
     "Django==5.2.19",
     "sorl-thumbnail==13.4.0",  # django-newsletter needs a thumbnailer installed
     f"gunicorn=={version('gunicorn')}",
+    f"granian=={version('granian')}",
     f"psycopg[binary]=={version('psycopg')}",
 ]
 
@@ -123,6 +127,12 @@ def parse_args():
     parser.add_argument("--warmup", type=float, help="unmeasured seconds before each phase")
     parser.add_argument("--rounds", type=int, help="rounds (each runs every column once)")
     parser.add_argument("--clients", type=int, default=CLIENTS)
+    parser.add_argument(
+        "--server",
+        choices=sorted(SERVERS),
+        default="granian",
+        help="both projects' web server (default granian, which `signalpost serve` runs)",
+    )
     parser.add_argument(
         "--variants",
         default=",".join(VARIANTS),
@@ -203,10 +213,23 @@ def ensure_dn_venv():
     return python
 
 
-def gunicorn_argv(bin_dir, app, port):
+SERVERS = {
+    "granian": "granian, 2 processes x 2 threads, as `signalpost serve` runs it",
+    "gunicorn": f"gunicorn -w {WORKERS} (sync workers)",
+}
+
+
+def server_argv(server, python, app, port):
+    """The command line of ``app``'s web server, run by the virtual environment of
+    ``python``: the same server and settings for both projects."""
+    if server == "granian":
+        # Signalpost's own production command line (signalpost/cli.py), unchanged but
+        # for the application and the interpreter.
+        argv = web_command({"SIGNALPOST_ADDRESS": f"127.0.0.1:{port}"}, app=f"{app}:application")
+        return [str(python), *argv[1:]]
     # No control socket: both servers would share its default path in ~/.gunicorn.
     return [
-        str(bin_dir / "gunicorn"),
+        str(python.parent / "gunicorn"),
         app,
         "-w",
         str(WORKERS),
@@ -253,7 +276,7 @@ class SignalpostTarget(Target):
         )
         self.env_extra = env_extra or {}
 
-    def setup(self, *, smtp_port, logdir, services):
+    def setup(self, *, server, smtp_port, logdir, services):
         self.python, self.cwd = PROJECT_PYTHON, REPO_ROOT
         env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "PYTHON"))}
         env.update(
@@ -294,8 +317,8 @@ class SignalpostTarget(Target):
         )
         self.port = free_port()
         self.server = Service(
-            "signalpost-gunicorn",
-            gunicorn_argv(PROJECT_BIN, "signalpost.wsgi", self.port),
+            f"signalpost-{server}",
+            server_argv(server, PROJECT_PYTHON, "signalpost.wsgi", self.port),
             env=env,
             cwd=REPO_ROOT,
             logdir=logdir,
@@ -331,7 +354,7 @@ class NewsletterTarget(Target):
             db_name=db_name,
         )
 
-    def setup(self, *, smtp_port, logdir, services):
+    def setup(self, *, server, smtp_port, logdir, services):
         self.python, self.cwd = ensure_dn_venv(), SUPPORT_DIR
         pg = urlsplit(PG_URL)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "PYTHON"))}
@@ -366,8 +389,8 @@ class NewsletterTarget(Target):
         )
         self.port = free_port()
         self.server = Service(
-            "newsletter-gunicorn",
-            gunicorn_argv(self.python.parent, "dn_site.wsgi", self.port),
+            f"newsletter-{server}",
+            server_argv(server, self.python, "dn_site.wsgi", self.port),
             env=env,
             cwd=SUPPORT_DIR,
             logdir=logdir,
@@ -450,7 +473,7 @@ class CpuMeter:
         ]
         postgres_shared, redis = shared_services()
         groups = {
-            "gunicorn": [server, *children_of(server)],
+            "web server": [server, *children_of(server)],
             "postgres backends": backends,
             "postgres, shared processes": postgres_shared,
             "redis": redis,
@@ -671,12 +694,16 @@ def run_phase_wrk(target, *, clients, warmup, duration, tag, meter):
     """
     result = PhaseResult()
     http = HttpClient(target.port)
-    try:
-        status, _, page = asyncio.run(
-            asyncio.wait_for(http.request("GET", target.form_path), REQUEST_TIMEOUT)
-        )
-    finally:
-        http.close()
+
+    async def get_form():
+        # Closed inside the loop: a server that keeps the connection alive (granian)
+        # leaves it open after the answer.
+        try:
+            return await asyncio.wait_for(http.request("GET", target.form_path), REQUEST_TIMEOUT)
+        finally:
+            http.close()
+
+    status, _, page = asyncio.run(get_form())
     token = TOKEN_PATTERN.search(page)
     if status != 200 or token is None or "csrftoken" not in http.cookies:
         raise SystemExit(f"{target.label}: form GET answered {status} without a CSRF token")
@@ -895,7 +922,7 @@ def main():
         services.append(sink)
         print("setting up: databases, migrations, servers ...", flush=True)
         for target in targets.values():
-            target.setup(smtp_port=smtp_port, logdir=logdir, services=services)
+            target.setup(server=args.server, smtp_port=smtp_port, logdir=logdir, services=services)
         sink_counts(control_port)  # the sink answers
 
         print(
@@ -1114,7 +1141,7 @@ def report(args, summaries, checks, probes, emails):
     keys = list(summaries)
     print()
     print(
-        f"Subscribe under load: {args.clients} clients, gunicorn -w {WORKERS} (sync workers), "
+        f"Subscribe under load: {args.clients} clients, {SERVERS[args.server]}, "
         f"PostgreSQL, {args.rounds} x {args.duration:g} s measured per column, "
         f"load from {'wrk' if args.load_generator == 'wrk' else 'asyncio clients in Python'}"
         + (f", SMTP sink answering after {args.smtp_delay_ms} ms" if args.smtp_delay_ms else "")
@@ -1171,7 +1198,7 @@ def report(args, summaries, checks, probes, emails):
         "one POST in process, no HTTP: wall / CPU, ms",
         lambda k: f"{probe_of(k)['ms']:.1f} / {probe_of(k)['cpu_ms']:.1f}",
     )
-    for name in ["gunicorn", "postgres backends", "db_worker"]:
+    for name in ["web server", "postgres backends", "db_worker"]:
         row(
             f"{name} CPU per successful POST, ms",
             lambda k, name=name: fmt(
@@ -1180,7 +1207,7 @@ def report(args, summaries, checks, probes, emails):
                 else None
             ),
         )
-    server_parts = ("gunicorn", "postgres backends", "db_worker")
+    server_parts = ("web server", "postgres backends", "db_worker")
 
     def server_cpu_ms(key):
         summary = summaries[key]
@@ -1203,7 +1230,7 @@ def report(args, summaries, checks, probes, emails):
     )
     row("CPU busy, whole machine, cores (of 2)", lambda k: f"{summaries[k]['machine']:.2f}")
     for name in [
-        "gunicorn",
+        "web server",
         "postgres backends",
         "postgres, shared processes",
         "redis",
