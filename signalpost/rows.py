@@ -26,7 +26,8 @@ from django.db.models import Field, Model
 from django.db.models.signals import post_save, pre_save
 
 _statements: dict[
-    tuple[type[Model], str, str], tuple[str, list[Field[Any, Any]], list[Field[Any, Any]], bool]
+    tuple[type[Model], str, str, bool],
+    tuple[str, list[Field[Any, Any]], list[Field[Any, Any]], bool],
 ] = {}
 _selects: dict[
     tuple[type[Model], str, str], tuple[str, list[str], list[tuple[int, Any, list[Any]]]]
@@ -44,7 +45,13 @@ _work_deferred: ContextVar[_Work | None] = ContextVar("rows_deferred_work", defa
 ROWS_PER_INSERT = 500
 
 
-def row_insert(instance: Model, *, on_conflict: str = "", deferrable: bool = False) -> bool:
+def row_insert(
+    instance: Model,
+    *,
+    on_conflict: str = "",
+    deferrable: bool = False,
+    commit_without_flush: bool = False,
+) -> bool:
     """INSERT the unsaved ``instance`` as ``save()`` would; return whether a row was written.
 
     ``pre_save`` and ``post_save`` are sent as ``save()`` sends them, so their
@@ -59,6 +66,12 @@ def row_insert(instance: Model, *, on_conflict: str = "", deferrable: bool = Fal
     the others at the block's end (still in the caller's transaction), and
     ``post_save`` is sent then; its ``pre_save`` and values are taken now.
     Outside, or with ``on_conflict``, it is written at once.
+
+    ``commit_without_flush``: on PostgreSQL outside a transaction, the INSERT is its
+    own transaction and sets ``synchronous_commit`` off for it (``set_config(...,
+    true)``), so its commit returns before the row is on disk, in one round trip
+    (``signalpost.durability.commit_without_flush`` says what that risks). Inside a
+    transaction, or on another database, a plain INSERT: the transaction decides.
     """
     model = type(instance)
     using = router.db_for_write(model, instance=instance)
@@ -67,8 +80,15 @@ def row_insert(instance: Model, *, on_conflict: str = "", deferrable: bool = Fal
     if pending is not None:
         pending.setdefault((model, using), []).append((instance, values))
         return True
-    sql, _fields, returning, reads_back = _statement(model, using, on_conflict)
     connection = connections[using]
+    without_flush = (
+        commit_without_flush
+        and connection.vendor == "postgresql"
+        and not connection.in_atomic_block
+    )
+    sql, _fields, returning, reads_back = _statement(
+        model, using, on_conflict, without_flush=without_flush
+    )
     with transaction.mark_for_rollback_on_error(using), connection.cursor() as cursor:
         cursor.execute(sql, values)
         row = cursor.fetchone() if reads_back else ()
@@ -79,12 +99,14 @@ def row_insert(instance: Model, *, on_conflict: str = "", deferrable: bool = Fal
 
 
 def _statement(
-    model: type[Model], using: str, on_conflict: str
+    model: type[Model], using: str, on_conflict: str, *, without_flush: bool = False
 ) -> tuple[str, list[Field[Any, Any]], list[Field[Any, Any]], bool]:
-    key = (model, using, on_conflict)
+    key = (model, using, on_conflict, without_flush)
     statement = _statements.get(key)
     if statement is None:
-        statement = _statements[key] = _insert_statement(model, connections[using], on_conflict)
+        statement = _statements[key] = _insert_statement(
+            model, connections[using], on_conflict, without_flush=without_flush
+        )
     return statement
 
 
@@ -251,7 +273,7 @@ def rows_deferred_work(key: Any, item: Any, function: Callable[[list[Any]], Any]
 
 
 def _insert_statement(
-    model: type[Model], connection: BaseDatabaseWrapper, on_conflict: str
+    model: type[Model], connection: BaseDatabaseWrapper, on_conflict: str, *, without_flush: bool
 ) -> tuple[str, list[Field[Any, Any]], list[Field[Any, Any]], bool]:
     meta = model._meta
     if any(field.has_db_default() for field in meta.local_concrete_fields):
@@ -261,10 +283,18 @@ def _insert_statement(
     quote: Callable[[str | None], str] = connection.ops.quote_name  # type: ignore[assignment]
     fields = [field for field in meta.local_concrete_fields if not field.db_returning]
     returning = [field for field in meta.local_concrete_fields if field.db_returning]
-    sql = (
-        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
-        f"VALUES ({', '.join(['%s'] * len(fields))})"
-    )
+    into = f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)})"
+    if without_flush:
+        # PostgreSQL only. The CTE runs once because the INSERT reads it; LOCAL (true):
+        # this statement's transaction only. Typed, as a SELECT list gives its
+        # parameters no column to take a type from.
+        typed = ", ".join(f"%s::{field.cast_db_type(connection)}" for field in fields)
+        sql = (
+            "WITH _commit AS (SELECT set_config('synchronous_commit', 'off', true)) "
+            f"{into} SELECT {typed} FROM _commit"
+        )
+    else:
+        sql = f"{into} VALUES ({', '.join(['%s'] * len(fields))})"
     if on_conflict:
         sql += f" {on_conflict}"
     if returning:

@@ -17,19 +17,30 @@ from django_tasks_db.utils import normalize_uuid
 from signalpost.rows import row_insert
 
 
-def task_insert(*, task: Task[..., Any], call: dict[str, Any]) -> Any:
+def task_insert(
+    *, task: Task[..., Any], call: dict[str, Any], commit_without_flush: bool = False
+) -> Any:
     """Queue ``task`` with keyword arguments ``call`` in the caller's transaction; return its id.
 
     What ``task.enqueue(**call)`` does: by ``task_row_insert`` on django-tasks-db
     (unless it is configured with its own ``id_function``), by ``enqueue`` elsewhere.
+    ``commit_without_flush``: see ``rows.row_insert`` (django-tasks-db only).
     """
     backend = task.get_backend()
     if type(backend) is DatabaseBackend and not backend.options.get("id_function"):
-        return task_row_insert(task=task, backend=backend, call=call)
+        return task_row_insert(
+            task=task, backend=backend, call=call, commit_without_flush=commit_without_flush
+        )
     return task.enqueue(**call).id
 
 
-def task_row_insert(*, task: Task[..., Any], backend: DatabaseBackend, call: dict[str, Any]) -> Any:
+def task_row_insert(
+    *,
+    task: Task[..., Any],
+    backend: DatabaseBackend,
+    call: dict[str, Any],
+    commit_without_flush: bool = False,
+) -> Any:
     """Write the row django-tasks-db's ``enqueue`` writes, by one plain INSERT.
 
     Every subscribe, confirmation and unsubscribe records a task, and the
@@ -49,7 +60,7 @@ def task_row_insert(*, task: Task[..., Any], backend: DatabaseBackend, call: dic
         run_after=task.run_after,  # type: ignore[misc]
         backend_name=backend.alias,
     )
-    row_insert(row, deferrable=True)
+    row_insert(row, deferrable=True, commit_without_flush=commit_without_flush)
     task_enqueued.send(type(backend), task_result=task_result_build(row=row, task=task))
     return row.id
 

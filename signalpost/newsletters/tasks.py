@@ -25,10 +25,9 @@ from django.tasks import task
 from django.utils import timezone
 
 from signalpost.conf import conf
-from signalpost.durability import commit_without_flush
 from signalpost.durable.batches import task_batch_runner
 from signalpost.durable.policy import RetryPolicy
-from signalpost.durable.services import task_enqueue
+from signalpost.durable.services import task_enqueue, task_enqueue_without_flush
 from signalpost.newsletters import imports
 from signalpost.newsletters.models import Newsletter, SubscriberImport
 from signalpost.newsletters.selectors import newsletter_by_pk, newsletters_by_pk
@@ -187,7 +186,6 @@ def preferences_link_from_form(*, email, attempt=1):
 # response time tells nobody who is known. Each task runs its service.
 
 
-@transaction.atomic
 def subscribe_queue(*, email, newsletter, name, consent, source=Source.FORM):
     """Queue ``subscribe`` of ``email`` to ``newsletter`` from a public form: the site's
     (``source`` form) or one embedded on another website (``source`` embed).
@@ -195,22 +193,25 @@ def subscribe_queue(*, email, newsletter, name, consent, source=Source.FORM):
     The subscription is pending or active (with ``user_subscribed`` and the welcome,
     or ``subscription_requested`` and the confirmation email) once the worker ran it.
     """
-    confirms = newsletter.opt_in == Newsletter.OptIn.DOUBLE or source == Source.EMBED
-    if confirms and conf.SUBSCRIBE_ASYNC_COMMIT:
-        # At most a confirmation email comes of it: see subscribe().
-        commit_without_flush()
-    task_enqueue(
-        subscribe_from_form,
-        email=email,
-        newsletter_id=newsletter.pk,
-        name=name,
-        source=Source(source).value,
-        consent={
+    call = {
+        "email": email,
+        "newsletter_id": newsletter.pk,
+        "name": name,
+        "source": Source(source).value,
+        "consent": {
             "at": consent.at.isoformat(),
             "ip": consent.ip,
             "user_agent": consent.user_agent[:USER_AGENT_MAX_LENGTH],
         },
-    )
+    }
+    confirms = newsletter.opt_in == Newsletter.OptIn.DOUBLE or source == Source.EMBED
+    if confirms and conf.SUBSCRIBE_ASYNC_COMMIT:
+        # At most a confirmation email comes of it (see subscribe()): the task row's
+        # commit need not wait for the disk.
+        task_enqueue_without_flush(subscribe_from_form, **call)
+    else:
+        with transaction.atomic():
+            task_enqueue(subscribe_from_form, **call)
 
 
 @transaction.atomic
