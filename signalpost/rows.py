@@ -16,6 +16,7 @@ wait for the block's end and go in one INSERT per model, and the work of
 """
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
 from typing import Any
@@ -24,6 +25,8 @@ from django.db import connections, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field, Model
 from django.db.models.signals import post_save, pre_save
+
+from signalpost.conf import conf
 
 _statements: dict[
     tuple[type[Model], str, str, bool],
@@ -41,6 +44,8 @@ _deferred: ContextVar[_Pending | None] = ContextVar("rows_deferred", default=Non
 # What rows_deferred_work() queued inside rows_deferred(): by key, the function and its items.
 type _Work = dict[Any, tuple[Callable[[list[Any]], Any], list[Any]]]
 _work_deferred: ContextVar[_Work | None] = ContextVar("rows_deferred_work", default=None)
+# psycopg's prepare_threshold on PostgreSQL connections: see _cursor().
+NEVER_BY_COUNT = 2**31 - 1
 # Rows per multi-row INSERT: well under SQLite's 32,766 parameters for any model here.
 ROWS_PER_INSERT = 500
 
@@ -89,13 +94,58 @@ def row_insert(
     sql, _fields, returning, reads_back = _statement(
         model, using, on_conflict, without_flush=without_flush
     )
-    with transaction.mark_for_rollback_on_error(using), connection.cursor() as cursor:
+    with transaction.mark_for_rollback_on_error(using), _cursor(connection) as cursor:
         cursor.execute(sql, values)
         row = cursor.fetchone() if reads_back else ()
     if row is None:
         return False
     _written(instance, using, returning, row)
     return True
+
+
+def _cursor(connection: BaseDatabaseWrapper) -> Any:
+    """A cursor for one of this module's single-row statements, prepared where it can be.
+
+    Each of these statements is the same text every time (built once per model), run
+    for every subscribe. Django's cursors on PostgreSQL bind parameters into the text,
+    so the server parses and plans it afresh each time: half of a subscribe POST's
+    backend CPU (bench/README.md, "Prepared"). On PostgreSQL, unless a transaction pooler
+    sits between (``DATABASE_TRANSACTION_POOLING``: the next statement may reach
+    another server connection, where it is not prepared), the cursor binds on the
+    server and psycopg prepares each statement on its first run on a connection. It is
+    wrapped as ``connection.cursor()`` wraps its own: the same error translation,
+    execute wrappers and query log.
+    """
+    if connection.vendor != "postgresql" or conf.DATABASE_TRANSACTION_POOLING:
+        return connection.cursor()
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    connection.validate_thread_sharing()
+    raw = connection.connection
+    if raw.prepare_threshold is None:
+        # Django leaves psycopg's preparing off (None), and then even ``prepare=True``
+        # prepares nothing. A count no statement reaches: only these, asked for
+        # explicitly, are prepared (Django's own cursors bind on the client and never are).
+        raw.prepare_threshold = NEVER_BY_COUNT
+    cursor = _preparing_cursor_class()(raw)
+    if connection.queries_logged:
+        return connection.make_debug_cursor(cursor)
+    return connection.make_cursor(cursor)
+
+
+@functools.cache
+def _preparing_cursor_class() -> type:
+    # Imported on PostgreSQL only: the module needs psycopg.
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    class PreparingCursor(ServerBindingCursor):
+        """Django's server-binding cursor, preparing what it runs (``prepare=True``)."""
+
+        def execute(self, query: Any, params: Any = None, **options: Any) -> Any:
+            options.setdefault("prepare", True)
+            return super().execute(query, params, **options)  # type: ignore[misc]
+
+    return PreparingCursor
 
 
 def _statement(
@@ -322,7 +372,7 @@ def row_fetch[M: Model](
     if select is None:
         select = _selects[key] = _select_statement(model, connection, where)
     sql, names, converters = select
-    with connection.cursor() as cursor:
+    with _cursor(connection) as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:

@@ -6,10 +6,12 @@ with Django's in ``tests/test_<app>_writes.py``."""
 from datetime import datetime
 
 import pytest
+from django.db import IntegrityError, connection, transaction
 from django.db.models.signals import post_save, pre_save
+from django.test.utils import CaptureQueriesContext
 
 from signalpost.activity.models import Activity
-from signalpost.newsletters.models import Newsletter
+from signalpost.newsletters.models import Newsletter, Subscription
 from signalpost.newsletters.selectors import newsletter_by_pk
 from signalpost.rows import row_fetch, row_insert, rows_deferred, rows_insert
 from tests.factories import make_newsletter, make_profile
@@ -208,3 +210,68 @@ def test_profiles_insert_new_without_listeners_skips_known_addresses_in_one_stat
     assert len(queries.captured_queries) == 1
     assert written == [fresh[0]] and fresh[0].pk is not None
     assert Profile.objects.get(email="known@example.com").name == "Known"
+
+
+# On PostgreSQL the single-row statements are prepared once per connection -----------------
+
+needs_postgresql = pytest.mark.skipif(
+    "connection.vendor != 'postgresql'", reason="prepared statements: PostgreSQL"
+)
+
+
+def prepared_statements():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement, generic_plans + custom_plans FROM pg_prepared_statements")
+        return {statement: runs for statement, runs in cursor.fetchall()}
+
+
+def runs_of(statements, start):
+    [runs] = [runs for statement, runs in statements.items() if statement.startswith(start)]
+    return runs
+
+
+@needs_postgresql
+@pytest.mark.django_db
+def test_a_row_read_or_written_again_is_not_parsed_again_and_still_shows_in_the_query_log():
+    make_newsletter(slug="weekly")
+    profile = make_profile()
+    with CaptureQueriesContext(connection) as queries:
+        for _ in range(3):
+            assert row_fetch(Newsletter, where='"slug" = %s', params=["weekly"]).slug == "weekly"
+            row_insert(Activity(profile=profile, event="subscribed", detail={}))
+
+    statements = prepared_statements()
+    assert runs_of(statements, 'SELECT "id", "slug"') == 3
+    assert runs_of(statements, 'INSERT INTO "activity_activity"') == 3
+    assert len(queries.captured_queries) == 6, "the query log and execute wrappers see them"
+    assert Activity.objects.filter(profile=profile).count() == 3
+
+
+@needs_postgresql
+@pytest.mark.django_db
+def test_behind_a_transaction_pooler_nothing_is_prepared(settings):
+    settings.SIGNALPOST_DATABASE_TRANSACTION_POOLING = True
+    make_newsletter(slug="weekly")
+    profile = make_profile()
+
+    assert row_fetch(Newsletter, where='"slug" = %s', params=["weekly"]).slug == "weekly"
+    row_insert(Activity(profile=profile, event="subscribed", detail={}))
+
+    assert prepared_statements() == {}
+
+
+@needs_postgresql
+@pytest.mark.django_db(transaction=True)
+def test_a_prepared_statement_that_fails_raises_django_s_error_and_rolls_back():
+    newsletter = make_newsletter(slug="weekly")
+    profile = make_profile()
+    row_insert(Subscription(profile=profile, newsletter=newsletter))
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        row_insert(Activity(profile=profile, event="subscribed", detail={}))
+        row_insert(Subscription(profile=profile, newsletter=newsletter))  # the pair is unique
+
+    assert not Activity.objects.exists(), "the transaction was marked for rollback"
+    # The connection goes on, its statements still prepared.
+    assert row_fetch(Newsletter, where='"slug" = %s', params=["weekly"]).pk == newsletter.pk
+    assert Subscription.objects.count() == 1
