@@ -1,6 +1,8 @@
 """Subscribe under load: Signalpost's ``POST /subscribe/`` (double opt-in) against
-django-newsletter's subscribe form, each behind gunicorn with 2 worker processes, on the
-same PostgreSQL server and the same SMTP sink, with 32 concurrent clients.
+django-newsletter's subscribe form, each behind the same web server (granian with 2
+processes x 2 threads, the command line ``signalpost serve`` runs, by default; or
+``--server gunicorn``: 2 sync worker processes), on the same PostgreSQL server and the
+same SMTP sink, with 32 concurrent clients.
 
 Run from the repository root::
 
@@ -11,7 +13,7 @@ What runs (everything on 127.0.0.1, on free ports):
 
 - one SMTP sink (``subscribe_support/smtp_sink.py``, aiosmtpd): accepts and discards
   every message, counting them per recipient domain;
-- Signalpost: ``gunicorn signalpost.wsgi -w 2`` from the project's ``.venv`` with
+- Signalpost: its web server from the project's ``.venv`` with
   ``SIGNALPOST_MODE=production``, ``DEBUG=0``, a fresh PostgreSQL database
   (``signalpost_bench_sub_<pid>``, migrated, one public double opt-in newsletter),
   Redis for the rate limits, ``EMAIL_URL`` at the sink, and the per-IP subscribe limit
@@ -19,16 +21,17 @@ What runs (everything on 127.0.0.1, on free ports):
   stays on and every POST uses a new address;
 - django-newsletter (from PyPI, in its own virtual environment under
   ``~/.cache/signalpost-bench/``, created on first use, with the newest Django it
-  supports): ``gunicorn dn_site.wsgi -w 2`` serving ``subscribe_support/dn_site``, a
-  minimal project with Signalpost's middleware, persistent connections and its own
-  fresh database (``signalpost_bench_sub_dn_<pid>``); its subscribe view sends the
-  activation email to the sink inside the request, which is how it works;
+  supports, and the same server's version): the same server serving
+  ``subscribe_support/dn_site``, a minimal project with Signalpost's middleware,
+  persistent connections and its own fresh database (``signalpost_bench_sub_dn_<pid>``);
+  its subscribe view sends the activation email to the sink inside the request, which
+  is how it works;
 - the load generator: wrk (Debian's ``wrk``, C, one thread, 32 connections,
   ``subscribe_support/wrk_post.lua``) when it is installed, which leaves the servers
   nearly all of the 2 cores; otherwise (or with ``--load-generator python``) this
   process: asyncio and raw HTTP/1.1 over
-  ``asyncio.open_connection`` (keep-alive when the server offers it; gunicorn's sync
-  workers close every connection, so each request opens one, as a browser's would).
+  ``asyncio.open_connection`` (keep-alive when the server offers it, as granian does;
+  gunicorn's sync workers close every connection, so each request opens one).
   Each of the 32 clients GETs the form once (CSRF cookie and token), then POSTs it with
   a new address each time until the phase ends. Requests that complete in the measured
   window, after a warm-up, count; latency is from connect to the last byte of the answer.
@@ -49,7 +52,7 @@ one invocation. Afterwards the script checks the rows each server wrote against 
 POSTs that succeeded, counts the SQL statements of one subscribe POST in process
 (``subscribe_support/probe.py``), drops both databases and stops everything it started.
 While a window runs it reads ``/proc`` to split the machine's CPU time between the
-gunicorn processes, their PostgreSQL backends, PostgreSQL's shared processes, Redis, the
+web server's processes, their PostgreSQL backends, PostgreSQL's shared processes, Redis, the
 SMTP sink, the task worker, the load generator and everything else (other people's
 processes on a shared machine).
 """
@@ -815,6 +818,7 @@ def summarize(phases):
         "emails per s": statistics.fmean(phase.cpu["emails per s"] for phase in phases),
         "per_round_rps": [len(phase.latencies) / phase.window for phase in phases],
         "e2e_rps": sum(phase.end_to_end["in_time"] for phase in phases) / window,
+        "per_round_e2e_rps": [phase.end_to_end["in_time"] / phase.window for phase in phases],
         "e2e_posts": sum(phase.end_to_end["posts"] for phase in phases),
         "e2e_in_time": sum(phase.end_to_end["in_time"] for phase in phases),
     }
@@ -1257,6 +1261,19 @@ def report(args, summaries, checks, probes, emails):
                 f"(per round: {', '.join(f'{p:.2f}x' for p in pairs)}); goal >= {RATIO_GOAL:g}x: "
                 + ("met" if ratio >= RATIO_GOAL else "missed")
             )
+    if "signalpost+worker" in summaries and dn and dn["e2e_rps"]:
+        sp = summaries["signalpost+worker"]
+        ratio = sp["e2e_rps"] / dn["e2e_rps"]
+        pairs = [
+            a / b
+            for a, b in zip(sp["per_round_e2e_rps"], dn["per_round_e2e_rps"], strict=True)
+            if b
+        ]
+        print(
+            f"end to end (emails in time per second) {VARIANTS['signalpost+worker'][0]} / "
+            f"django-newsletter: {ratio:.2f}x (per round: {', '.join(f'{p:.2f}x' for p in pairs)})"
+            f"; goal >= {RATIO_GOAL:g}x: " + ("met" if ratio >= RATIO_GOAL else "missed")
+        )
     if "signalpost" in summaries and "signalpost-flush" in summaries:
         sp, flush = summaries["signalpost"], summaries["signalpost-flush"]
         print(
