@@ -189,6 +189,15 @@ def wait_ready(port, path, *, service, timeout=90.0):
     raise SystemExit(f"{service.name} not ready after {timeout:.0f} s:\n{service.tail()}")
 
 
+def backend_cpu_seconds():
+    """CPU seconds so far of the PostgreSQL backend serving Django's default connection."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return proc_cpu_seconds(cursor.fetchone()[0])
+
+
 def worker_drain(*, worker_id, show_sql=False):
     """Run the worker loop (``BatchWorker``, what ``manage.py db_worker`` runs) in this
     process until the queue is empty; return (CPU seconds, SQL statements run)."""
