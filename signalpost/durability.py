@@ -20,7 +20,8 @@ def commit_without_flush(*, using: str = "default") -> None:
     transaction and on other databases (SQLite in WAL mode decides per
     connection, with its ``synchronous`` pragma). Also a no-op inside an
     enclosing transaction: the caller decides for its own writes only, and the
-    enclosing one may carry writes that must wait.
+    enclosing one may carry writes that must wait. A write that is one statement
+    needs no transaction for this: ``rows.row_insert(..., commit_without_flush=True)``.
     """
     connection = connections[using]
     if connection.vendor != "postgresql" or len(connection.atomic_blocks) != 1:
