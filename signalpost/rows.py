@@ -90,6 +90,7 @@ def row_insert(
         commit_without_flush
         and connection.vendor == "postgresql"
         and not connection.in_atomic_block
+        and connection.get_autocommit()
     )
     sql, _fields, returning, reads_back = _statement(
         model, using, on_conflict, without_flush=without_flush
@@ -109,14 +110,14 @@ def _cursor(connection: BaseDatabaseWrapper) -> Any:
     Each of these statements is the same text every time (built once per model), run
     for every subscribe. Django's cursors on PostgreSQL bind parameters into the text,
     so the server parses and plans it afresh each time: half of a subscribe POST's
-    backend CPU (bench/README.md, "Prepared"). On PostgreSQL, unless a transaction pooler
-    sits between (``DATABASE_TRANSACTION_POOLING``: the next statement may reach
-    another server connection, where it is not prepared), the cursor binds on the
-    server and psycopg prepares each statement on its first run on a connection. It is
-    wrapped as ``connection.cursor()`` wraps its own: the same error translation,
-    execute wrappers and query log.
+    backend CPU (docs/decisions.md, "A queued sign-up in one statement, prepared"). On
+    PostgreSQL, unless ``_prepares`` says no, the cursor binds on the server and psycopg
+    prepares each statement on its first run on a connection (again after a rollback,
+    on which psycopg deallocates every statement of the connection). It is wrapped as
+    ``connection.cursor()`` wraps its own: the same error translation and execute
+    wrappers; the query log shows these statements as ``QUERY = ... - PARAMS = ...``.
     """
-    if connection.vendor != "postgresql" or conf.DATABASE_TRANSACTION_POOLING:
+    if not _prepares(connection):
         return connection.cursor()
     connection.close_if_health_check_failed()
     connection.ensure_connection()
@@ -133,17 +134,51 @@ def _cursor(connection: BaseDatabaseWrapper) -> Any:
     return connection.make_cursor(cursor)
 
 
+def _prepares(connection: BaseDatabaseWrapper) -> bool:
+    """Whether ``connection`` may keep prepared statements: PostgreSQL reached directly.
+
+    Not behind a transaction pooler, where the next statement may reach a server session
+    that does not have it: Signalpost's ``DATABASE_TRANSACTION_POOLING``, or a host
+    project's own signs of one, Django's ``DISABLE_SERVER_SIDE_CURSORS`` or an explicit
+    ``OPTIONS["prepare_threshold"] = None``.
+    """
+    if connection.vendor != "postgresql" or conf.DATABASE_TRANSACTION_POOLING:
+        return False
+    settings_dict = connection.settings_dict
+    options = settings_dict.get("OPTIONS") or {}
+    if settings_dict.get("DISABLE_SERVER_SIDE_CURSORS"):
+        return False
+    return not ("prepare_threshold" in options and options["prepare_threshold"] is None)
+
+
 @functools.cache
 def _preparing_cursor_class() -> type:
-    # Imported on PostgreSQL only: the module needs psycopg.
+    # Imported on PostgreSQL only: the modules need psycopg.
     from django.db.backends.postgresql.base import ServerBindingCursor
+    from psycopg import errors, pq
 
     class PreparingCursor(ServerBindingCursor):
         """Django's server-binding cursor, preparing what it runs (``prepare=True``)."""
 
         def execute(self, query: Any, params: Any = None, **options: Any) -> Any:
             options.setdefault("prepare", True)
-            return super().execute(query, params, **options)  # type: ignore[misc]
+            try:
+                return super().execute(query, params, **options)  # type: ignore[misc]
+            except (errors.FeatureNotSupported, errors.InvalidSqlStatementName) as error:
+                # A prepared statement gone stale (a migration changed a column it
+                # reads: "cached plan must not change result type") or gone (a
+                # DEALLOCATE ALL psycopg did not see). In a transaction, its rollback
+                # deallocates them all; outside one nothing would, and this
+                # connection would fail the same way until it closes: deallocate
+                # through psycopg, which forgets them too, and run it once more.
+                stale = isinstance(error, errors.InvalidSqlStatementName) or (
+                    "cached plan" in str(error)
+                )
+                raw = self.connection  # type: ignore[attr-defined]
+                if not stale or raw.info.transaction_status != pq.TransactionStatus.IDLE:
+                    raise
+                raw.execute("DEALLOCATE ALL")
+                return super().execute(query, params, **options)  # type: ignore[misc]
 
     return PreparingCursor
 
@@ -338,7 +373,11 @@ def _insert_statement(
         # PostgreSQL only. The CTE runs once because the INSERT reads it; LOCAL (true):
         # this statement's transaction only. Typed, as a SELECT list gives its
         # parameters no column to take a type from.
-        typed = ", ".join(f"%s::{field.cast_db_type(connection)}" for field in fields)
+        # The base type (varchar, not varchar(32)): an explicit cast would cut a value
+        # that is too long, where the INSERT's own assignment refuses it.
+        typed = ", ".join(
+            f"%s::{(field.cast_db_type(connection) or '').split('(')[0]}" for field in fields
+        )
         sql = (
             "WITH _commit AS (SELECT set_config('synchronous_commit', 'off', true)) "
             f"{into} SELECT {typed} FROM _commit"

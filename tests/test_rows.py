@@ -6,9 +6,10 @@ with Django's in ``tests/test_<app>_writes.py``."""
 from datetime import datetime
 
 import pytest
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, DataError, IntegrityError, connection, transaction
 from django.db.models.signals import post_save, pre_save
 from django.test.utils import CaptureQueriesContext
+from psycopg import pq
 
 from signalpost.activity.models import Activity
 from signalpost.newsletters.models import Newsletter, Subscription
@@ -272,6 +273,95 @@ def test_a_prepared_statement_that_fails_raises_django_s_error_and_rolls_back():
         row_insert(Subscription(profile=profile, newsletter=newsletter))  # the pair is unique
 
     assert not Activity.objects.exists(), "the transaction was marked for rollback"
-    # The connection goes on, its statements still prepared.
+    # The connection goes on (the rollback deallocated its statements: prepared again).
     assert row_fetch(Newsletter, where='"slug" = %s', params=["weekly"]).pk == newsletter.pk
     assert Subscription.objects.count() == 1
+
+
+def behind_psycopg(sql):
+    """Run ``sql`` on this connection without psycopg seeing it (as a pooler or another
+    tool would change the session): its cache of prepared statements goes stale."""
+    result = connection.connection.pgconn.exec_(sql.encode())
+    assert result.status == pq.ExecStatus.COMMAND_OK, result.error_message
+
+
+@needs_postgresql
+@pytest.mark.django_db(transaction=True)
+def test_a_statement_deallocated_behind_psycopg_is_prepared_again():
+    newsletter = make_newsletter(slug="weekly")
+    for _ in range(2):
+        assert row_fetch(Newsletter, where='"slug" = %s', params=["weekly"]).pk == newsletter.pk
+    behind_psycopg("DEALLOCATE ALL")
+
+    assert row_fetch(Newsletter, where='"slug" = %s', params=["weekly"]).pk == newsletter.pk
+    assert runs_of(prepared_statements(), 'SELECT "id", "slug"') == 1
+
+
+@needs_postgresql
+@pytest.mark.django_db(transaction=True)
+def test_a_statement_whose_columns_a_migration_changed_is_planned_again():
+    newsletter = make_newsletter(slug="weekly", name="The Weekly")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+            "WHERE attrelid = 'newsletters_newsletter'::regclass AND attname = 'name'"
+        )
+        [original] = cursor.fetchone()
+    assert row_fetch(Newsletter, where='"slug" = %s', params=["weekly"]).name == "The Weekly"
+    # A migration run elsewhere while this connection lives (here: on it, unseen).
+    behind_psycopg('ALTER TABLE newsletters_newsletter ALTER COLUMN "name" TYPE text')
+    try:
+        fetched = row_fetch(Newsletter, where='"slug" = %s', params=["weekly"])
+        assert (fetched.pk, fetched.name) == (newsletter.pk, "The Weekly")
+    finally:
+        behind_psycopg(f'ALTER TABLE newsletters_newsletter ALTER COLUMN "name" TYPE {original}')
+
+
+@needs_postgresql
+@pytest.mark.django_db(transaction=True)
+def test_in_a_transaction_a_lost_statement_fails_once_and_the_rollback_heals_it():
+    newsletter = make_newsletter(slug="weekly")
+    row_fetch(Newsletter, where='"slug" = %s', params=["weekly"])
+    behind_psycopg("DEALLOCATE ALL")
+
+    with pytest.raises(DatabaseError), transaction.atomic():
+        row_fetch(Newsletter, where='"slug" = %s', params=["weekly"])
+
+    assert row_fetch(Newsletter, where='"slug" = %s', params=["weekly"]).pk == newsletter.pk
+
+
+@needs_postgresql
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "database",
+    [{"DISABLE_SERVER_SIDE_CURSORS": True}, {"OPTIONS": {"prepare_threshold": None}}],
+    ids=["no server-side cursors", "prepare_threshold None"],
+)
+def test_a_host_project_s_pooler_settings_turn_preparing_off(database, monkeypatch):
+    for key, value in database.items():
+        monkeypatch.setitem(connection.settings_dict, key, value)
+    make_newsletter(slug="weekly")
+
+    assert row_fetch(Newsletter, where='"slug" = %s', params=["weekly"]).slug == "weekly"
+    assert prepared_statements() == {}
+
+
+@needs_postgresql
+@pytest.mark.django_db(transaction=True)
+def test_a_row_committed_without_flush_refuses_a_value_too_long_as_a_plain_insert_does():
+    from django_tasks_db.models import DBTaskResult
+
+    def task_row(queue_name):
+        return DBTaskResult(
+            args_kwargs={"args": [], "kwargs": {}},
+            priority=0,
+            task_path="tests.tasks.nothing",
+            queue_name=queue_name,
+            backend_name="default",
+        )
+
+    for commit_without_flush in (False, True):
+        with pytest.raises(DataError):  # not cut to varchar(32) by a cast
+            row_insert(task_row("q" * 40), commit_without_flush=commit_without_flush)
+    assert row_insert(task_row("q" * 32), commit_without_flush=True)
+    assert DBTaskResult.objects.get().queue_name == "q" * 32
