@@ -16,7 +16,6 @@ wait for the block's end and go in one INSERT per model, and the work of
 """
 
 import contextlib
-import functools
 from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
 from typing import Any
@@ -27,6 +26,7 @@ from django.db.models import Field, Model
 from django.db.models.signals import post_save, pre_save
 
 from signalpost.conf import conf
+from signalpost.postgresql.cursors import PreparingCursor
 
 _statements: dict[
     tuple[type[Model], str, str, bool],
@@ -128,7 +128,7 @@ def _cursor(connection: BaseDatabaseWrapper) -> Any:
         # prepares nothing. A count no statement reaches: only these, asked for
         # explicitly, are prepared (Django's own cursors bind on the client and never are).
         raw.prepare_threshold = NEVER_BY_COUNT
-    cursor = _preparing_cursor_class()(raw)
+    cursor: Any = PreparingCursor(raw)
     if connection.queries_logged:
         return connection.make_debug_cursor(cursor)
     return connection.make_cursor(cursor)
@@ -149,38 +149,6 @@ def _prepares(connection: BaseDatabaseWrapper) -> bool:
     if settings_dict.get("DISABLE_SERVER_SIDE_CURSORS"):
         return False
     return not ("prepare_threshold" in options and options["prepare_threshold"] is None)
-
-
-@functools.cache
-def _preparing_cursor_class() -> type:
-    # Imported on PostgreSQL only: the modules need psycopg.
-    from django.db.backends.postgresql.base import ServerBindingCursor
-    from psycopg import errors, pq
-
-    class PreparingCursor(ServerBindingCursor):
-        """Django's server-binding cursor, preparing what it runs (``prepare=True``)."""
-
-        def execute(self, query: Any, params: Any = None, **options: Any) -> Any:
-            options.setdefault("prepare", True)
-            try:
-                return super().execute(query, params, **options)  # type: ignore[misc]
-            except (errors.FeatureNotSupported, errors.InvalidSqlStatementName) as error:
-                # A prepared statement gone stale (a migration changed a column it
-                # reads: "cached plan must not change result type") or gone (a
-                # DEALLOCATE ALL psycopg did not see). In a transaction, its rollback
-                # deallocates them all; outside one nothing would, and this
-                # connection would fail the same way until it closes: deallocate
-                # through psycopg, which forgets them too, and run it once more.
-                stale = isinstance(error, errors.InvalidSqlStatementName) or (
-                    "cached plan" in str(error)
-                )
-                raw = self.connection  # type: ignore[attr-defined]
-                if not stale or raw.info.transaction_status != pq.TransactionStatus.IDLE:
-                    raise
-                raw.execute("DEALLOCATE ALL")
-                return super().execute(query, params, **options)  # type: ignore[misc]
-
-    return PreparingCursor
 
 
 def _statement(

@@ -2,13 +2,14 @@
 successes recorded per batch; batch receivers called once per batch."""
 
 import datetime
+import json
 
 import pytest
 from django.db import connection
 from django.tasks import TaskResultStatus
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
-from django_tasks_db.models import DBTaskResult
+from django_tasks_db.models import DBTaskResult, get_date_max
 
 from signalpost.durable.models import DeadLetter
 from signalpost.durable.tasks import run_durable_receiver
@@ -165,3 +166,51 @@ def test_a_batch_receivers_calls_run_at_their_turn_in_priority_order(test_dir):
     batch_probe.send(sender=None, profile=profile, label="batch#2")
     run_worker_until_idle()
     assert labels(test_dir) == ["urgent", "batch#1", "batch#2"]
+
+
+def claim_plans(batch_worker, size, ids=None):
+    """The plans PostgreSQL chose for the claim's SELECT ... FOR UPDATE, as it ran."""
+    plans = []
+
+    def explain(execute, sql, params, many, context):
+        if sql.startswith("SELECT") and "FOR UPDATE" in sql:
+            with context["connection"].cursor() as cursor:
+                cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
+                plans.append(json.dumps(cursor.fetchone()[0]))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(explain):
+        rows = batch_worker.claim(size, ids=ids)
+    return rows, plans
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the planner is PostgreSQL's")
+def test_a_claim_on_a_table_without_statistics_reads_along_an_index_not_the_whole_queue():
+    # A burst: thousands of due tasks written before autovacuum analyzed the table.
+    DBTaskResult.objects.bulk_create(
+        DBTaskResult(
+            args_kwargs={"args": [], "kwargs": {"n": number}},
+            priority=0,
+            task_path="tests.tasks.nothing",
+            queue_name="default",
+            backend_name="default",
+            run_after=get_date_max(),
+        )
+        for number in range(3000)
+    )
+    batch_worker = worker()
+
+    rows, [plan] = claim_plans(batch_worker, 50)
+    assert len(rows) == 50
+    assert "tasks_db_new_ordering_idx" in plan
+    assert "Bitmap" not in plan and '"Sort"' not in plan, plan
+
+    wanted = list(DBTaskResult.objects.filter(status="READY").values_list("id", flat=True)[:20])
+    rows, [plan] = claim_plans(batch_worker, 50, ids=wanted)
+    assert sorted(str(row.id) for row in rows) == sorted(str(pk) for pk in wanted)
+    assert "Bitmap" not in plan, plan
+
+    # The settings lasted for the claim's statement only.
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW enable_bitmapscan")
+        assert cursor.fetchone()[0] == "on"

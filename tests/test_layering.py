@@ -31,6 +31,7 @@ LAYERS = [
             "signalpost.redaction",
             "signalpost.rows",
             "signalpost.durability",
+            "signalpost.planner",
             "signalpost.ratelimit",
             "signalpost.uploads",
             "signalpost.mail",

@@ -4,8 +4,7 @@ This is the automations app's persistence module, as ``publishing.writes`` is th
 publishing app's. ``tests/test_automations.py`` holds the engine to its outcome.
 """
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -13,6 +12,7 @@ from django.db import connection, transaction
 
 from signalpost.accounts.models import Profile
 from signalpost.automations.models import Automation, Enrollment, Step, StepRun
+from signalpost.planner import planner_without
 from signalpost.rows import rows_deferred_work, rows_insert_select_for
 
 # The most ids in one statement: an import's chunk (SQLite allows 32,766 parameters).
@@ -65,7 +65,7 @@ def enrollments_claim_due(
         adapt(lost_before),
         limit,
     ]
-    with transaction.atomic(), _planner_without("enable_bitmapscan", "enable_sort"):
+    with transaction.atomic(), planner_without("enable_bitmapscan", "enable_sort"):
         claimed = list(Enrollment.objects.raw(sql, params))
     return sorted(claimed, key=lambda enrollment: enrollment.pk)
 
@@ -83,24 +83,8 @@ def enrollments_move(*, ids: list[int], **fields: Any) -> int:
     sequential scans off for the statement.
     """
     ended = [Enrollment.Status.FINISHED, Enrollment.Status.EXITED]
-    with transaction.atomic(), _planner_without("enable_seqscan"):
+    with transaction.atomic(), planner_without("enable_seqscan"):
         return Enrollment.objects.filter(pk__in=ids).exclude(status__in=ended).update(**fields)
-
-
-@contextmanager
-def _planner_without(*methods: str) -> Iterator[None]:
-    """On PostgreSQL, turn the planner's ``methods`` off for the statements inside (in a
-    transaction), then back to the session's settings: ``SET LOCAL`` would otherwise
-    last until the end of the caller's transaction and steer its later statements.
-    Elsewhere, nothing."""
-    if connection.vendor != "postgresql":
-        yield
-        return
-    with connection.cursor() as cursor:
-        cursor.execute("; ".join(f"SET LOCAL {method} = off" for method in methods))
-    yield
-    with connection.cursor() as cursor:
-        cursor.execute("; ".join(f"SET LOCAL {method} TO DEFAULT" for method in methods))
 
 
 def step_runs_insert(
