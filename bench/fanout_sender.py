@@ -28,7 +28,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from fanout import SUBJECT, Signalpost, Sink, issue_body
-from harness import proc_cpu_seconds, profile_print, worker_drain
+from harness import backend_pid, proc_cpu_seconds, profile_print, worker_drain
 
 # What the split times, by label: (module, owner or None, attribute). Nested ones (the
 # message build inside the transport's send) are subtracted from their caller's.
@@ -101,15 +101,12 @@ class Split:
 
 def send_once(newsletter, *, profiler=None, split=False):
     """Send a new issue to ``newsletter``'s subscribers; return the figures."""
-    from django.db import connection
 
     from signalpost.publishing.models import Delivery, Issue
     from signalpost.publishing.services import issue_create, issue_send
 
     issue = issue_create(newsletter=newsletter, subject=SUBJECT, body_markdown=issue_body())
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        backend = cursor.fetchone()[0]
+    backend = backend_pid()
     backend_before = proc_cpu_seconds(backend)
     split = Split(backend) if split else None
     if split is not None:

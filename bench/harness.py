@@ -189,13 +189,18 @@ def wait_ready(port, path, *, service, timeout=90.0):
     raise SystemExit(f"{service.name} not ready after {timeout:.0f} s:\n{service.tail()}")
 
 
-def backend_cpu_seconds():
-    """CPU seconds so far of the PostgreSQL backend serving Django's default connection."""
+def backend_pid():
+    """The pid of the PostgreSQL backend serving Django's default connection."""
     from django.db import connection
 
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
-        return proc_cpu_seconds(cursor.fetchone()[0])
+        return cursor.fetchone()[0]
+
+
+def backend_cpu_seconds():
+    """CPU seconds so far of the PostgreSQL backend serving Django's default connection."""
+    return proc_cpu_seconds(backend_pid())
 
 
 def worker_drain(*, worker_id, show_sql=False):

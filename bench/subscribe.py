@@ -95,7 +95,6 @@ from signalpost.cli import web_command  # noqa: E402  (the production server's c
 
 SUPPORT_DIR = BENCH_DIR / "subscribe_support"
 PROJECT_PYTHON = Path(sys.executable)
-PROJECT_BIN = PROJECT_PYTHON.parent
 
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/3")
 CACHE_ROOT = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "signalpost-bench"

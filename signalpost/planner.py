@@ -20,7 +20,7 @@ def planner_without(*methods: str, using: str = "default") -> Iterator[None]:
     ``SET LOCAL`` would otherwise last until the end of the caller's transaction and
     steer its later statements. Elsewhere, nothing."""
     connection = connections[using]
-    if connection.vendor != "postgresql" or not methods:
+    if connection.vendor != "postgresql":
         yield
         return
     with connection.cursor() as cursor:

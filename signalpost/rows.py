@@ -26,6 +26,7 @@ from django.db.models import Field, Model
 from django.db.models.signals import post_save, pre_save
 
 from signalpost.conf import conf
+from signalpost.durability import insert_select_without_flush, statement_commits_alone
 from signalpost.postgresql.cursors import PreparingCursor
 
 _statements: dict[
@@ -86,12 +87,7 @@ def row_insert(
         pending.setdefault((model, using), []).append((instance, values))
         return True
     connection = connections[using]
-    without_flush = (
-        commit_without_flush
-        and connection.vendor == "postgresql"
-        and not connection.in_atomic_block
-        and connection.get_autocommit()
-    )
+    without_flush = commit_without_flush and statement_commits_alone(connection)
     sql, _fields, returning, reads_back = _statement(
         model, using, on_conflict, without_flush=without_flush
     )
@@ -142,13 +138,14 @@ def _prepares(connection: BaseDatabaseWrapper) -> bool:
     project's own signs of one, Django's ``DISABLE_SERVER_SIDE_CURSORS`` or an explicit
     ``OPTIONS["prepare_threshold"] = None``.
     """
-    if connection.vendor != "postgresql" or conf.DATABASE_TRANSACTION_POOLING:
-        return False
     settings_dict = connection.settings_dict
     options = settings_dict.get("OPTIONS") or {}
-    if settings_dict.get("DISABLE_SERVER_SIDE_CURSORS"):
-        return False
-    return not ("prepare_threshold" in options and options["prepare_threshold"] is None)
+    return not (
+        connection.vendor != "postgresql"
+        or conf.DATABASE_TRANSACTION_POOLING
+        or settings_dict.get("DISABLE_SERVER_SIDE_CURSORS")
+        or ("prepare_threshold" in options and options["prepare_threshold"] is None)
+    )
 
 
 def _statement(
@@ -338,18 +335,10 @@ def _insert_statement(
     returning = [field for field in meta.local_concrete_fields if field.db_returning]
     into = f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)})"
     if without_flush:
-        # PostgreSQL only. The CTE runs once because the INSERT reads it; LOCAL (true):
-        # this statement's transaction only. Typed, as a SELECT list gives its
-        # parameters no column to take a type from.
         # The base type (varchar, not varchar(32)): an explicit cast would cut a value
         # that is too long, where the INSERT's own assignment refuses it.
-        typed = ", ".join(
-            f"%s::{(field.cast_db_type(connection) or '').split('(')[0]}" for field in fields
-        )
-        sql = (
-            "WITH _commit AS (SELECT set_config('synchronous_commit', 'off', true)) "
-            f"{into} SELECT {typed} FROM _commit"
-        )
+        casts = ((field.cast_db_type(connection) or "").split("(")[0] for field in fields)
+        sql = insert_select_without_flush(into, casts)
     else:
         sql = f"{into} VALUES ({', '.join(['%s'] * len(fields))})"
     if on_conflict:

@@ -16,6 +16,7 @@ from typing import Any
 
 from django.db import connection, transaction
 
+from signalpost.durability import insert_select_without_flush, statement_commits_alone
 from signalpost.engagement.models import Hit
 
 _COLUMNS = ("issue_id", "delivery_id", "kind", "link_index", "agent", "at")
@@ -27,15 +28,12 @@ def _statement(*, asynchronous: bool) -> str:
     meta = Hit._meta
     table = connection.ops.quote_name(meta.db_table)
     columns = ", ".join(connection.ops.quote_name(column) for column in _COLUMNS)
+    into = f"INSERT INTO {table} ({columns})"
     if not asynchronous:
-        return f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(_COLUMNS))})"
-    # Typed, as a SELECT list gives its parameters no column to take a type from.
+        return f"{into} VALUES ({', '.join(['%s'] * len(_COLUMNS))})"
     fields = {field.column: field for field in meta.concrete_fields}
-    values = ", ".join(f"%s::{fields[name].cast_db_type(connection)}" for name in _COLUMNS)
-    # The CTE runs once because the INSERT reads it; LOCAL (true): this transaction only.
-    return (
-        "WITH _commit AS (SELECT set_config('synchronous_commit', 'off', true)) "
-        f"INSERT INTO {table} ({columns}) SELECT {values} FROM _commit"
+    return insert_select_without_flush(
+        into, (fields[name].cast_db_type(connection) or "" for name in _COLUMNS)
     )
 
 
@@ -55,7 +53,7 @@ def hit_insert(
     ``signalpost.durability.commit_without_flush`` for what that risks); inside one,
     it is a plain INSERT in the caller's transaction, which decides for its writes.
     """
-    asynchronous = connection.vendor == "postgresql" and not connection.in_atomic_block
+    asynchronous = statement_commits_alone(connection)
     values: list[Any] = [
         issue_id,
         delivery_id,
